@@ -1,0 +1,50 @@
+using System.CommandLine;
+
+namespace Tidemark.Cli;
+
+/// <summary>
+/// The <c>tidemark</c> command tree. Each verb lives in its own folder under <c>Commands/</c>
+/// with its definition (options, help) apart from its execution.
+/// </summary>
+public static class TidemarkCommandLine
+{
+    /// <summary>Builds the root command with every verb.</summary>
+    public static RootCommand Build(TextWriter stdout, TextWriter stderr)
+    {
+        var console = new CliConsole(stdout, stderr);
+        var root = new RootCommand("Tidemark: checkpoints and full/incremental backups for virtual-machine disks, compatible with libvirt and QEMU.");
+        foreach (var command in Commands(console))
+        {
+            root.Subcommands.Add(command);
+        }
+
+        return root;
+    }
+
+    /// <summary>Parses and runs one command line; returns the process exit code.</summary>
+    public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken = default)
+    {
+        var root = Build(stdout, stderr);
+        var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
+        try
+        {
+            return await root.Parse(args).InvokeAsync(config, cancellationToken).ConfigureAwait(false);
+        }
+        catch (CliException e)
+        {
+            await stderr.WriteLineAsync($"error: {e.Message}").ConfigureAwait(false);
+            return e.ExitCode;
+        }
+        catch (OperationCanceledException)
+        {
+            await stderr.WriteLineAsync("error: interrupted").ConfigureAwait(false);
+            return 130;
+        }
+    }
+
+    // One line per verb; each verb's folder owns the rest.
+    private static IEnumerable<Command> Commands(CliConsole console)
+    {
+        yield break;
+    }
+}

@@ -1,0 +1,257 @@
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace Tidemark.Storage;
+
+/// <summary>
+/// A raw disk image: guest offset equals file offset. Holes in a sparse file are reported as
+/// unallocated zeroes, found with <c>lseek(SEEK_DATA/SEEK_HOLE)</c> as <c>qemu-img map</c> does.
+/// </summary>
+public sealed class RawImage : IBlockImage
+{
+    // lseek whence values from <unistd.h> on Linux (SEEK_DATA/SEEK_HOLE since 3.1).
+    private const int SeekData = 3;
+    private const int SeekHole = 4;
+
+    // FALLOC_FL_* from <linux/falloc.h>.
+    private const int FallocKeepSize = 0x01;
+    private const int FallocPunchHole = 0x02;
+    private const int FallocZeroRange = 0x10;
+
+    private const int ENXIO = 6;
+
+    private readonly SafeFileHandle _handle;
+    private readonly string _path;
+    private int _disposed;
+
+    private RawImage(SafeFileHandle handle, string path, long size, bool readOnly)
+    {
+        _handle = handle;
+        _path = path;
+        VirtualSize = size;
+        IsReadOnly = readOnly;
+    }
+
+    public long VirtualSize { get; }
+
+    public bool IsReadOnly { get; }
+
+    /// <summary>4 KiB: the block size of every Linux file system that supports holes well.</summary>
+    public int AllocationGranularity => 4096;
+
+    /// <summary>The file this image reads and writes.</summary>
+    public string Path => _path;
+
+    /// <summary>Opens an existing raw file.</summary>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="UnauthorizedAccessException">The file cannot be opened with the requested access.</exception>
+    public static RawImage Open(string path, bool readOnly)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        var handle = File.OpenHandle(
+            path,
+            FileMode.Open,
+            readOnly ? FileAccess.Read : FileAccess.ReadWrite,
+            readOnly ? FileShare.ReadWrite : FileShare.Read,
+            FileOptions.Asynchronous);
+        var length = RandomAccess.GetLength(handle);
+        return new RawImage(handle, System.IO.Path.GetFullPath(path), length, readOnly);
+    }
+
+    /// <summary>Creates (or truncates) a sparse raw file of <paramref name="size"/> bytes.</summary>
+    public static RawImage Create(string path, long size)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentOutOfRangeException.ThrowIfNegative(size);
+        var handle = File.OpenHandle(path, FileMode.Create, FileAccess.ReadWrite, FileShare.Read, FileOptions.Asynchronous);
+        RandomAccess.SetLength(handle, size);
+        return new RawImage(handle, System.IO.Path.GetFullPath(path), size, readOnly: false);
+    }
+
+    public async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        CheckRange(offset, buffer.Length);
+        var done = 0;
+        while (done < buffer.Length)
+        {
+            var n = await RandomAccess.ReadAsync(_handle, buffer[done..], offset + done, cancellationToken).ConfigureAwait(false);
+            if (n == 0)
+            {
+                // The file is shorter than the image claims (it shrank under us): past EOF reads as zeroes.
+                buffer.Span[done..].Clear();
+                return;
+            }
+
+            done += n;
+        }
+    }
+
+    public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
+    {
+        CheckWritable();
+        CheckRange(offset, data.Length);
+        await RandomAccess.WriteAsync(_handle, data, offset, cancellationToken).ConfigureAwait(false);
+        if ((flags & WriteFlags.ForceUnitAccess) != 0)
+        {
+            await FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    public async ValueTask WriteZeroesAsync(long offset, long length, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
+    {
+        CheckWritable();
+        CheckRange(offset, length);
+        cancellationToken.ThrowIfCancellationRequested();
+        if (length == 0)
+        {
+            return;
+        }
+
+        var mode = (flags & WriteFlags.MayUnmap) != 0 ? FallocPunchHole | FallocKeepSize : FallocZeroRange | FallocKeepSize;
+        if (Fallocate(_handle, mode, offset, length) != 0)
+        {
+            if ((flags & WriteFlags.FastZero) != 0)
+            {
+                throw new NotSupportedException($"{_path}: the file system cannot zero a range quickly");
+            }
+
+            await WriteZeroBuffersAsync(offset, length, cancellationToken).ConfigureAwait(false);
+        }
+
+        if ((flags & WriteFlags.ForceUnitAccess) != 0)
+        {
+            await FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    public ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default)
+    {
+        CheckWritable();
+        CheckRange(offset, length);
+        cancellationToken.ThrowIfCancellationRequested();
+
+        // Discard is advisory: a file system that cannot punch holes keeps the data, which is allowed.
+        if (length > 0)
+        {
+            _ = Fallocate(_handle, FallocPunchHole | FallocKeepSize, offset, length);
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask FlushAsync(CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        if (!IsReadOnly)
+        {
+            RandomAccess.FlushToDisk(_handle);
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask<IReadOnlyList<BlockExtent>> GetExtentsAsync(long offset, long length, CancellationToken cancellationToken = default)
+    {
+        CheckRange(offset, length);
+        cancellationToken.ThrowIfCancellationRequested();
+        var end = offset + length;
+        var extents = new List<BlockExtent>();
+        var fd = (int)_handle.DangerousGetHandle();
+        var position = offset;
+        while (position < end && extents.Count < 1024)
+        {
+            var data = LSeek(fd, position, SeekData);
+            if (data < 0)
+            {
+                // ENXIO: no data at or after position, the rest of the file is a hole.
+                // Any other error: the file system cannot tell, so report data (always safe).
+                var errno = Marshal.GetLastPInvokeError();
+                if (errno == ENXIO)
+                {
+                    extents.Add(new BlockExtent(position, end - position, ExtentKind.Hole | ExtentKind.Zero, 0));
+                }
+                else
+                {
+                    extents.Add(new BlockExtent(position, end - position, ExtentKind.Data, 1));
+                }
+
+                break;
+            }
+
+            if (data > position)
+            {
+                var holeEnd = Math.Min(data, end);
+                extents.Add(new BlockExtent(position, holeEnd - position, ExtentKind.Hole | ExtentKind.Zero, 0));
+                position = holeEnd;
+                continue;
+            }
+
+            var hole = LSeek(fd, position, SeekHole);
+            var dataEnd = hole < 0 ? end : Math.Min(hole, end);
+            if (dataEnd <= position)
+            {
+                dataEnd = end;
+            }
+
+            extents.Add(new BlockExtent(position, dataEnd - position, ExtentKind.Data, 1));
+            position = dataEnd;
+        }
+
+        return ValueTask.FromResult<IReadOnlyList<BlockExtent>>(extents);
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            _handle.Dispose();
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    private async ValueTask WriteZeroBuffersAsync(long offset, long length, CancellationToken cancellationToken)
+    {
+        var zeroes = new byte[(int)Math.Min(length, 1 << 20)];
+        while (length > 0)
+        {
+            var n = (int)Math.Min(length, zeroes.Length);
+            await RandomAccess.WriteAsync(_handle, zeroes.AsMemory(0, n), offset, cancellationToken).ConfigureAwait(false);
+            offset += n;
+            length -= n;
+        }
+    }
+
+    private void CheckRange(long offset, long length)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        if (offset > VirtualSize || length > VirtualSize - offset)
+        {
+            throw new ArgumentOutOfRangeException(nameof(length), $"{_path}: range {offset}+{length} is past the end of the image ({VirtualSize} bytes)");
+        }
+    }
+
+    private void CheckWritable()
+    {
+        if (IsReadOnly)
+        {
+            throw new InvalidOperationException($"{_path}: image is opened read-only");
+        }
+    }
+
+    private static int Fallocate(SafeFileHandle handle, int mode, long offset, long length)
+        => NativeMethods.fallocate((int)handle.DangerousGetHandle(), mode, offset, length);
+
+    private static long LSeek(int fd, long offset, int whence) => NativeMethods.lseek(fd, offset, whence);
+
+    private static class NativeMethods
+    {
+        [DllImport("libc", SetLastError = true)]
+        internal static extern long lseek(int fd, long offset, int whence);
+
+        [DllImport("libc", SetLastError = true)]
+        internal static extern int fallocate(int fd, int mode, long offset, long len);
+    }
+}
