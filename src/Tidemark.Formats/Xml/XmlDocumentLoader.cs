@@ -39,16 +39,18 @@ public static class XmlDocumentLoader
             IgnoreProcessingInstructions = true,
             CloseInput = true,
         };
+        using var reader = XmlReader.Create(new StringReader(text), settings);
         try
         {
-            using var reader = XmlReader.Create(new StringReader(text), settings);
             return XDocument.Load(reader, LoadOptions.SetLineInfo | LoadOptions.PreserveWhitespace);
         }
         catch (XmlException e) when (e.Message.Contains("DTD", StringComparison.Ordinal))
         {
+            // The exception carries no position for this case: find the declaration in the text.
+            var (line, column) = PositionOf(text, text.IndexOf("<!DOCTYPE", StringComparison.Ordinal));
             throw new DocumentException(
                 DocumentErrorReason.DtdProhibited,
-                $"document '{source}' has a document type declaration (line {e.LineNumber}, column {e.LinePosition}); DTDs and entity declarations are refused",
+                $"document '{source}' has a document type declaration (line {line}, column {column}); DTDs and entity declarations are refused",
                 [],
                 e);
         }
@@ -94,6 +96,17 @@ public static class XmlDocumentLoader
         }
 
         return root;
+    }
+
+    private static (int Line, int Column) PositionOf(string text, int index)
+    {
+        if (index < 0)
+        {
+            return (1, 1);
+        }
+
+        var lineStart = index == 0 ? 0 : text.LastIndexOf('\n', index - 1) + 1;
+        return (1 + text.AsSpan(0, index).Count('\n'), index - lineStart + 1);
     }
 
     // .NET's XmlException message repeats the position ("Line 3, position 7."); the caller
