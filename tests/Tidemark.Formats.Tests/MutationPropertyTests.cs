@@ -1,0 +1,86 @@
+using FsCheck;
+using FsCheck.Fluent;
+using Tidemark.Formats.Backups;
+using Tidemark.Formats.Checkpoints;
+
+namespace Tidemark.Formats.Tests;
+
+/// <summary>
+/// Property tests over mutated conformance inputs (dropped, duplicated and renamed elements and
+/// attributes, changed values, truncation): the only way Tidemark fails is its typed
+/// <see cref="DocumentException"/>, whatever it is asked to do with the document.
+/// </summary>
+public sealed class MutationPropertyTests
+{
+    private static readonly string[] Inputs =
+    [
+        .. Directory.EnumerateFiles(Path.Combine(Conformance.Tests, "qemudomaincheckpointxml2xmlin"), "*.xml"),
+        .. Directory.EnumerateFiles(Path.Combine(Conformance.Tests, "qemudomaincheckpointxml2xmlout"), "*.xml"),
+        .. Directory.EnumerateFiles(Path.Combine(Conformance.Tests, "domainbackupxml2xmlin"), "*.xml"),
+        .. Directory.EnumerateFiles(Path.Combine(Conformance.Tests, "domainbackupxml2xmlout"), "*.xml"),
+        .. Directory.EnumerateFiles(Path.Combine(Conformance.Tests, "virshtestdata"), "*.xml"),
+    ];
+
+    private static readonly Dictionary<string, string> Texts = Inputs.ToDictionary(f => f, File.ReadAllText);
+
+    internal static Arbitrary<DocumentMutant> Mutants(string[] inputs)
+    {
+        var mutation =
+            from kind in Gen.Elements(Enum.GetValues<MutationKind>())
+            from target in Gen.Choose(0, 1000)
+            from pick in Gen.Choose(0, 5000)
+            select new Mutation(kind, target, pick);
+        var mutant =
+            from file in Gen.Elements(inputs)
+            from count in Gen.Choose(1, 4)
+            from mutations in Gen.ArrayOf(mutation, count)
+            select new DocumentMutant(file, mutations);
+        return Arb.From(mutant);
+    }
+
+    [FsCheck.Xunit.Property(MaxTest = 2000)]
+    public Property MutatedInput_FailsOnlyWithDocumentException()
+        => Prop.ForAll(Mutants(Inputs), mutant =>
+        {
+            var text = mutant.Apply(Texts[mutant.File]);
+            Exercise(text);
+        });
+
+    /// <summary>Everything the CLI and the engine do with a document, each failure allowed only as <see cref="DocumentException"/>.</summary>
+    internal static void Exercise(string text)
+    {
+        Attempt(() => DocumentValidator.Validate(text));
+        Attempt(() => CheckpointFormatter.Format(CheckpointParser.Parse(text, CheckpointParseMode.Create, 1525889631)));
+        Attempt(() =>
+        {
+            var redefined = CheckpointParser.Parse(text, CheckpointParseMode.Redefine);
+            var aligned = redefined.Domain is null ? CheckpointAligner.AssignBitmapNames(redefined) : CheckpointAligner.Align(redefined, redefined.Domain);
+            var output = CheckpointFormatter.Format(aligned, CheckpointFormatFlags.Secure | CheckpointFormatFlags.Size);
+
+            // What Tidemark writes, it reads back to the same text.
+            var again = CheckpointFormatter.Format(CheckpointParser.Parse(output, CheckpointParseMode.Redefine), CheckpointFormatFlags.Secure | CheckpointFormatFlags.Size);
+            Assert.Equal(output, again);
+        });
+        foreach (var mode in new[] { BackupXmlMode.Public, BackupXmlMode.Internal })
+        {
+            Attempt(() =>
+            {
+                var backup = BackupParser.Parse(text, mode);
+                var output = BackupFormatter.Format(BackupAligner.Align(backup, BackupConformanceTests.FakeDomain(backup), "SUFFIX"), mode);
+                Assert.Equal(output, BackupFormatter.Format(BackupParser.Parse(output, mode), mode));
+            });
+        }
+    }
+
+    private static void Attempt(Action action)
+    {
+        try
+        {
+            action();
+        }
+        catch (DocumentException)
+        {
+            // The one allowed failure.
+        }
+    }
+}
