@@ -45,6 +45,8 @@ public static class TidemarkCommandLine
     // One line per verb; each verb's folder owns the rest.
     private static IEnumerable<Command> Commands(CliConsole console)
     {
-        yield break;
+        yield return Tidemark.Cli.Commands.Validate.ValidateCommandDefinition.Create(console);
+        yield return Tidemark.Cli.Commands.Format.FormatCommandDefinition.Create(console);
+        yield return Tidemark.Cli.Commands.Tour.TourCommandDefinition.Create(console);
     }
 }

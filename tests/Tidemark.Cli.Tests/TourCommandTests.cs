@@ -1,0 +1,68 @@
+using Tidemark.Testing;
+
+namespace Tidemark.Cli.Tests;
+
+public sealed class TourCommandTests
+{
+    private static string Examples => Path.Combine(Repository.Root, "examples");
+
+    [Fact]
+    public async Task Tour_OnTheBundledExamples_PrintsTheGoldenTranscriptAndExitsZero()
+    {
+        var run = await CliRun.RunAsync("tour");
+
+        Assert.Equal(string.Empty, run.Stderr);
+        Assert.Equal(0, run.ExitCode);
+        Golden.AssertMatches("tour.out", run.Stdout);
+    }
+
+    [Fact]
+    public async Task Tour_WhenAnExampleBreaks_SaysSoAndExitsNonZero()
+    {
+        using var dir = new TempDirectory("tidemark-tour");
+        foreach (var file in Directory.GetFiles(Examples, "*.xml"))
+        {
+            File.Copy(file, dir.File(Path.GetFileName(file)));
+        }
+
+        // The push backup now names a disk the domain does not have.
+        var push = dir.File("backup-push.xml");
+        File.WriteAllText(push, File.ReadAllText(push).Replace("name='vdc' backup='no'", "name='vdz' backup='no'", StringComparison.Ordinal));
+
+        var run = await CliRun.RunAsync("tour", "--examples", dir.Path);
+
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains(
+            "  validate: REFUSED, NOT AS EXPECTED:\n    unsupported configuration: no disk named 'vdz'\n",
+            run.Stdout,
+            StringComparison.Ordinal);
+        Assert.EndsWith("\nSummary: 6 of 7 steps went as expected; 1 did not.\n", run.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Tour_WithoutExamples_IsAUserError()
+    {
+        using var dir = new TempDirectory("tidemark-tour");
+
+        var run = await CliRun.RunAsync("tour", "--examples", dir.Path);
+
+        Assert.Equal(1, run.ExitCode);
+        Assert.StartsWith($"error: failed to open file '{dir.File("domain.xml")}': No such file or directory", run.Stderr, StringComparison.Ordinal);
+    }
+
+    /// <summary>The examples are real libvirt documents: libvirt's own schemas accept them (the invalid one excepted).</summary>
+    [Theory]
+    [InlineData("domain.xml", "domain.rng", true)]
+    [InlineData("checkpoint-create.xml", "domaincheckpoint.rng", true)]
+    [InlineData("checkpoint-redefine.xml", "domaincheckpoint.rng", true)]
+    [InlineData("checkpoint-invalid.xml", "domaincheckpoint.rng", false)]
+    [InlineData("backup-push.xml", "domainbackup.rng", true)]
+    [InlineData("backup-pull-incremental.xml", "domainbackup.rng", true)]
+    [InlineData("backup-pull-unix.xml", "domainbackup.rng", true)]
+    public async Task Example_AgreesWithXmllint(string file, string schema, bool valid)
+    {
+        var result = await Peer.RunAsync("xmllint", ["--noout", "--relaxng", Path.Combine(Repository.LibvirtConformance, "src", "conf", "schemas", schema), Path.Combine(Examples, file)]);
+
+        Assert.Equal(valid, result.ExitCode == 0);
+    }
+}
