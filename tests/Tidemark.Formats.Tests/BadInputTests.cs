@@ -100,6 +100,27 @@ public sealed class BadInputTests
         Assert.Equal(DocumentKind.Checkpoint, DocumentValidator.Validate(text));
     }
 
+    [Fact]
+    public void DeepNesting_OverTheLimit_IsRefused()
+    {
+        var depth = 1_000_000;
+        var deep = "<domain type='kvm'><name>d</name><devices>" + string.Concat(Enumerable.Repeat("<x>", depth)) + string.Concat(Enumerable.Repeat("</x>", depth)) + "</devices></domain>";
+
+        var e = Assert.Throws<DocumentException>(() => DomainParser.Parse(deep));
+
+        Assert.Equal(DocumentErrorReason.MalformedXml, e.Reason);
+        Assert.Contains("elements nest deeper than 256 levels", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void DeepNesting_AtTheLimit_IsRead()
+    {
+        var depth = XmlDocumentLoader.MaxDepth - 1;
+        var text = "<domainbackup>" + string.Concat(Enumerable.Repeat("<x>", depth - 1)) + string.Concat(Enumerable.Repeat("</x>", depth - 1)) + "</domainbackup>";
+
+        Assert.Equal(DocumentErrorReason.SchemaViolation, Assert.Throws<DocumentException>(() => DocumentValidator.Validate(text)).Reason);
+    }
+
     [Theory]
     [InlineData("<domaincheckpoint><name>.hidden</name></domaincheckpoint>", "element 'name': value '.hidden' is not a valid checkpoint name")]
     [InlineData("<domaincheckpoint><name>a b</name></domaincheckpoint>", "element 'name': value 'a b' is not a valid checkpoint name")]

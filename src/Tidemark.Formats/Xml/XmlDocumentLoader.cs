@@ -6,7 +6,8 @@ namespace Tidemark.Formats.Xml;
 /// <summary>
 /// Reads untrusted XML text into a tree with line information, safely: no DTD (a document with a
 /// <c>&lt;!DOCTYPE&gt;</c> is refused, so no entity is ever declared or expanded), no external
-/// resolution, and a size cap checked before anything is parsed.
+/// resolution, a size cap checked before anything is parsed, and a nesting cap checked before
+/// the tree is built.
 /// </summary>
 public static class XmlDocumentLoader
 {
@@ -17,8 +18,16 @@ public static class XmlDocumentLoader
     /// </summary>
     public const int MaxDocumentChars = 10 * 1024 * 1024;
 
+    /// <summary>
+    /// The deepest element nesting accepted: 256, libxml2's own limit without XML_PARSE_HUGE
+    /// (libvirt parses with it), so libvirt refuses anything deeper too. Real documents nest
+    /// about ten levels (a backing chain adds two per layer); the cap keeps every later tree
+    /// walk shallow.
+    /// </summary>
+    public const int MaxDepth = 256;
+
     /// <summary>Parses <paramref name="text"/>; <paramref name="source"/> names it in errors.</summary>
-    /// <exception cref="DocumentException">Too large, not well-formed, or with a DTD.</exception>
+    /// <exception cref="DocumentException">Too large, too deep, not well-formed, or with a DTD.</exception>
     public static XDocument Load(string text, string source = "(document)")
     {
         ArgumentNullException.ThrowIfNull(text);
@@ -39,9 +48,25 @@ public static class XmlDocumentLoader
             IgnoreProcessingInstructions = true,
             CloseInput = true,
         };
-        using var reader = XmlReader.Create(new StringReader(text), settings);
         try
         {
+            // First a streaming pass that stops at the depth cap, before any tree is built:
+            // building a very deep tree is itself slow.
+            using (var scan = XmlReader.Create(new StringReader(text), settings))
+            {
+                while (scan.Read())
+                {
+                    if (scan.NodeType == XmlNodeType.Element && scan.Depth >= MaxDepth)
+                    {
+                        var at = (IXmlLineInfo)scan;
+                        throw new DocumentException(
+                            DocumentErrorReason.MalformedXml,
+                            $"failed to parse xml document '{source}': line {at.LineNumber}, column {at.LinePosition}: elements nest deeper than {MaxDepth} levels");
+                    }
+                }
+            }
+
+            using var reader = XmlReader.Create(new StringReader(text), settings);
             return XDocument.Load(reader, LoadOptions.SetLineInfo | LoadOptions.PreserveWhitespace);
         }
         catch (XmlException e) when (e.Message.Contains("DTD", StringComparison.Ordinal))
