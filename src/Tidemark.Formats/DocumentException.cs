@@ -20,21 +20,6 @@ public sealed class DocumentException : Exception
         Problems = problems;
     }
 
-    public DocumentException()
-        : this(DocumentErrorReason.MalformedXml, "invalid document")
-    {
-    }
-
-    public DocumentException(string message)
-        : this(DocumentErrorReason.MalformedXml, message)
-    {
-    }
-
-    public DocumentException(string message, Exception innerException)
-        : this(DocumentErrorReason.MalformedXml, message, [], innerException)
-    {
-    }
-
     /// <summary>Why the document was refused.</summary>
     public DocumentErrorReason Reason { get; }
 

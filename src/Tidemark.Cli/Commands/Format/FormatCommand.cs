@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Xml.Linq;
 using Tidemark.Formats;
 using Tidemark.Formats.Backups;
 using Tidemark.Formats.Checkpoints;
@@ -33,7 +34,7 @@ internal static class FormatCommand
         }
     }
 
-    private static string FormatCheckpoint(System.Xml.Linq.XElement root, FormatSettings settings, DomainDefinition? domain)
+    private static string FormatCheckpoint(XElement root, FormatSettings settings, DomainDefinition? domain)
     {
         Refuse(settings.Suffix is not null, "--suffix", "backup");
         Refuse(settings.Internal, "--internal", "backup");
@@ -59,7 +60,7 @@ internal static class FormatCommand
         return CheckpointFormatter.Format(checkpoint, flags);
     }
 
-    private static string FormatBackup(System.Xml.Linq.XElement root, FormatSettings settings, DomainDefinition? domain)
+    private static string FormatBackup(XElement root, FormatSettings settings, DomainDefinition? domain)
     {
         Refuse(settings.Redefine, "--redefine", "checkpoint");
         Refuse(settings.NoDomain, "--no-domain", "checkpoint");
@@ -79,7 +80,7 @@ internal static class FormatCommand
         return BackupFormatter.Format(backup, mode);
     }
 
-    private static string FormatDomain(System.Xml.Linq.XElement root, FormatSettings settings)
+    private static string FormatDomain(XElement root, FormatSettings settings)
     {
         Refuse(settings.Redefine || settings.NoDomain || settings.CreationTime is not null, "--redefine, --no-domain and --creation-time", "checkpoint");
         Refuse(settings.Suffix is not null || settings.Internal, "--suffix and --internal", "backup");

@@ -17,7 +17,7 @@ internal static class FormatCommandDefinition
 
     public static readonly Option<string?> Domain = new("--domain")
     {
-        Description = "align the disks with this <domain> document (checkpoint: unless it embeds one; backup: needed for alignment)",
+        Description = "align the disks with this <domain> document (a redefined checkpoint uses its embedded one); without it a created checkpoint keeps its disks as given and a backup is not aligned",
         HelpName = "DOMAIN.xml",
     };
 
