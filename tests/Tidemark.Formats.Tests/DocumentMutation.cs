@@ -43,6 +43,7 @@ public sealed record DocumentMutant(string File, IReadOnlyList<Mutation> Mutatio
         "unix", "fd", "rdma", "0", "70000", "65535", "4294967296", "-1", "18446744073709551616", "qcow2", "raw", "luks",
         "file", "block", "network", "full", "incremental", "running", "..", "a b", "&<>'\"", "c1", "localhost", "::1",
         "0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f", "0A81F5B284037B23C8D621CCC2F80D6F", "passphrase", "dac", "qemu",
+        " no ", " file ", " pull ", "block\n", " yes", "vda ", " 12", "cdrom", "ide", "disk",
     ];
 
     /// <summary>The edited document text.</summary>

@@ -51,24 +51,61 @@ public sealed class MutationPropertyTests
     {
         Attempt(() => DocumentValidator.Validate(text));
         Attempt(() => CheckpointFormatter.Format(CheckpointParser.Parse(text, CheckpointParseMode.Create, 1525889631)));
-        Attempt(() =>
+
+        const CheckpointFormatFlags flags = CheckpointFormatFlags.Secure | CheckpointFormatFlags.Size;
+        var checkpoint = Attempt(() =>
         {
             var redefined = CheckpointParser.Parse(text, CheckpointParseMode.Redefine);
             var aligned = redefined.Domain is null ? CheckpointAligner.AssignBitmapNames(redefined) : CheckpointAligner.Align(redefined, redefined.Domain);
-            var output = CheckpointFormatter.Format(aligned, CheckpointFormatFlags.Secure | CheckpointFormatFlags.Size);
-
-            // What Tidemark writes, it reads back to the same text.
-            var again = CheckpointFormatter.Format(CheckpointParser.Parse(output, CheckpointParseMode.Redefine), CheckpointFormatFlags.Secure | CheckpointFormatFlags.Size);
-            Assert.Equal(output, again);
+            return CheckpointFormatter.Format(aligned, flags);
         });
+        // A redefinition with creationTime 0 is written without it (libvirt writes it only when
+        // not 0) and so cannot be redefined again, in libvirt as here: that case is left out.
+        AssertReadsBack(checkpoint?.Contains("<creationTime>", StringComparison.Ordinal) == true ? checkpoint : null, output => CheckpointFormatter.Format(CheckpointParser.Parse(output, CheckpointParseMode.Redefine), flags));
+
         foreach (var mode in new[] { BackupXmlMode.Public, BackupXmlMode.Internal })
         {
-            Attempt(() =>
+            var backup = Attempt(() =>
             {
-                var backup = BackupParser.Parse(text, mode);
-                var output = BackupFormatter.Format(BackupAligner.Align(backup, BackupConformanceTests.FakeDomain(backup), "SUFFIX"), mode);
-                Assert.Equal(output, BackupFormatter.Format(BackupParser.Parse(output, mode), mode));
+                var parsed = BackupParser.Parse(text, mode);
+                var aligned = BackupAligner.Align(parsed, BackupConformanceTests.FakeDomain(parsed), "SUFFIX");
+                if (mode == BackupXmlMode.Internal)
+                {
+                    // Status XML is written for a running job, where every disk backed up has a state.
+                    aligned = aligned with { Disks = [.. aligned.Disks.Select(d => d.Backup && d.State == BackupDiskState.None ? d with { State = BackupDiskState.Running } : d)] };
+                }
+
+                return BackupFormatter.Format(aligned, mode);
             });
+            AssertReadsBack(backup, output => BackupFormatter.Format(BackupParser.Parse(output, mode), mode));
+        }
+    }
+
+    /// <summary>
+    /// What Tidemark writes, it reads back without error, and a second round changes nothing.
+    /// (The first round may: like libvirt, Tidemark writes TAB and LF inside attribute values
+    /// as they are, and an XML reader turns them into spaces.)
+    /// </summary>
+    private static void AssertReadsBack(string? output, Func<string, string> reformat)
+    {
+        if (output is null)
+        {
+            return;
+        }
+
+        var again = reformat(output);
+        Assert.Equal(again, reformat(again));
+    }
+
+    private static string? Attempt(Func<string> action)
+    {
+        try
+        {
+            return action();
+        }
+        catch (DocumentException)
+        {
+            return null;
         }
     }
 

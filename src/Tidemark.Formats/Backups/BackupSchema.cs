@@ -20,7 +20,7 @@ internal static class BackupSchema
         if (root.Attribute("mode") is { } mode)
         {
             report.OneOf(mode, "push", "pull");
-            pull = XmlEnumTable<BackupMode>.Token(mode.Value) == "pull";
+            pull = SchemaTypes.Token(mode.Value) == "pull";
         }
 
         if (report.AtMostOne(root, "incremental") is { } incremental)
@@ -67,7 +67,7 @@ internal static class BackupSchema
             report.OneOf(tls, "yes", "no");
         }
 
-        var transport = server.Attribute("transport") is { } t ? XmlEnumTable<BackupMode>.Token(t.Value) : "tcp";
+        var transport = server.Attribute("transport") is { } t ? SchemaTypes.Token(t.Value) : "tcp";
         string[] allowed;
         switch (transport)
         {
@@ -131,7 +131,7 @@ internal static class BackupSchema
         if (disk.Attribute("backupmode") is { } backupMode)
         {
             report.OneOf(backupMode, "full", "incremental");
-            if (XmlEnumTable<BackupMode>.Token(backupMode.Value) == "full" && disk.Attribute("incremental") is { } incremental)
+            if (SchemaTypes.Token(backupMode.Value) == "full" && disk.Attribute("incremental") is { } incremental)
             {
                 report.Add(incremental, "not allowed with backupmode='full'");
             }
@@ -151,7 +151,7 @@ internal static class BackupSchema
 
         var store = report.AtMostOne(disk, storeElement);
         var driver = report.AtMostOne(disk, "driver");
-        var excluded = backup is not null && XmlEnumTable<BackupMode>.Token(backup.Value) == "no";
+        var excluded = backup is not null && SchemaTypes.Token(backup.Value) == "no";
         if (excluded)
         {
             if (type is not null)
@@ -167,7 +167,7 @@ internal static class BackupSchema
             return;
         }
 
-        var block = type is not null && XmlEnumTable<BackupMode>.Token(type.Value) == "block";
+        var block = type is not null && SchemaTypes.Token(type.Value) == "block";
         if (type is null)
         {
             if (pull && backup is not null)
@@ -255,7 +255,7 @@ internal static class BackupSchema
         }
 
         // One of: relabel='no'; labelskip='yes'; or (relabel='yes') with at least one <label>.
-        var noRelabel = relabel is not null && XmlEnumTable<BackupMode>.Token(relabel.Value) == "no";
+        var noRelabel = relabel is not null && SchemaTypes.Token(relabel.Value) == "no";
         if (noRelabel || labelSkip is not null)
         {
             if (relabel is not null && labelSkip is not null)

@@ -86,7 +86,7 @@ internal static class CheckpointSchema
         if (disk.Attribute("checkpoint") is { } checkpoint)
         {
             report.OneOf(checkpoint, "no", "bitmap");
-            if (XmlEnumTable<CheckpointType>.Token(checkpoint.Value) == "no")
+            if (SchemaTypes.Token(checkpoint.Value) == "no")
             {
                 foreach (var extra in new[] { disk.Attribute("bitmap"), disk.Attribute("size") })
                 {

@@ -29,7 +29,7 @@ public static class DomainParser
         // The schema check above guarantees every value read below is present and in range.
         var disks = domain.Element("devices")?.Elements("disk").Select(ParseDisk).ToList() ?? [];
         return new DomainDefinition(
-            XmlEnumTable<DocumentKind>.Token(domain.Attribute("type")!.Value),
+            SchemaTypes.Token(domain.Attribute("type")!.Value),
             domain.Element("name")!.Value,
             domain.Element("uuid")?.Value,
             disks,
@@ -38,8 +38,9 @@ public static class DomainParser
 
     private static DomainDisk ParseDisk(XElement disk)
     {
-        var type = disk.Attribute("type") is { } t ? DomainDiskNames.SourceTypes.Parse(t.Value)!.Value : DiskSourceType.File;
-        var device = disk.Attribute("device") is { } d ? DomainDiskNames.Devices.Parse(d.Value)!.Value : DiskDevice.Disk;
+        // The schema compared tokens, so the values are read as tokens too.
+        var type = disk.Attribute("type") is { } t ? DomainDiskNames.SourceTypes.Parse(SchemaTypes.Token(t.Value))!.Value : DiskSourceType.File;
+        var device = disk.Attribute("device") is { } d ? DomainDiskNames.Devices.Parse(SchemaTypes.Token(d.Value))!.Value : DiskDevice.Disk;
         var driver = disk.Element("driver");
         var target = disk.Element("target")!;
         return new DomainDisk(
@@ -61,7 +62,7 @@ public static class DomainParser
             return null;
         }
 
-        var type = store.Attribute("type") is { } t ? DomainDiskNames.SourceTypes.Parse(t.Value) : null;
+        var type = store.Attribute("type") is { } t ? DomainDiskNames.SourceTypes.Parse(SchemaTypes.Token(t.Value)) : null;
         return new DomainBackingStore(
             type,
             store.Element("format")?.Attribute("type")?.Value,

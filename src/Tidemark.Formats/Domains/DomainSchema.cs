@@ -66,7 +66,7 @@ internal static class DomainSchema
         if (disk.Attribute("type") is { } typeAttribute)
         {
             report.OneOf(typeAttribute, [.. DomainDiskNames.SourceTypes.Names]);
-            type = DomainDiskNames.SourceTypes.Parse(typeAttribute.Value) ?? DiskSourceType.File;
+            type = DomainDiskNames.SourceTypes.Parse(SchemaTypes.Token(typeAttribute.Value)) ?? DiskSourceType.File;
         }
 
         if (disk.Attribute("device") is { } device)

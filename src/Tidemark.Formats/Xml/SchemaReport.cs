@@ -126,7 +126,7 @@ internal sealed class SchemaReport
     /// <summary>Checks a value against a fixed list of tokens.</summary>
     public void OneOf(XAttribute attribute, params string[] allowed)
     {
-        var token = XmlEnumTable<DocumentKind>.Token(attribute.Value);
+        var token = SchemaTypes.Token(attribute.Value);
         if (Array.IndexOf(allowed, token) < 0)
         {
             Add(attribute, $"value '{attribute.Value}' is not one of {string.Join(", ", allowed.Select(a => $"'{a}'"))}");

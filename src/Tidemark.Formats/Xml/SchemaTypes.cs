@@ -12,6 +12,13 @@ namespace Tidemark.Formats.Xml;
 /// </summary>
 internal static partial class SchemaTypes
 {
+    /// <summary>
+    /// RELAX NG's <c>token</c> normalisation, which the schemas' <c>&lt;value&gt;</c> choices apply
+    /// before comparing: trim, and collapse inner runs of whitespace.
+    /// </summary>
+    public static string Token(string value)
+        => string.Join(' ', value.Split([' ', '\t', '\n', '\r'], StringSplitOptions.RemoveEmptyEntries));
+
     /// <summary><c>checkpointName</c>: no leading dot, no slash, no whitespace.</summary>
     public static bool IsCheckpointName(string value) => CheckpointNamePattern().IsMatch(value);
 

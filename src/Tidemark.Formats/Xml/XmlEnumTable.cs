@@ -3,7 +3,7 @@ namespace Tidemark.Formats.Xml;
 /// <summary>
 /// One table between an enum and its XML strings, as libvirt's <c>VIR_ENUM_IMPL</c>. Lookup is
 /// exact, as libvirt's parser is; the schema check compares after RELAX NG token normalisation
-/// instead (see <see cref="Token"/>), so <c>' no '</c> passes the schema and then fails the parser,
+/// instead (see <see cref="SchemaTypes.Token"/>), so <c>' no '</c> passes the schema and then fails the parser,
 /// exactly as with libvirt.
 /// </summary>
 internal sealed class XmlEnumTable<T>
@@ -43,8 +43,4 @@ internal sealed class XmlEnumTable<T>
 
     /// <summary>The XML strings, in table order (for error messages).</summary>
     public IEnumerable<string> Names => _entries.Select(e => e.Xml);
-
-    /// <summary>RELAX NG's <c>token</c> normalisation: trim, and collapse inner runs of whitespace.</summary>
-    public static string Token(string value)
-        => string.Join(' ', value.Split([' ', '\t', '\n', '\r'], StringSplitOptions.RemoveEmptyEntries));
 }
