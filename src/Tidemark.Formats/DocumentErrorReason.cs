@@ -89,6 +89,14 @@ public enum DocumentErrorReason
 
     /// <summary>"refusing to generate file name for disk '%s'".</summary>
     CannotGenerateStorePath,
+
+    // The qemu driver's defaults (spec §3.4, §6.7).
+
+    /// <summary>"&lt;domainbackup&gt; must specify TCP port for now".</summary>
+    TcpPortRequired,
+
+    /// <summary>"pull mode backup for disk '%s' requires qcow2 driver".</summary>
+    PullRequiresQcow2,
 }
 
 /// <summary>The libvirt error code of each <see cref="DocumentErrorReason"/>, in one table.</summary>
@@ -123,6 +131,8 @@ public static class DocumentErrorReasons
         DocumentErrorReason.IncrementalWithoutCheckpoint => LibvirtErrorCode.ConfigUnsupported,
         DocumentErrorReason.DiskWithoutMedia => LibvirtErrorCode.ConfigUnsupported,
         DocumentErrorReason.CannotGenerateStorePath => LibvirtErrorCode.ConfigUnsupported,
+        DocumentErrorReason.TcpPortRequired => LibvirtErrorCode.OperationUnsupported,
+        DocumentErrorReason.PullRequiresQcow2 => LibvirtErrorCode.ConfigUnsupported,
         _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, null),
     };
 }

@@ -21,6 +21,9 @@ public enum LibvirtErrorCode
 
     /// <summary><c>VIR_ERR_XML_INVALID_SCHEMA</c>.</summary>
     XmlInvalidSchema,
+
+    /// <summary><c>VIR_ERR_OPERATION_UNSUPPORTED</c>.</summary>
+    OperationUnsupported,
 }
 
 /// <summary>The client-visible prefix of each <see cref="LibvirtErrorCode"/> (spec §9), in one table.</summary>
@@ -34,6 +37,7 @@ public static class LibvirtErrorPrefix
         LibvirtErrorCode.XmlError => "XML error",
         LibvirtErrorCode.ConfigUnsupported => "unsupported configuration",
         LibvirtErrorCode.XmlInvalidSchema => "XML document failed to validate against schema",
+        LibvirtErrorCode.OperationUnsupported => "Operation not supported",
         _ => throw new ArgumentOutOfRangeException(nameof(code), code, null),
     };
 }

@@ -82,6 +82,26 @@ public sealed class FormatCommandTests
     }
 
     [Fact]
+    public async Task Format_PullWithDriverDefaults_ShowsExportNameBitmapAndFormat()
+    {
+        var run = await CliRun.RunAsync(
+            "format",
+            Path.Combine(Repository.Root, "examples", "backup-pull-incremental.xml"),
+            "--domain",
+            Path.Combine(Repository.Root, "examples", "domain.xml"),
+            "--suffix",
+            "1",
+            "--driver-defaults");
+
+        Assert.Equal(0, run.ExitCode);
+        Assert.Contains(
+            "    <disk name='vdb' backup='yes' type='file' backupmode='incremental' incremental='tour-1' exportname='vdb' exportbitmap='backup-vdb'>\n"
+            + "      <driver type='qcow2'/>\n      <scratch file='/var/lib/libvirt/images/tour-data.qcow2.1'/>\n",
+            run.Stdout,
+            StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Format_RedefineWithNoDomain_LeavesTheDomainOut()
     {
         var run = await CliRun.RunAsync("format", Path.Combine(Repository.Root, "examples", "checkpoint-redefine.xml"), "--redefine", "--no-domain");

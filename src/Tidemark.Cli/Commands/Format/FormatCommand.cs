@@ -38,6 +38,7 @@ internal static class FormatCommand
     {
         Refuse(settings.Suffix is not null, "--suffix", "backup");
         Refuse(settings.Internal, "--internal", "backup");
+        Refuse(settings.DriverDefaults, "--driver-defaults", "backup");
         CheckpointDefinition checkpoint;
         if (settings.Redefine)
         {
@@ -71,6 +72,14 @@ internal static class FormatCommand
         {
             var suffix = settings.Suffix ?? DateTimeOffset.UtcNow.ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture);
             backup = BackupAligner.Align(backup, domain, suffix);
+            if (settings.DriverDefaults)
+            {
+                backup = BackupDefaults.Apply(backup);
+            }
+        }
+        else if (settings.DriverDefaults)
+        {
+            throw new CliException("--driver-defaults needs --domain: the defaults apply to an aligned backup");
         }
         else if (settings.Suffix is not null)
         {
@@ -83,7 +92,7 @@ internal static class FormatCommand
     private static string FormatDomain(XElement root, FormatSettings settings)
     {
         Refuse(settings.Redefine || settings.NoDomain || settings.CreationTime is not null, "--redefine, --no-domain and --creation-time", "checkpoint");
-        Refuse(settings.Suffix is not null || settings.Internal, "--suffix and --internal", "backup");
+        Refuse(settings.Suffix is not null || settings.Internal || settings.DriverDefaults, "--suffix, --internal and --driver-defaults", "backup");
         Refuse(settings.Domain is not null, "--domain", "checkpoint or backup");
         return DomainFormatter.Format(DomainParser.Parse(root));
     }

@@ -43,6 +43,11 @@ internal static class FormatCommandDefinition
         Description = "backup: read and write the status-XML form (disk state, index, private data), without the schema check",
     };
 
+    public static readonly Option<bool> DriverDefaults = new("--driver-defaults")
+    {
+        Description = "backup: also fill in what the engine sets before starting, as virDomainBackupGetXMLDesc shows it (driver qcow2, pull export name and bitmap); needs --domain",
+    };
+
     public static Command Create(CliConsole console)
     {
         var command = new Command(
@@ -50,7 +55,7 @@ internal static class FormatCommandDefinition
             "Print a document as libvirt would format it after parsing: a checkpoint (created, or with --redefine) "
             + "aligned with its domain, a backup aligned with --domain, or a domain.");
         command.Arguments.Add(File);
-        foreach (var option in new Option[] { Redefine, Domain, NoDomain, Suffix, CreationTime, Internal })
+        foreach (var option in new Option[] { Redefine, Domain, NoDomain, Suffix, CreationTime, Internal, DriverDefaults })
         {
             command.Options.Add(option);
         }
@@ -66,6 +71,7 @@ internal static class FormatCommandDefinition
                 Suffix = result.GetValue(Suffix),
                 CreationTime = result.GetValue(CreationTime),
                 Internal = result.GetValue(Internal),
+                DriverDefaults = result.GetValue(DriverDefaults),
             },
             cancellationToken));
         return command;
@@ -88,4 +94,6 @@ internal sealed record FormatSettings
     public long? CreationTime { get; init; }
 
     public bool Internal { get; init; }
+
+    public bool DriverDefaults { get; init; }
 }
