@@ -100,6 +100,20 @@ public sealed class CheckpointConformanceTests
         Assert.Equal(xml, CheckpointFormatter.Format(checkpoint));
     }
 
+    /// <summary>The checkpoints virsh's redefine test feeds back (README §4): each formats to itself after alignment with its embedded domain.</summary>
+    [Theory]
+    [InlineData("checkpoint-c2.xml")]
+    [InlineData("checkpoint-c3.xml")]
+    public void VirshRedefineInput_AlignedWithItsDomain_IsUnchanged(string file)
+    {
+        var xml = File.ReadAllText(Path.Combine(Conformance.Tests, "virshtestdata", file));
+
+        var checkpoint = CheckpointParser.Parse(xml, CheckpointParseMode.Redefine);
+
+        Assert.Equal(xml, CheckpointFormatter.Format(CheckpointAligner.Align(checkpoint, checkpoint.Domain)));
+        Assert.Equal("6695eb01-f6a4-8304-79aa-97f2502e193f", checkpoint.Domain!.Uuid);
+    }
+
     [Fact]
     public void Redefine_WithEmbeddedDomain_AlignsAgainstIt()
     {
