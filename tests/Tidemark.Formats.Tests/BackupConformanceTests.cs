@@ -76,6 +76,21 @@ public sealed class BackupConformanceTests
         Assert.Equal(File.ReadAllText(Path.Combine(Conformance.Tests, "qemustatusxml2xmldata", "backup-pull-out.xml")), text);
     }
 
+    /// <summary>The backup <c>&lt;blockjob&gt;</c> of the same status XML round-trips too.</summary>
+    [Fact]
+    public void StatusXml_BackupBlockJob_RoundTrips()
+    {
+        var text = File.ReadAllText(Path.Combine(Conformance.Tests, "qemustatusxml2xmldata", "backup-pull-in.xml"));
+        var element = XDocument.Parse(text).Root!.Element("blockjobs")!.Elements("blockjob").Single(j => j.Attribute("type")!.Value == "backup");
+
+        var job = BackupBlockJobXml.Parse(element);
+
+        var start = text.IndexOf("    <blockjob ", StringComparison.Ordinal);
+        var end = text.IndexOf("</blockjob>\n", start, StringComparison.Ordinal) + "</blockjob>\n".Length;
+        Assert.Equal(text[start..end], BackupBlockJobXml.Format(job, indent: 4));
+        Assert.Equal(("vda", "bitmapname", 1337u, StorageFormat.Qcow2), (job.DiskTarget, job.Bitmap, job.Store!.Index, job.Store.Format));
+    }
+
     /// <summary>
     /// README §2 step 2: one disk per backup disk, named after it, in order (backup='no' ones
     /// included), then <c>vdextradisk</c>; each a writable qcow2 file at /fake/&lt;dev&gt;.qcow2.

@@ -1,7 +1,9 @@
+using System.Xml.Linq;
 using FsCheck;
 using FsCheck.Fluent;
 using Tidemark.Formats.Backups;
 using Tidemark.Formats.Checkpoints;
+using Tidemark.Formats.Xml;
 
 namespace Tidemark.Formats.Tests;
 
@@ -19,6 +21,7 @@ public sealed class MutationPropertyTests
         .. Directory.EnumerateFiles(Path.Combine(Conformance.Tests, "domainbackupxml2xmlin"), "*.xml"),
         .. Directory.EnumerateFiles(Path.Combine(Conformance.Tests, "domainbackupxml2xmlout"), "*.xml"),
         .. Directory.EnumerateFiles(Path.Combine(Conformance.Tests, "virshtestdata"), "*.xml"),
+        Path.Combine(Conformance.Tests, "qemustatusxml2xmldata", "backup-pull-in.xml"),
     ];
 
     private static readonly Dictionary<string, string> Texts = Inputs.ToDictionary(f => f, File.ReadAllText);
@@ -50,6 +53,7 @@ public sealed class MutationPropertyTests
     internal static void Exercise(string text)
     {
         Attempt(() => DocumentValidator.Validate(text));
+        Attempt(() => ExerciseStatus(text));
         Attempt(() => CheckpointFormatter.Format(CheckpointParser.Parse(text, CheckpointParseMode.Create, 1525889631)));
 
         const CheckpointFormatFlags flags = CheckpointFormatFlags.Secure | CheckpointFormatFlags.Size;
@@ -79,6 +83,25 @@ public sealed class MutationPropertyTests
             });
             AssertReadsBack(backup, output => BackupFormatter.Format(BackupParser.Parse(output, mode), mode));
         }
+    }
+
+    // The backup parts of status XML: <blockjob type='backup'> and <backups><domainbackup>.
+    private static string ExerciseStatus(string text)
+    {
+        var root = XmlDocumentLoader.Load(text).Root!;
+        foreach (var job in root.Elements("blockjobs").Elements("blockjob"))
+        {
+            var output = Attempt(() => BackupBlockJobXml.Format(BackupBlockJobXml.Parse(job)));
+            AssertReadsBack(output, o => BackupBlockJobXml.Format(BackupBlockJobXml.Parse(XDocument.Parse(o).Root!)));
+        }
+
+        foreach (var backup in root.Elements("backups").Elements("domainbackup"))
+        {
+            var output = Attempt(() => BackupFormatter.Format(BackupParser.Parse(backup, BackupXmlMode.Internal), BackupXmlMode.Internal));
+            AssertReadsBack(output, o => BackupFormatter.Format(BackupParser.Parse(o, BackupXmlMode.Internal), BackupXmlMode.Internal));
+        }
+
+        return string.Empty;
     }
 
     /// <summary>
