@@ -49,6 +49,12 @@ public enum DocumentErrorReason
     /// <summary>"disk '%s' is empty or readonly".</summary>
     DiskEmptyOrReadOnly,
 
+    /// <summary>"cannot set moment %s as its own parent".</summary>
+    OwnParent,
+
+    /// <summary>"definition for checkpoint %s must use uuid %s".</summary>
+    WrongDomainUuid,
+
     // Backups (spec §3.2, §3.3).
 
     /// <summary>"unknown backup mode '%s'".</summary>
@@ -118,6 +124,8 @@ public static class DocumentErrorReasons
         DocumentErrorReason.NoSuchDisk => LibvirtErrorCode.ConfigUnsupported,
         DocumentErrorReason.DiskSpecifiedTwice => LibvirtErrorCode.ConfigUnsupported,
         DocumentErrorReason.DiskEmptyOrReadOnly => LibvirtErrorCode.ConfigUnsupported,
+        DocumentErrorReason.OwnParent => LibvirtErrorCode.InvalidArg,
+        DocumentErrorReason.WrongDomainUuid => LibvirtErrorCode.InvalidArg,
         DocumentErrorReason.UnknownBackupMode => LibvirtErrorCode.ConfigUnsupported,
         DocumentErrorReason.ServerRequiresPull => LibvirtErrorCode.ConfigUnsupported,
         DocumentErrorReason.RdmaTransport => LibvirtErrorCode.ConfigUnsupported,
