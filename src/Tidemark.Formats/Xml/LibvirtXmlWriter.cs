@@ -61,7 +61,9 @@ internal sealed class LibvirtXmlWriter
     /// Writes a kept subtree (an embedded <c>&lt;domain&gt;</c>) at the current indentation, as
     /// libvirt's formatter would lay it out: whitespace-only text dropped, text-only elements on
     /// one line, attributes in document order. A subtree already in libvirt's layout comes back
-    /// unchanged apart from its indentation.
+    /// unchanged apart from its indentation. Text beside child elements (mixed content, which no
+    /// libvirt domain element has) is not kept; comments were dropped when the document was read,
+    /// as libvirt drops them.
     /// </summary>
     public void Verbatim(XElement element)
     {

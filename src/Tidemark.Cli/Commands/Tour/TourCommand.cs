@@ -27,6 +27,7 @@ internal static class TourCommand
 
         DomainDefinition? domain = null;
         var expected = 0;
+        var outcomes = new List<string>();
         for (var i = 0; i < TourStep.All.Length; i++)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -36,10 +37,17 @@ internal static class TourCommand
             var report = Run(step, text, ref domain);
             await output.WriteAsync(report.Text).ConfigureAwait(false);
             expected += report.AsExpected ? 1 : 0;
+            outcomes.Add($"  {(report.AsExpected ? "ok  " : "FAIL")}  {step.File,-28} {step.Purpose}");
         }
 
         var all = TourStep.All.Length;
-        await output.WriteLineAsync($"\nSummary: {expected} of {all} steps went as expected{(expected == all ? "." : $"; {all - expected} did not.")}").ConfigureAwait(false);
+        await output.WriteLineAsync("\nSummary:").ConfigureAwait(false);
+        foreach (var outcome in outcomes)
+        {
+            await output.WriteLineAsync(outcome).ConfigureAwait(false);
+        }
+
+        await output.WriteLineAsync($"{expected} of {all} steps went as expected{(expected == all ? "." : $"; {all - expected} did not.")}").ConfigureAwait(false);
         return expected == all ? 0 : 1;
     }
 
