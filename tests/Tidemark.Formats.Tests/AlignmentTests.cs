@@ -43,6 +43,24 @@ public sealed class AlignmentTests
     }
 
     [Fact]
+    public void Domain_VolumeAndNetworkDisks_HaveMedia()
+    {
+        var domain = DomainParser.Parse("""
+            <domain type='kvm'>
+              <name>d</name>
+              <devices>
+                <disk type='volume' device='disk'><source pool='default' volume='v1'/><target dev='vda'/></disk>
+                <disk type='network' device='disk'><source protocol='nbd' name='export'/><target dev='vdb'/></disk>
+                <disk type='block' device='disk'><target dev='vdc'/></disk>
+              </devices>
+            </domain>
+            """);
+
+        Assert.Equal([false, false, true], domain.Disks.Select(d => d.IsEmpty));
+        Assert.Equal("export", domain.Disks[1].SourcePath);
+    }
+
+    [Fact]
     public void Checkpoint_WithoutDisks_BitmapsEveryWritableDiskWithMedia()
     {
         var aligned = CheckpointAligner.Align(Checkpoint(), Domain);

@@ -21,9 +21,11 @@ public sealed record DomainDisk(
     bool ReadOnly,
     DomainBackingStore? BackingStore = null)
 {
-    /// <summary>No media (libvirt <c>virStorageSourceIsEmpty</c>): a local source without a path.</summary>
-    public bool IsEmpty => Type is not (DiskSourceType.Network or DiskSourceType.Nvme or DiskSourceType.VhostUser or DiskSourceType.VhostVdpa)
-                           && SourcePath is null;
+    /// <summary>
+    /// No media (libvirt <c>virStorageSourceIsEmpty</c>): a local source (file, block device or
+    /// directory) without a path. Network, volume, NVMe and vhost sources always count as present.
+    /// </summary>
+    public bool IsEmpty => Type is DiskSourceType.File or DiskSourceType.Block or DiskSourceType.Dir && SourcePath is null;
 }
 
 /// <summary>One layer of a disk's <c>&lt;backingStore&gt;</c> chain.</summary>
