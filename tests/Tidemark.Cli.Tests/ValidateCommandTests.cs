@@ -59,6 +59,22 @@ public sealed class ValidateCommandTests
     }
 
     [Fact]
+    public async Task Validate_NotUtf8OrADirectory_FailsToValidate()
+    {
+        using var dir = new TempDirectory();
+        var latin1 = dir.File("latin1.xml");
+        await File.WriteAllBytesAsync(latin1, [.. "<domaincheckpoint><description>caf"u8, 0xE9, .. "</description></domaincheckpoint>"u8], TestContext.Current.CancellationToken);
+
+        var run = await CliRun.RunAsync("validate", latin1, dir.Path);
+
+        Assert.Equal(1, run.ExitCode);
+        Assert.Equal(
+            $"{latin1}: failed to read file '{latin1}': not valid UTF-8\n{latin1} fails to validate\n"
+            + $"{dir.Path}: failed to read file '{dir.Path}': Is a directory\n{dir.Path} fails to validate\n",
+            run.Stdout);
+    }
+
+    [Fact]
     public async Task Validate_NoFile_IsAUsageError()
     {
         var run = await CliRun.RunAsync("validate");
