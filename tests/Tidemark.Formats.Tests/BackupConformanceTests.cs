@@ -10,19 +10,15 @@ namespace Tidemark.Formats.Tests;
 /// </summary>
 public sealed class BackupConformanceTests
 {
-    public static TheoryData<string, BackupXmlMode> Cases => new()
-    {
-        { "empty", BackupXmlMode.Public },
-        { "backup-pull", BackupXmlMode.Public },
-        { "backup-pull-unix", BackupXmlMode.Public },
-        { "backup-pull-fd", BackupXmlMode.Public },
-        { "backup-pull-seclabel", BackupXmlMode.Public },
-        { "backup-pull-encrypted", BackupXmlMode.Public },
-        { "backup-push", BackupXmlMode.Public },
-        { "backup-push-seclabel", BackupXmlMode.Public },
-        { "backup-push-encrypted", BackupXmlMode.Public },
-        { "backup-pull-internal-invalid", BackupXmlMode.Internal },
-    };
+    public static TheoryDataRow<string, BackupXmlMode>[] Cases =>
+    [
+        .. new[]
+        {
+            "empty", "backup-pull", "backup-pull-unix", "backup-pull-fd", "backup-pull-seclabel", "backup-pull-encrypted",
+            "backup-push", "backup-push-seclabel", "backup-push-encrypted",
+        }.Select(n => Case(n, BackupXmlMode.Public)),
+        Case("backup-pull-internal-invalid", BackupXmlMode.Internal),
+    ];
 
     [Theory]
     [MemberData(nameof(Cases))]
@@ -90,6 +86,9 @@ public sealed class BackupConformanceTests
         Assert.Equal(text[start..end], BackupBlockJobXml.Format(job, indent: 4));
         Assert.Equal(("vda", "bitmapname", 1337u, StorageFormat.Qcow2), (job.DiskTarget, job.Bitmap, job.Store!.Index, job.Store.Format));
     }
+
+    private static TheoryDataRow<string, BackupXmlMode> Case(string name, BackupXmlMode mode)
+        => new(name, mode) { TestDisplayName = $"domainbackupxml2xml in->out: {name}.xml ({mode})" };
 
     /// <summary>
     /// README §2 step 2: one disk per backup disk, named after it, in order (backup='no' ones

@@ -19,16 +19,17 @@ public sealed class CheckpointConformanceTests
     }
 
     // README §1 table: case, input, mode, fixed creation time, harness flags.
-    public static TheoryData<string, string, CheckpointParseMode, long, Harness> Cases => new()
-    {
-        { "redefine", "out", CheckpointParseMode.Redefine, 0, Harness.None },
-        { "empty", "in", CheckpointParseMode.Create, 1525889631, Harness.VdaBitmap },
-        { "disk-default", "in", CheckpointParseMode.Create, 1525889631, Harness.Parent | Harness.VdaBitmap },
-        { "sample", "in", CheckpointParseMode.Create, 1525889631, Harness.Parent | Harness.VdaBitmap },
-        { "size", "in", CheckpointParseMode.Create, 1553648510, Harness.Parent | Harness.VdaBitmap | Harness.Size },
-    };
+    public static TheoryDataRow<string, string, CheckpointParseMode, long, Harness>[] Cases =>
+    [
+        Case("redefine", "out", CheckpointParseMode.Redefine, 0, Harness.None),
+        Case("empty", "in", CheckpointParseMode.Create, 1525889631, Harness.VdaBitmap),
+        Case("disk-default", "in", CheckpointParseMode.Create, 1525889631, Harness.Parent | Harness.VdaBitmap),
+        Case("sample", "in", CheckpointParseMode.Create, 1525889631, Harness.Parent | Harness.VdaBitmap),
+        Case("size", "in", CheckpointParseMode.Create, 1553648510, Harness.Parent | Harness.VdaBitmap | Harness.Size),
+    ];
 
-    public static TheoryData<string> InvalidCases => new() { "disk-invalid", "name-invalid" };
+    public static TheoryDataRow<string>[] InvalidCases =>
+        [.. new[] { "disk-invalid", "name-invalid" }.Select(n => new TheoryDataRow<string>(n) { TestDisplayName = $"qemudomaincheckpointxml2xml invalid: {n}.xml" })];
 
     [Theory]
     [MemberData(nameof(Cases))]
@@ -139,6 +140,9 @@ public sealed class CheckpointConformanceTests
     [Fact]
     public void UnknownFormatFlag_IsRefused()
         => Assert.Throws<ArgumentOutOfRangeException>(() => CheckpointFormatter.Format(new CheckpointDefinition("c", null, null, 1, []), (CheckpointFormatFlags)8));
+
+    private static TheoryDataRow<string, string, CheckpointParseMode, long, Harness> Case(string name, string input, CheckpointParseMode mode, long time, Harness harness)
+        => new(name, input, mode, time, harness) { TestDisplayName = $"qemudomaincheckpointxml2xml {input}->out: {name}.xml ({mode}, T={time}, {harness})" };
 
     // The harness steps of libvirt's test program (README §1 step 3). VDA_BITMAP appends a blank
     // disk and works on entry 0; the blank entry has no name and the formatter skips it, so it

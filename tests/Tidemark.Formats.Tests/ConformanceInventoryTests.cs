@@ -11,11 +11,11 @@ public sealed class ConformanceInventoryTests
     public void CheckpointCases_CoverEveryInputFile()
     {
         var inputs = Directory.GetFiles(Path.Combine(Conformance.Tests, "qemudomaincheckpointxml2xmlin"), "*.xml").Select(Path.GetFileNameWithoutExtension).Order();
-        var cases = CheckpointConformanceTests.Cases.Select(row => (string)((ITheoryDataRow)row).GetData()[0]!).Where(n => n != "redefine").Concat(CheckpointConformanceTests.InvalidCases.Select(row => (string)((ITheoryDataRow)row).GetData()[0]!)).Order();
+        var cases = CheckpointConformanceTests.Cases.Select(row => row.Data.Item1).Where(n => n != "redefine").Concat(CheckpointConformanceTests.InvalidCases.Select(row => row.Data)).Order();
 
         Assert.Equal(inputs, cases);
-        Assert.Equal(5, CheckpointConformanceTests.Cases.Count);
-        Assert.Equal(2, CheckpointConformanceTests.InvalidCases.Count);
+        Assert.Equal(5, CheckpointConformanceTests.Cases.Length);
+        Assert.Equal(2, CheckpointConformanceTests.InvalidCases.Length);
     }
 
     [Fact]
@@ -23,14 +23,14 @@ public sealed class ConformanceInventoryTests
     {
         var inputs = Directory.GetFiles(Path.Combine(Conformance.Tests, "domainbackupxml2xmlin"), "*.xml").Select(Path.GetFileNameWithoutExtension).Order();
         var outputs = Directory.GetFiles(Path.Combine(Conformance.Tests, "domainbackupxml2xmlout"), "*.xml").Select(Path.GetFileNameWithoutExtension).Order();
-        var cases = BackupConformanceTests.Cases.Select(row => (string)((ITheoryDataRow)row).GetData()[0]!).Order();
+        var cases = BackupConformanceTests.Cases.Select(row => row.Data.Item1).Order();
 
         Assert.Equal(inputs, cases);
         Assert.Equal(outputs, cases);
-        Assert.Equal(10, BackupConformanceTests.Cases.Count);
+        Assert.Equal(10, BackupConformanceTests.Cases.Length);
     }
 
     [Fact]
     public void SchemaAgreement_CoversEveryXmlFile()
-        => Assert.Equal(37, SchemaAgreementTests.Files.Count);
+        => Assert.Equal(37, SchemaAgreementTests.Files.Length);
 }

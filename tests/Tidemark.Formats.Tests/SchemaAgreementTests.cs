@@ -10,7 +10,8 @@ namespace Tidemark.Formats.Tests;
 /// </summary>
 public sealed class SchemaAgreementTests
 {
-    public static TheoryData<string> Files => new(Conformance.AllXmlFiles());
+    public static TheoryDataRow<string>[] Files =>
+        [.. Conformance.AllXmlFiles().Select(f => new TheoryDataRow<string>(f) { TestDisplayName = $"validate agrees with xmllint: {f}" })];
 
     [Theory]
     [MemberData(nameof(Files))]
