@@ -40,7 +40,7 @@ public sealed class QemuRecordedBitmapTests
             "-c", "write -P 0x33 2047k 3k",
             image);
 
-        using var space = ReadOnlyClusterSpace.Open(image);
+        var space = ReadOnlyClusterSpace.Open(image);
         var set = await Qcow2BitmapSet.LoadAsync(space, Ct);
         Assert.Equal(["b0", "wide", "fine", "frozen"], set.Bitmaps.Select(b => b.Name));
 
@@ -67,7 +67,7 @@ public sealed class QemuRecordedBitmapTests
         await Peer.RunCheckedAsync("qemu-img", "bitmap", "--add", image, "b0");
         await Peer.RunCheckedAsync("qemu-img", "bitmap", "--add", "-g", "128k", "--disable", image, "b1");
 
-        using var space = ReadOnlyClusterSpace.Open(image);
+        var space = ReadOnlyClusterSpace.Open(image);
         var set = await Qcow2BitmapSet.LoadAsync(space, Ct);
 
         var info = JsonDocument.Parse(await Peer.RunCheckedAsync("qemu-img", "info", "--output=json", image));
@@ -90,7 +90,7 @@ public sealed class QemuRecordedBitmapTests
         await Peer.RunCheckedAsync("qemu-img", "bitmap", "--add", image, "b0");
         await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "write 192k 64k", "-c", "write 1M 64k", "-c", "write 2M 128k", image);
 
-        using var space = ReadOnlyClusterSpace.Open(image);
+        var space = ReadOnlyClusterSpace.Open(image);
         var set = await Qcow2BitmapSet.LoadAsync(space, Ct);
         var data = new byte[8];
         set.Get("b0").Bitmap.CopyDataTo(0, data);
@@ -111,7 +111,7 @@ public sealed class QemuRecordedBitmapTests
         var crash = await Peer.RunAsync("qemu-io", ["-f", "qcow2", "-c", "write -P 0x22 3M 64k", "-c", "abort", image]);
         Assert.NotEqual(0, crash.ExitCode);
 
-        using var space = ReadOnlyClusterSpace.Open(image);
+        var space = ReadOnlyClusterSpace.Open(image);
         var set = await Qcow2BitmapSet.LoadAsync(space, Ct);
 
         Assert.All(set.Bitmaps, b => Assert.True(b.Inconsistent));

@@ -358,7 +358,7 @@ public sealed class Qcow2BitmapSet
         {
             throw new Qcow2BitmapException(
                 Qcow2BitmapError.BadTable,
-                $"bitmap '{entry.Name}': bitmap_table_size is {entry.TableSize}, a {space.VirtualSize}-byte disk at granularity {1L << entry.GranularityBits} needs exactly {expected}");
+                $"bitmap '{entry.Name}' (table at offset 0x{entry.TableOffset:x}): bitmap_table_size is {entry.TableSize}, a {space.VirtualSize}-byte disk at granularity {1L << entry.GranularityBits} needs exactly {expected}");
         }
 
         DirtyBitmap bitmap;
