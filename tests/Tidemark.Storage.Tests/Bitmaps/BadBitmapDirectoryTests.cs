@@ -8,7 +8,7 @@ namespace Tidemark.Storage.Tests.Bitmaps;
 
 /// <summary>
 /// Damaged bitmap metadata in an image QEMU made: every malformation is refused with a
-/// <see cref="Qcow2BitmapException"/> that names the field and its offset, QEMU refuses the
+/// <see cref="StorageException"/> that names the field and its offset, QEMU refuses the
 /// same image, and random damage never escapes as any other exception.
 /// </summary>
 public sealed class BadBitmapDirectoryTests : IClassFixture<BadBitmapDirectoryTests.QemuImage>
@@ -28,34 +28,34 @@ public sealed class BadBitmapDirectoryTests : IClassFixture<BadBitmapDirectoryTe
         Table,
     }
 
-    public static TheoryData<string, Area, int, int, ulong, Qcow2BitmapError, string> Cases => new()
+    public static TheoryData<string, Area, int, int, ulong, StorageErrorReason, string> Cases => new()
     {
-        { "ZeroBitmapCount", Area.Extension, 0, 4, 0, Qcow2BitmapError.BadExtension, "nb_bitmaps is 0" },
-        { "ReservedExtensionField", Area.Extension, 4, 4, 1, Qcow2BitmapError.BadExtension, "reserved field" },
-        { "CountAboveEntries", Area.Extension, 0, 4, 3, Qcow2BitmapError.BadDirectory, "fewer than the 3" },
-        { "CountBelowEntries", Area.Extension, 0, 4, 1, Qcow2BitmapError.BadDirectory, "more bitmaps found than the 1" },
-        { "HugeDirectorySize", Area.Extension, 8, 8, 0x8000000, Qcow2BitmapError.BadExtension, "bitmap_directory_size 134217728" },
-        { "UnalignedDirectoryOffset", Area.Extension, 16, 8, 0xe0008, Qcow2BitmapError.BadExtension, "bitmap_directory_offset 0xe0008" },
-        { "ReservedFlag", Area.Directory, 12, 4, 6, Qcow2BitmapError.BadDirectory, "flags 0x6 has reserved bits" },
-        { "GranularityBitsAbove31", Area.Directory, 17, 1, 40, Qcow2BitmapError.BadDirectory, "granularity_bits 40" },
-        { "GranularityBitsBelow9", Area.Directory, 17, 1, 8, Qcow2BitmapError.BadDirectory, "granularity_bits 8" },
-        { "UnknownType", Area.Directory, 16, 1, 2, Qcow2BitmapError.BadDirectory, "type 2" },
-        { "ExtraData", Area.Directory, 20, 4, 8, Qcow2BitmapError.BadDirectory, "extra_data_size is 8" },
-        { "EmptyName", Area.Directory, 18, 2, 0, Qcow2BitmapError.BadDirectory, "name_size 0" },
-        { "NamePastDirectoryEnd", Area.Directory, 18, 2, 1000, Qcow2BitmapError.BadDirectory, "runs past the end" },
-        { "UnalignedTableOffset", Area.Directory, 0, 8, 0xc0200, Qcow2BitmapError.BadDirectory, "bitmap_table_offset 0xc0200" },
-        { "ZeroTableSize", Area.Directory, 8, 4, 0, Qcow2BitmapError.BadDirectory, "bitmap_table_size 0" },
-        { "TableSizeNotExact", Area.Directory, 8, 4, 2, Qcow2BitmapError.BadTable, "needs exactly 1" },
-        { "TableTooBigForQemu", Area.Directory, 8, 4, 0x2001, Qcow2BitmapError.BadDirectory, "more than 536870912" },
-        { "DuplicateName", Area.Directory, 32 + 24 + 1, 1, (ulong)'0', Qcow2BitmapError.BadDirectory, "'b0' appears twice" },
-        { "TableEntryReservedBits", Area.Table, 0, 8, 0x00000000000c0002, Qcow2BitmapError.BadTable, "reserved bits are set" },
-        { "TableEntryAllOnesWithOffset", Area.Table, 0, 8, 0x00000000000c0001, Qcow2BitmapError.BadTable, "bit 0 (all ones)" },
-        { "TableEntryUnaligned", Area.Table, 0, 8, 0x00000000000c0200, Qcow2BitmapError.BadTable, "not a multiple of the cluster size" },
+        { "ZeroBitmapCount", Area.Extension, 0, 4, 0, StorageErrorReason.InvalidHeader, "nb_bitmaps is 0" },
+        { "ReservedExtensionField", Area.Extension, 4, 4, 1, StorageErrorReason.InvalidHeader, "reserved field" },
+        { "CountAboveEntries", Area.Extension, 0, 4, 3, StorageErrorReason.Corrupt, "fewer than the 3" },
+        { "CountBelowEntries", Area.Extension, 0, 4, 1, StorageErrorReason.Corrupt, "more bitmaps found than the 1" },
+        { "HugeDirectorySize", Area.Extension, 8, 8, 0x8000000, StorageErrorReason.InvalidHeader, "bitmap_directory_size 134217728" },
+        { "UnalignedDirectoryOffset", Area.Extension, 16, 8, 0xe0008, StorageErrorReason.InvalidHeader, "bitmap_directory_offset 0xe0008" },
+        { "ReservedFlag", Area.Directory, 12, 4, 6, StorageErrorReason.Corrupt, "flags 0x6 has reserved bits" },
+        { "GranularityBitsAbove31", Area.Directory, 17, 1, 40, StorageErrorReason.Corrupt, "granularity_bits 40" },
+        { "GranularityBitsBelow9", Area.Directory, 17, 1, 8, StorageErrorReason.Corrupt, "granularity_bits 8" },
+        { "UnknownType", Area.Directory, 16, 1, 2, StorageErrorReason.Corrupt, "type 2" },
+        { "ExtraData", Area.Directory, 20, 4, 8, StorageErrorReason.Corrupt, "extra_data_size is 8" },
+        { "EmptyName", Area.Directory, 18, 2, 0, StorageErrorReason.Corrupt, "name_size 0" },
+        { "NamePastDirectoryEnd", Area.Directory, 18, 2, 1000, StorageErrorReason.Corrupt, "runs past the end" },
+        { "UnalignedTableOffset", Area.Directory, 0, 8, 0xc0200, StorageErrorReason.Corrupt, "bitmap_table_offset 0xc0200" },
+        { "ZeroTableSize", Area.Directory, 8, 4, 0, StorageErrorReason.Corrupt, "bitmap_table_size 0" },
+        { "TableSizeNotExact", Area.Directory, 8, 4, 2, StorageErrorReason.Corrupt, "needs exactly 1" },
+        { "TableTooBigForQemu", Area.Directory, 8, 4, 0x2001, StorageErrorReason.Corrupt, "more than 536870912" },
+        { "DuplicateName", Area.Directory, 32 + 24 + 1, 1, (ulong)'0', StorageErrorReason.Corrupt, "'b0' appears twice" },
+        { "TableEntryReservedBits", Area.Table, 0, 8, 0x00000000000c0002, StorageErrorReason.Corrupt, "reserved bits are set" },
+        { "TableEntryAllOnesWithOffset", Area.Table, 0, 8, 0x00000000000c0001, StorageErrorReason.Corrupt, "bit 0 (all ones)" },
+        { "TableEntryUnaligned", Area.Table, 0, 8, 0x00000000000c0200, StorageErrorReason.Corrupt, "not a multiple of the cluster size" },
     };
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public async Task MalformedBitmapMetadata_IsRefusedNamingFieldAndOffset(string name, Area area, int at, int width, ulong value, Qcow2BitmapError reason, string expected)
+    public async Task MalformedBitmapMetadata_IsRefusedNamingFieldAndOffset(string name, Area area, int at, int width, ulong value, StorageErrorReason reason, string expected)
     {
         var bytes = _image.Bytes.ToArray();
         var position = area switch
@@ -67,7 +67,7 @@ public sealed class BadBitmapDirectoryTests : IClassFixture<BadBitmapDirectoryTe
         Write(bytes, position, width, value);
 
         var space = ReadOnlyClusterSpace.FromBytes(bytes);
-        var error = await Assert.ThrowsAsync<Qcow2BitmapException>(async () => await Qcow2BitmapSet.LoadAsync(space, Ct));
+        var error = await Assert.ThrowsAsync<StorageException>(async () => await Qcow2BitmapSet.LoadAsync(space, Ct));
 
         Assert.Equal(reason, error.Reason);
         Assert.Contains(expected, error.Message, StringComparison.Ordinal);
@@ -102,7 +102,7 @@ public sealed class BadBitmapDirectoryTests : IClassFixture<BadBitmapDirectoryTe
             var set = Qcow2BitmapSet.LoadAsync(space, CancellationToken.None).AsTask().GetAwaiter().GetResult();
             Assert.All(set.Bitmaps, b => Assert.True(b.Inconsistent || b.Bitmap.Size == space.VirtualSize));
         }
-        catch (Qcow2BitmapException e)
+        catch (StorageException e)
         {
             Assert.False(string.IsNullOrWhiteSpace(e.Message));
         }

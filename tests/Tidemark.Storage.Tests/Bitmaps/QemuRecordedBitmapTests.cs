@@ -117,8 +117,8 @@ public sealed class QemuRecordedBitmapTests
         Assert.All(set.Bitmaps, b => Assert.True(b.Inconsistent));
         Assert.Equal(BitmapEntryFlags.InUse | BitmapEntryFlags.Auto, set.Get("b0").Flags);
         Assert.Equal(BitmapEntryFlags.InUse, set.Get("b1").Flags);
-        var error = Assert.Throws<Qcow2BitmapException>(() => set.Get("b0").Bitmap);
-        Assert.Equal(Qcow2BitmapError.Inconsistent, error.Reason);
+        var error = Assert.Throws<StorageException>(() => set.Get("b0").Bitmap);
+        Assert.Equal(StorageErrorReason.BitmapInconsistent, error.Reason);
         Assert.Contains("'b0' is inconsistent", error.Message, StringComparison.Ordinal);
 
         // QEMU agrees: it shows the same flags and refuses to use the bitmap.

@@ -28,6 +28,8 @@ internal sealed class ReadOnlyClusterSpace : IQcow2ClusterSpace
 
     public bool IsReadOnly => true;
 
+    public bool CanStoreBitmaps => true;
+
     public ReadOnlyMemory<byte>? BitmapsExtension { get; }
 
     /// <summary>Where the bitmaps extension's payload starts in the file (-1 when absent).</summary>

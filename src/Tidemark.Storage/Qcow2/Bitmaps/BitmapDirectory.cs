@@ -10,7 +10,7 @@ internal static class BitmapDirectory
     /// Parses and checks a whole directory: every entry (QEMU check_dir_entry), the count
     /// against the header extension, the exact end, and unique names.
     /// </summary>
-    /// <exception cref="Qcow2BitmapException">The directory breaks a rule; the message names the entry and its host offset.</exception>
+    /// <exception cref="StorageException">The directory breaks a rule; the message names the entry and its host offset.</exception>
     public static List<BitmapDirectoryEntry> Parse(ReadOnlySpan<byte> directory, BitmapsExtension extension, int clusterSize, long virtualSize)
     {
         var entries = new List<BitmapDirectoryEntry>((int)Math.Min(extension.BitmapCount, 1024));
@@ -20,16 +20,16 @@ internal static class BitmapDirectory
         {
             if (entries.Count == extension.BitmapCount)
             {
-                throw new Qcow2BitmapException(
-                    Qcow2BitmapError.BadDirectory,
+                throw new StorageException(
+                    StorageErrorReason.Corrupt,
                     $"bitmap directory at offset 0x{extension.DirectoryOffset:x}: more bitmaps found than the {extension.BitmapCount} the header extension specifies");
             }
 
             var (entry, size) = BitmapDirectoryEntry.Read(directory, position, extension.DirectoryOffset, entries.Count, clusterSize, virtualSize);
             if (!names.Add(entry.Name))
             {
-                throw new Qcow2BitmapException(
-                    Qcow2BitmapError.BadDirectory,
+                throw new StorageException(
+                    StorageErrorReason.Corrupt,
                     $"bitmap directory entry {entries.Count} at offset 0x{extension.DirectoryOffset + position:x}: a bitmap named '{entry.Name}' appears twice");
             }
 
@@ -39,8 +39,8 @@ internal static class BitmapDirectory
 
         if (entries.Count != extension.BitmapCount)
         {
-            throw new Qcow2BitmapException(
-                Qcow2BitmapError.BadDirectory,
+            throw new StorageException(
+                StorageErrorReason.Corrupt,
                 $"bitmap directory at offset 0x{extension.DirectoryOffset:x}: {entries.Count} bitmaps found, fewer than the {extension.BitmapCount} the header extension specifies");
         }
 

@@ -54,7 +54,7 @@ internal readonly record struct BitmapDirectoryEntry(long TableOffset, uint Tabl
         var bytes = Encoding.UTF8.GetByteCount(name);
         if (bytes == 0 || bytes > MaxNameBytes)
         {
-            throw new Qcow2BitmapException(Qcow2BitmapError.BadName, $"bitmap name must be 1..{MaxNameBytes} bytes, '{name}' has {bytes}");
+            throw new StorageException(StorageErrorReason.InvalidRequest, $"bitmap name must be 1..{MaxNameBytes} bytes, '{name}' has {bytes}");
         }
     }
 
@@ -68,13 +68,13 @@ internal readonly record struct BitmapDirectoryEntry(long TableOffset, uint Tabl
     /// <param name="index">Entry number, for error messages.</param>
     /// <param name="clusterSize">The image's cluster size.</param>
     /// <param name="virtualSize">The image's virtual size.</param>
-    /// <exception cref="Qcow2BitmapException">The entry is truncated or a field is out of range.</exception>
+    /// <exception cref="StorageException">The entry is truncated or a field is out of range.</exception>
     public static (BitmapDirectoryEntry Entry, int Size) Read(ReadOnlySpan<byte> directory, int position, long directoryOffset, int index, int clusterSize, long virtualSize)
     {
         var where = $"bitmap directory entry {index} at offset 0x{directoryOffset + position:x}";
         if (directory.Length - position < FixedSize)
         {
-            throw new Qcow2BitmapException(Qcow2BitmapError.BadDirectory, $"{where}: truncated (the directory ends {directory.Length - position} bytes after its start)");
+            throw new StorageException(StorageErrorReason.Corrupt, $"{where}: truncated (the directory ends {directory.Length - position} bytes after its start)");
         }
 
         var e = directory[position..];
@@ -88,13 +88,13 @@ internal readonly record struct BitmapDirectoryEntry(long TableOffset, uint Tabl
 
         if (extraDataSize != 0)
         {
-            throw new Qcow2BitmapException(Qcow2BitmapError.BadDirectory, $"{where}: extra_data_size is {extraDataSize}; bitmap extra data is not supported");
+            throw new StorageException(StorageErrorReason.Corrupt, $"{where}: extra_data_size is {extraDataSize}; bitmap extra data is not supported");
         }
 
         var size = EncodedSizeFor(nameSize);
         if (size > directory.Length - position)
         {
-            throw new Qcow2BitmapException(Qcow2BitmapError.BadDirectory, $"{where}: entry of {size} bytes runs past the end of the {directory.Length}-byte directory");
+            throw new StorageException(StorageErrorReason.Corrupt, $"{where}: entry of {size} bytes runs past the end of the {directory.Length}-byte directory");
         }
 
         string name;
@@ -104,51 +104,51 @@ internal readonly record struct BitmapDirectoryEntry(long TableOffset, uint Tabl
         }
         catch (DecoderFallbackException)
         {
-            throw new Qcow2BitmapException(Qcow2BitmapError.BadDirectory, $"{where}: name is not valid UTF-8");
+            throw new StorageException(StorageErrorReason.Corrupt, $"{where}: name is not valid UTF-8");
         }
 
         var named = $"{where} (bitmap '{name}')";
         if (nameSize == 0 || nameSize > MaxNameBytes)
         {
-            throw new Qcow2BitmapException(Qcow2BitmapError.BadDirectory, $"{named}: name_size {nameSize} is outside 1..{MaxNameBytes}");
+            throw new StorageException(StorageErrorReason.Corrupt, $"{named}: name_size {nameSize} is outside 1..{MaxNameBytes}");
         }
 
         if (type != DirtyTrackingType)
         {
-            throw new Qcow2BitmapException(Qcow2BitmapError.BadDirectory, $"{named}: type {type} is not 1 (dirty tracking bitmap)");
+            throw new StorageException(StorageErrorReason.Corrupt, $"{named}: type {type} is not 1 (dirty tracking bitmap)");
         }
 
         if ((flags & ~(uint)BitmapEntryFlags.KnownMask) != 0)
         {
-            throw new Qcow2BitmapException(Qcow2BitmapError.BadDirectory, $"{named}: flags 0x{flags:x} has reserved bits set (known: 0x{(uint)BitmapEntryFlags.KnownMask:x})");
+            throw new StorageException(StorageErrorReason.Corrupt, $"{named}: flags 0x{flags:x} has reserved bits set (known: 0x{(uint)BitmapEntryFlags.KnownMask:x})");
         }
 
         if (granularityBits < DirtyBitmap.MinGranularityBits || granularityBits > DirtyBitmap.MaxGranularityBits)
         {
-            throw new Qcow2BitmapException(Qcow2BitmapError.BadDirectory, $"{named}: granularity_bits {granularityBits} is outside {DirtyBitmap.MinGranularityBits}..{DirtyBitmap.MaxGranularityBits}");
+            throw new StorageException(StorageErrorReason.Corrupt, $"{named}: granularity_bits {granularityBits} is outside {DirtyBitmap.MinGranularityBits}..{DirtyBitmap.MaxGranularityBits}");
         }
 
         if (tableOffset == 0 || tableOffset % (ulong)clusterSize != 0 || tableOffset > long.MaxValue)
         {
-            throw new Qcow2BitmapException(Qcow2BitmapError.BadDirectory, $"{named}: bitmap_table_offset 0x{tableOffset:x} is not a non-zero multiple of the cluster size {clusterSize}");
+            throw new StorageException(StorageErrorReason.Corrupt, $"{named}: bitmap_table_offset 0x{tableOffset:x} is not a non-zero multiple of the cluster size {clusterSize}");
         }
 
         if (tableSize == 0 || tableSize > MaxTableSize)
         {
-            throw new Qcow2BitmapException(Qcow2BitmapError.BadDirectory, $"{named}: bitmap_table_size {tableSize} is outside 1..{MaxTableSize}");
+            throw new StorageException(StorageErrorReason.Corrupt, $"{named}: bitmap_table_size {tableSize} is outside 1..{MaxTableSize}");
         }
 
         var dataSize = (long)tableSize * clusterSize;
         if (dataSize > MaxDataSize)
         {
-            throw new Qcow2BitmapException(Qcow2BitmapError.BadDirectory, $"{named}: bitmap_table_size {tableSize} describes {dataSize} bytes of data, more than {MaxDataSize}");
+            throw new StorageException(StorageErrorReason.Corrupt, $"{named}: bitmap_table_size {tableSize} describes {dataSize} bytes of data, more than {MaxDataSize}");
         }
 
         // A bitmap left IN_USE may have a stale size (an image resized without saving it), so
         // only a consistent one must cover the whole disk (QEMU check_dir_entry).
         if ((flags & (uint)BitmapEntryFlags.InUse) == 0 && BitmapTable.CoveredBytes(tableSize, clusterSize, granularityBits) < virtualSize)
         {
-            throw new Qcow2BitmapException(Qcow2BitmapError.BadDirectory, $"{named}: bitmap_table_size {tableSize} is too small for a {virtualSize}-byte disk at granularity {1L << granularityBits}");
+            throw new StorageException(StorageErrorReason.Corrupt, $"{named}: bitmap_table_size {tableSize} is too small for a {virtualSize}-byte disk at granularity {1L << granularityBits}");
         }
 
         return (new BitmapDirectoryEntry((long)tableOffset, tableSize, (BitmapEntryFlags)flags, granularityBits, name), size);

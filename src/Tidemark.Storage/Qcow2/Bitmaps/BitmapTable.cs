@@ -42,7 +42,7 @@ internal static class BitmapTable
     /// <param name="tableOffset">Host offset of the table, for error messages.</param>
     /// <param name="clusterSize">The image's cluster size.</param>
     /// <param name="name">The bitmap's name, for error messages.</param>
-    /// <exception cref="Qcow2BitmapException">An entry has reserved bits, an unaligned offset or bit 0 next to an offset.</exception>
+    /// <exception cref="StorageException">An entry has reserved bits, an unaligned offset or bit 0 next to an offset.</exception>
     public static ulong[] Decode(ReadOnlySpan<byte> bytes, long tableOffset, int clusterSize, string name)
     {
         var entries = new ulong[bytes.Length / EntrySize];
@@ -66,8 +66,8 @@ internal static class BitmapTable
 
             if (problem is not null)
             {
-                throw new Qcow2BitmapException(
-                    Qcow2BitmapError.BadTable,
+                throw new StorageException(
+                    StorageErrorReason.Corrupt,
                     $"bitmap '{name}': table entry {i} at offset 0x{tableOffset + (i * EntrySize):x} is 0x{entry:x16}: {problem}");
             }
 

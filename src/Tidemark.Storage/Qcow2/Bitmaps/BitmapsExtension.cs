@@ -30,7 +30,7 @@ internal readonly record struct BitmapsExtension(uint BitmapCount, long Director
     private const int DirectoryOffsetOffset = 16;
 
     /// <summary>Parses and checks the payload (formats.md §2.1 rules, as QEMU enforces them).</summary>
-    /// <exception cref="Qcow2BitmapException">A field breaks the rules; the message names it.</exception>
+    /// <exception cref="StorageException">A field breaks the rules; the message names it.</exception>
     public static BitmapsExtension Read(ReadOnlySpan<byte> payload, int clusterSize)
     {
         if (payload.Length != Length)
@@ -80,6 +80,6 @@ internal readonly record struct BitmapsExtension(uint BitmapCount, long Director
         return payload;
     }
 
-    private static Qcow2BitmapException Bad(string what) =>
-        new(Qcow2BitmapError.BadExtension, $"bitmaps header extension (type 0x{ExtensionType:x8}): {what}");
+    private static StorageException Bad(string what) =>
+        new(StorageErrorReason.InvalidHeader, $"bitmaps header extension (type 0x{ExtensionType:x8}): {what}");
 }

@@ -50,6 +50,6 @@ public sealed class Qcow2Bitmap
     public BitmapEntryFlags Flags => (Inconsistent ? BitmapEntryFlags.InUse : 0) | (Enabled ? BitmapEntryFlags.Auto : 0);
 
     /// <summary>The bits.</summary>
-    /// <exception cref="Qcow2BitmapException">The bitmap is <see cref="Inconsistent"/>.</exception>
-    public DirtyBitmap Bitmap => _bitmap ?? throw Qcow2BitmapException.InconsistentBitmap(Name);
+    /// <exception cref="StorageException">The bitmap is <see cref="Inconsistent"/>.</exception>
+    public DirtyBitmap Bitmap => _bitmap ?? throw BitmapErrors.Inconsistent(Name);
 }

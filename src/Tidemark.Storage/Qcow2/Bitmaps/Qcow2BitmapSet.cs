@@ -73,8 +73,8 @@ public sealed class Qcow2BitmapSet
     }
 
     /// <summary>The bitmap named <paramref name="name"/>.</summary>
-    /// <exception cref="Qcow2BitmapException">There is none (<see cref="Qcow2BitmapError.NotFound"/>).</exception>
-    public Qcow2Bitmap Get(string name) => Find(name) ?? throw Qcow2BitmapException.Missing(name);
+    /// <exception cref="StorageException">There is none (<see cref="StorageErrorReason.BitmapNotFound"/>).</exception>
+    public Qcow2Bitmap Get(string name) => Find(name) ?? throw BitmapErrors.Missing(name);
 
     /// <summary>
     /// Loads the bitmaps at open (QEMU qcow2_load_dirty_bitmaps). Every entry is checked first;
@@ -82,7 +82,7 @@ public sealed class Qcow2BitmapSet
     /// data. When the image is read-write, every consistent bitmap is then marked IN_USE on
     /// disk before this returns.
     /// </summary>
-    /// <exception cref="Qcow2BitmapException">The extension, the directory or a table is malformed.</exception>
+    /// <exception cref="StorageException">The extension, the directory or a table is malformed.</exception>
     internal static async ValueTask<Qcow2BitmapSet> LoadAsync(IQcow2ClusterSpace space, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(space);
@@ -228,14 +228,14 @@ public sealed class Qcow2BitmapSet
     /// <param name="enabled">Record writes from now on (AUTO).</param>
     /// <param name="persistent">Store it in the image at clean close.</param>
     /// <param name="cancellationToken">Cancels the wait for other operations.</param>
-    /// <exception cref="Qcow2BitmapException">Bad name or granularity, a duplicate, a read-only image, or QEMU's limits exceeded.</exception>
+    /// <exception cref="StorageException">Bad name or granularity, a duplicate, a read-only image, or QEMU's limits exceeded.</exception>
     public async ValueTask<Qcow2Bitmap> AddAsync(string name, long? granularity = null, bool enabled = true, bool persistent = true, CancellationToken cancellationToken = default)
     {
         BitmapDirectoryEntry.CheckName(name);
         var g = granularity ?? DefaultGranularity;
         if (!DirtyBitmap.IsValidGranularity(g))
         {
-            throw new Qcow2BitmapException(Qcow2BitmapError.BadGranularity, $"granularity {g} of bitmap '{name}' is not a power of two from 512 B to 2 GiB");
+            throw new StorageException(StorageErrorReason.InvalidRequest, $"granularity {g} of bitmap '{name}' is not a power of two from 512 B to 2 GiB");
         }
 
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -244,10 +244,15 @@ public sealed class Qcow2BitmapSet
             CheckWritable(name);
             if (_bitmaps.Exists(b => b.Name == name))
             {
-                throw new Qcow2BitmapException(Qcow2BitmapError.AlreadyExists, $"Bitmap already exists: {name}");
+                throw new StorageException(StorageErrorReason.BitmapExists, $"Bitmap already exists: {name}");
             }
 
             var granularityBits = System.Numerics.BitOperations.TrailingZeroCount(g);
+            if (persistent && !_space.CanStoreBitmaps)
+            {
+                throw new StorageException(StorageErrorReason.InvalidRequest, "Cannot store dirty bitmaps in qcow2 v2 files");
+            }
+
             if (persistent)
             {
                 CheckCanStore(name, granularityBits);
@@ -260,7 +265,7 @@ public sealed class Qcow2BitmapSet
             }
             catch (ArgumentOutOfRangeException)
             {
-                throw new Qcow2BitmapException(Qcow2BitmapError.TooLarge, $"bitmap '{name}' would need more than 2^32 bits; use a larger granularity");
+                throw new StorageException(StorageErrorReason.LimitExceeded, $"bitmap '{name}' would need more than 2^32 bits; use a larger granularity");
             }
 
             var bitmap = new Qcow2Bitmap(name, granularityBits, enabled, persistent, bits);
@@ -284,7 +289,7 @@ public sealed class Qcow2BitmapSet
     /// without it (or no bitmaps extension at all when it was the last), then its clusters
     /// are freed.
     /// </summary>
-    /// <exception cref="Qcow2BitmapException">No such bitmap, or a read-only image.</exception>
+    /// <exception cref="StorageException">No such bitmap, or a read-only image.</exception>
     public async ValueTask RemoveAsync(string name, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(name);
@@ -292,7 +297,7 @@ public sealed class Qcow2BitmapSet
         try
         {
             CheckWritable(name);
-            var bitmap = _bitmaps.Find(b => b.Name == name) ?? throw Qcow2BitmapException.Missing(name);
+            var bitmap = _bitmaps.Find(b => b.Name == name) ?? throw BitmapErrors.Missing(name);
             var onDisk = _directory.FindIndex(e => e.Name == name);
             if (onDisk >= 0)
             {
@@ -333,7 +338,7 @@ public sealed class Qcow2BitmapSet
     /// is dirty in the target afterwards, across granularities too. The source may come from
     /// another image (<c>-b</c>), if it covers the same disk size.
     /// </summary>
-    /// <exception cref="Qcow2BitmapException">No such target, an inconsistent target, a read-only image, or different sizes.</exception>
+    /// <exception cref="StorageException">No such target, an inconsistent target, a read-only image, or different sizes.</exception>
     public ValueTask MergeAsync(string target, DirtyBitmap source, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(source);
@@ -343,7 +348,7 @@ public sealed class Qcow2BitmapSet
             {
                 if (source.Size != b.Bitmap.Size)
                 {
-                    throw new Qcow2BitmapException(Qcow2BitmapError.SizeMismatch, $"cannot merge a bitmap of a {source.Size}-byte disk into '{target}' of a {b.Bitmap.Size}-byte disk");
+                    throw new StorageException(StorageErrorReason.InvalidRequest, $"cannot merge a bitmap of a {source.Size}-byte disk into '{target}' of a {b.Bitmap.Size}-byte disk");
                 }
 
                 b.Bitmap.Merge(source);
@@ -356,8 +361,8 @@ public sealed class Qcow2BitmapSet
         var expected = BitmapTable.ExpectedSize(space.VirtualSize, entry.GranularityBits, space.ClusterSize);
         if (entry.TableSize != expected)
         {
-            throw new Qcow2BitmapException(
-                Qcow2BitmapError.BadTable,
+            throw new StorageException(
+                StorageErrorReason.Corrupt,
                 $"bitmap '{entry.Name}' (table at offset 0x{entry.TableOffset:x}): bitmap_table_size is {entry.TableSize}, a {space.VirtualSize}-byte disk at granularity {1L << entry.GranularityBits} needs exactly {expected}");
         }
 
@@ -368,7 +373,7 @@ public sealed class Qcow2BitmapSet
         }
         catch (ArgumentOutOfRangeException)
         {
-            throw new Qcow2BitmapException(Qcow2BitmapError.TooLarge, $"bitmap '{entry.Name}' would need more than 2^32 bits");
+            throw new StorageException(StorageErrorReason.LimitExceeded, $"bitmap '{entry.Name}' would need more than 2^32 bits");
         }
 
         var table = await ReadTableAsync(space, entry, cancellationToken).ConfigureAwait(false);
@@ -421,7 +426,7 @@ public sealed class Qcow2BitmapSet
             var size = BitmapDirectory.SizeOf(directory);
             if (directory.Count > BitmapsExtension.MaxBitmaps || size > BitmapsExtension.MaxDirectorySize)
             {
-                throw new Qcow2BitmapException(Qcow2BitmapError.TooLarge, $"a bitmap directory of {directory.Count} entries and {size} bytes exceeds QEMU's limits");
+                throw new StorageException(StorageErrorReason.LimitExceeded, $"a bitmap directory of {directory.Count} entries and {size} bytes exceeds QEMU's limits");
             }
 
             var bytes = BitmapDirectory.Encode(directory, clusterSize);
@@ -467,7 +472,7 @@ public sealed class Qcow2BitmapSet
         {
             table = await ReadTableAsync(_space, entry, cancellationToken).ConfigureAwait(false);
         }
-        catch (Qcow2BitmapException)
+        catch (StorageException)
         {
             return;
         }
@@ -492,10 +497,10 @@ public sealed class Qcow2BitmapSet
         try
         {
             CheckWritable(name);
-            var bitmap = _bitmaps.Find(b => b.Name == name) ?? throw Qcow2BitmapException.Missing(name);
+            var bitmap = _bitmaps.Find(b => b.Name == name) ?? throw BitmapErrors.Missing(name);
             if (bitmap.Inconsistent)
             {
-                throw Qcow2BitmapException.InconsistentBitmap(name);
+                throw BitmapErrors.Inconsistent(name);
             }
 
             change(bitmap);
@@ -511,7 +516,7 @@ public sealed class Qcow2BitmapSet
     {
         if (_space.IsReadOnly)
         {
-            throw new Qcow2BitmapException(Qcow2BitmapError.ReadOnly, $"cannot change bitmap '{name}': the image is open read-only");
+            throw new StorageException(StorageErrorReason.ReadOnly, $"cannot change bitmap '{name}': the image is open read-only");
         }
 
         ObjectDisposedException.ThrowIf(_stored, this);
@@ -523,20 +528,20 @@ public sealed class Qcow2BitmapSet
         var persistent = _bitmaps.Count(b => b.Persistent);
         if (persistent + 1 > BitmapsExtension.MaxBitmaps)
         {
-            throw new Qcow2BitmapException(Qcow2BitmapError.TooLarge, $"cannot store bitmap '{name}': the image already has {persistent} persistent bitmaps, the maximum");
+            throw new StorageException(StorageErrorReason.LimitExceeded, $"cannot store bitmap '{name}': the image already has {persistent} persistent bitmaps, the maximum");
         }
 
         var directorySize = _bitmaps.Where(b => b.Persistent).Sum(b => (long)BitmapDirectoryEntry.EncodedSizeFor(Encoding.UTF8.GetByteCount(b.Name)))
             + BitmapDirectoryEntry.EncodedSizeFor(Encoding.UTF8.GetByteCount(name));
         if (directorySize > BitmapsExtension.MaxDirectorySize)
         {
-            throw new Qcow2BitmapException(Qcow2BitmapError.TooLarge, $"cannot store bitmap '{name}': the bitmap directory would exceed {BitmapsExtension.MaxDirectorySize} bytes");
+            throw new StorageException(StorageErrorReason.LimitExceeded, $"cannot store bitmap '{name}': the bitmap directory would exceed {BitmapsExtension.MaxDirectorySize} bytes");
         }
 
         var tableSize = BitmapTable.ExpectedSize(_space.VirtualSize, granularityBits, _space.ClusterSize);
         if (tableSize > BitmapDirectoryEntry.MaxTableSize || tableSize * _space.ClusterSize > BitmapDirectoryEntry.MaxDataSize)
         {
-            throw new Qcow2BitmapException(Qcow2BitmapError.TooLarge, $"cannot store bitmap '{name}': too much space would be occupied by the bitmap; use a larger granularity");
+            throw new StorageException(StorageErrorReason.LimitExceeded, $"cannot store bitmap '{name}': too much space would be occupied by the bitmap; use a larger granularity");
         }
     }
 
