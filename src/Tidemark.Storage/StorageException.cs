@@ -29,6 +29,15 @@ public enum StorageErrorReason
 
     /// <summary>The request does not fit the image (creation options, unsupported combination).</summary>
     InvalidRequest,
+
+    /// <summary>A dirty bitmap was found IN_USE at open: it may have missed writes, so it can only be removed (formats.md §2.7).</summary>
+    BitmapInconsistent,
+
+    /// <summary>No dirty bitmap of that name.</summary>
+    BitmapNotFound,
+
+    /// <summary>A dirty bitmap of that name already exists.</summary>
+    BitmapExists,
 }
 
 /// <summary>

@@ -1,3 +1,5 @@
+using Tidemark.Storage.Qcow2.Bitmaps;
+
 namespace Tidemark.Storage.Qcow2;
 
 /// <summary>
@@ -20,6 +22,7 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
     private Qcow2Header _header;
     private RefcountTable _refcounts = null!;
     private ClusterMap _map = null!;
+    private Qcow2BitmapSet _bitmaps = null!;
     private int _disposed;
 
     private Qcow2Image(HostFile file, Qcow2Header header, IBlockImage? backing)
@@ -68,11 +71,16 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
     /// <summary>Number of internal snapshots (tolerated: kept and counted, never switched to).</summary>
     public int SnapshotCount => _header.SnapshotCount;
 
+    /// <summary>The image's dirty bitmaps, by name: the persistent ones loaded at open, and any added since.</summary>
+    public Qcow2BitmapSet Bitmaps => _bitmaps;
+
     internal Qcow2Header Header => _header;
 
     internal HostFile File => _file;
 
     int IQcow2ClusterSpace.ClusterSize => _header.ClusterSize;
+
+    bool IQcow2ClusterSpace.CanStoreBitmaps => _header.Version >= 3;
 
     ReadOnlyMemory<byte>? IQcow2ClusterSpace.BitmapsExtension
         => (_header.AutoclearFeatures & Qcow2Layout.AutoclearBitmaps) != 0 ? _header.FindExtension(Qcow2Layout.ExtensionBitmaps) : null;
@@ -184,20 +192,24 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
 
     // ---- Persistent-bitmap seams (filled in by the bitmap code; formats.md §2.6) ----
 
-    /// <summary>Seam: at open, after the tables are loaded (Qcow2BitmapSet.LoadAsync).</summary>
-    [System.Diagnostics.CodeAnalysis.SuppressMessage("Performance", "CA1822:Mark members as static", Justification = "Seam for the persistent-bitmap code.")]
-    private ValueTask LoadBitmapsAsync(CancellationToken cancellationToken) => ValueTask.CompletedTask; // bitmaps: load and mark IN_USE here
-
-    /// <summary>Seam: every guest write, write-zeroes and discard, before it is acknowledged (Qcow2BitmapSet.MarkDirty).</summary>
-    [System.Diagnostics.CodeAnalysis.SuppressMessage("Performance", "CA1822:Mark members as static", Justification = "Seam for the persistent-bitmap code.")]
-    private void MarkBitmapsDirty(long offset, long length)
+    /// <summary>Seam: at open, after the tables are loaded (Qcow2BitmapSet.LoadAsync marks IN_USE when read-write).</summary>
+    private async ValueTask LoadBitmapsAsync(CancellationToken cancellationToken)
     {
-        // bitmaps: set the bits of every enabled bitmap here
+        try
+        {
+            _bitmaps = await Qcow2BitmapSet.LoadAsync(this, cancellationToken).ConfigureAwait(false);
+        }
+        catch (StorageException e)
+        {
+            throw new StorageException(e.Reason, $"{Path}: {e.Message}", e);
+        }
     }
 
-    /// <summary>Seam: at clean close of a read-write image, before the final flush (Qcow2BitmapSet.StoreAsync).</summary>
-    [System.Diagnostics.CodeAnalysis.SuppressMessage("Performance", "CA1822:Mark members as static", Justification = "Seam for the persistent-bitmap code.")]
-    private ValueTask StoreBitmapsAsync(CancellationToken cancellationToken) => ValueTask.CompletedTask; // bitmaps: store and clear IN_USE here
+    /// <summary>Seam: every guest write, write-zeroes and discard, before it is acknowledged.</summary>
+    private void MarkBitmapsDirty(long offset, long length) => _bitmaps.MarkDirty(offset, length);
+
+    /// <summary>Seam: at clean close of a read-write image, before the final flush (stores bitmaps, clears IN_USE).</summary>
+    private ValueTask StoreBitmapsAsync(CancellationToken cancellationToken) => _bitmaps.StoreAsync(cancellationToken);
 
     public async ValueTask DisposeAsync()
     {
