@@ -158,7 +158,7 @@ public sealed partial class Qcow2Image
     /// as <c>qemu-img convert -c</c> does. Clusters that do not shrink are written normally.
     /// The last cluster of an image whose size is not cluster aligned may be short.
     /// </summary>
-    internal async ValueTask WriteCompressedAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    public async ValueTask WriteCompressedAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
         CheckWritable();
         CheckRange(offset, data.Length);
