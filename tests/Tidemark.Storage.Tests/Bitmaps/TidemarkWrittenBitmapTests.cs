@@ -26,7 +26,7 @@ public sealed class TidemarkWrittenBitmapTests
         const long Size = (48 << 20) + 512;
         var defaultGranularity = (long)Math.Clamp(clusterSize, 4096, 65536); // QEMU's default granularity (formats.md §2.5)
         var random = new Random(seed);
-        var expected = new Dictionary<string, List<Storage.Bitmaps.BitmapExtent>>();
+        var expected = new Dictionary<string, List<DirtyRun>>();
         await using (var image = await Qcow2Image.CreateAsync(path, new Qcow2CreateOptions { Size = Size, ClusterSize = clusterSize }, Ct))
         {
             await image.Bitmaps.AddAsync("b0", cancellationToken: Ct);
@@ -54,7 +54,7 @@ public sealed class TidemarkWrittenBitmapTests
 
             foreach (var bitmap in image.Bitmaps.Bitmaps)
             {
-                expected[bitmap.Name] = QemuNbdExport.Coalesce(bitmap.Bitmap.EnumerateExtents(0, Size));
+                expected[bitmap.Name] = bitmap.Bitmap.Runs();
             }
 
             Assert.Equal(0, image.Bitmaps.Get("frozen").Bitmap.DirtyBitCount);
@@ -160,7 +160,7 @@ public sealed class TidemarkWrittenBitmapTests
         Assert.False(check.TryGetProperty("leaks", out _), check.ToString());
         await using var export = await QemuNbdExport.StartAsync(path, dir.File("nbd.sock"), "b0");
         var dirty = (await export.DirtyMapAsync("b0")).Where(e => e.Dirty).ToList();
-        Assert.Equal(Enumerable.Range(0, 5).Select(c => new Storage.Bitmaps.BitmapExtent(c * (40L << 20), 8192, true)), dirty);
+        Assert.Equal(Enumerable.Range(0, 5).Select(c => new DirtyRun(c * (40L << 20), 8192, true)), dirty);
     }
 
     [Fact]
