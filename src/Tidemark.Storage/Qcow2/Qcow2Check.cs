@@ -82,6 +82,7 @@ public static class Qcow2Check
         private long _fragmented;
         private long _compressed;
         private long _lastDataCluster = -1;
+        private long _highestUsed = -1;
 
         public Walk(HostFile file, Qcow2Header header)
         {
@@ -322,6 +323,11 @@ public static class Qcow2Check
             {
                 var stored = await StoredRefcountAsync(c, cancellationToken).ConfigureAwait(false);
                 var counted = _references[c];
+                if (stored != 0 || counted != 0)
+                {
+                    _highestUsed = c;
+                }
+
                 if (stored < counted)
                 {
                     Corrupt($"ERROR cluster {c} refcount={stored} reference={counted}");
@@ -385,16 +391,8 @@ public static class Qcow2Check
 
         public Qcow2CheckResult Result()
         {
-            var highest = -1L;
-            for (var c = _references.Length - 1; c >= 0; c--)
-            {
-                if (_references[c] != 0)
-                {
-                    highest = c;
-                    break;
-                }
-            }
-
+            // qemu-img: one past the highest cluster that is counted or referenced.
+            var highest = _highestUsed;
             return new Qcow2CheckResult
             {
                 Path = _file.Path,

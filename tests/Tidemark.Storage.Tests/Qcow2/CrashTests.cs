@@ -8,7 +8,9 @@ namespace Tidemark.Storage.Tests.Qcow2;
 /// <summary>
 /// A child process writes through Tidemark and is killed with SIGKILL at random points. After
 /// every kill: qemu-img check finds no corruption (leaks are allowed), and every operation a
-/// completed flush covered reads back through QEMU.
+/// completed flush covered reads back through QEMU, and the enabled bitmap the writer was
+/// recording into is reported inconsistent (IN_USE), by qemu-img info and by Tidemark — never
+/// silently incomplete.
 /// </summary>
 public sealed class CrashTests
 {
@@ -33,12 +35,24 @@ public sealed class CrashTests
         for (var round = 0; round < KillsPerCase; round++)
         {
             var workloadSeed = (seed * 1000) + round;
+
+            // A fresh, consistent, enabled bitmap for every round (QEMU runs the operations left to right).
+            await Peer.RunCheckedAsync("qemu-img", round == 0 ? ["bitmap", "--add", path, "b0"] : ["bitmap", "--remove", "--add", path, "b0"]);
             var (flushed, started) = await RunAndKillAsync(path, workloadSeed, opsPerFlush, random.Next(0, 120));
 
             var check = await Peer.RunAsync("qemu-img", ["check", "--output=json", path]);
             Assert.True(check.ExitCode is 0 or 3, $"round {round}: qemu-img check exited {check.ExitCode}: {check.Stdout}{check.Stderr}");
             var json = JsonDocument.Parse(check.Stdout).RootElement;
             Assert.False(json.TryGetProperty("corruptions", out var c) && c.GetInt64() > 0, $"round {round}: {check.Stdout}{check.Stderr}");
+
+            var info = JsonDocument.Parse(await Peer.RunCheckedAsync("qemu-img", "info", "--output=json", path)).RootElement;
+            var bitmap = info.GetProperty("format-specific").GetProperty("data").GetProperty("bitmaps").EnumerateArray().Single();
+            Assert.Equal("b0", bitmap.GetProperty("name").GetString());
+            Assert.Equal(["in-use", "auto"], bitmap.GetProperty("flags").EnumerateArray().Select(f => f.GetString()).Order().Reverse().ToArray());
+            await using (var reopened = await Tidemark.Storage.Qcow2.Qcow2Image.OpenAsync(path, readOnly: true, TestContext.Current.CancellationToken))
+            {
+                Assert.True(reopened.Bitmaps.Get("b0").Inconsistent, $"round {round}: b0 must load as inconsistent after a crash");
+            }
 
             // Flushed operations are applied to the expectation; the unflushed ones that may have
             // started leave their sectors undetermined.

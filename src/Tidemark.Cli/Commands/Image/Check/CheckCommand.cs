@@ -100,7 +100,11 @@ internal sealed class CheckCommand(CliConsole console)
             w.WriteNumber("allocated-clusters", r.AllocatedClusters);
             w.WriteString("filename", r.Path);
             w.WriteString("format", "qcow2");
-            w.WriteNumber("fragmented-clusters", r.FragmentedClusters);
+            if (r.FragmentedClusters > 0)
+            {
+                w.WriteNumber("fragmented-clusters", r.FragmentedClusters);
+            }
+
             if (r.CompressedClusters > 0)
             {
                 w.WriteNumber("compressed-clusters", r.CompressedClusters);

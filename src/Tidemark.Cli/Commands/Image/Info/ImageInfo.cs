@@ -36,6 +36,9 @@ internal sealed record ImageInfo
 
     public bool ExtendedL2 { get; init; }
 
+    /// <summary>qcow2 only: the persistent bitmaps, in directory order (name, granularity, flags).</summary>
+    public IReadOnlyList<BitmapInfo> Bitmaps { get; init; } = [];
+
     public static ImageInfo Describe(IBlockImage image, string path)
     {
         var actual = AllocatedBytes(path);
@@ -57,6 +60,7 @@ internal sealed record ImageInfo
                 RefcountBits = q.RefcountBits,
                 Corrupt = q.IsMarkedCorrupt,
                 ExtendedL2 = q.HasExtendedL2,
+                Bitmaps = q.Bitmaps.Bitmaps.Where(b => b.Persistent).Select(b => new BitmapInfo(b.Name, b.Granularity, b.Inconsistent, b.Enabled)).ToList(),
             };
         }
 
@@ -73,6 +77,27 @@ internal sealed record ImageInfo
         catch (IOException)
         {
             return new FileInfo(path).Length;
+        }
+    }
+}
+
+/// <summary>One bitmap as qemu-img info lists it (formats.md §2.9).</summary>
+internal sealed record BitmapInfo(string Name, long Granularity, bool InUse, bool Auto)
+{
+    /// <summary>The flag names in qemu-img's order.</summary>
+    public IEnumerable<string> Flags
+    {
+        get
+        {
+            if (InUse)
+            {
+                yield return "in-use";
+            }
+
+            if (Auto)
+            {
+                yield return "auto";
+            }
         }
     }
 }

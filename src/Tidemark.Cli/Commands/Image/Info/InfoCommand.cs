@@ -81,6 +81,25 @@ internal sealed class InfoCommand(CliConsole console)
             text.Append(c, $"    compat: {info.Compat}\n");
             text.Append(c, $"    compression type: {info.CompressionType}\n");
             text.Append(c, $"    lazy refcounts: {Bool(info.LazyRefcounts)}\n");
+            if (info.Bitmaps.Count > 0)
+            {
+                text.Append("    bitmaps:\n");
+                for (var i = 0; i < info.Bitmaps.Count; i++)
+                {
+                    var b = info.Bitmaps[i];
+                    text.Append(c, $"        [{i}]:\n");
+                    text.Append("            flags:\n");
+                    var f = 0;
+                    foreach (var flag in b.Flags)
+                    {
+                        text.Append(c, $"                [{f++}]: {flag}\n");
+                    }
+
+                    text.Append(c, $"            name: {b.Name}\n");
+                    text.Append(c, $"            granularity: {b.Granularity}\n");
+                }
+            }
+
             text.Append(c, $"    refcount bits: {info.RefcountBits}\n");
             text.Append(c, $"    corrupt: {Bool(info.Corrupt)}\n");
             text.Append(c, $"    extended l2: {Bool(info.ExtendedL2)}\n");
@@ -119,6 +138,27 @@ internal sealed class InfoCommand(CliConsole console)
                     w.WriteString("compat", info.Compat);
                     w.WriteString("compression-type", info.CompressionType);
                     w.WriteBoolean("lazy-refcounts", info.LazyRefcounts);
+                    if (info.Bitmaps.Count > 0)
+                    {
+                        w.WriteStartArray("bitmaps");
+                        foreach (var b in info.Bitmaps)
+                        {
+                            w.WriteStartObject();
+                            w.WriteStartArray("flags");
+                            foreach (var flag in b.Flags)
+                            {
+                                w.WriteStringValue(flag);
+                            }
+
+                            w.WriteEndArray();
+                            w.WriteString("name", b.Name);
+                            w.WriteNumber("granularity", b.Granularity);
+                            w.WriteEndObject();
+                        }
+
+                        w.WriteEndArray();
+                    }
+
                     w.WriteNumber("refcount-bits", info.RefcountBits);
                     w.WriteBoolean("corrupt", info.Corrupt);
                     w.WriteBoolean("extended-l2", info.ExtendedL2);
