@@ -52,6 +52,11 @@ internal static class ImageRows
         }
 
         await RunAsync("qemu-img", "check", "-q", image);
+
+        // What the CLI rows pay before touching the image: starting a .NET process.
+        var startQemu = await Timing.MedianAsync(Repeats, () => RunAsync("qemu-img", "--version"));
+        var startTidemark = await Timing.MedianAsync(Repeats, () => RunAsync("dotnet", tidemarkDll, "--version"));
+        rows.Add(new Row("process start-up only (--version)", startTidemark, startQemu));
         return rows;
     }
 
