@@ -53,7 +53,7 @@ public static class Qcow2Check
         {
             var probe = new byte[Qcow2Header.ProbeLength];
             await file.ReadAsync(0, probe, cancellationToken).ConfigureAwait(false);
-            var bits = Qcow2Header.ReadClusterBits(probe, file.Path);
+            var bits = Qcow2Header.ReadClusterBits(probe.AsSpan(0, (int)Math.Min(probe.Length, file.Length)), file.Path);
             var cluster0 = new byte[1 << bits];
             await file.ReadAsync(0, cluster0, cancellationToken).ConfigureAwait(false);
             var header = Qcow2Header.Parse(cluster0, file.Length, file.Path);
@@ -278,7 +278,7 @@ public static class Qcow2Check
             var count = BinaryPrimitives.ReadUInt32BigEndian(ext);
             var dirSize = (long)BinaryPrimitives.ReadUInt64BigEndian(ext[8..]);
             var dirOffset = (long)BinaryPrimitives.ReadUInt64BigEndian(ext[16..]);
-            if (dirSize > 1024L * 65535 || count > 65535)
+            if (dirSize < 0 || dirSize > 1024L * 65535 || count > 65535 || dirOffset < 0)
             {
                 Corrupt("ERROR bitmap directory is too large");
                 return;
@@ -291,14 +291,15 @@ public static class Qcow2Check
 
             var directory = new byte[dirSize];
             await _file.ReadAsync(dirOffset, directory, cancellationToken).ConfigureAwait(false);
-            var at = 0;
+            var at = 0L;
             for (var b = 0; b < count && at + 24 <= directory.Length; b++)
             {
-                var tableOffset = (long)BinaryPrimitives.ReadUInt64BigEndian(directory.AsSpan(at));
-                var tableSize = BinaryPrimitives.ReadUInt32BigEndian(directory.AsSpan(at + 8));
-                var nameSize = BinaryPrimitives.ReadUInt16BigEndian(directory.AsSpan(at + 18));
-                var extra = BinaryPrimitives.ReadUInt32BigEndian(directory.AsSpan(at + 20));
-                at += (int)((24L + extra + nameSize + 7) & ~7L);
+                var entry = directory.AsSpan((int)at);
+                var tableOffset = (long)BinaryPrimitives.ReadUInt64BigEndian(entry);
+                var tableSize = BinaryPrimitives.ReadUInt32BigEndian(entry[8..]);
+                var nameSize = BinaryPrimitives.ReadUInt16BigEndian(entry[18..]);
+                var extra = BinaryPrimitives.ReadUInt32BigEndian(entry[20..]);
+                at += (24L + extra + nameSize + 7) & ~7L;
                 if (tableSize > 0x8000000 || !Reference(tableOffset, tableSize * 8L, "bitmap table"))
                 {
                     continue;
@@ -347,9 +348,15 @@ public static class Qcow2Check
                 return true;
             }
 
+            if (offset < 0 || offset > long.MaxValue - length)
+            {
+                Corrupt($"ERROR {what} at offset 0x{offset:x} (+{length}) is outside the image file");
+                return false;
+            }
+
             var first = offset >> _header.ClusterBits;
             var last = (offset + length - 1) >> _header.ClusterBits;
-            if (offset < 0 || last >= FileClusters)
+            if (last >= FileClusters)
             {
                 Corrupt($"ERROR {what} at offset 0x{offset:x} (+{length}) is outside the image file");
                 return false;

@@ -203,7 +203,9 @@ public sealed partial class Qcow2Image
 
     private async ValueTask<long> AllocateCompressedBytesAsync(int length, CancellationToken cancellationToken)
     {
-        if (_compressedNext != 0 && length <= _compressedEnd - _compressedNext)
+        // A cluster whose refcount is at its maximum (1-bit refcounts hold one reference) takes no more streams.
+        if (_compressedNext != 0 && length <= _compressedEnd - _compressedNext
+            && await _refcounts.GetAsync(_compressedNext >> _header.ClusterBits, cancellationToken).ConfigureAwait(false) < _refcounts.MaxRefcount)
         {
             await _refcounts.ChangeAsync(_compressedNext >> _header.ClusterBits, +1, cancellationToken).ConfigureAwait(false);
         }

@@ -110,7 +110,7 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
         {
             var probe = new byte[Qcow2Header.ProbeLength];
             await file.ReadAsync(0, probe, cancellationToken).ConfigureAwait(false);
-            var clusterBits = Qcow2Header.ReadClusterBits(probe, file.Path);
+            var clusterBits = Qcow2Header.ReadClusterBits(probe.AsSpan(0, (int)Math.Min(probe.Length, file.Length)), file.Path);
             var cluster0 = new byte[1 << clusterBits];
             await file.ReadAsync(0, cluster0, cancellationToken).ConfigureAwait(false);
             var header = Qcow2Header.Parse(cluster0, file.Length, file.Path);

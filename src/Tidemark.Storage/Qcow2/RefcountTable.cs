@@ -53,6 +53,9 @@ internal sealed class RefcountTable
     /// <summary>One past the highest cluster allocated so far (at least the file's size at open).</summary>
     public long HighWater => _highWater;
 
+    /// <summary>Largest refcount the image's refcount width can hold.</summary>
+    public ulong MaxRefcount => _order == 6 ? ulong.MaxValue : (1UL << (1 << _order)) - 1;
+
     public long TableOffset => _tableOffset;
 
     public int TableClusters => _tableClusters;
