@@ -143,10 +143,10 @@ public sealed class Qcow2BitmapSet
     /// <remarks>
     /// What a crash leaves behind, step by step: while data, tables and the new directory are
     /// written, the header still points at the old directory whose bitmaps are IN_USE, so
-    /// they load as inconsistent and the new clusters are leaks. The header switch is one
-    /// sector write followed by a flush (<see cref="IQcow2ClusterSpace.WriteBitmapsExtensionAsync"/>):
-    /// either the old state or the new one. After it, freeing the old clusters can at worst
-    /// leave them leaked.
+    /// they load as inconsistent and the new clusters are leaks. The header switch is a
+    /// rewrite of cluster 0 followed by a flush, as QEMU's qcow2_update_header does
+    /// (<see cref="IQcow2ClusterSpace.WriteBitmapsExtensionAsync"/>): the old state or the new
+    /// one. Only after it are the old clusters freed, which can at worst leave them leaked.
     /// </remarks>
     internal async ValueTask StoreAsync(CancellationToken cancellationToken)
     {
