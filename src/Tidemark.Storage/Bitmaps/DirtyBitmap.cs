@@ -364,24 +364,71 @@ public sealed partial class DirtyBitmap
         return copy;
     }
 
-    private IEnumerable<BitmapExtent> Iterate(long offset, long end, bool dirtyOnly)
+    /// <summary>
+    /// Fills <paramref name="destination"/> with the adjacent runs (or, with
+    /// <paramref name="dirtyOnly"/>, the dirty runs) that start at <paramref name="offset"/>
+    /// and lie inside [offset, offset + length) clipped to <see cref="Size"/>, all read under
+    /// one lock acquisition, so they are one consistent view; returns how many it wrote. Fewer
+    /// than the room means the range is exhausted. This is the shape of an NBD block status
+    /// reply; the enumerators use it in batches.
+    /// </summary>
+    public int GetExtents(long offset, long length, bool dirtyOnly, Span<BitmapExtent> destination)
     {
-        while (offset < end)
+        CheckOffset(offset);
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        var end = Math.Min(Size, offset + Math.Min(length, Size - offset));
+        var count = 0;
+        lock (_lock)
         {
-            if (dirtyOnly)
+            while (offset < end && count < destination.Length)
             {
-                var next = FindNextDirty(offset);
-                if (next < 0 || next >= end)
+                var bit = offset >> GranularityBits;
+                bool dirty;
+                if (dirtyOnly)
                 {
-                    yield break;
+                    var next = FindNextSet(bit);
+                    if (next < 0 || next << GranularityBits >= end)
+                    {
+                        break;
+                    }
+
+                    offset = Math.Max(offset, next << GranularityBits);
+                    bit = offset >> GranularityBits;
+                    dirty = true;
+                }
+                else
+                {
+                    dirty = TestBit(bit);
                 }
 
-                offset = next;
+                var stop = dirty ? FindNextClear(bit) : FindNextSet(bit);
+                var stopOffset = stop < 0 ? end : Math.Min(end, stop << GranularityBits);
+                destination[count++] = new BitmapExtent(offset, stopOffset - offset, dirty);
+                offset = stopOffset;
+            }
+        }
+
+        return count;
+    }
+
+    private IEnumerable<BitmapExtent> Iterate(long offset, long end, bool dirtyOnly)
+    {
+        // Batches keep the lock short for concurrent writers and the per-run cost low.
+        var batch = new BitmapExtent[256];
+        while (offset < end)
+        {
+            var count = GetExtents(offset, end - offset, dirtyOnly, batch);
+            for (var i = 0; i < count; i++)
+            {
+                yield return batch[i];
             }
 
-            var extent = GetExtent(offset, end - offset);
-            yield return extent;
-            offset = extent.End;
+            if (count < batch.Length)
+            {
+                yield break;
+            }
+
+            offset = batch[count - 1].End;
         }
     }
 
