@@ -413,8 +413,9 @@ public sealed partial class DirtyBitmap
 
     private IEnumerable<BitmapExtent> Iterate(long offset, long end, bool dirtyOnly)
     {
-        // Batches keep the lock short for concurrent writers and the per-run cost low.
-        var batch = new BitmapExtent[256];
+        // Batches keep the lock short for concurrent writers and the per-run cost low; they
+        // start small so that a scan finding little (a clean bitmap) allocates little.
+        var batch = new BitmapExtent[8];
         while (offset < end)
         {
             var count = GetExtents(offset, end - offset, dirtyOnly, batch);
@@ -429,6 +430,10 @@ public sealed partial class DirtyBitmap
             }
 
             offset = batch[count - 1].End;
+            if (batch.Length < 256)
+            {
+                batch = new BitmapExtent[batch.Length * 4];
+            }
         }
     }
 
