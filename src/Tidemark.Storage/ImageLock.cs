@@ -53,12 +53,39 @@ internal static class ImageLock
             SetShared(fd, SharedBase + perm, path);
         }
 
-        // Someone who denies a permission we hold, or holds one we deny.
+        // A conflict can be a ghost: a lock held by an open file description that was closed a
+        // moment ago but is still shared with a child process between fork and exec (this
+        // process starts peers from other threads; O_CLOEXEC only drops the copy at exec). So a
+        // conflict is looked at again for a short while before it is believed.
+        for (var attempt = 0; ; attempt++)
+        {
+            var conflict = FindConflict(fd, held, denied, path);
+            if (conflict is null)
+            {
+                return;
+            }
+
+            if (attempt == GhostRetries)
+            {
+                throw conflict;
+            }
+
+            Thread.Sleep(GhostRetryDelay);
+        }
+    }
+
+    // 20 × 10 ms: far longer than a fork-to-exec window, short enough for a real conflict to fail promptly.
+    private const int GhostRetries = 20;
+    private static readonly TimeSpan GhostRetryDelay = TimeSpan.FromMilliseconds(10);
+
+    // Someone who denies a permission we hold, or holds one we deny.
+    private static StorageException? FindConflict(int fd, int[] held, int[] denied, string path)
+    {
         foreach (var perm in held)
         {
             if (IsLockedByOther(fd, SharedBase + perm))
             {
-                throw new StorageException(StorageErrorReason.Locked, $"{path}: Failed to get \"{PermissionNames[perm]}\" lock: is another process using the image?");
+                return new StorageException(StorageErrorReason.Locked, $"{path}: Failed to get \"{PermissionNames[perm]}\" lock: is another process using the image?");
             }
         }
 
@@ -66,9 +93,11 @@ internal static class ImageLock
         {
             if (IsLockedByOther(fd, PermBase + perm))
             {
-                throw new StorageException(StorageErrorReason.Locked, $"{path}: Failed to get shared \"{PermissionNames[perm]}\" lock: is another process using the image?");
+                return new StorageException(StorageErrorReason.Locked, $"{path}: Failed to get shared \"{PermissionNames[perm]}\" lock: is another process using the image?");
             }
         }
+
+        return null;
     }
 
     private static void SetShared(int fd, long offset, string path)

@@ -208,8 +208,9 @@ public sealed class DirtyBitmap
             return;
         }
 
-        if (source.Granularity != Granularity)
+        if (source.GranularityBits > GranularityBits)
         {
+            // Coarser source: each dirty run expands to whole bits here.
             foreach (var extent in source.EnumerateDirtyExtents(0, source.Size))
             {
                 SetRange(extent.Offset, extent.Length);
@@ -218,8 +219,10 @@ public sealed class DirtyBitmap
             return;
         }
 
-        // Same granularity: OR the non-zero words in batches. Only one lock is held at a time,
-        // so two merges in opposite directions cannot deadlock.
+        // Same or finer source: OR its non-zero words in batches, each folded to this
+        // granularity. Only one lock is held at a time, so two merges in opposite directions
+        // cannot deadlock.
+        var shift = GranularityBits - source.GranularityBits;
         const int Batch = 4096;
         Span<long> indexes = stackalloc long[Batch];
         Span<ulong> values = stackalloc ulong[Batch];
@@ -242,11 +245,44 @@ public sealed class DirtyBitmap
             {
                 for (var i = 0; i < count; i++)
                 {
-                    var index = indexes[i];
-                    UpdateWord(index, _words[index] | values[i]);
+                    OrSourceWord(indexes[i], values[i], shift);
                 }
             }
         }
+    }
+
+    // ORs word `index` of a source whose bit k covers this bitmap's bit k >> shift. Callers hold _lock.
+    private void OrSourceWord(long index, ulong value, int shift)
+    {
+        var firstBit = (index << 6) >> shift;
+        if (shift == 0)
+        {
+            UpdateWord(index, _words[index] | value);
+            return;
+        }
+
+        if (shift >= 6)
+        {
+            // The whole source word falls inside one bit here.
+            var target = firstBit >> 6;
+            UpdateWord(target, _words[target] | (1UL << (int)(firstBit & 63)));
+            return;
+        }
+
+        // Groups of 2^shift source bits fold into 64 >> shift consecutive bits of one word here.
+        var groupSize = 1 << shift;
+        var groupMask = (1UL << groupSize) - 1;
+        ulong folded = 0;
+        for (var group = 0; group < 64 >> shift; group++)
+        {
+            if (((value >> (group * groupSize)) & groupMask) != 0)
+            {
+                folded |= 1UL << group;
+            }
+        }
+
+        var word = firstBit >> 6;
+        UpdateWord(word, _words[word] | (folded << (int)(firstBit & 63)));
     }
 
     /// <summary>

@@ -25,6 +25,10 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
     private Qcow2BitmapSet _bitmaps = null!;
     private int _disposed;
 
+    // The bitmap code still uses the cluster space while the image closes (StoreBitmapsAsync
+    // runs after _disposed is set), so the space refuses calls only once the file is closed.
+    private volatile bool _fileClosed;
+
     private Qcow2Image(HostFile file, Qcow2Header header, IBlockImage? backing)
     {
         _file = file;
@@ -236,6 +240,7 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
         }
         finally
         {
+            _fileClosed = true;
             await _file.DisposeAsync().ConfigureAwait(false);
             if (_backing is not null)
             {
@@ -250,7 +255,7 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
 
     async ValueTask<long> IQcow2ClusterSpace.AllocateClustersAsync(int count, CancellationToken cancellationToken)
     {
-        CheckWritable();
+        CheckSpaceWritable();
         await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
@@ -264,7 +269,7 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
 
     async ValueTask IQcow2ClusterSpace.FreeClustersAsync(long hostOffset, int count, CancellationToken cancellationToken)
     {
-        CheckWritable();
+        CheckSpaceWritable();
         CheckMetadataRange(hostOffset, (long)count << _header.ClusterBits);
         await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
@@ -286,7 +291,7 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
 
     ValueTask IQcow2ClusterSpace.WriteMetadataAsync(long hostOffset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
-        CheckWritable();
+        CheckSpaceWritable();
         CheckMetadataRange(hostOffset, data.Length);
         return _file.WriteAsync(hostOffset, data, cancellationToken);
     }
@@ -306,7 +311,7 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
 
     async ValueTask IQcow2ClusterSpace.WriteBitmapsExtensionAsync(ReadOnlyMemory<byte>? extension, bool bitmapsConsistent, CancellationToken cancellationToken)
     {
-        CheckWritable();
+        CheckSpaceWritable();
         if (extension is { Length: not Qcow2Layout.BitmapsExtensionLength })
         {
             throw new ArgumentException($"the bitmaps extension is {Qcow2Layout.BitmapsExtensionLength} bytes", nameof(extension));
@@ -321,7 +326,15 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
         try
         {
             var autoclear = bitmapsConsistent ? _header.AutoclearFeatures | Qcow2Layout.AutoclearBitmaps : _header.AutoclearFeatures & ~Qcow2Layout.AutoclearBitmaps;
-            await RewriteHeaderAsync(_header.WithExtension(Qcow2Layout.ExtensionBitmaps, extension) with { AutoclearFeatures = autoclear }, cancellationToken).ConfigureAwait(false);
+            var header = _header.WithExtension(Qcow2Layout.ExtensionBitmaps, extension) with { AutoclearFeatures = autoclear };
+            if (extension is not null && !FitsClusterZero(header))
+            {
+                // With 512-byte clusters the feature name table leaves no room for the bitmaps
+                // extension; QEMU writes no table there either, it only names unknown bits.
+                header = header.WithExtension(Qcow2Layout.ExtensionFeatureTable, null);
+            }
+
+            await RewriteHeaderAsync(header, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -329,12 +342,34 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
         }
     }
 
+    private static bool FitsClusterZero(Qcow2Header header)
+    {
+        try
+        {
+            _ = header.Serialize();
+            return true;
+        }
+        catch (StorageException e) when (e.Reason == StorageErrorReason.LimitExceeded)
+        {
+            return false;
+        }
+    }
+
     private void CheckMetadataRange(long hostOffset, long length)
     {
-        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        ObjectDisposedException.ThrowIf(_fileClosed, this);
         if (hostOffset < _header.ClusterSize || length < 0 || hostOffset > long.MaxValue - length)
         {
             throw new ArgumentOutOfRangeException(nameof(hostOffset), $"{Path}: metadata range {hostOffset}+{length} is in the header or invalid");
+        }
+    }
+
+    private void CheckSpaceWritable()
+    {
+        ObjectDisposedException.ThrowIf(_fileClosed, this);
+        if (IsReadOnly)
+        {
+            throw new StorageException(StorageErrorReason.ReadOnly, $"{Path}: image is opened read-only");
         }
     }
 

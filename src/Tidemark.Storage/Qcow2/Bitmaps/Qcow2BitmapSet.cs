@@ -233,9 +233,15 @@ public sealed class Qcow2BitmapSet
     {
         BitmapDirectoryEntry.CheckName(name);
         var g = granularity ?? DefaultGranularity;
-        if (!DirtyBitmap.IsValidGranularity(g))
+        // QEMU's words (block/dirty-bitmap.c, block/qcow2-bitmap.c).
+        if (g < 1L << DirtyBitmap.MinGranularityBits || !System.Numerics.BitOperations.IsPow2(g))
         {
-            throw new StorageException(StorageErrorReason.InvalidRequest, $"granularity {g} of bitmap '{name}' is not a power of two from 512 B to 2 GiB");
+            throw new StorageException(StorageErrorReason.InvalidRequest, $"Granularity must be power of 2 and at least {1L << DirtyBitmap.MinGranularityBits}");
+        }
+
+        if (g > 1L << DirtyBitmap.MaxGranularityBits)
+        {
+            throw new StorageException(StorageErrorReason.InvalidRequest, $"Granularity exceeds maximum ({1L << DirtyBitmap.MaxGranularityBits} bytes)");
         }
 
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);

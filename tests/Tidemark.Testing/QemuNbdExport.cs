@@ -1,16 +1,20 @@
 using System.Diagnostics;
 using System.Text.Json;
-using Tidemark.Storage.Bitmaps;
-using Tidemark.Testing;
 
-namespace Tidemark.Storage.Tests.Bitmaps;
+namespace Tidemark.Testing;
+
+/// <summary>One run of a <c>qemu:dirty-bitmap:NAME</c> map as nbdinfo reports it.</summary>
+public readonly record struct DirtyRun(long Offset, long Length, bool Dirty)
+{
+    public long End => Offset + Length;
+}
 
 /// <summary>
 /// A read-only <c>qemu-nbd</c> export of an image on a unix socket with some bitmaps
 /// (<c>-B NAME</c>), read through <c>nbdinfo --map=qemu:dirty-bitmap:NAME</c>: QEMU's own view
 /// of a bitmap's content. The server process is killed on dispose.
 /// </summary>
-internal sealed class QemuNbdExport : IAsyncDisposable
+public sealed class QemuNbdExport : IAsyncDisposable
 {
     private readonly Process _server;
     private readonly string _socket;
@@ -68,18 +72,18 @@ internal sealed class QemuNbdExport : IAsyncDisposable
     public string Uri => $"nbd+unix:///vda?socket={_socket}";
 
     /// <summary>The bitmap's extents as QEMU serves them, adjacent runs of one state joined.</summary>
-    public async Task<List<BitmapExtent>> DirtyMapAsync(string bitmap)
+    public async Task<List<DirtyRun>> DirtyMapAsync(string bitmap)
     {
         var json = await Peer.RunCheckedAsync("nbdinfo", "--json", $"--map=qemu:dirty-bitmap:{bitmap}", Uri);
         var extents = JsonDocument.Parse(json).RootElement.EnumerateArray()
-            .Select(e => new BitmapExtent(e.GetProperty("offset").GetInt64(), e.GetProperty("length").GetInt64(), e.GetProperty("type").GetInt32() == 1));
+            .Select(e => new DirtyRun(e.GetProperty("offset").GetInt64(), e.GetProperty("length").GetInt64(), e.GetProperty("type").GetInt32() == 1));
         return Coalesce(extents);
     }
 
     /// <summary>Joins adjacent extents of the same state, so two producers that split runs differently compare equal.</summary>
-    public static List<BitmapExtent> Coalesce(IEnumerable<BitmapExtent> extents)
+    public static List<DirtyRun> Coalesce(IEnumerable<DirtyRun> extents)
     {
-        var result = new List<BitmapExtent>();
+        var result = new List<DirtyRun>();
         foreach (var e in extents)
         {
             if (result.Count > 0 && result[^1].Dirty == e.Dirty && result[^1].End == e.Offset)
