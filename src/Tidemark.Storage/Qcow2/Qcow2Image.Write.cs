@@ -374,8 +374,8 @@ public sealed partial class Qcow2Image
 
     /// <summary>
     /// The L2 table for <paramref name="cluster"/>, ready to change: allocated when missing, and
-    /// copied when shared with an internal snapshot (L1 entry without COPIED). A copy adds a
-    /// reference to every cluster it maps, so those entries lose COPIED too (§1.6).
+    /// copied when shared with an internal snapshot (L1 entry without COPIED, §1.6). The shared
+    /// table's entries already lack COPIED (their clusters are counted once per path).
     /// </summary>
     private async ValueTask<L2Table> EnsureWritableL2Async(long cluster, CancellationToken cancellationToken)
     {
@@ -395,28 +395,10 @@ public sealed partial class Qcow2Image
             return created;
         }
 
+        // References are counted per path (L1 -> L2 -> entry, formats.md §1.7): the snapshot's L1
+        // keeps the old table and the copy takes over the active path, so data refcounts stay as
+        // they are; only the old table loses the active L1's reference.
         var copy = table.CopyTo(host);
-        for (var i = 0; i < copy.Count; i++)
-        {
-            var entry = new L2Entry(copy.Entry(i), copy.Bitmap(i), _header.ClusterBits, _header.HasExtendedL2);
-            switch (entry.Kind)
-            {
-                case ClusterKind.Normal or ClusterKind.ZeroAllocated:
-                    await _refcounts.ChangeAsync(entry.HostOffset >> _header.ClusterBits, +1, cancellationToken).ConfigureAwait(false);
-                    copy.Set(i, entry.Raw & ~Qcow2Layout.OflagCopied);
-                    break;
-                case ClusterKind.Compressed:
-                    var first = entry.CompressedOffset >> _header.ClusterBits;
-                    var last = (entry.CompressedOffset + entry.CompressedLength - 1) >> _header.ClusterBits;
-                    for (var c = first; c <= last; c++)
-                    {
-                        await _refcounts.ChangeAsync(c, +1, cancellationToken).ConfigureAwait(false);
-                    }
-
-                    break;
-            }
-        }
-
         _map.Install(l1, copy);
         _refcounts.QueueFree(table.HostOffset, 1);
         return copy;

@@ -172,15 +172,47 @@ public sealed class BadImageTests
     public async Task RefcountOverflow_IsRefusedNamingTheCluster()
     {
         using var dir = new TempDirectory();
-        var path = await QemuImageAsync(dir, "refcount_bits=1", "16M", "write -P 7 0 64k");
+        var path = await QemuImageAsync(dir, "refcount_bits=1", "16M");
+        var file = HostFile.Open(path, readOnly: true);
+        await using (file)
+        {
+            var cluster0 = new byte[65536];
+            await file.ReadAsync(0, cluster0, TestContext.Current.CancellationToken);
+            var header = Qcow2Header.Parse(cluster0, file.Length, path);
+            var table = await RefcountTable.LoadAsync(file, header, (_, _, _) => ValueTask.CompletedTask, TestContext.Current.CancellationToken);
 
-        // Clear COPIED on the L1 entry: the L2 table now counts as shared, so a write copies it and
-        // adds a reference to its data cluster, which a 1-bit refcount cannot hold.
-        await PatchAsync(path, 0x30000, U64(0x40000));
-        await using var image = await Qcow2Image.OpenAsync(path, readOnly: false, TestContext.Current.CancellationToken);
-        var e = await Assert.ThrowsAsync<StorageException>(async () => await image.WriteAsync(65536, new byte[512], WriteFlags.None, TestContext.Current.CancellationToken));
-        Assert.Equal(StorageErrorReason.LimitExceeded, e.Reason);
-        Assert.Contains("would overflow 1-bit refcounts", e.Message, StringComparison.Ordinal);
+            // The header's cluster already has refcount 1, the most a 1-bit refcount holds.
+            var e = await Assert.ThrowsAsync<StorageException>(async () => await table.ChangeAsync(0, +1, TestContext.Current.CancellationToken));
+            Assert.Equal(StorageErrorReason.LimitExceeded, e.Reason);
+            Assert.Contains("refcount of cluster 0 would overflow 1-bit refcounts", e.Message, StringComparison.Ordinal);
+        }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task CompressedWrites_WithOneBitRefcounts_NeverShareACluster(bool zstd)
+    {
+        using var dir = new TempDirectory();
+        var ct = TestContext.Current.CancellationToken;
+        var path = dir.File("c1.qcow2");
+        var content = new byte[2 << 20];
+        for (var i = 0; i < content.Length; i++)
+        {
+            content[i] = (byte)(i / 4096);
+        }
+
+        await using (var image = await Qcow2Image.CreateAsync(path, new Qcow2CreateOptions { Size = content.Length, RefcountBits = 1, Zstd = zstd }, ct))
+        {
+            for (var at = 0; at < content.Length; at += 65536)
+            {
+                await image.WriteCompressedAsync(at, content.AsMemory(at, 65536), ct);
+            }
+        }
+
+        var check = await ImageContent.AssertCleanAsync(path);
+        Assert.Equal(32, check.GetProperty("compressed-clusters").GetInt64());
+        ImageContent.AssertSame(content, await ImageContent.QemuReadAllAsync(path, dir));
     }
 
     [Fact]
