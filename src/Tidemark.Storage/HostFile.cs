@@ -23,6 +23,9 @@ internal sealed class HostFile : IAsyncDisposable
 
     public bool IsReadOnly { get; }
 
+    /// <summary>With <see cref="CacheMode.Unsafe"/>, <see cref="FlushAsync"/> does not fsync.</summary>
+    public CacheMode CacheMode { get; set; }
+
     internal SafeFileHandle Handle => _handle;
 
     /// <summary>Opens an existing file and takes QEMU's locks for reading, or reading and writing.</summary>
@@ -96,7 +99,7 @@ internal sealed class HostFile : IAsyncDisposable
     public ValueTask FlushAsync(CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        if (!IsReadOnly)
+        if (!IsReadOnly && CacheMode == CacheMode.Writeback)
         {
             RandomAccess.FlushToDisk(_handle);
         }

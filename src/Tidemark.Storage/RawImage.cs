@@ -161,10 +161,13 @@ public sealed class RawImage : IBlockImage
         return ValueTask.CompletedTask;
     }
 
+    /// <summary>With <see cref="Storage.CacheMode.Unsafe"/>, flushes do not fsync (QEMU's cache=unsafe).</summary>
+    public CacheMode CacheMode { get; set; }
+
     public ValueTask FlushAsync(CancellationToken cancellationToken = default)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        if (!IsReadOnly)
+        if (!IsReadOnly && CacheMode == CacheMode.Writeback)
         {
             RandomAccess.FlushToDisk(_handle);
         }

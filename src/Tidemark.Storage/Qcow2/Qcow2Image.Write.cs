@@ -256,9 +256,56 @@ public sealed partial class Qcow2Image
                 continue;
             }
 
+            if (inCluster == 0 && data.Length - done >= clusterSize)
+            {
+                // Whole clusters need no copy-on-write: gather the following ones that need new
+                // host clusters too and write them with one allocation and one file write.
+                var run = 1;
+                while (run < MaxClustersPerWrite && data.Length - done >= (long)(run + 1) * clusterSize)
+                {
+                    var next = await _map.GetEntryAsync(cluster + run, cancellationToken).ConfigureAwait(false);
+                    var (nextL1, _) = _map.Locate(cluster + run);
+                    if (next.Kind == ClusterKind.Normal && next.IsCopied && (_map.L1Entry(nextL1) & Qcow2Layout.OflagCopied) != 0)
+                    {
+                        break;
+                    }
+
+                    run++;
+                }
+
+                await WriteWholeClustersAsync(cluster, run, data.Slice(done, run * clusterSize), cancellationToken).ConfigureAwait(false);
+                done += run * clusterSize;
+                continue;
+            }
+
             var n = Math.Min(clusterSize - inCluster, data.Length - done);
             await WriteNewClusterAsync(cluster, entry, inCluster, data.Slice(done, n), cancellationToken).ConfigureAwait(false);
             done += n;
+        }
+    }
+
+    /// <summary>Longest run of whole clusters written with one allocation (bounds the write size at 2 MiB clusters to 64 MiB).</summary>
+    private const int MaxClustersPerWrite = 32;
+
+    /// <summary>
+    /// Writes <paramref name="count"/> whole guest clusters into newly allocated, contiguous host
+    /// clusters: L2 tables first (so they do not split the data run), then the data, then the
+    /// entries; the old clusters are released (freed after the next write-back).
+    /// </summary>
+    private async ValueTask WriteWholeClustersAsync(long cluster, int count, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        for (var i = 0; i < count; i++)
+        {
+            await EnsureWritableL2Async(cluster + i, cancellationToken).ConfigureAwait(false);
+        }
+
+        var host = await _refcounts.AllocateAsync(count, cancellationToken).ConfigureAwait(false);
+        await _file.WriteAsync(host, data, cancellationToken).ConfigureAwait(false);
+        for (var i = 0; i < count; i++)
+        {
+            var old = await _map.GetEntryAsync(cluster + i, cancellationToken).ConfigureAwait(false);
+            await SetEntryAsync(cluster + i, (ulong)(host + ((long)i << _header.ClusterBits)) | Qcow2Layout.OflagCopied, cancellationToken).ConfigureAwait(false);
+            Release(old);
         }
     }
 

@@ -72,6 +72,16 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
 
     public bool HasLazyRefcounts => (_header.CompatibleFeatures & Qcow2Layout.CompatLazyRefcounts) != 0;
 
+    /// <summary>
+    /// With <see cref="Storage.CacheMode.Unsafe"/>, flushes (and close) do not fsync; the write-back
+    /// order is kept, so a killed process still leaves a consistent image.
+    /// </summary>
+    public CacheMode CacheMode
+    {
+        get => _file.CacheMode;
+        set => _file.CacheMode = value;
+    }
+
     /// <summary>Number of internal snapshots (tolerated: kept and counted, never switched to).</summary>
     public int SnapshotCount => _header.SnapshotCount;
 

@@ -1,12 +1,13 @@
 using Tidemark.Cli.Commands.Image.Create;
 using Tidemark.Storage;
+using Tidemark.Storage.Qcow2;
 
 namespace Tidemark.Cli.Commands.Image.Convert;
 
 /// <summary>Runs <c>image convert</c>.</summary>
 internal sealed class ConvertCommand(CliConsole console)
 {
-    public async Task<int> RunAsync(string sourcePath, string? sourceFormat, string targetPath, string targetFormatName, bool compress, IReadOnlyList<string> options, CancellationToken cancellationToken)
+    public async Task<int> RunAsync(string sourcePath, string? sourceFormat, string targetPath, string targetFormatName, bool compress, CacheMode cache, IReadOnlyList<string> options, CancellationToken cancellationToken)
     {
         var targetFormat = ImageArguments.ParseFormat(targetFormatName)!.Value;
         if (compress && targetFormat != ImageFormat.Qcow2)
@@ -31,6 +32,16 @@ internal sealed class ConvertCommand(CliConsole console)
             }
 
             var target = await ImageArguments.OpenAsync(targetPath, targetFormat, readOnly: false, cancellationToken).ConfigureAwait(false);
+            switch (target)
+            {
+                case Qcow2Image q:
+                    q.CacheMode = cache;
+                    break;
+                case RawImage r:
+                    r.CacheMode = cache;
+                    break;
+            }
+
             await using (target.ConfigureAwait(false))
             {
                 try

@@ -10,6 +10,8 @@ internal static class ConvertCommandDefinition
         var sourceFormat = new Option<string?>("-f") { Description = "Source format (probed when omitted)." };
         var targetFormat = new Option<string>("-O") { Description = "Target format: raw (default, as qemu-img) or qcow2.", DefaultValueFactory = _ => "raw" };
         var compress = new Option<bool>("-c") { Description = "Compress the target's clusters (qcow2 only)." };
+        var cache = new Option<string>("-t") { Description = "Target cache mode: unsafe (default, as qemu-img convert: no fsync) or writeback (fsync at the end).", DefaultValueFactory = _ => "unsafe" };
+        cache.AcceptOnlyFromAmong("unsafe", "writeback");
         var options = new Option<string[]>("-o") { Description = "Target format options (as image create -o)." };
         var source = new Argument<string>("SRC") { Description = "Source image." };
         var target = new Argument<string>("DST") { Description = "Target image (created; overwritten if it exists)." };
@@ -17,10 +19,11 @@ internal static class ConvertCommandDefinition
         command.Options.Add(sourceFormat);
         command.Options.Add(targetFormat);
         command.Options.Add(compress);
+        command.Options.Add(cache);
         command.Options.Add(options);
         command.Arguments.Add(source);
         command.Arguments.Add(target);
-        command.SetAction((r, ct) => new ConvertCommand(console).RunAsync(r.GetValue(source)!, r.GetValue(sourceFormat), r.GetValue(target)!, r.GetValue(targetFormat)!, r.GetValue(compress), r.GetValue(options) ?? [], ct));
+        command.SetAction((r, ct) => new ConvertCommand(console).RunAsync(r.GetValue(source)!, r.GetValue(sourceFormat), r.GetValue(target)!, r.GetValue(targetFormat)!, r.GetValue(compress), r.GetValue(cache) == "writeback" ? Storage.CacheMode.Writeback : Storage.CacheMode.Unsafe, r.GetValue(options) ?? [], ct));
         return command;
     }
 }
