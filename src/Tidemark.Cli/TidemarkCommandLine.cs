@@ -48,5 +48,6 @@ public static class TidemarkCommandLine
         yield return Tidemark.Cli.Commands.Validate.ValidateCommandDefinition.Create(console);
         yield return Tidemark.Cli.Commands.Format.FormatCommandDefinition.Create(console);
         yield return Tidemark.Cli.Commands.Tour.TourCommandDefinition.Create(console);
+        yield return Cli.Commands.Image.ImageCommandDefinition.Build(console);
     }
 }

@@ -1,0 +1,281 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using Tidemark.Storage.Qcow2;
+
+// Storage benchmark: Tidemark against QEMU on the same data, same machine, same run.
+// Prints one table of times and ratios (QEMU time / Tidemark time: above 1 means Tidemark is faster).
+//
+//   dotnet run -c Release --project bench/storage [-- --size-gib N --runs N --dir PATH]
+//
+// Rows:
+//   convert raw->qcow2, qcow2->raw, qcow2->qcow2: `tidemark image convert` against
+//     `qemu-img convert`, both as processes (start-up included), on an image of SIZE with
+//     half data (1 MiB of random bytes every other MiB) and half holes. Best of RUNS.
+//   ... (in-process): the same conversion through the library in this process (no .NET start-up),
+//     against the same qemu-img convert process.
+//   4 KiB writes, qemu-img bench -w pattern: 75000 sequential 4 KiB writes into a fresh 1 GiB
+//     qcow2. QEMU: `qemu-img bench -w` (queue depth 64, its own timer, no final fsync).
+//     Tidemark: the same writes through Qcow2Image in-process, one at a time, timer includes
+//     the final flush (fsync).
+//   random 4 KiB writes: 20000 writes at random 4 KiB-aligned offsets of a fresh 1 GiB qcow2.
+//     QEMU: qemu-io reading the commands from standard input (one at a time). Tidemark: the
+//     same offsets through Qcow2Image in-process, final flush included.
+// The page cache is warm for both tools (the source is read once before timing), and sync(1)
+// runs before every timed run. Both converters end with fdatasync/fsync of the target.
+var sizeGiB = 2;
+var runs = 3;
+var root = Path.Combine(Path.GetTempPath(), $"tidemark-bench-{Environment.ProcessId}");
+for (var i = 0; i < args.Length - 1; i++)
+{
+    switch (args[i])
+    {
+        case "--size-gib":
+            sizeGiB = int.Parse(args[++i], CultureInfo.InvariantCulture);
+            break;
+        case "--runs":
+            runs = int.Parse(args[++i], CultureInfo.InvariantCulture);
+            break;
+        case "--dir":
+            root = args[++i];
+            break;
+    }
+}
+
+var repo = FindRepository();
+Directory.CreateDirectory(root);
+var rows = new List<(string Name, double Tidemark, double Qemu)>();
+try
+{
+    Console.WriteLine($"qemu-img: {(await RunAsync("qemu-img", "--version")).Split('\n')[0]}");
+    Console.WriteLine($"data: {sizeGiB} GiB image, half data, half holes; best of {runs} runs; work directory {root}");
+    // The run script has built the CLI; start it directly so no build check is timed.
+    var cli = Path.Combine(repo, "artifacts", "cli", "tidemark.dll");
+    if (!File.Exists(cli))
+    {
+        await RunAsync(Path.Combine(repo, "tidemark"), "--help");
+    }
+
+    var raw = Path.Combine(root, "src.raw");
+    await MakeHalfDataRawAsync(raw, (long)sizeGiB << 30);
+    var qcow2 = Path.Combine(root, "src.qcow2");
+    await RunAsync("qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, qcow2);
+    await WarmAsync(raw);
+    await WarmAsync(qcow2);
+
+    foreach (var (name, source, sourceFormat, targetFormat) in new[]
+    {
+        ("convert raw->qcow2", raw, "raw", "qcow2"),
+        ("convert qcow2->raw", qcow2, "qcow2", "raw"),
+        ("convert qcow2->qcow2", qcow2, "qcow2", "qcow2"),
+    })
+    {
+        var target = Path.Combine(root, "out." + targetFormat);
+        var (tidemark, qemu) = await AlternateAsync(
+            runs,
+            () => TimeProcessAsync("dotnet", cli, "image", "convert", "-f", sourceFormat, "-O", targetFormat, source, target),
+            () => TimeProcessAsync("qemu-img", "convert", "-f", sourceFormat, "-O", targetFormat, source, target));
+        await RunAsync("dotnet", cli, "image", "convert", "-f", sourceFormat, "-O", targetFormat, source, target);
+        await RunAsync("qemu-img", "compare", "-f", sourceFormat, "-F", targetFormat, source, target);
+        rows.Add((name, tidemark, qemu));
+
+        // The same conversion in-process (open, sparse copy, close): Tidemark without .NET start-up.
+        var inProcess = await AlternateAsync(runs, () => ConvertInProcessAsync(source, sourceFormat, target, targetFormat), () => TimeProcessAsync("qemu-img", "convert", "-f", sourceFormat, "-O", targetFormat, source, target));
+        rows.Add((name + " (in-process)", inProcess.Tidemark, inProcess.Qemu));
+        File.Delete(target);
+    }
+
+    var benchImage = Path.Combine(root, "bench.qcow2");
+    var sequential = await AlternateAsync(runs, () => TidemarkSequentialAsync(benchImage), () => QemuBenchAsync(benchImage));
+    rows.Add(("4 KiB writes (qemu-img bench -w)", sequential.Tidemark, sequential.Qemu));
+    var offsets = RandomOffsets(20000, 1L << 30);
+    var random = await AlternateAsync(runs, () => TidemarkRandomAsync(benchImage, offsets), () => QemuRandomAsync(benchImage, offsets));
+    rows.Add(("random 4 KiB writes, QD1 (qemu-io)", random.Tidemark, random.Qemu));
+}
+finally
+{
+    Directory.Delete(root, recursive: true);
+}
+
+Console.WriteLine();
+Console.WriteLine($"{"row",-36} {"tidemark s",12} {"qemu s",12} {"ratio",8}");
+foreach (var (name, tidemark, qemu) in rows)
+{
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name,-36} {tidemark,12:F3} {qemu,12:F3} {qemu / tidemark,8:F2}"));
+}
+
+Console.WriteLine("ratio = qemu time / tidemark time (>= 1: Tidemark at least as fast)");
+return 0;
+
+// Runs the two tools in turn, each after a sync(1) so neither pays for the other's dirty pages;
+// keeps the best time of each.
+static async Task<(double Tidemark, double Qemu)> AlternateAsync(int runs, Func<Task<double>> tidemark, Func<Task<double>> qemu)
+{
+    var best = (Tidemark: double.MaxValue, Qemu: double.MaxValue);
+    for (var i = 0; i < runs; i++)
+    {
+        await RunAsync("sync");
+        best.Tidemark = Math.Min(best.Tidemark, await tidemark());
+        await RunAsync("sync");
+        best.Qemu = Math.Min(best.Qemu, await qemu());
+    }
+
+    return best;
+}
+
+static async Task<double> ConvertInProcessAsync(string source, string sourceFormat, string target, string targetFormat)
+{
+    File.Delete(target);
+    var clock = Stopwatch.StartNew();
+    await using var input = await Tidemark.Storage.DiskImage.OpenAsync(source, Tidemark.Storage.ImageFormatNames.Parse(sourceFormat), readOnly: true);
+    if (targetFormat == "qcow2")
+    {
+        await using var output = await Qcow2Image.CreateAsync(target, new Qcow2CreateOptions { Size = input.VirtualSize });
+        output.CacheMode = Tidemark.Storage.CacheMode.Unsafe;
+        await Tidemark.Storage.SparseCopy.CopyAsync(input, output, compress: false);
+    }
+    else
+    {
+        await using var output = Tidemark.Storage.RawImage.Create(target, input.VirtualSize);
+        output.CacheMode = Tidemark.Storage.CacheMode.Unsafe;
+        await Tidemark.Storage.SparseCopy.CopyAsync(input, output, compress: false);
+    }
+
+    return clock.Elapsed.TotalSeconds;
+}
+
+static async Task<double> TidemarkSequentialAsync(string path)
+{
+    File.Delete(path);
+    await using var image = await Qcow2Image.CreateAsync(path, new Qcow2CreateOptions { Size = 1L << 30 });
+    var data = new byte[4096];
+    Array.Fill(data, (byte)0xa5);
+    var clock = Stopwatch.StartNew();
+    for (var i = 0; i < 75000; i++)
+    {
+        await image.WriteAsync(i * 4096L, data);
+    }
+
+    await image.FlushAsync();
+    return clock.Elapsed.TotalSeconds;
+}
+
+static async Task<double> QemuBenchAsync(string path)
+{
+    File.Delete(path);
+    await RunAsync("qemu-img", "create", "-f", "qcow2", path, "1G");
+    var output = await RunAsync("qemu-img", "bench", "-w", "-c", "75000", "-s", "4K", "-f", "qcow2", path);
+
+    // "Run completed in 1.172 seconds."
+    var line = output.Split('\n').First(l => l.StartsWith("Run completed in ", StringComparison.Ordinal));
+    return double.Parse(line["Run completed in ".Length..].Split(' ')[0], CultureInfo.InvariantCulture);
+}
+
+static async Task<double> TidemarkRandomAsync(string path, long[] offsets)
+{
+    File.Delete(path);
+    await using var image = await Qcow2Image.CreateAsync(path, new Qcow2CreateOptions { Size = 1L << 30 });
+    var data = new byte[4096];
+    Array.Fill(data, (byte)0x5a);
+    var clock = Stopwatch.StartNew();
+    foreach (var offset in offsets)
+    {
+        await image.WriteAsync(offset, data);
+    }
+
+    await image.FlushAsync();
+    return clock.Elapsed.TotalSeconds;
+}
+
+static async Task<double> QemuRandomAsync(string path, long[] offsets)
+{
+    File.Delete(path);
+    await RunAsync("qemu-img", "create", "-f", "qcow2", path, "1G");
+    var script = new StringBuilder();
+    foreach (var offset in offsets)
+    {
+        script.Append(CultureInfo.InvariantCulture, $"write -q -P 0x5a {offset} 4k\n");
+    }
+
+    script.Append("flush\nquit\n");
+    var clock = Stopwatch.StartNew();
+    await RunWithInputAsync("qemu-io", script.ToString(), ["-f", "qcow2", path]);
+    return clock.Elapsed.TotalSeconds;
+}
+
+static long[] RandomOffsets(int count, long size)
+{
+    var random = new Random(42);
+    return Enumerable.Range(0, count).Select(_ => random.NextInt64(size / 4096) * 4096).ToArray();
+}
+
+static async Task MakeHalfDataRawAsync(string path, long size)
+{
+    var random = new Random(1);
+    var chunk = new byte[1 << 20];
+    await using var file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20, useAsync: true);
+    file.SetLength(size);
+    for (long at = 0; at < size; at += 2L << 20)
+    {
+        random.NextBytes(chunk);
+        file.Seek(at, SeekOrigin.Begin);
+        await file.WriteAsync(chunk);
+    }
+}
+
+static async Task WarmAsync(string path)
+{
+    var buffer = new byte[1 << 20];
+    await using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1, useAsync: true);
+    while (await file.ReadAsync(buffer) > 0)
+    {
+    }
+}
+
+static async Task<double> TimeProcessAsync(string program, params string[] arguments)
+{
+    var clock = Stopwatch.StartNew();
+    await RunAsync(program, arguments);
+    return clock.Elapsed.TotalSeconds;
+}
+
+static Task<string> RunAsync(string program, params string[] arguments) => RunWithInputAsync(program, null, arguments);
+
+static async Task<string> RunWithInputAsync(string program, string? stdin, string[] arguments)
+{
+    var info = new ProcessStartInfo(program, arguments)
+    {
+        RedirectStandardOutput = true,
+        RedirectStandardError = true,
+        RedirectStandardInput = stdin is not null,
+    };
+    using var process = Process.Start(info) ?? throw new InvalidOperationException($"cannot start {program}");
+    var output = process.StandardOutput.ReadToEndAsync();
+    var error = process.StandardError.ReadToEndAsync();
+    if (stdin is not null)
+    {
+        await process.StandardInput.WriteAsync(stdin);
+        process.StandardInput.Close();
+    }
+
+    await process.WaitForExitAsync();
+    if (process.ExitCode != 0)
+    {
+        throw new InvalidOperationException($"{program} {string.Join(' ', arguments)} exited {process.ExitCode}: {await error}");
+    }
+
+    return await output;
+}
+
+static string FindRepository()
+{
+    for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+    {
+        if (File.Exists(Path.Combine(dir.FullName, "Tidemark.slnx")))
+        {
+            return dir.FullName;
+        }
+    }
+
+    throw new InvalidOperationException("run the benchmark from inside the Tidemark repository");
+}
