@@ -15,7 +15,7 @@ internal static class ImageRows
     public static async Task<IEnumerable<Row>> RunAsync(string dir, string tidemarkDll)
     {
         var image = Path.Combine(dir, "big.qcow2");
-        await RunAsync("qemu-img", "create", "-q", "-f", "qcow2", image, "1T");
+        await RunProcessAsync("qemu-img", "create", "-q", "-f", "qcow2", image, "1T");
         var random = new Random(7);
         await using (var qcow2 = await Qcow2Image.OpenAsync(image, readOnly: false))
         {
@@ -36,12 +36,12 @@ internal static class ImageRows
             }
         }
 
-        await RunAsync("qemu-img", "check", "-q", image);
+        await RunProcessAsync("qemu-img", "check", "-q", image);
         var rows = new List<Row>();
         foreach (var source in new[] { "sparse", "dense" })
         {
-            var qemu = await Timing.MedianAsync(Repeats, () => RunAsync("qemu-img", "bitmap", "--merge", source, image, "target"));
-            var cli = await Timing.MedianAsync(Repeats, () => RunAsync("dotnet", tidemarkDll, "image", "bitmap", "--merge", source, image, "target"));
+            var qemu = await Timing.MedianAsync(Repeats, () => RunProcessAsync("qemu-img", "bitmap", "--merge", source, image, "target"));
+            var cli = await Timing.MedianAsync(Repeats, () => RunProcessAsync("dotnet", tidemarkDll, "image", "bitmap", "--merge", source, image, "target"));
             var library = await Timing.MedianAsync(Repeats, async () =>
             {
                 await using var qcow2 = await Qcow2Image.OpenAsync(image, readOnly: false);
@@ -51,16 +51,16 @@ internal static class ImageRows
             rows.Add(new Row($"1 TiB image, 3 bitmaps: merge {source} (Tidemark library)", library, qemu));
         }
 
-        await RunAsync("qemu-img", "check", "-q", image);
+        await RunProcessAsync("qemu-img", "check", "-q", image);
 
         // What the CLI rows pay before touching the image: starting a .NET process.
-        var startQemu = await Timing.MedianAsync(Repeats, () => RunAsync("qemu-img", "--version"));
-        var startTidemark = await Timing.MedianAsync(Repeats, () => RunAsync("dotnet", tidemarkDll, "--version"));
+        var startQemu = await Timing.MedianAsync(Repeats, () => RunProcessAsync("qemu-img", "--version"));
+        var startTidemark = await Timing.MedianAsync(Repeats, () => RunProcessAsync("dotnet", tidemarkDll, "--version"));
         rows.Add(new Row("process start-up only (--version)", startTidemark, startQemu));
         return rows;
     }
 
-    private static async Task RunAsync(string program, params string[] arguments)
+    private static async Task RunProcessAsync(string program, params string[] arguments)
     {
         var info = new ProcessStartInfo(program) { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
         foreach (var a in arguments)

@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Numerics;
 
 namespace Tidemark.Storage.Bitmaps;
@@ -20,7 +19,7 @@ namespace Tidemark.Storage.Bitmaps;
 /// I/O. Iterators take it once per extent, so a concurrent writer may be seen part-way: an
 /// extent reflects the bitmap at the instant it was produced.</para>
 /// </remarks>
-public sealed class DirtyBitmap
+public sealed partial class DirtyBitmap
 {
     /// <summary>QEMU's default granularity (formats.md §3.2).</summary>
     public const long DefaultGranularity = 64 * 1024;
@@ -84,9 +83,6 @@ public sealed class DirtyBitmap
 
     /// <summary>Number of bits: ceil(Size / Granularity).</summary>
     public long BitCount { get; }
-
-    /// <summary>Bytes of the serialized form: ceil(BitCount / 8) (formats.md §2.3).</summary>
-    public long DataLength => (BitCount + 7) >> 3;
 
     /// <summary>Bytes of memory held by the bits and their summaries.</summary>
     public long MemoryBytes => ((long)_words.Length * sizeof(ulong)) + _hasSet.MemoryBytes + _hasClear.MemoryBytes;
@@ -360,91 +356,6 @@ public sealed class DirtyBitmap
         return Iterate(offset, Math.Min(Size, offset + Math.Min(length, Size - offset)), dirtyOnly: true);
     }
 
-    /// <summary>
-    /// Writes the serialized bits from byte <paramref name="dataOffset"/> of the serialized form
-    /// into <paramref name="destination"/>: bit k is bit k % 8 (least significant first) of
-    /// byte k / 8, as qcow2 stores bitmap data (formats.md §2.4). Bytes past
-    /// <see cref="DataLength"/> are zero.
-    /// </summary>
-    /// <exception cref="ArgumentException">The offset or the destination length is not a multiple of 8.</exception>
-    public void CopyDataTo(long dataOffset, Span<byte> destination)
-    {
-        CheckDataRange(dataOffset, destination.Length);
-        var firstWord = dataOffset >> 3;
-        lock (_lock)
-        {
-            for (var i = 0; i < destination.Length >> 3; i++)
-            {
-                var index = firstWord + i;
-                var word = index < _words.Length ? _words[index] : 0;
-                BinaryPrimitives.WriteUInt64LittleEndian(destination.Slice(i << 3, 8), word);
-            }
-        }
-    }
-
-    /// <summary>
-    /// Sets the bits that are set in <paramref name="source"/>, serialized bits starting at byte
-    /// <paramref name="dataOffset"/> (the layout of <see cref="CopyDataTo"/>). Bits past
-    /// <see cref="BitCount"/> are ignored: qcow2 requires them zero, and they cover no byte of
-    /// the disk.
-    /// </summary>
-    public void OrData(long dataOffset, ReadOnlySpan<byte> source)
-    {
-        CheckDataRange(dataOffset, source.Length);
-        var firstWord = dataOffset >> 3;
-        lock (_lock)
-        {
-            for (var i = 0; i < source.Length >> 3; i++)
-            {
-                var index = firstWord + i;
-                if (index >= _words.Length)
-                {
-                    break;
-                }
-
-                var word = BinaryPrimitives.ReadUInt64LittleEndian(source.Slice(i << 3, 8));
-                if (word != 0)
-                {
-                    UpdateWord(index, _words[index] | (word & WordMask(index)));
-                }
-            }
-        }
-    }
-
-    /// <summary>Sets every bit serialized in bytes [dataOffset, dataOffset + length) (an all-ones qcow2 table entry, formats.md §2.3).</summary>
-    public void SetData(long dataOffset, long length)
-    {
-        CheckDataRange(dataOffset, length);
-        var first = dataOffset << 3;
-        var stop = Math.Min(BitCount, (dataOffset + length) << 3);
-        if (first >= stop)
-        {
-            return;
-        }
-
-        lock (_lock)
-        {
-            SetBits(first, stop);
-        }
-    }
-
-    /// <summary>True when no bit serialized in bytes [dataOffset, dataOffset + length) is set.</summary>
-    public bool IsDataClean(long dataOffset, long length)
-    {
-        CheckDataRange(dataOffset, length);
-        var first = dataOffset << 3;
-        if (first >= BitCount)
-        {
-            return true;
-        }
-
-        lock (_lock)
-        {
-            var found = FindNextSet(first);
-            return found < 0 || found >= (dataOffset + length) << 3;
-        }
-    }
-
     /// <summary>A copy with the same bits, size and granularity.</summary>
     public DirtyBitmap Clone()
     {
@@ -453,24 +364,76 @@ public sealed class DirtyBitmap
         return copy;
     }
 
-    private IEnumerable<BitmapExtent> Iterate(long offset, long end, bool dirtyOnly)
+    /// <summary>
+    /// Fills <paramref name="destination"/> with the adjacent runs (or, with
+    /// <paramref name="dirtyOnly"/>, the dirty runs) that start at <paramref name="offset"/>
+    /// and lie inside [offset, offset + length) clipped to <see cref="Size"/>, all read under
+    /// one lock acquisition, so they are one consistent view; returns how many it wrote. Fewer
+    /// than the room means the range is exhausted. This is the shape of an NBD block status
+    /// reply; the enumerators use it in batches.
+    /// </summary>
+    public int GetExtents(long offset, long length, bool dirtyOnly, Span<BitmapExtent> destination)
     {
-        while (offset < end)
+        CheckOffset(offset);
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        var end = Math.Min(Size, offset + Math.Min(length, Size - offset));
+        var count = 0;
+        lock (_lock)
         {
-            if (dirtyOnly)
+            while (offset < end && count < destination.Length)
             {
-                var next = FindNextDirty(offset);
-                if (next < 0 || next >= end)
+                var bit = offset >> GranularityBits;
+                bool dirty;
+                if (dirtyOnly)
                 {
-                    yield break;
+                    var next = FindNextSet(bit);
+                    if (next < 0 || next << GranularityBits >= end)
+                    {
+                        break;
+                    }
+
+                    offset = Math.Max(offset, next << GranularityBits);
+                    bit = offset >> GranularityBits;
+                    dirty = true;
+                }
+                else
+                {
+                    dirty = TestBit(bit);
                 }
 
-                offset = next;
+                var stop = dirty ? FindNextClear(bit) : FindNextSet(bit);
+                var stopOffset = stop < 0 ? end : Math.Min(end, stop << GranularityBits);
+                destination[count++] = new BitmapExtent(offset, stopOffset - offset, dirty);
+                offset = stopOffset;
+            }
+        }
+
+        return count;
+    }
+
+    private IEnumerable<BitmapExtent> Iterate(long offset, long end, bool dirtyOnly)
+    {
+        // Batches keep the lock short for concurrent writers and the per-run cost low; they
+        // start small so that a scan finding little (a clean bitmap) allocates little.
+        var batch = new BitmapExtent[8];
+        while (offset < end)
+        {
+            var count = GetExtents(offset, end - offset, dirtyOnly, batch);
+            for (var i = 0; i < count; i++)
+            {
+                yield return batch[i];
             }
 
-            var extent = GetExtent(offset, end - offset);
-            yield return extent;
-            offset = extent.End;
+            if (count < batch.Length)
+            {
+                yield break;
+            }
+
+            offset = batch[count - 1].End;
+            if (batch.Length < 256)
+            {
+                batch = new BitmapExtent[batch.Length * 4];
+            }
         }
     }
 
@@ -487,16 +450,6 @@ public sealed class DirtyBitmap
         if ((ulong)offset >= (ulong)Size)
         {
             throw new ArgumentOutOfRangeException(nameof(offset), offset, $"offset must lie inside the {Size}-byte disk");
-        }
-    }
-
-    private static void CheckDataRange(long dataOffset, long length)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(dataOffset);
-        ArgumentOutOfRangeException.ThrowIfNegative(length);
-        if ((dataOffset & 7) != 0 || (length & 7) != 0)
-        {
-            throw new ArgumentException("serialized bitmap ranges are whole 64-bit words (offset and length multiples of 8)", nameof(dataOffset));
         }
     }
 

@@ -84,6 +84,39 @@ public sealed class BadBitmapDirectoryTests : IClassFixture<BadBitmapDirectoryTe
         Assert.NotEqual(0, info.ExitCode);
     }
 
+    [Fact]
+    public async Task ManyMaximalBitmaps_AreRefusedBeforeAllocating()
+    {
+        // A 256 TiB disk and five consistent 64 KiB-granularity bitmaps of 512 MiB each (QEMU's
+        // per-bitmap cap): 2.5 GiB together.
+        var bytes = _image.Bytes.ToArray();
+        Array.Resize(ref bytes, Math.Max(bytes.Length, _image.DirectoryOffset + 4096)); // the file may end right after the directory
+        BinaryPrimitives.WriteInt64BigEndian(bytes.AsSpan(24), 256L << 40);
+        var tableOffset = (ulong)_image.TableOffset;
+        for (var i = 0; i < 5; i++)
+        {
+            var entry = bytes.AsSpan(_image.DirectoryOffset + (i * 32), 32);
+            entry.Clear();
+            BinaryPrimitives.WriteUInt64BigEndian(entry, tableOffset);
+            BinaryPrimitives.WriteUInt32BigEndian(entry[8..], 8192);
+            BinaryPrimitives.WriteUInt32BigEndian(entry[12..], 2);
+            entry[16] = 1;
+            entry[17] = 16;
+            BinaryPrimitives.WriteUInt16BigEndian(entry[18..], 2);
+            entry[24] = (byte)'b';
+            entry[25] = (byte)('0' + i);
+        }
+
+        Write(bytes, _image.ExtensionPosition, 4, 5);
+        Write(bytes, _image.ExtensionPosition + 8, 8, 160);
+
+        var before = GC.GetTotalAllocatedBytes();
+        var error = await Assert.ThrowsAsync<StorageException>(async () => await Qcow2BitmapSet.LoadAsync(ReadOnlyClusterSpace.FromBytes(bytes), Ct));
+        Assert.Equal(StorageErrorReason.LimitExceeded, error.Reason);
+        Assert.Contains("its 5 bitmaps need 2684354560 bytes", error.Message, StringComparison.Ordinal);
+        Assert.InRange(GC.GetTotalAllocatedBytes() - before, 0, 64L << 20);
+    }
+
     [Property(MaxTest = 400)]
     public void RandomDamage_LoadsOrFailsWithABitmapError(int seed, PositiveInt flips)
     {

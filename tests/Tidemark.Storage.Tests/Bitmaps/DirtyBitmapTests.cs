@@ -132,6 +132,31 @@ public sealed class DirtyBitmapTests
     }
 
     [Fact]
+    public void ThousandsOfRuns_EnumerateAcrossBatchesWithoutGapOrOverlap()
+    {
+        var bitmap = new DirtyBitmap((2000 * 512) + 100, 512);
+        for (var bit = 1; bit < 2001; bit += 2)
+        {
+            bitmap.SetRange(bit * 512L, 1);
+        }
+
+        var all = bitmap.EnumerateExtents(0, bitmap.Size).ToList();
+        Assert.Equal(2001, all.Count);
+        Assert.Equal(0, all[0].Offset);
+        Assert.All(all.Zip(all.Skip(1)), p => Assert.True(p.First.End == p.Second.Offset && p.First.Dirty != p.Second.Dirty));
+        Assert.Equal(bitmap.Size, all[^1].End);
+        Assert.Equal(100, all[^1].Length);
+
+        var dirty = bitmap.EnumerateDirtyExtents(700, bitmap.Size).ToList();
+        Assert.Equal(1000, dirty.Count);
+        Assert.Equal(new BitmapExtent(700, 324, true), dirty[0]);
+
+        Span<BitmapExtent> reply = stackalloc BitmapExtent[3];
+        Assert.Equal(3, bitmap.GetExtents(600, 10_000, dirtyOnly: false, reply));
+        Assert.Equal([new(600, 424, true), new(1024, 512, false), new BitmapExtent(1536, 512, true)], reply.ToArray());
+    }
+
+    [Fact]
     public void ClearRange_KeepsPartlyCoveredBits()
     {
         var bitmap = new DirtyBitmap(1 << 20, 65536);

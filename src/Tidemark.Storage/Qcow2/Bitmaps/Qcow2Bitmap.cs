@@ -46,7 +46,11 @@ public sealed class Qcow2Bitmap
     /// </summary>
     public bool Inconsistent => _bitmap is null;
 
-    /// <summary>The flags as <c>qemu-img info</c> shows them for this bitmap (formats.md §2.9).</summary>
+    /// <summary>
+    /// The flags as <c>qemu-img info</c> shows them for the image when nobody has it open
+    /// read-write (formats.md §2.9): IN_USE for an inconsistent bitmap, AUTO for an enabled
+    /// one. (While an image is open read-write, every bitmap is IN_USE on disk.)
+    /// </summary>
     public BitmapEntryFlags Flags => (Inconsistent ? BitmapEntryFlags.InUse : 0) | (Enabled ? BitmapEntryFlags.Auto : 0);
 
     /// <summary>The bits.</summary>

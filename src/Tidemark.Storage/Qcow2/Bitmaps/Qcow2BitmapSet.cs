@@ -21,6 +21,13 @@ namespace Tidemark.Storage.Qcow2.Bitmaps;
 [SuppressMessage("Design", "CA1001", Justification = "The SemaphoreSlim never creates a wait handle (only WaitAsync is used), so there is nothing to dispose.")]
 public sealed class Qcow2BitmapSet
 {
+    /// <summary>
+    /// Memory all loaded bitmaps of one image may take together: 2 GiB, four times QEMU's
+    /// cap for a single bitmap (BME_MAX_PHYS_SIZE) and 1000 times what a 1 TiB disk needs at
+    /// 64 KiB; without it a crafted directory of 65535 maximal bitmaps could ask for 32 TiB.
+    /// </summary>
+    public const long MaxLoadedBytes = 2L << 30;
+
     private readonly IQcow2ClusterSpace _space;
     private readonly SemaphoreSlim _gate = new(1, 1);
 
@@ -97,6 +104,16 @@ public sealed class Qcow2BitmapSet
         await space.ReadMetadataAsync(extension.DirectoryOffset, bytes, cancellationToken).ConfigureAwait(false);
         var directory = BitmapDirectory.Parse(bytes, extension, space.ClusterSize, space.VirtualSize);
 
+        // Each bitmap is capped (512 MiB of data), but an image may list 65535 of them: the
+        // total is checked before anything is allocated.
+        var memory = directory.Where(e => !e.Flags.HasFlag(BitmapEntryFlags.InUse)).Sum(e => (long)e.TableSize * space.ClusterSize);
+        if (memory > MaxLoadedBytes)
+        {
+            throw new StorageException(
+                StorageErrorReason.LimitExceeded,
+                $"bitmap directory at offset 0x{extension.DirectoryOffset:x}: its {directory.Count} bitmaps need {memory} bytes of memory together, more than {MaxLoadedBytes}");
+        }
+
         var bitmaps = new List<Qcow2Bitmap>(directory.Count);
         foreach (var entry in directory)
         {
@@ -143,10 +160,10 @@ public sealed class Qcow2BitmapSet
     /// <remarks>
     /// What a crash leaves behind, step by step: while data, tables and the new directory are
     /// written, the header still points at the old directory whose bitmaps are IN_USE, so
-    /// they load as inconsistent and the new clusters are leaks. The header switch is one
-    /// sector write followed by a flush (<see cref="IQcow2ClusterSpace.WriteBitmapsExtensionAsync"/>):
-    /// either the old state or the new one. After it, freeing the old clusters can at worst
-    /// leave them leaked.
+    /// they load as inconsistent and the new clusters are leaks. The header switch is a
+    /// rewrite of cluster 0 followed by a flush, as QEMU's qcow2_update_header does
+    /// (<see cref="IQcow2ClusterSpace.WriteBitmapsExtensionAsync"/>): the old state or the new
+    /// one. Only after it are the old clusters freed, which can at worst leave them leaked.
     /// </remarks>
     internal async ValueTask StoreAsync(CancellationToken cancellationToken)
     {
