@@ -129,4 +129,23 @@ public sealed class ExtentAndLockTests
             await process.WaitForExitAsync(TestContext.Current.CancellationToken);
         }
     }
+
+    [Fact]
+    public async Task RawImage_TakesTheSameLocks()
+    {
+        using var dir = new TempDirectory();
+        var path = dir.File("r.raw");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-f", "raw", path, "1M");
+        await using (RawImage.Open(path, readOnly: false))
+        {
+            var write = await Peer.RunAsync("qemu-io", ["-f", "raw", "-c", "write 0 4k", path]);
+            Assert.NotEqual(0, write.ExitCode);
+            Assert.Contains("Failed to get \"write\" lock", write.Stderr + write.Stdout, StringComparison.Ordinal);
+            var e = Assert.Throws<StorageException>(() => RawImage.Open(path, readOnly: false));
+            Assert.Equal(StorageErrorReason.Locked, e.Reason);
+        }
+
+        // Released on close: QEMU writes again.
+        await Peer.RunCheckedAsync("qemu-io", "-f", "raw", "-c", "write 0 4k", path);
+    }
 }
