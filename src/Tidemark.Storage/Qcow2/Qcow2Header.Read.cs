@@ -292,6 +292,12 @@ internal sealed partial record Qcow2Header
             throw Invalid(StorageErrorReason.InvalidHeader, path, field, $"{name} 0x{offset:x} is not a non-zero multiple of the cluster size {clusterSize}");
         }
 
+        // An empty table (l1_size 0 of a zero-sized disk) may sit exactly at the end of the file.
+        if (length == 0)
+        {
+            return;
+        }
+
         // A table may end inside the last cluster (QEMU leaves files at l1_offset + 8*l1_size), not past it.
         var clusterEnd = ((ulong)fileLength + (ulong)clusterSize - 1) & ~(ulong)(clusterSize - 1);
         if (offset >= clusterEnd || length > clusterEnd - offset)

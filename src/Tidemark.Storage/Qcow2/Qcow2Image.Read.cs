@@ -231,6 +231,27 @@ public sealed partial class Qcow2Image
         return extents;
     }
 
+    /// <summary>
+    /// Where the byte at <paramref name="offset"/> lives in this image's file: the host offset for
+    /// data and preallocated zero clusters, null for unallocated, zero-plain and compressed ones
+    /// (what <c>qemu-img map</c> prints as "offset").
+    /// </summary>
+    public async ValueTask<long?> GetHostOffsetAsync(long offset, CancellationToken cancellationToken = default)
+    {
+        CheckRange(offset, 1);
+        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var entry = await _map.GetEntryAsync(offset >> _header.ClusterBits, cancellationToken).ConfigureAwait(false);
+            var inCluster = offset & (_header.ClusterSize - 1);
+            return entry.Kind is ClusterKind.Normal or ClusterKind.ZeroAllocated ? entry.HostOffset + inCluster : null;
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
     private static void Append(List<BlockExtent> extents, BlockExtent extent)
     {
         if (extents.Count > 0 && extents[^1].End == extent.Offset && extents[^1].Kind == extent.Kind && extents[^1].Depth == extent.Depth)

@@ -196,11 +196,10 @@ public sealed partial class Qcow2Image
         }
     }
 
-    // Compressed streams are packed byte by byte into a cluster reserved for them; each stream
-    // placed there adds one reference to it (§1.5.3 refcounting).
-    private long _compressedNext;
-    private long _compressedEnd;
-
+    /// <summary>
+    /// Compressed streams are packed byte by byte into a cluster reserved for them; each stream
+    /// placed there adds one reference to it (§1.5.3 refcounting).
+    /// </summary>
     private async ValueTask<long> AllocateCompressedBytesAsync(int length, CancellationToken cancellationToken)
     {
         // A cluster whose refcount is at its maximum (1-bit refcounts hold one reference) takes no more streams.

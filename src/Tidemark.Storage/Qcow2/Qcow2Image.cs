@@ -25,6 +25,10 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
     private Qcow2BitmapSet _bitmaps = null!;
     private int _disposed;
 
+    // Where the next compressed stream goes and the end of the cluster holding it (0: none yet).
+    private long _compressedNext;
+    private long _compressedEnd;
+
     // The bitmap code still uses the cluster space while the image closes (StoreBitmapsAsync
     // runs after _disposed is set), so the space refuses calls only once the file is closed.
     private volatile bool _fileClosed;

@@ -170,14 +170,29 @@ public sealed class ImageCommandTests
         using var dir = new TempDirectory();
         var path = dir.File("m.qcow2");
         await Peer.RunCheckedAsync("qemu-img", "create", "-f", "qcow2", path, "16M");
-        await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "write 1M 1M", "-c", "write -z 4M 64k", "-c", "write 15M 64k", path);
+        await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "write 1M 1M", "-c", "write -z 4M 64k", "-c", "write 15M 64k", "-c", "write 8M 64k", "-c", "write -z 15M 64k", path);
         var (code, output, _) = await RunAsync("image", "map", "--output=json", path);
         Assert.Equal(0, code);
         var ours = JsonDocument.Parse(output).RootElement.EnumerateArray().Select(Key).ToList();
         var qemu = JsonDocument.Parse(await Peer.RunCheckedAsync("qemu-img", "map", "--output=json", path)).RootElement.EnumerateArray().Select(Key).ToList();
         Assert.Equal(qemu, ours);
 
-        static string Key(JsonElement e) => $"{e.GetProperty("start")} {e.GetProperty("length")} {e.GetProperty("depth")} {e.GetProperty("present")} {e.GetProperty("zero")} {e.GetProperty("data")}";
+        static string Key(JsonElement e) => $"{e.GetProperty("start")} {e.GetProperty("length")} {e.GetProperty("depth")} {e.GetProperty("present")} {e.GetProperty("zero")} {e.GetProperty("data")} {(e.TryGetProperty("offset", out var o) ? o.GetInt64() : -1)}";
+    }
+
+    [Fact]
+    public async Task Map_Json_OfBackingChain_IsByteIdenticalToQemuImgMap()
+    {
+        using var dir = new TempDirectory();
+        var base_ = dir.File("base.qcow2");
+        var top = dir.File("top.qcow2");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-f", "qcow2", base_, "8M");
+        await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "write 0 1M", "-c", "write -z 2M 1M", base_);
+        await Peer.RunCheckedAsync("qemu-img", "create", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", top);
+        await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "write 512k 128k", "-c", "write 7M 64k", "-c", "write -z 5M 64k", top);
+        var (code, output, _) = await RunAsync("image", "map", "--output=json", top);
+        Assert.Equal(0, code);
+        Assert.Equal(await Peer.RunCheckedAsync("qemu-img", "map", "--output=json", top), output);
     }
 
     private static (int, string) Strip((int Code, string Out, string Err) r) => (r.Code, r.Out);

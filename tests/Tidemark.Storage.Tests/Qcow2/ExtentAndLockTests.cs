@@ -34,6 +34,57 @@ public sealed class ExtentAndLockTests
         Assert.Equal(expected, actual.Select(e => (e.Offset, e.Length, e.Depth, Zero: (e.Kind & ExtentKind.Zero) != 0, Data: (e.Kind & ExtentKind.Hole) == 0)).ToList());
     }
 
+    [Theory]
+    [InlineData("extended_l2=on,cluster_size=131072")]
+    [InlineData("cluster_size=512")]
+    [InlineData("compat=0.10,cluster_size=4096")]
+    public async Task Extents_MatchQemuImgMap_ForGeometries(string options)
+    {
+        using var dir = new TempDirectory();
+        var path = dir.File("g.qcow2");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-f", "qcow2", "-o", options, path, "4M");
+        await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "write 4k 4k", "-c", "write -z 64k 8k", "-c", "write 1M 300k", "-c", "write -z 2M 1M", "-c", "write 3M 4k", path);
+        var map = JsonDocument.Parse(await Peer.RunCheckedAsync("qemu-img", "map", "--output=json", path)).RootElement;
+        var expected = map.EnumerateArray()
+            .Select(e => (Start: e.GetProperty("start").GetInt64(), Length: e.GetProperty("length").GetInt64(), Present: e.GetProperty("present").GetBoolean(), Zero: e.GetProperty("zero").GetBoolean(), Data: e.GetProperty("data").GetBoolean()))
+            .Aggregate(new List<(long Start, long Length, bool Present, bool Zero, bool Data)>(), (list, e) =>
+            {
+                // qemu-img map also splits where host offsets jump; only the guest view is compared.
+                if (list.Count > 0 && list[^1].Start + list[^1].Length == e.Start && (list[^1].Present, list[^1].Zero, list[^1].Data) == (e.Present, e.Zero, e.Data))
+                {
+                    list[^1] = list[^1] with { Length = list[^1].Length + e.Length };
+                }
+                else
+                {
+                    list.Add(e);
+                }
+
+                return list;
+            });
+
+        await using var image = await Qcow2Image.OpenAsync(path, readOnly: true, TestContext.Current.CancellationToken);
+        var actual = new List<BlockExtent>();
+        for (long at = 0; at < image.VirtualSize;)
+        {
+            var part = await image.GetExtentsAsync(at, image.VirtualSize - at, TestContext.Current.CancellationToken);
+            foreach (var e in part)
+            {
+                if (actual.Count > 0 && actual[^1].End == e.Offset && actual[^1].Kind == e.Kind && actual[^1].Depth == e.Depth)
+                {
+                    actual[^1] = actual[^1] with { Length = actual[^1].Length + e.Length };
+                }
+                else
+                {
+                    actual.Add(e);
+                }
+            }
+
+            at = part[^1].End;
+        }
+
+        Assert.Equal(expected, actual.Select(e => (e.Offset, e.Length, Present: e.Depth != 0, Zero: (e.Kind & ExtentKind.Zero) != 0, Data: (e.Kind & ExtentKind.Hole) == 0)).ToList());
+    }
+
     [Fact]
     public async Task ReadWriteOpen_LocksOutQemuWriters_AndQemuLocksOutTidemark()
     {
@@ -77,5 +128,24 @@ public sealed class ExtentAndLockTests
             process.Kill();
             await process.WaitForExitAsync(TestContext.Current.CancellationToken);
         }
+    }
+
+    [Fact]
+    public async Task RawImage_TakesTheSameLocks()
+    {
+        using var dir = new TempDirectory();
+        var path = dir.File("r.raw");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-f", "raw", path, "1M");
+        await using (RawImage.Open(path, readOnly: false))
+        {
+            var write = await Peer.RunAsync("qemu-io", ["-f", "raw", "-c", "write 0 4k", path]);
+            Assert.NotEqual(0, write.ExitCode);
+            Assert.Contains("Failed to get \"write\" lock", write.Stderr + write.Stdout, StringComparison.Ordinal);
+            var e = Assert.Throws<StorageException>(() => RawImage.Open(path, readOnly: false));
+            Assert.Equal(StorageErrorReason.Locked, e.Reason);
+        }
+
+        // Released on close: QEMU writes again.
+        await Peer.RunCheckedAsync("qemu-io", "-f", "raw", "-c", "write 0 4k", path);
     }
 }

@@ -48,6 +48,17 @@ public sealed class QemuToTidemarkTests
         ImageContent.AssertSame(expected, await ImageContent.ReadAllAsync(image));
     }
 
+    [Fact]
+    public async Task ZeroSizedImage_Opens()
+    {
+        using var dir = new TempDirectory();
+        var path = dir.File("empty.qcow2");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-f", "qcow2", path, "0");
+        await using var image = await Qcow2Image.OpenAsync(path, readOnly: false, TestContext.Current.CancellationToken);
+        Assert.Equal(0, image.VirtualSize);
+        Assert.Empty(await image.GetExtentsAsync(0, 0, TestContext.Current.CancellationToken));
+    }
+
     [Theory]
     [InlineData("zlib", 65536)]
     [InlineData("zstd", 65536)]

@@ -1,12 +1,13 @@
 using System.Globalization;
 using System.Text;
 using Tidemark.Storage;
+using Tidemark.Storage.Qcow2;
 
 namespace Tidemark.Cli.Commands.Image.Map;
 
 /// <summary>
 /// Runs <c>image map</c>. JSON entries carry qemu-img map's fields (start, length, depth counted
-/// from 0 at the top image, present, zero, data); the host offset is not reported.
+/// from 0 at the top image, present, zero, data, and "offset": where a qcow2 layer stores the range).
 /// </summary>
 internal sealed class MapCommand(CliConsole console)
 {
@@ -14,12 +15,13 @@ internal sealed class MapCommand(CliConsole console)
     {
         var image = await ImageArguments.OpenAsync(file, ImageArguments.ParseFormat(format), readOnly: true, cancellationToken).ConfigureAwait(false);
         var extents = new List<BlockExtent>();
-        var chainLength = 1;
+        var mapped = new List<(BlockExtent Extent, long? Offset)>();
+        var layers = new List<IBlockImage> { image };
         await using (image.ConfigureAwait(false))
         {
-            for (var current = image as Storage.Qcow2.Qcow2Image; current?.Backing is not null; current = current.Backing as Storage.Qcow2.Qcow2Image)
+            for (var current = image as Qcow2Image; current?.Backing is not null; current = current.Backing as Qcow2Image)
             {
-                chainLength++;
+                layers.Add(current.Backing);
             }
 
             for (long at = 0; at < image.VirtualSize;)
@@ -39,23 +41,65 @@ internal sealed class MapCommand(CliConsole console)
 
                 at = part[^1].End;
             }
+
+            if (json)
+            {
+                foreach (var e in extents)
+                {
+                    await SplitByHostOffsetAsync(e, e.Depth == 0 ? null : layers[e.Depth - 1] as Qcow2Image, mapped, cancellationToken).ConfigureAwait(false);
+                }
+            }
         }
 
-        await console.Out.WriteAsync(json ? ToJson(extents, chainLength) : ToHuman(extents)).ConfigureAwait(false);
+        await console.Out.WriteAsync(json ? ToJson(mapped, layers.Count) : ToHuman(extents)).ConfigureAwait(false);
         return 0;
     }
 
-    private static string ToJson(List<BlockExtent> extents, int chainLength)
+    /// <summary>qemu-img map splits where the host offset jumps; do the same, one cluster at a time.</summary>
+    private static async Task SplitByHostOffsetAsync(BlockExtent extent, Qcow2Image? layer, List<(BlockExtent Extent, long? Offset)> mapped, CancellationToken cancellationToken)
+    {
+        if (layer is null)
+        {
+            mapped.Add((extent, null));
+            return;
+        }
+
+        var cluster = layer.ClusterSize;
+        for (var at = extent.Offset; at < extent.End;)
+        {
+            var next = Math.Min(extent.End, ((at / cluster) + 1) * cluster);
+            var host = await layer.GetHostOffsetAsync(at, cancellationToken).ConfigureAwait(false);
+            if (mapped.Count > 0 && mapped[^1].Extent.End == at && mapped[^1].Extent.Kind == extent.Kind && mapped[^1].Extent.Depth == extent.Depth
+                && (host is null ? mapped[^1].Offset is null : mapped[^1].Offset + mapped[^1].Extent.Length == host))
+            {
+                mapped[^1] = (mapped[^1].Extent with { Length = mapped[^1].Extent.Length + (next - at) }, mapped[^1].Offset);
+            }
+            else
+            {
+                mapped.Add((new BlockExtent(at, next - at, extent.Kind, extent.Depth), host));
+            }
+
+            at = next;
+        }
+    }
+
+    private static string ToJson(List<(BlockExtent Extent, long? Offset)> extents, int chainLength)
     {
         var text = new StringBuilder("[");
         for (var i = 0; i < extents.Count; i++)
         {
-            var e = extents[i];
+            var (e, offset) = extents[i];
 
             // qemu-img's depth: 0 for the top image; for absent ranges, the chain length.
             var depth = e.Depth == 0 ? chainLength - 1 : e.Depth - 1;
             text.Append(i == 0 ? string.Empty : ",\n")
-                .Append(CultureInfo.InvariantCulture, $"{{ \"start\": {e.Offset}, \"length\": {e.Length}, \"depth\": {depth}, \"present\": {Bool(e.Depth != 0)}, \"zero\": {Bool((e.Kind & ExtentKind.Zero) != 0)}, \"data\": {Bool((e.Kind & ExtentKind.Hole) == 0)}}}");
+                .Append(CultureInfo.InvariantCulture, $"{{ \"start\": {e.Offset}, \"length\": {e.Length}, \"depth\": {depth}, \"present\": {Bool(e.Depth != 0)}, \"zero\": {Bool((e.Kind & ExtentKind.Zero) != 0)}, \"data\": {Bool((e.Kind & ExtentKind.Hole) == 0)}");
+            if (offset is { } host)
+            {
+                text.Append(CultureInfo.InvariantCulture, $", \"offset\": {host}");
+            }
+
+            text.Append('}');
         }
 
         return text.Append("]\n").ToString();
