@@ -45,6 +45,6 @@ public static class TidemarkCommandLine
     // One line per verb; each verb's folder owns the rest.
     private static IEnumerable<Command> Commands(CliConsole console)
     {
-        yield break;
+        yield return Tidemark.Cli.Commands.Nbd.NbdCommandDefinition.Create(console);
     }
 }
