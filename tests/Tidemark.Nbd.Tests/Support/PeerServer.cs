@@ -69,7 +69,7 @@ public sealed class PeerServer : IAsyncDisposable
                 throw new InvalidOperationException($"{program} {string.Join(' ', arguments)} exited {process.ExitCode}: {await stderr}");
             }
 
-            if (socket is not null ? File.Exists(socket) : await PortOpenAsync(port))
+            if (socket is not null ? await UnixSocketOpenAsync(socket) : await PortOpenAsync(port))
             {
                 return new PeerServer(process, socket, port);
             }
@@ -89,6 +89,26 @@ public sealed class PeerServer : IAsyncDisposable
         using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
         listener.Start();
         return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    // The socket file appears at bind(), before listen(): only a connection proves readiness.
+    private static async Task<bool> UnixSocketOpenAsync(string path)
+    {
+        if (!File.Exists(path))
+        {
+            return false;
+        }
+
+        using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+        try
+        {
+            await socket.ConnectAsync(new System.Net.Sockets.UnixDomainSocketEndPoint(path));
+            return true;
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            return false;
+        }
     }
 
     private static async Task<bool> PortOpenAsync(int port)
