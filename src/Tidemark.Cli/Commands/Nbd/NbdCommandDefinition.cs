@@ -50,7 +50,10 @@ internal static class NbdServeCommandDefinition
 /// <summary>The options of <c>nbd info</c>, named as nbdinfo names them.</summary>
 internal static class NbdInfoCommandDefinition
 {
-    public static readonly Argument<string> Uri = new("URI") { Description = "nbd://HOST[:PORT]/EXPORT, nbds://…, nbd+unix:///EXPORT?socket=PATH (tls-certificates=DIR for TLS)." };
+    // Arity 0..1 here, required in the command: "--map URI" must work as with nbdinfo, whose
+    // getopt only takes an optional argument written "--map=CONTEXT". System.CommandLine gives the
+    // URI to --map instead, so the command takes it back from there (NbdInfoCommand.UriAndContext).
+    public static readonly Argument<string?> Uri = new("URI") { Description = "nbd://HOST[:PORT]/EXPORT, nbds://…, nbd+unix:///EXPORT?socket=PATH (tls-certificates=DIR for TLS).", Arity = ArgumentArity.ZeroOrOne };
     public static readonly Option<string?> Map = new("--map") { Description = "Print the extents of CONTEXT (default base:allocation).", Arity = ArgumentArity.ZeroOrOne };
     public static readonly Option<bool> List = new("--list", "-L") { Description = "List the server's exports." };
     public static readonly Option<bool> Json = new("--json") { Description = "Print JSON instead of text." };

@@ -18,11 +18,12 @@ internal static class NbdInfoCommand
 
     public static async Task<int> RunAsync(ParseResult result, CliConsole console, CancellationToken cancellationToken)
     {
+        var (text, context) = UriAndContext(result);
         NbdUri uri;
         NbdConnectOptions options;
         try
         {
-            uri = NbdUri.Parse(result.GetValue(D.Uri)!);
+            uri = NbdUri.Parse(text);
             options = NbdConnectOptions.FromUri(uri, tlsCertificates: result.GetValue(D.TlsCertificates));
         }
         catch (NbdException e)
@@ -37,10 +38,9 @@ internal static class NbdInfoCommand
             {
                 await ListAsync(options, json, console, cancellationToken).ConfigureAwait(false);
             }
-            else if (result.GetResult(D.Map) is not null)
+            else if (context is not null)
             {
-                var context = result.GetValue(D.Map);
-                await MapAsync(options, string.IsNullOrEmpty(context) ? MetaContext.BaseAllocationName : context, json, console, cancellationToken).ConfigureAwait(false);
+                await MapAsync(options, context, json, console, cancellationToken).ConfigureAwait(false);
             }
             else
             {
@@ -57,6 +57,24 @@ internal static class NbdInfoCommand
         }
 
         return 0;
+    }
+
+    /// <summary>The URI, and the context to map (null without --map): "--map URI" means base:allocation.</summary>
+    private static (string Uri, string? Context) UriAndContext(ParseResult result)
+    {
+        var uri = result.GetValue(D.Uri);
+        var map = result.GetResult(D.Map) is null ? null : result.GetValue(D.Map) ?? string.Empty;
+        if (uri is null && map is not null && map.Contains("://", StringComparison.Ordinal))
+        {
+            (uri, map) = (map, string.Empty);
+        }
+
+        if (uri is null)
+        {
+            throw new CliException("nbd info needs a URI (nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH)");
+        }
+
+        return (uri, map is null ? null : map.Length == 0 ? MetaContext.BaseAllocationName : map);
     }
 
     private static async Task ListAsync(NbdConnectOptions options, bool json, CliConsole console, CancellationToken cancellationToken)

@@ -1,0 +1,194 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Tidemark.Testing;
+
+namespace Tidemark.Cli.Tests;
+
+/// <summary>
+/// <c>nbd serve</c> and <c>nbd info</c> parsed from real command lines and run in-process,
+/// checked against nbdinfo and qemu-nbd.
+/// </summary>
+public sealed class NbdCommandTests
+{
+    private static CancellationToken Token => TestContext.Current.CancellationToken;
+
+    private static async Task<(int Code, string Out, string Err)> RunAsync(params string[] args)
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        var code = await TidemarkCommandLine.RunAsync(args, stdout, stderr, Token);
+        return (code, stdout.ToString(), stderr.ToString());
+    }
+
+    private static async Task<string> SparseImageAsync(TempDirectory dir)
+    {
+        var path = dir.File("disk.raw");
+        await using (var f = File.Create(path))
+        {
+            f.SetLength(16 << 20);
+        }
+
+        await Peer.RunCheckedAsync("qemu-io", "-f", "raw", "-c", "write -P 0xab 0 64k", "-c", "write -P 0xcd 3M 128k", path);
+        return path;
+    }
+
+    /// <summary>qemu-nbd in the foreground on a unix socket, killed at the end.</summary>
+    private sealed class QemuNbd : IAsyncDisposable
+    {
+        private readonly Process _process;
+
+        private QemuNbd(Process process, string socket)
+        {
+            _process = process;
+            Socket = socket;
+        }
+
+        public string Socket { get; }
+
+        public static async Task<QemuNbd> StartAsync(TempDirectory dir, params string[] args)
+        {
+            var socket = dir.File("qemu.sock");
+            var info = new ProcessStartInfo(Peer.Require("qemu-nbd")) { UseShellExecute = false, RedirectStandardError = true };
+            foreach (var a in (string[])["-k", socket, .. args])
+            {
+                info.ArgumentList.Add(a);
+            }
+
+            var process = Process.Start(info)!;
+            await WaitForSocketAsync(socket);
+            return new QemuNbd(process, socket);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+            _process.Dispose();
+        }
+    }
+
+    private static async Task WaitForSocketAsync(string socket)
+    {
+        for (var i = 0; i < 600; i++)
+        {
+            if (File.Exists(socket))
+            {
+                using var s = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+                try
+                {
+                    await s.ConnectAsync(new System.Net.Sockets.UnixDomainSocketEndPoint(socket));
+                    return;
+                }
+                catch (System.Net.Sockets.SocketException)
+                {
+                }
+            }
+
+            await Task.Delay(50);
+        }
+
+        throw new TimeoutException($"nothing listens on {socket}");
+    }
+
+    [Fact]
+    public async Task Info_Map_PrintsWhatNbdinfoPrints()
+    {
+        using var dir = new TempDirectory("cli-nbd-map");
+        var image = await SparseImageAsync(dir);
+        await using var qemu = await QemuNbd.StartAsync(dir, "-r", "-f", "raw", "-t", "-x", "vda", image);
+        var uri = $"nbd+unix:///vda?socket={qemu.Socket}";
+
+        var (code, output, error) = await RunAsync("nbd", "info", "--map", uri);
+        Assert.Equal((0, string.Empty), (code, error));
+        Assert.Equal(await Peer.RunCheckedAsync("nbdinfo", "--map", uri), output);
+
+        (code, output, _) = await RunAsync("nbd", "info", "--map", "--json", uri);
+        Assert.Equal(0, code);
+        using var ours = JsonDocument.Parse(output);
+        using var theirs = JsonDocument.Parse(await Peer.RunCheckedAsync("nbdinfo", "--map", "--json", uri));
+        Assert.Equal(JsonSerializer.Serialize(theirs.RootElement), JsonSerializer.Serialize(ours.RootElement));
+    }
+
+    [Fact]
+    public async Task Info_JsonAndList_DescribeTheExport()
+    {
+        using var dir = new TempDirectory("cli-nbd-info");
+        var image = await SparseImageAsync(dir);
+        await using var qemu = await QemuNbd.StartAsync(dir, "-r", "-f", "raw", "-t", "-e", "2", "-x", "vda", "-D", "the disk", image);
+
+        var (code, output, _) = await RunAsync("nbd", "info", "--json", $"nbd+unix:///vda?socket={qemu.Socket}");
+        Assert.Equal(0, code);
+        using var doc = JsonDocument.Parse(output);
+        var export = doc.RootElement.GetProperty("exports")[0];
+        Assert.Equal(16L << 20, export.GetProperty("export-size").GetInt64());
+        Assert.True(export.GetProperty("is_read_only").GetBoolean());
+        Assert.True(export.GetProperty("can_multi_conn").GetBoolean());
+        Assert.Equal(["base:allocation"], export.GetProperty("contexts").EnumerateArray().Select(c => c.GetString()));
+
+        (code, output, _) = await RunAsync("nbd", "info", "--list", $"nbd+unix:///?socket={qemu.Socket}");
+        Assert.Equal((0, "export=\"vda\" description=\"the disk\"\n"), (code, output));
+    }
+
+    [Fact]
+    public async Task Serve_UntilInterrupted_NbdinfoSeesTheImage()
+    {
+        using var dir = new TempDirectory("cli-nbd-serve");
+        var image = await SparseImageAsync(dir);
+        var socket = dir.File("tidemark.sock");
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(Token);
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        var serve = TidemarkCommandLine.RunAsync(["nbd", "serve", "-r", "-t", "-e", "4", "-x", "vda", "-D", "served", "-k", socket, image], stdout, stderr, stop.Token);
+        await WaitForSocketAsync(socket);
+
+        var uri = $"nbd+unix:///vda?socket={socket}";
+        using (var json = JsonDocument.Parse(await Peer.RunCheckedAsync("nbdinfo", "--json", uri)))
+        {
+            var export = json.RootElement.GetProperty("exports")[0];
+            Assert.Equal("served", export.GetProperty("description").GetString());
+            Assert.True(export.GetProperty("is_read_only").GetBoolean());
+            Assert.True(export.GetProperty("can_multi_conn").GetBoolean());
+        }
+
+        Assert.StartsWith("         0       65536    0  data\n     65536     3080192    3  hole,zero\n", await Peer.RunCheckedAsync("nbdinfo", "--map", uri), StringComparison.Ordinal);
+        var copy = dir.File("copy.raw");
+        await Peer.RunCheckedAsync("nbdcopy", "-C", "4", uri, copy);
+        Assert.Equal(await File.ReadAllBytesAsync(image, Token), await File.ReadAllBytesAsync(copy, Token));
+
+        await stop.CancelAsync();
+        Assert.Equal(0, await serve);
+        Assert.False(File.Exists(socket));
+    }
+
+    [Fact]
+    public async Task Serve_WithoutPersistent_StopsAfterTheFirstClient()
+    {
+        using var dir = new TempDirectory("cli-nbd-once");
+        var image = await SparseImageAsync(dir);
+        var socket = dir.File("once.sock");
+        var serve = TidemarkCommandLine.RunAsync(["nbd", "serve", "-k", socket, image], new StringWriter(), new StringWriter(), Token);
+        await WaitForSocketAsync(socket);
+
+        // WaitForSocketAsync's probe was the first client: the server has stopped.
+        Assert.Equal(0, await serve.WaitAsync(TimeSpan.FromSeconds(30), Token));
+    }
+
+    [Theory]
+    [InlineData(new[] { "nbd", "serve", "/nonexistent/disk.raw" }, "error: cannot open '/nonexistent/disk.raw': no such file")]
+    [InlineData(new[] { "nbd", "serve", "-B", "b0", "IMAGE" }, "error: bitmap 'b0' not found: raw images have no persistent bitmaps")]
+    [InlineData(new[] { "nbd", "serve", "-e", "0", "IMAGE" }, "error: --shared must be at least 1, not 0")]
+    [InlineData(new[] { "nbd", "serve", "-b", "localhost", "IMAGE" }, "error: --bind: 'localhost' is not an IP address")]
+    [InlineData(new[] { "nbd", "serve", "--tls-creds", "/nonexistent", "IMAGE" }, "error: TLS credentials: cannot load '/nonexistent/ca-cert.pem'")]
+    [InlineData(new[] { "nbd", "info", "http://x/" }, "error: 'http://x/': unknown scheme 'http' (expected nbd, nbds, nbd+unix or nbds+unix)")]
+    [InlineData(new[] { "nbd", "info", "nbds://localhost/" }, "error: a TLS URI needs tls-certificates=DIR (X.509); PSK is not supported")]
+    public async Task BadInput_OneErrorLine(string[] args, string expected)
+    {
+        using var dir = new TempDirectory("cli-nbd-bad");
+        var image = dir.File("disk.raw");
+        await File.WriteAllBytesAsync(image, new byte[65536], Token);
+        var (code, _, error) = await RunAsync(args.Select(a => a == "IMAGE" ? image : a).ToArray());
+        Assert.NotEqual(0, code);
+        Assert.StartsWith(expected, error, StringComparison.Ordinal);
+        Assert.Single(error.TrimEnd('\n').Split('\n'));
+    }
+}
