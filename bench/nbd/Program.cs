@@ -52,7 +52,7 @@ try
     await Bench.WaitAsync(qemuSocket, qemuBitmapSocket, qemuPort);
 
     var target = Path.Combine(work, "copy.raw");
-    var rows = new List<(string Name, string[] Tidemark, string[] Qemu, string Program)>();
+    var rows = new List<(string Name, string[] Tidemark, string[] Qemu, string Program, Bench.Peer QemuProcess)>();
     foreach (var destination in new[] { "null:", "file" })
     {
         foreach (var transport in new[] { "unix", "tcp" })
@@ -63,26 +63,36 @@ try
                 var theirs = transport == "unix" ? $"nbd+unix:///?socket={qemuSocket}" : $"nbd://127.0.0.1:{qemuPort}/";
                 var dst = destination == "null:" ? "null:" : target;
                 var c = connections.ToString(CultureInfo.InvariantCulture);
-                rows.Add(($"nbdcopy → {destination,-5} {transport,-4} -C {c}", ["-C", c, ours, dst], ["-C", c, theirs, dst], "nbdcopy"));
+                rows.Add(($"nbdcopy → {destination,-5} {transport,-4} -C {c}", ["-C", c, ours, dst], ["-C", c, theirs, dst], "nbdcopy", transport == "unix" ? qemuUnix : qemuTcp));
             }
         }
     }
 
-    rows.Add(("nbdinfo --map=qemu:dirty-bitmap:b0 unix", ["--map=qemu:dirty-bitmap:b0", $"nbd+unix:///?socket={ourSocket}"], ["--map=qemu:dirty-bitmap:b0", $"nbd+unix:///?socket={qemuBitmapSocket}"], "nbdinfo"));
+    rows.Add(("nbdinfo --map=qemu:dirty-bitmap:b0 unix", ["--map=qemu:dirty-bitmap:b0", $"nbd+unix:///?socket={ourSocket}"], ["--map=qemu:dirty-bitmap:b0", $"nbd+unix:///?socket={qemuBitmapSocket}"], "nbdinfo", qemuBitmap));
 
     // Warm-up: JIT and page cache for both servers.
     await Bench.TimeAsync("nbdcopy", ["-C", "4", $"nbd+unix:///?socket={ourSocket}", "null:"], null);
     await Bench.TimeAsync("nbdcopy", ["-C", "4", $"nbd+unix:///?socket={qemuSocket}", "null:"], null);
 
-    var results = new List<(string Name, double Ours, double Theirs)>();
-    foreach (var (name, ours, theirs, program) in rows)
+    // Server CPU time per run is reported beside wall time: on a shared machine the wall time
+    // moves with other load, the CPU a server spends for the same work much less.
+    var results = new List<(string Name, double Ours, double Theirs, double OursCpu, double TheirsCpu)>();
+    using var self = Process.GetCurrentProcess();
+    foreach (var (name, ours, theirs, program, qemuProcess) in rows)
     {
         var best = (Ours: double.MaxValue, Theirs: double.MaxValue);
+        double oursCpu = 0, theirsCpu = 0;
         for (var r = 0; r < repeat; r++)
         {
             var cleanup = program == "nbdcopy" && ours[^1] == target ? target : null;
+            self.Refresh();
+            var cpu0 = self.TotalProcessorTime.TotalSeconds;
             best.Ours = Math.Min(best.Ours, await Bench.TimeAsync(program, ours, cleanup));
+            self.Refresh();
+            oursCpu += self.TotalProcessorTime.TotalSeconds - cpu0;
+            var qcpu0 = qemuProcess.CpuSeconds();
             best.Theirs = Math.Min(best.Theirs, await Bench.TimeAsync(program, theirs, cleanup));
+            theirsCpu += qemuProcess.CpuSeconds() - qcpu0;
         }
 
         if (program == "nbdinfo")
@@ -95,7 +105,7 @@ try
             }
         }
 
-        results.Add((name, best.Ours, best.Theirs));
+        results.Add((name, best.Ours, best.Theirs, oursCpu / repeat, theirsCpu / repeat));
         Console.Error.WriteLine($"bench: {name}: tidemark {best.Ours:F3} s, qemu-nbd {best.Theirs:F3} s");
     }
 
@@ -103,12 +113,15 @@ try
     Console.WriteLine($"NBD benchmark: {sizeGiB} GiB image (1 MiB data / 1 MiB hole, {data:F0} MiB of data), best of {repeat}, {Environment.ProcessorCount} cores");
     Console.WriteLine($"qemu-nbd: {(await Bench.OutputAsync("qemu-nbd", ["--version"])).Split('\n')[0]}; nbdcopy/nbdinfo: {(await Bench.OutputAsync("nbdinfo", ["--version"])).Split('\n')[0]}");
     Console.WriteLine();
-    Console.WriteLine("| client and transport | Tidemark (s) | qemu-nbd -t -e 4 (s) | ratio |");
-    Console.WriteLine("| --- | ---: | ---: | ---: |");
-    foreach (var (name, ours, theirs) in results)
+    Console.WriteLine("| client and transport | Tidemark (s) | qemu-nbd -t -e 4 (s) | ratio | server CPU s/run: Tidemark | qemu-nbd |");
+    Console.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: |");
+    foreach (var (name, ours, theirs, oursCpu, theirsCpu) in results)
     {
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {name} | {ours:F3} | {theirs:F3} | {theirs / ours:F2}× |"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {name} | {ours:F3} | {theirs:F3} | {theirs / ours:F2}× | {oursCpu:F2} | {theirsCpu:F2} |"));
     }
+
+    Console.WriteLine();
+    Console.WriteLine($"ratio = qemu-nbd time / Tidemark time (≥ 1.00× means Tidemark is at least as fast); load average at the end: {File.ReadAllText("/proc/loadavg").Trim()}");
 
     return 0;
 }
@@ -249,6 +262,14 @@ internal static class Bench
     /// <summary>A peer server process, killed on dispose.</summary>
     public sealed class Peer(Process process) : IAsyncDisposable
     {
+        /// <summary>User + system CPU seconds of the process so far (/proc/PID/stat fields 14 and 15, in clock ticks of 1/100 s).</summary>
+        public double CpuSeconds()
+        {
+            var stat = File.ReadAllText($"/proc/{process.Id}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
+        }
+
         public async ValueTask DisposeAsync()
         {
             if (!process.HasExited)

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Buffers.Binary;
 using System.Text;
 using Tidemark.Nbd.Protocol;
@@ -49,7 +48,7 @@ internal sealed class ReplyWriter : IDisposable
     /// <summary>A successful reply without payload: a simple reply, which structured clients also accept.</summary>
     public async ValueTask WriteSuccessAsync(ulong cookie, CancellationToken cancellationToken)
     {
-        var frame = ArrayPool<byte>.Shared.Rent(NbdWire.SimpleReplyLength);
+        var frame = PayloadPool.Shared.Rent(NbdWire.SimpleReplyLength);
         try
         {
             EncodeSimpleReply(frame, NbdErrno.None, cookie);
@@ -57,7 +56,7 @@ internal sealed class ReplyWriter : IDisposable
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(frame);
+            PayloadPool.Shared.Return(frame);
         }
     }
 
@@ -69,7 +68,7 @@ internal sealed class ReplyWriter : IDisposable
     {
         if (!Structured)
         {
-            var simple = ArrayPool<byte>.Shared.Rent(NbdWire.SimpleReplyLength);
+            var simple = PayloadPool.Shared.Rent(NbdWire.SimpleReplyLength);
             try
             {
                 EncodeSimpleReply(simple, error, cookie);
@@ -77,7 +76,7 @@ internal sealed class ReplyWriter : IDisposable
             }
             finally
             {
-                ArrayPool<byte>.Shared.Return(simple);
+                PayloadPool.Shared.Return(simple);
             }
 
             return;
@@ -87,7 +86,7 @@ internal sealed class ReplyWriter : IDisposable
         var messageLength = Math.Min(text.Length, MaxErrorMessageBytes);
         var payload = NbdWire.ErrorPrefixLength + messageLength;
         var length = NbdWire.ChunkHeaderLength + payload;
-        var frame = ArrayPool<byte>.Shared.Rent(length);
+        var frame = PayloadPool.Shared.Rent(length);
         try
         {
             var span = frame.AsSpan(0, length);
@@ -99,7 +98,7 @@ internal sealed class ReplyWriter : IDisposable
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(frame);
+            PayloadPool.Shared.Return(frame);
         }
     }
 

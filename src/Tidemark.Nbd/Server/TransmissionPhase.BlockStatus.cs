@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Buffers.Binary;
 using Tidemark.Nbd.Protocol;
 
@@ -22,7 +21,7 @@ internal sealed partial class TransmissionPhase
             frameLength += NbdWire.ChunkHeaderLength + NbdWire.BlockStatusPrefixLength + (descriptors.Count * NbdWire.BlockDescriptorLength);
         }
 
-        var frame = ArrayPool<byte>.Shared.Rent(frameLength);
+        var frame = PayloadPool.Shared.Rent(frameLength);
         try
         {
             var position = 0;
@@ -49,7 +48,7 @@ internal sealed partial class TransmissionPhase
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(frame);
+            PayloadPool.Shared.Return(frame);
         }
     }
 

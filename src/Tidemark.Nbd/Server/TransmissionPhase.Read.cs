@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Buffers.Binary;
 using Tidemark.Nbd.Protocol;
 using Tidemark.Storage;
@@ -16,7 +15,7 @@ internal sealed partial class TransmissionPhase
         {
             // Header and data in one pooled frame: the image reads straight behind the header,
             // and the frame goes out in one write.
-            var simple = ArrayPool<byte>.Shared.Rent(NbdWire.SimpleReplyLength + length);
+            var simple = PayloadPool.Shared.Rent(NbdWire.SimpleReplyLength + length);
             try
             {
                 await _image.ReadAsync(offset, simple.AsMemory(NbdWire.SimpleReplyLength, length), cancellationToken).ConfigureAwait(false);
@@ -25,7 +24,7 @@ internal sealed partial class TransmissionPhase
             }
             finally
             {
-                ArrayPool<byte>.Shared.Return(simple);
+                PayloadPool.Shared.Return(simple);
             }
 
             return;
@@ -43,7 +42,7 @@ internal sealed partial class TransmissionPhase
             frameLength += NbdWire.ChunkHeaderLength + (run.Zero ? NbdWire.OffsetHoleLength : NbdWire.OffsetDataPrefixLength + run.Length);
         }
 
-        var frame = ArrayPool<byte>.Shared.Rent(frameLength);
+        var frame = PayloadPool.Shared.Rent(frameLength);
         try
         {
             var position = 0;
@@ -73,7 +72,7 @@ internal sealed partial class TransmissionPhase
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(frame);
+            PayloadPool.Shared.Return(frame);
         }
     }
 

@@ -1,4 +1,3 @@
-using System.Buffers;
 using Microsoft.Extensions.Logging;
 using Tidemark.Nbd.Protocol;
 using Tidemark.Storage;
@@ -82,14 +81,14 @@ internal sealed partial class TransmissionPhase : IDisposable
                 byte[]? payload = null;
                 if (request.Command == NbdCommand.Write)
                 {
-                    payload = ArrayPool<byte>.Shared.Rent((int)request.Length);
+                    payload = PayloadPool.Shared.Rent((int)request.Length);
                     try
                     {
                         await _connection.Reader.ReadExactAsync(payload.AsMemory(0, (int)request.Length), token).ConfigureAwait(false);
                     }
                     catch
                     {
-                        ArrayPool<byte>.Shared.Return(payload);
+                        PayloadPool.Shared.Return(payload);
                         _inFlight.Release();
                         throw;
                     }
@@ -244,7 +243,7 @@ internal sealed partial class TransmissionPhase : IDisposable
         {
             if (payload is not null)
             {
-                ArrayPool<byte>.Shared.Return(payload);
+                PayloadPool.Shared.Return(payload);
             }
 
             _inFlight.Release();
