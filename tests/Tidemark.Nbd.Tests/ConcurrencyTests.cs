@@ -81,7 +81,7 @@ public sealed class ConcurrencyTests
         var first = await NbdClient.ConnectAsync(options, Token);
         var second = await NbdClient.ConnectAsync(options, Token);
         await Assert.ThrowsAsync<NbdException>(async () => await NbdClient.ConnectAsync(options, Token));
-        Assert.True(server.Log.Contains("refusing a connection: 2 connections are open"));
+        Assert.True(await server.Log.WaitForAsync("refusing a connection: 2 connections are open"));
         await first.DisposeAsync();
 
         // The slot is freed once the server has seen the disconnect.

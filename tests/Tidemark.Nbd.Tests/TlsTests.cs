@@ -78,7 +78,7 @@ public sealed class TlsTests : IAsyncLifetime
         var certificates = which == "rogue" ? _pki.RogueClientDirectory : _pki.CaOnlyDirectory;
         var result = await Peer.RunAsync("nbdinfo", [TlsUri(certificates)]);
         Assert.NotEqual(0, result.ExitCode);
-        Assert.True(_server.Log.Contains("TLS handshake failed"));
+        Assert.True(await _server.Log.WaitForAsync("TLS handshake failed"));
     }
 
     [Fact]

@@ -12,6 +12,20 @@ public sealed class LogRecorder : ILoggerFactory, ILoggerProvider, ILogger
 
     public bool Contains(string text) => _lines.Any(l => l.Contains(text, StringComparison.Ordinal));
 
+    /// <summary>
+    /// True once a line containing <paramref name="text"/> is logged: the server logs a failure
+    /// on its own schedule, after the peer may already have seen the connection drop.
+    /// </summary>
+    public async Task<bool> WaitForAsync(string text)
+    {
+        for (var i = 0; i < 300 && !Contains(text); i++)
+        {
+            await Task.Delay(50);
+        }
+
+        return Contains(text);
+    }
+
     public ILogger CreateLogger(string categoryName) => this;
 
     public void AddProvider(ILoggerProvider provider)
