@@ -45,6 +45,7 @@ public static class TidemarkCommandLine
     // One line per verb; each verb's folder owns the rest.
     private static IEnumerable<Command> Commands(CliConsole console)
     {
-        yield return Tidemark.Cli.Commands.Nbd.NbdCommandDefinition.Create(console);
+        yield return Cli.Commands.Image.ImageCommandDefinition.Build(console);
+        yield return Cli.Commands.Nbd.NbdCommandDefinition.Create(console);
     }
 }

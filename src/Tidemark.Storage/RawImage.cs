@@ -45,6 +45,7 @@ public sealed class RawImage : IBlockImage
     /// <summary>Opens an existing raw file.</summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     /// <exception cref="UnauthorizedAccessException">The file cannot be opened with the requested access.</exception>
+    /// <exception cref="StorageException">Another process holds a conflicting lock (QEMU's byte-range locks).</exception>
     public static RawImage Open(string path, bool readOnly)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
@@ -52,8 +53,18 @@ public sealed class RawImage : IBlockImage
             path,
             FileMode.Open,
             readOnly ? FileAccess.Read : FileAccess.ReadWrite,
-            readOnly ? FileShare.ReadWrite : FileShare.Read,
+            FileShare.ReadWrite | FileShare.Delete,
             FileOptions.Asynchronous);
+        try
+        {
+            ImageLock.Acquire(handle, System.IO.Path.GetFullPath(path), readOnly);
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+
         var length = RandomAccess.GetLength(handle);
         return new RawImage(handle, System.IO.Path.GetFullPath(path), length, readOnly);
     }
@@ -63,8 +74,19 @@ public sealed class RawImage : IBlockImage
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentOutOfRangeException.ThrowIfNegative(size);
-        var handle = File.OpenHandle(path, FileMode.Create, FileAccess.ReadWrite, FileShare.Read, FileOptions.Asynchronous);
-        RandomAccess.SetLength(handle, size);
+        var handle = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete, FileOptions.Asynchronous);
+        try
+        {
+            ImageLock.Acquire(handle, System.IO.Path.GetFullPath(path), readOnly: false);
+            RandomAccess.SetLength(handle, 0);
+            RandomAccess.SetLength(handle, size);
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+
         return new RawImage(handle, System.IO.Path.GetFullPath(path), size, readOnly: false);
     }
 

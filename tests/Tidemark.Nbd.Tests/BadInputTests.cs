@@ -17,18 +17,16 @@ public sealed class BadInputTests : IAsyncLifetime
     private const long Size = 1 << 20;
     private readonly TempDirectory _dir = new("nbd-bad");
     private RawImage _writable = null!;
-    private RawImage _readOnly = null!;
     private TestServer _server = null!;
 
     public async ValueTask InitializeAsync()
     {
         _writable = RawImage.Create(_dir.File("rw.raw"), Size);
         await _writable.WriteAsync(0, Enumerable.Repeat((byte)0x5a, 4096).ToArray());
-        _readOnly = RawImage.Open(_dir.File("rw.raw"), readOnly: true);
         _server = await TestServer.StartAsync(_dir,
         [
             new NbdExport("rw", _writable) { Description = "writable" },
-            new NbdExport("ro", _readOnly),
+            new NbdExport("ro", _writable) { ReadOnly = true },
         ]);
     }
 
@@ -36,7 +34,6 @@ public sealed class BadInputTests : IAsyncLifetime
     {
         await _server.DisposeAsync();
         await _writable.DisposeAsync();
-        await _readOnly.DisposeAsync();
         _dir.Dispose();
     }
 

@@ -19,6 +19,9 @@ internal interface IQcow2ClusterSpace
     /// <summary>The guest-visible size; bitmaps cover exactly this many bytes.</summary>
     long VirtualSize { get; }
 
+    /// <summary>False for images that cannot hold persistent bitmaps (qcow2 v2, formats.md §2.1).</summary>
+    bool CanStoreBitmaps { get; }
+
     /// <summary>True when the image was opened read-only: nothing may be allocated or written.</summary>
     bool IsReadOnly { get; }
 

@@ -1,0 +1,118 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Tidemark.Storage;
+using Tidemark.Storage.Qcow2;
+
+namespace Tidemark.Cli.Commands.Image.Check;
+
+/// <summary>Runs <c>image check</c>: problems on standard error, the summary on standard output.</summary>
+internal sealed class CheckCommand(CliConsole console)
+{
+    /// <summary>qemu-img check's status for a format that has no check (raw).</summary>
+    private const int NotSupported = 63;
+
+    private const int CheckFailed = 1;
+
+    public async Task<int> RunAsync(string file, string? formatName, bool json, CancellationToken cancellationToken)
+    {
+        if (!File.Exists(file))
+        {
+            throw new CliException($"Could not open '{file}': No such file or directory");
+        }
+
+        var format = ImageArguments.ParseFormat(formatName) ?? await DiskImage.ProbeAsync(file, cancellationToken).ConfigureAwait(false);
+        if (format == ImageFormat.Raw)
+        {
+            await console.Error.WriteLineAsync("This image format does not support checks").ConfigureAwait(false);
+            return NotSupported;
+        }
+
+        Qcow2CheckResult result;
+        try
+        {
+            result = await Qcow2Check.RunAsync(file, cancellationToken).ConfigureAwait(false);
+        }
+        catch (StorageException e)
+        {
+            await console.Error.WriteLineAsync($"error: Check of '{file}' failed: {e.Message}").ConfigureAwait(false);
+            return CheckFailed;
+        }
+
+        foreach (var message in result.Messages)
+        {
+            await console.Error.WriteLineAsync(message).ConfigureAwait(false);
+        }
+
+        await console.Out.WriteAsync(json ? ToJson(result) + "\n" : ToHuman(result)).ConfigureAwait(false);
+        return result.ExitCode;
+    }
+
+    private static string ToHuman(Qcow2CheckResult r)
+    {
+        var c = CultureInfo.InvariantCulture;
+        var text = new StringBuilder();
+        if (r.Corruptions == 0 && r.Leaks == 0)
+        {
+            text.Append("No errors were found on the image.\n");
+        }
+
+        if (r.Leaks > 0)
+        {
+            text.Append(c, $"\n{r.Leaks} leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.\n");
+        }
+
+        if (r.Corruptions > 0)
+        {
+            text.Append(c, $"\n{r.Corruptions} errors were found on the image.\nData may be corrupted, or further writes to the image may corrupt it.\n");
+        }
+
+        if (r.TotalClusters > 0)
+        {
+            double total = r.TotalClusters;
+            double allocated = Math.Max(1, r.AllocatedClusters);
+            text.Append(c, $"{r.AllocatedClusters}/{r.TotalClusters} = {r.AllocatedClusters * 100.0 / total:F2}% allocated, {(r.AllocatedClusters == 0 ? 0 : r.FragmentedClusters * 100.0 / allocated):F2}% fragmented, {(r.AllocatedClusters == 0 ? 0 : r.CompressedClusters * 100.0 / allocated):F2}% compressed clusters\n");
+        }
+
+        text.Append(c, $"Image end offset: {r.ImageEndOffset}\n");
+        return text.ToString();
+    }
+
+    private static string ToJson(Qcow2CheckResult r)
+    {
+        using var stream = new MemoryStream();
+        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+        {
+            w.WriteStartObject();
+            w.WriteNumber("image-end-offset", r.ImageEndOffset);
+            w.WriteNumber("total-clusters", r.TotalClusters);
+            w.WriteNumber("check-errors", r.CheckErrors);
+            if (r.Leaks > 0)
+            {
+                w.WriteNumber("leaks", r.Leaks);
+            }
+
+            if (r.Corruptions > 0)
+            {
+                w.WriteNumber("corruptions", r.Corruptions);
+            }
+
+            w.WriteNumber("allocated-clusters", r.AllocatedClusters);
+            w.WriteString("filename", r.Path);
+            w.WriteString("format", "qcow2");
+            if (r.FragmentedClusters > 0)
+            {
+                w.WriteNumber("fragmented-clusters", r.FragmentedClusters);
+            }
+
+            if (r.CompressedClusters > 0)
+            {
+                w.WriteNumber("compressed-clusters", r.CompressedClusters);
+            }
+
+            w.WriteEndObject();
+        }
+
+        return Encoding.UTF8.GetString(stream.ToArray());
+    }
+}

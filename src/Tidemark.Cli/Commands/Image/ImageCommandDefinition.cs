@@ -1,0 +1,21 @@
+using System.CommandLine;
+
+namespace Tidemark.Cli.Commands.Image;
+
+/// <summary><c>tidemark image ...</c>: qemu-img style commands on image files.</summary>
+internal static class ImageCommandDefinition
+{
+    public static Command Build(CliConsole console)
+    {
+        var command = new Command("image", "Create, inspect, check, compare, convert and map disk images (qcow2, raw), as qemu-img does.");
+
+        // One line per subcommand; each folder owns the rest.
+        command.Subcommands.Add(Create.CreateCommandDefinition.Build(console));
+        command.Subcommands.Add(Info.InfoCommandDefinition.Build(console));
+        command.Subcommands.Add(Check.CheckCommandDefinition.Build(console));
+        command.Subcommands.Add(Compare.CompareCommandDefinition.Build(console));
+        command.Subcommands.Add(Convert.ConvertCommandDefinition.Build(console));
+        command.Subcommands.Add(Map.MapCommandDefinition.Build(console));
+        return command;
+    }
+}

@@ -1,0 +1,76 @@
+using System.Buffers.Binary;
+using Tidemark.Storage.Qcow2;
+
+namespace Tidemark.Storage;
+
+/// <summary>Opens image files by format (given or probed) and resolves backing files.</summary>
+public static class DiskImage
+{
+    /// <summary>Opens <paramref name="path"/> as <paramref name="format"/>, or probes it (qcow2 magic, else raw).</summary>
+    /// <exception cref="StorageException">The image cannot be opened (see <see cref="Qcow2Image.OpenAsync(string, bool, CancellationToken)"/>).</exception>
+    public static async ValueTask<IBlockImage> OpenAsync(string path, ImageFormat? format, bool readOnly, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        var actual = format ?? await ProbeAsync(path, cancellationToken).ConfigureAwait(false);
+        return actual == ImageFormat.Qcow2
+            ? await Qcow2Image.OpenAsync(path, readOnly, cancellationToken).ConfigureAwait(false)
+            : RawImage.Open(path, readOnly);
+    }
+
+    /// <summary>qcow2 when the file starts with the qcow2 magic, raw otherwise (what QEMU's probe does for these two).</summary>
+    public static async ValueTask<ImageFormat> ProbeAsync(string path, CancellationToken cancellationToken = default)
+    {
+        using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, FileOptions.Asynchronous);
+        var magic = new byte[4];
+        var n = await RandomAccess.ReadAsync(handle, magic, 0, cancellationToken).ConfigureAwait(false);
+        return n == 4 && BinaryPrimitives.ReadUInt32BigEndian(magic) == Qcow2Layout.Magic ? ImageFormat.Qcow2 : ImageFormat.Raw;
+    }
+
+    /// <summary>
+    /// The path a backing file name refers to: absolute names as they are, relative names from
+    /// the directory of the image that names them (as QEMU resolves them).
+    /// </summary>
+    public static string ResolveBackingPath(string imagePath, string backingName)
+        => Path.IsPathRooted(backingName) ? backingName : Path.GetFullPath(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(imagePath)) ?? "/", backingName));
+
+    internal static async ValueTask<IBlockImage> OpenBackingAsync(string imagePath, string backingName, string? backingFormat, IReadOnlyList<string> chain, CancellationToken cancellationToken)
+    {
+        var path = ResolveBackingPath(imagePath, backingName);
+        if (chain.Count >= Qcow2Layout.MaxBackingChainDepth)
+        {
+            throw new StorageException(StorageErrorReason.BackingChain, $"{imagePath}: backing chain is deeper than {Qcow2Layout.MaxBackingChainDepth} images");
+        }
+
+        if (!File.Exists(path))
+        {
+            throw new StorageException(StorageErrorReason.BackingChain, $"{imagePath}: Could not open backing file '{backingName}' ({path}): No such file or directory");
+        }
+
+        var real = RealPath(path);
+        if (chain.Any(p => RealPath(p) == real))
+        {
+            throw new StorageException(StorageErrorReason.BackingChain, $"{imagePath}: backing file '{backingName}' makes a loop in the backing chain ({string.Join(" -> ", chain)} -> {path})");
+        }
+
+        ImageFormat format;
+        try
+        {
+            format = backingFormat is null ? await ProbeAsync(path, cancellationToken).ConfigureAwait(false) : ImageFormatNames.Parse(backingFormat);
+        }
+        catch (StorageException e)
+        {
+            throw new StorageException(StorageErrorReason.BackingChain, $"{imagePath}: backing format '{backingFormat}': {e.Message}", e);
+        }
+
+        return format == ImageFormat.Qcow2
+            ? await Qcow2Image.OpenAsync(path, readOnly: true, chain, cancellationToken).ConfigureAwait(false)
+            : RawImage.Open(path, readOnly: true);
+    }
+
+    private static string RealPath(string path)
+    {
+        var info = new FileInfo(path);
+        var target = info.ResolveLinkTarget(returnFinalTarget: true);
+        return target?.FullName ?? info.FullName;
+    }
+}

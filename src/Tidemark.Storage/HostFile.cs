@@ -1,0 +1,119 @@
+using Microsoft.Win32.SafeHandles;
+
+namespace Tidemark.Storage;
+
+/// <summary>
+/// The host file under an image: positional async reads and writes, fsync, and QEMU-compatible
+/// byte-range locks (<see cref="ImageLock"/>). Reads past end of file return zeroes, as the
+/// qcow2 spec requires for a file that ends inside its last cluster (formats.md §1.1).
+/// </summary>
+internal sealed class HostFile : IAsyncDisposable
+{
+    private readonly SafeFileHandle _handle;
+    private int _disposed;
+
+    private HostFile(SafeFileHandle handle, string path, bool readOnly)
+    {
+        _handle = handle;
+        Path = path;
+        IsReadOnly = readOnly;
+    }
+
+    public string Path { get; }
+
+    public bool IsReadOnly { get; }
+
+    internal SafeFileHandle Handle => _handle;
+
+    /// <summary>Opens an existing file and takes QEMU's locks for reading, or reading and writing.</summary>
+    /// <exception cref="StorageException">Another process holds a conflicting lock (<see cref="StorageErrorReason.Locked"/>).</exception>
+    public static HostFile Open(string path, bool readOnly)
+    {
+        var full = System.IO.Path.GetFullPath(path);
+        var handle = File.OpenHandle(full, FileMode.Open, readOnly ? FileAccess.Read : FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete, FileOptions.Asynchronous);
+        try
+        {
+            ImageLock.Acquire(handle, full, readOnly);
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+
+        return new HostFile(handle, full, readOnly);
+    }
+
+    /// <summary>Creates (or truncates) a file for a new image and locks it for writing.</summary>
+    public static HostFile Create(string path)
+    {
+        var full = System.IO.Path.GetFullPath(path);
+        var handle = File.OpenHandle(full, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete, FileOptions.Asynchronous);
+        try
+        {
+            ImageLock.Acquire(handle, full, readOnly: false);
+            RandomAccess.SetLength(handle, 0);
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+
+        return new HostFile(handle, full, readOnly: false);
+    }
+
+    public long Length => RandomAccess.GetLength(_handle);
+
+    /// <summary>Fills <paramref name="buffer"/> from <paramref name="offset"/>; bytes past end of file read as zero.</summary>
+    public async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        var done = 0;
+        while (done < buffer.Length)
+        {
+            var n = await RandomAccess.ReadAsync(_handle, buffer[done..], offset + done, cancellationToken).ConfigureAwait(false);
+            if (n == 0)
+            {
+                buffer.Span[done..].Clear();
+                return;
+            }
+
+            done += n;
+        }
+    }
+
+    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        if (IsReadOnly)
+        {
+            throw new StorageException(StorageErrorReason.ReadOnly, $"{Path}: opened read-only");
+        }
+
+        return RandomAccess.WriteAsync(_handle, data, offset, cancellationToken);
+    }
+
+    /// <summary>fsync: everything written so far is durable when this completes.</summary>
+    public ValueTask FlushAsync(CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        if (!IsReadOnly)
+        {
+            RandomAccess.FlushToDisk(_handle);
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    public void SetLength(long length) => RandomAccess.SetLength(_handle, length);
+
+    public ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            // Closing the descriptor releases its OFD locks.
+            _handle.Dispose();
+        }
+
+        return ValueTask.CompletedTask;
+    }
+}

@@ -1,0 +1,245 @@
+namespace Tidemark.Storage.Qcow2;
+
+public sealed partial class Qcow2Image
+{
+    public async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        CheckRange(offset, buffer.Length);
+        cancellationToken.ThrowIfCancellationRequested();
+        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await ReadLockedAsync(offset, buffer, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    private async ValueTask ReadLockedAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        var bits = _header.ClusterBits;
+        var clusterSize = _header.ClusterSize;
+        var done = 0;
+        while (done < buffer.Length)
+        {
+            var position = offset + done;
+            var cluster = position >> bits;
+            var inCluster = (int)(position & (clusterSize - 1));
+            var entry = await _map.GetEntryAsync(cluster, cancellationToken).ConfigureAwait(false);
+            if (_header.HasExtendedL2 && !entry.IsCompressed)
+            {
+                var n = Math.Min(clusterSize - inCluster, buffer.Length - done);
+                await ReadSubclustersAsync(entry, position, buffer.Slice(done, n), cancellationToken).ConfigureAwait(false);
+                done += n;
+                continue;
+            }
+
+            // Extend over following clusters of the same kind (host-contiguous for data) so large
+            // reads become few large file reads.
+            var kind = entry.Kind;
+            var length = (long)clusterSize - inCluster;
+            while (done + length < buffer.Length && kind is not ClusterKind.Compressed)
+            {
+                var next = await _map.GetEntryAsync(cluster + ((inCluster + length) >> bits), cancellationToken).ConfigureAwait(false);
+                var same = next.Kind == kind && (kind != ClusterKind.Normal || next.HostOffset == entry.HostOffset + inCluster + length);
+                if (!same)
+                {
+                    break;
+                }
+
+                length += clusterSize;
+            }
+
+            var count = (int)Math.Min(length, buffer.Length - done);
+            var target = buffer.Slice(done, count);
+            switch (kind)
+            {
+                case ClusterKind.Normal:
+                    await _file.ReadAsync(entry.HostOffset + inCluster, target, cancellationToken).ConfigureAwait(false);
+                    break;
+                case ClusterKind.ZeroPlain or ClusterKind.ZeroAllocated:
+                    target.Span.Clear();
+                    break;
+                case ClusterKind.Unallocated:
+                    await ReadBackingAsync(position, target, cancellationToken).ConfigureAwait(false);
+                    break;
+                case ClusterKind.Compressed:
+                    var data = await ReadCompressedAsync(entry, cancellationToken).ConfigureAwait(false);
+                    data.AsMemory(inCluster, count).CopyTo(target);
+                    break;
+            }
+
+            done += count;
+        }
+    }
+
+    /// <summary>Extended L2 (formats.md §1.5.4): each of the 32 subclusters is data, zero or from the backing file.</summary>
+    private async ValueTask ReadSubclustersAsync(L2Entry entry, long position, Memory<byte> target, CancellationToken cancellationToken)
+    {
+        var clusterSize = _header.ClusterSize;
+        var subSize = clusterSize / Qcow2Layout.SubclustersPerCluster;
+        var done = 0;
+        while (done < target.Length)
+        {
+            var inCluster = (int)((position + done) & (clusterSize - 1));
+            var sub = inCluster / subSize;
+            var n = Math.Min(subSize - (inCluster % subSize), target.Length - done);
+            var slice = target.Slice(done, n);
+            if ((entry.SubclusterBitmap & (1UL << sub)) != 0)
+            {
+                await _file.ReadAsync(entry.HostOffset + inCluster, slice, cancellationToken).ConfigureAwait(false);
+            }
+            else if ((entry.SubclusterBitmap & (1UL << (sub + 32))) != 0)
+            {
+                slice.Span.Clear();
+            }
+            else
+            {
+                await ReadBackingAsync(position + done, slice, cancellationToken).ConfigureAwait(false);
+            }
+
+            done += n;
+        }
+    }
+
+    /// <summary>Unallocated data: the backing file's bytes, zeroes past its end or without one.</summary>
+    private async ValueTask ReadBackingAsync(long position, Memory<byte> target, CancellationToken cancellationToken)
+    {
+        if (_backing is null || position >= _backing.VirtualSize)
+        {
+            target.Span.Clear();
+            return;
+        }
+
+        var inBacking = (int)Math.Min(target.Length, _backing.VirtualSize - position);
+        await _backing.ReadAsync(position, target[..inBacking], cancellationToken).ConfigureAwait(false);
+        target.Span[inBacking..].Clear();
+    }
+
+    private async ValueTask<byte[]> ReadCompressedAsync(L2Entry entry, CancellationToken cancellationToken)
+    {
+        var input = new byte[entry.CompressedLength];
+        await _file.ReadAsync(entry.CompressedOffset, input, cancellationToken).ConfigureAwait(false);
+        var cluster = new byte[_header.ClusterSize];
+        CompressedCluster.Decompress(_header.CompressionType, input, cluster, Path, entry.CompressedOffset);
+        return cluster;
+    }
+
+    public async ValueTask<IReadOnlyList<BlockExtent>> GetExtentsAsync(long offset, long length, CancellationToken cancellationToken = default)
+    {
+        CheckRange(offset, length);
+        cancellationToken.ThrowIfCancellationRequested();
+        var extents = new List<BlockExtent>();
+        if (length == 0)
+        {
+            return extents;
+        }
+
+        var end = offset + length;
+        var bits = _header.ClusterBits;
+        var clusterSize = _header.ClusterSize;
+        var l2Span = (long)_header.L2Entries << bits;
+
+        // Unallocated runs are resolved against the backing file after the lock is released.
+        var local = new List<(long Start, long End, ExtentKind Kind, int Depth)>();
+        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var position = offset;
+            while (position < end && local.Count < 4096)
+            {
+                var cluster = position >> bits;
+                var (l1, _) = _map.Locate(cluster);
+                long stop;
+                ExtentKind kind;
+                int depth;
+                if ((_map.L1Entry(l1) & Qcow2Layout.L1OffsetMask) == 0)
+                {
+                    stop = Math.Min(end, (l1 + 1) * l2Span);
+                    (kind, depth) = (ExtentKind.Hole | ExtentKind.Zero, 0);
+                }
+                else
+                {
+                    var entry = await _map.GetEntryAsync(cluster, cancellationToken).ConfigureAwait(false);
+                    stop = Math.Min(end, (cluster + 1) << bits);
+                    if (_header.HasExtendedL2 && !entry.IsCompressed)
+                    {
+                        var subSize = clusterSize / Qcow2Layout.SubclustersPerCluster;
+                        var sub = (int)((position & (clusterSize - 1)) / subSize);
+                        stop = Math.Min(end, (cluster << bits) + ((sub + 1L) * subSize));
+                        (kind, depth) = (entry.SubclusterBitmap & (1UL << sub)) != 0 ? (ExtentKind.Data, 1)
+                            : (entry.SubclusterBitmap & (1UL << (sub + 32))) != 0 ? (ExtentKind.Hole | ExtentKind.Zero, 1)
+                            : (ExtentKind.Hole | ExtentKind.Zero, 0);
+                    }
+                    else
+                    {
+                        (kind, depth) = entry.Kind switch
+                        {
+                            ClusterKind.Normal or ClusterKind.Compressed => (ExtentKind.Data, 1),
+                            ClusterKind.ZeroPlain or ClusterKind.ZeroAllocated => (ExtentKind.Hole | ExtentKind.Zero, 1),
+                            _ => (ExtentKind.Hole | ExtentKind.Zero, 0),
+                        };
+                    }
+                }
+
+                if (local.Count > 0 && local[^1].End == position && local[^1].Kind == kind && local[^1].Depth == depth)
+                {
+                    local[^1] = (local[^1].Start, stop, kind, depth);
+                }
+                else
+                {
+                    local.Add((position, stop, kind, depth));
+                }
+
+                position = stop;
+            }
+        }
+        finally
+        {
+            _lock.Release();
+        }
+
+        foreach (var (start, stop, kind, depth) in local)
+        {
+            if (depth != 0 || _backing is null || start >= _backing.VirtualSize)
+            {
+                Append(extents, new BlockExtent(start, stop - start, kind, depth));
+                continue;
+            }
+
+            // Depth 0 here means "not in this layer": ask the backing chain, one level deeper.
+            var position = start;
+            var backingEnd = Math.Min(stop, _backing.VirtualSize);
+            while (position < backingEnd)
+            {
+                var below = await _backing.GetExtentsAsync(position, backingEnd - position, cancellationToken).ConfigureAwait(false);
+                foreach (var e in below)
+                {
+                    Append(extents, e with { Depth = e.Depth == 0 ? 0 : e.Depth + 1 });
+                    position = e.End;
+                }
+            }
+
+            if (backingEnd < stop)
+            {
+                Append(extents, new BlockExtent(backingEnd, stop - backingEnd, ExtentKind.Hole | ExtentKind.Zero, 0));
+            }
+        }
+
+        return extents;
+    }
+
+    private static void Append(List<BlockExtent> extents, BlockExtent extent)
+    {
+        if (extents.Count > 0 && extents[^1].End == extent.Offset && extents[^1].Kind == extent.Kind && extents[^1].Depth == extent.Depth)
+        {
+            extents[^1] = extents[^1] with { Length = extents[^1].Length + extent.Length };
+        }
+        else
+        {
+            extents.Add(extent);
+        }
+    }
+}

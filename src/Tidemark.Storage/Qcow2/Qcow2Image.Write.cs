@@ -1,0 +1,449 @@
+namespace Tidemark.Storage.Qcow2;
+
+// Crash safety (formats.md §1.7 rule 9; QEMU qcow2-cache dependencies).
+//
+// Guest data goes to its host cluster at once; every metadata change (refcounts, L2 entries,
+// L1 entries) stays in the caches until FlushMetadataAsync writes it back in this order:
+//
+//   1. refcount blocks (new allocations: refcount 0 -> 1; new blocks before the table entries
+//      that point at them, with an fsync between);
+//   2. fsync: the data of newly allocated clusters and their refcounts are durable;
+//   3. L2 tables, then (fsync) the L1 entries that point at new L2 tables;
+//   4. fsync: the new mapping is durable;
+//   5. queued frees (refcount -1 of clusters no table references any more), written without
+//      waiting: a crash here only leaks them.
+//
+// What a crash (or SIGKILL) leaves behind, by the step it interrupts:
+//   before 1 / during 1: clusters with raised refcounts that nothing references (leaks); the
+//                        on-disk mapping is the one of the previous flush;
+//   during 3:            some L2 tables point at new clusters whose refcounts are already durable;
+//                        L2 tables written but not yet in the L1 are leaks;
+//   after 4, during 5:   clusters still counted but no longer referenced (leaks).
+// A reference to a cluster with refcount 0, or a cluster reused while an on-disk table still
+// points at it, cannot happen: frees are applied only after step 4, and a cluster queued for
+// freeing is not handed out again before that.
+//
+// Writes into a cluster that is already allocated with refcount 1 (COPIED) overwrite it in
+// place; the guest sees the old or new bytes after a crash, as with any disk without a flush.
+public sealed partial class Qcow2Image
+{
+    public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
+    {
+        CheckWritable();
+        CheckRange(offset, data.Length);
+        cancellationToken.ThrowIfCancellationRequested();
+        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            MarkBitmapsDirty(offset, data.Length);
+            await WriteLockedAsync(offset, data, cancellationToken).ConfigureAwait(false);
+            await AfterChangeAsync(flags, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    public async ValueTask WriteZeroesAsync(long offset, long length, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
+    {
+        CheckWritable();
+        CheckRange(offset, length);
+        cancellationToken.ThrowIfCancellationRequested();
+        if (length == 0)
+        {
+            return;
+        }
+
+        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var bits = _header.ClusterBits;
+            var mask = _header.ClusterSize - 1L;
+            var canFlagZero = _header.Version >= 3;
+            if ((flags & WriteFlags.FastZero) != 0 && ((offset & mask) != 0 || ((offset + length) & mask) != 0 || (!canFlagZero && _backing is not null)))
+            {
+                throw new NotSupportedException($"{Path}: zeroing this range would write data (unaligned to clusters, or a v2 image over a backing file)");
+            }
+
+            MarkBitmapsDirty(offset, length);
+            var end = offset + length;
+            var position = offset;
+            while (position < end)
+            {
+                var cluster = position >> bits;
+                var clusterStart = cluster << bits;
+                var clusterEnd = Math.Min(clusterStart + _header.ClusterSize, VirtualSize);
+                var stop = Math.Min(end, clusterEnd);
+                var entry = await _map.GetEntryAsync(cluster, cancellationToken).ConfigureAwait(false);
+                var readsZero = entry.Kind is ClusterKind.ZeroPlain or ClusterKind.ZeroAllocated || (entry.Kind == ClusterKind.Unallocated && _backing is null);
+                if (position == clusterStart && stop == clusterEnd)
+                {
+                    await ZeroClusterAsync(cluster, entry, readsZero, (flags & WriteFlags.MayUnmap) != 0, cancellationToken).ConfigureAwait(false);
+                }
+                else if (!readsZero)
+                {
+                    await WriteLockedAsync(position, new byte[stop - position], cancellationToken).ConfigureAwait(false);
+                }
+
+                position = stop;
+            }
+
+            await AfterChangeAsync(flags, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    public async ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default)
+    {
+        CheckWritable();
+        CheckRange(offset, length);
+        cancellationToken.ThrowIfCancellationRequested();
+        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            // QEMU dirties bitmaps for discards it processes (formats.md §2.6, last point).
+            MarkBitmapsDirty(offset, length);
+            var bits = _header.ClusterBits;
+            var first = (offset + _header.ClusterSize - 1) >> bits;
+            var endCluster = offset + length == VirtualSize ? (VirtualSize + _header.ClusterSize - 1) >> bits : (offset + length) >> bits;
+
+            // Only whole clusters are discarded; partial ones keep their data, which discard allows.
+            for (var cluster = first; cluster < endCluster; cluster++)
+            {
+                var entry = await _map.GetEntryAsync(cluster, cancellationToken).ConfigureAwait(false);
+                if (entry.Kind == ClusterKind.Unallocated || (entry.Kind == ClusterKind.ZeroPlain && _backing is not null))
+                {
+                    continue;
+                }
+
+                // Over a backing file, v3 masks it with a zero entry; v2 lets the backing data show through.
+                var replacement = _backing is not null && _header.Version >= 3 ? Qcow2Layout.OflagZero : 0;
+                await SetEntryAsync(cluster, replacement, cancellationToken).ConfigureAwait(false);
+                Release(entry);
+            }
+
+            await AfterChangeAsync(WriteFlags.None, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    public async ValueTask FlushAsync(CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        if (IsReadOnly)
+        {
+            return;
+        }
+
+        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await FlushMetadataAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Writes one whole cluster compressed (formats.md §1.5.3) into an unallocated guest cluster,
+    /// as <c>qemu-img convert -c</c> does. Clusters that do not shrink are written normally.
+    /// The last cluster of an image whose size is not cluster aligned may be short.
+    /// </summary>
+    public async ValueTask WriteCompressedAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        CheckWritable();
+        CheckRange(offset, data.Length);
+        var clusterSize = _header.ClusterSize;
+        if ((offset & (clusterSize - 1)) != 0 || (data.Length != clusterSize && offset + data.Length != VirtualSize))
+        {
+            throw new ArgumentException($"{Path}: compressed writes take one whole cluster at a cluster boundary", nameof(data));
+        }
+
+        var cluster = new byte[clusterSize];
+        data.Span.CopyTo(cluster);
+        var compressed = CompressedCluster.Compress(_header.CompressionType, cluster);
+        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            MarkBitmapsDirty(offset, data.Length);
+            var guestCluster = offset >> _header.ClusterBits;
+            var entry = await _map.GetEntryAsync(guestCluster, cancellationToken).ConfigureAwait(false);
+            if (compressed is null || entry.Kind != ClusterKind.Unallocated)
+            {
+                await WriteLockedAsync(offset, data, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                var host = await AllocateCompressedBytesAsync(compressed.Length, cancellationToken).ConfigureAwait(false);
+                await _file.WriteAsync(host, compressed, cancellationToken).ConfigureAwait(false);
+                await SetEntryAsync(guestCluster, L2Entry.Compressed(host, compressed.Length, _header.ClusterBits), cancellationToken).ConfigureAwait(false);
+            }
+
+            await AfterChangeAsync(WriteFlags.None, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    // Compressed streams are packed byte by byte into a cluster reserved for them; each stream
+    // placed there adds one reference to it (§1.5.3 refcounting).
+    private long _compressedNext;
+    private long _compressedEnd;
+
+    private async ValueTask<long> AllocateCompressedBytesAsync(int length, CancellationToken cancellationToken)
+    {
+        // A cluster whose refcount is at its maximum (1-bit refcounts hold one reference) takes no more streams.
+        if (_compressedNext != 0 && length <= _compressedEnd - _compressedNext
+            && await _refcounts.GetAsync(_compressedNext >> _header.ClusterBits, cancellationToken).ConfigureAwait(false) < _refcounts.MaxRefcount)
+        {
+            await _refcounts.ChangeAsync(_compressedNext >> _header.ClusterBits, +1, cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            _compressedNext = await _refcounts.AllocateAsync(1, cancellationToken).ConfigureAwait(false);
+            _compressedEnd = _compressedNext + _header.ClusterSize;
+        }
+
+        var at = _compressedNext;
+        _compressedNext += length;
+        return at;
+    }
+
+    private async ValueTask WriteLockedAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        var bits = _header.ClusterBits;
+        var clusterSize = _header.ClusterSize;
+        var done = 0;
+        while (done < data.Length)
+        {
+            var position = offset + done;
+            var cluster = position >> bits;
+            var inCluster = (int)(position & (clusterSize - 1));
+            var entry = await _map.GetEntryAsync(cluster, cancellationToken).ConfigureAwait(false);
+            var (l1, _) = _map.Locate(cluster);
+            var inPlace = entry.Kind == ClusterKind.Normal && entry.IsCopied && (_map.L1Entry(l1) & Qcow2Layout.OflagCopied) != 0;
+            if (inPlace)
+            {
+                // Overwrite in place, extended over host-contiguous clusters that are writable too.
+                var length = (long)clusterSize - inCluster;
+                while (done + length < data.Length)
+                {
+                    var nextCluster = cluster + ((inCluster + length) >> bits);
+                    var next = await _map.GetEntryAsync(nextCluster, cancellationToken).ConfigureAwait(false);
+                    var (nextL1, _) = _map.Locate(nextCluster);
+                    if (next.Kind != ClusterKind.Normal || !next.IsCopied || (_map.L1Entry(nextL1) & Qcow2Layout.OflagCopied) == 0 || next.HostOffset != entry.HostOffset + inCluster + length)
+                    {
+                        break;
+                    }
+
+                    length += clusterSize;
+                }
+
+                var count = (int)Math.Min(length, data.Length - done);
+                await _file.WriteAsync(entry.HostOffset + inCluster, data.Slice(done, count), cancellationToken).ConfigureAwait(false);
+                done += count;
+                continue;
+            }
+
+            var n = Math.Min(clusterSize - inCluster, data.Length - done);
+            await WriteNewClusterAsync(cluster, entry, inCluster, data.Slice(done, n), cancellationToken).ConfigureAwait(false);
+            done += n;
+        }
+    }
+
+    /// <summary>
+    /// Copy-on-write into a freshly allocated host cluster: the rest of the cluster comes from
+    /// the old content (shared or compressed data, the backing file, or zeroes). Before the L2
+    /// entry points at the new cluster its refcount is raised and its data written (ordering
+    /// made durable by <see cref="FlushMetadataAsync"/>).
+    /// </summary>
+    private async ValueTask WriteNewClusterAsync(long cluster, L2Entry old, int inCluster, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        var clusterSize = _header.ClusterSize;
+        var highWater = Math.Max(_refcounts.HighWater, _refcounts.FileClustersAtOpen);
+        await EnsureWritableL2Async(cluster, cancellationToken).ConfigureAwait(false);
+        var host = await _refcounts.AllocateAsync(1, cancellationToken).ConfigureAwait(false);
+
+        // A cluster past everything the file ever held reads as zeroes without being written.
+        var fresh = (host >> _header.ClusterBits) >= highWater;
+        var clusterStart = cluster << _header.ClusterBits;
+        var oldIsZero = old.Kind is ClusterKind.ZeroPlain or ClusterKind.ZeroAllocated
+            || (old.Kind == ClusterKind.Unallocated && (_backing is null || clusterStart >= _backing.VirtualSize));
+        if (data.Length == clusterSize || (fresh && oldIsZero))
+        {
+            await _file.WriteAsync(host + inCluster, data, cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            var content = new byte[clusterSize];
+            var valid = (int)Math.Min(clusterSize, VirtualSize - clusterStart);
+            switch (old.Kind)
+            {
+                case ClusterKind.Normal:
+                    await _file.ReadAsync(old.HostOffset, content.AsMemory(0, valid), cancellationToken).ConfigureAwait(false);
+                    break;
+                case ClusterKind.Compressed:
+                    content = await ReadCompressedAsync(old, cancellationToken).ConfigureAwait(false);
+                    break;
+                case ClusterKind.Unallocated:
+                    await ReadBackingAsync(clusterStart, content.AsMemory(0, valid), cancellationToken).ConfigureAwait(false);
+                    break;
+            }
+
+            data.CopyTo(content.AsMemory(inCluster));
+            await _file.WriteAsync(host, content, cancellationToken).ConfigureAwait(false);
+        }
+
+        await SetEntryAsync(cluster, (ulong)host | Qcow2Layout.OflagCopied, cancellationToken).ConfigureAwait(false);
+        Release(old);
+    }
+
+    /// <summary>Whole-cluster write-zeroes: the zero flag where the format has it (v3), else deallocation or data.</summary>
+    private async ValueTask ZeroClusterAsync(long cluster, L2Entry entry, bool readsZero, bool mayUnmap, CancellationToken cancellationToken)
+    {
+        if (readsZero && !(mayUnmap && entry.Kind == ClusterKind.ZeroAllocated))
+        {
+            return;
+        }
+
+        if (_header.Version < 3)
+        {
+            if (_backing is null)
+            {
+                await SetEntryAsync(cluster, 0, cancellationToken).ConfigureAwait(false);
+                Release(entry);
+            }
+            else
+            {
+                // v2 has no zero flag: zeroes over a backing file must be written as data.
+                var start = cluster << _header.ClusterBits;
+                await WriteLockedAsync(start, new byte[Math.Min(_header.ClusterSize, VirtualSize - start)], cancellationToken).ConfigureAwait(false);
+            }
+
+            return;
+        }
+
+        if (!mayUnmap && entry.Kind == ClusterKind.Normal && entry.IsCopied)
+        {
+            // Keep the host cluster preallocated ("zero alloc", §1.5.2).
+            await SetEntryAsync(cluster, entry.Raw | Qcow2Layout.OflagZero, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        await SetEntryAsync(cluster, Qcow2Layout.OflagZero, cancellationToken).ConfigureAwait(false);
+        Release(entry);
+    }
+
+    /// <summary>Queues the references an entry held for freeing (applied after the next mapping write-back).</summary>
+    private void Release(L2Entry entry)
+    {
+        switch (entry.Kind)
+        {
+            case ClusterKind.Normal or ClusterKind.ZeroAllocated:
+                _refcounts.QueueFree(entry.HostOffset, 1);
+                break;
+            case ClusterKind.Compressed:
+                var first = entry.CompressedOffset >> _header.ClusterBits;
+                var last = (entry.CompressedOffset + entry.CompressedLength - 1) >> _header.ClusterBits;
+                for (var c = first; c <= last; c++)
+                {
+                    _refcounts.QueueFree(c << _header.ClusterBits, 1);
+                }
+
+                break;
+        }
+    }
+
+    private async ValueTask SetEntryAsync(long cluster, ulong raw, CancellationToken cancellationToken)
+    {
+        var table = await EnsureWritableL2Async(cluster, cancellationToken).ConfigureAwait(false);
+        var (_, l2) = _map.Locate(cluster);
+        table.Set(l2, raw);
+    }
+
+    /// <summary>
+    /// The L2 table for <paramref name="cluster"/>, ready to change: allocated when missing, and
+    /// copied when shared with an internal snapshot (L1 entry without COPIED). A copy adds a
+    /// reference to every cluster it maps, so those entries lose COPIED too (§1.6).
+    /// </summary>
+    private async ValueTask<L2Table> EnsureWritableL2Async(long cluster, CancellationToken cancellationToken)
+    {
+        var (l1, _) = _map.Locate(cluster);
+        var l1Entry = _map.L1Entry(l1);
+        var table = await _map.GetL2Async(l1, cancellationToken).ConfigureAwait(false);
+        if (table is not null && (l1Entry & Qcow2Layout.OflagCopied) != 0)
+        {
+            return table;
+        }
+
+        var host = await _refcounts.AllocateAsync(1, cancellationToken).ConfigureAwait(false);
+        if (table is null)
+        {
+            var created = new L2Table(host, new ulong[_header.ClusterSize / 8], _header.HasExtendedL2);
+            _map.Install(l1, created);
+            return created;
+        }
+
+        var copy = table.CopyTo(host);
+        for (var i = 0; i < copy.Count; i++)
+        {
+            var entry = new L2Entry(copy.Entry(i), copy.Bitmap(i), _header.ClusterBits, _header.HasExtendedL2);
+            switch (entry.Kind)
+            {
+                case ClusterKind.Normal or ClusterKind.ZeroAllocated:
+                    await _refcounts.ChangeAsync(entry.HostOffset >> _header.ClusterBits, +1, cancellationToken).ConfigureAwait(false);
+                    copy.Set(i, entry.Raw & ~Qcow2Layout.OflagCopied);
+                    break;
+                case ClusterKind.Compressed:
+                    var first = entry.CompressedOffset >> _header.ClusterBits;
+                    var last = (entry.CompressedOffset + entry.CompressedLength - 1) >> _header.ClusterBits;
+                    for (var c = first; c <= last; c++)
+                    {
+                        await _refcounts.ChangeAsync(c, +1, cancellationToken).ConfigureAwait(false);
+                    }
+
+                    break;
+            }
+        }
+
+        _map.Install(l1, copy);
+        _refcounts.QueueFree(table.HostOffset, 1);
+        return copy;
+    }
+
+    private async ValueTask AfterChangeAsync(WriteFlags flags, CancellationToken cancellationToken)
+    {
+        if ((flags & WriteFlags.ForceUnitAccess) != 0 || _map.NeedsWriteBack)
+        {
+            await FlushMetadataAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The ordered write-back described at the top of this file. Caller holds the lock.</summary>
+    private async ValueTask FlushMetadataAsync(CancellationToken cancellationToken)
+    {
+        await _refcounts.WriteBackAsync(cancellationToken).ConfigureAwait(false);
+        await _file.FlushAsync(cancellationToken).ConfigureAwait(false);
+        if (_map.IsDirty)
+        {
+            await _map.WriteBackAsync(cancellationToken).ConfigureAwait(false);
+            await _file.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        if (_refcounts.HasPendingFrees)
+        {
+            await _refcounts.ApplyFreesAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+}

@@ -1,0 +1,360 @@
+using Tidemark.Storage.Qcow2.Bitmaps;
+
+namespace Tidemark.Storage.Qcow2;
+
+/// <summary>
+/// A qcow2 image (formats.md §1), with its backing chain, as an <see cref="IBlockImage"/>. This
+/// file holds open, close and the cluster-space contract used by persistent bitmaps; reads live
+/// in <c>Qcow2Image.Read.cs</c>, writes and the crash-safe write-back order in
+/// <c>Qcow2Image.Write.cs</c>.
+/// </summary>
+/// <remarks>
+/// Locking: one metadata lock (<see cref="_lock"/>) serialises every operation that consults or
+/// changes the L1/L2 tables, refcounts or the header. Persistent-bitmap calls made from the
+/// bitmap code go through <see cref="IQcow2ClusterSpace"/>, whose members take the same lock,
+/// so the open and close seams call the bitmap code without holding it.
+/// </remarks>
+public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
+{
+    private readonly HostFile _file;
+    private readonly SemaphoreSlim _lock = new(1, 1);
+    private readonly IBlockImage? _backing;
+    private Qcow2Header _header;
+    private RefcountTable _refcounts = null!;
+    private ClusterMap _map = null!;
+    private Qcow2BitmapSet _bitmaps = null!;
+    private int _disposed;
+
+    private Qcow2Image(HostFile file, Qcow2Header header, IBlockImage? backing)
+    {
+        _file = file;
+        _header = header;
+        _backing = backing;
+    }
+
+    /// <summary>The image file (absolute).</summary>
+    public string Path => _file.Path;
+
+    public long VirtualSize => _header.Size;
+
+    public bool IsReadOnly => _file.IsReadOnly;
+
+    public int AllocationGranularity => _header.ClusterSize;
+
+    /// <summary>Cluster size in bytes.</summary>
+    public int ClusterSize => _header.ClusterSize;
+
+    /// <summary>2 or 3.</summary>
+    public int Version => _header.Version;
+
+    /// <summary>The backing file name exactly as stored in the header, or null.</summary>
+    public string? BackingFileName => _header.BackingFile;
+
+    /// <summary>The backing format named in the header (backing format extension), or null.</summary>
+    public string? BackingFormat => _header.BackingFormat;
+
+    /// <summary>The opened backing image (read-only), or null.</summary>
+    public IBlockImage? Backing => _backing;
+
+    /// <summary>Refcount width in bits.</summary>
+    public int RefcountBits => _header.RefcountBits;
+
+    /// <summary>"zlib" or "zstd", as qemu-img info names them.</summary>
+    public string CompressionTypeName => _header.CompressionType == Qcow2Layout.CompressionZstd ? "zstd" : "zlib";
+
+    public bool HasExtendedL2 => _header.HasExtendedL2;
+
+    public bool IsMarkedCorrupt => (_header.IncompatibleFeatures & Qcow2Layout.IncompatCorrupt) != 0;
+
+    public bool HasLazyRefcounts => (_header.CompatibleFeatures & Qcow2Layout.CompatLazyRefcounts) != 0;
+
+    /// <summary>Number of internal snapshots (tolerated: kept and counted, never switched to).</summary>
+    public int SnapshotCount => _header.SnapshotCount;
+
+    /// <summary>The image's dirty bitmaps, by name: the persistent ones loaded at open, and any added since.</summary>
+    public Qcow2BitmapSet Bitmaps => _bitmaps;
+
+    internal Qcow2Header Header => _header;
+
+    internal HostFile File => _file;
+
+    int IQcow2ClusterSpace.ClusterSize => _header.ClusterSize;
+
+    bool IQcow2ClusterSpace.CanStoreBitmaps => _header.Version >= 3;
+
+    ReadOnlyMemory<byte>? IQcow2ClusterSpace.BitmapsExtension
+        => (_header.AutoclearFeatures & Qcow2Layout.AutoclearBitmaps) != 0 ? _header.FindExtension(Qcow2Layout.ExtensionBitmaps) : null;
+
+    /// <summary>
+    /// Opens a qcow2 image and its backing chain (backing files read-only, their format from the
+    /// header's backing format extension, else probed).
+    /// </summary>
+    /// <exception cref="StorageException">The image is not qcow2, breaks the format, needs an unsupported feature, is locked by another process, or its chain cannot be opened.</exception>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    public static ValueTask<Qcow2Image> OpenAsync(string path, bool readOnly, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        return OpenAsync(path, readOnly, [], cancellationToken);
+    }
+
+    internal static async ValueTask<Qcow2Image> OpenAsync(string path, bool readOnly, IReadOnlyList<string> chain, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var file = HostFile.Open(path, readOnly);
+        IBlockImage? backing = null;
+        try
+        {
+            var probe = new byte[Qcow2Header.ProbeLength];
+            await file.ReadAsync(0, probe, cancellationToken).ConfigureAwait(false);
+            var clusterBits = Qcow2Header.ReadClusterBits(probe.AsSpan(0, (int)Math.Min(probe.Length, file.Length)), file.Path);
+            var cluster0 = new byte[1 << clusterBits];
+            await file.ReadAsync(0, cluster0, cancellationToken).ConfigureAwait(false);
+            var header = Qcow2Header.Parse(cluster0, file.Length, file.Path);
+            if (!readOnly)
+            {
+                CheckWritable(header, file.Path);
+            }
+
+            if (header.BackingFile is not null)
+            {
+                backing = await DiskImage.OpenBackingAsync(file.Path, header.BackingFile, header.BackingFormat, [.. chain, file.Path], cancellationToken).ConfigureAwait(false);
+            }
+
+            var image = new Qcow2Image(file, header, backing);
+            await image.LoadTablesAsync(cancellationToken).ConfigureAwait(false);
+            if (!readOnly)
+            {
+                await image.ClearUnknownAutoclearBitsAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            await image.LoadBitmapsAsync(cancellationToken).ConfigureAwait(false);
+            return image;
+        }
+        catch
+        {
+            if (backing is not null)
+            {
+                await backing.DisposeAsync().ConfigureAwait(false);
+            }
+
+            await file.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private static void CheckWritable(Qcow2Header header, string path)
+    {
+        if ((header.IncompatibleFeatures & Qcow2Layout.IncompatCorrupt) != 0)
+        {
+            throw new StorageException(StorageErrorReason.ReadOnly, $"{path}: the image is marked corrupt (incompatible bit 1); open it read-only or repair it with 'qemu-img check -r all'");
+        }
+
+        if ((header.IncompatibleFeatures & Qcow2Layout.IncompatDirty) != 0)
+        {
+            throw new StorageException(StorageErrorReason.UnsupportedFeature, $"{path}: the image is dirty (lazy refcounts, incompatible bit 0), its refcounts cannot be trusted; repair it with 'qemu-img check -r all'");
+        }
+
+        if (header.HasExtendedL2)
+        {
+            throw new StorageException(StorageErrorReason.UnsupportedFeature, $"{path}: writing images with extended L2 entries (incompatible bit 4) is not supported; open it read-only");
+        }
+    }
+
+    private async ValueTask LoadTablesAsync(CancellationToken cancellationToken)
+    {
+        _refcounts = await RefcountTable.LoadAsync(_file, _header, OnRefcountTableMovedAsync, cancellationToken).ConfigureAwait(false);
+        _map = await ClusterMap.LoadAsync(_file, _header, ValidHostEnd, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>One past the last host byte a table entry may reference: the file's last cluster, or anything allocated since open.</summary>
+    private long ValidHostEnd() => Math.Max(_refcounts.HighWater, _refcounts.FileClustersAtOpen) << _header.ClusterBits;
+
+    /// <summary>Formats.md §1.2: a writer clears autoclear bits it does not know before its first write.</summary>
+    private async ValueTask ClearUnknownAutoclearBitsAsync(CancellationToken cancellationToken)
+    {
+        if ((_header.AutoclearFeatures & ~Qcow2Layout.AutoclearKnownMask) != 0)
+        {
+            await RewriteHeaderAsync(_header with { AutoclearFeatures = _header.AutoclearFeatures & Qcow2Layout.AutoclearKnownMask }, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async ValueTask OnRefcountTableMovedAsync(long offset, int clusters, CancellationToken cancellationToken)
+        => await RewriteHeaderAsync(_header with { RefcountTableOffset = offset, RefcountTableClusters = clusters }, cancellationToken).ConfigureAwait(false);
+
+    /// <summary>Writes cluster 0 from <paramref name="header"/> and flushes; the in-memory header changes only once that succeeded.</summary>
+    private async ValueTask RewriteHeaderAsync(Qcow2Header header, CancellationToken cancellationToken)
+    {
+        var bytes = header.Serialize();
+        await _file.WriteAsync(0, bytes, cancellationToken).ConfigureAwait(false);
+        await _file.FlushAsync(cancellationToken).ConfigureAwait(false);
+        _header = header;
+    }
+
+    // ---- Persistent-bitmap seams (filled in by the bitmap code; formats.md §2.6) ----
+
+    /// <summary>Seam: at open, after the tables are loaded (Qcow2BitmapSet.LoadAsync marks IN_USE when read-write).</summary>
+    private async ValueTask LoadBitmapsAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            _bitmaps = await Qcow2BitmapSet.LoadAsync(this, cancellationToken).ConfigureAwait(false);
+        }
+        catch (StorageException e)
+        {
+            throw new StorageException(e.Reason, $"{Path}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Seam: every guest write, write-zeroes and discard, before it is acknowledged.</summary>
+    private void MarkBitmapsDirty(long offset, long length) => _bitmaps.MarkDirty(offset, length);
+
+    /// <summary>Seam: at clean close of a read-write image, before the final flush (stores bitmaps, clears IN_USE).</summary>
+    private ValueTask StoreBitmapsAsync(CancellationToken cancellationToken) => _bitmaps.StoreAsync(cancellationToken);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        try
+        {
+            if (!IsReadOnly)
+            {
+                await StoreBitmapsAsync(CancellationToken.None).ConfigureAwait(false);
+                await _lock.WaitAsync().ConfigureAwait(false);
+                try
+                {
+                    await FlushMetadataAsync(CancellationToken.None).ConfigureAwait(false);
+                }
+                finally
+                {
+                    _lock.Release();
+                }
+            }
+        }
+        finally
+        {
+            await _file.DisposeAsync().ConfigureAwait(false);
+            if (_backing is not null)
+            {
+                await _backing.DisposeAsync().ConfigureAwait(false);
+            }
+
+            _lock.Dispose();
+        }
+    }
+
+    // ---- IQcow2ClusterSpace (formats.md §2.6: the bitmap code orders its own writes) ----
+
+    async ValueTask<long> IQcow2ClusterSpace.AllocateClustersAsync(int count, CancellationToken cancellationToken)
+    {
+        CheckWritable();
+        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return await _refcounts.AllocateAsync(count, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    async ValueTask IQcow2ClusterSpace.FreeClustersAsync(long hostOffset, int count, CancellationToken cancellationToken)
+    {
+        CheckWritable();
+        CheckMetadataRange(hostOffset, (long)count << _header.ClusterBits);
+        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            // Applied at the next flush, after the pointers that were written before this call are durable.
+            _refcounts.QueueFree(hostOffset, count);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    ValueTask IQcow2ClusterSpace.ReadMetadataAsync(long hostOffset, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        CheckMetadataRange(hostOffset, buffer.Length);
+        return _file.ReadAsync(hostOffset, buffer, cancellationToken);
+    }
+
+    ValueTask IQcow2ClusterSpace.WriteMetadataAsync(long hostOffset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        CheckWritable();
+        CheckMetadataRange(hostOffset, data.Length);
+        return _file.WriteAsync(hostOffset, data, cancellationToken);
+    }
+
+    async ValueTask IQcow2ClusterSpace.FlushAsync(CancellationToken cancellationToken)
+    {
+        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await FlushMetadataAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    async ValueTask IQcow2ClusterSpace.WriteBitmapsExtensionAsync(ReadOnlyMemory<byte>? extension, bool bitmapsConsistent, CancellationToken cancellationToken)
+    {
+        CheckWritable();
+        if (extension is { Length: not Qcow2Layout.BitmapsExtensionLength })
+        {
+            throw new ArgumentException($"the bitmaps extension is {Qcow2Layout.BitmapsExtensionLength} bytes", nameof(extension));
+        }
+
+        if (extension is not null && _header.Version < 3)
+        {
+            throw new StorageException(StorageErrorReason.InvalidRequest, $"{Path}: Cannot store dirty bitmaps in qcow2 v2 files");
+        }
+
+        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var autoclear = bitmapsConsistent ? _header.AutoclearFeatures | Qcow2Layout.AutoclearBitmaps : _header.AutoclearFeatures & ~Qcow2Layout.AutoclearBitmaps;
+            await RewriteHeaderAsync(_header.WithExtension(Qcow2Layout.ExtensionBitmaps, extension) with { AutoclearFeatures = autoclear }, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    private void CheckMetadataRange(long hostOffset, long length)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        if (hostOffset < _header.ClusterSize || length < 0 || hostOffset > long.MaxValue - length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(hostOffset), $"{Path}: metadata range {hostOffset}+{length} is in the header or invalid");
+        }
+    }
+
+    private void CheckWritable()
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        if (IsReadOnly)
+        {
+            throw new StorageException(StorageErrorReason.ReadOnly, $"{Path}: image is opened read-only");
+        }
+    }
+
+    private void CheckRange(long offset, long length)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        if (offset > VirtualSize || length > VirtualSize - offset)
+        {
+            throw new ArgumentOutOfRangeException(nameof(length), $"{Path}: range {offset}+{length} is past the end of the image ({VirtualSize} bytes)");
+        }
+    }
+}

@@ -1,0 +1,40 @@
+using System.Globalization;
+using Tidemark.Storage;
+using Tidemark.Storage.CrashWriter;
+using Tidemark.Storage.Qcow2;
+
+// A child process for the crash tests: writes the workload through Tidemark into an existing
+// image and prints "flushed N" after each completed flush (operations 0..N-1 are durable).
+// It never exits by itself; the test kills it with SIGKILL.
+if (args.Length != 3)
+{
+    await Console.Error.WriteLineAsync("usage: crash-writer IMAGE SEED OPS_PER_FLUSH");
+    return 2;
+}
+
+var seed = int.Parse(args[1], CultureInfo.InvariantCulture);
+var perFlush = int.Parse(args[2], CultureInfo.InvariantCulture);
+await using var image = await Qcow2Image.OpenAsync(args[0], readOnly: false);
+var workload = new CrashWorkload(seed, image.VirtualSize);
+var stdout = Console.Out;
+for (var i = 0; ; i++)
+{
+    var op = workload[i];
+    if (op.Zero)
+    {
+        await image.WriteZeroesAsync(op.Offset, op.Length, op.MayUnmap ? WriteFlags.MayUnmap : WriteFlags.None);
+    }
+    else
+    {
+        var data = new byte[op.Length];
+        Array.Fill(data, op.Fill);
+        await image.WriteAsync(op.Offset, data);
+    }
+
+    if ((i + 1) % perFlush == 0)
+    {
+        await image.FlushAsync();
+        await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"flushed {i + 1}"));
+        await stdout.FlushAsync();
+    }
+}

@@ -1,0 +1,108 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Tidemark.Storage.Bitmaps;
+using Tidemark.Testing;
+
+namespace Tidemark.Storage.Tests.Bitmaps;
+
+/// <summary>
+/// A read-only <c>qemu-nbd</c> export of an image on a unix socket with some bitmaps
+/// (<c>-B NAME</c>), read through <c>nbdinfo --map=qemu:dirty-bitmap:NAME</c>: QEMU's own view
+/// of a bitmap's content. The server process is killed on dispose.
+/// </summary>
+internal sealed class QemuNbdExport : IAsyncDisposable
+{
+    private readonly Process _server;
+    private readonly string _socket;
+
+    private QemuNbdExport(Process server, string socket)
+    {
+        _server = server;
+        _socket = socket;
+    }
+
+    public static async Task<QemuNbdExport> StartAsync(string image, string socket, params string[] bitmaps)
+    {
+        var info = new ProcessStartInfo(Peer.Require("qemu-nbd"))
+        {
+            UseShellExecute = false,
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+        };
+        foreach (var a in (string[])["-r", "-f", "qcow2", "-t", "-e", "4", "-x", "vda", "-k", socket])
+        {
+            info.ArgumentList.Add(a);
+        }
+
+        foreach (var b in bitmaps)
+        {
+            info.ArgumentList.Add("-B");
+            info.ArgumentList.Add(b);
+        }
+
+        info.ArgumentList.Add(image);
+        var server = Process.Start(info) ?? throw new InvalidOperationException("qemu-nbd did not start");
+        var export = new QemuNbdExport(server, socket);
+        var deadline = Stopwatch.StartNew();
+        while (!File.Exists(socket))
+        {
+            if (server.HasExited)
+            {
+                var error = await server.StandardError.ReadToEndAsync();
+                await export.DisposeAsync();
+                Assert.Fail($"qemu-nbd exited {server.ExitCode}: {error}");
+            }
+
+            if (deadline.Elapsed > TimeSpan.FromSeconds(30))
+            {
+                await export.DisposeAsync();
+                Assert.Fail("qemu-nbd did not create its socket");
+            }
+
+            await Task.Delay(20);
+        }
+
+        return export;
+    }
+
+    public string Uri => $"nbd+unix:///vda?socket={_socket}";
+
+    /// <summary>The bitmap's extents as QEMU serves them, adjacent runs of one state joined.</summary>
+    public async Task<List<BitmapExtent>> DirtyMapAsync(string bitmap)
+    {
+        var json = await Peer.RunCheckedAsync("nbdinfo", "--json", $"--map=qemu:dirty-bitmap:{bitmap}", Uri);
+        var extents = JsonDocument.Parse(json).RootElement.EnumerateArray()
+            .Select(e => new BitmapExtent(e.GetProperty("offset").GetInt64(), e.GetProperty("length").GetInt64(), e.GetProperty("type").GetInt32() == 1));
+        return Coalesce(extents);
+    }
+
+    /// <summary>Joins adjacent extents of the same state, so two producers that split runs differently compare equal.</summary>
+    public static List<BitmapExtent> Coalesce(IEnumerable<BitmapExtent> extents)
+    {
+        var result = new List<BitmapExtent>();
+        foreach (var e in extents)
+        {
+            if (result.Count > 0 && result[^1].Dirty == e.Dirty && result[^1].End == e.Offset)
+            {
+                result[^1] = result[^1] with { Length = result[^1].Length + e.Length };
+            }
+            else
+            {
+                result.Add(e);
+            }
+        }
+
+        return result;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_server.HasExited)
+        {
+            _server.Kill(entireProcessTree: true);
+            await _server.WaitForExitAsync();
+        }
+
+        _server.Dispose();
+    }
+}
