@@ -161,6 +161,56 @@ public sealed class NbdCommandTests
     }
 
     [Fact]
+    public async Task Serve_Qcow2WithBitmaps_NbdinfoMapsEqualQemuNbds()
+    {
+        // libnbd interop/dirty-bitmap.sh style: the written and the dirty areas differ on purpose
+        // (data before the bitmaps exist, a zero write that is dirty but not allocated, b1 at 128 KiB).
+        using var dir = new TempDirectory("cli-nbd-qcow2");
+        var qcow2 = dir.File("disk.qcow2");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", qcow2, "8M");
+        await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "write -P 0x11 0 64k", "-c", "write -P 0x12 5M 192k", qcow2);
+        await Peer.RunCheckedAsync("qemu-img", "bitmap", "--add", qcow2, "b0");
+        await Peer.RunCheckedAsync("qemu-img", "bitmap", "--add", "-g", "128k", qcow2, "b1");
+        await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "write -P 0x22 192k 64k", "-c", "write -P 0x33 1M 64k", "-c", "write -z 2M 128k", "-c", "discard 5M 64k", qcow2);
+        await using var qemu = await QemuNbd.StartAsync(dir, "-r", "-f", "qcow2", "-t", "-e", "2", "-x", "vda", "-B", "b0", "-B", "b1", "-A", qcow2);
+
+        var socket = dir.File("tidemark.sock");
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(Token);
+        var serve = TidemarkCommandLine.RunAsync(["nbd", "serve", "-r", "-t", "-e", "2", "-x", "vda", "-B", "b0", "-B", "b1", "-A", "-k", socket, qcow2], new StringWriter(), new StringWriter(), stop.Token);
+        await WaitForSocketAsync(socket);
+        var ours = $"nbd+unix:///vda?socket={socket}";
+        var theirs = $"nbd+unix:///vda?socket={qemu.Socket}";
+
+        foreach (var map in new[] { "--map=qemu:dirty-bitmap:b0", "--map=qemu:dirty-bitmap:b1", "--map", "--map=qemu:allocation-depth" })
+        {
+            var expected = await Peer.RunCheckedAsync("nbdinfo", map, theirs);
+            var actual = await Peer.RunCheckedAsync("nbdinfo", map, ours);
+            Assert.True(expected == actual, $"nbdinfo {map}:\nqemu-nbd:\n{expected}tidemark:\n{actual}");
+        }
+
+        Assert.Contains("dirty", await Peer.RunCheckedAsync("nbdinfo", "--map=qemu:dirty-bitmap:b0", ours), StringComparison.Ordinal);
+        Assert.Equal("Images are identical.\n", await Peer.RunCheckedAsync("qemu-img", "compare", "-f", "raw", "-F", "raw", ours, theirs));
+        await stop.CancelAsync();
+        Assert.Equal(0, await serve);
+    }
+
+    [Fact]
+    public async Task Serve_MissingOrInconsistentBitmap_RefusedInQemuNbdsWords()
+    {
+        using var dir = new TempDirectory("cli-nbd-badbitmap");
+        var qcow2 = dir.File("disk.qcow2");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", qcow2, "4M");
+        await Peer.RunCheckedAsync("qemu-img", "bitmap", "--add", qcow2, "b0");
+        var (code, _, error) = await RunAsync("nbd", "serve", "-r", "-B", "nosuch", "-k", dir.File("x.sock"), qcow2);
+        Assert.Equal((1, "error: Bitmap 'nosuch' is not found\n"), (code, error));
+
+        // A crash while b0 records leaves it in use: inconsistent, never served as data.
+        await Peer.RunAsync("qemu-io", ["-f", "qcow2", "-c", "write 1M 64k", "-c", "abort", qcow2]);
+        (code, _, error) = await RunAsync("nbd", "serve", "-r", "-B", "b0", "-k", dir.File("y.sock"), qcow2);
+        Assert.Equal((1, "error: Bitmap 'b0' is inconsistent and cannot be used\n"), (code, error));
+    }
+
+    [Fact]
     public async Task Serve_WithoutPersistent_StopsAfterTheFirstClient()
     {
         using var dir = new TempDirectory("cli-nbd-once");
@@ -175,7 +225,8 @@ public sealed class NbdCommandTests
 
     [Theory]
     [InlineData(new[] { "nbd", "serve", "/nonexistent/disk.raw" }, "error: cannot open '/nonexistent/disk.raw': no such file")]
-    [InlineData(new[] { "nbd", "serve", "-B", "b0", "IMAGE" }, "error: bitmap 'b0' not found: raw images have no persistent bitmaps")]
+    [InlineData(new[] { "nbd", "serve", "-B", "b0", "IMAGE" }, "error: Bitmap 'b0' is not found: only qcow2 images have persistent bitmaps")]
+    [InlineData(new[] { "nbd", "serve", "-f", "vmdk", "IMAGE" }, "error: --format: ")]
     [InlineData(new[] { "nbd", "serve", "-e", "0", "IMAGE" }, "error: --shared must be at least 1, not 0")]
     [InlineData(new[] { "nbd", "serve", "-b", "localhost", "IMAGE" }, "error: --bind: 'localhost' is not an IP address")]
     [InlineData(new[] { "nbd", "serve", "--tls-creds", "/nonexistent", "IMAGE" }, "error: TLS credentials: cannot load '/nonexistent/ca-cert.pem'")]

@@ -20,7 +20,8 @@ internal static class NbdCommandDefinition
 /// <summary>The options of <c>nbd serve</c>, named as qemu-nbd names them.</summary>
 internal static class NbdServeCommandDefinition
 {
-    public static readonly Argument<FileInfo> Image = new("IMAGE") { Description = "The disk image to serve (raw)." };
+    public static readonly Argument<FileInfo> Image = new("IMAGE") { Description = "The disk image to serve (raw or qcow2)." };
+    public static readonly Option<string?> Format = new("--format", "-f") { Description = "The image format, raw or qcow2 (default: probed)." };
     public static readonly Option<bool> ReadOnly = new("--read-only", "-r") { Description = "Export read-only." };
     public static readonly Option<string> ExportName = new("--export-name", "-x") { Description = "The export name (default: \"\")." , DefaultValueFactory = _ => string.Empty };
     public static readonly Option<string?> Description = new("--description", "-D") { Description = "Free text shown by NBD_OPT_LIST and nbdinfo." };
@@ -40,7 +41,7 @@ internal static class NbdServeCommandDefinition
     {
         var command = new Command("serve", "Serve a disk image over NBD, with qemu-nbd's option names.")
         {
-            Image, ReadOnly, ExportName, Description, Bitmaps, AllocationDepth, Socket, Bind, Port, Persistent, Shared, TlsCreds, TlsNoVerifyPeer, PidFile, Verbose,
+            Image, Format, ReadOnly, ExportName, Description, Bitmaps, AllocationDepth, Socket, Bind, Port, Persistent, Shared, TlsCreds, TlsNoVerifyPeer, PidFile, Verbose,
         };
         command.SetAction((result, cancellationToken) => NbdServeCommand.RunAsync(result, console, cancellationToken));
         return command;

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using Tidemark.Nbd;
 using Tidemark.Nbd.Server;
 using Tidemark.Storage;
+using Tidemark.Storage.Qcow2;
 using D = Tidemark.Cli.Commands.Nbd.NbdServeCommandDefinition;
 
 namespace Tidemark.Cli.Commands.Nbd;
@@ -12,9 +13,6 @@ namespace Tidemark.Cli.Commands.Nbd;
 /// <summary>Runs <c>nbd serve</c>: opens the image, starts the server and waits until it stops or is interrupted.</summary>
 internal static class NbdServeCommand
 {
-    // The first bytes of a qcow2 image: "QFI\xfb".
-    private static readonly byte[] Qcow2Magic = [0x51, 0x46, 0x49, 0xfb];
-
     public static async Task<int> RunAsync(ParseResult result, CliConsole console, CancellationToken cancellationToken)
     {
         var file = result.GetValue(D.Image)!;
@@ -29,16 +27,6 @@ internal static class NbdServeCommand
         if (!file.Exists)
         {
             throw new CliException($"cannot open '{file.FullName}': no such file");
-        }
-
-        if (await IsQcow2Async(file, cancellationToken).ConfigureAwait(false))
-        {
-            throw new CliException($"'{file.FullName}' is a qcow2 image; nbd serve serves raw images only for now");
-        }
-
-        if (bitmaps.Length > 0)
-        {
-            throw new CliException($"bitmap '{bitmaps[0]}' not found: raw images have no persistent bitmaps");
         }
 
         var options = new NbdServerOptions
@@ -67,12 +55,13 @@ internal static class NbdServeCommand
             .AddSimpleConsole(o => o.SingleLine = true)
             .SetMinimumLevel(result.GetValue(D.Verbose) ? LogLevel.Debug : LogLevel.Warning));
 
+        var format = ParseFormat(result.GetValue(D.Format));
         IBlockImage image;
         try
         {
-            image = RawImage.Open(file.FullName, readOnly);
+            image = await DiskImage.OpenAsync(file.FullName, format, readOnly, cancellationToken).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or StorageException)
         {
             throw new CliException($"cannot open '{file.FullName}': {e.Message}", e);
         }
@@ -85,6 +74,7 @@ internal static class NbdServeCommand
                 ReadOnly = readOnly,
                 AllocationDepth = result.GetValue(D.AllocationDepth),
                 MultiConn = shared > 1,
+                DirtyBitmaps = FindBitmaps(image, bitmaps),
             };
             var server = new NbdServer(options, [export], loggerFactory);
             await using (server.ConfigureAwait(false))
@@ -135,14 +125,46 @@ internal static class NbdServeCommand
         }
     }
 
-    private static async Task<bool> IsQcow2Async(FileInfo file, CancellationToken cancellationToken)
+    private static ImageFormat? ParseFormat(string? name)
     {
-        var head = new byte[Qcow2Magic.Length];
-        var stream = file.OpenRead();
-        await using (stream.ConfigureAwait(false))
+        try
         {
-            var n = await stream.ReadAtLeastAsync(head, head.Length, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
-            return n == head.Length && head.AsSpan().SequenceEqual(Qcow2Magic);
+            return name is null ? null : ImageFormatNames.Parse(name);
         }
+        catch (StorageException e)
+        {
+            throw new CliException($"--format: {e.Message}", e);
+        }
+    }
+
+    /// <summary>
+    /// The persistent bitmaps named by -B, as qemu-nbd finds them: each must exist in the qcow2
+    /// image and be consistent (formats.md §2.7), with qemu-nbd's words when one is not.
+    /// </summary>
+    private static List<IDirtyBitmapSource> FindBitmaps(IBlockImage image, string[] names)
+    {
+        var sources = new List<IDirtyBitmapSource>();
+        foreach (var name in names)
+        {
+            if (image is not Qcow2Image qcow2)
+            {
+                throw new CliException($"Bitmap '{name}' is not found: only qcow2 images have persistent bitmaps");
+            }
+
+            var bitmap = qcow2.Bitmaps.Find(name) ?? throw new CliException($"Bitmap '{name}' is not found");
+            if (bitmap.Inconsistent)
+            {
+                throw new CliException($"Bitmap '{name}' is inconsistent and cannot be used");
+            }
+
+            if (sources.Any(s => s.Name == name))
+            {
+                throw new CliException($"Bitmap '{name}' specified twice");
+            }
+
+            sources.Add(new DirtyBitmapSource(name, bitmap.Bitmap));
+        }
+
+        return sources;
     }
 }
