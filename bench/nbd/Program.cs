@@ -5,8 +5,9 @@ using System.Net.Sockets;
 using Tidemark.Nbd;
 using Tidemark.Nbd.Server;
 using Tidemark.Storage;
+using Tidemark.Storage.Qcow2;
 
-// Tidemark's NBD server against qemu-nbd -t -e 4, same image, same machine, same clients
+// Tidemark's NBD server against qemu-nbd -r -t -e 4, same image, same machine, same clients
 // (nbdcopy, nbdinfo), one run. Each row is the best of --repeat runs per server, alternating the
 // servers so that both see the same machine load. Ratio = qemu-nbd time / Tidemark time: at
 // least 1.0 means Tidemark is at least as fast.
@@ -31,22 +32,32 @@ try
     var raw = Path.Combine(work, "disk.raw");
     var qcow2 = Path.Combine(work, "disk.qcow2");
     Console.Error.WriteLine($"bench: making a {sizeGiB} GiB image, 1 MiB data / 1 MiB hole ...");
-    var dirty = await Bench.MakeImagesAsync(raw, qcow2, size);
+    await Bench.MakeImagesAsync(raw, qcow2, size);
 
-    await using var image = RawImage.Open(raw, readOnly: false);
-    var bitmap = new DirtyExtentMap("b0", size, dirty);
+    // Both servers export read-only: the clients only read, and QEMU's image locks (which
+    // Tidemark takes as QEMU does) let two servers share a file only when neither writes.
+    await using var image = RawImage.Open(raw, readOnly: true);
+
+    // The dirty-bitmap row serves the very qcow2 file qemu-nbd serves, bitmap read from it.
+    await using var qcow2Image = await Qcow2Image.OpenAsync(qcow2, readOnly: true);
+    var bitmap = new DirtyBitmapSource("b0", qcow2Image.Bitmaps.Get("b0").Bitmap);
     var options = new NbdServerOptions();
     var ourSocket = Path.Combine(work, "tidemark.sock");
+    var ourBitmapSocket = Path.Combine(work, "tidemark-bitmap.sock");
     options.EndPoints.Add(new UnixDomainSocketEndPoint(ourSocket));
     options.EndPoints.Add(new IPEndPoint(IPAddress.Loopback, 0));
-    await using var server = new NbdServer(options, [new NbdExport("", image) { MultiConn = true, DirtyBitmaps = [bitmap] }]);
+    await using var server = new NbdServer(options, [new NbdExport("", image) { MultiConn = true }]);
+    var bitmapOptions = new NbdServerOptions();
+    bitmapOptions.EndPoints.Add(new UnixDomainSocketEndPoint(ourBitmapSocket));
+    await using var bitmapServer = new NbdServer(bitmapOptions, [new NbdExport("", qcow2Image) { MultiConn = true, DirtyBitmaps = [bitmap] }]);
+    await bitmapServer.StartAsync();
     await server.StartAsync();
     var ourPort = server.EndPoints.OfType<IPEndPoint>().Single().Port;
 
     var qemuSocket = Path.Combine(work, "qemu.sock");
     var qemuPort = Bench.FreePort();
-    await using var qemuUnix = await Bench.StartAsync("qemu-nbd", "-f", "raw", "-t", "-e", "4", "-k", qemuSocket, raw);
-    await using var qemuTcp = await Bench.StartAsync("qemu-nbd", "-f", "raw", "-t", "-e", "4", "-b", "127.0.0.1", "-p", qemuPort.ToString(CultureInfo.InvariantCulture), raw);
+    await using var qemuUnix = await Bench.StartAsync("qemu-nbd", "-r", "-f", "raw", "-t", "-e", "4", "-k", qemuSocket, raw);
+    await using var qemuTcp = await Bench.StartAsync("qemu-nbd", "-r", "-f", "raw", "-t", "-e", "4", "-b", "127.0.0.1", "-p", qemuPort.ToString(CultureInfo.InvariantCulture), raw);
     var qemuBitmapSocket = Path.Combine(work, "qemu-bitmap.sock");
     await using var qemuBitmap = await Bench.StartAsync("qemu-nbd", "-r", "-f", "qcow2", "-t", "-e", "4", "-B", "b0", "-k", qemuBitmapSocket, qcow2);
     await Bench.WaitAsync(qemuSocket, qemuBitmapSocket, qemuPort);
@@ -68,7 +79,7 @@ try
         }
     }
 
-    rows.Add(("nbdinfo --map=qemu:dirty-bitmap:b0 unix", ["--map=qemu:dirty-bitmap:b0", $"nbd+unix:///?socket={ourSocket}"], ["--map=qemu:dirty-bitmap:b0", $"nbd+unix:///?socket={qemuBitmapSocket}"], "nbdinfo", qemuBitmap));
+    rows.Add(("nbdinfo --map=qemu:dirty-bitmap:b0 unix (qcow2)", ["--map=qemu:dirty-bitmap:b0", $"nbd+unix:///?socket={ourBitmapSocket}"], ["--map=qemu:dirty-bitmap:b0", $"nbd+unix:///?socket={qemuBitmapSocket}"], "nbdinfo", qemuBitmap));
 
     // Warm-up: JIT and page cache for both servers.
     await Bench.TimeAsync("nbdcopy", ["-C", "4", $"nbd+unix:///?socket={ourSocket}", "null:"], null);
@@ -113,7 +124,7 @@ try
     Console.WriteLine($"NBD benchmark: {sizeGiB} GiB image (1 MiB data / 1 MiB hole, {data:F0} MiB of data), best of {repeat}, {Environment.ProcessorCount} cores");
     Console.WriteLine($"qemu-nbd: {(await Bench.OutputAsync("qemu-nbd", ["--version"])).Split('\n')[0]}; nbdcopy/nbdinfo: {(await Bench.OutputAsync("nbdinfo", ["--version"])).Split('\n')[0]}");
     Console.WriteLine();
-    Console.WriteLine("| client and transport | Tidemark (s) | qemu-nbd -t -e 4 (s) | ratio | server CPU s/run: Tidemark | qemu-nbd |");
+    Console.WriteLine("| client and transport | Tidemark (s) | qemu-nbd -r -t -e 4 (s) | ratio | server CPU s/run: Tidemark | qemu-nbd |");
     Console.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: |");
     foreach (var (name, ours, theirs, oursCpu, theirsCpu) in results)
     {
@@ -135,9 +146,9 @@ internal static class Bench
 {
     /// <summary>
     /// Writes the raw image (random data in every other MiB) and a qcow2 image whose bitmap b0
-    /// is dirty in every fourth 64 KiB cluster; returns the dirty ranges.
+    /// is dirty in every fourth 64 KiB cluster.
     /// </summary>
-    public static async Task<List<(long Offset, long Length)>> MakeImagesAsync(string raw, string qcow2, long size)
+    public static async Task MakeImagesAsync(string raw, string qcow2, long size)
     {
         const int MiB = 1 << 20;
         var block = new byte[MiB];
@@ -154,18 +165,15 @@ internal static class Bench
 
         await RunAsync("qemu-img", "create", "-q", "-f", "qcow2", qcow2, size.ToString(CultureInfo.InvariantCulture));
         await RunAsync("qemu-img", "bitmap", "--add", qcow2, "b0");
-        var dirty = new List<(long, long)>();
         var commands = new List<string> { "-f", "qcow2" };
         for (long offset = 0; offset < size; offset += 4 * 65536)
         {
-            dirty.Add((offset, 65536));
             commands.Add("-c");
             commands.Add($"write -z {offset} 64k");
         }
 
         commands.Add(qcow2);
         await RunAsync("qemu-io", [.. commands]);
-        return dirty;
     }
 
     public static int FreePort()

@@ -211,6 +211,77 @@ public sealed class NbdCommandTests
     }
 
     [Fact]
+    public async Task Serve_TlsCreds_NbdinfoNeedsTlsAndAClientCertificate()
+    {
+        using var dir = new TempDirectory("cli-nbd-tls");
+        var image = await SparseImageAsync(dir);
+        var server = Directory.CreateDirectory(dir.File("server")).FullName;
+        var client = Directory.CreateDirectory(dir.File("client")).FullName;
+        foreach (var (name, fields) in new[] { ("ca", "cn = ca\nca\ncert_signing_key\n"), ("server", "cn = localhost\ndns_name = localhost\nip_address = 127.0.0.1\ntls_www_server\nencryption_key\nsigning_key\n"), ("client", "cn = client\ntls_www_client\nencryption_key\nsigning_key\n") })
+        {
+            var template = dir.File($"{name}.info");
+            await File.WriteAllTextAsync(template, fields + "expiration_days = 2\n", Token);
+            await Peer.RunCheckedAsync("certtool", "--generate-privkey", "--bits", "2048", "--outfile", dir.File($"{name}-key.pem"));
+            if (name == "ca")
+            {
+                await Peer.RunCheckedAsync("certtool", "--generate-self-signed", "--load-privkey", dir.File("ca-key.pem"), "--template", template, "--outfile", dir.File("ca-cert.pem"));
+            }
+            else
+            {
+                await Peer.RunCheckedAsync("certtool", "--generate-certificate", "--load-privkey", dir.File($"{name}-key.pem"), "--load-ca-certificate", dir.File("ca-cert.pem"), "--load-ca-privkey", dir.File("ca-key.pem"), "--template", template, "--outfile", dir.File($"{name}-cert.pem"));
+            }
+        }
+
+        foreach (var (target, name) in new[] { (server, "ca-cert"), (server, "server-cert"), (server, "server-key"), (client, "ca-cert"), (client, "client-cert"), (client, "client-key") })
+        {
+            File.Copy(dir.File($"{name}.pem"), Path.Combine(target, $"{name}.pem"));
+        }
+
+        var port = FreePort();
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(Token);
+        var serve = TidemarkCommandLine.RunAsync(["nbd", "serve", "-r", "-t", "-x", "vda", "-b", "127.0.0.1", "-p", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--tls-creds", server, image], new StringWriter(), new StringWriter(), stop.Token);
+        await WaitForPortAsync(port);
+
+        var info = await Peer.RunCheckedAsync("nbdinfo", $"nbds://localhost:{port}/vda?tls-certificates={client}");
+        Assert.Contains("protocol: newstyle-fixed with TLS, using structured packets", info, StringComparison.Ordinal);
+        var (code, output, _) = await RunAsync("nbd", "info", "--map", $"nbds://localhost:{port}/vda?tls-certificates={client}");
+        Assert.Equal((0, await Peer.RunCheckedAsync("nbdinfo", "--map", $"nbds://localhost:{port}/vda?tls-certificates={client}")), (code, output));
+        Assert.NotEqual(0, (await Peer.RunAsync("nbdinfo", [$"nbd://127.0.0.1:{port}/vda"])).ExitCode);
+        (code, _, var error) = await RunAsync("nbd", "info", $"nbd://127.0.0.1:{port}/vda");
+        Assert.Equal(1, code);
+        Assert.Contains("not permitted before TLS", error, StringComparison.Ordinal);
+
+        await stop.CancelAsync();
+        Assert.Equal(0, await serve);
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private static async Task WaitForPortAsync(int port)
+    {
+        for (var i = 0; i < 600; i++)
+        {
+            using var client = new System.Net.Sockets.TcpClient();
+            try
+            {
+                await client.ConnectAsync(System.Net.IPAddress.Loopback, port);
+                return;
+            }
+            catch (System.Net.Sockets.SocketException)
+            {
+                await Task.Delay(50);
+            }
+        }
+
+        throw new TimeoutException($"nothing listens on port {port}");
+    }
+
+    [Fact]
     public async Task Serve_WithoutPersistent_StopsAfterTheFirstClient()
     {
         using var dir = new TempDirectory("cli-nbd-once");

@@ -14,7 +14,9 @@ namespace Tidemark.Nbd.Client;
 /// <remarks>
 /// Every request method is allowed only in <see cref="NbdClientState.Ready"/>, checks its flags
 /// against the ones the command takes and the export advertises, and its range against
-/// <see cref="Size"/>, before anything is sent.
+/// <see cref="Size"/>, before anything is sent. NBD cannot cancel a request once sent:
+/// cancelling a call stops the wait only, and a READ buffer may still be written until the
+/// server's reply has arrived.
 /// </remarks>
 public sealed partial class NbdClient : IAsyncDisposable
 {
@@ -165,9 +167,11 @@ public sealed partial class NbdClient : IAsyncDisposable
             return;
         }
 
+        // proto.md: the client sends DISC only once every request has been answered.
         while (!_pending.IsEmpty)
         {
-            await Task.WhenAll(_pending.Values.Select(p => (Task)p.Completion.Task)).ContinueWith(_ => { }, TaskScheduler.Default).WaitAsync(cancellationToken).ConfigureAwait(false);
+            await Task.WhenAll(_pending.Values.Select(p => p.Completion.Task)).WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            cancellationToken.ThrowIfCancellationRequested();
         }
 
         var header = new byte[NbdWire.RequestLength];

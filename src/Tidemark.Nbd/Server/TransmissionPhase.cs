@@ -204,7 +204,12 @@ internal sealed partial class TransmissionPhase : IDisposable
                     await _image.WriteAsync((long)request.Offset, payload.AsMemory(0, (int)request.Length), WriteFlagsOf(request.Flags), cancellationToken).ConfigureAwait(false);
                     break;
                 case NbdCommand.Flush:
-                    await _image.FlushAsync(cancellationToken).ConfigureAwait(false);
+                    // A read-only export has written nothing to flush (and a read-only image may refuse).
+                    if (!_negotiated.Export.ReadOnly)
+                    {
+                        await _image.FlushAsync(cancellationToken).ConfigureAwait(false);
+                    }
+
                     break;
                 case NbdCommand.Trim:
                     await _image.DiscardAsync((long)request.Offset, request.Length, cancellationToken).ConfigureAwait(false);

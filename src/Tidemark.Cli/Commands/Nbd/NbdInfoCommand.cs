@@ -44,7 +44,7 @@ internal static class NbdInfoCommand
             }
             else
             {
-                await InfoAsync(options, uri, json, console, cancellationToken).ConfigureAwait(false);
+                await InfoAsync(options, json, console, cancellationToken).ConfigureAwait(false);
             }
         }
         catch (NbdException e)
@@ -110,7 +110,7 @@ internal static class NbdInfoCommand
         }
     }
 
-    private static async Task InfoAsync(NbdConnectOptions options, NbdUri uri, bool json, CliConsole console, CancellationToken cancellationToken)
+    private static async Task InfoAsync(NbdConnectOptions options, bool json, CliConsole console, CancellationToken cancellationToken)
     {
         var contexts = await NbdClient.ListMetaContextsAsync(options, cancellationToken).ConfigureAwait(false);
         var client = await NbdClient.ConnectAsync(options, cancellationToken).ConfigureAwait(false);
@@ -194,7 +194,6 @@ internal static class NbdInfoCommand
             text.Append(CultureInfo.InvariantCulture, $"\tblock_size_preferred: {client.PreferredBlockSize}\n");
             text.Append(CultureInfo.InvariantCulture, $"\tblock_size_maximum: {client.MaximumBlockSize}\n");
             await console.Out.WriteAsync(text.ToString()).ConfigureAwait(false);
-            _ = uri;
         }
     }
 

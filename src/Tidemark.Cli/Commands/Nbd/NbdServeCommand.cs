@@ -29,11 +29,12 @@ internal static class NbdServeCommand
             throw new CliException($"cannot open '{file.FullName}': no such file");
         }
 
+        using var tls = LoadTls(result.GetValue(D.TlsCreds), !result.GetValue(D.TlsNoVerifyPeer));
         var options = new NbdServerOptions
         {
             Limits = new NbdServerLimits { MaxConnections = shared },
             Persistent = result.GetValue(D.Persistent),
-            Tls = LoadTls(result.GetValue(D.TlsCreds), !result.GetValue(D.TlsNoVerifyPeer)),
+            Tls = tls,
         };
         var socketPath = result.GetValue(D.Socket);
         if (socketPath is not null)
