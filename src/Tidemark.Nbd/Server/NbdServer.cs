@@ -170,13 +170,16 @@ public sealed class NbdServer : IAsyncDisposable
         ServerConnection? connection = null;
         try
         {
-            if (socket.AddressFamily != AddressFamily.Unix)
+            if (socket.AddressFamily == AddressFamily.Unix)
             {
+                socket.SendBufferSize = SocketBufferSize;
+                socket.ReceiveBufferSize = SocketBufferSize;
+            }
+            else
+            {
+                // TCP keeps the kernel's buffer autotuning (setting SO_SNDBUF turns it off).
                 socket.NoDelay = true;
             }
-
-            socket.SendBufferSize = SocketBufferSize;
-            socket.ReceiveBufferSize = SocketBufferSize;
             connection = new ServerConnection(this, new NetworkStream(socket, ownsSocket: true), peer, _logger);
             var run = connection.RunAsync(_shutdown.Token);
             _connections[connection] = run;
