@@ -17,9 +17,3 @@ public interface IDirtyBitmapSource
     /// </summary>
     ValueTask<IReadOnlyList<DirtyExtent>> GetDirtyExtentsAsync(long offset, long length, CancellationToken cancellationToken = default);
 }
-
-/// <summary>A run of bytes that are all dirty or all clean.</summary>
-public readonly record struct DirtyExtent(long Offset, long Length, bool Dirty)
-{
-    public long End => Offset + Length;
-}

@@ -50,9 +50,3 @@ public sealed class NbdConnectOptions
         };
     }
 }
-
-/// <summary>An export as LIST and INFO describe it.</summary>
-public sealed record NbdExportListing(string Name, string? Description);
-
-/// <summary>One block-status extent of one context: a length and the context's flags for it.</summary>
-public readonly record struct NbdBlockExtent(uint Length, uint Flags);
