@@ -65,6 +65,14 @@ public sealed class PeerClientTests
         Assert.Contains("dirty", actual, StringComparison.Ordinal);
         var json = await Peer.RunCheckedAsync("nbdinfo", "--map=qemu:dirty-bitmap:b0", "--json", ours.UnixUri("vda"));
         Assert.Equal(await Peer.RunCheckedAsync("nbdinfo", "--map=qemu:dirty-bitmap:b0", "--json", qemu.UnixUri("vda")), json);
+
+        // QEMU's own client reads the bitmap through x-dirty-bitmap with REQ_ONE requests (and
+        // prints it inverted, formats.md §4.10): the same transcript from both servers.
+        string QemuImgMap(string socket) => $"driver=nbd,export=vda,server.type=unix,server.path={socket},x-dirty-bitmap=qemu:dirty-bitmap:b0";
+        var qemuMap = await Peer.RunCheckedAsync("qemu-img", "map", "--output=json", "--image-opts", QemuImgMap(qemu.SocketPath!));
+        var ourMap = await Peer.RunCheckedAsync("qemu-img", "map", "--output=json", "--image-opts", QemuImgMap(ours.SocketPath));
+        Assert.Equal(qemuMap, ourMap);
+        Assert.Contains("\"present\": false", ourMap, StringComparison.Ordinal);
     }
 
     [Fact]
