@@ -240,15 +240,14 @@ public sealed class NbdServer : IAsyncDisposable
         _shutdown.Dispose();
     }
 
+    // QEMU unlinks a unix socket path before binding it (util/qemu-sockets.c), so a socket left
+    // by a killed server does not block the next one; Tidemark does the same, and removes its
+    // own socket when it stops.
     private static void RemoveStaleSocket(string path)
     {
-        if (File.Exists(path) && (File.GetAttributes(path) & FileAttributes.Directory) == 0)
+        if (File.Exists(path))
         {
-            var info = new FileInfo(path);
-            if (info.UnixFileMode != 0 || info.Length == 0)
-            {
-                File.Delete(path);
-            }
+            File.Delete(path);
         }
     }
 
