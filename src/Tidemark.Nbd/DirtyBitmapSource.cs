@@ -1,0 +1,45 @@
+using Tidemark.Storage.Bitmaps;
+
+namespace Tidemark.Nbd;
+
+/// <summary>
+/// Serves a storage-layer <see cref="DirtyBitmap"/> (a qcow2 persistent bitmap, a merged
+/// incremental map) as <c>qemu:dirty-bitmap:NAME</c>. The bitmap is read live: a bit set by a
+/// concurrent write shows from the next block-status request on.
+/// </summary>
+public sealed class DirtyBitmapSource : IDirtyBitmapSource
+{
+    /// <summary>
+    /// Extents returned per call, 4096: bounds the list one request builds; the server asks again
+    /// from where it ends, up to its own per-reply limit.
+    /// </summary>
+    private const int MaxExtentsPerCall = 4096;
+
+    private readonly DirtyBitmap _bitmap;
+
+    public DirtyBitmapSource(string name, DirtyBitmap bitmap)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        ArgumentNullException.ThrowIfNull(bitmap);
+        Name = name;
+        _bitmap = bitmap;
+    }
+
+    public string Name { get; }
+
+    public ValueTask<IReadOnlyList<DirtyExtent>> GetDirtyExtentsAsync(long offset, long length, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var result = new List<DirtyExtent>();
+        foreach (var extent in _bitmap.EnumerateExtents(offset, length))
+        {
+            result.Add(new DirtyExtent(extent.Offset, extent.Length, extent.Dirty));
+            if (result.Count == MaxExtentsPerCall)
+            {
+                break;
+            }
+        }
+
+        return ValueTask.FromResult<IReadOnlyList<DirtyExtent>>(result);
+    }
+}

@@ -1,0 +1,255 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Tidemark.Nbd.Server;
+
+/// <summary>
+/// An NBD server: listens on TCP and unix sockets, serves its exports to any number of clients
+/// (up to <see cref="NbdServerLimits.MaxConnections"/>). The accept loop only accepts, registers
+/// and hands off; a connection's failure is handled inside that connection.
+/// </summary>
+public sealed class NbdServer : IAsyncDisposable
+{
+    /// <summary>
+    /// 4 MiB socket buffers: a connection with 64 pipelined 256 KiB reads keeps far more than the
+    /// default ~200 KiB in flight. The kernel caps the value at net.core.[rw]mem_max.
+    /// </summary>
+    private const int SocketBufferSize = 4 * 1024 * 1024;
+
+    private readonly ConcurrentDictionary<string, NbdExport> _exports = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<ServerConnection, Task> _connections = new();
+    private readonly List<Socket> _listeners = [];
+    private readonly List<Task> _acceptLoops = [];
+    private readonly List<EndPoint> _boundEndPoints = [];
+    private readonly CancellationTokenSource _shutdown = new();
+    private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly ILogger _logger;
+    private int _connectionCount;
+    private int _servedCount;
+    private int _started;
+
+    public NbdServer(NbdServerOptions options, IEnumerable<NbdExport> exports, ILoggerFactory? loggerFactory = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(exports);
+        Options = options;
+        _logger = (ILogger?)loggerFactory?.CreateLogger<NbdServer>() ?? NullLogger.Instance;
+        foreach (var export in exports)
+        {
+            AddExport(export);
+        }
+    }
+
+    public NbdServerOptions Options { get; }
+
+    /// <summary>The exports, in no particular order.</summary>
+    public IEnumerable<NbdExport> Exports => _exports.Values.OrderBy(e => e.Name, StringComparer.Ordinal);
+
+    /// <summary>Where the server listens, with the ports the system chose for port 0.</summary>
+    public IReadOnlyList<EndPoint> EndPoints => _boundEndPoints;
+
+    /// <summary>Completes when the server has stopped (see <see cref="NbdServerOptions.Persistent"/>).</summary>
+    public Task Completion => _completion.Task;
+
+    /// <summary>Adds an export; clients that connect afterwards see it.</summary>
+    /// <exception cref="ArgumentException">An export of that name exists.</exception>
+    public void AddExport(NbdExport export)
+    {
+        ArgumentNullException.ThrowIfNull(export);
+        if (!_exports.TryAdd(export.Name, export))
+        {
+            throw new ArgumentException($"export '{export.Name}' specified twice", nameof(export));
+        }
+    }
+
+    /// <summary>Removes an export from new negotiations; connections already using it go on.</summary>
+    public bool RemoveExport(string name) => _exports.TryRemove(name, out _);
+
+    internal NbdExport? FindExport(string name) => _exports.TryGetValue(name, out var export) ? export : null;
+
+    /// <summary>Binds every endpoint and starts accepting.</summary>
+    /// <exception cref="SocketException">An endpoint cannot be bound (in use, no permission).</exception>
+    public Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        if (Interlocked.Exchange(ref _started, 1) != 0)
+        {
+            throw new InvalidOperationException("the server is already started");
+        }
+
+        foreach (var endPoint in Options.EndPoints)
+        {
+            var socket = endPoint is UnixDomainSocketEndPoint
+                ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+                : new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+            try
+            {
+                if (endPoint is UnixDomainSocketEndPoint unix)
+                {
+                    RemoveStaleSocket(unix.ToString());
+                }
+                else
+                {
+                    socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+                }
+
+                socket.Bind(endPoint);
+                socket.Listen(128);
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+
+            _listeners.Add(socket);
+            _boundEndPoints.Add(socket.LocalEndPoint ?? endPoint);
+            _logger.LogInformation("NBD server listening on {EndPoint}", Describe(socket.LocalEndPoint ?? endPoint));
+        }
+
+        foreach (var listener in _listeners)
+        {
+            _acceptLoops.Add(AcceptLoopAsync(listener));
+        }
+
+        return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// Serves one connection that the caller accepted (a socket pair, an in-memory stream) and
+    /// returns when it ends. The server owns and disposes <paramref name="stream"/>.
+    /// </summary>
+    public async Task ServeAsync(Stream stream, string peer, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _shutdown.Token);
+        var connection = new ServerConnection(this, stream, peer, _logger);
+        await using (connection.ConfigureAwait(false))
+        {
+            await connection.RunAsync(linked.Token).ConfigureAwait(false);
+        }
+    }
+
+    private async Task AcceptLoopAsync(Socket listener)
+    {
+        try
+        {
+            while (!_shutdown.IsCancellationRequested)
+            {
+                var socket = await listener.AcceptAsync(_shutdown.Token).ConfigureAwait(false);
+                if (Interlocked.Increment(ref _connectionCount) > Options.Limits.MaxConnections)
+                {
+                    Interlocked.Decrement(ref _connectionCount);
+                    _logger.LogWarning("refusing a connection: {Limit} connections are open", Options.Limits.MaxConnections);
+                    socket.Dispose();
+                    continue;
+                }
+
+                Interlocked.Increment(ref _servedCount);
+                _ = RunConnectionAsync(socket);
+            }
+        }
+        catch (OperationCanceledException) when (_shutdown.IsCancellationRequested)
+        {
+        }
+        catch (ObjectDisposedException) when (_shutdown.IsCancellationRequested)
+        {
+        }
+        catch (Exception e)
+        {
+            _logger.LogCritical(e, "the accept loop failed; no new connections are accepted");
+        }
+    }
+
+    private async Task RunConnectionAsync(Socket socket)
+    {
+        var peer = socket.RemoteEndPoint is { } remote && remote is not UnixDomainSocketEndPoint ? remote.ToString() ?? "client" : "unix client";
+        ServerConnection? connection = null;
+        try
+        {
+            if (socket.AddressFamily == AddressFamily.Unix)
+            {
+                socket.SendBufferSize = SocketBufferSize;
+                socket.ReceiveBufferSize = SocketBufferSize;
+            }
+            else
+            {
+                // TCP keeps the kernel's buffer autotuning (setting SO_SNDBUF turns it off).
+                socket.NoDelay = true;
+            }
+            connection = new ServerConnection(this, new NetworkStream(socket, ownsSocket: true), peer, _logger);
+            var run = connection.RunAsync(_shutdown.Token);
+            _connections[connection] = run;
+            _logger.LogDebug("{Peer}: connected", peer);
+            await run.ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            _logger.LogWarning(e, "{Peer}: connection failed unexpectedly", peer);
+        }
+        finally
+        {
+            if (connection is not null)
+            {
+                _connections.TryRemove(connection, out _);
+                await connection.DisposeAsync().ConfigureAwait(false);
+            }
+            else
+            {
+                socket.Dispose();
+            }
+
+            Interlocked.Decrement(ref _connectionCount);
+            _logger.LogDebug("{Peer}: disconnected", peer);
+            if (!Options.Persistent)
+            {
+                _ = StopAsync();
+            }
+        }
+    }
+
+    /// <summary>Stops listening, ends every connection and waits for them.</summary>
+    public async Task StopAsync()
+    {
+        if (!_shutdown.IsCancellationRequested)
+        {
+            await _shutdown.CancelAsync().ConfigureAwait(false);
+        }
+
+        foreach (var listener in _listeners)
+        {
+            listener.Dispose();
+        }
+
+        await Task.WhenAll(_acceptLoops).ConfigureAwait(false);
+        await Task.WhenAll(_connections.Values).ConfigureAwait(false);
+        foreach (var endPoint in _boundEndPoints.OfType<UnixDomainSocketEndPoint>())
+        {
+            RemoveStaleSocket(endPoint.ToString());
+        }
+
+        _completion.TrySetResult();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync().ConfigureAwait(false);
+        _shutdown.Dispose();
+    }
+
+    // QEMU unlinks a unix socket path before binding it (util/qemu-sockets.c), so a socket left
+    // by a killed server does not block the next one; Tidemark does the same, and removes its
+    // own socket when it stops.
+    private static void RemoveStaleSocket(string path)
+    {
+        if (File.Exists(path))
+        {
+            File.Delete(path);
+        }
+    }
+
+    private static string Describe(EndPoint endPoint) => endPoint is UnixDomainSocketEndPoint unix ? $"unix:{unix}" : endPoint.ToString() ?? "?";
+}
