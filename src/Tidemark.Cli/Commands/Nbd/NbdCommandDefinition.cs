@@ -23,7 +23,7 @@ internal static class NbdServeCommandDefinition
     public static readonly Argument<FileInfo> Image = new("IMAGE") { Description = "The disk image to serve (raw or qcow2)." };
     public static readonly Option<string?> Format = new("--format", "-f") { Description = "The image format, raw or qcow2 (default: probed)." };
     public static readonly Option<bool> ReadOnly = new("--read-only", "-r") { Description = "Export read-only." };
-    public static readonly Option<string> ExportName = new("--export-name", "-x") { Description = "The export name (default: \"\")." , DefaultValueFactory = _ => string.Empty };
+    public static readonly Option<string> ExportName = new("--export-name", "-x") { Description = "The export name (default: \"\").", DefaultValueFactory = _ => string.Empty };
     public static readonly Option<string?> Description = new("--description", "-D") { Description = "Free text shown by NBD_OPT_LIST and nbdinfo." };
     public static readonly Option<string[]> Bitmaps = new("--bitmap", "-B") { Description = "Offer the image's persistent bitmap BITMAP as qemu:dirty-bitmap:BITMAP (repeatable).", AllowMultipleArgumentsPerToken = false };
     public static readonly Option<bool> AllocationDepth = new("--allocation-depth", "-A") { Description = "Offer the qemu:allocation-depth context." };
