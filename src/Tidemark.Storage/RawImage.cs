@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using Microsoft.Win32.SafeHandles;
 
 namespace Tidemark.Storage;
 
@@ -20,27 +19,25 @@ public sealed class RawImage : IBlockImage
 
     private const int ENXIO = 6;
 
-    private readonly SafeFileHandle _handle;
-    private readonly string _path;
+    // The open file, its QEMU locks and its fsync policy; every byte goes through it.
+    private readonly HostFile _file;
     private int _disposed;
 
-    private RawImage(SafeFileHandle handle, string path, long size, bool readOnly)
+    private RawImage(HostFile file, long size)
     {
-        _handle = handle;
-        _path = path;
+        _file = file;
         VirtualSize = size;
-        IsReadOnly = readOnly;
     }
 
     public long VirtualSize { get; }
 
-    public bool IsReadOnly { get; }
+    public bool IsReadOnly => _file.IsReadOnly;
 
     /// <summary>4 KiB: the block size of every Linux file system that supports holes well.</summary>
     public int AllocationGranularity => 4096;
 
     /// <summary>The file this image reads and writes.</summary>
-    public string Path => _path;
+    public string Path => _file.Path;
 
     /// <summary>Opens an existing raw file.</summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
@@ -49,70 +46,34 @@ public sealed class RawImage : IBlockImage
     public static RawImage Open(string path, bool readOnly)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        var handle = File.OpenHandle(
-            path,
-            FileMode.Open,
-            readOnly ? FileAccess.Read : FileAccess.ReadWrite,
-            FileShare.ReadWrite | FileShare.Delete,
-            FileOptions.Asynchronous);
-        try
-        {
-            ImageLock.Acquire(handle, System.IO.Path.GetFullPath(path), readOnly);
-        }
-        catch
-        {
-            handle.Dispose();
-            throw;
-        }
-
-        var length = RandomAccess.GetLength(handle);
-        return new RawImage(handle, System.IO.Path.GetFullPath(path), length, readOnly);
+        var file = HostFile.Open(path, readOnly);
+        return new RawImage(file, file.Length);
     }
 
     /// <summary>Creates (or truncates) a sparse raw file of <paramref name="size"/> bytes.</summary>
+    /// <exception cref="StorageException">Another process holds a conflicting lock (QEMU's byte-range locks).</exception>
     public static RawImage Create(string path, long size)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentOutOfRangeException.ThrowIfNegative(size);
-        var handle = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete, FileOptions.Asynchronous);
-        try
-        {
-            ImageLock.Acquire(handle, System.IO.Path.GetFullPath(path), readOnly: false);
-            RandomAccess.SetLength(handle, 0);
-            RandomAccess.SetLength(handle, size);
-        }
-        catch
-        {
-            handle.Dispose();
-            throw;
-        }
-
-        return new RawImage(handle, System.IO.Path.GetFullPath(path), size, readOnly: false);
+        var file = HostFile.Create(path);
+        file.SetLength(size);
+        return new RawImage(file, size);
     }
 
-    public async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
+    public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         CheckRange(offset, buffer.Length);
-        var done = 0;
-        while (done < buffer.Length)
-        {
-            var n = await RandomAccess.ReadAsync(_handle, buffer[done..], offset + done, cancellationToken).ConfigureAwait(false);
-            if (n == 0)
-            {
-                // The file is shorter than the image claims (it shrank under us): past EOF reads as zeroes.
-                buffer.Span[done..].Clear();
-                return;
-            }
 
-            done += n;
-        }
+        // Past end of file reads as zeroes (the file may have shrunk under us).
+        return _file.ReadAsync(offset, buffer, cancellationToken);
     }
 
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
     {
         CheckWritable();
         CheckRange(offset, data.Length);
-        await RandomAccess.WriteAsync(_handle, data, offset, cancellationToken).ConfigureAwait(false);
+        await _file.WriteAsync(offset, data, cancellationToken).ConfigureAwait(false);
         if ((flags & WriteFlags.ForceUnitAccess) != 0)
         {
             await FlushAsync(cancellationToken).ConfigureAwait(false);
@@ -130,11 +91,11 @@ public sealed class RawImage : IBlockImage
         }
 
         var mode = (flags & WriteFlags.MayUnmap) != 0 ? FallocPunchHole | FallocKeepSize : FallocZeroRange | FallocKeepSize;
-        if (Fallocate(_handle, mode, offset, length) != 0)
+        if (Fallocate(mode, offset, length) != 0)
         {
             if ((flags & WriteFlags.FastZero) != 0)
             {
-                throw new NotSupportedException($"{_path}: the file system cannot zero a range quickly");
+                throw new NotSupportedException($"{Path}: the file system cannot zero a range quickly");
             }
 
             await WriteZeroBuffersAsync(offset, length, cancellationToken).ConfigureAwait(false);
@@ -155,25 +116,20 @@ public sealed class RawImage : IBlockImage
         // Discard is advisory: a file system that cannot punch holes keeps the data, which is allowed.
         if (length > 0)
         {
-            _ = Fallocate(_handle, FallocPunchHole | FallocKeepSize, offset, length);
+            _ = Fallocate(FallocPunchHole | FallocKeepSize, offset, length);
         }
 
         return ValueTask.CompletedTask;
     }
 
     /// <summary>With <see cref="Storage.CacheMode.Unsafe"/>, flushes do not fsync (QEMU's cache=unsafe).</summary>
-    public CacheMode CacheMode { get; set; }
-
-    public ValueTask FlushAsync(CancellationToken cancellationToken = default)
+    public CacheMode CacheMode
     {
-        cancellationToken.ThrowIfCancellationRequested();
-        if (!IsReadOnly && CacheMode == CacheMode.Writeback)
-        {
-            RandomAccess.FlushToDisk(_handle);
-        }
-
-        return ValueTask.CompletedTask;
+        get => _file.CacheMode;
+        set => _file.CacheMode = value;
     }
+
+    public ValueTask FlushAsync(CancellationToken cancellationToken = default) => _file.FlushAsync(cancellationToken);
 
     public ValueTask<IReadOnlyList<BlockExtent>> GetExtentsAsync(long offset, long length, CancellationToken cancellationToken = default)
     {
@@ -181,7 +137,7 @@ public sealed class RawImage : IBlockImage
         cancellationToken.ThrowIfCancellationRequested();
         var end = offset + length;
         var extents = new List<BlockExtent>();
-        var fd = (int)_handle.DangerousGetHandle();
+        var fd = (int)_file.Handle.DangerousGetHandle();
         var position = offset;
         while (position < end && extents.Count < 1024)
         {
@@ -226,14 +182,7 @@ public sealed class RawImage : IBlockImage
     }
 
     public ValueTask DisposeAsync()
-    {
-        if (Interlocked.Exchange(ref _disposed, 1) == 0)
-        {
-            _handle.Dispose();
-        }
-
-        return ValueTask.CompletedTask;
-    }
+        => Interlocked.Exchange(ref _disposed, 1) == 0 ? _file.DisposeAsync() : ValueTask.CompletedTask;
 
     private async ValueTask WriteZeroBuffersAsync(long offset, long length, CancellationToken cancellationToken)
     {
@@ -241,7 +190,7 @@ public sealed class RawImage : IBlockImage
         while (length > 0)
         {
             var n = (int)Math.Min(length, zeroes.Length);
-            await RandomAccess.WriteAsync(_handle, zeroes.AsMemory(0, n), offset, cancellationToken).ConfigureAwait(false);
+            await _file.WriteAsync(offset, zeroes.AsMemory(0, n), cancellationToken).ConfigureAwait(false);
             offset += n;
             length -= n;
         }
@@ -254,7 +203,7 @@ public sealed class RawImage : IBlockImage
         ArgumentOutOfRangeException.ThrowIfNegative(length);
         if (offset > VirtualSize || length > VirtualSize - offset)
         {
-            throw new ArgumentOutOfRangeException(nameof(length), $"{_path}: range {offset}+{length} is past the end of the image ({VirtualSize} bytes)");
+            throw new ArgumentOutOfRangeException(nameof(length), $"{Path}: range {offset}+{length} is past the end of the image ({VirtualSize} bytes)");
         }
     }
 
@@ -262,12 +211,12 @@ public sealed class RawImage : IBlockImage
     {
         if (IsReadOnly)
         {
-            throw new InvalidOperationException($"{_path}: image is opened read-only");
+            throw new StorageException(StorageErrorReason.ReadOnly, $"{Path}: image is opened read-only");
         }
     }
 
-    private static int Fallocate(SafeFileHandle handle, int mode, long offset, long length)
-        => NativeMethods.fallocate((int)handle.DangerousGetHandle(), mode, offset, length);
+    private int Fallocate(int mode, long offset, long length)
+        => NativeMethods.fallocate((int)_file.Handle.DangerousGetHandle(), mode, offset, length);
 
     private static long LSeek(int fd, long offset, int whence) => NativeMethods.lseek(fd, offset, whence);
 

@@ -287,6 +287,8 @@ internal sealed partial class TransmissionPhase : IDisposable
     /// </summary>
     internal static NbdErrno ErrnoOf(Exception e) => e switch
     {
+        StorageException { Reason: StorageErrorReason.ReadOnly or StorageErrorReason.Locked } => NbdErrno.EPERM,
+        StorageException { Reason: StorageErrorReason.InvalidRequest } => NbdErrno.EINVAL,
         NotSupportedException => NbdErrno.ENOTSUP,
         ArgumentOutOfRangeException => NbdErrno.EINVAL,
         InvalidOperationException => NbdErrno.EPERM,
