@@ -25,7 +25,8 @@ public static class TidemarkCommandLine
     public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken = default)
     {
         var root = Build(stdout, stderr);
-        var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
+        // Signals are handled once, by the process (Program.cs), not again by the parser.
+        var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null };
         try
         {
             return await root.Parse(args).InvokeAsync(config, cancellationToken).ConfigureAwait(false);

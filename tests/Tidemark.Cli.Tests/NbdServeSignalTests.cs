@@ -1,0 +1,122 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Tidemark.Testing;
+
+namespace Tidemark.Cli.Tests;
+
+/// <summary>
+/// The real <c>tidemark</c> process stopped by a signal, as an administrator or a service
+/// manager stops qemu-nbd: the images must be closed cleanly, so the persistent bitmaps that
+/// recorded the guest's writes are stored and not left IN_USE.
+/// </summary>
+public sealed class NbdServeSignalTests
+{
+    private const int SIGHUP = 1;
+    private const int SIGINT = 2;
+    private const int SIGTERM = 15;
+
+    private static CancellationToken Token => TestContext.Current.CancellationToken;
+
+    [Theory]
+    [InlineData(SIGTERM)]
+    [InlineData(SIGINT)]
+    [InlineData(SIGHUP)]
+    public async Task Serve_StoppedBySignal_StoresBitmapsAsQemuReadsThem(int signal)
+    {
+        using var dir = new TempDirectory("cli-nbd-signal");
+        var qcow2 = dir.File("disk.qcow2");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", qcow2, "8M");
+        await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "write -P 0x11 0 1M", qcow2);
+        await Peer.RunCheckedAsync("qemu-img", "bitmap", "--add", qcow2, "chk1");
+
+        var socket = dir.File("tidemark.sock");
+        var info = new ProcessStartInfo(Peer.Require("dotnet")) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in (string[])[Path.Combine(AppContext.BaseDirectory, "tidemark.dll"), "nbd", "serve", "-t", "-x", "vda", "-k", socket, qcow2])
+        {
+            info.ArgumentList.Add(a);
+        }
+
+        using var serve = Process.Start(info)!;
+        var stderr = serve.StandardError.ReadToEndAsync(Token);
+        try
+        {
+            await WaitForSocketAsync(socket);
+            var uri = $"nbd+unix:///vda?socket={socket}";
+            await Peer.RunCheckedAsync("qemu-io", "-f", "raw", "-c", "write -P 0x22 2M 64k", "-c", "write -z 4M 128k", uri);
+
+            Assert.Equal(0, Kill(serve.Id, signal));
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Token);
+            timeout.CancelAfter(TimeSpan.FromSeconds(30));
+            await serve.WaitForExitAsync(timeout.Token);
+        }
+        finally
+        {
+            if (!serve.HasExited)
+            {
+                serve.Kill();
+            }
+        }
+
+        Assert.True(serve.ExitCode == 0, $"exit {serve.ExitCode}: {await stderr}");
+        Assert.False(File.Exists(socket));
+
+        // QEMU finds the image clean and the bitmap stored (not in-use) with exactly the writes
+        // that went through Tidemark: the data before the bitmap existed is not dirty.
+        await Peer.RunCheckedAsync("qemu-img", "check", qcow2);
+        var imageInfo = await Peer.RunCheckedAsync("qemu-img", "info", qcow2);
+        Assert.DoesNotContain("in-use", imageInfo, StringComparison.Ordinal);
+        Assert.Contains("name: chk1", imageInfo, StringComparison.Ordinal);
+        var qemuSocket = dir.File("qemu.sock");
+        var qemu = Process.Start(new ProcessStartInfo(Peer.Require("qemu-nbd"), ["-r", "-t", "-x", "vda", "-B", "chk1", "-k", qemuSocket, qcow2]) { UseShellExecute = false })!;
+        try
+        {
+            await WaitForSocketAsync(qemuSocket);
+            var map = await Peer.RunCheckedAsync("nbdinfo", "--map=qemu:dirty-bitmap:chk1", $"nbd+unix:///vda?socket={qemuSocket}");
+            Assert.Equal(
+                "         0     2097152    0  clean\n" +
+                "   2097152       65536    1  dirty\n" +
+                "   2162688     2031616    0  clean\n" +
+                "   4194304      131072    1  dirty\n" +
+                "   4325376     4063232    0  clean\n",
+                map);
+        }
+        finally
+        {
+            qemu.Kill();
+            await qemu.WaitForExitAsync(Token);
+            qemu.Dispose();
+        }
+    }
+
+    private static async Task WaitForSocketAsync(string socket)
+    {
+        for (var i = 0; i < 600; i++)
+        {
+            if (File.Exists(socket))
+            {
+                using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                try
+                {
+                    await s.ConnectAsync(new UnixDomainSocketEndPoint(socket), Token);
+                    return;
+                }
+                catch (SocketException)
+                {
+                }
+            }
+
+            await Task.Delay(50, Token);
+        }
+
+        throw new TimeoutException($"nothing listens on {socket}");
+    }
+
+    private static int Kill(int pid, int signal) => NativeMethods.kill(pid, signal);
+
+    private static class NativeMethods
+    {
+        [DllImport("libc", SetLastError = true)]
+        internal static extern int kill(int pid, int sig);
+    }
+}
