@@ -83,15 +83,15 @@ try
 
     // Warm-up, so that every row measures a server in its steady state: the page cache for both
     // servers, and for Tidemark the JIT's optimised code (tiered compilation recompiles a method
-    // after 30 calls; one nbdinfo --map makes a single block-status request).
-    await Bench.TimeAsync("nbdcopy", ["-C", "4", $"nbd+unix:///?socket={ourSocket}", "null:"], null);
-    await Bench.TimeAsync("nbdcopy", ["-C", "4", $"nbd+unix:///?socket={qemuSocket}", "null:"], null);
+    // after 30 calls; one nbdinfo --map makes a single block-status request). Both servers get
+    // the same warm-up, alternating as in the timed runs, so neither row starts colder.
+    await Bench.TimeAsync("nbdcopy", ["-C", "4", $"nbd+unix:///?socket={ourSocket}", "null:"]);
+    await Bench.TimeAsync("nbdcopy", ["-C", "4", $"nbd+unix:///?socket={qemuSocket}", "null:"]);
     for (var i = 0; i < 40; i++)
     {
-        await Bench.TimeAsync("nbdinfo", ["--map=qemu:dirty-bitmap:b0", $"nbd+unix:///?socket={ourBitmapSocket}"], null);
+        await Bench.TimeAsync("nbdinfo", ["--map=qemu:dirty-bitmap:b0", $"nbd+unix:///?socket={ourBitmapSocket}"]);
+        await Bench.TimeAsync("nbdinfo", ["--map=qemu:dirty-bitmap:b0", $"nbd+unix:///?socket={qemuBitmapSocket}"]);
     }
-
-    await Bench.TimeAsync("nbdinfo", ["--map=qemu:dirty-bitmap:b0", $"nbd+unix:///?socket={qemuBitmapSocket}"], null);
     await Task.Delay(500);
 
     // Server CPU time per run is reported beside wall time: on a shared machine the wall time
@@ -104,14 +104,18 @@ try
         double oursCpu = 0, theirsCpu = 0;
         for (var r = 0; r < repeat; r++)
         {
+            // The copy target is removed before the CPU sample: unlinking a 1 GiB file is kernel
+            // time of this process, which would otherwise count as Tidemark's server CPU only.
             var cleanup = program == "nbdcopy" && ours[^1] == target ? target : null;
+            await Bench.ResetAsync(cleanup);
             self.Refresh();
             var cpu0 = self.TotalProcessorTime.TotalSeconds;
-            best.Ours = Math.Min(best.Ours, await Bench.TimeAsync(program, ours, cleanup));
+            best.Ours = Math.Min(best.Ours, await Bench.TimeAsync(program, ours));
             self.Refresh();
             oursCpu += self.TotalProcessorTime.TotalSeconds - cpu0;
+            await Bench.ResetAsync(cleanup);
             var qcpu0 = qemuProcess.CpuSeconds();
-            best.Theirs = Math.Min(best.Theirs, await Bench.TimeAsync(program, theirs, cleanup));
+            best.Theirs = Math.Min(best.Theirs, await Bench.TimeAsync(program, theirs));
             theirsCpu += qemuProcess.CpuSeconds() - qcpu0;
         }
 
@@ -230,14 +234,18 @@ internal static class Bench
         throw new TimeoutException("qemu-nbd did not start");
     }
 
-    public static async Task<double> TimeAsync(string program, string[] args, string? removeBefore)
+    /// <summary>Replaces <paramref name="target"/> (when given) by an empty file, so each copy starts alike.</summary>
+    public static async Task ResetAsync(string? target)
     {
-        if (removeBefore is not null)
+        if (target is not null)
         {
-            File.Delete(removeBefore);
-            await File.WriteAllBytesAsync(removeBefore, []);
+            File.Delete(target);
+            await File.WriteAllBytesAsync(target, []);
         }
+    }
 
+    public static async Task<double> TimeAsync(string program, string[] args)
+    {
         var sw = Stopwatch.StartNew();
         await RunAsync(program, args);
         return sw.Elapsed.TotalSeconds;

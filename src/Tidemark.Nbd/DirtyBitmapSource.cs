@@ -1,3 +1,4 @@
+using System.Buffers;
 using Tidemark.Storage.Bitmaps;
 
 namespace Tidemark.Nbd;
@@ -30,16 +31,24 @@ public sealed class DirtyBitmapSource : IDirtyBitmapSource
     public ValueTask<IReadOnlyList<DirtyExtent>> GetDirtyExtentsAsync(long offset, long length, CancellationToken cancellationToken = default)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        var result = new List<DirtyExtent>();
-        foreach (var extent in _bitmap.EnumerateExtents(offset, length))
-        {
-            result.Add(new DirtyExtent(extent.Offset, extent.Length, extent.Dirty));
-            if (result.Count == MaxExtentsPerCall)
-            {
-                break;
-            }
-        }
 
-        return ValueTask.FromResult<IReadOnlyList<DirtyExtent>>(result);
+        // One scan under one bitmap lock into a buffer of the cap, rather than the enumerator's
+        // growing batches; the copy out is sized to what was found.
+        var runs = ArrayPool<BitmapExtent>.Shared.Rent(MaxExtentsPerCall);
+        try
+        {
+            var count = _bitmap.GetExtents(offset, length, dirtyOnly: false, runs.AsSpan(0, MaxExtentsPerCall));
+            var result = new DirtyExtent[count];
+            for (var i = 0; i < count; i++)
+            {
+                result[i] = new DirtyExtent(runs[i].Offset, runs[i].Length, runs[i].Dirty);
+            }
+
+            return ValueTask.FromResult<IReadOnlyList<DirtyExtent>>(result);
+        }
+        finally
+        {
+            ArrayPool<BitmapExtent>.Shared.Return(runs);
+        }
     }
 }

@@ -10,6 +10,7 @@ namespace Tidemark.Storage;
 internal sealed class HostFile : IAsyncDisposable
 {
     private readonly SafeFileHandle _handle;
+    private FileStream? _stream;
     private int _disposed;
 
     private HostFile(SafeFileHandle handle, string path, bool readOnly)
@@ -67,6 +68,25 @@ internal sealed class HostFile : IAsyncDisposable
     }
 
     public long Length => RandomAccess.GetLength(_handle);
+
+    /// <summary>
+    /// A stream over the same descriptor, for APIs that take a <see cref="FileStream"/> and read
+    /// it positionally (<c>Socket.SendPacketsAsync</c> sends it with <c>sendfile</c>). Made once
+    /// and never disposed: the descriptor belongs to this object, which closes it.
+    /// </summary>
+    public FileStream Stream
+    {
+        get
+        {
+            if (_stream is not null)
+            {
+                return _stream;
+            }
+
+            var created = new FileStream(_handle, IsReadOnly ? FileAccess.Read : FileAccess.ReadWrite, bufferSize: 0, isAsync: _handle.IsAsync);
+            return Interlocked.CompareExchange(ref _stream, created, null) ?? created;
+        }
+    }
 
     /// <summary>Fills <paramref name="buffer"/> from <paramref name="offset"/>; bytes past end of file read as zero.</summary>
     public async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)

@@ -6,7 +6,7 @@ namespace Tidemark.Storage;
 /// A raw disk image: guest offset equals file offset. Holes in a sparse file are reported as
 /// unallocated zeroes, found with <c>lseek(SEEK_DATA/SEEK_HOLE)</c> as <c>qemu-img map</c> does.
 /// </summary>
-public sealed class RawImage : IBlockImage
+public sealed class RawImage : IHostFileImage
 {
     // lseek whence values from <unistd.h> on Linux (SEEK_DATA/SEEK_HOLE since 3.1).
     private const int SeekData = 3;
@@ -67,6 +67,16 @@ public sealed class RawImage : IBlockImage
 
         // Past end of file reads as zeroes (the file may have shrunk under us).
         return _file.ReadAsync(offset, buffer, cancellationToken);
+    }
+
+    public bool TryGetHostFile(long offset, long length, out FileStream file)
+    {
+        CheckRange(offset, length);
+        file = _file.Stream;
+
+        // One fstat instead of copying the range: past the end of a shrunk file only ReadAsync
+        // gives the zeroes the guest must see.
+        return offset + length <= _file.Length;
     }
 
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)

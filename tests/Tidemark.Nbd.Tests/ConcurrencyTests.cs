@@ -46,6 +46,36 @@ public sealed class ConcurrencyTests
     }
 
     [Fact]
+    public async Task RawFileShrunkWhileServed_ReadsPastItsEndAsZeroes()
+    {
+        // Reads of a raw image leave the data in the file and let the kernel send it; past the
+        // end of a file that shrank under the export that would leave the frame short, so those
+        // reads must take the path that fills zeroes.
+        using var dir = new TempDirectory("nbd-shrunk");
+        var path = dir.File("disk.raw");
+        var content = new byte[1 << 20];
+        new Random(7).NextBytes(content);
+        await File.WriteAllBytesAsync(path, content, Token);
+        await using var image = RawImage.Open(path, readOnly: true);
+        await using var server = await TestServer.StartAsync(dir, [new NbdExport("", image)]);
+        await using var client = await NbdClient.ConnectAsync(new NbdConnectOptions { EndPoint = new UnixDomainSocketEndPoint(server.SocketPath) }, Token);
+
+        var whole = new byte[1 << 20];
+        await client.ReadAsync(0, whole, cancellationToken: Token);
+        Assert.Equal(content, whole);
+
+        using (var shrink = new FileStream(path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite))
+        {
+            shrink.SetLength(512 << 10);
+        }
+
+        var across = new byte[256 << 10];
+        await client.ReadAsync(384 << 10, across, cancellationToken: Token);
+        Assert.Equal(content.AsSpan(384 << 10, 128 << 10).ToArray(), across.AsSpan(0, 128 << 10).ToArray());
+        Assert.All(across.AsSpan(128 << 10).ToArray(), b => Assert.Equal(0, b));
+    }
+
+    [Fact]
     public async Task MultiConn_WritesFromFourConnections_FlushOnOneMakesAllDurable()
     {
         using var dir = new TempDirectory("nbd-multiconn");

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Net.Sockets;
 using System.Text;
 using Tidemark.Nbd.Protocol;
 
@@ -17,14 +18,77 @@ internal sealed class ReplyWriter : IDisposable
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly Stream _stream;
 
+    // The plain socket under the stream (null under TLS, whose bytes the kernel cannot send
+    // from a file), and the one operation object its frames go out through; both are used only
+    // under _writeLock.
+    private readonly Socket? _socket;
+    private readonly SocketAsyncEventArgs? _packets;
+
     public ReplyWriter(Stream stream, bool structured)
     {
         _stream = stream;
         Structured = structured;
+        if (stream is NetworkStream network)
+        {
+            _socket = network.Socket;
+            _packets = new SocketAsyncEventArgs();
+            _packets.Completed += static (_, e) => ((TaskCompletionSource)e.UserToken!).TrySetResult();
+        }
     }
 
     /// <summary>Structured replies were negotiated.</summary>
     public bool Structured { get; }
+
+    /// <summary>Frames may carry host-file ranges (<see cref="WritePacketsAsync"/>): the transport is a plain socket.</summary>
+    public bool CanSendFile => _socket is not null;
+
+    /// <summary>
+    /// Writes one frame made of buffer slices and host-file ranges, atomically with respect to
+    /// other replies. The kernel sends file ranges straight from the page cache (sendfile), so
+    /// READ data is never copied through user memory.
+    /// </summary>
+    /// <param name="length">The frame's length: a file that shrank under the send leaves it
+    /// short, the framing is lost and the connection with it.</param>
+    /// <exception cref="NbdException">ConnectionClosed: the transport failed or the frame came out short.</exception>
+    public async ValueTask WritePacketsAsync(SendPacketsElement[] elements, long length, CancellationToken cancellationToken)
+    {
+        if (_socket is null || _packets is null)
+        {
+            throw new InvalidOperationException("file ranges can only be sent on a plain socket");
+        }
+
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var completion = new TaskCompletionSource();
+            _packets.SendPacketsElements = elements;
+            _packets.UserToken = completion;
+            if (_socket.SendPacketsAsync(_packets))
+            {
+                await completion.Task.ConfigureAwait(false);
+            }
+
+            if (_packets.SocketError != SocketError.Success)
+            {
+                throw new NbdException(NbdErrorReason.ConnectionClosed, $"cannot write a reply: {_packets.SocketError}");
+            }
+
+            if (_packets.BytesTransferred != length)
+            {
+                throw new NbdException(NbdErrorReason.ConnectionClosed, $"a reply came out short ({_packets.BytesTransferred} of {length} bytes): the image file shrank");
+            }
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException)
+        {
+            throw new NbdException(NbdErrorReason.ConnectionClosed, $"cannot write a reply: {e.Message}", e);
+        }
+        finally
+        {
+            _packets.SendPacketsElements = null;
+            _packets.UserToken = null;
+            _writeLock.Release();
+        }
+    }
 
     /// <summary>Writes one fully formed frame atomically with respect to other replies.</summary>
     /// <exception cref="NbdException">ConnectionClosed: the transport failed; the connection is lost.</exception>
@@ -120,5 +184,9 @@ internal sealed class ReplyWriter : IDisposable
         BinaryPrimitives.WriteUInt32BigEndian(destination[16..], length);
     }
 
-    public void Dispose() => _writeLock.Dispose();
+    public void Dispose()
+    {
+        _packets?.Dispose();
+        _writeLock.Dispose();
+    }
 }

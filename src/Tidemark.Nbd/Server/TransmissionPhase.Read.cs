@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Net.Sockets;
 using Tidemark.Nbd.Protocol;
 using Tidemark.Storage;
 
@@ -11,6 +12,12 @@ internal sealed partial class TransmissionPhase
     {
         var offset = (long)request.Offset;
         var length = (int)request.Length;
+        if (_replies.CanSendFile && _image is IHostFileImage host && host.TryGetHostFile(offset, length, out var file))
+        {
+            await SendFromFileAsync(request, file, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
         if (!_replies.Structured)
         {
             // Header and data in one pooled frame: the image reads straight behind the header,
@@ -74,6 +81,69 @@ internal sealed partial class TransmissionPhase
         {
             PayloadPool.Shared.Return(frame);
         }
+    }
+
+    /// <summary>
+    /// The same replies as above with the data left in the host file: only the headers are built
+    /// here, and the kernel copies each data run from the page cache into the socket.
+    /// </summary>
+    private async Task SendFromFileAsync(NbdRequest request, FileStream file, CancellationToken cancellationToken)
+    {
+        var offset = (long)request.Offset;
+        var length = (int)request.Length;
+        if (!_replies.Structured)
+        {
+            var header = new byte[NbdWire.SimpleReplyLength];
+            ReplyWriter.EncodeSimpleReply(header, NbdErrno.None, request.Cookie);
+            SendPacketsElement[] simple = [new(header), new(file, offset, length)];
+            await _replies.WritePacketsAsync(simple, NbdWire.SimpleReplyLength + (long)length, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        var runs = (request.Flags & NbdCommandFlags.DontFragment) != 0
+            ? [new ReadRun(offset, length, Zero: false)]
+            : await ReadRunsAsync(offset, length, cancellationToken).ConfigureAwait(false);
+
+        const int DataHeaderLength = NbdWire.ChunkHeaderLength + NbdWire.OffsetDataPrefixLength;
+        const int HoleChunkLength = NbdWire.ChunkHeaderLength + NbdWire.OffsetHoleLength;
+        var headersLength = 0;
+        var dataRuns = 0;
+        foreach (var run in runs)
+        {
+            headersLength += run.Zero ? HoleChunkLength : DataHeaderLength;
+            dataRuns += run.Zero ? 0 : 1;
+        }
+
+        var headers = new byte[headersLength];
+        var elements = new SendPacketsElement[runs.Count + dataRuns];
+        var position = 0;
+        var element = 0;
+        long frameLength = headersLength;
+        for (var i = 0; i < runs.Count; i++)
+        {
+            var run = runs[i];
+            var flags = i == runs.Count - 1 ? NbdReplyFlags.Done : NbdReplyFlags.None;
+            var chunk = headers.AsSpan(position);
+            if (run.Zero)
+            {
+                ReplyWriter.EncodeChunkHeader(chunk, flags, NbdReplyChunkType.OffsetHole, request.Cookie, NbdWire.OffsetHoleLength);
+                BinaryPrimitives.WriteUInt64BigEndian(chunk[NbdWire.ChunkHeaderLength..], (ulong)run.Offset);
+                BinaryPrimitives.WriteUInt32BigEndian(chunk[(NbdWire.ChunkHeaderLength + 8)..], (uint)run.Length);
+                elements[element++] = new SendPacketsElement(headers, position, HoleChunkLength);
+                position += HoleChunkLength;
+            }
+            else
+            {
+                ReplyWriter.EncodeChunkHeader(chunk, flags, NbdReplyChunkType.OffsetData, request.Cookie, (uint)(NbdWire.OffsetDataPrefixLength + run.Length));
+                BinaryPrimitives.WriteUInt64BigEndian(chunk[NbdWire.ChunkHeaderLength..], (ulong)run.Offset);
+                elements[element++] = new SendPacketsElement(headers, position, DataHeaderLength);
+                elements[element++] = new SendPacketsElement(file, run.Offset, run.Length);
+                position += DataHeaderLength;
+                frameLength += run.Length;
+            }
+        }
+
+        await _replies.WritePacketsAsync(elements, frameLength, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Splits a read into runs that read as zeroes and runs of data, adjacent runs merged.</summary>
