@@ -56,7 +56,16 @@ internal sealed class HostFile : IAsyncDisposable
         try
         {
             ImageLock.Acquire(handle, full, readOnly: false);
-            RandomAccess.SetLength(handle, 0);
+
+            // Truncate only a file that has content. On ext4, truncating to size 0, even a file
+            // that is already empty, marks the inode so that its close starts write-back of
+            // every dirty page and waits for block allocation (the auto_da_alloc heuristic for
+            // programs that rewrite a file in place): after copying 1 GiB into a new image
+            // that close alone took ~0.5 s.
+            if (RandomAccess.GetLength(handle) != 0)
+            {
+                RandomAccess.SetLength(handle, 0);
+            }
         }
         catch
         {
