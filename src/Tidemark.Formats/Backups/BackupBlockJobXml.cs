@@ -93,20 +93,7 @@ public static class BackupBlockJobXml
             else
             {
                 w.Open("source", sourceAttributes);
-                w.Open("privateData");
-                w.Open("nodenames");
-                if (store.StorageNodeName is not null)
-                {
-                    w.Empty("nodename", ("type", "storage"), ("name", store.StorageNodeName));
-                }
-
-                if (store.FormatNodeName is not null)
-                {
-                    w.Empty("nodename", ("type", "format"), ("name", store.FormatNodeName));
-                }
-
-                w.Close("nodenames");
-                w.Close("privateData");
+                BackupFormatter.FormatNodeNames(w, store);
                 w.Close("source");
             }
 

@@ -127,20 +127,7 @@ public static class BackupFormatter
 
             if (hasPrivate)
             {
-                w.Open("privateData");
-                w.Open("nodenames");
-                if (store.StorageNodeName is not null)
-                {
-                    w.Empty("nodename", ("type", "storage"), ("name", store.StorageNodeName));
-                }
-
-                if (store.FormatNodeName is not null)
-                {
-                    w.Empty("nodename", ("type", "format"), ("name", store.FormatNodeName));
-                }
-
-                w.Close("nodenames");
-                w.Close("privateData");
+                FormatNodeNames(w, store);
             }
 
             w.Close(storeElement);
@@ -187,5 +174,24 @@ public static class BackupFormatter
         }
 
         w.Close("encryption");
+    }
+
+    /// <summary>The store's QEMU node names, as the status XML keeps them (spec §3.6).</summary>
+    internal static void FormatNodeNames(LibvirtXmlWriter w, BackupStore store)
+    {
+        w.Open("privateData");
+        w.Open("nodenames");
+        if (store.StorageNodeName is not null)
+        {
+            w.Empty("nodename", ("type", "storage"), ("name", store.StorageNodeName));
+        }
+
+        if (store.FormatNodeName is not null)
+        {
+            w.Empty("nodename", ("type", "format"), ("name", store.FormatNodeName));
+        }
+
+        w.Close("nodenames");
+        w.Close("privateData");
     }
 }
