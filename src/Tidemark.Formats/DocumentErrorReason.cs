@@ -14,8 +14,17 @@ public enum DocumentErrorReason
     /// <summary>A DTD or entity declaration: refused, never expanded.</summary>
     DtdProhibited,
 
-    /// <summary>The document is larger than <see cref="Xml.XmlDocumentLoader.MaxDocumentChars"/>.</summary>
+    /// <summary>
+    /// The document is larger than <see cref="Xml.DocumentText.MaxBytes"/> bytes or
+    /// <see cref="Xml.XmlDocumentLoader.MaxDocumentChars"/> characters.
+    /// </summary>
     DocumentTooLarge,
+
+    /// <summary>The document's bytes are not UTF-8.</summary>
+    NotUtf8,
+
+    /// <summary>An element has more than <see cref="Xml.XmlDocumentLoader.MaxAttributesPerElement"/> attributes.</summary>
+    TooManyAttributes,
 
     /// <summary>The root element is not the one expected (or not one Tidemark knows).</summary>
     UnexpectedRoot,
@@ -114,6 +123,8 @@ public static class DocumentErrorReasons
         DocumentErrorReason.MalformedXml => LibvirtErrorCode.XmlError,
         DocumentErrorReason.DtdProhibited => LibvirtErrorCode.XmlError,
         DocumentErrorReason.DocumentTooLarge => LibvirtErrorCode.XmlError,
+        DocumentErrorReason.NotUtf8 => LibvirtErrorCode.XmlError,
+        DocumentErrorReason.TooManyAttributes => LibvirtErrorCode.XmlError,
         DocumentErrorReason.UnexpectedRoot => LibvirtErrorCode.XmlError,
         DocumentErrorReason.SchemaViolation => LibvirtErrorCode.XmlInvalidSchema,
         DocumentErrorReason.RedefineWithoutName => LibvirtErrorCode.XmlError,

@@ -18,9 +18,10 @@ public static class DocumentValidator
     /// the part Tidemark models (see <see cref="DomainSchema"/>).
     /// </remarks>
     /// <exception cref="DocumentException">The document is refused; the message says why.</exception>
-    public static DocumentKind Validate(string xml, string source = "(document)")
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while the text was parsed.</exception>
+    public static DocumentKind Validate(string xml, string source = "(document)", CancellationToken cancellationToken = default)
     {
-        var document = XmlDocumentLoader.Load(xml, source);
+        var document = XmlDocumentLoader.Load(xml, source, cancellationToken);
         var kind = XmlDocumentLoader.KindOf(document);
         switch (kind)
         {

@@ -54,7 +54,7 @@ public sealed class AlignmentTests
                 <disk type='block' device='disk'><target dev='vdc'/></disk>
               </devices>
             </domain>
-            """);
+            """, cancellationToken: TestContext.Current.CancellationToken);
 
         Assert.Equal([false, false, true], domain.Disks.Select(d => d.IsEmpty));
         Assert.Equal("export", domain.Disks[1].SourcePath);
@@ -109,7 +109,7 @@ public sealed class AlignmentTests
     [Fact]
     public void Checkpoint_AmbiguousPath_IsNotFound()
     {
-        var twice = DomainParser.Parse(DomainXml.Replace("<source dev='/dev/vg/e'/>", "<source dev='/img/a.qcow2'/>", StringComparison.Ordinal));
+        var twice = DomainParser.Parse(DomainXml.Replace("<source dev='/dev/vg/e'/>", "<source dev='/img/a.qcow2'/>", StringComparison.Ordinal), cancellationToken: TestContext.Current.CancellationToken);
 
         AssertRefused(() => CheckpointAligner.Align(Checkpoint(new CheckpointDisk("/img/a.qcow2", CheckpointType.Bitmap)), twice), DocumentErrorReason.NoSuchDisk, "unsupported configuration: no disk named '/img/a.qcow2'");
     }

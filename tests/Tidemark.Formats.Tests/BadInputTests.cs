@@ -14,7 +14,7 @@ public sealed class BadInputTests
     [Fact]
     public void MalformedXml_UnclosedElement_NamesLineAndColumn()
     {
-        var e = Assert.Throws<DocumentException>(() => DocumentValidator.Validate("<domaincheckpoint>\n  <name>c1</nam>\n</domaincheckpoint>\n", "c1.xml"));
+        var e = Assert.Throws<DocumentException>(() => DocumentValidator.Validate("<domaincheckpoint>\n  <name>c1</nam>\n</domaincheckpoint>\n", "c1.xml", cancellationToken: TestContext.Current.CancellationToken));
 
         Assert.Equal(DocumentErrorReason.MalformedXml, e.Reason);
         Assert.StartsWith("XML error: failed to parse xml document 'c1.xml': line 2, column 13: ", e.Message, StringComparison.Ordinal);
@@ -22,11 +22,11 @@ public sealed class BadInputTests
 
     [Fact]
     public void MalformedXml_Empty_IsRefused()
-        => Assert.Equal(DocumentErrorReason.MalformedXml, Assert.Throws<DocumentException>(() => DocumentValidator.Validate(string.Empty)).Reason);
+        => Assert.Equal(DocumentErrorReason.MalformedXml, Assert.Throws<DocumentException>(() => DocumentValidator.Validate(string.Empty, cancellationToken: TestContext.Current.CancellationToken)).Reason);
 
     [Fact]
     public void MalformedXml_TwoRoots_IsRefused()
-        => Assert.Equal(DocumentErrorReason.MalformedXml, Assert.Throws<DocumentException>(() => DocumentValidator.Validate("<domainbackup/><domainbackup/>")).Reason);
+        => Assert.Equal(DocumentErrorReason.MalformedXml, Assert.Throws<DocumentException>(() => DocumentValidator.Validate("<domainbackup/><domainbackup/>", cancellationToken: TestContext.Current.CancellationToken)).Reason);
 
     [Fact]
     public void WrongRoot_ForCheckpoint_UsesLibvirtText()
@@ -39,7 +39,7 @@ public sealed class BadInputTests
     [Fact]
     public void UnknownRoot_ForValidate_IsRefused()
     {
-        var e = Assert.Throws<DocumentException>(() => DocumentValidator.Validate("<domstatus/>"));
+        var e = Assert.Throws<DocumentException>(() => DocumentValidator.Validate("<domstatus/>", cancellationToken: TestContext.Current.CancellationToken));
 
         Assert.Equal(DocumentErrorReason.UnexpectedRoot, e.Reason);
         Assert.Contains("'domstatus'", e.Message, StringComparison.Ordinal);
@@ -47,7 +47,7 @@ public sealed class BadInputTests
 
     [Fact]
     public void NamespacedRoot_IsNotLibvirts()
-        => Assert.Equal(DocumentErrorReason.UnexpectedRoot, Assert.Throws<DocumentException>(() => DocumentValidator.Validate("<domainbackup xmlns='urn:x'/>")).Reason);
+        => Assert.Equal(DocumentErrorReason.UnexpectedRoot, Assert.Throws<DocumentException>(() => DocumentValidator.Validate("<domainbackup xmlns='urn:x'/>", cancellationToken: TestContext.Current.CancellationToken)).Reason);
 
     [Fact]
     public void Dtd_WithEntityExpansion_IsRefusedNotExpanded()
@@ -78,14 +78,14 @@ public sealed class BadInputTests
 
     [Fact]
     public void UndeclaredEntity_IsMalformed()
-        => Assert.Equal(DocumentErrorReason.MalformedXml, Assert.Throws<DocumentException>(() => DocumentValidator.Validate("<domaincheckpoint><name>&x;</name></domaincheckpoint>")).Reason);
+        => Assert.Equal(DocumentErrorReason.MalformedXml, Assert.Throws<DocumentException>(() => DocumentValidator.Validate("<domaincheckpoint><name>&x;</name></domaincheckpoint>", cancellationToken: TestContext.Current.CancellationToken)).Reason);
 
     [Fact]
     public void HugeDocument_OverTheLimit_IsRefusedBeforeParsing()
     {
         var huge = "<domaincheckpoint><description>" + new string('x', XmlDocumentLoader.MaxDocumentChars) + "</description></domaincheckpoint>";
 
-        var e = Assert.Throws<DocumentException>(() => DocumentValidator.Validate(huge, "huge.xml"));
+        var e = Assert.Throws<DocumentException>(() => DocumentValidator.Validate(huge, "huge.xml", cancellationToken: TestContext.Current.CancellationToken));
 
         Assert.Equal(DocumentErrorReason.DocumentTooLarge, e.Reason);
         Assert.Contains("limit of 10485760", e.Message, StringComparison.Ordinal);
@@ -97,7 +97,7 @@ public sealed class BadInputTests
         const string head = "<domaincheckpoint><description>", tail = "</description></domaincheckpoint>";
         var text = head + new string('x', XmlDocumentLoader.MaxDocumentChars - head.Length - tail.Length) + tail;
 
-        Assert.Equal(DocumentKind.Checkpoint, DocumentValidator.Validate(text));
+        Assert.Equal(DocumentKind.Checkpoint, DocumentValidator.Validate(text, cancellationToken: TestContext.Current.CancellationToken));
     }
 
     [Fact]
@@ -106,7 +106,7 @@ public sealed class BadInputTests
         var depth = 1_000_000;
         var deep = "<domain type='kvm'><name>d</name><devices>" + string.Concat(Enumerable.Repeat("<x>", depth)) + string.Concat(Enumerable.Repeat("</x>", depth)) + "</devices></domain>";
 
-        var e = Assert.Throws<DocumentException>(() => DomainParser.Parse(deep));
+        var e = Assert.Throws<DocumentException>(() => DomainParser.Parse(deep, cancellationToken: TestContext.Current.CancellationToken));
 
         Assert.Equal(DocumentErrorReason.MalformedXml, e.Reason);
         Assert.Contains("elements nest deeper than 256 levels", e.Message, StringComparison.Ordinal);
@@ -118,7 +118,7 @@ public sealed class BadInputTests
         var depth = XmlDocumentLoader.MaxDepth - 1;
         var text = "<domainbackup>" + string.Concat(Enumerable.Repeat("<x>", depth - 1)) + string.Concat(Enumerable.Repeat("</x>", depth - 1)) + "</domainbackup>";
 
-        Assert.Equal(DocumentErrorReason.SchemaViolation, Assert.Throws<DocumentException>(() => DocumentValidator.Validate(text)).Reason);
+        Assert.Equal(DocumentErrorReason.SchemaViolation, Assert.Throws<DocumentException>(() => DocumentValidator.Validate(text, cancellationToken: TestContext.Current.CancellationToken)).Reason);
     }
 
     [Theory]
@@ -160,7 +160,7 @@ public sealed class BadInputTests
     [InlineData("<domain><name>d</name></domain>", "element 'domain': missing required attribute 'type'")]
     public void SchemaViolation_NamesElementAndAttribute(string xml, string problem)
     {
-        var e = Assert.Throws<DocumentException>(() => DocumentValidator.Validate(xml));
+        var e = Assert.Throws<DocumentException>(() => DocumentValidator.Validate(xml, cancellationToken: TestContext.Current.CancellationToken));
 
         Assert.Equal(DocumentErrorReason.SchemaViolation, e.Reason);
         Assert.Contains(e.Problems, p => p.StartsWith("line 1: " + problem, StringComparison.Ordinal));
@@ -173,7 +173,7 @@ public sealed class BadInputTests
     [InlineData("<domaincheckpoint><disks><disk name='vda' checkpoint=' no '/></disks></domaincheckpoint>", DocumentErrorReason.InvalidAttribute, "XML error: Invalid value for attribute 'checkpoint' in element 'disk': ' no '.")]
     public void ParserRule_BeyondTheSchema_UsesLibvirtText(string xml, DocumentErrorReason reason, string message)
     {
-        var e = Assert.Throws<DocumentException>(() => DocumentValidator.Validate(xml));
+        var e = Assert.Throws<DocumentException>(() => DocumentValidator.Validate(xml, cancellationToken: TestContext.Current.CancellationToken));
 
         Assert.Equal(reason, e.Reason);
         Assert.Equal(message, e.Message);
@@ -216,5 +216,5 @@ public sealed class BadInputTests
 
     [Fact]
     public void DomainName_WithNewline_IsRefused()
-        => Assert.Equal(DocumentErrorReason.SchemaViolation, Assert.Throws<DocumentException>(() => DomainParser.Parse("<domain type='kvm'><name>a&#10;b</name></domain>")).Reason);
+        => Assert.Equal(DocumentErrorReason.SchemaViolation, Assert.Throws<DocumentException>(() => DomainParser.Parse("<domain type='kvm'><name>a&#10;b</name></domain>", cancellationToken: TestContext.Current.CancellationToken)).Reason);
 }

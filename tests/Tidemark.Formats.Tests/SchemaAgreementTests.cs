@@ -25,7 +25,7 @@ public sealed class SchemaAgreementTests
         string? tidemarkError = null;
         try
         {
-            DocumentValidator.Validate(text, file);
+            DocumentValidator.Validate(text, file, cancellationToken: TestContext.Current.CancellationToken);
         }
         catch (DocumentException e)
         {

@@ -1,45 +1,55 @@
-using System.Text;
+using Tidemark.Formats;
 using Tidemark.Formats.Xml;
 
 namespace Tidemark.Cli.Commands;
 
-/// <summary>Reads a document file for the document verbs, refusing one over the document size cap before reading it.</summary>
+/// <summary>
+/// Reads a document for the document verbs from a file, a device, a FIFO, a process
+/// substitution (<c>&lt;(…)</c>) or standard input (<c>-</c>), through the one bounded reader
+/// (<see cref="DocumentText"/>): what is read is capped, whatever length the source claims.
+/// </summary>
 internal static class DocumentFile
 {
-    // Documents are UTF-8, as libvirt writes them; a byte sequence that is not UTF-8 is an
-    // error, not a silent replacement character. (An XML declaration naming another encoding
-    // is not honoured.)
-    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+    /// <summary>The name that stands for standard input, as for xmllint.</summary>
+    public const string StandardInput = "-";
 
-    /// <summary>The file's text.</summary>
-    /// <exception cref="CliException">The file is missing, unreadable or too large.</exception>
+    /// <summary>The document's text.</summary>
+    /// <exception cref="CliException">The source is missing, unreadable, too large or not UTF-8.</exception>
     public static async Task<string> ReadAsync(string path, CancellationToken cancellationToken)
     {
         try
         {
+            if (path == StandardInput)
+            {
+                var stdin = Console.OpenStandardInput();
+                await using (stdin.ConfigureAwait(false))
+                {
+                    return await DocumentText.ReadAsync(stdin, path, cancellationToken).ConfigureAwait(false);
+                }
+            }
+
             if (Directory.Exists(path))
             {
                 throw new CliException($"failed to read file '{path}': Is a directory");
             }
 
-            var info = new FileInfo(path);
-            if (!info.Exists)
+            if (!File.Exists(path))
             {
                 throw new CliException($"failed to open file '{path}': No such file or directory");
             }
 
-            // UTF-8 needs at least one byte per character, so a file over the character cap in
-            // bytes may still fit; four bytes per character bounds it from above.
-            if (info.Length > 4L * XmlDocumentLoader.MaxDocumentChars)
+            // Opening a FIFO waits for its writer; the wait is abandoned when a signal cancels
+            // the command (the thread then ends with the process).
+            var stream = await Task.Run(() => new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, bufferSize: 0), cancellationToken)
+                .WaitAsync(cancellationToken).ConfigureAwait(false);
+            await using (stream.ConfigureAwait(false))
             {
-                throw new CliException($"file '{path}' is {info.Length} bytes, larger than any document Tidemark reads");
+                return await DocumentText.ReadAsync(stream, path, cancellationToken).ConfigureAwait(false);
             }
-
-            return await File.ReadAllTextAsync(path, StrictUtf8, cancellationToken).ConfigureAwait(false);
         }
-        catch (DecoderFallbackException e)
+        catch (DocumentException e)
         {
-            throw new CliException($"failed to read file '{path}': not valid UTF-8", e);
+            throw new CliException(e.Detail, e);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -11,9 +11,10 @@ public static class DomainParser
 {
     /// <summary>Parses a whole domain document.</summary>
     /// <exception cref="DocumentException">Malformed XML, another root, or an invalid modelled part.</exception>
-    public static DomainDefinition Parse(string xml, string source = "(domain)")
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while the text was parsed.</exception>
+    public static DomainDefinition Parse(string xml, string source = "(domain)", CancellationToken cancellationToken = default)
     {
-        var document = XmlDocumentLoader.Load(xml, source);
+        var document = XmlDocumentLoader.Load(xml, source, cancellationToken);
         return Parse(XmlDocumentLoader.RequireRoot(document, "domain"));
     }
 

@@ -6,13 +6,14 @@ namespace Tidemark.Formats.Domains;
 
 /// <summary>
 /// The rules of libvirt's <c>domain.rng</c> for the part of a domain that Tidemark models: the
-/// root's <c>type</c>, <c>&lt;name&gt;</c>, <c>&lt;uuid&gt;</c>, and for each
+/// root's <c>type</c>, <c>&lt;name&gt;</c>, <c>&lt;uuid&gt;</c>, the sizes <c>&lt;memory&gt;</c>,
+/// <c>&lt;maxMemory&gt;</c> and <c>&lt;currentMemory&gt;</c> (<c>scaledInteger</c>), and for each
 /// <c>&lt;devices&gt;&lt;disk&gt;</c> its type and device, <c>&lt;driver&gt;</c> name and type,
 /// <c>&lt;source&gt;</c> path, <c>&lt;target&gt;</c> dev and bus, and <c>&lt;readonly/&gt;</c>.
 /// </summary>
 /// <remarks>
 /// Not checked (the full schema is some 9,000 lines): every other element and attribute of a
-/// domain (memory, CPU, OS, clock, features, the other devices, addresses, seclabels, disk
+/// domain (CPU, OS, clock, features, the other devices, addresses, seclabels, disk
 /// encryption and auth, network-disk hosts, the contents of backingStore), and the element order
 /// rules. Such content is kept verbatim, so a domain that libvirt refuses for those reasons is
 /// accepted here; it fails when libvirt itself reads it back.
@@ -51,6 +52,10 @@ internal static class DomainSchema
             report.Check(uuid, report.TextOnly(uuid), SchemaTypes.IsUuid, "UUID");
         }
 
+        CheckScaledInteger(report.AtMostOne(domain, "memory"), report, "dumpCore");
+        CheckScaledInteger(report.AtMostOne(domain, "maxMemory"), report, "slots");
+        CheckScaledInteger(report.AtMostOne(domain, "currentMemory"), report);
+
         if (report.AtMostOne(domain, "devices") is { } devices)
         {
             foreach (var disk in devices.Elements("disk"))
@@ -58,6 +63,31 @@ internal static class DomainSchema
                 CheckDisk(disk, report);
             }
         }
+    }
+
+    // basictypes.rng scaledInteger: an optional unit and an unsignedLong of ASCII digits only, so
+    // '-1', '0x10', an Arabic-Indic digit, a value past 2^64-1 and an empty element are all
+    // refused (as xmllint --relaxng refuses them). The parser's further check, that the value
+    // times its unit fits in 2^63 bytes, is not made here.
+    private static void CheckScaledInteger(XElement? element, SchemaReport report, params string[] otherAttributes)
+    {
+        if (element is null)
+        {
+            return;
+        }
+
+        report.AllowAttributes(element, ["unit", .. otherAttributes]);
+        foreach (var child in element.Elements())
+        {
+            report.Add(child, $"element not allowed in <{element.Name.LocalName}>, which holds text only");
+        }
+
+        if (element.Attribute("unit") is { } unit)
+        {
+            report.Check(unit, unit.Value, SchemaTypes.IsUnit, "unit");
+        }
+
+        report.Check(element, element.Value, SchemaTypes.IsUnsignedLong, "unsignedLong");
     }
 
     private static void CheckDisk(XElement disk, SchemaReport report)

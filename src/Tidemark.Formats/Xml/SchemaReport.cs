@@ -11,8 +11,17 @@ namespace Tidemark.Formats.Xml;
 /// </summary>
 internal sealed class SchemaReport
 {
+    /// <summary>
+    /// The most problems reported one by one: 100. A hostile document can break a rule a million
+    /// times (one unknown attribute after another); the first hundred say what is wrong, and
+    /// the rest are only counted, so the message stays small. (xmllint stops sooner: one
+    /// error per refused element.)
+    /// </summary>
+    public const int MaxReported = 100;
+
     private readonly List<string> _problems = [];
     private readonly string _schema;
+    private int _unreported;
 
     public SchemaReport(string schema) => _schema = schema;
 
@@ -20,17 +29,26 @@ internal sealed class SchemaReport
 
     /// <summary>Records a problem at <paramref name="at"/>.</summary>
     public void Add(XObject at, string problem)
-        => _problems.Add(string.Create(CultureInfo.InvariantCulture, $"line {LineOf(at)}: {Describe(at)}: {problem}"));
+    {
+        if (_problems.Count < MaxReported)
+        {
+            _problems.Add(string.Create(CultureInfo.InvariantCulture, $"line {LineOf(at)}: {Describe(at)}: {problem}"));
+        }
+        else
+        {
+            _unreported++;
+        }
+    }
 
     /// <summary>Throws the collected problems as one <see cref="DocumentErrorReason.SchemaViolation"/>.</summary>
     public void ThrowIfAny()
     {
         if (_problems.Count > 0)
         {
-            throw new DocumentException(
-                DocumentErrorReason.SchemaViolation,
-                $"Unable to validate doc against {_schema}",
-                _problems.ToArray());
+            var problems = _unreported == 0
+                ? _problems.ToArray()
+                : [.. _problems, string.Create(CultureInfo.InvariantCulture, $"and {_unreported} more problems")];
+            throw new DocumentException(DocumentErrorReason.SchemaViolation, $"Unable to validate doc against {_schema}", problems);
         }
     }
 

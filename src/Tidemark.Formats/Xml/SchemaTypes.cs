@@ -36,6 +36,9 @@ internal static partial class SchemaTypes
     public static bool IsUnsignedLong(string value)
         => DigitsPattern().IsMatch(value) && ulong.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out _);
 
+    /// <summary><c>unit</c> of a <c>scaledInteger</c>: b, bytes, k, KiB, KB, M, … E, any case.</summary>
+    public static bool IsUnit(string value) => UnitPattern().IsMatch(value);
+
     /// <summary><c>UUID</c>: 32 hex digits, bare or in the 8-4-4-4-12 form.</summary>
     public static bool IsUuid(string value) => UuidPattern().IsMatch(value);
 
@@ -62,6 +65,9 @@ internal static partial class SchemaTypes
 
     [GeneratedRegex(@"^(/|[a-zA-Z]:\\)[^\r\n]+\z", RegexOptions.CultureInvariant)]
     private static partial Regex AbsFilePathPattern();
+
+    [GeneratedRegex(@"^(([bB]([yY][tT][eE][sS]?)?)|([kKmMgGtTpPeE]([iI]?[bB])?))\z", RegexOptions.CultureInvariant)]
+    private static partial Regex UnitPattern();
 
     [GeneratedRegex(@"^[0-9]+\z", RegexOptions.CultureInvariant)]
     private static partial Regex DigitsPattern();

@@ -6,8 +6,8 @@ namespace Tidemark.Formats.Xml;
 /// <summary>
 /// Reads untrusted XML text into a tree with line information, safely: no DTD (a document with a
 /// <c>&lt;!DOCTYPE&gt;</c> is refused, so no entity is ever declared or expanded), no external
-/// resolution, a size cap checked before anything is parsed, and a nesting cap checked before
-/// the tree is built.
+/// resolution, a size cap checked before anything is parsed, and an attribute cap and a nesting
+/// cap checked before the tree is built. The work is linear in the text and cancellable.
 /// </summary>
 public static class XmlDocumentLoader
 {
@@ -26,11 +26,25 @@ public static class XmlDocumentLoader
     /// </summary>
     public const int MaxDepth = 256;
 
+    /// <summary>
+    /// The most attributes one element may have: 1024. The widest element of libvirt's documents,
+    /// a disk's <c>&lt;driver&gt;</c>, has under twenty, and a schema-valid element never repeats
+    /// one; the cap keeps .NET's reader, which slows down faster than linearly with the
+    /// attributes of a single element, linear over the whole document (see <see cref="StartTagScan"/>).
+    /// </summary>
+    public const int MaxAttributesPerElement = 1024;
+
+    // The cancellation token is looked at once per this many nodes of the streaming pass.
+    private const int CheckEveryNodes = 4096;
+
     /// <summary>Parses <paramref name="text"/>; <paramref name="source"/> names it in errors.</summary>
-    /// <exception cref="DocumentException">Too large, too deep, not well-formed, or with a DTD.</exception>
-    public static XDocument Load(string text, string source = "(document)")
+    /// <exception cref="DocumentException">Too large, too deep, an element with too many
+    /// attributes, not well-formed, or with a DTD.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    public static XDocument Load(string text, string source = "(document)", CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(text);
+        cancellationToken.ThrowIfCancellationRequested();
         if (text.Length > MaxDocumentChars)
         {
             throw new DocumentException(
@@ -48,14 +62,21 @@ public static class XmlDocumentLoader
             IgnoreProcessingInstructions = true,
             CloseInput = true,
         };
+        StartTagScan.Check(text, MaxAttributesPerElement, source, cancellationToken);
         try
         {
             // First a streaming pass that stops at the depth cap, before any tree is built:
             // building a very deep tree is itself slow.
             using (var scan = XmlReader.Create(new StringReader(text), settings))
             {
+                var nodes = 0;
                 while (scan.Read())
                 {
+                    if (++nodes % CheckEveryNodes == 0)
+                    {
+                        cancellationToken.ThrowIfCancellationRequested();
+                    }
+
                     if (scan.NodeType == XmlNodeType.Element && scan.Depth >= MaxDepth)
                     {
                         var at = (IXmlLineInfo)scan;

@@ -17,7 +17,7 @@ internal static class FormatCommand
         var domain = settings.Domain is null ? null : await ReadDomainAsync(settings.Domain, cancellationToken).ConfigureAwait(false);
         try
         {
-            var document = XmlDocumentLoader.Load(text, settings.File);
+            var document = XmlDocumentLoader.Load(text, settings.File, cancellationToken);
             var output = XmlDocumentLoader.KindOf(document) switch
             {
                 DocumentKind.Checkpoint => FormatCheckpoint(document.Root!, settings, domain),
@@ -102,7 +102,7 @@ internal static class FormatCommand
         var text = await DocumentFile.ReadAsync(path, cancellationToken).ConfigureAwait(false);
         try
         {
-            return DomainParser.Parse(text, path);
+            return DomainParser.Parse(text, path, cancellationToken);
         }
         catch (DocumentException e)
         {

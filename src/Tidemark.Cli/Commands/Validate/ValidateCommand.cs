@@ -30,7 +30,7 @@ internal static class ValidateCommand
         try
         {
             var text = await DocumentFile.ReadAsync(file, cancellationToken).ConfigureAwait(false);
-            DocumentValidator.Validate(text, file);
+            DocumentValidator.Validate(text, file, cancellationToken);
             return true;
         }
         catch (Exception e) when (e is DocumentException or CliException)
