@@ -11,9 +11,10 @@ public sealed class NbdServerLimits
     private int _maxOptions = 64;
     private int _maxMetaContextQueries = 128;
     private int _maxConnections = 256;
+    private int _maxQueuedConnections = 128;
     private int _maxInFlightRequestsPerConnection = 64;
     private int _maxExtentsPerReply = 128 * 1024;
-    private TimeSpan _handshakeTimeout = TimeSpan.FromSeconds(60);
+    private TimeSpan _handshakeTimeout = TimeSpan.FromSeconds(10);
 
     /// <summary>
     /// Largest READ or WRITE payload, advertised as the maximum block size. Default 32 MiB: what
@@ -72,9 +73,11 @@ public sealed class NbdServerLimits
     }
 
     /// <summary>
-    /// Connections served at once; more are accepted and closed at once. Default 256: a guest uses
-    /// one per disk, nbdcopy up to 4 (or -C N), and 256 keeps file descriptors well inside a default
-    /// ulimit of 1024.
+    /// Connections served at once (qemu-nbd's <c>-e</c>); a connection in its handshake holds a
+    /// slot too, for at most <see cref="HandshakeTimeout"/>. More are accepted and wait, without a
+    /// greeting, in a queue of <see cref="MaxQueuedConnections"/> until a slot frees, as qemu-nbd
+    /// 7.2 leaves them waiting. Default 256: a guest uses one per disk, nbdcopy up to 4 (or
+    /// -C N), and 256 keeps file descriptors well inside a default ulimit of 1024.
     /// </summary>
     public int MaxConnections
     {
@@ -83,6 +86,22 @@ public sealed class NbdServerLimits
         {
             ArgumentOutOfRangeException.ThrowIfLessThan(value, 1, nameof(MaxConnections));
             _maxConnections = value;
+        }
+    }
+
+    /// <summary>
+    /// Connections that wait for a slot (see <see cref="MaxConnections"/>); one more is closed at
+    /// once. Default 128: the listen backlog the server asks of the kernel, so the queue holds
+    /// what the kernel would. A waiting connection costs a socket and nothing else, and one whose
+    /// client has gone is dropped when its turn comes instead of taking the slot.
+    /// </summary>
+    public int MaxQueuedConnections
+    {
+        get => _maxQueuedConnections;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, 0, nameof(MaxQueuedConnections));
+            _maxQueuedConnections = value;
         }
     }
 
@@ -118,9 +137,11 @@ public sealed class NbdServerLimits
     }
 
     /// <summary>
-    /// Time a client has to finish the handshake. Default 60 s: a client that connects and says
-    /// nothing holds a connection slot; nbdkit's --timeout and qemu's handshake-max-seconds (10 s)
-    /// bound the same thing; TLS handshakes on a loaded host need more than 10 s of slack.
+    /// Time a client has from its greeting to the end of option haggling (TLS included), after
+    /// which the connection is closed and its slot freed: a client that connects and says
+    /// nothing, or stops halfway, must not hold one of the <see cref="MaxConnections"/> slots.
+    /// Default 10 s: qemu-nbd's <c>NBD_DEFAULT_HANDSHAKE_MAX_SECS</c> (Debian's qemu-nbd 7.2
+    /// closes a silent client after 10 s and then serves the one waiting behind it).
     /// </summary>
     public TimeSpan HandshakeTimeout
     {

@@ -102,35 +102,26 @@ public sealed class ConcurrencyTests
     }
 
     [Fact]
-    public async Task ConnectionLimit_RefusesPastTheLimitAndServesAgainAfter()
+    public async Task ConnectionLimit_QueuesPastTheLimit_RefusesPastTheQueue_ServesInTurn()
     {
         using var dir = new TempDirectory("nbd-limit");
         await using var image = RawImage.Create(dir.File("disk.raw"), 1 << 20);
-        await using var server = await TestServer.StartAsync(dir, [new NbdExport("", image)], limits: new NbdServerLimits { MaxConnections = 2 });
+        await using var server = await TestServer.StartAsync(dir, [new NbdExport("", image)], limits: new NbdServerLimits { MaxConnections = 2, MaxQueuedConnections = 1 });
         var options = new NbdConnectOptions { EndPoint = new UnixDomainSocketEndPoint(server.SocketPath) };
         var first = await NbdClient.ConnectAsync(options, Token);
         var second = await NbdClient.ConnectAsync(options, Token);
+
+        // The third is accepted and waits, not greeted; the fourth finds the queue full.
+        var third = NbdClient.ConnectAsync(options, Token);
+        Assert.True(await server.Log.WaitForAsync("unix client: waiting for a connection slot: 2 connections are open"));
         await Assert.ThrowsAsync<NbdException>(async () => await NbdClient.ConnectAsync(options, Token));
-        Assert.True(await server.Log.WaitForAsync("refusing a connection: 2 connections are open"));
+        Assert.True(await server.Log.WaitForAsync("refusing a connection: 2 connections are open and 1 are waiting for one to end"));
+        Assert.False(third.IsCompleted);
+
+        // A slot freed goes to the one waiting.
         await first.DisposeAsync();
-
-        // The slot is freed once the server has seen the disconnect.
-        NbdClient? third = null;
-        for (var i = 0; i < 100 && third is null; i++)
-        {
-            try
-            {
-                third = await NbdClient.ConnectAsync(options, Token);
-            }
-            catch (NbdException)
-            {
-                await Task.Delay(20, Token);
-            }
-        }
-
-        Assert.NotNull(third);
-        await third.FlushAsync(Token);
-        await third.DisposeAsync();
+        await using var served = await third;
+        await served.FlushAsync(Token);
         await second.DisposeAsync();
     }
 

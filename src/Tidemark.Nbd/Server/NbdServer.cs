@@ -8,9 +8,18 @@ namespace Tidemark.Nbd.Server;
 
 /// <summary>
 /// An NBD server: listens on TCP and unix sockets, serves its exports to any number of clients
-/// (up to <see cref="NbdServerLimits.MaxConnections"/>). The accept loop only accepts, registers
-/// and hands off; a connection's failure is handled inside that connection.
+/// (up to <see cref="NbdServerLimits.MaxConnections"/> at once, the others waiting their turn).
+/// The accept loop only accepts, registers and hands off; a connection's failure is handled
+/// inside that connection.
 /// </summary>
+/// <remarks>
+/// Connection slots, as qemu-nbd's <c>-e</c>: a connection takes a slot before it is greeted and
+/// gives it back when it ends. A connection accepted while every slot is taken waits, not yet
+/// greeted, in a FIFO of at most <see cref="NbdServerLimits.MaxQueuedConnections"/> (past that it
+/// is closed at once). A client cannot keep a slot without negotiating: the handshake must end
+/// within <see cref="NbdServerLimits.HandshakeTimeout"/>, so silent or half-open clients only
+/// delay the ones queued behind them, never lock them out.
+/// </remarks>
 public sealed class NbdServer : IAsyncDisposable
 {
     /// <summary>
@@ -27,8 +36,13 @@ public sealed class NbdServer : IAsyncDisposable
     private readonly CancellationTokenSource _shutdown = new();
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ILogger _logger;
-    private int _connectionCount;
-    private int _servedCount;
+
+    // One count per connection slot (MaxConnections, read when the server is created). Its
+    // async waiters are released in FIFO order, which makes the waiting connections a queue.
+    private readonly SemaphoreSlim _slots;
+
+    // Connections accepted and not yet holding a slot.
+    private int _waiting;
     private int _started;
 
     public NbdServer(NbdServerOptions options, IEnumerable<NbdExport> exports, ILoggerFactory? loggerFactory = null)
@@ -36,6 +50,7 @@ public sealed class NbdServer : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(exports);
         Options = options;
+        _slots = new SemaphoreSlim(options.Limits.MaxConnections, options.Limits.MaxConnections);
         _logger = (ILogger?)loggerFactory?.CreateLogger<NbdServer>() ?? NullLogger.Instance;
         foreach (var export in exports)
         {
@@ -140,15 +155,17 @@ public sealed class NbdServer : IAsyncDisposable
             while (!_shutdown.IsCancellationRequested)
             {
                 var socket = await listener.AcceptAsync(_shutdown.Token).ConfigureAwait(false);
-                if (Interlocked.Increment(ref _connectionCount) > Options.Limits.MaxConnections)
+                if (Interlocked.Increment(ref _waiting) > Options.Limits.MaxQueuedConnections + _slots.CurrentCount)
                 {
-                    Interlocked.Decrement(ref _connectionCount);
-                    _logger.LogWarning("refusing a connection: {Limit} connections are open", Options.Limits.MaxConnections);
+                    Interlocked.Decrement(ref _waiting);
+                    _logger.LogWarning(
+                        "refusing a connection: {Limit} connections are open and {Queued} are waiting for one to end",
+                        Options.Limits.MaxConnections,
+                        Options.Limits.MaxQueuedConnections);
                     socket.Dispose();
                     continue;
                 }
 
-                Interlocked.Increment(ref _servedCount);
                 _ = RunConnectionAsync(socket);
             }
         }
@@ -167,6 +184,12 @@ public sealed class NbdServer : IAsyncDisposable
     private async Task RunConnectionAsync(Socket socket)
     {
         var peer = socket.RemoteEndPoint is { } remote && remote is not UnixDomainSocketEndPoint ? remote.ToString() ?? "client" : "unix client";
+        if (!await TakeSlotAsync(socket, peer).ConfigureAwait(false))
+        {
+            socket.Dispose();
+            return;
+        }
+
         ServerConnection? connection = null;
         try
         {
@@ -202,12 +225,59 @@ public sealed class NbdServer : IAsyncDisposable
                 socket.Dispose();
             }
 
-            Interlocked.Decrement(ref _connectionCount);
+            _slots.Release();
             _logger.LogDebug("{Peer}: disconnected", peer);
             if (!Options.Persistent)
             {
                 _ = StopAsync();
             }
+        }
+    }
+
+    /// <summary>
+    /// Waits for a connection slot in FIFO order. False when the server stops meanwhile, or the
+    /// client left while it waited (its slot goes straight to the next one).
+    /// </summary>
+    private async Task<bool> TakeSlotAsync(Socket socket, string peer)
+    {
+        try
+        {
+            if (!_slots.Wait(0))
+            {
+                _logger.LogInformation("{Peer}: waiting for a connection slot: {Limit} connections are open", peer, Options.Limits.MaxConnections);
+                await _slots.WaitAsync(_shutdown.Token).ConfigureAwait(false);
+                if (HasLeft(socket))
+                {
+                    _slots.Release();
+                    _logger.LogDebug("{Peer}: left while waiting for a connection slot", peer);
+                    return false;
+                }
+            }
+
+            return true;
+        }
+        catch (OperationCanceledException) when (_shutdown.IsCancellationRequested)
+        {
+            return false;
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _waiting);
+        }
+    }
+
+    // A client that closed its end (or reset) while waiting: the socket reads as ready with
+    // nothing to read. A client sends nothing before its greeting, so data waiting means a
+    // client that is still there.
+    private static bool HasLeft(Socket socket)
+    {
+        try
+        {
+            return socket.Poll(0, SelectMode.SelectRead) && socket.Available == 0;
+        }
+        catch (SocketException)
+        {
+            return true;
         }
     }
 
@@ -238,6 +308,9 @@ public sealed class NbdServer : IAsyncDisposable
     {
         await StopAsync().ConfigureAwait(false);
         _shutdown.Dispose();
+
+        // _slots is not disposed: a connection task may still give its slot back after the
+        // server stopped, and a SemaphoreSlim whose wait handle was never asked for holds nothing.
     }
 
     // QEMU unlinks a unix socket path before binding it (util/qemu-sockets.c), so a socket left
