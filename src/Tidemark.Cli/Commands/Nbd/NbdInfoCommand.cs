@@ -49,7 +49,8 @@ internal static class NbdInfoCommand
         }
         catch (NbdException e)
         {
-            throw new CliException(e.Message, e);
+            // The message may quote the server's own error text.
+            throw new CliException(ServerText.Escape(e.Message, quoted: false), e);
         }
         catch (SocketException e)
         {
@@ -106,7 +107,8 @@ internal static class NbdInfoCommand
 
         foreach (var e in exports)
         {
-            await console.Out.WriteLineAsync(string.IsNullOrEmpty(e.Description) ? $"export=\"{e.Name}\"" : $"export=\"{e.Name}\" description=\"{e.Description}\"").ConfigureAwait(false);
+            var name = ServerText.Escape(e.Name, quoted: true);
+            await console.Out.WriteLineAsync(string.IsNullOrEmpty(e.Description) ? $"export=\"{name}\"" : $"export=\"{name}\" description=\"{ServerText.Escape(e.Description, quoted: true)}\"").ConfigureAwait(false);
         }
     }
 
@@ -162,7 +164,7 @@ internal static class NbdInfoCommand
                     w.WriteNumber("block_size_minimum", client.MinimumBlockSize);
                     w.WriteNumber("block_size_preferred", client.PreferredBlockSize);
                     w.WriteNumber("block_size_maximum", client.MaximumBlockSize);
-                    w.WriteNumber("export-size", client.Size);
+                    w.WriteNumber("export-size", (ulong)client.Size);
                     w.WriteEndObject();
                     w.WriteEndArray();
                     w.WriteEndObject();
@@ -172,17 +174,18 @@ internal static class NbdInfoCommand
 
             var text = new StringBuilder();
             text.Append(CultureInfo.InvariantCulture, $"protocol: {protocol} {(client.IsTls ? "with" : "without")} TLS{(client.Structured ? ", using structured packets" : string.Empty)}\n");
-            text.Append(CultureInfo.InvariantCulture, $"export=\"{client.ExportName}\":\n");
+            text.Append(CultureInfo.InvariantCulture, $"export=\"{ServerText.Escape(client.ExportName, quoted: true)}\":\n");
             if (client.Description is not null)
             {
-                text.Append(CultureInfo.InvariantCulture, $"\tdescription: {client.Description}\n");
+                text.Append(CultureInfo.InvariantCulture, $"\tdescription: {ServerText.Escape(client.Description, quoted: false)}\n");
             }
 
-            text.Append(CultureInfo.InvariantCulture, $"\texport-size: {client.Size}\n");
+            // The size is an unsigned 64-bit number on the wire (NBD_INFO_EXPORT).
+            text.Append(CultureInfo.InvariantCulture, $"\texport-size: {(ulong)client.Size}\n");
             text.Append("\tcontexts:\n");
             foreach (var c in contexts)
             {
-                text.Append(CultureInfo.InvariantCulture, $"\t\t{c}\n");
+                text.Append(CultureInfo.InvariantCulture, $"\t\t{ServerText.Escape(c, quoted: false)}\n");
             }
 
             foreach (var (name, value) in facts)
@@ -210,9 +213,14 @@ internal static class NbdInfoCommand
         var client = await NbdClient.ConnectAsync(options, cancellationToken).ConfigureAwait(false);
         await using (client.ConfigureAwait(false))
         {
+            if (client.Size < 0)
+            {
+                throw new CliException($"export size {(ulong)client.Size} is larger than 2^63-1 bytes, the largest export Tidemark maps");
+            }
+
             if (!client.MetaContexts.ContainsKey(context))
             {
-                throw new CliException($"the server does not offer meta context '{context}' for export '{options.ExportName}'");
+                throw new CliException($"the server does not offer meta context '{context}' for export '{ServerText.Escape(options.ExportName, quoted: false)}'");
             }
 
             // Coalesce adjacent extents with the same flags, as nbdinfo prints them.
