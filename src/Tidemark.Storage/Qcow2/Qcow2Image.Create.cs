@@ -104,8 +104,9 @@ public sealed partial class Qcow2Image
             throw new StorageException(StorageErrorReason.InvalidRequest, "A backing format needs a backing file");
         }
 
+        var size = DiskSize.RoundUp(options.Size);
         var clusterBits = BitOperations.Log2((uint)options.ClusterSize);
-        var l1Size = Qcow2Header.RequiredL1Entries(options.Size, clusterBits, options.ClusterSize / 8);
+        var l1Size = Qcow2Header.RequiredL1Entries(size, clusterBits, options.ClusterSize / 8);
         if (l1Size * 8 > Qcow2Layout.MaxL1Bytes)
         {
             throw new StorageException(StorageErrorReason.InvalidRequest, $"Image size {options.Size} is too large for cluster size {options.ClusterSize} (the L1 table would exceed 32 MiB)");
@@ -115,7 +116,7 @@ public sealed partial class Qcow2Image
         {
             Version = options.Version,
             ClusterBits = clusterBits,
-            Size = options.Size,
+            Size = size,
             L1Size = (int)l1Size,
             L1TableOffset = 0,
             RefcountTableOffset = 0,

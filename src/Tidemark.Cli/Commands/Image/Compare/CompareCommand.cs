@@ -38,7 +38,17 @@ internal sealed class CompareCommand(CliConsole console)
 
             await using (b.ConfigureAwait(false))
             {
-                var mismatch = await FirstMismatchAsync(a, b, cancellationToken).ConfigureAwait(false);
+                long? mismatch;
+                try
+                {
+                    mismatch = await FirstMismatchAsync(a, b, cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is StorageException or IOException)
+                {
+                    // qemu-img compare: 2 on an error reading either image, never a crash.
+                    throw new CliException($"Error while reading: {e.Message}", e, Error);
+                }
+
                 if (a.VirtualSize != b.VirtualSize)
                 {
                     await console.Out.WriteLineAsync("Warning: Image size mismatch!").ConfigureAwait(false);
