@@ -86,16 +86,20 @@ internal readonly record struct BitmapDirectoryEntry(long TableOffset, uint Tabl
         var nameSize = BinaryPrimitives.ReadUInt16BigEndian(e[NameSizeOffset..]);
         var extraDataSize = BinaryPrimitives.ReadUInt32BigEndian(e[ExtraDataSizeOffset..]);
 
+        // QEMU's order (bitmap_list_load): the whole entry, extra data included, must fit in
+        // the directory before its extra data or its fields are judged.
+        var withExtra = ((long)FixedSize + extraDataSize + nameSize + 7) & ~7L;
+        if (withExtra > directory.Length - position)
+        {
+            throw new StorageException(StorageErrorReason.Corrupt, $"{where}: Broken bitmap directory: entry of {withExtra} bytes runs past the end of the {directory.Length}-byte directory");
+        }
+
         if (extraDataSize != 0)
         {
             throw new StorageException(StorageErrorReason.Corrupt, $"{where}: Bitmap extra data is not supported (extra_data_size is {extraDataSize})");
         }
 
         var size = EncodedSizeFor(nameSize);
-        if (size > directory.Length - position)
-        {
-            throw new StorageException(StorageErrorReason.Corrupt, $"{where}: Broken bitmap directory: entry of {size} bytes runs past the end of the {directory.Length}-byte directory");
-        }
 
         string name;
         try
