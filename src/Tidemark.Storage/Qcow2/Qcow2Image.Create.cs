@@ -81,7 +81,9 @@ public sealed partial class Qcow2Image
 
         if (!BitOperations.IsPow2(options.ClusterSize) || options.ClusterSize < (1 << Qcow2Layout.MinClusterBits) || options.ClusterSize > (1 << Qcow2Layout.MaxClusterBits))
         {
-            throw new StorageException(StorageErrorReason.InvalidRequest, $"Cluster size must be a power of two between 512 and 2048k (got {options.ClusterSize})");
+            // qemu-img's exact words; the value is left out as QEMU leaves it out (the option
+            // parser caps what it passes on, so it could only misquote a huge value).
+            throw new StorageException(StorageErrorReason.InvalidRequest, "Cluster size must be a power of two between 512 and 2048k");
         }
 
         if (options.Version is not (2 or 3))

@@ -360,6 +360,65 @@ public sealed class ImageHardeningTests : IDisposable
         Assert.Contains(qemuWords, err, StringComparison.Ordinal);
     }
 
+    // ---- info and create details (the minor defects) ----
+
+    [Theory]
+    [InlineData("top.qcow2", "base.qcow2")]
+    [InlineData("d/top.qcow2", "base.qcow2")]
+    [InlineData("d/top.qcow2", "../base.qcow2")]
+    [InlineData("./d/top.qcow2", "e/base.qcow2")]
+    public async Task Info_FullBackingFilename_IsWhatQemuImgPrints(string image, string backing)
+    {
+        var imagePath = Path.Combine(_dir.Path, image);
+        Directory.CreateDirectory(Path.GetDirectoryName(imagePath)!);
+        var backingPath = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(imagePath)!, backing));
+        Directory.CreateDirectory(Path.GetDirectoryName(backingPath)!);
+        await Peer.RunCheckedAsync("qemu-img", "create", "-f", "qcow2", backingPath, "1M");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-f", "qcow2", "-b", backing, "-F", "qcow2", imagePath);
+
+        // qemu-img run from the temporary directory with the image name as given, relative.
+        var qemu = await Peer.RunAsync("qemu-img", ["info", "--output=json", image], workingDirectory: _dir.Path);
+        Assert.Equal(0, qemu.ExitCode);
+        var expected = JsonDocument.Parse(qemu.Stdout).RootElement.GetProperty("full-backing-filename").GetString();
+        Assert.Equal(expected, Tidemark.Cli.Commands.Image.Info.ImageInfo.CombineBackingName(image, backing));
+
+        // Absolute names stay absolute, in qemu-img and here.
+        var (code, output, _) = await RunAsync("image", "info", "--output=json", imagePath);
+        Assert.Equal(0, code);
+        var absolute = JsonDocument.Parse(await Peer.RunCheckedAsync("qemu-img", "info", "--output=json", imagePath)).RootElement.GetProperty("full-backing-filename").GetString();
+        Assert.Equal(absolute, JsonDocument.Parse(output).RootElement.GetProperty("full-backing-filename").GetString());
+    }
+
+    [Fact]
+    public async Task Info_Compat010_ListsOnlyWhatQemuImgLists()
+    {
+        var path = _dir.File("v2.qcow2");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-f", "qcow2", "-o", "compat=0.10", path, "1M");
+        var (code, output, _) = await RunAsync("image", "info", "--output=json", path);
+        Assert.Equal(0, code);
+        var qemu = JsonDocument.Parse(await Peer.RunCheckedAsync("qemu-img", "info", "--output=json", path)).RootElement.GetProperty("format-specific").GetProperty("data");
+        var ours = JsonDocument.Parse(output).RootElement.GetProperty("format-specific").GetProperty("data");
+        Assert.Equal(qemu.EnumerateObject().Select(p => $"{p.Name}={p.Value}"), ours.EnumerateObject().Select(p => $"{p.Name}={p.Value}"));
+
+        var human = await RunAsync("image", "info", path);
+        var qemuHuman = await Peer.RunCheckedAsync("qemu-img", "info", path);
+        Assert.Equal(qemuHuman[qemuHuman.IndexOf("Format specific", StringComparison.Ordinal)..], human.Out[human.Out.IndexOf("Format specific", StringComparison.Ordinal)..]);
+    }
+
+    [Theory]
+    [InlineData("2147483648")]
+    [InlineData("4294967808")]
+    [InlineData("4M")]
+    public async Task Create_ClusterSizeOutOfRange_SaysWhatQemuImgSays(string clusterSize)
+    {
+        var qemu = await Peer.RunAsync("qemu-img", ["create", "-f", "qcow2", "-o", $"cluster_size={clusterSize}", _dir.File("q.qcow2"), "1M"]);
+        Assert.NotEqual(0, qemu.ExitCode);
+        var (code, _, err) = await RunAsync("image", "create", "-o", $"cluster_size={clusterSize}", _dir.File("t.qcow2"), "1M");
+        Assert.Equal(1, code);
+        Assert.Equal("error: Cluster size must be a power of two between 512 and 2048k\n", err.ReplaceLineEndings("\n"));
+        Assert.EndsWith(": Cluster size must be a power of two between 512 and 2048k", qemu.Stderr.TrimEnd(), StringComparison.Ordinal);
+    }
+
     /// <summary>Host offset of the bitmaps extension's payload (after its 8-byte type and length).</summary>
     private static async Task<long> BitmapsExtensionPayloadAsync(string path)
     {

@@ -303,7 +303,7 @@ public sealed class Qcow2BitmapSet
     /// without it (or no bitmaps extension at all when it was the last), then its clusters
     /// are freed.
     /// </summary>
-    /// <exception cref="StorageException">No such bitmap, or a read-only image.</exception>
+    /// <exception cref="StorageException">No such bitmap, a read-only image, or refcounts found damaged while freeing (the image is then broken).</exception>
     public async ValueTask RemoveAsync(string name, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(name);
@@ -320,6 +320,10 @@ public sealed class Qcow2BitmapSet
                 directory.RemoveAt(onDisk);
                 await ReplaceDirectoryAsync(directory, cancellationToken).ConfigureAwait(false);
                 await FreeTableAsync(old, cancellationToken).ConfigureAwait(false);
+
+                // Apply the frees now, so refcounts that are already too low fail this call
+                // (and break the image) rather than the close.
+                await _space.FlushAsync(cancellationToken).ConfigureAwait(false);
             }
 
             lock (_bitmaps)
