@@ -89,9 +89,28 @@ public static class Qcow2Check
         var extension = BitmapsExtension.Read(payload.Span, header.ClusterSize);
         var bytes = new byte[extension.DirectorySize];
         await file.ReadAsync(extension.DirectoryOffset, bytes, cancellationToken).ConfigureAwait(false);
+        var virtualSize = DiskSize.FromQcow2Header(header.Size);
         try
         {
-            _ = BitmapDirectory.Parse(bytes, extension, header.ClusterSize, DiskSize.FromQcow2Header(header.Size));
+            // Then each consistent bitmap's table, as opening loads it (QEMU bitmap_table_load
+            // with check_table_entry: "Could not read bitmap_table table from image").
+            foreach (var entry in BitmapDirectory.Parse(bytes, extension, header.ClusterSize, virtualSize))
+            {
+                if (entry.Flags.HasFlag(BitmapEntryFlags.InUse))
+                {
+                    continue;
+                }
+
+                var expected = BitmapTable.ExpectedSize(virtualSize, entry.GranularityBits, header.ClusterSize);
+                if (entry.TableSize != expected)
+                {
+                    throw new StorageException(StorageErrorReason.Corrupt, $"bitmap '{entry.Name}' (table at offset 0x{entry.TableOffset:x}): bitmap_table_size is {entry.TableSize}, the disk needs exactly {expected}");
+                }
+
+                var table = new byte[(long)entry.TableSize * BitmapTable.EntrySize];
+                await file.ReadAsync(entry.TableOffset, table, cancellationToken).ConfigureAwait(false);
+                _ = BitmapTable.Decode(table, entry.TableOffset, header.ClusterSize, entry.Name);
+            }
         }
         catch (StorageException e)
         {
@@ -221,6 +240,13 @@ public static class Qcow2Check
                 var raw = BinaryPrimitives.ReadUInt64BigEndian(l2.AsSpan(i * stride));
                 var bitmap = _header.HasExtendedL2 ? BinaryPrimitives.ReadUInt64BigEndian(l2.AsSpan((i * stride) + 8)) : 0;
                 var entry = new L2Entry(raw, bitmap, _header.ClusterBits, _header.HasExtendedL2);
+                // QEMU checks the reserved bits of every standard descriptor, allocated or not
+                // (check_refcounts_l2), and still counts the cluster its offset names.
+                if (!entry.IsCompressed && (raw & Qcow2Layout.L2StandardReservedMask) != 0)
+                {
+                    Corrupt($"ERROR found l2 entry with reserved bits set: {raw:x}");
+                }
+
                 switch (entry.Kind)
                 {
                     case ClusterKind.Compressed:
@@ -239,13 +265,6 @@ public static class Qcow2Check
 
                         break;
                     case ClusterKind.Normal or ClusterKind.ZeroAllocated:
-                        // QEMU reports reserved bits and still counts the cluster the offset
-                        // names (its reads mask them off), so only an unaligned offset skips it.
-                        if ((raw & Qcow2Layout.L2StandardReservedMask) != 0)
-                        {
-                            Corrupt($"ERROR found l2 entry with reserved bits set: {raw:x}");
-                        }
-
                         if ((entry.HostOffset & (ClusterSize - 1)) != 0)
                         {
                             Corrupt($"ERROR offset={entry.HostOffset:x}: Cluster is not properly aligned; L2 entry corrupted.");

@@ -193,6 +193,11 @@ internal sealed partial record Qcow2Header
         {
             CheckTableOffset(snapshotsOffset, 1, clusterSize, fileLength, path, Qcow2Layout.SnapshotsOffsetOffset, "snapshots_offset", allowZero: false);
         }
+        else if (snapshotsOffset % (ulong)clusterSize != 0 || snapshotsOffset > long.MaxValue)
+        {
+            // QEMU validates the offset even for an empty table (qcow2_validate_table).
+            throw Invalid(StorageErrorReason.InvalidHeader, path, Qcow2Layout.SnapshotsOffsetOffset, $"Snapshot table offset invalid: snapshots_offset 0x{snapshotsOffset:x} is not a multiple of the cluster size {clusterSize}");
+        }
 
         string? backingFile = null;
         if (backingOffset != 0)
