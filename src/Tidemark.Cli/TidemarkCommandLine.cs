@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Tidemark.Storage;
 
 namespace Tidemark.Cli;
 
@@ -35,6 +36,14 @@ public static class TidemarkCommandLine
         {
             await stderr.WriteLineAsync($"error: {e.Message}").ConfigureAwait(false);
             return e.ExitCode;
+        }
+        catch (StorageException e)
+        {
+            // A damaged image met part way through a command (a table read while mapping or
+            // copying) is the input's fault, not a bug: one error line, as qemu-img gives. The
+            // message names the file, structure and offset.
+            await stderr.WriteLineAsync($"error: {e.Message}").ConfigureAwait(false);
+            return 1;
         }
         catch (OperationCanceledException)
         {

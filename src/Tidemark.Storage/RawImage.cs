@@ -4,7 +4,7 @@ namespace Tidemark.Storage;
 
 /// <summary>
 /// A raw disk image: guest offset equals file offset. Holes in a sparse file are reported as
-/// unallocated zeroes, found with <c>lseek(SEEK_DATA/SEEK_HOLE)</c> as <c>qemu-img map</c> does.
+/// zeroes the file provides (hole and zero, depth 1), found with <c>lseek(SEEK_DATA/SEEK_HOLE)</c> as <c>qemu-img map</c> does.
 /// </summary>
 public sealed class RawImage : IHostFileImage
 {
@@ -47,16 +47,19 @@ public sealed class RawImage : IHostFileImage
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         var file = HostFile.Open(path, readOnly);
-        return new RawImage(file, file.Length);
+
+        // A length that is not whole sectors ends in zeroes up to the next sector, as in QEMU.
+        return new RawImage(file, DiskSize.RoundUp(file.Length));
     }
 
-    /// <summary>Creates (or truncates) a sparse raw file of <paramref name="size"/> bytes.</summary>
+    /// <summary>Creates (or truncates) a sparse raw file of <paramref name="size"/> bytes rounded up to whole sectors (<see cref="DiskSize"/>).</summary>
     /// <exception cref="StorageException">Another process holds a conflicting lock (QEMU's byte-range locks).</exception>
     public static RawImage Create(string path, long size)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentOutOfRangeException.ThrowIfNegative(size);
         var file = HostFile.Create(path);
+        size = DiskSize.RoundUp(size);
         file.SetLength(size);
         return new RawImage(file, size);
     }
@@ -149,6 +152,11 @@ public sealed class RawImage : IHostFileImage
         var extents = new List<BlockExtent>();
         var fd = (int)_file.Handle.DangerousGetHandle();
         var position = offset;
+
+        // Every byte of a raw file belongs to the file, holes included: a hole is a zero range
+        // the file itself provides (QEMU marks it BDRV_BLOCK_ZERO, hence allocated; qemu-nbd's
+        // qemu:allocation-depth says "local" and qemu-img map "present": true). So depth is 1
+        // throughout, and only the kind tells a hole from data.
         while (position < end && extents.Count < 1024)
         {
             var data = LSeek(fd, position, SeekData);
@@ -159,7 +167,7 @@ public sealed class RawImage : IHostFileImage
                 var errno = Marshal.GetLastPInvokeError();
                 if (errno == ENXIO)
                 {
-                    extents.Add(new BlockExtent(position, end - position, ExtentKind.Hole | ExtentKind.Zero, 0));
+                    extents.Add(new BlockExtent(position, end - position, ExtentKind.Hole | ExtentKind.Zero, 1));
                 }
                 else
                 {
@@ -172,7 +180,7 @@ public sealed class RawImage : IHostFileImage
             if (data > position)
             {
                 var holeEnd = Math.Min(data, end);
-                extents.Add(new BlockExtent(position, holeEnd - position, ExtentKind.Hole | ExtentKind.Zero, 0));
+                extents.Add(new BlockExtent(position, holeEnd - position, ExtentKind.Hole | ExtentKind.Zero, 1));
                 position = holeEnd;
                 continue;
             }

@@ -214,12 +214,22 @@ internal sealed class ClusterMap
                 continue;
             }
 
-            if ((raw & Qcow2Layout.L2StandardReservedMask) != 0 || (ExtendedL2 && (raw & Qcow2Layout.OflagZero) != 0))
+            // Reserved bits of a standard entry are left out by the offset mask, as QEMU's reads
+            // do (L2E_OFFSET_MASK): qemu-img map and compare read such an image, and only
+            // check reports it ("found l2 entry with reserved bits set", Qcow2Check). With
+            // extended L2 the zero flag makes the entry invalid (QCOW2_SUBCLUSTER_INVALID).
+            if (ExtendedL2 && (raw & Qcow2Layout.OflagZero) != 0)
             {
                 throw Corrupt(at, l1Index, i, raw, "reserved bits set");
             }
 
             var host = entry.HostOffset;
+            if ((host & (ClusterSize - 1)) != 0)
+            {
+                // QEMU: "Cluster allocation offset %#x unaligned" (qcow2_get_host_offset).
+                throw Corrupt(at, l1Index, i, raw, $"cluster allocation offset 0x{host:x} unaligned");
+            }
+
             if (host != 0 && host < ClusterSize)
             {
                 throw Corrupt(at, l1Index, i, raw, "points at the header (cluster 0)");

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Tidemark.Storage.Qcow2.Bitmaps;
 
 namespace Tidemark.Storage.Qcow2;
 
@@ -28,8 +29,11 @@ public sealed record Qcow2CheckResult
     /// <summary>One line per problem, worded as qemu-img words them.</summary>
     public required IReadOnlyList<string> Messages { get; init; }
 
-    /// <summary>qemu-img check's exit status: 0 clean, 2 corrupted, 3 leaks only.</summary>
-    public int ExitCode => Corruptions > 0 ? 2 : Leaks > 0 ? 3 : 0;
+    /// <summary>
+    /// qemu-img check's exit status: 1 when some refcounts could not be read (the check did not
+    /// complete: "Check failed"), else 0 clean, 2 corrupted, 3 leaks only.
+    /// </summary>
+    public int ExitCode => CheckErrors > 0 ? 1 : Corruptions > 0 ? 2 : Leaks > 0 ? 3 : 0;
 }
 
 /// <summary>
@@ -57,6 +61,7 @@ public static class Qcow2Check
             var cluster0 = new byte[1 << bits];
             await file.ReadAsync(0, cluster0, cancellationToken).ConfigureAwait(false);
             var header = Qcow2Header.Parse(cluster0, file.Length, file.Path);
+            await CheckBitmapDirectoryAsync(file, header, cancellationToken).ConfigureAwait(false);
             var walk = new Walk(file, header);
             if (walk.FileClusters > MaxCheckedClusters)
             {
@@ -68,6 +73,51 @@ public static class Qcow2Check
         }
     }
 
+    /// <summary>
+    /// qemu-img check opens the image first, and opening loads the bitmap directory: a directory
+    /// QEMU refuses ("Bitmap 'bc' doesn't satisfy the constraints", "Broken bitmap directory")
+    /// fails the check before any counting, exactly as the same image fails to open here.
+    /// </summary>
+    private static async ValueTask CheckBitmapDirectoryAsync(HostFile file, Qcow2Header header, CancellationToken cancellationToken)
+    {
+        // Without the autoclear bit the extension is stale and ignored (formats.md §2.1).
+        if ((header.AutoclearFeatures & Qcow2Layout.AutoclearBitmaps) == 0 || header.FindExtension(Qcow2Layout.ExtensionBitmaps) is not { } payload)
+        {
+            return;
+        }
+
+        var extension = BitmapsExtension.Read(payload.Span, header.ClusterSize);
+        var bytes = new byte[extension.DirectorySize];
+        await file.ReadAsync(extension.DirectoryOffset, bytes, cancellationToken).ConfigureAwait(false);
+        var virtualSize = DiskSize.FromQcow2Header(header.Size);
+        try
+        {
+            // Then each consistent bitmap's table, as opening loads it (QEMU bitmap_table_load
+            // with check_table_entry: "Could not read bitmap_table table from image").
+            foreach (var entry in BitmapDirectory.Parse(bytes, extension, header.ClusterSize, virtualSize))
+            {
+                if (entry.Flags.HasFlag(BitmapEntryFlags.InUse))
+                {
+                    continue;
+                }
+
+                var expected = BitmapTable.ExpectedSize(virtualSize, entry.GranularityBits, header.ClusterSize);
+                if (entry.TableSize != expected)
+                {
+                    throw new StorageException(StorageErrorReason.Corrupt, $"bitmap '{entry.Name}' (table at offset 0x{entry.TableOffset:x}): bitmap_table_size is {entry.TableSize}, the disk needs exactly {expected}");
+                }
+
+                var table = new byte[(long)entry.TableSize * BitmapTable.EntrySize];
+                await file.ReadAsync(entry.TableOffset, table, cancellationToken).ConfigureAwait(false);
+                _ = BitmapTable.Decode(table, entry.TableOffset, header.ClusterSize, entry.Name);
+            }
+        }
+        catch (StorageException e)
+        {
+            throw new StorageException(e.Reason, $"{file.Path}: {e.Message}", e);
+        }
+    }
+
     private sealed class Walk
     {
         private readonly HostFile _file;
@@ -76,7 +126,11 @@ public static class Qcow2Check
         private readonly List<string> _messages = [];
         private long[] _refcountTable = [];
         private readonly Dictionary<long, RefcountBlock> _blocks = [];
+
+        // Refcount table entries that point nowhere readable: the refcounts they cover are unknown.
+        private readonly HashSet<long> _unreadableBlocks = [];
         private long _corruptions;
+        private long _checkErrors;
         private long _leaks;
         private long _allocated;
         private long _fragmented;
@@ -106,10 +160,11 @@ public static class Qcow2Check
             for (var i = 0; i < _refcountTable.Length; i++)
             {
                 var entry = BinaryPrimitives.ReadUInt64BigEndian(tableBytes.AsSpan(i * 8));
-                var offset = (long)(entry & Qcow2Layout.RefcountTableOffsetMask);
-                if ((entry & Qcow2Layout.RefcountTableReservedMask) != 0 || (offset & (ClusterSize - 1)) != 0)
+                var offset = entry & Qcow2Layout.RefcountTableOffsetMask;
+                if ((entry & Qcow2Layout.RefcountTableReservedMask) != 0 || (offset & (ulong)(ClusterSize - 1)) != 0)
                 {
                     Corrupt($"ERROR refcount table entry {i} is invalid (0x{entry:x16})");
+                    _unreadableBlocks.Add(i);
                     continue;
                 }
 
@@ -118,14 +173,16 @@ public static class Qcow2Check
                     continue;
                 }
 
-                if (offset >> _header.ClusterBits >= FileClusters)
+                // Unsigned: an entry with its top bit set is past any file, not a negative offset.
+                if (offset >> _header.ClusterBits >= (ulong)FileClusters)
                 {
                     Corrupt($"ERROR refcount block {i} is outside image");
+                    _unreadableBlocks.Add(i);
                     continue;
                 }
 
-                _refcountTable[i] = offset;
-                Reference(offset, ClusterSize, $"refcount block {i}");
+                _refcountTable[i] = (long)offset;
+                Reference((long)offset, ClusterSize, $"refcount block {i}");
             }
 
             await WalkL1Async(_header.L1TableOffset, _header.L1Size, active: true, cancellationToken).ConfigureAwait(false);
@@ -183,6 +240,13 @@ public static class Qcow2Check
                 var raw = BinaryPrimitives.ReadUInt64BigEndian(l2.AsSpan(i * stride));
                 var bitmap = _header.HasExtendedL2 ? BinaryPrimitives.ReadUInt64BigEndian(l2.AsSpan((i * stride) + 8)) : 0;
                 var entry = new L2Entry(raw, bitmap, _header.ClusterBits, _header.HasExtendedL2);
+                // QEMU checks the reserved bits of every standard descriptor, allocated or not
+                // (check_refcounts_l2), and still counts the cluster its offset names.
+                if (!entry.IsCompressed && (raw & Qcow2Layout.L2StandardReservedMask) != 0)
+                {
+                    Corrupt($"ERROR found l2 entry with reserved bits set: {raw:x}");
+                }
+
                 switch (entry.Kind)
                 {
                     case ClusterKind.Compressed:
@@ -201,9 +265,9 @@ public static class Qcow2Check
 
                         break;
                     case ClusterKind.Normal or ClusterKind.ZeroAllocated:
-                        if ((raw & Qcow2Layout.L2StandardReservedMask) != 0 || (entry.HostOffset & (ClusterSize - 1)) != 0)
+                        if ((entry.HostOffset & (ClusterSize - 1)) != 0)
                         {
-                            Corrupt($"ERROR: L2 entry 0x{raw:x16} has reserved bits set or is unaligned");
+                            Corrupt($"ERROR offset={entry.HostOffset:x}: Cluster is not properly aligned; L2 entry corrupted.");
                             break;
                         }
 
@@ -320,8 +384,18 @@ public static class Qcow2Check
 
         private async ValueTask CompareAsync(CancellationToken cancellationToken)
         {
+            var perBlockBits = _header.ClusterBits + 3 - _header.RefcountOrder;
             for (long c = 0; c < _references.Length; c++)
             {
+                if (_unreadableBlocks.Contains(c >> perBlockBits))
+                {
+                    // QEMU cannot read this refcount either (qcow2_get_refcount fails with EIO),
+                    // which makes the check incomplete: an internal error, not a verdict.
+                    _checkErrors++;
+                    _messages.Add($"Can't get refcount for cluster {c}: Input/output error");
+                    continue;
+                }
+
                 var stored = await StoredRefcountAsync(c, cancellationToken).ConfigureAwait(false);
                 var counted = _references[c];
                 if (stored != 0 || counted != 0)
@@ -405,6 +479,7 @@ public static class Qcow2Check
                 Path = _file.Path,
                 Corruptions = _corruptions,
                 Leaks = _leaks,
+                CheckErrors = _checkErrors,
                 TotalClusters = (_header.Size + ClusterSize - 1) >> _header.ClusterBits,
                 AllocatedClusters = _allocated,
                 FragmentedClusters = _fragmented,

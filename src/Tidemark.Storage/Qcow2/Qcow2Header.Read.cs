@@ -193,6 +193,11 @@ internal sealed partial record Qcow2Header
         {
             CheckTableOffset(snapshotsOffset, 1, clusterSize, fileLength, path, Qcow2Layout.SnapshotsOffsetOffset, "snapshots_offset", allowZero: false);
         }
+        else if (snapshotsOffset % (ulong)clusterSize != 0 || snapshotsOffset > long.MaxValue)
+        {
+            // QEMU validates the offset even for an empty table (qcow2_validate_table).
+            throw Invalid(StorageErrorReason.InvalidHeader, path, Qcow2Layout.SnapshotsOffsetOffset, $"Snapshot table offset invalid: snapshots_offset 0x{snapshotsOffset:x} is not a multiple of the cluster size {clusterSize}");
+        }
 
         string? backingFile = null;
         if (backingOffset != 0)
@@ -202,7 +207,9 @@ internal sealed partial record Qcow2Header
                 throw Invalid(StorageErrorReason.InvalidHeader, path, Qcow2Layout.BackingFileSizeOffset, "backing_file_size is 0 while backing_file_offset is set");
             }
 
-            backingFile = Encoding.UTF8.GetString(cluster0.Slice((int)backingOffset, (int)backingSize));
+            // An empty name (NUL first) means no backing file, as for QEMU.
+            backingFile = CString(cluster0.Slice((int)backingOffset, (int)backingSize));
+            backingFile = backingFile.Length == 0 ? null : backingFile;
         }
 
         return new Qcow2Header
@@ -248,7 +255,7 @@ internal sealed partial record Qcow2Header
             var dataStart = at + Qcow2HeaderExtension.PrefixLength;
             if (length > (uint)(area.Length - dataStart))
             {
-                throw Invalid(StorageErrorReason.InvalidHeader, path, fileOffset, $"header extension 0x{type:x8} claims {length} bytes, past the end of the extension area");
+                throw Invalid(StorageErrorReason.InvalidHeader, path, fileOffset, $"Header extension too large: header extension 0x{type:x8} claims {length} bytes, past the end of the extension area");
             }
 
             if (!seen.Add(type))
@@ -260,7 +267,7 @@ internal sealed partial record Qcow2Header
             switch (type)
             {
                 case Qcow2Layout.ExtensionBackingFormat:
-                    backingFormat = Encoding.UTF8.GetString(data);
+                    backingFormat = CString(data);
                     break;
                 case Qcow2Layout.ExtensionBitmaps when length != Qcow2Layout.BitmapsExtensionLength:
                     throw Invalid(StorageErrorReason.InvalidHeader, path, fileOffset, $"bitmaps header extension has length {length}, expected {Qcow2Layout.BitmapsExtensionLength}");
@@ -304,6 +311,16 @@ internal sealed partial record Qcow2Header
         {
             throw Invalid(StorageErrorReason.Corrupt, path, field, $"{name} 0x{offset:x} (+{length} bytes) points past the end of the file ({fileLength} bytes)");
         }
+    }
+
+    /// <summary>
+    /// QEMU keeps the backing file name and format as C strings, so a NUL byte ends them: an
+    /// image naming "ba\0e.raw" has the backing file "ba" for qemu-img, and for us.
+    /// </summary>
+    private static string CString(ReadOnlySpan<byte> bytes)
+    {
+        var nul = bytes.IndexOf((byte)0);
+        return Encoding.UTF8.GetString(nul < 0 ? bytes : bytes[..nul]);
     }
 
     private static StorageException Invalid(StorageErrorReason reason, string path, long offset, string message)

@@ -81,7 +81,9 @@ public sealed partial class Qcow2Image
 
         if (!BitOperations.IsPow2(options.ClusterSize) || options.ClusterSize < (1 << Qcow2Layout.MinClusterBits) || options.ClusterSize > (1 << Qcow2Layout.MaxClusterBits))
         {
-            throw new StorageException(StorageErrorReason.InvalidRequest, $"Cluster size must be a power of two between 512 and 2048k (got {options.ClusterSize})");
+            // qemu-img's exact words; the value is left out as QEMU leaves it out (the option
+            // parser caps what it passes on, so it could only misquote a huge value).
+            throw new StorageException(StorageErrorReason.InvalidRequest, "Cluster size must be a power of two between 512 and 2048k");
         }
 
         if (options.Version is not (2 or 3))
@@ -104,8 +106,9 @@ public sealed partial class Qcow2Image
             throw new StorageException(StorageErrorReason.InvalidRequest, "A backing format needs a backing file");
         }
 
+        var size = DiskSize.RoundUp(options.Size);
         var clusterBits = BitOperations.Log2((uint)options.ClusterSize);
-        var l1Size = Qcow2Header.RequiredL1Entries(options.Size, clusterBits, options.ClusterSize / 8);
+        var l1Size = Qcow2Header.RequiredL1Entries(size, clusterBits, options.ClusterSize / 8);
         if (l1Size * 8 > Qcow2Layout.MaxL1Bytes)
         {
             throw new StorageException(StorageErrorReason.InvalidRequest, $"Image size {options.Size} is too large for cluster size {options.ClusterSize} (the L1 table would exceed 32 MiB)");
@@ -115,7 +118,7 @@ public sealed partial class Qcow2Image
         {
             Version = options.Version,
             ClusterBits = clusterBits,
-            Size = options.Size,
+            Size = size,
             L1Size = (int)l1Size,
             L1TableOffset = 0,
             RefcountTableOffset = 0,

@@ -461,6 +461,18 @@ public sealed partial class Qcow2Image
     /// <summary>The ordered write-back described at the top of this file. Caller holds the lock.</summary>
     private async ValueTask FlushMetadataAsync(CancellationToken cancellationToken)
     {
+        try
+        {
+            await FlushMetadataCoreAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            throw Break(e, "writing back metadata");
+        }
+    }
+
+    private async ValueTask FlushMetadataCoreAsync(CancellationToken cancellationToken)
+    {
         await _refcounts.WriteBackAsync(cancellationToken).ConfigureAwait(false);
         await _file.FlushAsync(cancellationToken).ConfigureAwait(false);
         if (_map.IsDirty)

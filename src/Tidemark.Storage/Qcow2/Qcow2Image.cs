@@ -33,6 +33,11 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
     // runs after _disposed is set), so the space refuses calls only once the file is closed.
     private volatile bool _fileClosed;
 
+    // Set when a metadata write-back or a cluster-space call failed part way: the cached
+    // metadata may no longer match the file, so nothing more is written, not even at close
+    // (QEMU's qcow2_signal_corruption likewise stops all I/O to the image).
+    private volatile bool _broken;
+
     private Qcow2Image(HostFile file, Qcow2Header header, IBlockImage? backing)
     {
         _file = file;
@@ -43,7 +48,7 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
     /// <summary>The image file (absolute).</summary>
     public string Path => _file.Path;
 
-    public long VirtualSize => _header.Size;
+    public long VirtualSize => DiskSize.FromQcow2Header(_header.Size);
 
     public bool IsReadOnly => _file.IsReadOnly;
 
@@ -75,6 +80,13 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
     public bool IsMarkedCorrupt => (_header.IncompatibleFeatures & Qcow2Layout.IncompatCorrupt) != 0;
 
     public bool HasLazyRefcounts => (_header.CompatibleFeatures & Qcow2Layout.CompatLazyRefcounts) != 0;
+
+    /// <summary>
+    /// True once writing metadata failed part way (damaged refcounts or tables found while
+    /// writing, or an I/O error). A broken image refuses further writes and closes without
+    /// writing anything.
+    /// </summary>
+    public bool IsBroken => _broken;
 
     /// <summary>
     /// With <see cref="Storage.CacheMode.Unsafe"/>, flushes (and close) do not fsync; the write-back
@@ -238,9 +250,19 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
 
         try
         {
-            if (!IsReadOnly)
+            // A broken image has already said what went wrong; closing it writes nothing and
+            // does not fail again.
+            if (!IsReadOnly && !_broken)
             {
-                await StoreBitmapsAsync(CancellationToken.None).ConfigureAwait(false);
+                try
+                {
+                    await StoreBitmapsAsync(CancellationToken.None).ConfigureAwait(false);
+                }
+                catch (Exception e)
+                {
+                    throw Break(e, "storing dirty bitmaps");
+                }
+
                 await _lock.WaitAsync().ConfigureAwait(false);
                 try
                 {
@@ -275,6 +297,10 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
         {
             return await _refcounts.AllocateAsync(count, cancellationToken).ConfigureAwait(false);
         }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            throw Break(e, "allocating clusters");
+        }
         finally
         {
             _lock.Release();
@@ -303,11 +329,18 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
         return _file.ReadAsync(hostOffset, buffer, cancellationToken);
     }
 
-    ValueTask IQcow2ClusterSpace.WriteMetadataAsync(long hostOffset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    async ValueTask IQcow2ClusterSpace.WriteMetadataAsync(long hostOffset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
         CheckSpaceWritable();
         CheckMetadataRange(hostOffset, data.Length);
-        return _file.WriteAsync(hostOffset, data, cancellationToken);
+        try
+        {
+            await _file.WriteAsync(hostOffset, data, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            throw Break(e, "writing metadata");
+        }
     }
 
     async ValueTask IQcow2ClusterSpace.FlushAsync(CancellationToken cancellationToken)
@@ -369,12 +402,14 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
         }
     }
 
+    // The offsets come from on-disk metadata (a bitmap table, a directory), so a bad one means
+    // a corrupt image, not a caller's mistake.
     private void CheckMetadataRange(long hostOffset, long length)
     {
         ObjectDisposedException.ThrowIf(_fileClosed, this);
         if (hostOffset < _header.ClusterSize || length < 0 || hostOffset > long.MaxValue - length)
         {
-            throw new ArgumentOutOfRangeException(nameof(hostOffset), $"{Path}: metadata range {hostOffset}+{length} is in the header or invalid");
+            throw Break(new StorageException(StorageErrorReason.Corrupt, $"{Path}: metadata range {hostOffset}+{length} is in the header or invalid"), "checking a metadata range");
         }
     }
 
@@ -385,6 +420,8 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
         {
             throw new StorageException(StorageErrorReason.ReadOnly, $"{Path}: image is opened read-only");
         }
+
+        CheckNotBroken();
     }
 
     private void CheckWritable()
@@ -394,6 +431,27 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
         {
             throw new StorageException(StorageErrorReason.ReadOnly, $"{Path}: image is opened read-only");
         }
+
+        CheckNotBroken();
+    }
+
+    private void CheckNotBroken()
+    {
+        if (_broken)
+        {
+            throw new StorageException(StorageErrorReason.Corrupt, $"{Path}: an earlier metadata update failed; the image takes no more writes (close it and run 'qemu-img check')");
+        }
+    }
+
+    /// <summary>
+    /// Marks the image broken and returns the failure to throw: a storage refusal or an I/O
+    /// error as it is, anything else (a bound that damaged metadata slipped past) as corruption
+    /// found while <paramref name="doing"/>.
+    /// </summary>
+    private Exception Break(Exception e, string doing)
+    {
+        _broken = true;
+        return e is StorageException or IOException ? e : new StorageException(StorageErrorReason.Corrupt, $"{Path}: {doing} failed: {e.Message}", e);
     }
 
     private void CheckRange(long offset, long length)

@@ -219,18 +219,39 @@ internal sealed class RefcountTable
     /// Drops the queued references and writes the blocks. Called only once nothing on disk points
     /// at the freed clusters; a crash before the write leaves them leaked, never doubly used.
     /// </summary>
+    /// <exception cref="StorageException"><see cref="StorageErrorReason.Corrupt"/>: a refcount would drop below zero (the stored refcounts were wrong); then no refcount has changed.</exception>
     public async ValueTask ApplyFreesAsync(CancellationToken cancellationToken)
     {
+        // Validate before mutate: count the drops per cluster and check them all against the
+        // stored refcounts first, so damaged refcounts refuse the flush without changing a block.
+        var drops = new Dictionary<long, int>();
         foreach (var (offset, count) in _pendingFrees)
         {
             for (var c = 0; c < count; c++)
             {
-                await ChangeAsync((offset >> _clusterBits) + c, -1, cancellationToken).ConfigureAwait(false);
+                var cluster = (offset >> _clusterBits) + c;
+                drops[cluster] = drops.GetValueOrDefault(cluster) + 1;
             }
         }
 
+        foreach (var (cluster, drop) in drops)
+        {
+            var value = await GetAsync(cluster, cancellationToken).ConfigureAwait(false);
+            if (value < (ulong)drop)
+            {
+                throw new StorageException(StorageErrorReason.Corrupt, $"{_file.Path}: refcount of cluster {cluster} would drop below zero (it is {value}, {drop} references are being freed)");
+            }
+        }
+
+        // Taken out of the queue before applying: a drop can grow the table, which queues the old
+        // table's clusters, to be freed by the next flush once the new header is durable.
         _pendingFrees.Clear();
         _pendingFreeClusters.Clear();
+        foreach (var (cluster, drop) in drops)
+        {
+            await ChangeAsync(cluster, -drop, cancellationToken).ConfigureAwait(false);
+        }
+
         await WriteBackAsync(cancellationToken).ConfigureAwait(false);
     }
 

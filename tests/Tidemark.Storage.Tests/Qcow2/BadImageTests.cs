@@ -147,8 +147,8 @@ public sealed class BadImageTests
 
     [Theory]
     [InlineData(0x8000000000000000UL | 0x7fff0000, "past the end of the file")]
-    [InlineData(0x8000000000000000UL | 0x200, "points at the header")]
-    [InlineData(0x8000000000000000UL | 0x50002, "reserved bits")]
+    [InlineData(0x8000000000000000UL | 0x200, "cluster allocation offset 0x200 unaligned")]
+    [InlineData(0x8000000000000000UL | 0x50200, "cluster allocation offset 0x50200 unaligned")]
     public async Task MalformedL2Entry_IsRefusedOnRead(ulong entry, string what)
     {
         using var dir = new TempDirectory();

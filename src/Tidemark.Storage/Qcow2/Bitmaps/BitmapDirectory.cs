@@ -22,7 +22,7 @@ internal static class BitmapDirectory
             {
                 throw new StorageException(
                     StorageErrorReason.Corrupt,
-                    $"bitmap directory at offset 0x{extension.DirectoryOffset:x}: more bitmaps found than the {extension.BitmapCount} the header extension specifies");
+                    $"bitmap directory at offset 0x{extension.DirectoryOffset:x}: More bitmaps found than specified in header extension: more bitmaps found than the {extension.BitmapCount} the header extension specifies");
             }
 
             var (entry, size) = BitmapDirectoryEntry.Read(directory, position, extension.DirectoryOffset, entries.Count, clusterSize, virtualSize);
@@ -41,7 +41,7 @@ internal static class BitmapDirectory
         {
             throw new StorageException(
                 StorageErrorReason.Corrupt,
-                $"bitmap directory at offset 0x{extension.DirectoryOffset:x}: {entries.Count} bitmaps found, fewer than the {extension.BitmapCount} the header extension specifies");
+                $"bitmap directory at offset 0x{extension.DirectoryOffset:x}: Less bitmaps found than specified in header extension: {entries.Count} bitmaps found, fewer than the {extension.BitmapCount} the header extension specifies");
         }
 
         return entries;

@@ -74,7 +74,7 @@ internal readonly record struct BitmapDirectoryEntry(long TableOffset, uint Tabl
         var where = $"bitmap directory entry {index} at offset 0x{directoryOffset + position:x}";
         if (directory.Length - position < FixedSize)
         {
-            throw new StorageException(StorageErrorReason.Corrupt, $"{where}: truncated (the directory ends {directory.Length - position} bytes after its start)");
+            throw new StorageException(StorageErrorReason.Corrupt, $"{where}: Broken bitmap directory: truncated (the directory ends {directory.Length - position} bytes after its start)");
         }
 
         var e = directory[position..];
@@ -86,16 +86,20 @@ internal readonly record struct BitmapDirectoryEntry(long TableOffset, uint Tabl
         var nameSize = BinaryPrimitives.ReadUInt16BigEndian(e[NameSizeOffset..]);
         var extraDataSize = BinaryPrimitives.ReadUInt32BigEndian(e[ExtraDataSizeOffset..]);
 
+        // QEMU's order (bitmap_list_load): the whole entry, extra data included, must fit in
+        // the directory before its extra data or its fields are judged.
+        var withExtra = ((long)FixedSize + extraDataSize + nameSize + 7) & ~7L;
+        if (withExtra > directory.Length - position)
+        {
+            throw new StorageException(StorageErrorReason.Corrupt, $"{where}: Broken bitmap directory: entry of {withExtra} bytes runs past the end of the {directory.Length}-byte directory");
+        }
+
         if (extraDataSize != 0)
         {
-            throw new StorageException(StorageErrorReason.Corrupt, $"{where}: extra_data_size is {extraDataSize}; bitmap extra data is not supported");
+            throw new StorageException(StorageErrorReason.Corrupt, $"{where}: Bitmap extra data is not supported (extra_data_size is {extraDataSize})");
         }
 
         var size = EncodedSizeFor(nameSize);
-        if (size > directory.Length - position)
-        {
-            throw new StorageException(StorageErrorReason.Corrupt, $"{where}: entry of {size} bytes runs past the end of the {directory.Length}-byte directory");
-        }
 
         string name;
         try
@@ -104,51 +108,53 @@ internal readonly record struct BitmapDirectoryEntry(long TableOffset, uint Tabl
         }
         catch (DecoderFallbackException)
         {
-            throw new StorageException(StorageErrorReason.Corrupt, $"{where}: name is not valid UTF-8");
+            throw new StorageException(StorageErrorReason.Corrupt, $"{where}: Broken bitmap directory: name is not valid UTF-8");
         }
 
-        var named = $"{where} (bitmap '{name}')";
+        // QEMU's words lead: check_dir_entry failing is "doesn't satisfy the constraints",
+        // an entry that does not fit is a "Broken bitmap directory".
+        var named = where;
         if (nameSize == 0 || nameSize > MaxNameBytes)
         {
-            throw new StorageException(StorageErrorReason.Corrupt, $"{named}: name_size {nameSize} is outside 1..{MaxNameBytes}");
+            throw new StorageException(StorageErrorReason.Corrupt, $"{named}: Bitmap '{name}' doesn't satisfy the constraints: name_size {nameSize} is outside 1..{MaxNameBytes}");
         }
 
         if (type != DirtyTrackingType)
         {
-            throw new StorageException(StorageErrorReason.Corrupt, $"{named}: type {type} is not 1 (dirty tracking bitmap)");
+            throw new StorageException(StorageErrorReason.Corrupt, $"{named}: Bitmap '{name}' doesn't satisfy the constraints: type {type} is not 1 (dirty tracking bitmap)");
         }
 
         if ((flags & ~(uint)BitmapEntryFlags.KnownMask) != 0)
         {
-            throw new StorageException(StorageErrorReason.Corrupt, $"{named}: flags 0x{flags:x} has reserved bits set (known: 0x{(uint)BitmapEntryFlags.KnownMask:x})");
+            throw new StorageException(StorageErrorReason.Corrupt, $"{named}: Bitmap '{name}' doesn't satisfy the constraints: flags 0x{flags:x} has reserved bits set (known: 0x{(uint)BitmapEntryFlags.KnownMask:x})");
         }
 
         if (granularityBits < DirtyBitmap.MinGranularityBits || granularityBits > DirtyBitmap.MaxGranularityBits)
         {
-            throw new StorageException(StorageErrorReason.Corrupt, $"{named}: granularity_bits {granularityBits} is outside {DirtyBitmap.MinGranularityBits}..{DirtyBitmap.MaxGranularityBits}");
+            throw new StorageException(StorageErrorReason.Corrupt, $"{named}: Bitmap '{name}' doesn't satisfy the constraints: granularity_bits {granularityBits} is outside {DirtyBitmap.MinGranularityBits}..{DirtyBitmap.MaxGranularityBits}");
         }
 
         if (tableOffset == 0 || tableOffset % (ulong)clusterSize != 0 || tableOffset > long.MaxValue)
         {
-            throw new StorageException(StorageErrorReason.Corrupt, $"{named}: bitmap_table_offset 0x{tableOffset:x} is not a non-zero multiple of the cluster size {clusterSize}");
+            throw new StorageException(StorageErrorReason.Corrupt, $"{named}: Bitmap '{name}' doesn't satisfy the constraints: bitmap_table_offset 0x{tableOffset:x} is not a non-zero multiple of the cluster size {clusterSize}");
         }
 
         if (tableSize == 0 || tableSize > MaxTableSize)
         {
-            throw new StorageException(StorageErrorReason.Corrupt, $"{named}: bitmap_table_size {tableSize} is outside 1..{MaxTableSize}");
+            throw new StorageException(StorageErrorReason.Corrupt, $"{named}: Bitmap '{name}' doesn't satisfy the constraints: bitmap_table_size {tableSize} is outside 1..{MaxTableSize}");
         }
 
         var dataSize = (long)tableSize * clusterSize;
         if (dataSize > MaxDataSize)
         {
-            throw new StorageException(StorageErrorReason.Corrupt, $"{named}: bitmap_table_size {tableSize} describes {dataSize} bytes of data, more than {MaxDataSize}");
+            throw new StorageException(StorageErrorReason.Corrupt, $"{named}: Bitmap '{name}' doesn't satisfy the constraints: bitmap_table_size {tableSize} describes {dataSize} bytes of data, more than {MaxDataSize}");
         }
 
         // A bitmap left IN_USE may have a stale size (an image resized without saving it), so
         // only a consistent one must cover the whole disk (QEMU check_dir_entry).
         if ((flags & (uint)BitmapEntryFlags.InUse) == 0 && BitmapTable.CoveredBytes(tableSize, clusterSize, granularityBits) < virtualSize)
         {
-            throw new StorageException(StorageErrorReason.Corrupt, $"{named}: bitmap_table_size {tableSize} is too small for a {virtualSize}-byte disk at granularity {1L << granularityBits}");
+            throw new StorageException(StorageErrorReason.Corrupt, $"{named}: Bitmap '{name}' doesn't satisfy the constraints: bitmap_table_size {tableSize} is too small for a {virtualSize}-byte disk at granularity {1L << granularityBits}");
         }
 
         return (new BitmapDirectoryEntry((long)tableOffset, tableSize, (BitmapEntryFlags)flags, granularityBits, name), size);

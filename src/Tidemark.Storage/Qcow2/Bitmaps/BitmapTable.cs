@@ -68,7 +68,7 @@ internal static class BitmapTable
             {
                 throw new StorageException(
                     StorageErrorReason.Corrupt,
-                    $"bitmap '{name}': table entry {i} at offset 0x{tableOffset + (i * EntrySize):x} is 0x{entry:x16}: {problem}");
+                    $"Could not read bitmap_table table from image for bitmap '{name}': table entry {i} at offset 0x{tableOffset + (i * EntrySize):x} is 0x{entry:x16}: {problem}");
             }
 
             entries[i] = entry;

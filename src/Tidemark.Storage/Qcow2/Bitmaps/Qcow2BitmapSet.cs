@@ -250,16 +250,7 @@ public sealed class Qcow2BitmapSet
     {
         BitmapDirectoryEntry.CheckName(name);
         var g = granularity ?? DefaultGranularity;
-        // QEMU's words (block/dirty-bitmap.c, block/qcow2-bitmap.c).
-        if (g < 1L << DirtyBitmap.MinGranularityBits || !System.Numerics.BitOperations.IsPow2(g))
-        {
-            throw new StorageException(StorageErrorReason.InvalidRequest, $"Granularity must be power of 2 and at least {1L << DirtyBitmap.MinGranularityBits}");
-        }
-
-        if (g > 1L << DirtyBitmap.MaxGranularityBits)
-        {
-            throw new StorageException(StorageErrorReason.InvalidRequest, $"Granularity exceeds maximum ({1L << DirtyBitmap.MaxGranularityBits} bytes)");
-        }
+        BitmapErrors.CheckGranularity(g);
 
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
@@ -267,13 +258,13 @@ public sealed class Qcow2BitmapSet
             CheckWritable(name);
             if (_bitmaps.Exists(b => b.Name == name))
             {
-                throw new StorageException(StorageErrorReason.BitmapExists, $"Bitmap already exists: {name}");
+                throw BitmapErrors.Exists(name);
             }
 
             var granularityBits = System.Numerics.BitOperations.TrailingZeroCount(g);
             if (persistent && !_space.CanStoreBitmaps)
             {
-                throw new StorageException(StorageErrorReason.InvalidRequest, "Cannot store dirty bitmaps in qcow2 v2 files");
+                throw BitmapErrors.VersionTwo();
             }
 
             if (persistent)
@@ -312,7 +303,7 @@ public sealed class Qcow2BitmapSet
     /// without it (or no bitmaps extension at all when it was the last), then its clusters
     /// are freed.
     /// </summary>
-    /// <exception cref="StorageException">No such bitmap, or a read-only image.</exception>
+    /// <exception cref="StorageException">No such bitmap, a read-only image, or refcounts found damaged while freeing (the image is then broken).</exception>
     public async ValueTask RemoveAsync(string name, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(name);
@@ -329,6 +320,10 @@ public sealed class Qcow2BitmapSet
                 directory.RemoveAt(onDisk);
                 await ReplaceDirectoryAsync(directory, cancellationToken).ConfigureAwait(false);
                 await FreeTableAsync(old, cancellationToken).ConfigureAwait(false);
+
+                // Apply the frees now, so refcounts that are already too low fail this call
+                // (and break the image) rather than the close.
+                await _space.FlushAsync(cancellationToken).ConfigureAwait(false);
             }
 
             lock (_bitmaps)

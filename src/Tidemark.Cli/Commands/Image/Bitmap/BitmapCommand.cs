@@ -9,6 +9,8 @@ namespace Tidemark.Cli.Commands.Image.Bitmap;
 /// bitmaps IN_USE), run the operations in order in memory, then close, which stores the
 /// bitmaps and clears IN_USE (formats.md §2.6). A removal is written at once. Nothing is
 /// printed on success; a failed operation is one error line naming it, exit status 1.
+/// Unlike qemu-img, the operations are first checked on a read-only open (<see cref="BitmapPlan"/>),
+/// so a refused command does not touch the file.
 /// </summary>
 internal static class BitmapCommand
 {
@@ -17,8 +19,6 @@ internal static class BitmapCommand
         Validate(settings);
         long? granularity = settings.Granularity is null ? null : ImageArguments.ParseSize(settings.Granularity, "granularity");
 
-        var image = await OpenQcow2Async(settings.File, readOnly: false, cancellationToken).ConfigureAwait(false);
-        await using var closeImage = image.ConfigureAwait(false);
         Qcow2Image? source = null;
         try
         {
@@ -26,6 +26,15 @@ internal static class BitmapCommand
             {
                 source = await OpenQcow2Async(settings.SourceFile, readOnly: true, cancellationToken).ConfigureAwait(false);
             }
+
+            var readOnly = await OpenQcow2Async(settings.File, readOnly: true, cancellationToken).ConfigureAwait(false);
+            await using (readOnly.ConfigureAwait(false))
+            {
+                await BitmapPlan.CheckAsync(settings, granularity, readOnly, source, cancellationToken).ConfigureAwait(false);
+            }
+
+            var image = await OpenQcow2Async(settings.File, readOnly: false, cancellationToken).ConfigureAwait(false);
+            await using var closeImage = image.ConfigureAwait(false);
 
             foreach (var operation in settings.Operations)
             {
@@ -35,7 +44,7 @@ internal static class BitmapCommand
                 }
                 catch (StorageException e)
                 {
-                    throw new CliException($"Operation {operation.Kind.ToString().ToLowerInvariant()} on bitmap {settings.Bitmap} failed: {e.Message}", e);
+                    throw Failed(operation, settings.Bitmap, e);
                 }
             }
         }
@@ -49,6 +58,10 @@ internal static class BitmapCommand
 
         return 0;
     }
+
+    /// <summary>qemu-img's words for a failed operation.</summary>
+    public static CliException Failed(BitmapOperation operation, string bitmap, StorageException e)
+        => new($"Operation {operation.Kind.ToString().ToLowerInvariant()} on bitmap {bitmap} failed: {e.Message}", e);
 
     private static async ValueTask RunAsync(Qcow2Image image, Qcow2Image source, string name, BitmapOperation operation, long? granularity, CancellationToken cancellationToken)
     {

@@ -35,7 +35,8 @@ internal sealed class CheckCommand(CliConsole console)
         }
         catch (StorageException e)
         {
-            await console.Error.WriteLineAsync($"error: Check of '{file}' failed: {e.Message}").ConfigureAwait(false);
+            // qemu-img check opens the image first; what fails that fails the check the same way.
+            await console.Error.WriteLineAsync($"error: Could not open '{file}': {e.Message}").ConfigureAwait(false);
             return CheckFailed;
         }
 
@@ -45,6 +46,11 @@ internal sealed class CheckCommand(CliConsole console)
         }
 
         await console.Out.WriteAsync(json ? ToJson(result) + "\n" : ToHuman(result)).ConfigureAwait(false);
+        if (result.CheckErrors > 0)
+        {
+            await console.Error.WriteLineAsync("error: Check failed").ConfigureAwait(false);
+        }
+
         return result.ExitCode;
     }
 
@@ -67,7 +73,13 @@ internal sealed class CheckCommand(CliConsole console)
             text.Append(c, $"\n{r.Corruptions} errors were found on the image.\nData may be corrupted, or further writes to the image may corrupt it.\n");
         }
 
-        if (r.TotalClusters > 0)
+        if (r.CheckErrors > 0)
+        {
+            text.Append(c, $"\n{r.CheckErrors} internal errors have occurred during the check.\n");
+        }
+
+        // qemu-img prints the allocation line only when something is allocated.
+        if (r.TotalClusters > 0 && r.AllocatedClusters > 0)
         {
             double total = r.TotalClusters;
             double allocated = Math.Max(1, r.AllocatedClusters);

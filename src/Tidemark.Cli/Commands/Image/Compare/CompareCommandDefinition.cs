@@ -11,7 +11,7 @@ internal static class CompareCommandDefinition
         var formatB = new Option<string?>("-F") { Description = "Format of the second image (probed when omitted)." };
         var a = new Argument<string>("A") { Description = "First image." };
         var b = new Argument<string>("B") { Description = "Second image." };
-        var command = new Command("compare", "Compare the guest-visible content of two images. Exit status as qemu-img compare: 0 identical, 1 different, 2 error.");
+        var command = new Command("compare", "Compare the guest-visible content of two images. Exit status as qemu-img compare: 0 identical, 1 different, 2 an image cannot be opened, 3 its metadata cannot be read, 4 its data cannot be read.");
         command.Options.Add(formatA);
         command.Options.Add(formatB);
         command.Arguments.Add(a);

@@ -36,8 +36,34 @@ internal sealed record ImageInfo
 
     public bool ExtendedL2 { get; init; }
 
+    /// <summary>
+    /// QEMU lists lazy refcounts, the corrupt bit and extended L2 only for version 3 images
+    /// (qcow2_get_specific_info fills them for qcow2_version 3 alone).
+    /// </summary>
+    public bool IsVersion3 => Compat == "1.1";
+
     /// <summary>qcow2 only: the persistent bitmaps, in directory order (name, granularity, flags).</summary>
     public IReadOnlyList<BitmapInfo> Bitmaps { get; init; } = [];
+
+    /// <summary>
+    /// The backing file name as qemu-img prints it (QEMU's path_combine): absolute names as
+    /// they are, relative ones after the directory part of the image name as it was given, so
+    /// "top.qcow2" naming "base.qcow2" gives "base.qcow2", and "d/top.qcow2" gives "d/base.qcow2".
+    /// A "protocol:" prefix before the last slash is kept as QEMU keeps it.
+    /// </summary>
+    public static string CombineBackingName(string imageName, string backingName)
+    {
+        if (backingName.StartsWith('/'))
+        {
+            return backingName;
+        }
+
+        var colon = imageName.IndexOf(':', StringComparison.Ordinal);
+        var start = colon < 0 ? 0 : colon + 1;
+        var slash = imageName.LastIndexOf('/');
+        var keep = Math.Max(start, slash + 1);
+        return imageName[..keep] + backingName;
+    }
 
     public static ImageInfo Describe(IBlockImage image, string path)
     {
@@ -52,7 +78,7 @@ internal sealed record ImageInfo
                 ActualSize = actual,
                 ClusterSize = q.ClusterSize,
                 BackingFilename = q.BackingFileName,
-                FullBackingFilename = q.BackingFileName is null ? null : DiskImage.ResolveBackingPath(q.Path, q.BackingFileName),
+                FullBackingFilename = q.BackingFileName is null ? null : CombineBackingName(path, q.BackingFileName),
                 BackingFormat = q.BackingFormat,
                 Compat = q.Version >= 3 ? "1.1" : "0.10",
                 CompressionType = q.CompressionTypeName,

@@ -1,7 +1,6 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using Tidemark.Storage;
 using Tidemark.Storage.Qcow2;
 
 namespace Tidemark.Cli.Commands.Image.Info;
@@ -25,7 +24,7 @@ internal sealed class InfoCommand(CliConsole console)
                     break;
                 }
 
-                path = DiskImage.ResolveBackingPath(q.Path, q.BackingFileName!);
+                path = ImageInfo.CombineBackingName(path, q.BackingFileName!);
                 current = q.Backing;
             }
         }
@@ -80,7 +79,11 @@ internal sealed class InfoCommand(CliConsole console)
             text.Append("Format specific information:\n");
             text.Append(c, $"    compat: {info.Compat}\n");
             text.Append(c, $"    compression type: {info.CompressionType}\n");
-            text.Append(c, $"    lazy refcounts: {Bool(info.LazyRefcounts)}\n");
+            if (info.IsVersion3)
+            {
+                text.Append(c, $"    lazy refcounts: {Bool(info.LazyRefcounts)}\n");
+            }
+
             if (info.Bitmaps.Count > 0)
             {
                 text.Append("    bitmaps:\n");
@@ -101,8 +104,11 @@ internal sealed class InfoCommand(CliConsole console)
             }
 
             text.Append(c, $"    refcount bits: {info.RefcountBits}\n");
-            text.Append(c, $"    corrupt: {Bool(info.Corrupt)}\n");
-            text.Append(c, $"    extended l2: {Bool(info.ExtendedL2)}\n");
+            if (info.IsVersion3)
+            {
+                text.Append(c, $"    corrupt: {Bool(info.Corrupt)}\n");
+                text.Append(c, $"    extended l2: {Bool(info.ExtendedL2)}\n");
+            }
         }
     }
 
@@ -137,7 +143,11 @@ internal sealed class InfoCommand(CliConsole console)
                     w.WriteStartObject("data");
                     w.WriteString("compat", info.Compat);
                     w.WriteString("compression-type", info.CompressionType);
-                    w.WriteBoolean("lazy-refcounts", info.LazyRefcounts);
+                    if (info.IsVersion3)
+                    {
+                        w.WriteBoolean("lazy-refcounts", info.LazyRefcounts);
+                    }
+
                     if (info.Bitmaps.Count > 0)
                     {
                         w.WriteStartArray("bitmaps");
@@ -160,8 +170,12 @@ internal sealed class InfoCommand(CliConsole console)
                     }
 
                     w.WriteNumber("refcount-bits", info.RefcountBits);
-                    w.WriteBoolean("corrupt", info.Corrupt);
-                    w.WriteBoolean("extended-l2", info.ExtendedL2);
+                    if (info.IsVersion3)
+                    {
+                        w.WriteBoolean("corrupt", info.Corrupt);
+                        w.WriteBoolean("extended-l2", info.ExtendedL2);
+                    }
+
                     w.WriteEndObject();
                     w.WriteEndObject();
                 }

@@ -46,7 +46,19 @@ internal sealed class MapCommand(CliConsole console)
             {
                 foreach (var e in extents)
                 {
-                    await SplitByHostOffsetAsync(e, e.Depth == 0 ? null : layers[e.Depth - 1] as Qcow2Image, mapped, cancellationToken).ConfigureAwait(false);
+                    switch (e.Depth == 0 ? null : layers[e.Depth - 1])
+                    {
+                        case Qcow2Image layer:
+                            await SplitByHostOffsetAsync(e, layer, mapped, cancellationToken).ConfigureAwait(false);
+                            break;
+                        case RawImage:
+                            // A raw file stores every guest byte at its own offset, holes included.
+                            Append(mapped, e, e.Offset);
+                            break;
+                        default:
+                            mapped.Add((e, null));
+                            break;
+                    }
                 }
             }
         }
@@ -56,30 +68,29 @@ internal sealed class MapCommand(CliConsole console)
     }
 
     /// <summary>qemu-img map splits where the host offset jumps; do the same, one cluster at a time.</summary>
-    private static async Task SplitByHostOffsetAsync(BlockExtent extent, Qcow2Image? layer, List<(BlockExtent Extent, long? Offset)> mapped, CancellationToken cancellationToken)
+    private static async Task SplitByHostOffsetAsync(BlockExtent extent, Qcow2Image layer, List<(BlockExtent Extent, long? Offset)> mapped, CancellationToken cancellationToken)
     {
-        if (layer is null)
-        {
-            mapped.Add((extent, null));
-            return;
-        }
-
         var cluster = layer.ClusterSize;
         for (var at = extent.Offset; at < extent.End;)
         {
             var next = Math.Min(extent.End, ((at / cluster) + 1) * cluster);
             var host = await layer.GetHostOffsetAsync(at, cancellationToken).ConfigureAwait(false);
-            if (mapped.Count > 0 && mapped[^1].Extent.End == at && mapped[^1].Extent.Kind == extent.Kind && mapped[^1].Extent.Depth == extent.Depth
-                && (host is null ? mapped[^1].Offset is null : mapped[^1].Offset + mapped[^1].Extent.Length == host))
-            {
-                mapped[^1] = (mapped[^1].Extent with { Length = mapped[^1].Extent.Length + (next - at) }, mapped[^1].Offset);
-            }
-            else
-            {
-                mapped.Add((new BlockExtent(at, next - at, extent.Kind, extent.Depth), host));
-            }
-
+            Append(mapped, new BlockExtent(at, next - at, extent.Kind, extent.Depth), host);
             at = next;
+        }
+    }
+
+    /// <summary>Adds a range, joined to the previous one when kind, layer and host offsets continue it.</summary>
+    private static void Append(List<(BlockExtent Extent, long? Offset)> mapped, BlockExtent extent, long? host)
+    {
+        if (mapped.Count > 0 && mapped[^1].Extent.End == extent.Offset && mapped[^1].Extent.Kind == extent.Kind && mapped[^1].Extent.Depth == extent.Depth
+            && (host is null ? mapped[^1].Offset is null : mapped[^1].Offset + mapped[^1].Extent.Length == host))
+        {
+            mapped[^1] = (mapped[^1].Extent with { Length = mapped[^1].Extent.Length + extent.Length }, mapped[^1].Offset);
+        }
+        else
+        {
+            mapped.Add((extent, host));
         }
     }
 
