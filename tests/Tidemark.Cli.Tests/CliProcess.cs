@@ -35,7 +35,8 @@ internal sealed class CliProcess : IAsyncDisposable
             throw new InvalidOperationException($"kill({_process.Id}, {signal}) failed: errno {Marshal.GetLastPInvokeError()}");
         }
 
-        return await WaitForExitAsync(TimeSpan.FromSeconds(30));
+        // Closing an image stores its bitmaps and syncs it: on a loaded host that can take a while.
+        return await WaitForExitAsync(TimeSpan.FromMinutes(2));
     }
 
     /// <summary>Waits for the process to end on its own; fails after <paramref name="timeout"/>.</summary>
