@@ -12,7 +12,7 @@ internal static class ImageRows
 {
     private const int Repeats = 7;
 
-    public static async Task<IEnumerable<Row>> RunAsync(string dir, string tidemarkDll)
+    public static async Task<IEnumerable<Row>> RunAsync(string dir, string tidemark)
     {
         var image = Path.Combine(dir, "big.qcow2");
         await RunProcessAsync("qemu-img", "create", "-q", "-f", "qcow2", image, "1T");
@@ -41,7 +41,7 @@ internal static class ImageRows
         foreach (var source in new[] { "sparse", "dense" })
         {
             var qemu = await Timing.MedianAsync(Repeats, () => RunProcessAsync("qemu-img", "bitmap", "--merge", source, image, "target"));
-            var cli = await Timing.MedianAsync(Repeats, () => RunProcessAsync("dotnet", tidemarkDll, "image", "bitmap", "--merge", source, image, "target"));
+            var cli = await Timing.MedianAsync(Repeats, () => RunProcessAsync(tidemark, "image", "bitmap", "--merge", source, image, "target"));
             var library = await Timing.MedianAsync(Repeats, async () =>
             {
                 await using var qcow2 = await Qcow2Image.OpenAsync(image, readOnly: false);
@@ -53,9 +53,9 @@ internal static class ImageRows
 
         await RunProcessAsync("qemu-img", "check", "-q", image);
 
-        // What the CLI rows pay before touching the image: starting a .NET process.
+        // What the CLI rows pay before touching the image: starting the process.
         var startQemu = await Timing.MedianAsync(Repeats, () => RunProcessAsync("qemu-img", "--version"));
-        var startTidemark = await Timing.MedianAsync(Repeats, () => RunProcessAsync("dotnet", tidemarkDll, "--version"));
+        var startTidemark = await Timing.MedianAsync(Repeats, () => RunProcessAsync(tidemark, "--version"));
         rows.Add(new Row("process start-up only (--version)", startTidemark, startQemu));
         return rows;
     }

@@ -2,12 +2,12 @@ using System.Diagnostics;
 using System.Globalization;
 using Tidemark.Bench.Bitmaps;
 
-// Usage: Tidemark.Bench.Bitmaps <path of tidemark.dll>
+// Usage: Tidemark.Bench.Bitmaps <path of the tidemark executable>
 // Prints one table; where QEMU has the same operation, its figure comes from the same run on
 // the same image, and the ratio is QEMU's time over Tidemark's (above 1: Tidemark is faster).
 if (args.Length < 1 || !File.Exists(args[0]))
 {
-    Console.Error.WriteLine("usage: Tidemark.Bench.Bitmaps TIDEMARK_DLL (run bench/bitmaps/run)");
+    Console.Error.WriteLine("usage: Tidemark.Bench.Bitmaps TIDEMARK (run bench/bitmaps/run)");
     return 2;
 }
 

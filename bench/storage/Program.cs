@@ -6,14 +6,18 @@ using Tidemark.Storage.Qcow2;
 // Storage benchmark: Tidemark against QEMU on the same data, same machine, same run.
 // Prints one table of times and ratios (QEMU time / Tidemark time: above 1 means Tidemark is faster).
 //
-//   dotnet run -c Release --project bench/storage [-- --size-gib N --runs N --dir PATH]
+//   bench/storage/run [--size-gib N --runs N --dir PATH]
 //
 // Rows:
-//   convert raw->qcow2, qcow2->raw, qcow2->qcow2: `tidemark image convert` against
-//     `qemu-img convert`, both as processes (start-up included), on an image of SIZE with
-//     half data (1 MiB of random bytes every other MiB) and half holes. Best of RUNS.
-//   ... (in-process): the same conversion through the library in this process (no .NET start-up),
-//     against the same qemu-img convert process.
+//   process rows: the native `tidemark` program against `qemu-img`, both as processes, start-up
+//     included, as a script runs them. `--version`, `image info` and `image map` on a qcow2 of
+//     SIZE (median of 21, alternating); `image convert` raw->qcow2, qcow2->raw, qcow2->qcow2 on
+//     three layouts of SIZE (best of RUNS, alternating):
+//       1M/1M: 1 MiB of random bytes every other MiB (half data, half holes);
+//       4M/8M: 4 MiB of random bytes every 8 MiB;
+//       64K scattered: 4000 writes of 64 KiB at random 64 KiB-aligned offsets.
+//   ... (in-process): the 1M/1M conversions through the library in this process (no process
+//     start-up), against the same qemu-img convert process.
 //   4 KiB writes, qemu-img bench -w pattern: 75000 sequential 4 KiB writes into a fresh 1 GiB
 //     qcow2. QEMU: `qemu-img bench -w` (queue depth 64, its own timer, no final fsync).
 //     Tidemark: the same writes through Qcow2Image in-process, one at a time, timer includes
@@ -47,52 +51,91 @@ for (var i = 0; i < args.Length - 1; i++)
 var repo = FindRepository();
 Directory.CreateDirectory(root);
 var rows = new List<(string Name, double Tidemark, double Qemu)>();
+
+// Each row is printed to stderr as soon as it is measured, so a long run shows its progress.
+void Add(string name, double tidemark, double qemu)
+{
+    rows.Add((name, tidemark, qemu));
+    Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name}: tidemark {tidemark:F3} s, qemu {qemu:F3} s"));
+}
+
 try
 {
     Console.WriteLine($"qemu-img: {(await RunAsync("qemu-img", "--version")).Split('\n')[0]}");
-    Console.WriteLine($"data: {sizeGiB} GiB image, half data, half holes; best of {runs} runs; work directory {root}");
-    // The run script has built the CLI; start it directly so no build check is timed.
-    var cli = Path.Combine(repo, "artifacts", "cli", "tidemark.dll");
+    Console.WriteLine($"data: {sizeGiB} GiB images; converts best of {runs} runs, short commands median of 21; work directory {root}");
+    // The run script has built the native CLI; start it directly so no build check is timed.
+    var cli = Path.Combine(repo, "artifacts", "cli", "tidemark");
     if (!File.Exists(cli))
     {
         await RunAsync(Path.Combine(repo, "tidemark"), "--help");
     }
 
-    var raw = Path.Combine(root, "src.raw");
-    await MakeHalfDataRawAsync(raw, (long)sizeGiB << 30);
-    var qcow2 = Path.Combine(root, "src.qcow2");
-    await RunAsync("qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, qcow2);
-    await WarmAsync(raw);
-    await WarmAsync(qcow2);
-
-    foreach (var (name, source, sourceFormat, targetFormat) in new[]
+    var size = (long)sizeGiB << 30;
+    var layouts = new (string Name, IEnumerable<(long Offset, int Length)> Writes)[]
     {
-        ("convert raw->qcow2", raw, "raw", "qcow2"),
-        ("convert qcow2->raw", qcow2, "qcow2", "raw"),
-        ("convert qcow2->qcow2", qcow2, "qcow2", "qcow2"),
-    })
+        ("1M/1M", Every(size, 2L << 20, 1 << 20)),
+        ("4M/8M", Every(size, 8L << 20, 4 << 20)),
+        ("64K scattered", Scattered(size, 4000, 64 << 10)),
+    };
+    foreach (var (layout, writes) in layouts)
     {
-        var target = Path.Combine(root, "out." + targetFormat);
-        var (tidemark, qemu) = await AlternateAsync(
-            runs,
-            () => TimeProcessAsync("dotnet", cli, "image", "convert", "-f", sourceFormat, "-O", targetFormat, source, target),
-            () => TimeProcessAsync("qemu-img", "convert", "-f", sourceFormat, "-O", targetFormat, source, target));
-        await RunAsync("dotnet", cli, "image", "convert", "-f", sourceFormat, "-O", targetFormat, source, target);
-        await RunAsync("qemu-img", "compare", "-f", sourceFormat, "-F", targetFormat, source, target);
-        rows.Add((name, tidemark, qemu));
+        var raw = Path.Combine(root, "src.raw");
+        await MakeRawAsync(raw, size, writes);
+        var qcow2 = Path.Combine(root, "src.qcow2");
+        await RunAsync("qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, qcow2);
+        await WarmAsync(raw);
+        await WarmAsync(qcow2);
 
-        // The same conversion in-process (open, sparse copy, close): Tidemark without .NET start-up.
-        var inProcess = await AlternateAsync(runs, () => ConvertInProcessAsync(source, sourceFormat, target, targetFormat), () => TimeProcessAsync("qemu-img", "convert", "-f", sourceFormat, "-O", targetFormat, source, target));
-        rows.Add((name + " (in-process)", inProcess.Tidemark, inProcess.Qemu));
-        File.Delete(target);
+        if (layout == layouts[0].Name)
+        {
+            foreach (var (name, arguments) in new (string, string[])[]
+            {
+                ("--version", ["--version"]),
+                ("image info (qcow2)", ["image", "info", qcow2]),
+                ("image map (qcow2)", ["image", "map", qcow2]),
+            })
+            {
+                var (tidemark, qemu) = await MedianAsync(21, () => TimeProcessAsync(cli, arguments), () => TimeProcessAsync("qemu-img", arguments[0] == "image" ? arguments[1..] : arguments));
+                Add(name, tidemark, qemu);
+            }
+        }
+
+        foreach (var (name, source, sourceFormat, targetFormat) in new[]
+        {
+            ("raw->qcow2", raw, "raw", "qcow2"),
+            ("qcow2->raw", qcow2, "qcow2", "raw"),
+            ("qcow2->qcow2", qcow2, "qcow2", "qcow2"),
+        })
+        {
+            var target = Path.Combine(root, "out." + targetFormat);
+            var (tidemark, qemu) = await AlternateAsync(
+                runs,
+                () => TimeProcessAsync(cli, "image", "convert", "-f", sourceFormat, "-O", targetFormat, source, target),
+                () => TimeProcessAsync("qemu-img", "convert", "-f", sourceFormat, "-O", targetFormat, source, target));
+            await RunAsync(cli, "image", "convert", "-f", sourceFormat, "-O", targetFormat, source, target);
+            await RunAsync("qemu-img", "compare", "-f", sourceFormat, "-F", targetFormat, source, target);
+            Add($"convert {name}, {layout}", tidemark, qemu);
+
+            if (layout == layouts[0].Name)
+            {
+                // The same conversion in-process (open, sparse copy, close): Tidemark without process start-up.
+                var inProcess = await AlternateAsync(runs, () => ConvertInProcessAsync(source, sourceFormat, target, targetFormat), () => TimeProcessAsync("qemu-img", "convert", "-f", sourceFormat, "-O", targetFormat, source, target));
+                Add($"convert {name}, {layout} (in-process)", inProcess.Tidemark, inProcess.Qemu);
+            }
+
+            File.Delete(target);
+        }
+
+        File.Delete(raw);
+        File.Delete(qcow2);
     }
 
     var benchImage = Path.Combine(root, "bench.qcow2");
     var sequential = await AlternateAsync(runs, () => TidemarkSequentialAsync(benchImage), () => QemuBenchAsync(benchImage));
-    rows.Add(("4 KiB writes (qemu-img bench -w)", sequential.Tidemark, sequential.Qemu));
+    Add("4 KiB writes (qemu-img bench -w)", sequential.Tidemark, sequential.Qemu);
     var offsets = RandomOffsets(20000, 1L << 30);
     var random = await AlternateAsync(runs, () => TidemarkRandomAsync(benchImage, offsets), () => QemuRandomAsync(benchImage, offsets));
-    rows.Add(("random 4 KiB writes, QD1 (qemu-io)", random.Tidemark, random.Qemu));
+    Add("random 4 KiB writes, QD1 (qemu-io)", random.Tidemark, random.Qemu);
 }
 finally
 {
@@ -100,10 +143,10 @@ finally
 }
 
 Console.WriteLine();
-Console.WriteLine($"{"row",-36} {"tidemark s",12} {"qemu s",12} {"ratio",8}");
+Console.WriteLine($"{"row",-42} {"tidemark s",12} {"qemu s",12} {"ratio",8}");
 foreach (var (name, tidemark, qemu) in rows)
 {
-    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name,-36} {tidemark,12:F3} {qemu,12:F3} {qemu / tidemark,8:F2}"));
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name,-42} {tidemark,12:F3} {qemu,12:F3} {qemu / tidemark,8:F2}"));
 }
 
 Console.WriteLine("ratio = qemu time / tidemark time (>= 1: Tidemark at least as fast)");
@@ -123,6 +166,23 @@ static async Task<(double Tidemark, double Qemu)> AlternateAsync(int runs, Func<
     }
 
     return best;
+}
+
+// Short commands: alternates the two tools, keeps the median of each (after one warm-up run each).
+static async Task<(double Tidemark, double Qemu)> MedianAsync(int runs, Func<Task<double>> tidemark, Func<Task<double>> qemu)
+{
+    await tidemark();
+    await qemu();
+    var samples = (Tidemark: new List<double>(), Qemu: new List<double>());
+    for (var i = 0; i < runs; i++)
+    {
+        samples.Tidemark.Add(await tidemark());
+        samples.Qemu.Add(await qemu());
+    }
+
+    samples.Tidemark.Sort();
+    samples.Qemu.Sort();
+    return (samples.Tidemark[runs / 2], samples.Qemu[runs / 2]);
 }
 
 static async Task<double> ConvertInProcessAsync(string source, string sourceFormat, string target, string targetFormat)
@@ -211,17 +271,33 @@ static long[] RandomOffsets(int count, long size)
     return Enumerable.Range(0, count).Select(_ => random.NextInt64(size / 4096) * 4096).ToArray();
 }
 
-static async Task MakeHalfDataRawAsync(string path, long size)
+// LENGTH bytes of data every STRIDE bytes from offset 0.
+static IEnumerable<(long Offset, int Length)> Every(long size, long stride, int length)
+{
+    for (long at = 0; at < size; at += stride)
+    {
+        yield return (at, length);
+    }
+}
+
+// COUNT writes of LENGTH bytes at random LENGTH-aligned offsets (fixed seed: every run the same).
+static IEnumerable<(long Offset, int Length)> Scattered(long size, int count, int length)
+{
+    var random = new Random(11);
+    return Enumerable.Range(0, count).Select(_ => (random.NextInt64(size / length) * length, length)).Order().ToArray();
+}
+
+static async Task MakeRawAsync(string path, long size, IEnumerable<(long Offset, int Length)> writes)
 {
     var random = new Random(1);
-    var chunk = new byte[1 << 20];
+    var chunk = new byte[4 << 20];
     await using var file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20, useAsync: true);
     file.SetLength(size);
-    for (long at = 0; at < size; at += 2L << 20)
+    foreach (var (offset, length) in writes)
     {
-        random.NextBytes(chunk);
-        file.Seek(at, SeekOrigin.Begin);
-        await file.WriteAsync(chunk);
+        random.NextBytes(chunk.AsSpan(0, length));
+        file.Seek(offset, SeekOrigin.Begin);
+        await file.WriteAsync(chunk.AsMemory(0, length));
     }
 }
 

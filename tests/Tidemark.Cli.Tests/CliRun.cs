@@ -1,13 +1,29 @@
+using System.Diagnostics;
+
 namespace Tidemark.Cli.Tests;
 
-/// <summary>One in-process run of the <c>tidemark</c> command line and what it printed.</summary>
+/// <summary>One run of the native <c>tidemark</c> program (<see cref="TidemarkProgram"/>) to its end and what it printed.</summary>
 internal sealed record CliRun(int ExitCode, string Stdout, string Stderr)
 {
     public static async Task<CliRun> RunAsync(params string[] args)
     {
-        var stdout = new StringWriter { NewLine = "\n" };
-        var stderr = new StringWriter { NewLine = "\n" };
-        var code = await TidemarkCommandLine.RunAsync(args, stdout, stderr, TestContext.Current.CancellationToken);
-        return new CliRun(code, stdout.ToString(), stderr.ToString());
+        using var process = Process.Start(await TidemarkProgram.StartInfoAsync(args))
+            ?? throw new InvalidOperationException("tidemark did not start");
+        var token = TestContext.Current.CancellationToken;
+        var stdout = process.StandardOutput.ReadToEndAsync(token);
+        var stderr = process.StandardError.ReadToEndAsync(token);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(token);
+        timeout.CancelAfter(TimeSpan.FromMinutes(2));
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"tidemark {string.Join(' ', args)} did not finish in time");
+        }
+
+        return new CliRun(process.ExitCode, await stdout, await stderr);
     }
 }

@@ -5,12 +5,18 @@ public sealed class CommandLineTests
     [Fact]
     public async Task UnknownVerb_IsRefusedWithNonZeroExit()
     {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
+        var run = await CliRun.RunAsync("no-such-verb");
 
-        var code = await TidemarkCommandLine.RunAsync(["no-such-verb"], stdout, stderr, TestContext.Current.CancellationToken);
+        Assert.NotEqual(0, run.ExitCode);
+        Assert.Contains("no-such-verb", run.Stderr + run.Stdout, StringComparison.Ordinal);
+    }
 
-        Assert.NotEqual(0, code);
-        Assert.Contains("no-such-verb", stderr.ToString() + stdout.ToString(), StringComparison.Ordinal);
+    [Fact]
+    public async Task Version_PrintsTheInformationalVersion()
+    {
+        var run = await CliRun.RunAsync("--version");
+
+        Assert.Equal((0, ""), (run.ExitCode, run.Stderr));
+        Assert.Matches(@"^\d+\.\d+\.\d+\S*\n$", run.Stdout);
     }
 }

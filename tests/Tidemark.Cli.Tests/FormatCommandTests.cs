@@ -11,9 +11,9 @@ namespace Tidemark.Cli.Tests;
 /// </summary>
 public sealed class FormatCommandTests
 {
-    private static string Tests => Path.Combine(Repository.LibvirtConformance, "tests");
+    private static string Tests => LibvirtConformance.Tests;
 
-    private static string Schema(string name) => Path.Combine(Repository.LibvirtConformance, "src", "conf", "schemas", name);
+    private static string Schema(string name) => Path.Combine(LibvirtConformance.Schemas, name);
 
     public static TheoryData<string> BackupCases => new()
     {

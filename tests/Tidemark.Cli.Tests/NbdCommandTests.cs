@@ -5,7 +5,7 @@ using Tidemark.Testing;
 namespace Tidemark.Cli.Tests;
 
 /// <summary>
-/// <c>nbd serve</c> and <c>nbd info</c> parsed from real command lines and run in-process,
+/// <c>nbd serve</c> and <c>nbd info</c> run as the native program,
 /// checked against nbdinfo and qemu-nbd.
 /// </summary>
 public sealed class NbdCommandTests
@@ -14,10 +14,8 @@ public sealed class NbdCommandTests
 
     private static async Task<(int Code, string Out, string Err)> RunAsync(params string[] args)
     {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        var code = await TidemarkCommandLine.RunAsync(args, stdout, stderr, Token);
-        return (code, stdout.ToString(), stderr.ToString());
+        var run = await CliRun.RunAsync(args);
+        return (run.ExitCode, run.Stdout, run.Stderr);
     }
 
     private static async Task<string> SparseImageAsync(TempDirectory dir)
@@ -135,10 +133,7 @@ public sealed class NbdCommandTests
         using var dir = new TempDirectory("cli-nbd-serve");
         var image = await SparseImageAsync(dir);
         var socket = dir.File("tidemark.sock");
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(Token);
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        var serve = TidemarkCommandLine.RunAsync(["nbd", "serve", "-r", "-t", "-e", "4", "-x", "vda", "-D", "served", "-k", socket, image], stdout, stderr, stop.Token);
+        await using var serve = await CliProcess.StartAsync("nbd", "serve", "-r", "-t", "-e", "4", "-x", "vda", "-D", "served", "-k", socket, image);
         await WaitForSocketAsync(socket);
 
         var uri = $"nbd+unix:///vda?socket={socket}";
@@ -155,8 +150,7 @@ public sealed class NbdCommandTests
         await Peer.RunCheckedAsync("nbdcopy", "-C", "4", uri, copy);
         Assert.Equal(await File.ReadAllBytesAsync(image, Token), await File.ReadAllBytesAsync(copy, Token));
 
-        await stop.CancelAsync();
-        Assert.Equal(0, await serve);
+        Assert.Equal(0, (await serve.StopAsync(CliProcess.SIGINT)).ExitCode);
         Assert.False(File.Exists(socket));
     }
 
@@ -175,8 +169,7 @@ public sealed class NbdCommandTests
         await using var qemu = await QemuNbd.StartAsync(dir, "-r", "-f", "qcow2", "-t", "-e", "2", "-x", "vda", "-B", "b0", "-B", "b1", "-A", qcow2);
 
         var socket = dir.File("tidemark.sock");
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(Token);
-        var serve = TidemarkCommandLine.RunAsync(["nbd", "serve", "-r", "-t", "-e", "2", "-x", "vda", "-B", "b0", "-B", "b1", "-A", "-k", socket, qcow2], new StringWriter(), new StringWriter(), stop.Token);
+        await using var serve = await CliProcess.StartAsync("nbd", "serve", "-r", "-t", "-e", "2", "-x", "vda", "-B", "b0", "-B", "b1", "-A", "-k", socket, qcow2);
         await WaitForSocketAsync(socket);
         var ours = $"nbd+unix:///vda?socket={socket}";
         var theirs = $"nbd+unix:///vda?socket={qemu.Socket}";
@@ -190,8 +183,7 @@ public sealed class NbdCommandTests
 
         Assert.Contains("dirty", await Peer.RunCheckedAsync("nbdinfo", "--map=qemu:dirty-bitmap:b0", ours), StringComparison.Ordinal);
         Assert.Equal("Images are identical.\n", await Peer.RunCheckedAsync("qemu-img", "compare", "-f", "raw", "-F", "raw", ours, theirs));
-        await stop.CancelAsync();
-        Assert.Equal(0, await serve);
+        Assert.Equal(0, (await serve.StopAsync()).ExitCode);
     }
 
     [Fact]
@@ -238,8 +230,7 @@ public sealed class NbdCommandTests
         }
 
         var port = FreePort();
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(Token);
-        var serve = TidemarkCommandLine.RunAsync(["nbd", "serve", "-r", "-t", "-x", "vda", "-b", "127.0.0.1", "-p", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--tls-creds", server, image], new StringWriter(), new StringWriter(), stop.Token);
+        await using var serve = await CliProcess.StartAsync("nbd", "serve", "-r", "-t", "-x", "vda", "-b", "127.0.0.1", "-p", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--tls-creds", server, image);
         await WaitForPortAsync(port);
 
         var info = await Peer.RunCheckedAsync("nbdinfo", $"nbds://localhost:{port}/vda?tls-certificates={client}");
@@ -251,8 +242,7 @@ public sealed class NbdCommandTests
         Assert.Equal(1, code);
         Assert.Contains("not permitted before TLS", error, StringComparison.Ordinal);
 
-        await stop.CancelAsync();
-        Assert.Equal(0, await serve);
+        Assert.Equal(0, (await serve.StopAsync()).ExitCode);
     }
 
     private static int FreePort()
@@ -287,11 +277,11 @@ public sealed class NbdCommandTests
         using var dir = new TempDirectory("cli-nbd-once");
         var image = await SparseImageAsync(dir);
         var socket = dir.File("once.sock");
-        var serve = TidemarkCommandLine.RunAsync(["nbd", "serve", "-k", socket, image], new StringWriter(), new StringWriter(), Token);
+        await using var serve = await CliProcess.StartAsync("nbd", "serve", "-k", socket, image);
         await WaitForSocketAsync(socket);
 
         // WaitForSocketAsync's probe was the first client: the server has stopped.
-        Assert.Equal(0, await serve.WaitAsync(TimeSpan.FromSeconds(30), Token));
+        Assert.Equal(0, (await serve.WaitForExitAsync(TimeSpan.FromSeconds(30))).ExitCode);
     }
 
     [Theory]

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using Tidemark.Testing;
 
 namespace Tidemark.Cli.Tests;
@@ -12,16 +11,12 @@ namespace Tidemark.Cli.Tests;
 /// </summary>
 public sealed class NbdServeSignalTests
 {
-    private const int SIGHUP = 1;
-    private const int SIGINT = 2;
-    private const int SIGTERM = 15;
-
     private static CancellationToken Token => TestContext.Current.CancellationToken;
 
     [Theory]
-    [InlineData(SIGTERM)]
-    [InlineData(SIGINT)]
-    [InlineData(SIGHUP)]
+    [InlineData(CliProcess.SIGTERM)]
+    [InlineData(CliProcess.SIGINT)]
+    [InlineData(CliProcess.SIGHUP)]
     public async Task Serve_StoppedBySignal_StoresBitmapsAsQemuReadsThem(int signal)
     {
         using var dir = new TempDirectory("cli-nbd-signal");
@@ -31,34 +26,16 @@ public sealed class NbdServeSignalTests
         await Peer.RunCheckedAsync("qemu-img", "bitmap", "--add", qcow2, "chk1");
 
         var socket = dir.File("tidemark.sock");
-        var info = new ProcessStartInfo(Peer.Require("dotnet")) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in (string[])[Path.Combine(AppContext.BaseDirectory, "tidemark.dll"), "nbd", "serve", "-t", "-x", "vda", "-k", socket, qcow2])
-        {
-            info.ArgumentList.Add(a);
-        }
-
-        using var serve = Process.Start(info)!;
-        var stderr = serve.StandardError.ReadToEndAsync(Token);
-        try
+        CliRun stopped;
+        await using (var serve = await CliProcess.StartAsync("nbd", "serve", "-t", "-x", "vda", "-k", socket, qcow2))
         {
             await WaitForSocketAsync(socket);
             var uri = $"nbd+unix:///vda?socket={socket}";
             await Peer.RunCheckedAsync("qemu-io", "-f", "raw", "-c", "write -P 0x22 2M 64k", "-c", "write -z 4M 128k", uri);
-
-            Assert.Equal(0, Kill(serve.Id, signal));
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Token);
-            timeout.CancelAfter(TimeSpan.FromSeconds(30));
-            await serve.WaitForExitAsync(timeout.Token);
-        }
-        finally
-        {
-            if (!serve.HasExited)
-            {
-                serve.Kill();
-            }
+            stopped = await serve.StopAsync(signal);
         }
 
-        Assert.True(serve.ExitCode == 0, $"exit {serve.ExitCode}: {await stderr}");
+        Assert.True(stopped.ExitCode == 0, $"exit {stopped.ExitCode}: {stopped.Stderr}");
         Assert.False(File.Exists(socket));
 
         // QEMU finds the image clean and the bitmap stored (not in-use) with exactly the writes
@@ -110,13 +87,5 @@ public sealed class NbdServeSignalTests
         }
 
         throw new TimeoutException($"nothing listens on {socket}");
-    }
-
-    private static int Kill(int pid, int signal) => NativeMethods.kill(pid, signal);
-
-    private static class NativeMethods
-    {
-        [DllImport("libc", SetLastError = true)]
-        internal static extern int kill(int pid, int sig);
     }
 }

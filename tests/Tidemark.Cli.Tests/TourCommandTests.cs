@@ -62,7 +62,7 @@ public sealed class TourCommandTests
     [InlineData("backup-pull-unix.xml", "domainbackup.rng", true)]
     public async Task Example_AgreesWithXmllint(string file, string schema, bool valid)
     {
-        var result = await Peer.RunAsync("xmllint", ["--noout", "--relaxng", Path.Combine(Repository.LibvirtConformance, "src", "conf", "schemas", schema), Path.Combine(Examples, file)]);
+        var result = await Peer.RunAsync("xmllint", ["--noout", "--relaxng", Path.Combine(LibvirtConformance.Schemas, schema), Path.Combine(Examples, file)]);
 
         Assert.Equal(valid, result.ExitCode == 0);
     }

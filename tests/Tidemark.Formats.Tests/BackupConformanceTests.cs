@@ -40,7 +40,9 @@ public sealed class BackupConformanceTests
     [Fact]
     public void InternalCase_InPublicMode_IsRefusedByTheSchema()
     {
-        var e = Assert.Throws<DocumentException>(() => BackupParser.Parse(File.ReadAllText(Conformance.BackupIn("backup-pull-internal-invalid"))));
+        var xml = File.ReadAllText(Conformance.BackupIn("backup-pull-internal-invalid"));
+
+        var e = Assert.Throws<DocumentException>(() => BackupParser.Parse(xml));
 
         Assert.Equal(DocumentErrorReason.SchemaViolation, e.Reason);
         Assert.Contains("line 5: element 'disk': attribute 'state': attribute not allowed here", e.Problems);

@@ -62,7 +62,9 @@ public sealed class CheckpointConformanceTests
     [Fact]
     public void InvalidCase_DiskInvalid_NamesTheMissingAttribute()
     {
-        var e = Assert.Throws<DocumentException>(() => CheckpointParser.Parse(File.ReadAllText(Conformance.CheckpointIn("disk-invalid")), CheckpointParseMode.Create));
+        var xml = File.ReadAllText(Conformance.CheckpointIn("disk-invalid"));
+
+        var e = Assert.Throws<DocumentException>(() => CheckpointParser.Parse(xml, CheckpointParseMode.Create));
 
         Assert.Equal(["line 6: element 'disk': missing required attribute 'name'"], e.Problems);
     }
@@ -70,7 +72,9 @@ public sealed class CheckpointConformanceTests
     [Fact]
     public void InvalidCase_NameInvalid_NamesTheValue()
     {
-        var e = Assert.Throws<DocumentException>(() => CheckpointParser.Parse(File.ReadAllText(Conformance.CheckpointIn("name-invalid")), CheckpointParseMode.Create));
+        var xml = File.ReadAllText(Conformance.CheckpointIn("name-invalid"));
+
+        var e = Assert.Throws<DocumentException>(() => CheckpointParser.Parse(xml, CheckpointParseMode.Create));
 
         Assert.Equal(["line 3: element 'name': value '../escape' is not a valid checkpoint name"], e.Problems);
     }
@@ -80,7 +84,9 @@ public sealed class CheckpointConformanceTests
     [InlineData("internal-inactive-invalid")]
     public void LegacyActiveElement_IsRefused(string name)
     {
-        var e = Assert.Throws<DocumentException>(() => CheckpointParser.Parse(File.ReadAllText(Conformance.CheckpointOut(name)), CheckpointParseMode.Redefine));
+        var xml = File.ReadAllText(Conformance.CheckpointOut(name));
+
+        var e = Assert.Throws<DocumentException>(() => CheckpointParser.Parse(xml, CheckpointParseMode.Redefine));
 
         Assert.Contains(e.Problems, p => p.Contains("element 'active': element not allowed in <domaincheckpoint>", StringComparison.Ordinal));
     }

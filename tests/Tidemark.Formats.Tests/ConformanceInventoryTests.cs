@@ -1,3 +1,5 @@
+using Tidemark.Testing;
+
 namespace Tidemark.Formats.Tests;
 
 /// <summary>
@@ -32,5 +34,10 @@ public sealed class ConformanceInventoryTests
 
     [Fact]
     public void SchemaAgreement_CoversEveryXmlFile()
-        => Assert.Equal(37, SchemaAgreementTests.Files.Length);
+    {
+        var files = LibvirtConformance.XmlFiles().ToArray();
+
+        Assert.Equal(37, files.Length);
+        Assert.Equal(files, SchemaAgreementTests.Files.Select(row => row.Data));
+    }
 }

@@ -1,4 +1,5 @@
 using System.Xml.Linq;
+using Tidemark.Testing;
 
 namespace Tidemark.Formats.Tests;
 
@@ -10,14 +11,14 @@ namespace Tidemark.Formats.Tests;
 /// </summary>
 public sealed class SchemaAgreementTests
 {
-    public static TheoryDataRow<string>[] Files =>
-        [.. Conformance.AllXmlFiles().Select(f => new TheoryDataRow<string>(f) { TestDisplayName = $"validate agrees with xmllint: {f}" })];
+    public static TheoryDataRow<string>[] Files => LibvirtConformance.Rows(
+        () => LibvirtConformance.XmlFiles().Select(f => new TheoryDataRow<string>(f) { TestDisplayName = $"validate agrees with xmllint: {f}" }));
 
     [Theory]
     [MemberData(nameof(Files))]
     public async Task Validate_AgreesWithXmllint(string file)
     {
-        var path = Path.Combine(Tidemark.Testing.Repository.LibvirtConformance, file);
+        var path = Path.Combine(LibvirtConformance.Folder, file);
         var text = await File.ReadAllTextAsync(path, TestContext.Current.CancellationToken);
         var schema = Xmllint.SchemaFor(XDocument.Parse(text).Root!.Name.LocalName);
         var (xmllintValid, output) = schema is null ? (false, "no schema for this root element") : await Xmllint.ValidateFileAsync(path, schema);

@@ -6,11 +6,8 @@ public static class Repository
     /// <summary>The repository root (the folder that holds Tidemark.slnx).</summary>
     public static string Root { get; } = FindRoot();
 
-    /// <summary>The read-only shared folder next to the repository (specs and conformance data).</summary>
+    /// <summary>The read-only shared folder next to the repository (specs and conformance data; see <see cref="LibvirtConformance"/>).</summary>
     public static string Shared => Path.GetFullPath(Path.Combine(Root, "..", "shared"));
-
-    /// <summary>libvirt's conformance data: <c>../shared/conformance/libvirt</c>.</summary>
-    public static string LibvirtConformance => Path.Combine(Shared, "conformance", "libvirt");
 
     private static string FindRoot()
     {

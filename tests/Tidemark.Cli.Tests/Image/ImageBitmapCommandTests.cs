@@ -11,8 +11,6 @@ namespace Tidemark.Cli.Tests.Image;
 /// </summary>
 public sealed class ImageBitmapCommandTests
 {
-    private static CancellationToken Ct => TestContext.Current.CancellationToken;
-
     // "io ..." lines are qemu-io commands run on both images; the rest are bitmap command lines.
     // FILE and BASE stand for each side's image and its backing file.
     private static readonly string[] Script =
@@ -78,13 +76,11 @@ public sealed class ImageBitmapCommandTests
             var (qemuFile, qemuBase) = sides["qemu"];
             var qemu = await Peer.RunAsync("qemu-img", ["bitmap", .. Arguments(step, qemuFile, qemuBase)]);
             var (file2, base2) = sides["tidemark"];
-            var stdout = new StringWriter();
-            var stderr = new StringWriter();
-            var code = await TidemarkCommandLine.RunAsync(["image", "bitmap", .. Arguments(step, file2, base2)], stdout, stderr, Ct);
+            var run = await CliRun.RunAsync(["image", "bitmap", .. Arguments(step, file2, base2)]);
 
-            Assert.Equal((step, qemu.ExitCode), (step, code));
-            Assert.Equal((step, qemu.Stderr.Replace("qemu-img: ", "error: ", StringComparison.Ordinal).Trim()), (step, stderr.ToString().Trim()));
-            Assert.Equal("", stdout.ToString());
+            Assert.Equal((step, qemu.ExitCode), (step, run.ExitCode));
+            Assert.Equal((step, qemu.Stderr.Replace("qemu-img: ", "error: ", StringComparison.Ordinal).Trim()), (step, run.Stderr.Trim()));
+            Assert.Equal("", run.Stdout);
         }
 
         var bitmaps = await QemuBitmapsAsync(sides["qemu"].File);
@@ -122,13 +118,12 @@ public sealed class ImageBitmapCommandTests
 
         foreach (var op in new[] { "--clear", "--enable", "--disable" })
         {
-            var stderr = new StringWriter();
-            var code = await TidemarkCommandLine.RunAsync(["image", "bitmap", op, file, "b0"], new StringWriter(), stderr, Ct);
-            Assert.Equal(1, code);
-            Assert.StartsWith($"error: Operation {op[2..]} on bitmap b0 failed: Bitmap 'b0' is inconsistent and cannot be used", stderr.ToString(), StringComparison.Ordinal);
+            var run = await CliRun.RunAsync("image", "bitmap", op, file, "b0");
+            Assert.Equal(1, run.ExitCode);
+            Assert.StartsWith($"error: Operation {op[2..]} on bitmap b0 failed: Bitmap 'b0' is inconsistent and cannot be used", run.Stderr, StringComparison.Ordinal);
         }
 
-        Assert.Equal(0, await TidemarkCommandLine.RunAsync(["image", "bitmap", "--remove", file, "b0"], new StringWriter(), new StringWriter(), Ct));
+        Assert.Equal(0, (await CliRun.RunAsync("image", "bitmap", "--remove", file, "b0")).ExitCode);
         Assert.Empty(await QemuBitmapsAsync(file));
         var check = await Peer.RunAsync("qemu-img", ["check", "--output=json", file]);
         Assert.True(check.ExitCode == 0, check.Stdout + check.Stderr);

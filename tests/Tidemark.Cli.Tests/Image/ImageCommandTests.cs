@@ -3,15 +3,13 @@ using Tidemark.Testing;
 
 namespace Tidemark.Cli.Tests.Image;
 
-/// <summary><c>tidemark image ...</c> run in-process, judged by qemu-img on the same files.</summary>
+/// <summary><c>tidemark image ...</c> run as the native program, judged by qemu-img on the same files.</summary>
 public sealed class ImageCommandTests
 {
     private static async Task<(int Code, string Out, string Err)> RunAsync(params string[] args)
     {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        var code = await TidemarkCommandLine.RunAsync(args, stdout, stderr, TestContext.Current.CancellationToken);
-        return (code, stdout.ToString(), stderr.ToString());
+        var run = await CliRun.RunAsync(args);
+        return (run.ExitCode, run.Stdout, run.Stderr);
     }
 
     [Fact]

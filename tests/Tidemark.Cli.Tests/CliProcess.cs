@@ -1,0 +1,67 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+
+namespace Tidemark.Cli.Tests;
+
+/// <summary>
+/// A long-running <c>tidemark</c> process (<c>nbd serve</c>) that a test stops with a signal, as
+/// a service manager does; killed on dispose if it is still running.
+/// </summary>
+internal sealed class CliProcess : IAsyncDisposable
+{
+    public const int SIGHUP = 1;
+    public const int SIGINT = 2;
+    public const int SIGTERM = 15;
+
+    private readonly Process _process;
+    private readonly Task<string> _stdout;
+    private readonly Task<string> _stderr;
+
+    private CliProcess(Process process)
+    {
+        _process = process;
+        _stdout = process.StandardOutput.ReadToEndAsync();
+        _stderr = process.StandardError.ReadToEndAsync();
+    }
+
+    public static async Task<CliProcess> StartAsync(params string[] args) =>
+        new(Process.Start(await TidemarkProgram.StartInfoAsync(args)) ?? throw new InvalidOperationException("tidemark did not start"));
+
+    /// <summary>Sends <paramref name="signal"/> and waits for the process to exit by itself.</summary>
+    public async Task<CliRun> StopAsync(int signal = SIGTERM)
+    {
+        if (!_process.HasExited && NativeMethods.kill(_process.Id, signal) != 0)
+        {
+            throw new InvalidOperationException($"kill({_process.Id}, {signal}) failed: errno {Marshal.GetLastPInvokeError()}");
+        }
+
+        // Closing an image stores its bitmaps and syncs it: on a loaded host that can take a while.
+        return await WaitForExitAsync(TimeSpan.FromMinutes(2));
+    }
+
+    /// <summary>Waits for the process to end on its own; fails after <paramref name="timeout"/>.</summary>
+    public async Task<CliRun> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        cts.CancelAfter(timeout);
+        await _process.WaitForExitAsync(cts.Token);
+        return new CliRun(_process.ExitCode, await _stdout, await _stderr);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
+
+        _process.Dispose();
+    }
+
+    private static class NativeMethods
+    {
+        [DllImport("libc", SetLastError = true)]
+        internal static extern int kill(int pid, int sig);
+    }
+}
