@@ -139,3 +139,6 @@ public ref struct XdrReader
 
     internal static int Padded(int length) => (length + 3) & ~3;
 }
+
+/// <summary>Decodes one XDR item (or a tuple of them) from a reader.</summary>
+public delegate T XdrDecoder<T>(ref XdrReader reader);
