@@ -113,7 +113,7 @@ public sealed class ClientTests : IAsyncLifetime
         await using var client = await ConnectAsync();
         var vm1 = await client.LookupDomainByNameAsync("vm1", cancellationToken: Token);
         await client.BeginBackupAsync(vm1, "<domainbackup/>", "<domaincheckpoint/>", cancellationToken: Token);
-        Assert.Contains("BeginBackup vm1 True", _server.Hypervisor.Calls);
+        Assert.Contains("BeginBackup vm1 <domainbackup/> <domaincheckpoint/>", _server.Hypervisor.Calls);
         var stats = await client.GetJobStatsAsync(vm1, 1, cancellationToken: Token);
         Assert.Equal(DomainJobType.Completed, stats.Type);
         Assert.Equal(ProtocolTestHypervisor.CompletedBackupStats, stats.Parameters);

@@ -276,7 +276,7 @@ internal sealed class ProtocolTestHypervisor : IRemoteHypervisor
 
     public ValueTask BeginBackupAsync(RemoteDomain domain, string backupXml, string? checkpointXml, uint flags, CancellationToken cancellationToken)
     {
-        Log($"BeginBackup {Find(domain).Name} {checkpointXml is not null}");
+        Log($"BeginBackup {Find(domain).Name} {backupXml} {checkpointXml ?? "-"}");
         return ValueTask.CompletedTask;
     }
 
