@@ -170,6 +170,12 @@ internal sealed class RemoteCallChannel : IAsyncDisposable
         {
             Break(new RemoteProtocolException(RemoteProtocolErrorReason.ConnectionClosed, "the connection to the server is lost", e));
         }
+        catch (Exception e)
+        {
+            // An event handler threw: the receive loop cannot go on without it, so the
+            // connection ends and every caller sees why, instead of waiting forever.
+            Break(new RemoteProtocolException(RemoteProtocolErrorReason.ConnectionClosed, $"the connection was closed after an event handler failed: {e.Message}", e));
+        }
     }
 
     private async Task DeliverAsync(RemoteMessage message)
