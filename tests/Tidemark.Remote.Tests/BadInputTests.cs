@@ -231,4 +231,31 @@ public sealed class BadInputTests : IAsyncLifetime
 
         await AssertOthersStillServedAsync();
     }
+
+    [Fact]
+    public async Task OpenTwice_IsRefusedAndTheConnectionStays()
+    {
+        await using var c = await RawRemoteConnection.ConnectAsync(_server.SocketPath);
+        await c.OpenAsync();
+        await c.CallAsync(RemoteProcedure.ConnectOpen, w =>
+        {
+            w.WriteOptionalString(null, 10);
+            w.WriteUInt32(0);
+        });
+        var error = RawRemoteConnection.ErrorOf((await c.ReadAsync())!);
+        Assert.Equal(((int)VirErrorNumber.InternalError, "internal error: connection already open"), (error.Code, error.Message));
+        await c.CallAsync(RemoteProcedure.ConnectGetType);
+        Assert.Equal(RemoteMessageStatus.Ok, (await c.ReadAsync())!.Header.Status);
+    }
+
+    /// <summary>Stopping the server ends its connections: the client's next call says the connection is gone.</summary>
+    [Fact]
+    public async Task ServerStop_EndsConnections()
+    {
+        await _server.Server.StopAsync();
+        Assert.Equal(0, _server.Server.ConnectionCount);
+        Assert.False(File.Exists(_server.SocketPath));
+        var e = await Assert.ThrowsAsync<RemoteProtocolException>(() => _bystander.GetTypeAsync(Token));
+        Assert.Equal(RemoteProtocolErrorReason.ConnectionClosed, e.Reason);
+    }
 }

@@ -31,6 +31,7 @@ internal sealed class RemoteCallChannel : IAsyncDisposable
     private Exception? _broken;
     private long _lastReceived = Environment.TickCount64;
     private int _nextSerial = -1;
+    private int _disposed;
 
     private RemoteCallChannel(Socket socket, Action<RemoteMessage> onEvent)
     {
@@ -270,6 +271,11 @@ internal sealed class RemoteCallChannel : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         Break(new RemoteProtocolException(RemoteProtocolErrorReason.ConnectionClosed, "the connection is closed"));
         await _receiveLoop.ConfigureAwait(false);
         await _keepaliveLoop.ConfigureAwait(false);
