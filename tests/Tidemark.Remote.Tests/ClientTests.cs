@@ -165,6 +165,39 @@ public sealed class ClientTests : IAsyncLifetime
         }
     }
 
+    /// <summary>100 clients at once, each looking up, listing and reading checkpoints: every answer is its own.</summary>
+    [Fact]
+    public async Task HundredConcurrentClients_EachGetsItsOwnAnswers()
+    {
+        var clients = await Task.WhenAll(Enumerable.Range(0, 100).Select(_ => ConnectAsync()));
+        try
+        {
+            Assert.Equal(100, _server.Server.ConnectionCount);
+            var results = await Task.WhenAll(clients.Select(async (client, i) =>
+            {
+                var vm1 = await client.LookupDomainByNameAsync("vm1", Token);
+                var names = new List<string>();
+                for (var round = 0; round < 5; round++)
+                {
+                    var checkpoints = await client.ListAllCheckpointsAsync(vm1, cancellationToken: Token);
+                    var pick = checkpoints[(i + round) % checkpoints.Count];
+                    names.Add((await client.LookupCheckpointByNameAsync(vm1, pick.Name, cancellationToken: Token)).Name);
+                    Assert.Equal(2, (await client.ListAllDomainsAsync(cancellationToken: Token)).Count);
+                }
+
+                return (i, names);
+            }));
+            foreach (var (i, names) in results)
+            {
+                Assert.Equal(Enumerable.Range(0, 5).Select(round => (i + round) % 2 == 0 ? "c1" : "c2"), names);
+            }
+        }
+        finally
+        {
+            await Task.WhenAll(clients.Select(c => c.DisposeAsync().AsTask()));
+        }
+    }
+
     [Fact]
     public async Task Uri_FormsVirtnbdbackupAndVirshUse()
     {
