@@ -1,0 +1,22 @@
+namespace Tidemark.Remote.Protocol;
+
+/// <summary>virDomainEventID: what a client registers a callback for (316).</summary>
+public enum DomainEventId
+{
+    Lifecycle = 0,
+    JobCompleted = 21,
+}
+
+/// <summary>virDomainEventType: the <c>event</c> of a lifecycle event (318).</summary>
+public enum DomainLifecycleEvent
+{
+    Defined = 0,
+    Undefined = 1,
+    Started = 2,
+    Suspended = 3,
+    Resumed = 4,
+    Stopped = 5,
+    Shutdown = 6,
+    PmSuspended = 7,
+    Crashed = 8,
+}

@@ -1,0 +1,70 @@
+namespace Tidemark.Remote.Protocol;
+
+/// <summary>
+/// Procedure numbers of program REMOTE v1 that Tidemark speaks (libvirt-rpc.md §5), with
+/// remote_protocol.x's names. Anything else is answered NO_SUPPORT.
+/// </summary>
+public enum RemoteProcedure : uint
+{
+    ConnectOpen = 1,
+    ConnectClose = 2,
+    ConnectGetType = 3,
+    ConnectGetVersion = 4,
+    DomainCreate = 9,
+    DomainDefineXml = 11,
+    DomainDestroy = 12,
+    DomainGetXmlDesc = 14,
+    DomainGetAutostart = 15,
+    DomainGetInfo = 16,
+    DomainLookupById = 22,
+    DomainLookupByName = 23,
+    DomainLookupByUuid = 24,
+    DomainResume = 28,
+    DomainSetAutostart = 29,
+    DomainShutdown = 33,
+    DomainSuspend = 34,
+    DomainUndefine = 35,
+    ConnectGetHostname = 59,
+    ConnectSupportsFeature = 60,
+    AuthList = 66,
+    ConnectGetUri = 110,
+    DomainIsActive = 150,
+    DomainIsPersistent = 151,
+    ConnectGetLibVersion = 157,
+    DomainGetJobInfo = 163,
+    DomainAbortJob = 164,
+    DomainGetBlockInfo = 194,
+    DomainCreateWithFlags = 196,
+    DomainGetState = 212,
+    DomainUndefineFlags = 231,
+    DomainDestroyFlags = 234,
+    DomainGetBlockJobInfo = 238,
+    DomainShutdownFlags = 258,
+    ConnectListAllDomains = 273,
+    DomainGetJobStats = 298,
+    ConnectDomainEventCallbackRegisterAny = 316,
+    ConnectDomainEventCallbackDeregisterAny = 317,
+
+    /// <summary>MESSAGE server→client: a lifecycle event for a registered callback.</summary>
+    DomainEventCallbackLifecycle = 318,
+    DomainFsFreeze = 335,
+    DomainFsThaw = 336,
+    DomainDefineXmlFlags = 350,
+    ConnectRegisterCloseCallback = 360,
+    ConnectUnregisterCloseCallback = 361,
+
+    /// <summary>MESSAGE server→client: a job ended, with its completed statistics.</summary>
+    DomainEventCallbackJobCompleted = 363,
+    StoragePoolLookupByTargetPath = 391,
+    DomainCheckpointCreateXml = 411,
+    DomainCheckpointGetXmlDesc = 412,
+    DomainListAllCheckpoints = 413,
+    DomainCheckpointListAllChildren = 414,
+    DomainCheckpointLookupByName = 415,
+    DomainCheckpointGetParent = 416,
+    DomainCheckpointDelete = 417,
+    DomainGetGuestInfo = 418,
+    DomainBackupBegin = 421,
+    DomainBackupGetXmlDesc = 422,
+    DomainAbortJobFlags = 442,
+}

@@ -1,0 +1,47 @@
+using Tidemark.Remote.Protocol;
+using Tidemark.Remote.Xdr;
+
+namespace Tidemark.Remote.Server;
+
+/// <summary>One call being dispatched: its message, the connection it came on, and how to answer it.</summary>
+internal sealed class CallContext(RemoteConnection connection, RemoteMessage call, IRemoteHypervisor hypervisor, CancellationToken cancellationToken)
+{
+    public RemoteConnection Connection { get; } = connection;
+
+    public IRemoteHypervisor Hypervisor { get; } = hypervisor;
+
+    public CancellationToken CancellationToken { get; } = cancellationToken;
+
+    public RemoteProcedure Procedure => (RemoteProcedure)call.Header.Procedure;
+
+    /// <summary>The call's arguments, decoded completely: a payload with bytes left over is malformed.</summary>
+    public T Args<T>(XdrDecoder<T> decode)
+    {
+        var reader = new XdrReader(call.Payload.Span);
+        var value = decode(ref reader);
+        reader.EnsureEnd(ApiNames.Of(call.Header.Procedure));
+        return value;
+    }
+
+    /// <summary>For a <c>(void)</c> call: refuses a payload.</summary>
+    public void NoArgs() => new XdrReader(call.Payload.Span).EnsureEnd(ApiNames.Of(call.Header.Procedure));
+
+    /// <summary>A <c>(void)</c> reply.</summary>
+    public MessageBuilder Reply() => MessageBuilder.Remote(Procedure, RemoteMessageType.Reply, call.Header.Serial);
+
+    /// <summary>A reply whose payload <paramref name="write"/> writes.</summary>
+    public MessageBuilder Reply(Action<XdrWriter> write)
+    {
+        var reply = Reply();
+        write(reply.Payload);
+        return reply;
+    }
+
+    /// <summary>An ERROR reply carrying <paramref name="error"/> as <c>remote_error</c>.</summary>
+    public static MessageBuilder ErrorReply(MessageHeader call, LibvirtError error)
+    {
+        var reply = new MessageBuilder(call.Program, call.Procedure, RemoteMessageType.Reply, call.Serial, RemoteMessageStatus.Error);
+        RemoteErrorRecord.From(error).Write(reply.Payload);
+        return reply;
+    }
+}

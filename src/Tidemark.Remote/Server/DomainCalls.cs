@@ -1,0 +1,166 @@
+using Tidemark.Remote.Protocol;
+using Tidemark.Remote.Xdr;
+
+namespace Tidemark.Remote.Server;
+
+/// <summary>Domain procedures: listing, lookup, definition, life cycle and queries (§5).</summary>
+internal static class DomainCalls
+{
+    public static Task<MessageBuilder>? TryDispatch(CallContext c) => c.Procedure switch
+    {
+        RemoteProcedure.ConnectListAllDomains => ListAllAsync(c),
+        RemoteProcedure.DomainLookupById => LookupAsync(c, c.Args((ref XdrReader r) => r.ReadInt32()), c.Hypervisor.LookupDomainByIdAsync),
+        RemoteProcedure.DomainLookupByName => LookupAsync(c, c.Args((ref XdrReader r) => r.ReadString(RemoteWire.MaxStringLength)), c.Hypervisor.LookupDomainByNameAsync),
+        RemoteProcedure.DomainLookupByUuid => LookupAsync(c, c.Args((ref XdrReader r) => RemoteDomain.ReadUuid(ref r)), c.Hypervisor.LookupDomainByUuidAsync),
+        RemoteProcedure.DomainDefineXml => DefineAsync(c, c.Args((ref XdrReader r) => (r.ReadString(RemoteWire.MaxStringLength), 0u))),
+        RemoteProcedure.DomainDefineXmlFlags => DefineAsync(c, c.Args((ref XdrReader r) => (r.ReadString(RemoteWire.MaxStringLength), r.ReadUInt32()))),
+        RemoteProcedure.DomainUndefine => VoidAsync(c, DomainOnly(c), c.Hypervisor.UndefineDomainAsync),
+        RemoteProcedure.DomainUndefineFlags => VoidAsync(c, DomainAndFlags(c), c.Hypervisor.UndefineDomainAsync),
+        RemoteProcedure.DomainCreate => StartAsync(c, DomainOnly(c), plain: true),
+        RemoteProcedure.DomainCreateWithFlags => StartAsync(c, DomainAndFlags(c), plain: false),
+        RemoteProcedure.DomainDestroy => VoidAsync(c, DomainOnly(c), c.Hypervisor.DestroyDomainAsync),
+        RemoteProcedure.DomainDestroyFlags => VoidAsync(c, DomainAndFlags(c), c.Hypervisor.DestroyDomainAsync),
+        RemoteProcedure.DomainShutdown => VoidAsync(c, DomainOnly(c), c.Hypervisor.ShutdownDomainAsync),
+        RemoteProcedure.DomainShutdownFlags => VoidAsync(c, DomainAndFlags(c), c.Hypervisor.ShutdownDomainAsync),
+        RemoteProcedure.DomainSuspend => VoidAsync(c, DomainOnly(c), (d, _, t) => c.Hypervisor.SuspendDomainAsync(d, t)),
+        RemoteProcedure.DomainResume => VoidAsync(c, DomainOnly(c), (d, _, t) => c.Hypervisor.ResumeDomainAsync(d, t)),
+        RemoteProcedure.DomainGetState => GetStateAsync(c),
+        RemoteProcedure.DomainGetInfo => GetInfoAsync(c),
+        RemoteProcedure.DomainIsActive => BoolAsync(c, c.Hypervisor.IsDomainActiveAsync),
+        RemoteProcedure.DomainIsPersistent => BoolAsync(c, c.Hypervisor.IsDomainPersistentAsync),
+        RemoteProcedure.DomainGetAutostart => BoolAsync(c, c.Hypervisor.GetAutostartAsync),
+        RemoteProcedure.DomainSetAutostart => SetAutostartAsync(c),
+        RemoteProcedure.DomainGetXmlDesc => GetXmlAsync(c),
+        RemoteProcedure.DomainGetBlockInfo => GetBlockInfoAsync(c),
+        RemoteProcedure.DomainGetGuestInfo => GetGuestInfoAsync(c),
+        RemoteProcedure.DomainFsFreeze => FreezeAsync(c, c.Hypervisor.FreezeFilesystemsAsync),
+        RemoteProcedure.DomainFsThaw => FreezeAsync(c, c.Hypervisor.ThawFilesystemsAsync),
+        RemoteProcedure.StoragePoolLookupByTargetPath => LookupPoolAsync(c),
+        _ => null,
+    };
+
+    private static (RemoteDomain Domain, uint Flags) DomainOnly(CallContext c) => c.Args((ref XdrReader r) => (RemoteDomain.Read(ref r), 0u));
+
+    private static (RemoteDomain Domain, uint Flags) DomainAndFlags(CallContext c) => c.Args((ref XdrReader r) => (RemoteDomain.Read(ref r), r.ReadUInt32()));
+
+    /// <summary>
+    /// need_results 0 asks only for the count (libvirt's virConnectNumOf* emulation): the list
+    /// is sent empty and <c>ret</c> carries the number.
+    /// </summary>
+    private static async Task<MessageBuilder> ListAllAsync(CallContext c)
+    {
+        var (needResults, flags) = c.Args((ref XdrReader r) => (r.ReadInt32(), r.ReadUInt32()));
+        var domains = await c.Hypervisor.ListAllDomainsAsync(flags, c.CancellationToken).ConfigureAwait(false);
+        return c.Reply(w =>
+        {
+            var sent = needResults != 0 ? domains : [];
+            w.WriteArrayCount(sent.Count, RemoteWire.MaxDomains, "domains");
+            foreach (var d in sent)
+            {
+                d.Write(w);
+            }
+
+            w.WriteUInt32((uint)domains.Count);
+        });
+    }
+
+    private static async Task<MessageBuilder> LookupAsync<T>(CallContext c, T key, Func<T, CancellationToken, ValueTask<RemoteDomain>> lookup)
+    {
+        var domain = await lookup(key, c.CancellationToken).ConfigureAwait(false);
+        return c.Reply(domain.Write);
+    }
+
+    private static async Task<MessageBuilder> DefineAsync(CallContext c, (string Xml, uint Flags) args)
+    {
+        var domain = await c.Hypervisor.DefineDomainAsync(args.Xml, args.Flags, c.CancellationToken).ConfigureAwait(false);
+        return c.Reply(domain.Write);
+    }
+
+    /// <summary>DOMAIN_CREATE returns nothing; DOMAIN_CREATE_WITH_FLAGS returns the domain with its new id.</summary>
+    private static async Task<MessageBuilder> StartAsync(CallContext c, (RemoteDomain Domain, uint Flags) args, bool plain)
+    {
+        var started = await c.Hypervisor.StartDomainAsync(args.Domain, args.Flags, c.CancellationToken).ConfigureAwait(false);
+        return plain ? c.Reply() : c.Reply(started.Write);
+    }
+
+    private static async Task<MessageBuilder> VoidAsync(CallContext c, (RemoteDomain Domain, uint Flags) args, Func<RemoteDomain, uint, CancellationToken, ValueTask> call)
+    {
+        await call(args.Domain, args.Flags, c.CancellationToken).ConfigureAwait(false);
+        return c.Reply();
+    }
+
+    private static async Task<MessageBuilder> GetStateAsync(CallContext c)
+    {
+        var (domain, flags) = DomainAndFlags(c);
+        var state = await c.Hypervisor.GetDomainStateAsync(domain, flags, c.CancellationToken).ConfigureAwait(false);
+        return c.Reply(state.Write);
+    }
+
+    private static async Task<MessageBuilder> GetInfoAsync(CallContext c)
+    {
+        var (domain, _) = DomainOnly(c);
+        var info = await c.Hypervisor.GetDomainInfoAsync(domain, c.CancellationToken).ConfigureAwait(false);
+        return c.Reply(info.Write);
+    }
+
+    private static async Task<MessageBuilder> BoolAsync(CallContext c, Func<RemoteDomain, CancellationToken, ValueTask<bool>> query)
+    {
+        var (domain, _) = DomainOnly(c);
+        var value = await query(domain, c.CancellationToken).ConfigureAwait(false);
+        return c.Reply(w => w.WriteInt32(value ? 1 : 0));
+    }
+
+    private static async Task<MessageBuilder> SetAutostartAsync(CallContext c)
+    {
+        var (domain, autostart) = c.Args((ref XdrReader r) => (RemoteDomain.Read(ref r), r.ReadInt32()));
+        await c.Hypervisor.SetAutostartAsync(domain, autostart != 0, c.CancellationToken).ConfigureAwait(false);
+        return c.Reply();
+    }
+
+    private static async Task<MessageBuilder> GetXmlAsync(CallContext c)
+    {
+        var (domain, flags) = DomainAndFlags(c);
+        var xml = await c.Hypervisor.GetDomainXmlAsync(domain, flags, c.CancellationToken).ConfigureAwait(false);
+        return c.Reply(w => w.WriteString(xml, RemoteWire.MaxStringLength));
+    }
+
+    private static async Task<MessageBuilder> GetBlockInfoAsync(CallContext c)
+    {
+        var (domain, path, flags) = c.Args((ref XdrReader r) => (RemoteDomain.Read(ref r), r.ReadString(RemoteWire.MaxStringLength), r.ReadUInt32()));
+        var info = await c.Hypervisor.GetBlockInfoAsync(domain, path, flags, c.CancellationToken).ConfigureAwait(false);
+        return c.Reply(info.Write);
+    }
+
+    private static async Task<MessageBuilder> GetGuestInfoAsync(CallContext c)
+    {
+        var (domain, types, flags) = c.Args((ref XdrReader r) => (RemoteDomain.Read(ref r), r.ReadUInt32(), r.ReadUInt32()));
+        var info = await c.Hypervisor.GetGuestInfoAsync(domain, types, flags, c.CancellationToken).ConfigureAwait(false);
+        return c.Reply(w => TypedParameter.WriteList(w, info, RemoteWire.MaxGuestInfoParams, "guest info"));
+    }
+
+    private static async Task<MessageBuilder> FreezeAsync(CallContext c, Func<RemoteDomain, IReadOnlyList<string>, uint, CancellationToken, ValueTask<int>> call)
+    {
+        var (domain, mountpoints, flags) = c.Args((ref XdrReader r) => (RemoteDomain.Read(ref r), ReadStrings(ref r, RemoteWire.MaxFsFreezeMountpoints, "mountpoints"), r.ReadUInt32()));
+        var count = await call(domain, mountpoints, flags, c.CancellationToken).ConfigureAwait(false);
+        return c.Reply(w => w.WriteInt32(count));
+    }
+
+    private static async Task<MessageBuilder> LookupPoolAsync(CallContext c)
+    {
+        var path = c.Args((ref XdrReader r) => r.ReadString(RemoteWire.MaxStringLength));
+        var pool = await c.Hypervisor.LookupStoragePoolByTargetPathAsync(path, c.CancellationToken).ConfigureAwait(false);
+        return c.Reply(pool.Write);
+    }
+
+    internal static IReadOnlyList<string> ReadStrings(ref XdrReader reader, int maxCount, string what)
+    {
+        var count = reader.ReadArrayCount(maxCount, 4, what);
+        var list = new string[count];
+        for (var i = 0; i < count; i++)
+        {
+            list[i] = reader.ReadString(RemoteWire.MaxStringLength);
+        }
+
+        return list;
+    }
+}

@@ -1,0 +1,61 @@
+using Tidemark.Remote.Protocol;
+
+namespace Tidemark.Remote.Server;
+
+/// <summary>
+/// Where the backend announces domain events. Each event goes, as a MESSAGE, to every
+/// connection that registered a matching callback (316: the event ID, and the domain or any
+/// domain), with that callback's ID. Publishing never waits on a client: a connection that
+/// does not read its messages is closed instead (see
+/// <see cref="RemoteServerLimits.MaxPendingRepliesPerConnection"/>).
+/// </summary>
+public sealed class DomainEventPublisher
+{
+    private readonly Func<IEnumerable<RemoteConnection>> _connections;
+
+    internal DomainEventPublisher(Func<IEnumerable<RemoteConnection>> connections)
+    {
+        _connections = connections;
+    }
+
+    /// <summary>Whether any connection has a callback for <paramref name="eventId"/> (so the backend can skip building an event nobody wants).</summary>
+    public bool HasCallbacks(DomainEventId eventId) => _connections().Any(c => c.HasCallbacks(eventId));
+
+    /// <summary>DOMAIN_EVENT_CALLBACK_LIFECYCLE (318): <paramref name="detail"/> is the per-event detail enum.</summary>
+    public void PublishLifecycle(RemoteDomain domain, DomainLifecycleEvent lifecycleEvent, int detail)
+    {
+        ArgumentNullException.ThrowIfNull(domain);
+        foreach (var connection in _connections())
+        {
+            foreach (var callbackId in connection.CallbacksFor(DomainEventId.Lifecycle, domain))
+            {
+                var message = MessageBuilder.Remote(RemoteProcedure.DomainEventCallbackLifecycle, RemoteMessageType.Message, 0);
+                var w = message.Payload;
+                w.WriteInt32(callbackId);
+                domain.Write(w);
+                w.WriteInt32((int)lifecycleEvent);
+                w.WriteInt32(detail);
+                connection.SendEvent(message.Finish());
+            }
+        }
+    }
+
+    /// <summary>DOMAIN_EVENT_CALLBACK_JOB_COMPLETED (363): the same statistics as GET_JOB_STATS with flag COMPLETED.</summary>
+    public void PublishJobCompleted(RemoteDomain domain, IReadOnlyList<TypedParameter> statistics)
+    {
+        ArgumentNullException.ThrowIfNull(domain);
+        ArgumentNullException.ThrowIfNull(statistics);
+        foreach (var connection in _connections())
+        {
+            foreach (var callbackId in connection.CallbacksFor(DomainEventId.JobCompleted, domain))
+            {
+                var message = MessageBuilder.Remote(RemoteProcedure.DomainEventCallbackJobCompleted, RemoteMessageType.Message, 0);
+                var w = message.Payload;
+                w.WriteInt32(callbackId);
+                domain.Write(w);
+                TypedParameter.WriteList(w, statistics, RemoteWire.MaxJobStats, "job statistics");
+                connection.SendEvent(message.Finish());
+            }
+        }
+    }
+}
