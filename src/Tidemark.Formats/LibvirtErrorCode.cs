@@ -24,6 +24,12 @@ public enum LibvirtErrorCode
 
     /// <summary><c>VIR_ERR_OPERATION_UNSUPPORTED</c>.</summary>
     OperationUnsupported,
+
+    /// <summary><c>VIR_ERR_OPERATION_INVALID</c>.</summary>
+    OperationInvalid,
+
+    /// <summary><c>VIR_ERR_OPERATION_FAILED</c>.</summary>
+    OperationFailed,
 }
 
 /// <summary>The client-visible prefix of each <see cref="LibvirtErrorCode"/> (spec §9), in one table.</summary>
@@ -38,6 +44,8 @@ public static class LibvirtErrorPrefix
         LibvirtErrorCode.ConfigUnsupported => "unsupported configuration",
         LibvirtErrorCode.XmlInvalidSchema => "XML document failed to validate against schema",
         LibvirtErrorCode.OperationUnsupported => "Operation not supported",
+        LibvirtErrorCode.OperationInvalid => "Requested operation is not valid",
+        LibvirtErrorCode.OperationFailed => "operation failed",
         _ => throw new ArgumentOutOfRangeException(nameof(code), code, null),
     };
 }
