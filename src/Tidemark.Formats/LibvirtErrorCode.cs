@@ -1,29 +1,45 @@
 namespace Tidemark.Formats;
 
 /// <summary>
-/// The libvirt error codes (<c>VIR_ERR_*</c>) that the document layer reports. A client sees
-/// each one as a fixed prefix before the detail text (spec §9), e.g.
+/// The libvirt error codes (<c>VIR_ERR_*</c>) that Tidemark reports, numbered as libvirt numbers
+/// them on the wire (<c>remote_error.code</c>, libvirt-rpc.md §6). A client sees each one as a
+/// fixed prefix before the detail text (spec §9), e.g.
 /// <c>unsupported configuration: no disk named 'vdz'</c>.
 /// </summary>
 public enum LibvirtErrorCode
 {
     /// <summary><c>VIR_ERR_INTERNAL_ERROR</c>.</summary>
-    InternalError,
+    InternalError = 1,
 
     /// <summary><c>VIR_ERR_INVALID_ARG</c>.</summary>
-    InvalidArg,
+    InvalidArg = 8,
+
+    /// <summary><c>VIR_ERR_OPERATION_FAILED</c>.</summary>
+    OperationFailed = 9,
 
     /// <summary><c>VIR_ERR_XML_ERROR</c>.</summary>
-    XmlError,
+    XmlError = 27,
+
+    /// <summary><c>VIR_ERR_NO_DOMAIN</c>.</summary>
+    NoDomain = 42,
+
+    /// <summary><c>VIR_ERR_OPERATION_INVALID</c>.</summary>
+    OperationInvalid = 55,
 
     /// <summary><c>VIR_ERR_CONFIG_UNSUPPORTED</c>.</summary>
-    ConfigUnsupported,
-
-    /// <summary><c>VIR_ERR_XML_INVALID_SCHEMA</c>.</summary>
-    XmlInvalidSchema,
+    ConfigUnsupported = 67,
 
     /// <summary><c>VIR_ERR_OPERATION_UNSUPPORTED</c>.</summary>
-    OperationUnsupported,
+    OperationUnsupported = 84,
+
+    /// <summary><c>VIR_ERR_XML_INVALID_SCHEMA</c>.</summary>
+    XmlInvalidSchema = 92,
+
+    /// <summary><c>VIR_ERR_NO_DOMAIN_CHECKPOINT</c>.</summary>
+    NoDomainCheckpoint = 103,
+
+    /// <summary><c>VIR_ERR_CHECKPOINT_INCONSISTENT</c>.</summary>
+    CheckpointInconsistent = 109,
 }
 
 /// <summary>The client-visible prefix of each <see cref="LibvirtErrorCode"/> (spec §9), in one table.</summary>
@@ -34,10 +50,15 @@ public static class LibvirtErrorPrefix
     {
         LibvirtErrorCode.InternalError => "internal error",
         LibvirtErrorCode.InvalidArg => "invalid argument",
+        LibvirtErrorCode.OperationFailed => "operation failed",
         LibvirtErrorCode.XmlError => "XML error",
+        LibvirtErrorCode.NoDomain => "Domain not found",
+        LibvirtErrorCode.OperationInvalid => "Requested operation is not valid",
         LibvirtErrorCode.ConfigUnsupported => "unsupported configuration",
-        LibvirtErrorCode.XmlInvalidSchema => "XML document failed to validate against schema",
         LibvirtErrorCode.OperationUnsupported => "Operation not supported",
+        LibvirtErrorCode.XmlInvalidSchema => "XML document failed to validate against schema",
+        LibvirtErrorCode.NoDomainCheckpoint => "Domain checkpoint not found",
+        LibvirtErrorCode.CheckpointInconsistent => "checkpoint inconsistent",
         _ => throw new ArgumentOutOfRangeException(nameof(code), code, null),
     };
 }

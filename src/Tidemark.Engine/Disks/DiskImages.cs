@@ -1,0 +1,53 @@
+using Tidemark.Formats.Domains;
+using Tidemark.Storage;
+
+namespace Tidemark.Engine.Disks;
+
+/// <summary>Opens a domain disk's image as the engine needs it, with storage errors in libvirt's terms.</summary>
+internal static class DiskImages
+{
+    /// <summary>
+    /// Opens <paramref name="disk"/>'s source: the format its driver names (qcow2 or raw), or
+    /// probed when it names none. Read-write opens take QEMU's write locks.
+    /// </summary>
+    /// <exception cref="EngineException">An unsupported source or format, a locked image, or one that cannot be opened.</exception>
+    public static async Task<(IBlockImage Image, ImageFormat Format)> OpenAsync(DomainDisk disk, bool readOnly, CancellationToken cancellationToken)
+    {
+        if (disk.Type != DiskSourceType.File || disk.SourcePath is null)
+        {
+            throw new EngineException(EngineErrorReason.UnsupportedDisk, $"disk '{disk.TargetDev}': source type '{DomainDiskNames.Of(disk.Type)}' is not supported, only local files");
+        }
+
+        try
+        {
+            ImageFormat? format = disk.DriverType switch
+            {
+                null => null,
+                "qcow2" => ImageFormat.Qcow2,
+                "raw" => ImageFormat.Raw,
+                _ => throw new EngineException(EngineErrorReason.UnsupportedDisk, $"disk '{disk.TargetDev}': unsupported storage format '{disk.DriverType}'"),
+            };
+            var actual = format ?? await DiskImage.ProbeAsync(disk.SourcePath, cancellationToken).ConfigureAwait(false);
+            var image = await DiskImage.OpenAsync(disk.SourcePath, actual, readOnly, cancellationToken).ConfigureAwait(false);
+            return (image, actual);
+        }
+        catch (StorageException e) when (e.Reason == StorageErrorReason.Locked)
+        {
+            throw new EngineException(EngineErrorReason.ImageLocked, e.Message, e);
+        }
+        catch (StorageException e)
+        {
+            throw new EngineException(EngineErrorReason.ImageFailed, $"cannot open disk '{disk.TargetDev}': {e.Message}", e);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new EngineException(EngineErrorReason.ImageFailed, $"cannot open disk '{disk.TargetDev}' ({disk.SourcePath}): {e.Message}", e);
+        }
+    }
+
+    /// <summary>Maps a storage failure during an operation on an open image to the engine's error.</summary>
+    public static EngineException Failure(string what, Exception e)
+        => e is StorageException { Reason: StorageErrorReason.Locked }
+            ? new EngineException(EngineErrorReason.ImageLocked, e.Message, e)
+            : new EngineException(EngineErrorReason.ImageFailed, $"{what}: {e.Message}", e);
+}

@@ -1,0 +1,71 @@
+using Tidemark.Formats.Domains;
+using Tidemark.Storage;
+using Tidemark.Storage.Bitmaps;
+
+namespace Tidemark.Engine.Disks;
+
+/// <summary>
+/// One disk of a running domain: its definition, the live image (top of the backing chain, open
+/// read-write with QEMU's locks unless the disk is read-only) and the <see cref="GuestDisk"/>
+/// the guest reaches it through. What a backup job needs of a disk: the live image and its
+/// allocation for a full backup, the merged dirty set of a checkpoint for an incremental one.
+/// </summary>
+public sealed class RunningDisk
+{
+    internal RunningDisk(DomainDisk definition, IBlockImage image, ImageFormat format, InstantBarrier barrier)
+    {
+        Definition = definition;
+        LiveImage = image;
+        Format = format;
+        Guest = new GuestDisk(image, barrier);
+    }
+
+    /// <summary>The disk's target dev (<c>vda</c>): its name in checkpoints, backups and NBD exports.</summary>
+    public string Target => Definition.TargetDev;
+
+    /// <summary>The disk as the domain defines it.</summary>
+    public DomainDisk Definition { get; }
+
+    /// <summary>The format of the top image.</summary>
+    public ImageFormat Format { get; }
+
+    /// <summary>
+    /// The top image of the disk's chain. Reads and <see cref="IBlockImage.GetExtentsAsync"/>
+    /// of it give the disk's current content and allocation; guest writes must go through
+    /// <see cref="Guest"/>, never straight here.
+    /// </summary>
+    public IBlockImage LiveImage { get; }
+
+    /// <summary>The guest-facing image: barrier, interceptor, then the live image.</summary>
+    public GuestDisk Guest { get; }
+
+    /// <summary>
+    /// The incremental dirty set since checkpoint <paramref name="checkpoint"/>: its bitmap merged
+    /// across the disk's backing chain (spec §6.8), as a fresh copy that later guest writes do not
+    /// change. Taken while <paramref name="closure"/> holds the domain's barrier closed, so the copy
+    /// and whatever else is done under the same closure belong to one instant.
+    /// </summary>
+    /// <exception cref="EngineException"><see cref="EngineErrorReason.BrokenBitmap"/>: "missing or broken
+    /// bitmap '%s' for disk '%s'" when the chain is not valid (spec §6.6).</exception>
+    /// <exception cref="InvalidOperationException">The closure does not hold this disk's barrier.</exception>
+    public DirtyBitmap GetIncrementalBitmap(string checkpoint, BarrierClosure closure)
+    {
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        ArgumentNullException.ThrowIfNull(closure);
+        if (closure.Barrier is null || !closure.Barrier.IsClosed)
+        {
+            throw new InvalidOperationException("an incremental dirty set is taken only while the domain's barrier is held closed");
+        }
+
+        return BitmapChain.Merge(LiveImage, checkpoint) ?? throw BrokenBitmap(checkpoint, Target);
+    }
+
+    /// <summary>True when bitmap <paramref name="name"/> forms a valid chain on this disk (spec §6.6).</summary>
+    public bool HasValidBitmap(string name) => BitmapChain.ValidRun(LiveImage, name) is not null;
+
+    /// <summary>Bytes dirty in bitmap <paramref name="name"/> across the chain, or null when the chain is not valid (spec §6.5).</summary>
+    internal long? DirtyBytes(string name) => BitmapChain.Merge(LiveImage, name)?.CountDirtyBytes();
+
+    internal static EngineException BrokenBitmap(string bitmap, string disk)
+        => new(EngineErrorReason.BrokenBitmap, $"missing or broken bitmap '{bitmap}' for disk '{disk}'");
+}

@@ -1,0 +1,121 @@
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Tidemark.Formats.Domains;
+using Tidemark.Nbd;
+using Tidemark.Nbd.Server;
+
+namespace Tidemark.Engine.Disks;
+
+/// <summary>
+/// What a domain is while it runs: its disks open, one <see cref="InstantBarrier"/> for all of
+/// them, and an NBD server on the domain's unix socket with one read-write export per disk,
+/// named after its target dev, through which any NBD client is the guest.
+/// </summary>
+/// <remarks>
+/// Stopping ends the guests' connections first (no request is in flight afterwards), then
+/// flushes every image and closes it, which stores its persistent bitmaps with IN_USE cleared.
+/// A crash skips that last step and leaves the bitmaps IN_USE: inconsistent at the next open.
+/// </remarks>
+public sealed class RunningDomain
+{
+    private readonly NbdServer _server;
+
+    private RunningDomain(InstantBarrier barrier, IReadOnlyList<RunningDisk> disks, NbdServer server, string socketPath)
+    {
+        Barrier = barrier;
+        Disks = disks;
+        _server = server;
+        SocketPath = socketPath;
+    }
+
+    /// <summary>The domain's one instant (design.md).</summary>
+    public InstantBarrier Barrier { get; }
+
+    /// <summary>The disks that have media, in domain order.</summary>
+    public IReadOnlyList<RunningDisk> Disks { get; }
+
+    /// <summary>The unix socket the disks are served on: <c>nbd+unix:///vda?socket=SocketPath</c>.</summary>
+    public string SocketPath { get; }
+
+    /// <summary>The disk whose target dev is <paramref name="target"/>, or null.</summary>
+    public RunningDisk? DiskByTarget(string target) => Disks.FirstOrDefault(d => d.Target == target);
+
+    internal static async Task<RunningDomain> StartAsync(DomainDefinition definition, string socketPath, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
+    {
+        var barrier = new InstantBarrier();
+        var disks = new List<RunningDisk>();
+        try
+        {
+            foreach (var disk in definition.Disks)
+            {
+                if (disk.IsEmpty)
+                {
+                    continue;
+                }
+
+                var (image, format) = await DiskImages.OpenAsync(disk, disk.ReadOnly, cancellationToken).ConfigureAwait(false);
+                disks.Add(new RunningDisk(disk, image, format, barrier));
+            }
+
+            Directory.CreateDirectory(Path.GetDirectoryName(socketPath)!);
+            var options = new NbdServerOptions();
+            options.EndPoints.Add(new UnixDomainSocketEndPoint(socketPath));
+            var exports = disks.Select(d => new NbdExport(d.Target, d.Guest)
+            {
+                ReadOnly = d.Definition.ReadOnly,
+                Description = d.Definition.SourcePath,
+
+                // Every connection reaches the same image object, whose flush makes every
+                // completed write durable (formats.md §4.8), so several guest connections are safe.
+                MultiConn = true,
+            });
+            var server = new NbdServer(options, exports, loggerFactory);
+            await server.StartAsync(cancellationToken).ConfigureAwait(false);
+            return new RunningDomain(barrier, disks, server, socketPath);
+        }
+        catch
+        {
+            foreach (var disk in disks)
+            {
+                await disk.LiveImage.DisposeAsync().ConfigureAwait(false);
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>Ends the guests' connections, flushes and closes every image (storing bitmaps). The first failure is rethrown after every disk was closed.</summary>
+    internal async Task StopAsync()
+    {
+        await _server.DisposeAsync().ConfigureAwait(false);
+        Exception? first = null;
+        foreach (var disk in Disks)
+        {
+            try
+            {
+                if (!disk.LiveImage.IsReadOnly)
+                {
+                    await disk.LiveImage.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+                }
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                first ??= e;
+            }
+
+            try
+            {
+                await disk.LiveImage.DisposeAsync().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                first ??= e;
+            }
+        }
+
+        if (first is not null)
+        {
+            throw DiskImages.Failure("cannot close the domain's disks", first);
+        }
+    }
+}

@@ -1,0 +1,191 @@
+using Microsoft.Extensions.Logging;
+using Tidemark.Engine.Checkpoints;
+using Tidemark.Engine.Disks;
+using Tidemark.Engine.State;
+using Tidemark.Formats.Domains;
+
+namespace Tidemark.Engine.Domains;
+
+/// <summary>
+/// One defined domain: its definition, its state (running or shut off), its checkpoints and,
+/// while it runs, its open disks and NBD server (<see cref="RunningDomain"/>).
+/// </summary>
+/// <remarks>
+/// Every operation that changes the domain or its checkpoints holds the domain's lock for its
+/// whole length (libvirt's MODIFY job), so operations on one domain never interleave; guest
+/// I/O takes no part in it. The lock is taken after the host's list lock is released, never
+/// the other way round.
+/// </remarks>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The SemaphoreSlim never creates a wait handle (only WaitAsync is used), so there is nothing to dispose.")]
+public sealed class Domain
+{
+    private readonly DomainHost _host;
+    private readonly SemaphoreSlim _lock = new(1, 1);
+
+    // A definition given while running; it replaces Definition at the next stop (libvirt's newDef).
+    private DomainDefinition? _nextDefinition;
+
+    internal Domain(DomainHost host, DomainDefinition definition, Guid uuid, bool persistent, CheckpointTree checkpoints)
+    {
+        _host = host;
+        Definition = definition;
+        Uuid = uuid;
+        IsPersistent = persistent;
+        Checkpoints = new DomainCheckpoints(this, checkpoints);
+    }
+
+    /// <summary>The domain name.</summary>
+    public string Name => Definition.Name;
+
+    /// <summary>The domain UUID.</summary>
+    public Guid Uuid { get; }
+
+    /// <summary>The definition in effect (while running: the one it was started with).</summary>
+    public DomainDefinition Definition { get; private set; }
+
+    /// <summary>Running or shut off.</summary>
+    public DomainState State => Running is null ? DomainState.ShutOff : DomainState.Running;
+
+    /// <summary>True while running.</summary>
+    public bool IsActive => Running is not null;
+
+    /// <summary>The id of a running domain (1, 2, … in start order); -1 when shut off, as libvirt reports it.</summary>
+    public int Id { get; private set; } = -1;
+
+    /// <summary>False once a running domain was undefined: it disappears, with its checkpoint metadata, when it stops.</summary>
+    public bool IsPersistent { get; private set; }
+
+    /// <summary>The open disks and the NBD server while running; null when shut off.</summary>
+    public RunningDomain? Running { get; private set; }
+
+    /// <summary>The domain's checkpoints.</summary>
+    public DomainCheckpoints Checkpoints { get; }
+
+    internal StateDirectory Store => _host.State;
+
+    internal TimeProvider Clock => _host.Clock;
+
+    internal ILogger Logger => _host.Logger;
+
+    /// <summary>The domain's XML (the inactive definition: the next one if a new definition waits for the next start).</summary>
+    public string GetXml() => DomainFormatter.Format(_nextDefinition ?? Definition);
+
+    /// <summary>
+    /// Starts the domain: opens every disk with media read-write (read-only disks read-only),
+    /// holding QEMU's locks, and serves each as an NBD export named after its target dev on
+    /// the domain's unix socket (<see cref="RunningDomain.SocketPath"/>).
+    /// </summary>
+    /// <exception cref="EngineException">Already running; a disk that cannot be served, is locked by another process or cannot be opened (then nothing stays open).</exception>
+    public async Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        using var held = await LockAsync(cancellationToken).ConfigureAwait(false);
+        if (Running is not null)
+        {
+            throw new EngineException(EngineErrorReason.DomainAlreadyRunning, "domain is already running");
+        }
+
+        Running = await RunningDomain.StartAsync(Definition, Store.SocketPath(Name), _host.LoggerFactory, cancellationToken).ConfigureAwait(false);
+        Id = _host.NextId();
+        Logger.LogInformation("domain {Domain} started; disks served on {Socket}", Name, Running.SocketPath);
+    }
+
+    /// <summary>
+    /// Stops the domain (libvirt's destroy; a guest has no shutdown of its own to wait for):
+    /// ends the guests' NBD connections, flushes every image and closes it, storing its bitmaps.
+    /// A transient domain then disappears, with its checkpoint metadata.
+    /// </summary>
+    /// <exception cref="EngineException">"domain is not running", or an image that failed to flush or close (the domain is shut off all the same).</exception>
+    public async Task DestroyAsync(CancellationToken cancellationToken = default)
+    {
+        using var held = await LockAsync(cancellationToken).ConfigureAwait(false);
+        var running = Running ?? throw NotRunning();
+        Running = null;
+        Id = -1;
+        if (_nextDefinition is not null)
+        {
+            Definition = _nextDefinition;
+            _nextDefinition = null;
+        }
+
+        try
+        {
+            await running.StopAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            if (!IsPersistent)
+            {
+                Store.DeleteCheckpointDirectory(Name);
+                _host.Forget(this);
+            }
+
+            Logger.LogInformation("domain {Domain} stopped", Name);
+        }
+    }
+
+    /// <summary>Same as <see cref="DestroyAsync"/>: the guest is an NBD client with no power button to press.</summary>
+    public Task ShutdownAsync(CancellationToken cancellationToken = default) => DestroyAsync(cancellationToken);
+
+    /// <summary>
+    /// The record of the files a job of this domain creates (<see cref="JobRecord"/>): the job
+    /// adds each file before creating it and completes the record when it has ended.
+    /// </summary>
+    public JobRecord CreateJobRecord() => new(Store.JobRecordFile(Name));
+
+    /// <summary>Takes the domain's lock (libvirt's MODIFY job); dispose the result to release it.</summary>
+    internal async Task<Held> LockAsync(CancellationToken cancellationToken)
+    {
+        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        return new Held(_lock);
+    }
+
+    internal async Task RedefineAsync(DomainDefinition definition, CancellationToken cancellationToken)
+    {
+        await AtomicFile.WriteAsync(Store.DomainFile(definition.Name), DomainFormatter.Format(definition), cancellationToken).ConfigureAwait(false);
+        IsPersistent = true;
+        if (Running is null)
+        {
+            Definition = definition;
+        }
+        else
+        {
+            _nextDefinition = definition;
+        }
+    }
+
+    /// <summary>Undefine under the domain's lock (spec §4.5).</summary>
+    internal async Task UndefineAsync(DomainUndefineFlags flags, CancellationToken cancellationToken)
+    {
+        using var held = await LockAsync(cancellationToken).ConfigureAwait(false);
+        if (!IsPersistent)
+        {
+            throw new EngineException(EngineErrorReason.TransientDomain, "cannot undefine transient domain");
+        }
+
+        if (Running is null && Checkpoints.Tree.Count > 0)
+        {
+            if (!flags.HasFlag(DomainUndefineFlags.CheckpointsMetadata))
+            {
+                throw new EngineException(EngineErrorReason.InactiveDomainHasCheckpoints, $"cannot delete inactive domain with {Checkpoints.Tree.Count} checkpoints");
+            }
+
+            Store.DeleteCheckpointDirectory(Name);
+        }
+
+        AtomicFile.Delete(Store.DomainFile(Name));
+        IsPersistent = false;
+        _nextDefinition = null;
+        if (Running is null)
+        {
+            _host.Forget(this);
+        }
+    }
+
+    internal static EngineException NotRunning() => new(EngineErrorReason.DomainNotRunning, "domain is not running");
+
+    /// <summary>The domain's lock, held until disposed.</summary>
+    internal readonly struct Held(SemaphoreSlim semaphore) : IDisposable
+    {
+        public void Dispose() => semaphore.Release();
+    }
+}

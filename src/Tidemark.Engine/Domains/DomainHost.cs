@@ -1,0 +1,252 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Tidemark.Engine.Checkpoints;
+using Tidemark.Engine.State;
+using Tidemark.Formats;
+using Tidemark.Formats.Checkpoints;
+using Tidemark.Formats.Domains;
+
+namespace Tidemark.Engine.Domains;
+
+/// <summary>
+/// The engine's entry point: the domains defined in one state directory, what libvirt's
+/// connection driver offers for them (lookup by name, UUID or id; list; define; undefine), and
+/// through each <see cref="Domain"/> its life cycle and checkpoints.
+/// </summary>
+/// <remarks>
+/// Opening a host reloads every domain, its checkpoints and its current checkpoint (spec §1,
+/// §6.1), and removes what jobs cut short by a crash left behind (<see cref="JobRecord"/>).
+/// Domains always come back shut off: the process that ran them is gone, and with it the
+/// guests' connections. Disposing the host stops every running domain cleanly.
+/// </remarks>
+public sealed class DomainHost : IAsyncDisposable
+{
+    private readonly Lock _lock = new();
+    private readonly List<Domain> _domains = [];
+    private int _lastId;
+
+    private DomainHost(StateDirectory state, TimeProvider clock, ILoggerFactory? loggerFactory)
+    {
+        State = state;
+        Clock = clock;
+        LoggerFactory = loggerFactory;
+        Logger = (ILogger?)loggerFactory?.CreateLogger<DomainHost>() ?? NullLogger.Instance;
+    }
+
+    /// <summary>The state directory.</summary>
+    public StateDirectory State { get; }
+
+    /// <summary>Files that jobs cut short by a crash had created, removed when the host was opened.</summary>
+    public IReadOnlyList<string> RemovedJobFiles { get; private set; } = [];
+
+    internal TimeProvider Clock { get; }
+
+    internal ILoggerFactory? LoggerFactory { get; }
+
+    internal ILogger Logger { get; }
+
+    /// <summary>Opens the host on <paramref name="stateRoot"/> (created when missing) and reloads what it holds.</summary>
+    /// <param name="stateRoot">The state directory (<see cref="StateDirectory.DefaultRoot"/> is the usual one).</param>
+    /// <param name="clock">Where checkpoint creation times come from; the system clock when null.</param>
+    /// <param name="loggerFactory">Logging; none when null.</param>
+    /// <param name="cancellationToken">Cancels the reload.</param>
+    public static async Task<DomainHost> OpenAsync(string stateRoot, TimeProvider? clock = null, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
+    {
+        var host = new DomainHost(new StateDirectory(stateRoot), clock ?? TimeProvider.System, loggerFactory);
+        host.RemovedJobFiles = JobRecord.CleanUp(host.State.JobsDirectory);
+        foreach (var file in host.RemovedJobFiles)
+        {
+            host.Logger.LogWarning("removed {File}, left by a job that a crash cut short", file);
+        }
+
+        foreach (var file in host.State.DomainFiles())
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            DomainDefinition definition;
+            try
+            {
+                definition = DomainParser.Parse(await File.ReadAllTextAsync(file, cancellationToken).ConfigureAwait(false), file);
+            }
+            catch (DocumentException e)
+            {
+                host.Logger.LogError("skipping {File}: {Error}", file, e.Message);
+                continue;
+            }
+
+            var tree = await LoadCheckpointsAsync(host, definition.Name, cancellationToken).ConfigureAwait(false);
+            host._domains.Add(new Domain(host, definition, ParseUuid(definition), persistent: true, tree));
+        }
+
+        return host;
+    }
+
+    /// <summary>Every domain, in definition order.</summary>
+    public IReadOnlyList<Domain> ListDomains()
+    {
+        lock (_lock)
+        {
+            return [.. _domains];
+        }
+    }
+
+    /// <exception cref="EngineException">"no domain with matching name '%s'".</exception>
+    public Domain LookupByName(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        return Find(d => d.Name == name)
+            ?? throw new EngineException(EngineErrorReason.NoSuchDomain, $"no domain with matching name '{name}'");
+    }
+
+    /// <exception cref="EngineException">"no domain with matching uuid '%s'".</exception>
+    public Domain LookupByUuid(Guid uuid)
+        => Find(d => d.Uuid == uuid)
+           ?? throw new EngineException(EngineErrorReason.NoSuchDomain, $"no domain with matching uuid '{uuid:D}'");
+
+    /// <exception cref="EngineException">"no domain with matching id %d".</exception>
+    public Domain LookupById(int id)
+        => Find(d => d.Id == id && d.IsActive)
+           ?? throw new EngineException(EngineErrorReason.NoSuchDomain, $"no domain with matching id {id}");
+
+    /// <summary>
+    /// Defines a domain from its XML, or replaces the definition of the domain with the same
+    /// name and UUID (a running domain takes it at its next start). A domain without a UUID
+    /// gets a random one, as libvirt gives it. Written to <c>domains/&lt;name&gt;.xml</c>.
+    /// </summary>
+    /// <exception cref="DocumentException">The XML cannot be read or breaks the schema of its modelled part.</exception>
+    /// <exception cref="EngineException">Another domain has the name or the UUID.</exception>
+    public async Task<Domain> DefineAsync(string xml, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(xml);
+        var definition = WithUuid(DomainParser.Parse(xml));
+        var uuid = ParseUuid(definition);
+        Domain? existing;
+        lock (_lock)
+        {
+            existing = _domains.Find(d => d.Name == definition.Name);
+            if (existing is not null && existing.Uuid != uuid)
+            {
+                throw new EngineException(EngineErrorReason.DomainExists, $"domain '{definition.Name}' already exists with uuid {existing.Uuid:D}");
+            }
+
+            if (existing is null && _domains.Find(d => d.Uuid == uuid) is { } other)
+            {
+                throw new EngineException(EngineErrorReason.DomainExists, $"domain '{other.Name}' is already defined with uuid {uuid:D}");
+            }
+
+            if (existing is null)
+            {
+                existing = new Domain(this, definition, uuid, persistent: true, new CheckpointTree());
+                _domains.Add(existing);
+            }
+        }
+
+        try
+        {
+            using var held = await existing.LockAsync(cancellationToken).ConfigureAwait(false);
+            await existing.RedefineAsync(definition, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new EngineException(EngineErrorReason.StateWriteFailed, $"cannot save definition of domain '{definition.Name}': {e.Message}", e);
+        }
+
+        return existing;
+    }
+
+    /// <summary>
+    /// Undefines <paramref name="domain"/> (spec §4.5): an inactive domain disappears (with
+    /// checkpoints only under <see cref="DomainUndefineFlags.CheckpointsMetadata"/>, which drops
+    /// their metadata and leaves the bitmaps in the images); a running one becomes transient.
+    /// </summary>
+    /// <exception cref="EngineException">Unknown flags; "cannot delete inactive domain with %d checkpoints"; a transient domain.</exception>
+    public Task UndefineAsync(Domain domain, DomainUndefineFlags flags = DomainUndefineFlags.None, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(domain);
+        if (Find(d => d == domain) is null)
+        {
+            throw new EngineException(EngineErrorReason.NoSuchDomain, $"no domain with matching name '{domain.Name}'");
+        }
+
+        Flags.Check(
+            flags,
+            DomainUndefineFlags.ManagedSave | DomainUndefineFlags.SnapshotsMetadata | DomainUndefineFlags.Nvram | DomainUndefineFlags.KeepNvram | DomainUndefineFlags.CheckpointsMetadata,
+            "qemuDomainUndefineFlags");
+        return domain.UndefineAsync(flags, cancellationToken);
+    }
+
+    /// <summary>Stops every running domain (flushing and closing its images).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var domain in ListDomains().Where(d => d.IsActive))
+        {
+            try
+            {
+                await domain.DestroyAsync().ConfigureAwait(false);
+            }
+            catch (EngineException e)
+            {
+                Logger.LogError("stopping domain {Domain}: {Error}", domain.Name, e.Message);
+            }
+        }
+    }
+
+    internal int NextId() => Interlocked.Increment(ref _lastId);
+
+    internal void Forget(Domain domain)
+    {
+        lock (_lock)
+        {
+            _domains.Remove(domain);
+        }
+    }
+
+    private Domain? Find(Predicate<Domain> match)
+    {
+        lock (_lock)
+        {
+            return _domains.Find(match);
+        }
+    }
+
+    private static async Task<CheckpointTree> LoadCheckpointsAsync(DomainHost host, string domain, CancellationToken cancellationToken)
+    {
+        var definitions = new List<CheckpointDefinition>();
+        foreach (var file in host.State.CheckpointFiles(domain))
+        {
+            try
+            {
+                definitions.Add(CheckpointParser.Parse(await File.ReadAllTextAsync(file, cancellationToken).ConfigureAwait(false), CheckpointParseMode.Redefine, source: file));
+            }
+            catch (DocumentException e)
+            {
+                // libvirt skips metadata files that fail to parse (spec §6.1).
+                host.Logger.LogError("skipping checkpoint metadata {File}: {Error}", file, e.Message);
+            }
+        }
+
+        var tree = CheckpointTree.Load(definitions, out var consistent);
+        if (!consistent)
+        {
+            host.Logger.LogError("Checkpoints have inconsistent relations for domain {Domain}", domain);
+        }
+
+        return tree;
+    }
+
+    private static Guid ParseUuid(DomainDefinition definition)
+        => definition.Uuid is { } text && Guid.TryParse(text, out var uuid) ? uuid : Guid.Empty;
+
+    // libvirt generates a UUID for a domain defined without one; it is written into the
+    // definition so that it stays the same across restarts.
+    private static DomainDefinition WithUuid(DomainDefinition definition)
+    {
+        if (definition.Uuid is not null)
+        {
+            return definition;
+        }
+
+        var element = new System.Xml.Linq.XElement(definition.Element);
+        element.Element("name")!.AddAfterSelf(new System.Xml.Linq.XElement("uuid", Guid.NewGuid().ToString("D")));
+        return DomainParser.Parse(element);
+    }
+}

@@ -1,0 +1,109 @@
+using Tidemark.Formats;
+
+namespace Tidemark.Engine;
+
+/// <summary>
+/// Why the engine refused or failed an operation. Each reason has one libvirt error code
+/// (<see cref="EngineErrorReasons.CodeOf"/>); the detail text is libvirt's where libvirt has one
+/// (spec §2.6, §4, §6 and the error catalogue).
+/// </summary>
+public enum EngineErrorReason
+{
+    /// <summary>"unsupported flags (0x%x) in function %s".</summary>
+    UnsupportedFlags,
+
+    /// <summary>Two flags that exclude each other, or one that requires another.</summary>
+    ConflictingFlags,
+
+    /// <summary>"no domain with matching name '%s'" (or uuid, or id).</summary>
+    NoSuchDomain,
+
+    /// <summary>"domain '%s' already exists with uuid %s" / "domain '%s' is already defined with uuid %s".</summary>
+    DomainExists,
+
+    /// <summary>"domain is not running".</summary>
+    DomainNotRunning,
+
+    /// <summary>"domain is already running".</summary>
+    DomainAlreadyRunning,
+
+    /// <summary>"cannot delete inactive domain with %d checkpoints".</summary>
+    InactiveDomainHasCheckpoints,
+
+    /// <summary>"cannot undefine transient domain".</summary>
+    TransientDomain,
+
+    /// <summary>A disk Tidemark cannot serve to the guest (a network or block source, an unknown format).</summary>
+    UnsupportedDisk,
+
+    /// <summary>An image is locked by another process (QEMU's "Failed to get "write" lock").</summary>
+    ImageLocked,
+
+    /// <summary>An image cannot be opened, read or written.</summary>
+    ImageFailed,
+
+    /// <summary>"no domain checkpoint with matching name '%s'".</summary>
+    NoSuchCheckpoint,
+
+    /// <summary>"checkpoint '%s' does not have a parent".</summary>
+    NoParent,
+
+    /// <summary>"domain moment %s already exists".</summary>
+    CheckpointExists,
+
+    /// <summary>"parent %s for moment %s not found".</summary>
+    MissingParent,
+
+    /// <summary>"parent %s would create cycle to %s".</summary>
+    ParentCycle,
+
+    /// <summary>"bitmap for disk '%s' must match checkpoint name '%s'".</summary>
+    BitmapNameMismatch,
+
+    /// <summary>"checkpoint for disk %s unsupported for storage type %s".</summary>
+    CheckpointStorageType,
+
+    /// <summary>"missing or broken bitmap '%s' for disk '%s'".</summary>
+    BrokenBitmap,
+
+    /// <summary>"missing bitmap name for disk '%s' of checkpoint '%s'".</summary>
+    MissingBitmapName,
+
+    /// <summary>"bitmap '%s' not found in backing chain of '%s'".</summary>
+    BitmapNotInChain,
+
+    /// <summary>"unable to save metadata for checkpoint %s" and other state-directory failures.</summary>
+    StateWriteFailed,
+}
+
+/// <summary>The libvirt error code of each <see cref="EngineErrorReason"/>, in one table.</summary>
+public static class EngineErrorReasons
+{
+    /// <summary>The libvirt error code under which libvirt reports <paramref name="reason"/>.</summary>
+    public static LibvirtErrorCode CodeOf(EngineErrorReason reason) => reason switch
+    {
+        EngineErrorReason.UnsupportedFlags => LibvirtErrorCode.InvalidArg,
+        EngineErrorReason.ConflictingFlags => LibvirtErrorCode.InvalidArg,
+        EngineErrorReason.NoSuchDomain => LibvirtErrorCode.NoDomain,
+        EngineErrorReason.DomainExists => LibvirtErrorCode.OperationFailed,
+        EngineErrorReason.DomainNotRunning => LibvirtErrorCode.OperationInvalid,
+        EngineErrorReason.DomainAlreadyRunning => LibvirtErrorCode.OperationInvalid,
+        EngineErrorReason.InactiveDomainHasCheckpoints => LibvirtErrorCode.OperationInvalid,
+        EngineErrorReason.TransientDomain => LibvirtErrorCode.OperationInvalid,
+        EngineErrorReason.UnsupportedDisk => LibvirtErrorCode.ConfigUnsupported,
+        EngineErrorReason.ImageLocked => LibvirtErrorCode.OperationFailed,
+        EngineErrorReason.ImageFailed => LibvirtErrorCode.OperationFailed,
+        EngineErrorReason.NoSuchCheckpoint => LibvirtErrorCode.NoDomainCheckpoint,
+        EngineErrorReason.NoParent => LibvirtErrorCode.NoDomainCheckpoint,
+        EngineErrorReason.CheckpointExists => LibvirtErrorCode.OperationFailed,
+        EngineErrorReason.MissingParent => LibvirtErrorCode.InvalidArg,
+        EngineErrorReason.ParentCycle => LibvirtErrorCode.InvalidArg,
+        EngineErrorReason.BitmapNameMismatch => LibvirtErrorCode.ConfigUnsupported,
+        EngineErrorReason.CheckpointStorageType => LibvirtErrorCode.ConfigUnsupported,
+        EngineErrorReason.BrokenBitmap => LibvirtErrorCode.CheckpointInconsistent,
+        EngineErrorReason.MissingBitmapName => LibvirtErrorCode.InvalidArg,
+        EngineErrorReason.BitmapNotInChain => LibvirtErrorCode.InternalError,
+        EngineErrorReason.StateWriteFailed => LibvirtErrorCode.InternalError,
+        _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, null),
+    };
+}

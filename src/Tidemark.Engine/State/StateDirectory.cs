@@ -1,0 +1,80 @@
+namespace Tidemark.Engine.State;
+
+/// <summary>
+/// Where the engine keeps what must survive a restart (design.md, "Where things live on disk"):
+/// <list type="bullet">
+/// <item><c>domains/&lt;name&gt;.xml</c>: each persistent domain's definition;</item>
+/// <item><c>checkpoint/&lt;domain&gt;/&lt;name&gt;.xml</c>: each checkpoint's metadata with the
+/// embedded domain, as libvirt keeps it (spec §6.1);</item>
+/// <item><c>jobs/&lt;domain&gt;.files</c>: the files a running job has created or is about to
+/// create (<see cref="JobRecord"/>), so that a start after a crash removes exactly those;</item>
+/// <item><c>run/&lt;domain&gt;.sock</c>: the unix socket a running domain's disks are served on.</item>
+/// </list>
+/// Every metadata file is replaced atomically (<see cref="AtomicFile"/>). The truth about what
+/// is dirty is in the qcow2 files' bitmaps, never here.
+/// </summary>
+public sealed class StateDirectory
+{
+    private const string XmlExtension = ".xml";
+
+    /// <param name="root">The directory; created when missing.</param>
+    public StateDirectory(string root)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(root);
+        Root = Path.GetFullPath(root);
+        Directory.CreateDirectory(Root);
+    }
+
+    /// <summary>The state directory's absolute path.</summary>
+    public string Root { get; }
+
+    /// <summary>
+    /// The default location: <c>/var/lib/tidemark</c> as root, else <c>$XDG_STATE_HOME/tidemark</c>
+    /// (<c>~/.local/state/tidemark</c> when XDG_STATE_HOME is unset).
+    /// </summary>
+    public static string DefaultRoot()
+    {
+        if (Environment.UserName == "root")
+        {
+            return "/var/lib/tidemark";
+        }
+
+        var xdg = Environment.GetEnvironmentVariable("XDG_STATE_HOME");
+        var home = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
+        return Path.Combine(string.IsNullOrEmpty(xdg) ? Path.Combine(home, ".local", "state") : xdg, "tidemark");
+    }
+
+    internal string DomainsDirectory => Path.Combine(Root, "domains");
+
+    internal string JobsDirectory => Path.Combine(Root, "jobs");
+
+    internal string RunDirectory => Path.Combine(Root, "run");
+
+    internal string DomainFile(string domain) => Path.Combine(DomainsDirectory, domain + XmlExtension);
+
+    internal string CheckpointDirectory(string domain) => Path.Combine(Root, "checkpoint", domain);
+
+    internal string CheckpointFile(string domain, string checkpoint) => Path.Combine(CheckpointDirectory(domain), checkpoint + XmlExtension);
+
+    internal string JobRecordFile(string domain) => Path.Combine(JobsDirectory, domain + ".files");
+
+    internal string SocketPath(string domain) => Path.Combine(RunDirectory, domain + ".sock");
+
+    internal IEnumerable<string> DomainFiles() => ListXml(DomainsDirectory);
+
+    internal IEnumerable<string> CheckpointFiles(string domain) => ListXml(CheckpointDirectory(domain));
+
+    internal void DeleteCheckpointDirectory(string domain)
+    {
+        var directory = CheckpointDirectory(domain);
+        if (Directory.Exists(directory))
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    private static IEnumerable<string> ListXml(string directory)
+        => Directory.Exists(directory)
+            ? Directory.EnumerateFiles(directory, "*" + XmlExtension).Order(StringComparer.Ordinal)
+            : [];
+}
