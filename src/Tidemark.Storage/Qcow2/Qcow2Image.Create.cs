@@ -11,7 +11,23 @@ public sealed partial class Qcow2Image
     /// L1 table's last entry. Returns it open read-write.
     /// </summary>
     /// <exception cref="StorageException"><see cref="StorageErrorReason.InvalidRequest"/>: an option is out of range; the message names it.</exception>
-    public static async ValueTask<Qcow2Image> CreateAsync(string path, Qcow2CreateOptions options, CancellationToken cancellationToken = default)
+    public static ValueTask<Qcow2Image> CreateAsync(string path, Qcow2CreateOptions options, CancellationToken cancellationToken = default)
+        => CreateAsync(path, options, openBackingChain: true, cancellationToken);
+
+    /// <summary>
+    /// Creates the image as <see cref="CreateAsync(string, Qcow2CreateOptions, CancellationToken)"/>
+    /// does, but returns it open without its backing chain even when the header names one:
+    /// unallocated clusters then read as zeroes, also where a partly written cluster is filled
+    /// by copy-on-write. For a writer that fills whole clusters of an image whose backing file
+    /// is open read-write elsewhere in this process, where a second open would conflict with
+    /// that file's lock: a push backup's incremental target names the live disk as its
+    /// backing file, as libvirt writes it, while the live disk is in use.
+    /// </summary>
+    /// <exception cref="StorageException"><see cref="StorageErrorReason.InvalidRequest"/>: an option is out of range; the message names it.</exception>
+    public static ValueTask<Qcow2Image> CreateDetachedAsync(string path, Qcow2CreateOptions options, CancellationToken cancellationToken = default)
+        => CreateAsync(path, options, openBackingChain: false, cancellationToken);
+
+    private static async ValueTask<Qcow2Image> CreateAsync(string path, Qcow2CreateOptions options, bool openBackingChain, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentNullException.ThrowIfNull(options);
@@ -69,7 +85,7 @@ public sealed partial class Qcow2Image
             await file.FlushAsync(cancellationToken).ConfigureAwait(false);
         }
 
-        return await OpenAsync(path, readOnly: false, cancellationToken).ConfigureAwait(false);
+        return await OpenAsync(path, readOnly: false, openBackingChain ? Array.Empty<string>() : null, cancellationToken).ConfigureAwait(false);
     }
 
     private static Qcow2Header BuildHeader(Qcow2CreateOptions options)

@@ -115,7 +115,8 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
         return OpenAsync(path, readOnly, [], cancellationToken);
     }
 
-    internal static async ValueTask<Qcow2Image> OpenAsync(string path, bool readOnly, IReadOnlyList<string> chain, CancellationToken cancellationToken)
+    /// <param name="chain">The images above this one in the chain being opened (loop and depth checks); null opens the image without its backing chain.</param>
+    internal static async ValueTask<Qcow2Image> OpenAsync(string path, bool readOnly, IReadOnlyList<string>? chain, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         var file = HostFile.Open(path, readOnly);
@@ -133,7 +134,7 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
                 CheckWritable(header, file.Path);
             }
 
-            if (header.BackingFile is not null)
+            if (header.BackingFile is not null && chain is not null)
             {
                 backing = await DiskImage.OpenBackingAsync(file.Path, header.BackingFile, header.BackingFormat, [.. chain, file.Path], cancellationToken).ConfigureAwait(false);
             }

@@ -61,6 +61,35 @@ public sealed class TidemarkToQemuTests
     }
 
     [Fact]
+    public async Task CreateDetached_BackingOpenForWriting_NamesItWithoutOpeningIt()
+    {
+        using var dir = new TempDirectory();
+        var ct = TestContext.Current.CancellationToken;
+        var basePath = dir.File("base.qcow2");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-f", "qcow2", basePath, "4M");
+        await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 4M", basePath);
+        var top = dir.File("top.qcow2");
+        await using (var live = await Qcow2Image.OpenAsync(basePath, readOnly: false, ct))
+        {
+            // A plain create opens the backing file read-only, which the live image's lock refuses.
+            await Assert.ThrowsAsync<StorageException>(async () => await Qcow2Image.CreateAsync(dir.File("plain.qcow2"), new Qcow2CreateOptions { Size = 4 << 20, BackingFile = basePath, BackingFormat = ImageFormat.Qcow2 }, ct));
+            await using var image = await Qcow2Image.CreateDetachedAsync(top, new Qcow2CreateOptions { Size = 4 << 20, BackingFile = basePath, BackingFormat = ImageFormat.Qcow2 }, ct);
+            Assert.Null(image.Backing);
+            await image.WriteAsync(65536, new byte[65536].Select(_ => (byte)0x11).ToArray(), cancellationToken: ct);
+            await image.WriteAsync(3 << 20, new byte[512].Select(_ => (byte)0x22).ToArray(), cancellationToken: ct);
+        }
+
+        await ImageContent.AssertCleanAsync(top);
+        var info = JsonDocument.Parse(await Peer.RunCheckedAsync("qemu-img", "info", "--output=json", top)).RootElement;
+        Assert.Equal(basePath, info.GetProperty("backing-filename").GetString());
+        Assert.Equal("qcow2", info.GetProperty("backing-filename-format").GetString());
+
+        // The cluster filled by copy-on-write took zeroes, not the backing file's 0x5a.
+        var read = await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "read -P 0x11 64k 64k", "-c", "read -P 0x22 3M 512", "-c", "read -P 0 3146240 65024", "-c", "read -P 0x5a 0 64k", top);
+        Assert.DoesNotContain("Pattern verification failed", read, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task QemuWritesOnTopOfTidemarkImage_StaysClean()
     {
         using var dir = new TempDirectory();

@@ -1,0 +1,125 @@
+using Tidemark.Formats.Backups;
+using Tidemark.Storage;
+using Tidemark.Storage.Qcow2;
+
+namespace Tidemark.Engine.Backups;
+
+/// <summary>A push target or pull scratch, open for the job.</summary>
+/// <param name="Image">The store image, open read-write (possibly wrapped by <see cref="BackupJobOptions.StoreWrapper"/>).</param>
+/// <param name="Cluster">The store's cluster size (qcow2), 0 for raw.</param>
+/// <param name="Zeroes">How the store takes zero clusters.</param>
+internal sealed record OpenStore(IBlockImage Image, int Cluster, ZeroClusters Zeroes);
+
+/// <summary>
+/// Creates or opens a disk's store as libvirt's qemu driver does (spec §6.7 step 11, §6.9,
+/// §6.10): a file store must not exist unless reuse-external is set; the image takes the
+/// disk's size and, for qcow2 over qcow2, its cluster size; an incremental qcow2 push target
+/// names the live disk's top image as its backing file. A pull scratch is qcow2 and, unlike
+/// libvirt's, names no backing file: the job's view reads through to the live image itself,
+/// and a scratch is always removed at the end, so nothing outside the job ever opens it.
+/// </summary>
+internal static class BackupStoreFile
+{
+    /// <summary>The scratch's cluster size: QEMU's default, the copy granularity of a full pull.</summary>
+    private const int ScratchClusterSize = 64 * 1024;
+
+    /// <param name="created">Gets the path once the file is about to be created, so that a failure removes it.</param>
+    /// <exception cref="BackupJobException">The store exists, cannot be created or opened, or asks for what Tidemark does not implement.</exception>
+    public static async ValueTask<OpenStore> OpenAsync(BackupMode mode, BackupDisk disk, BackupDiskSource source, BackupJobOptions options, Action<string> created, CancellationToken cancellationToken)
+    {
+        var store = disk.Store ?? throw new ArgumentException($"disk '{disk.Name}' has no store: align the backup first", nameof(disk));
+        var path = store.Path ?? throw new ArgumentException($"disk '{disk.Name}' has no store path: align the backup first", nameof(disk));
+        if (store.Type != StoreType.File)
+        {
+            throw new BackupJobException(BackupErrorReason.Unsupported, $"backup store type '{BackupNames.Of(store.Type)}' of disk '{disk.Name}' is not supported");
+        }
+
+        if (store.Encryption is not null)
+        {
+            throw new BackupJobException(BackupErrorReason.Unsupported, $"encrypted backup store of disk '{disk.Name}' is not supported");
+        }
+
+        var format = store.Format ?? StorageFormat.Qcow2;
+        if (format is not (StorageFormat.Qcow2 or StorageFormat.Raw))
+        {
+            throw new BackupJobException(BackupErrorReason.Unsupported, $"backup store format '{StorageFormatNames.Of(format)}' of disk '{disk.Name}' is not supported");
+        }
+
+        var imageFormat = format == StorageFormat.Qcow2 ? ImageFormat.Qcow2 : ImageFormat.Raw;
+        var incrementalTarget = mode == BackupMode.Push && source.Incremental is not null && imageFormat == ImageFormat.Qcow2;
+        IBlockImage image;
+        ZeroClusters zeroes;
+        if (options.ReuseExternal)
+        {
+            image = await Open(path, imageFormat, cancellationToken).ConfigureAwait(false);
+            zeroes = ZeroClusters.WriteZeroes;
+        }
+        else
+        {
+            if (File.Exists(path) || Directory.Exists(path))
+            {
+                throw new BackupJobException(BackupErrorReason.StoreExists, $"store '{path}' for backup of '{disk.Name}' exists");
+            }
+
+            if (options.OnCreatingFile is { } onCreating)
+            {
+                await onCreating(path, cancellationToken).ConfigureAwait(false);
+            }
+
+            created(path);
+            image = await CreateAsync(path, imageFormat, mode, source, incrementalTarget, cancellationToken).ConfigureAwait(false);
+            zeroes = incrementalTarget ? ZeroClusters.WriteData : ZeroClusters.Skip;
+        }
+
+        var cluster = image is Qcow2Image qcow2 ? qcow2.ClusterSize : 0;
+        if (image.VirtualSize < source.Live.VirtualSize)
+        {
+            await image.DisposeAsync().ConfigureAwait(false);
+            throw new BackupJobException(BackupErrorReason.StoreCreationFailed, $"store '{path}' for backup of '{disk.Name}' is smaller than the disk ({image.VirtualSize} < {source.Live.VirtualSize} bytes)");
+        }
+
+        return new OpenStore(options.StoreWrapper?.Invoke(image) ?? image, cluster, zeroes);
+    }
+
+    private static async ValueTask<IBlockImage> CreateAsync(string path, ImageFormat format, BackupMode mode, BackupDiskSource source, bool incrementalTarget, CancellationToken cancellationToken)
+    {
+        var size = source.Live.VirtualSize;
+        try
+        {
+            if (format == ImageFormat.Raw)
+            {
+                return RawImage.Create(path, size);
+            }
+
+            var options = new Qcow2CreateOptions
+            {
+                Size = size,
+                ClusterSize = mode == BackupMode.Pull ? ScratchClusterSize : (source.Live as Qcow2Image)?.ClusterSize ?? ScratchClusterSize,
+                BackingFile = incrementalTarget ? source.SourcePath : null,
+                BackingFormat = incrementalTarget ? source.SourceFormat : null,
+            };
+
+            // The target's backing file is the live disk, open read-write here: naming it
+            // without opening it is the only way that does not conflict with its lock.
+            return incrementalTarget
+                ? await Qcow2Image.CreateDetachedAsync(path, options, cancellationToken).ConfigureAwait(false)
+                : await Qcow2Image.CreateAsync(path, options, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or StorageException)
+        {
+            throw new BackupJobException(BackupErrorReason.StoreCreationFailed, $"failed to create image file '{path}': {e.Message}", e);
+        }
+    }
+
+    private static async ValueTask<IBlockImage> Open(string path, ImageFormat format, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await DiskImage.OpenAsync(path, format, readOnly: false, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or StorageException)
+        {
+            throw new BackupJobException(BackupErrorReason.StoreCreationFailed, $"cannot open backup store '{path}': {e.Message}", e);
+        }
+    }
+}

@@ -1,0 +1,551 @@
+using System.Buffers;
+using Tidemark.Engine.Disks;
+using Tidemark.Storage;
+using Tidemark.Storage.Bitmaps;
+
+namespace Tidemark.Engine.Backups;
+
+/// <summary>
+/// Copy-before-write for one disk of a running backup job (design.md, "The instant"; QEMU's
+/// block/copy-before-write.c over block/block-copy.c). The job owns a set of clusters whose
+/// point-in-time content is still only in the live image; a guest write touching one first
+/// copies its old content into the store (push: the target, pull: the scratch), then goes on.
+/// The push copier (<see cref="CopyNextAsync"/>) and the pull view
+/// (<see cref="ReadPointInTimeAsync"/>) take clusters from the same set.
+/// </summary>
+/// <remarks>
+/// <para>The contract, as block/copy-before-write.c writes its own:</para>
+/// <list type="bullet">
+/// <item>When <see cref="BeforeGuestWriteAsync"/> returns, the point-in-time content of every
+/// cluster the range touches that the job still needed is in the store, and no view read of
+/// those clusters from the live image is in flight; none will start afterwards (a read of a
+/// copied cluster goes to the store).</item>
+/// <item>Per cluster, one party copies (a guest write or the push copier, whoever claims it
+/// first); everyone else touching the cluster waits for that copy. A view read that reaches
+/// the live image first holds a lease that the copying guest write waits for.</item>
+/// <item>If the copy fails under <see cref="OnCopyBeforeWriteError.FailGuestWrite"/>, the call
+/// throws, and the guest request must fail too: the clusters go back to the job, their old
+/// content still in the live image. Under <see cref="OnCopyBeforeWriteError.FailJob"/> the
+/// job fails (every later view read and copy fails) and the guest write goes on.</item>
+/// <item>After <see cref="DetachAsync"/> (the job ended) every call returns at once.</item>
+/// </list>
+/// <para>Locking: <see cref="_lock"/> guards <see cref="_pending"/>, <see cref="_copied"/>,
+/// <see cref="_claims"/>, <see cref="_leases"/>, <see cref="_failure"/> and writes of
+/// <see cref="_outstanding"/> and <see cref="_quiet"/>; those two are also read without it
+/// for the fast path. Nothing waits or does I/O while holding it. Clusters outside the set
+/// cost a guest write two volatile reads once the set is empty, and one short lock
+/// otherwise.</para>
+/// </remarks>
+internal sealed class CopyBeforeWrite : IGuestWriteInterceptor
+{
+    /// <summary>Bytes per store write: large enough for sequential speed, small enough for 8 in flight per disk.</summary>
+    public const int MaxCopyBytes = 1 << 20;
+
+    private readonly Lock _lock = new();
+    private readonly IBlockImage _live;
+    private readonly CopyAsideStore _store;
+    private readonly OnCopyBeforeWriteError _policy;
+    private readonly Action<Exception> _onJobFailure;
+
+    /// <summary>Clusters the job still needs whose content is only in the live image and which no one is copying. Guarded by <see cref="_lock"/>.</summary>
+    private readonly DirtyBitmap _pending;
+
+    /// <summary>Pull: clusters whose point-in-time content is in the scratch. Guarded by <see cref="_lock"/>.</summary>
+    private readonly DirtyBitmap? _copied;
+
+    /// <summary>Clusters being copied (taken out of <see cref="_pending"/>, not yet in the store). Guarded by <see cref="_lock"/>.</summary>
+    private readonly List<ClusterRun> _claims = [];
+
+    /// <summary>View reads of pending clusters from the live image. Guarded by <see cref="_lock"/>.</summary>
+    private readonly List<ClusterRun> _leases = [];
+
+    /// <summary>The first copy failure under <see cref="OnCopyBeforeWriteError.FailJob"/>. Guarded by <see cref="_lock"/>.</summary>
+    private Exception? _failure;
+
+    /// <summary>Pending clusters plus claims: zero means a guest write has nothing to wait for.</summary>
+    private long _outstanding;
+
+    /// <summary>1 once the job has failed or ended: guest writes pass untouched.</summary>
+    private int _quiet;
+
+    /// <summary>Where the push copier looks for the next pending cluster. Guarded by <see cref="_lock"/>.</summary>
+    private long _cursor;
+
+    private long _copiedBytes;
+
+    /// <param name="disk">The disk's target dev, for messages.</param>
+    /// <param name="live">The running disk's image.</param>
+    /// <param name="store">The target (push) or the scratch (pull).</param>
+    /// <param name="pending">The job's clusters at the instant; owned (and changed) from now on.</param>
+    /// <param name="trackCopies">Pull: remember which clusters are in the scratch, for the view.</param>
+    /// <param name="onJobFailure">Called once when a copy failure fails the job.</param>
+    public CopyBeforeWrite(string disk, IBlockImage live, CopyAsideStore store, DirtyBitmap pending, bool trackCopies, OnCopyBeforeWriteError policy, Action<Exception> onJobFailure)
+    {
+        Disk = disk;
+        _live = live;
+        _store = store;
+        _pending = pending;
+        _copied = trackCopies ? new DirtyBitmap(pending.Size, pending.Granularity) : null;
+        _policy = policy;
+        _onJobFailure = onJobFailure;
+        _outstanding = pending.DirtyBitCount;
+        Cluster = pending.Granularity;
+        InitialBytes = pending.CountDirtyBytes();
+    }
+
+    /// <summary>The disk's target dev.</summary>
+    public string Disk { get; }
+
+    /// <summary>The copy granularity: the unit of <see cref="_pending"/>.</summary>
+    public long Cluster { get; }
+
+    /// <summary>Bytes the job needed at the instant.</summary>
+    public long InitialBytes { get; }
+
+    /// <summary>Bytes in the store so far, copied by guest writes or the push copier.</summary>
+    public long CopiedBytes => Interlocked.Read(ref _copiedBytes);
+
+    /// <summary>The failure that broke the job's point in time, if any.</summary>
+    public Exception? Failure
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _failure;
+            }
+        }
+    }
+
+    public async ValueTask BeforeGuestWriteAsync(long offset, long length, CancellationToken cancellationToken)
+    {
+        if (length <= 0 || Volatile.Read(ref _outstanding) == 0 || Volatile.Read(ref _quiet) != 0)
+        {
+            return;
+        }
+
+        var start = offset / Cluster * Cluster;
+        var end = Math.Min(_pending.Size, (offset + length + Cluster - 1) / Cluster * Cluster);
+        List<ClusterRun>? mine = null;
+        var copied = false;
+        try
+        {
+            // Claim what is still pending in the range, then wait for whatever others hold in
+            // it: their copies (the clusters end up copied, or pending again if the copy failed
+            // a guest write, hence the loop) and the view reads of the clusters now ours.
+            var waits = new List<Task>();
+            while (true)
+            {
+                waits.Clear();
+                lock (_lock)
+                {
+                    if (_quiet != 0)
+                    {
+                        ReleaseClaimsLocked(mine, restore: false);
+                        return;
+                    }
+
+                    ClaimLocked(start, end, long.MaxValue, ref mine);
+                    foreach (var claim in _claims)
+                    {
+                        if (claim.Intersects(start, end) && (mine is null || !mine.Contains(claim)))
+                        {
+                            waits.Add(claim.Done.Task);
+                        }
+                    }
+
+                    foreach (var lease in _leases)
+                    {
+                        if (mine is not null && mine.Exists(lease.Intersects))
+                        {
+                            waits.Add(lease.Done.Task);
+                        }
+                    }
+                }
+
+                if (waits.Count == 0)
+                {
+                    break;
+                }
+
+                await Task.WhenAll(waits).WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            if (mine is null)
+            {
+                return;
+            }
+
+            try
+            {
+                foreach (var claim in mine)
+                {
+                    await CopyAsync(claim, cancellationToken).ConfigureAwait(false);
+                }
+            }
+            catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                HandleCopyFailure(mine, e);
+                mine = null;
+                if (_policy == OnCopyBeforeWriteError.FailGuestWrite)
+                {
+                    throw new BackupJobException(BackupErrorReason.CopyBeforeWriteFailed, $"copy before write of disk '{Disk}' failed: {e.Message}", e);
+                }
+
+                return;
+            }
+
+            copied = true;
+        }
+        finally
+        {
+            if (mine is not null)
+            {
+                lock (_lock)
+                {
+                    // Not copied (cancelled): the live image still holds the old content.
+                    ReleaseClaimsLocked(mine, restore: !copied);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Push: claims the next pending run (at most <paramref name="buffer"/>'s length) and copies
+    /// it into the target. Returns the bytes copied; 0 once nothing is pending and every copy
+    /// by a guest write has finished.
+    /// </summary>
+    /// <exception cref="BackupJobException">The copy failed, or the job's point in time is broken.</exception>
+    public async ValueTask<long> CopyNextAsync(Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            List<ClusterRun>? mine = null;
+            Task[] waits = [];
+            lock (_lock)
+            {
+                ThrowIfFailedLocked();
+                var found = _cursor < _pending.Size ? _pending.FindNextDirty(_cursor) : -1;
+                if (found < 0 && _outstanding > _claims.Count)
+                {
+                    // Clusters given back by a failed guest write lie behind the cursor.
+                    found = _pending.FindNextDirty(0);
+                }
+
+                if (found >= 0)
+                {
+                    ClaimLocked(found, _pending.Size, buffer.Length, ref mine);
+                    _cursor = mine![^1].End;
+                }
+                else
+                {
+                    waits = [.. _claims.Select(c => c.Done.Task)];
+                    if (waits.Length == 0)
+                    {
+                        return 0;
+                    }
+                }
+            }
+
+            if (mine is null)
+            {
+                await Task.WhenAll(waits).WaitAsync(cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+
+            var copied = false;
+            try
+            {
+                // ClaimLocked may take several runs that are apart, one buffer's worth in all.
+                var bytes = 0L;
+                foreach (var claim in mine)
+                {
+                    await CopyAsync(claim, buffer, cancellationToken).ConfigureAwait(false);
+                    bytes += claim.Length;
+                }
+
+                copied = true;
+                return bytes;
+            }
+            catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                throw new BackupJobException(BackupErrorReason.CopyFailed, $"backup of disk '{Disk}' failed: {e.Message}", e);
+            }
+            finally
+            {
+                lock (_lock)
+                {
+                    ReleaseClaimsLocked(mine, restore: !copied);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Pull: reads the disk as it was at the instant: from the scratch where a guest write has
+    /// copied the old content aside, zeroes where nothing was allocated, the live image
+    /// elsewhere (under a lease, so a guest write to those clusters waits for the read).
+    /// </summary>
+    /// <exception cref="BackupJobException">The job failed or ended.</exception>
+    public async ValueTask ReadPointInTimeAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        var position = offset;
+        var end = offset + buffer.Length;
+        while (position < end)
+        {
+            Task? wait = null;
+            ClusterRun? lease = null;
+            Source source;
+            long runEnd;
+            lock (_lock)
+            {
+                ThrowIfFailedLocked();
+                runEnd = end;
+                foreach (var claim in _claims)
+                {
+                    if (claim.Contains(position))
+                    {
+                        wait = claim.Done.Task;
+                        break;
+                    }
+
+                    if (claim.Offset > position && claim.Offset < runEnd)
+                    {
+                        runEnd = claim.Offset;
+                    }
+                }
+
+                if (wait is null)
+                {
+                    var pending = _pending.GetExtent(position, runEnd - position);
+                    if (pending.Dirty)
+                    {
+                        source = Source.Live;
+                        runEnd = pending.End;
+                        lease = new ClusterRun(position, runEnd);
+                        _leases.Add(lease);
+                    }
+                    else
+                    {
+                        var copied = _copied?.GetExtent(position, pending.Length) ?? new BitmapExtent(position, pending.Length, false);
+                        source = copied.Dirty ? Source.Store : Source.Zeroes;
+                        runEnd = copied.End;
+                    }
+                }
+                else
+                {
+                    source = Source.Zeroes;
+                }
+            }
+
+            if (wait is not null)
+            {
+                await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+
+            var slice = buffer.Slice((int)(position - offset), (int)(runEnd - position));
+            try
+            {
+                switch (source)
+                {
+                    case Source.Live:
+                        await _live.ReadAsync(position, slice, cancellationToken).ConfigureAwait(false);
+                        break;
+                    case Source.Store:
+                        await _store.Image.ReadAsync(position, slice, cancellationToken).ConfigureAwait(false);
+                        break;
+                    default:
+                        slice.Span.Clear();
+                        break;
+                }
+            }
+            finally
+            {
+                if (lease is not null)
+                {
+                    lock (_lock)
+                    {
+                        _leases.Remove(lease);
+                    }
+
+                    lease.Done.TrySetResult();
+                }
+            }
+
+            position = runEnd;
+        }
+
+        lock (_lock)
+        {
+            // Once a failed copy has failed the job, guest writes no longer wait for leases, so
+            // a live read that overlapped the failure may hold newer data: never serve it.
+            ThrowIfFailedLocked();
+        }
+    }
+
+    /// <summary>
+    /// Stops copy-before-write: later guest writes pass untouched, and this returns once no
+    /// copy is in flight, so the store can be closed.
+    /// </summary>
+    public async Task DetachAsync()
+    {
+        Task[] waits;
+        lock (_lock)
+        {
+            Volatile.Write(ref _quiet, 1);
+            waits = [.. _claims.Select(c => c.Done.Task), .. _leases.Select(l => l.Done.Task)];
+        }
+
+        await Task.WhenAll(waits).ConfigureAwait(false);
+    }
+
+    /// <summary>Takes the pending runs inside [start, end), at most <paramref name="maxBytes"/> in all, as new claims.</summary>
+    private void ClaimLocked(long start, long end, long maxBytes, ref List<ClusterRun>? mine)
+    {
+        var position = start;
+        while (position < end && maxBytes > 0)
+        {
+            var next = _pending.FindNextDirty(position);
+            if (next < 0 || next >= end)
+            {
+                break;
+            }
+
+            var run = _pending.GetExtent(next, Math.Min(end - next, maxBytes));
+            var claim = new ClusterRun(next, run.End);
+            _pending.ClearRange(claim.Offset, claim.Length);
+            _claims.Add(claim);
+            (mine ??= []).Add(claim);
+            _outstanding += 1 - Bits(claim);
+            maxBytes -= claim.Length;
+            position = claim.End;
+        }
+
+    }
+
+    /// <summary>Ends claims: copied ones into <see cref="_copied"/>, others back to <see cref="_pending"/> when <paramref name="restore"/>.</summary>
+    private void ReleaseClaimsLocked(List<ClusterRun>? claims, bool restore)
+    {
+        if (claims is null)
+        {
+            return;
+        }
+
+        foreach (var claim in claims)
+        {
+            if (!_claims.Remove(claim))
+            {
+                continue;
+            }
+
+            if (restore)
+            {
+                _pending.SetRange(claim.Offset, claim.Length);
+                _outstanding += Bits(claim);
+            }
+            else if (_quiet == 0)
+            {
+                _copied?.SetRange(claim.Offset, claim.Length);
+                Interlocked.Add(ref _copiedBytes, claim.Length);
+            }
+
+            _outstanding--;
+            claim.Done.TrySetResult();
+        }
+
+    }
+
+    private void HandleCopyFailure(List<ClusterRun> claims, Exception error)
+    {
+        Exception? failure = null;
+        lock (_lock)
+        {
+            if (_policy == OnCopyBeforeWriteError.FailGuestWrite)
+            {
+                ReleaseClaimsLocked(claims, restore: true);
+                return;
+            }
+
+            if (_failure is null)
+            {
+                _failure = failure = new BackupJobException(BackupErrorReason.CopyBeforeWriteFailed, $"copy before write of disk '{Disk}' failed: {error.Message}", error);
+            }
+
+            Volatile.Write(ref _quiet, 1);
+            ReleaseClaimsLocked(claims, restore: false);
+        }
+
+        if (failure is not null)
+        {
+            _onJobFailure(failure);
+        }
+    }
+
+    private void ThrowIfFailedLocked()
+    {
+        if (_failure is not null)
+        {
+            throw new BackupJobException(BackupErrorReason.JobEnded, $"backup of disk '{Disk}' failed: {_failure.InnerException?.Message ?? _failure.Message}", _failure);
+        }
+
+        if (_quiet != 0)
+        {
+            throw new BackupJobException(BackupErrorReason.JobEnded, $"backup job of disk '{Disk}' has ended");
+        }
+    }
+
+    private async ValueTask CopyAsync(ClusterRun claim, CancellationToken cancellationToken)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent((int)Math.Min(claim.Length, MaxCopyBytes));
+        try
+        {
+            await CopyAsync(claim, buffer, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private async ValueTask CopyAsync(ClusterRun claim, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        for (var position = claim.Offset; position < claim.End;)
+        {
+            var chunk = buffer[..(int)Math.Min(buffer.Length, claim.End - position)];
+            await _live.ReadAsync(position, chunk, cancellationToken).ConfigureAwait(false);
+            await _store.WriteAsync(position, chunk, cancellationToken).ConfigureAwait(false);
+            position += chunk.Length;
+        }
+    }
+
+    private long Bits(ClusterRun run) => (run.Length + Cluster - 1) / Cluster;
+
+    private enum Source
+    {
+        Live,
+        Store,
+        Zeroes,
+    }
+}
+
+/// <summary>
+/// A run of clusters someone holds: a claim (being copied) or a lease (being read from the live
+/// image). <see cref="Done"/> completes when the holder lets go.
+/// </summary>
+internal sealed class ClusterRun(long offset, long end)
+{
+    public long Offset { get; } = offset;
+
+    public long End { get; } = end;
+
+    public long Length => End - Offset;
+
+    public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public bool Contains(long position) => position >= Offset && position < End;
+
+    public bool Intersects(long start, long end) => start < End && Offset < end;
+
+    public bool Intersects(ClusterRun other) => Intersects(other.Offset, other.End);
+}

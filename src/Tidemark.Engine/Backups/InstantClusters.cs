@@ -1,0 +1,54 @@
+using Tidemark.Storage;
+using Tidemark.Storage.Bitmaps;
+
+namespace Tidemark.Engine.Backups;
+
+/// <summary>
+/// The clusters a job has to take care of, fixed at its instant: the allocated ones (a full
+/// backup; also every pull, whose view must show the whole disk as it was) or an incremental
+/// backup's dirty ones, at the job's copy granularity.
+/// </summary>
+internal static class InstantClusters
+{
+    /// <summary>
+    /// The job's copy granularity: 64 KiB (QEMU's block-copy default), or coarser when the store's
+    /// cluster or the incremental bitmap's granularity is (block_copy_calculate_cluster_size):
+    /// the store then only ever takes whole clusters, never a copy-on-write of a partial one.
+    /// </summary>
+    public static long Granularity(int storeCluster, DirtyBitmap? incremental)
+        => Math.Max(Math.Max(64 * 1024, storeCluster), incremental?.Granularity ?? 0);
+
+    /// <summary>The clusters of <paramref name="image"/> that do not read as zeroes, from its allocation map.</summary>
+    public static async ValueTask<DirtyBitmap> AllocatedAsync(IBlockImage image, long granularity, CancellationToken cancellationToken)
+    {
+        var clusters = new DirtyBitmap(Math.Max(1, image.VirtualSize), granularity);
+        for (var position = 0L; position < image.VirtualSize;)
+        {
+            var extents = await image.GetExtentsAsync(position, image.VirtualSize - position, cancellationToken).ConfigureAwait(false);
+            foreach (var extent in extents)
+            {
+                if ((extent.Kind & ExtentKind.Zero) == 0)
+                {
+                    clusters.SetRange(extent.Offset, extent.Length);
+                }
+
+                position = extent.End;
+            }
+        }
+
+        return clusters;
+    }
+
+    /// <summary><paramref name="dirty"/> at <paramref name="granularity"/>: a cluster is the job's when any of its bytes is dirty.</summary>
+    public static DirtyBitmap Dirty(DirtyBitmap dirty, long size, long granularity)
+    {
+        if (dirty.Size != size)
+        {
+            throw new ArgumentException($"the incremental bitmap covers {dirty.Size} bytes, the disk {size}", nameof(dirty));
+        }
+
+        var clusters = new DirtyBitmap(size, granularity);
+        clusters.Merge(dirty);
+        return clusters;
+    }
+}

@@ -1,0 +1,84 @@
+using System.Net;
+using System.Net.Sockets;
+using Tidemark.Formats.Backups;
+using Tidemark.Nbd;
+using Tidemark.Nbd.Server;
+
+namespace Tidemark.Engine.Backups;
+
+/// <summary>
+/// The NBD server of a pull backup, as the document's <c>&lt;server&gt;</c> says (spec §3.1,
+/// §6.7 steps 5, 6 and 13): a unix socket or a TCP address, optionally TLS-required with
+/// x509 credentials from the backup TLS directory.
+/// </summary>
+internal static class PullServer
+{
+    /// <summary>Creates the server and binds it; it serves <paramref name="exports"/> from then on.</summary>
+    /// <exception cref="BackupJobException">An unsupported transport, TLS without a directory, unreadable credentials, or an address that cannot be bound.</exception>
+    public static async ValueTask<NbdServer> StartAsync(BackupServer server, IEnumerable<NbdExport> exports, BackupJobOptions options, CancellationToken cancellationToken)
+    {
+        var endPoint = server.Transport switch
+        {
+            ServerTransport.Unix => new UnixDomainSocketEndPoint(server.Socket ?? throw new ArgumentException("missing socket for unix transport", nameof(server))),
+            ServerTransport.Tcp => await TcpEndPointAsync(server, cancellationToken).ConfigureAwait(false),
+            ServerTransport.Rdma => throw new BackupJobException(BackupErrorReason.Unsupported, "transport rdma is not supported for <server>"),
+            _ => throw new BackupJobException(BackupErrorReason.Unsupported, $"transport '{BackupNames.Of(server.Transport)}' is not supported for <server>"),
+        };
+
+        NbdTlsCredentials? tls = null;
+        if (server.Tls == true)
+        {
+            if (options.TlsDirectory is null)
+            {
+                throw new BackupJobException(BackupErrorReason.TlsNotConfigured, "backup TLS directory not configured");
+            }
+
+            try
+            {
+                tls = NbdTlsCredentials.LoadServer(options.TlsDirectory, options.TlsVerifyPeer);
+            }
+            catch (NbdException e)
+            {
+                throw new BackupJobException(BackupErrorReason.ServerFailed, $"cannot load backup TLS credentials: {e.Message}", e);
+            }
+        }
+
+        var serverOptions = new NbdServerOptions { Tls = tls, Persistent = true };
+        serverOptions.EndPoints.Add(endPoint);
+        var nbd = new NbdServer(serverOptions, exports, options.LoggerFactory);
+        try
+        {
+            await nbd.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (SocketException e)
+        {
+            await nbd.DisposeAsync().ConfigureAwait(false);
+            tls?.Dispose();
+            throw new BackupJobException(BackupErrorReason.ServerFailed, $"cannot start the backup NBD server on {Describe(server)}: {e.Message}", e);
+        }
+
+        return nbd;
+    }
+
+    private static async ValueTask<EndPoint> TcpEndPointAsync(BackupServer server, CancellationToken cancellationToken)
+    {
+        var name = server.Name ?? "localhost";
+        if (!IPAddress.TryParse(name, out var address))
+        {
+            try
+            {
+                var addresses = await Dns.GetHostAddressesAsync(name, cancellationToken).ConfigureAwait(false);
+                address = addresses.FirstOrDefault() ?? throw new SocketException((int)SocketError.HostNotFound);
+            }
+            catch (SocketException e)
+            {
+                throw new BackupJobException(BackupErrorReason.ServerFailed, $"cannot resolve backup NBD server name '{name}': {e.Message}", e);
+            }
+        }
+
+        return new IPEndPoint(address, server.Port);
+    }
+
+    private static string Describe(BackupServer server)
+        => server.Transport == ServerTransport.Unix ? $"unix socket '{server.Socket}'" : $"'{server.Name}:{server.Port}'";
+}
