@@ -16,14 +16,18 @@ public enum VirErrorNumber
     NoSupport = 3,
     InvalidArg = 8,
     OperationFailed = 9,
+
     XmlError = 27,
-    OperationDenied = 38,
+    OperationDenied = 29,
+    /// <summary>An OS call failed (connecting a socket …).</summary>
+    SystemError = 38,
     RpcError = 39,
     NoDomain = 42,
+    NoStoragePool = 49,
     OperationInvalid = 55,
     ConfigUnsupported = 67,
     OperationUnsupported = 84,
-    XmlInvalidSchema = 87,
+    XmlInvalidSchema = 92,
 
     /// <summary>Load-bearing: virsh's checkpoint-list --tree stops at the root on it; virtnbdbackup redefines on it.</summary>
     NoDomainCheckpoint = 103,
@@ -58,6 +62,8 @@ public static class VirErrorText
         VirErrorNumber.OperationDenied => "operation forbidden",
         VirErrorNumber.RpcError => "RPC error",
         VirErrorNumber.NoDomain => "Domain not found",
+        VirErrorNumber.NoStoragePool => "Storage pool not found",
+        VirErrorNumber.SystemError => null,
         VirErrorNumber.OperationInvalid => "Requested operation is not valid",
         VirErrorNumber.ConfigUnsupported => "unsupported configuration",
         VirErrorNumber.OperationUnsupported => "Operation not supported",

@@ -41,15 +41,14 @@ internal static class BackupJobCalls
     }
 
     /// <summary>
-    /// A string statistic (errmsg) goes only to a client that asked about feature 9
-    /// (TYPED_PARAM_STRING): a client that never asked may not decode string typed parameters.
+    /// String statistics (errmsg) are sent as they are: this server answers feature 9
+    /// (TYPED_PARAM_STRING) with 1, and every client of the §5 procedures decodes them.
     /// </summary>
     private static async Task<MessageBuilder> GetJobStatsAsync(CallContext c)
     {
         var (domain, flags) = c.Args((ref XdrReader r) => (RemoteDomain.Read(ref r), r.ReadUInt32()));
         var stats = await c.Hypervisor.GetJobStatsAsync(domain, flags, c.CancellationToken).ConfigureAwait(false);
-        var sent = stats with { Parameters = c.Connection.FilterTypedParameters(stats.Parameters) };
-        return c.Reply(sent.Write);
+        return c.Reply(stats.Write);
     }
 
     private static async Task<MessageBuilder> AbortAsync(CallContext c, (RemoteDomain Domain, uint Flags) args)

@@ -42,11 +42,6 @@ internal static class ConnectionCalls
     private static Task<MessageBuilder> SupportsFeature(CallContext c)
     {
         var feature = c.Args((ref XdrReader r) => r.ReadInt32());
-        if ((RemoteFeature)feature == RemoteFeature.TypedParamString)
-        {
-            c.Connection.AcceptsStringParameters = true;
-        }
-
         var supported = (RemoteFeature)feature is RemoteFeature.TypedParamString or RemoteFeature.ProgramKeepalive
             or RemoteFeature.RemoteEventCallback or RemoteFeature.RemoteCloseCallback;
         return Task.FromResult(c.Reply(w => w.WriteInt32(supported ? 1 : 0)));

@@ -50,7 +50,7 @@ public sealed class DomainEventPublisher
                 var w = message.Payload;
                 w.WriteInt32(callbackId);
                 domain.Write(w);
-                TypedParameter.WriteList(w, connection.FilterTypedParameters(statistics), RemoteWire.MaxJobStats, "job statistics");
+                TypedParameter.WriteList(w, statistics, RemoteWire.MaxJobStats, "job statistics");
                 connection.SendEvent(message.Finish());
             }
         }

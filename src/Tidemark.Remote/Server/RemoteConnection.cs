@@ -58,9 +58,6 @@ public sealed class RemoteConnection : IAsyncDisposable
     /// <summary>The URI name the client opened.</summary>
     public string? OpenedName { get; private set; }
 
-    /// <summary>The client asked about TYPED_PARAM_STRING, so string typed parameters may be sent to it.</summary>
-    public bool AcceptsStringParameters { get; internal set; }
-
     private RemoteServerLimits Limits => _server.Options.Limits;
 
     internal void MarkOpened(string? name)
@@ -108,11 +105,6 @@ public sealed class RemoteConnection : IAsyncDisposable
             }
         }
     }
-
-    internal IReadOnlyList<TypedParameter> FilterTypedParameters(IReadOnlyList<TypedParameter> parameters) =>
-        AcceptsStringParameters || parameters.All(p => p.Type != TypedParameterType.String)
-            ? parameters
-            : parameters.Where(p => p.Type != TypedParameterType.String).ToArray();
 
     /// <summary>Queues an event; a client too far behind to take it is disconnected rather than waited for.</summary>
     internal void SendEvent(ReadOnlyMemory<byte> message)

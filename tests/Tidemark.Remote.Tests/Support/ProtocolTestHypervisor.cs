@@ -197,7 +197,7 @@ internal sealed class ProtocolTestHypervisor : IRemoteHypervisor
         ValueTask.FromResult(mountpoints.Count);
 
     public ValueTask<RemoteStoragePool> LookupStoragePoolByTargetPathAsync(string path, CancellationToken cancellationToken) =>
-        throw LibvirtError.Create((VirErrorNumber)49, VirErrorDomain.Storage, $"Storage pool not found: no storage pool with matching target path '{path}'");
+        throw LibvirtError.Create(VirErrorNumber.NoStoragePool, VirErrorDomain.Storage, $"no storage pool with matching target path '{path}'");
 
     public ValueTask<RemoteCheckpoint> CreateCheckpointAsync(RemoteDomain domain, string xml, uint flags, CancellationToken cancellationToken)
     {

@@ -1,4 +1,4 @@
-namespace Tidemark.Remote.Server;
+namespace Tidemark.Remote.Protocol;
 
 /// <summary>virDomainEventID: what a client registers a callback for (316).</summary>
 public enum DomainEventId
