@@ -74,6 +74,21 @@ public enum EngineErrorReason
 
     /// <summary>"unable to save metadata for checkpoint %s" and other state-directory failures.</summary>
     StateWriteFailed,
+
+    /// <summary>"cannot perform disk backup for inactive domain".</summary>
+    BackupOfInactiveDomain,
+
+    /// <summary>"another backup job is already running".</summary>
+    BackupAlreadyRunning,
+
+    /// <summary>"no domain backup job present".</summary>
+    NoBackupJob,
+
+    /// <summary>"no job is active on the domain".</summary>
+    NoActiveJob,
+
+    /// <summary>"Checkpoint '%s' for incremental backup of disk '%s' not found".</summary>
+    NoIncrementalCheckpoint,
 }
 
 /// <summary>The libvirt error code of each <see cref="EngineErrorReason"/>, in one table.</summary>
@@ -104,6 +119,11 @@ public static class EngineErrorReasons
         EngineErrorReason.MissingBitmapName => LibvirtErrorCode.InvalidArg,
         EngineErrorReason.BitmapNotInChain => LibvirtErrorCode.InternalError,
         EngineErrorReason.StateWriteFailed => LibvirtErrorCode.InternalError,
+        EngineErrorReason.BackupOfInactiveDomain => LibvirtErrorCode.OperationUnsupported,
+        EngineErrorReason.BackupAlreadyRunning => LibvirtErrorCode.OperationInvalid,
+        EngineErrorReason.NoBackupJob => LibvirtErrorCode.NoDomainBackup,
+        EngineErrorReason.NoActiveJob => LibvirtErrorCode.OperationInvalid,
+        EngineErrorReason.NoIncrementalCheckpoint => LibvirtErrorCode.NoDomainCheckpoint,
         _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, null),
     };
 }

@@ -38,6 +38,9 @@ public enum LibvirtErrorCode
     /// <summary><c>VIR_ERR_NO_DOMAIN_CHECKPOINT</c>.</summary>
     NoDomainCheckpoint = 103,
 
+    /// <summary><c>VIR_ERR_NO_DOMAIN_BACKUP</c>.</summary>
+    NoDomainBackup = 104,
+
     /// <summary><c>VIR_ERR_CHECKPOINT_INCONSISTENT</c>.</summary>
     CheckpointInconsistent = 109,
 }
@@ -58,6 +61,7 @@ public static class LibvirtErrorPrefix
         LibvirtErrorCode.OperationUnsupported => "Operation not supported",
         LibvirtErrorCode.XmlInvalidSchema => "XML document failed to validate against schema",
         LibvirtErrorCode.NoDomainCheckpoint => "Domain checkpoint not found",
+        LibvirtErrorCode.NoDomainBackup => "Domain backup job id not found",
         LibvirtErrorCode.CheckpointInconsistent => "checkpoint inconsistent",
         _ => throw new ArgumentOutOfRangeException(nameof(code), code, null),
     };

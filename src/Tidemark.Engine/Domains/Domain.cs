@@ -17,7 +17,7 @@ namespace Tidemark.Engine.Domains;
 /// the other way round.
 /// </remarks>
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The SemaphoreSlim never creates a wait handle (only WaitAsync is used), so there is nothing to dispose.")]
-public sealed class Domain
+public sealed partial class Domain
 {
     private readonly DomainHost _host;
     private readonly SemaphoreSlim _lock = new(1, 1);
@@ -99,6 +99,7 @@ public sealed class Domain
     {
         using var held = await LockAsync(cancellationToken).ConfigureAwait(false);
         var running = Running ?? throw NotRunning();
+        await EndBackupForStopAsync().ConfigureAwait(false);
         Running = null;
         Id = -1;
         if (_nextDefinition is not null)

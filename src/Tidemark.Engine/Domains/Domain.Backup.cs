@@ -1,0 +1,228 @@
+using Microsoft.Extensions.Logging;
+using Tidemark.Engine.Backups;
+using Tidemark.Engine.Checkpoints;
+using Tidemark.Formats.Backups;
+using Tidemark.Formats.Checkpoints;
+
+namespace Tidemark.Engine.Domains;
+
+/// <summary><c>virDomainBackupBegin</c> flags.</summary>
+[Flags]
+public enum BackupBeginFlags : uint
+{
+    None = 0,
+
+    /// <summary>VIR_DOMAIN_BACKUP_BEGIN_REUSE_EXTERNAL: stores exist and are used as they are (spec §6.7 step 11).</summary>
+    ReuseExternal = 1,
+}
+
+/// <summary>
+/// A running domain's backup job (spec §4.4, §6.7, §6.11): begin, the job's statistics while it
+/// runs and once it has ended (handed out once), abort, and the end of the job when the domain
+/// stops.
+/// </summary>
+/// <remarks>
+/// <see cref="_backupLock"/> guards <see cref="_backup"/> and <see cref="_completedBackup"/>; it
+/// is never held across an await. Begin holds the domain's lock as well (libvirt's async job
+/// and its MODIFY phase), so a begin never meets a stop or a checkpoint half-way.
+/// </remarks>
+public sealed partial class Domain
+{
+    private const string BackupBeginFunction = "qemuDomainBackupBegin";
+
+    private readonly Lock _backupLock = new();
+    private DomainBackup? _backup;
+    private BackupJobInfo? _completedBackup;
+
+    // libvirt's per-domain node counter, which gives each store its index (vda[N]).
+    private uint _lastStoreIndex;
+
+    /// <summary>The running backup job, or null.</summary>
+    public DomainBackup? Backup
+    {
+        get
+        {
+            lock (_backupLock)
+            {
+                return _backup;
+            }
+        }
+    }
+
+    /// <summary>
+    /// <c>virDomainBackupBegin</c>: begins a backup of the running domain at one instant, with
+    /// the checkpoint described by <paramref name="checkpointXml"/> (if any) created in the same
+    /// instant. Returns once the job runs; its <see cref="DomainBackup.Completion"/> tells when
+    /// it has ended.
+    /// </summary>
+    /// <remarks>
+    /// The order (design.md, "The instant"; spec §6.7): the job's files are recorded in the
+    /// state directory before each is created; the barrier closes; the checkpoint's bitmaps are
+    /// added and the incremental dirty sets snapshot (merged across each chain); the stores are
+    /// created and each disk's copy-before-write is installed; the barrier opens; the job starts.
+    /// </remarks>
+    /// <exception cref="EngineException">Bad flags; an inactive domain; a job already running; a missing base checkpoint or a broken bitmap chain; checkpoint errors.</exception>
+    /// <exception cref="Formats.DocumentException">A document that cannot be read, breaks its schema or does not fit the domain.</exception>
+    /// <exception cref="BackupJobException">A store that exists or cannot be created, no disk selected, a pull server that cannot start.</exception>
+    public async Task<DomainBackup> BeginBackupAsync(string backupXml, string? checkpointXml, BackupBeginFlags flags = BackupBeginFlags.None, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(backupXml);
+        Flags.Check(flags, BackupBeginFlags.ReuseExternal, BackupBeginFunction);
+        var parsed = BackupParser.Parse(backupXml);
+        var now = Clock.GetUtcNow().ToUnixTimeSeconds();
+        var checkpoint = checkpointXml is null ? null : CheckpointParser.Parse(checkpointXml, CheckpointParseMode.Create, now);
+        var suffix = checkpoint?.Name ?? now.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+        using var held = await LockAsync(cancellationToken).ConfigureAwait(false);
+        var running = Running
+            ?? throw new EngineException(EngineErrorReason.BackupOfInactiveDomain, "cannot perform disk backup for inactive domain");
+        var aligned = BackupAligner.Align(parsed, Definition, suffix);
+        if (Backup is not null)
+        {
+            throw new EngineException(EngineErrorReason.BackupAlreadyRunning, "another backup job is already running");
+        }
+
+        aligned = BackupDefaults.Apply(aligned, () => ++_lastStoreIndex);
+        var selected = aligned.Disks.Where(d => d.Backup).ToList();
+        foreach (var disk in selected)
+        {
+            if (running.DiskByTarget(disk.Name) is null)
+            {
+                throw new BackupJobException(BackupErrorReason.NoSuchDisk, $"no disk named '{disk.Name}'");
+            }
+
+            if (disk.Mode == BackupDiskMode.Incremental && !Checkpoints.Exists(disk.Incremental!))
+            {
+                throw new EngineException(EngineErrorReason.NoIncrementalCheckpoint, $"Checkpoint '{disk.Incremental}' for incremental backup of disk '{disk.Name}' not found");
+            }
+        }
+
+        var alignedCheckpoint = checkpoint is null ? null : Checkpoints.PrepareWithBackup(checkpoint, running);
+        var record = CreateJobRecord();
+        BackupJob? job = null;
+        var closure = await running.Barrier.CloseAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            // The instant: no guest write is in flight, none passes until the barrier opens.
+            var sources = selected.Select(d =>
+            {
+                var disk = running.DiskByTarget(d.Name)!;
+                var incremental = d.Mode == BackupDiskMode.Incremental ? disk.GetIncrementalBitmap(d.Incremental!, closure) : null;
+                return new BackupDiskSource(d.Name, disk.LiveImage, incremental, disk.Definition.SourcePath!, disk.Format);
+            }).ToList();
+            if (alignedCheckpoint is not null)
+            {
+                await DomainCheckpoints.AddBitmapsWithinInstantAsync(alignedCheckpoint, running, closure, cancellationToken).ConfigureAwait(false);
+            }
+
+            job = await BackupJob.PrepareAsync(aligned, sources, new BackupJobOptions
+            {
+                ReuseExternal = flags.HasFlag(BackupBeginFlags.ReuseExternal),
+                OnCreatingFile = async (path, ct) => await record.AddAsync(path, ct).ConfigureAwait(false),
+                TimeProvider = Clock,
+                LoggerFactory = _host.LoggerFactory,
+            }, cancellationToken).ConfigureAwait(false);
+            foreach (var disk in selected)
+            {
+                running.DiskByTarget(disk.Name)!.Guest.SetInterceptor(job.InterceptorFor(disk.Name), closure);
+            }
+
+            if (alignedCheckpoint is not null)
+            {
+                await Checkpoints.CommitAsync(alignedCheckpoint, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch
+        {
+            foreach (var disk in selected)
+            {
+                running.DiskByTarget(disk.Name)?.Guest.SetInterceptor(null, closure);
+            }
+
+            closure.Dispose();
+            if (job is not null)
+            {
+                await job.DisposeAsync().ConfigureAwait(false);
+            }
+
+            if (alignedCheckpoint is not null)
+            {
+                await DomainCheckpoints.RemoveBitmapsAsync(alignedCheckpoint, running).ConfigureAwait(false);
+            }
+
+            await record.CompleteAsync(CancellationToken.None).ConfigureAwait(false);
+            throw;
+        }
+
+        closure.Dispose();
+        var backup = new DomainBackup(this, job, running, record, [.. selected.Select(d => d.Name)]);
+        lock (_backupLock)
+        {
+            _backup = backup;
+            _completedBackup = null;
+        }
+
+        job.Start();
+        Logger.LogInformation("domain {Domain}: {Mode} backup of {Disks} started", Name, BackupNames.Of(job.Mode), string.Join(", ", backup.Targets));
+        return backup;
+    }
+
+    /// <summary>
+    /// The completed job's statistics (<c>VIR_DOMAIN_JOB_STATS_COMPLETED</c>), or null. They are
+    /// handed out once unless <paramref name="keep"/> (<c>_KEEP_COMPLETED</c>), as libvirt does.
+    /// </summary>
+    public BackupJobInfo? TakeCompletedBackupInfo(bool keep)
+    {
+        lock (_backupLock)
+        {
+            var info = _completedBackup;
+            if (!keep)
+            {
+                _completedBackup = null;
+            }
+
+            return info;
+        }
+    }
+
+    /// <summary>
+    /// <c>virDomainAbortJob</c>: starts ending the backup and returns right away; the job ends
+    /// asynchronously (spec §4.4).
+    /// </summary>
+    /// <exception cref="EngineException">"no job is active on the domain".</exception>
+    public void AbortBackup()
+    {
+        var backup = Backup ?? throw new EngineException(EngineErrorReason.NoActiveJob, "no job is active on the domain");
+        _ = backup.Job.AbortAsync();
+    }
+
+    /// <summary>The running backup's document (<c>virDomainBackupGetXMLDesc</c>).</summary>
+    /// <exception cref="EngineException">"no domain backup job present".</exception>
+    public string GetBackupXml()
+        => (Backup ?? throw new EngineException(EngineErrorReason.NoBackupJob, "no domain backup job present")).GetXml();
+
+    internal void OnBackupEnded(DomainBackup backup, BackupJobInfo info)
+    {
+        lock (_backupLock)
+        {
+            if (_backup == backup)
+            {
+                _backup = null;
+            }
+
+            _completedBackup = info;
+        }
+
+        Logger.LogInformation("domain {Domain}: backup ended {Phase}", Name, info.Phase);
+    }
+
+    /// <summary>The domain stops: its backup is aborted and has ended before the disks close (spec §6.11).</summary>
+    private async Task EndBackupForStopAsync()
+    {
+        if (Backup is { } backup)
+        {
+            await backup.Job.AbortAsync().ConfigureAwait(false);
+            await backup.Completion.ConfigureAwait(false);
+        }
+    }
+}

@@ -1,0 +1,150 @@
+using Tidemark.Engine.Backups;
+using Tidemark.Engine.Tests.Backups.Support;
+using Tidemark.Engine.Tests.Support;
+using Tidemark.Formats;
+using Tidemark.Formats.Checkpoints;
+using Tidemark.Testing;
+
+namespace Tidemark.Engine.Tests.Backups;
+
+/// <summary>
+/// Backups begun by a running domain (spec §6.7): qemu-io writes through the domain's NBD
+/// export before and after each begin; qemu-img compare judges every target against a copy of
+/// the disk taken at the backup's instant.
+/// </summary>
+public sealed class DomainBackupTests
+{
+    private const long Size = 16 << 20;
+    private static readonly TimeSpan JobTimeout = TimeSpan.FromMinutes(2);
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task PushFullThenIncremental_WithCheckpointsInTheSameInstant_RestoreEachInstant()
+    {
+        await using var test = await TestHost.CreateAsync();
+        var vda = new TestDisk("vda");
+        var domain = await test.DefineAsync("b", Size, vda);
+        await domain.StartAsync(Ct);
+        var socket = domain.Running!.SocketPath;
+        var image = test.ImagePath("b", vda);
+        await Guest.RunAsync(socket, "vda", "write -P 0x61 0 1M", "write -P 0x62 4M 512k");
+
+        // The guest is quiet while the instant is captured; it writes again as soon as the job runs.
+        var instant1 = await CaptureAsync(test, image, "i1.raw");
+        var full = test.Directory.File("full.qcow2");
+        var backup = await domain.BeginBackupAsync(Push(full, incremental: null), "<domaincheckpoint><name>c1</name></domaincheckpoint>", cancellationToken: Ct);
+        await Guest.RunAsync(socket, "vda", "write -P 0x71 0 2M", "write -z 4M 64k", "write -P 0x72 12M 1M");
+        var info = await backup.Completion.WaitAsync(JobTimeout, Ct);
+
+        Assert.Equal(BackupJobPhase.Completed, info.Phase);
+        Assert.Equal(["c1"], await domain.Checkpoints.ListAsync(cancellationToken: Ct));
+        Assert.Null(domain.Backup);
+        Assert.Null(domain.Running.DiskByTarget("vda")!.Guest.Interceptor);
+        await Documents.AssertCleanAsync(full);
+        await Documents.AssertSameContentAsync(full, "qcow2", instant1);
+
+        // Incremental since c1, with c2 at its instant: exactly what was written since c1.
+        var instant2 = await CaptureAsync(test, image, "i2.raw");
+        var inc = test.Directory.File("inc.qcow2");
+        backup = await domain.BeginBackupAsync(Push(inc, incremental: "c1"), "<domaincheckpoint><name>c2</name></domaincheckpoint>", cancellationToken: Ct);
+        await Guest.RunAsync(socket, "vda", "write -P 0x81 1M 3M", "write -P 0x82 12M 64k");
+        info = await backup.Completion.WaitAsync(JobTimeout, Ct);
+
+        Assert.Equal(BackupJobPhase.Completed, info.Phase);
+        Assert.Equal((2 << 20) + (64 << 10) + (1 << 20), info.BytesTotal);
+        Assert.Equal("c1", await domain.Checkpoints.GetParentAsync("c2", Ct));
+        await Peer.RunCheckedAsync("qemu-img", "rebase", "-u", "-b", full, "-F", "qcow2", inc);
+        await Documents.AssertSameContentAsync(inc, "qcow2", instant2);
+
+        // The completed statistics are handed out once, unless kept.
+        Assert.Equal(BackupJobPhase.Completed, domain.TakeCompletedBackupInfo(keep: true)!.Phase);
+        Assert.NotNull(domain.TakeCompletedBackupInfo(keep: false));
+        Assert.Null(domain.TakeCompletedBackupInfo(keep: false));
+
+        // c2's bitmap started at the second instant: only the writes after it.
+        Assert.Contains("size='3211264'", await domain.Checkpoints.GetXmlAsync("c2", CheckpointFormatFlags.Size, Ct));
+        await domain.DestroyAsync(Ct);
+        await Peer.RunCheckedAsync("qemu-img", "check", image);
+    }
+
+    [Fact]
+    public async Task Pull_OneJobPerDomain_AbortEndsItCompleted_AndRemovesTheScratch()
+    {
+        await using var test = await TestHost.CreateAsync();
+        var domain = await test.DefineAsync("p", Size, new TestDisk("vda"));
+        var scratch = test.Directory.File("scratch.qcow2");
+        var pull = $"""
+            <domainbackup mode='pull'>
+              <server transport='unix' socket='{test.Directory.File("pull.sock")}'/>
+              <disks><disk name='vda' type='file'><scratch file='{scratch}'/></disk></disks>
+            </domainbackup>
+            """;
+
+        var inactive = await Assert.ThrowsAsync<EngineException>(() => domain.BeginBackupAsync(pull, null, cancellationToken: Ct));
+        Assert.Equal("Operation not supported: cannot perform disk backup for inactive domain", inactive.Message);
+
+        await domain.StartAsync(Ct);
+        var missing = await Assert.ThrowsAsync<EngineException>(() => domain.BeginBackupAsync(Push(test.Directory.File("y.qcow2"), "nope"), null, cancellationToken: Ct));
+        Assert.Equal("Domain checkpoint not found: Checkpoint 'nope' for incremental backup of disk 'vda' not found", missing.Message);
+
+        var backup = await domain.BeginBackupAsync(pull, null, cancellationToken: Ct);
+        Assert.True(File.Exists(scratch));
+        Assert.Contains(scratch, domain.GetBackupXml(), StringComparison.Ordinal);
+        var second = await Assert.ThrowsAsync<EngineException>(() => domain.BeginBackupAsync(Push(test.Directory.File("x.qcow2"), null), null, cancellationToken: Ct));
+        Assert.Equal(LibvirtErrorCode.OperationInvalid, second.Code);
+        Assert.Equal("Requested operation is not valid: another backup job is already running", second.Message);
+
+
+        domain.AbortBackup();
+        var info = await backup.Completion.WaitAsync(JobTimeout, Ct);
+        Assert.Equal(BackupJobPhase.Completed, info.Phase);
+        Assert.False(File.Exists(scratch));
+        Assert.False(File.Exists(Path.Combine(test.StateRoot, "jobs", "p.files")));
+        Assert.Equal("Requested operation is not valid: no job is active on the domain", Assert.Throws<EngineException>(domain.AbortBackup).Message);
+        Assert.Equal(LibvirtErrorCode.NoDomainBackup, Assert.Throws<EngineException>(() => domain.GetBackupXml()).Code);
+    }
+
+    [Fact]
+    public async Task Crash_DuringAJob_NextStartRemovesItsFiles_AndDestroyEndsARunningJob()
+    {
+        await using var test = await TestHost.CreateAsync();
+        var domain = await test.DefineAsync("c", Size, new TestDisk("vda"));
+        await domain.StartAsync(Ct);
+        var scratch = test.Directory.File("scratch.qcow2");
+        var backup = await domain.BeginBackupAsync($"""
+            <domainbackup mode='pull'>
+              <server transport='unix' socket='{test.Directory.File("pull.sock")}'/>
+              <disks><disk name='vda' type='file'><scratch file='{scratch}'/></disk></disks>
+            </domainbackup>
+            """, null, cancellationToken: Ct);
+        Assert.Equal([scratch], await File.ReadAllLinesAsync(Path.Combine(test.StateRoot, "jobs", "c.files"), Ct));
+
+        // What a crash leaves: the record and the scratch; the next host removes both.
+        var crashed = test.Host;
+        await test.ReopenAfterCrashAsync();
+        Assert.Equal([scratch], test.Host.RemovedJobFiles);
+        Assert.False(File.Exists(scratch));
+
+        // Stopping a domain ends its job first (spec §6.11), and its disks close cleanly.
+        await domain.DestroyAsync(Ct);
+        Assert.True(backup.Completion.IsCompleted);
+        Assert.Null(domain.Backup);
+        await crashed.DisposeAsync();
+        await Peer.RunCheckedAsync("qemu-img", "check", test.ImagePath("c", new TestDisk("vda")));
+    }
+
+    private static string Push(string target, string? incremental)
+        => $"""
+            <domainbackup mode='push'>{(incremental is null ? "" : $"<incremental>{incremental}</incremental>")}
+              <disks><disk name='vda' type='file'><target file='{target}'/><driver type='qcow2'/></disk></disks>
+            </domainbackup>
+            """;
+
+    private static async Task<string> CaptureAsync(TestHost test, string image, string name)
+    {
+        var copy = test.Directory.File(name);
+        await Peer.RunCheckedAsync("qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", image, copy);
+        return copy;
+    }
+}
