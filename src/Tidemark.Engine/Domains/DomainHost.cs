@@ -65,7 +65,7 @@ public sealed class DomainHost : IAsyncDisposable
             DomainDefinition definition;
             try
             {
-                definition = DomainParser.Parse(await File.ReadAllTextAsync(file, cancellationToken).ConfigureAwait(false), file);
+                definition = DomainParser.Parse(await File.ReadAllTextAsync(file, cancellationToken).ConfigureAwait(false), file, cancellationToken);
             }
             catch (DocumentException e)
             {
@@ -117,7 +117,7 @@ public sealed class DomainHost : IAsyncDisposable
     public async Task<Domain> DefineAsync(string xml, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(xml);
-        var definition = WithUuid(DomainParser.Parse(xml));
+        var definition = WithUuid(DomainParser.Parse(xml, cancellationToken: cancellationToken));
         var uuid = ParseUuid(definition);
         Domain? existing;
         lock (_lock)
