@@ -5,9 +5,18 @@ namespace Tidemark.Cli.Tests;
 /// <summary>One run of the native <c>tidemark</c> program (<see cref="TidemarkProgram"/>) to its end and what it printed.</summary>
 internal sealed record CliRun(int ExitCode, string Stdout, string Stderr)
 {
-    public static async Task<CliRun> RunAsync(params string[] args)
+    public static Task<CliRun> RunAsync(params string[] args) => RunAsync(args, workingDirectory: null);
+
+    /// <summary>Runs the program in <paramref name="workingDirectory"/> (relative paths are taken from there).</summary>
+    public static async Task<CliRun> RunAsync(string[] args, string? workingDirectory)
     {
-        using var process = Process.Start(await TidemarkProgram.StartInfoAsync(args))
+        var start = await TidemarkProgram.StartInfoAsync(args);
+        if (workingDirectory is not null)
+        {
+            start.WorkingDirectory = workingDirectory;
+        }
+
+        using var process = Process.Start(start)
             ?? throw new InvalidOperationException("tidemark did not start");
         var token = TestContext.Current.CancellationToken;
         var stdout = process.StandardOutput.ReadToEndAsync(token);

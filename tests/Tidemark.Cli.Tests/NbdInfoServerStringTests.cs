@@ -59,10 +59,8 @@ public sealed class NbdInfoServerStringTests
 
     private static async Task<string> RunAsync(params string[] args)
     {
-        var stdout = new StringWriter { NewLine = "\n" };
-        var stderr = new StringWriter();
-        var code = await TidemarkCommandLine.RunAsync(args, stdout, stderr, Token);
-        Assert.True(code == 0, stderr.ToString());
-        return stdout.ToString();
+        var run = await CliRun.RunAsync(args);
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        return run.Stdout;
     }
 }

@@ -23,12 +23,12 @@ public sealed class NbdServeSlotTests
         await File.WriteAllBytesAsync(image, new byte[1 << 20], Token);
         var socket = dir.File("server.sock");
         string[] args = ["-r", "-t", "-e", "4", "-f", "raw", "-x", "vda", "-k", socket, image];
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(Token);
-        Task<int>? tidemark = null;
+        CliProcess? tidemark = null;
+        CliRun? tidemarkRun = null;
         Process? qemu = null;
         if (server == "tidemark")
         {
-            tidemark = TidemarkCommandLine.RunAsync(["nbd", "serve", .. args], new StringWriter(), new StringWriter(), stop.Token);
+            tidemark = await CliProcess.StartAsync(["nbd", "serve", .. args]);
         }
         else
         {
@@ -51,7 +51,12 @@ public sealed class NbdServeSlotTests
         finally
         {
             silent.ForEach(s => s.Dispose());
-            await stop.CancelAsync();
+            if (tidemark is not null)
+            {
+                tidemarkRun = await tidemark.StopAsync();
+                await tidemark.DisposeAsync();
+            }
+
             if (qemu is not null)
             {
                 qemu.Kill(entireProcessTree: true);
@@ -60,9 +65,9 @@ public sealed class NbdServeSlotTests
             }
         }
 
-        if (tidemark is not null)
+        if (tidemarkRun is not null)
         {
-            Assert.Equal(0, await tidemark);
+            Assert.Equal(0, tidemarkRun.ExitCode);
         }
     }
 

@@ -19,10 +19,8 @@ public sealed class ImageHardeningTests : IDisposable
 
     private static async Task<(int Code, string Out, string Err)> RunAsync(params string[] args)
     {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        var code = await TidemarkCommandLine.RunAsync(args, stdout, stderr, TestContext.Current.CancellationToken);
-        return (code, stdout.ToString(), stderr.ToString());
+        var run = await CliRun.RunAsync(args);
+        return (run.ExitCode, run.Stdout, run.Stderr);
     }
 
     private static async Task<string> HashAsync(string path)
@@ -380,7 +378,9 @@ public sealed class ImageHardeningTests : IDisposable
         var qemu = await Peer.RunAsync("qemu-img", ["info", "--output=json", image], workingDirectory: _dir.Path);
         Assert.Equal(0, qemu.ExitCode);
         var expected = JsonDocument.Parse(qemu.Stdout).RootElement.GetProperty("full-backing-filename").GetString();
-        Assert.Equal(expected, Tidemark.Cli.Commands.Image.Info.ImageInfo.CombineBackingName(image, backing));
+        var relative = await CliRun.RunAsync(["image", "info", "--output=json", image], workingDirectory: _dir.Path);
+        Assert.Equal(0, relative.ExitCode);
+        Assert.Equal(expected, JsonDocument.Parse(relative.Stdout).RootElement.GetProperty("full-backing-filename").GetString());
 
         // Absolute names stay absolute, in qemu-img and here.
         var (code, output, _) = await RunAsync("image", "info", "--output=json", imagePath);

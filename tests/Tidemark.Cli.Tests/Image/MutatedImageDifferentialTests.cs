@@ -119,10 +119,8 @@ public sealed class MutatedImageDifferentialTests : IDisposable
 
     private static async Task<(int Code, string Out, string Err)> RunAsync(params string[] args)
     {
-        var stdout = new StringWriter { NewLine = "\n" };
-        var stderr = new StringWriter { NewLine = "\n" };
-        var code = await TidemarkCommandLine.RunAsync(args, stdout, stderr, TestContext.Current.CancellationToken);
-        var err = stderr.ToString();
+        var run = await CliRun.RunAsync(args);
+        var (code, err) = (run.ExitCode, run.Stderr);
 
         // A failure is one error line (check prints qemu-img's problem lines before it).
  // compare's 1 is a verdict, not an error.
@@ -131,7 +129,7 @@ public sealed class MutatedImageDifferentialTests : IDisposable
             throw new InvalidOperationException($"tidemark {string.Join(' ', args)} exited {code} without one error line: {err}");
         }
 
-        return (code, stdout.ToString(), err);
+        return (code, run.Stdout, err);
     }
 
     /// <summary>Where the metadata of the seed image lives, read from its own header.</summary>
