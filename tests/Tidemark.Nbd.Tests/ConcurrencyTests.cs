@@ -115,7 +115,7 @@ public sealed class ConcurrencyTests
         var third = NbdClient.ConnectAsync(options, Token);
         Assert.True(await server.Log.WaitForAsync("unix client: waiting for a connection slot: 2 connections are open"));
         await Assert.ThrowsAsync<NbdException>(async () => await NbdClient.ConnectAsync(options, Token));
-        Assert.True(await server.Log.WaitForAsync("refusing a connection: 2 connections are open and 1 are waiting for one to end"));
+        Assert.True(await server.Log.WaitForAsync("refusing a connection: all 2 connection slots are taken and the queue of 1 is full"));
         Assert.False(third.IsCompleted);
 
         // A slot freed goes to the one waiting.

@@ -159,7 +159,7 @@ public sealed class NbdServer : IAsyncDisposable
                 {
                     Interlocked.Decrement(ref _waiting);
                     _logger.LogWarning(
-                        "refusing a connection: {Limit} connections are open and {Queued} are waiting for one to end",
+                        "refusing a connection: all {Limit} connection slots are taken and the queue of {Queued} is full",
                         Options.Limits.MaxConnections,
                         Options.Limits.MaxQueuedConnections);
                     socket.Dispose();
