@@ -122,8 +122,8 @@ public sealed class MutatedImageDifferentialTests : IDisposable
         var run = await CliRun.RunAsync(args);
         var (code, err) = (run.ExitCode, run.Stderr);
 
-        // A failure is one error line (check prints qemu-img's problem lines before it).
-        // compare's 1 is a verdict, not an error.
+        // A failure is one error line (check prints qemu-img's problem lines before it;
+        // compare's 1 is a verdict, not an error).
         if (code != 0 && args[1] != "check" && !(args[1] == "compare" && code == 1) && (!err.StartsWith("error: ", StringComparison.Ordinal) || err.TrimEnd().Contains('\n', StringComparison.Ordinal)))
         {
             throw new InvalidOperationException($"tidemark {string.Join(' ', args)} exited {code} without one error line: {err}");
