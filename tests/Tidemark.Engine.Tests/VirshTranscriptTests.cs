@@ -12,7 +12,7 @@ namespace Tidemark.Engine.Tests;
 /// </summary>
 public sealed partial class VirshTranscriptTests
 {
-    private static readonly string Data = Path.Combine(Repository.LibvirtConformance, "tests", "virshtestdata");
+    private static string Data => Path.Combine(LibvirtConformance.Tests, "virshtestdata");
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 

@@ -45,6 +45,12 @@ public sealed class JobRecord
     public async Task AddAsync(string file, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(file);
+        if (file.Contains('\n', StringComparison.Ordinal))
+        {
+            // One path per line: a name with a newline would be read back as two paths.
+            throw new ArgumentException("a job's file name cannot contain a newline", nameof(file));
+        }
+
         var full = System.IO.Path.GetFullPath(file);
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
