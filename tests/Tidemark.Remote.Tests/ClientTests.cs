@@ -113,7 +113,7 @@ public sealed class ClientTests : IAsyncLifetime
         await using var client = await ConnectAsync();
         var vm1 = await client.LookupDomainByNameAsync("vm1", cancellationToken: Token);
         await client.BeginBackupAsync(vm1, "<domainbackup/>", "<domaincheckpoint/>", cancellationToken: Token);
-        Assert.Contains("BeginBackup vm1 True", _server.Hypervisor.Calls);
+        Assert.Contains("BeginBackup vm1 <domainbackup/> <domaincheckpoint/>", _server.Hypervisor.Calls);
         var stats = await client.GetJobStatsAsync(vm1, 1, cancellationToken: Token);
         Assert.Equal(DomainJobType.Completed, stats.Type);
         Assert.Equal(ProtocolTestHypervisor.CompletedBackupStats, stats.Parameters);
@@ -162,6 +162,39 @@ public sealed class ClientTests : IAsyncLifetime
         for (var i = 0; i < results.Length; i++)
         {
             Assert.Equal(i % 2 == 0 ? (i % 4 == 0 ? "c1" : "c2") : "2", results[i]);
+        }
+    }
+
+    /// <summary>100 clients at once, each looking up, listing and reading checkpoints: every answer is its own.</summary>
+    [Fact]
+    public async Task HundredConcurrentClients_EachGetsItsOwnAnswers()
+    {
+        var clients = await Task.WhenAll(Enumerable.Range(0, 100).Select(_ => ConnectAsync()));
+        try
+        {
+            Assert.Equal(100, _server.Server.ConnectionCount);
+            var results = await Task.WhenAll(clients.Select(async (client, i) =>
+            {
+                var vm1 = await client.LookupDomainByNameAsync("vm1", Token);
+                var names = new List<string>();
+                for (var round = 0; round < 5; round++)
+                {
+                    var checkpoints = await client.ListAllCheckpointsAsync(vm1, cancellationToken: Token);
+                    var pick = checkpoints[(i + round) % checkpoints.Count];
+                    names.Add((await client.LookupCheckpointByNameAsync(vm1, pick.Name, cancellationToken: Token)).Name);
+                    Assert.Equal(2, (await client.ListAllDomainsAsync(cancellationToken: Token)).Count);
+                }
+
+                return (i, names);
+            }));
+            foreach (var (i, names) in results)
+            {
+                Assert.Equal(Enumerable.Range(0, 5).Select(round => (i + round) % 2 == 0 ? "c1" : "c2"), names);
+            }
+        }
+        finally
+        {
+            await Task.WhenAll(clients.Select(c => c.DisposeAsync().AsTask()));
         }
     }
 

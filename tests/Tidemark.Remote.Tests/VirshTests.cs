@@ -1,3 +1,4 @@
+using Tidemark.Remote.Protocol;
 using Tidemark.Remote.Tests.Support;
 
 namespace Tidemark.Remote.Tests;
@@ -111,5 +112,71 @@ public sealed class VirshTests : IAsyncLifetime
         var r = await Virsh.RunAsync(_server, "domhostname", "vm1");
         Assert.Equal(1, r.ExitCode);
         Assert.Equal("error: failed to get hostname\nerror: this function is not supported by the connection driver: virDomainGetHostname\n", r.Stderr);
+    }
+
+    /// <summary>GET_JOB_STATS's typed parameters as virsh decodes and prints them, string included.</summary>
+    [Fact]
+    public async Task DomJobInfoCompleted_PrintsTheTypedParameters()
+    {
+        var output = await RunOkAsync("domjobinfo", "vm1", "--completed");
+        Assert.Equal(
+            "Job type:         Completed   \nOperation:        Backup      \nTime elapsed:     1234         ms\n" +
+            "File processed:   1.000 GiB\nFile remaining:   0.000 B\nFile total:       1.000 GiB\nError message:    none\n\n",
+            output);
+        Assert.Equal("Job type:         None        \n\n", await RunOkAsync("domjobinfo", "vm1"));
+    }
+
+    [Fact]
+    public async Task BackupBegin_SendsTheDefaultDocument()
+    {
+        Assert.Equal("Backup started\n\n", await RunOkAsync("backup-begin", "vm1"));
+        Assert.Contains("BeginBackup vm1 <domainbackup/> -", _server.Hypervisor.Calls);
+        var r = await Virsh.RunAsync(_server, "backup-dumpxml", "vm1");
+        Assert.Equal((1, "error: Domain backup job id not found: no domain backup job present\n"), (r.ExitCode, r.Stderr));
+    }
+
+    [Fact]
+    public async Task DomInfo_UsesGetInfoAndFallsBackWhereUnsupported()
+    {
+        var vm1 = _server.Hypervisor.Domain("vm1");
+        var output = await RunOkAsync("dominfo", "vm1");
+        Assert.StartsWith($"Id:             1\nName:           vm1\nUUID:           {vm1.Uuid:D}\nState:          running\nCPU(s):         2\nMax memory:     1048576 KiB\n", output, StringComparison.Ordinal);
+    }
+
+    /// <summary>A JOB_COMPLETED MESSAGE (363) decoded by virsh event, after its callback registration (316).</summary>
+    [Fact]
+    public async Task EventJobCompleted_ArrivesThroughTheRegisteringConnection()
+    {
+        var vm1 = _server.Hypervisor.Domain("vm1").Ref;
+        var virsh = Virsh.RunAsync(_server, "event", "vm1", "--event", "job-completed", "--timeout", "30");
+        await WaitForCallbackAsync(DomainEventId.JobCompleted);
+        _server.Server.Events.PublishJobCompleted(vm1, ProtocolTestHypervisor.CompletedBackupStats);
+        var r = await virsh;
+        Assert.Equal(0, r.ExitCode);
+        Assert.Equal(
+            "event 'job-completed' for domain 'vm1':\n\toperation: 9\n\ttime_elapsed: 1234\n\tdisk_total: 1073741824\n" +
+            "\tdisk_processed: 1073741824\n\tdisk_remaining: 0\n\tsuccess: 1\n\terrmsg: none\nevents received: 1\n\n",
+            r.Stdout);
+    }
+
+    [Fact]
+    public async Task EventLifecycle_StartedBooted()
+    {
+        var vm1 = _server.Hypervisor.Domain("vm1").Ref;
+        var virsh = Virsh.RunAsync(_server, "event", "vm1", "--event", "lifecycle", "--timeout", "30");
+        await WaitForCallbackAsync(DomainEventId.Lifecycle);
+        _server.Server.Events.PublishLifecycle(vm1, DomainLifecycleEvent.Started, 0);
+        var r = await virsh;
+        Assert.Equal((0, "event 'lifecycle' for domain 'vm1': Started Booted\nevents received: 1\n\n"), (r.ExitCode, r.Stdout));
+    }
+
+    private async Task WaitForCallbackAsync(DomainEventId eventId)
+    {
+        for (var i = 0; i < 1500 && !_server.Server.Events.HasCallbacks(eventId); i++)
+        {
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+
+        Assert.True(_server.Server.Events.HasCallbacks(eventId), "virsh did not register its event callback");
     }
 }

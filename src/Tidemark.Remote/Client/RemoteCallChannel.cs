@@ -31,6 +31,7 @@ internal sealed class RemoteCallChannel : IAsyncDisposable
     private Exception? _broken;
     private long _lastReceived = Environment.TickCount64;
     private int _nextSerial = -1;
+    private int _disposed;
 
     private RemoteCallChannel(Socket socket, Action<RemoteMessage> onEvent)
     {
@@ -170,6 +171,12 @@ internal sealed class RemoteCallChannel : IAsyncDisposable
         {
             Break(new RemoteProtocolException(RemoteProtocolErrorReason.ConnectionClosed, "the connection to the server is lost", e));
         }
+        catch (Exception e)
+        {
+            // An event handler threw: the receive loop cannot go on without it, so the
+            // connection ends and every caller sees why, instead of waiting forever.
+            Break(new RemoteProtocolException(RemoteProtocolErrorReason.ConnectionClosed, $"the connection was closed after an event handler failed: {e.Message}", e));
+        }
     }
 
     private async Task DeliverAsync(RemoteMessage message)
@@ -264,6 +271,11 @@ internal sealed class RemoteCallChannel : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         Break(new RemoteProtocolException(RemoteProtocolErrorReason.ConnectionClosed, "the connection is closed"));
         await _receiveLoop.ConfigureAwait(false);
         await _keepaliveLoop.ConfigureAwait(false);

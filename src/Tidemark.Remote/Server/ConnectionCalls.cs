@@ -50,6 +50,11 @@ internal static class ConnectionCalls
     private static async Task<MessageBuilder> OpenAsync(CallContext c)
     {
         var (name, flags) = c.Args((ref XdrReader r) => (r.ReadOptionalString(RemoteWire.MaxStringLength), r.ReadUInt32()));
+        if (c.Connection.IsOpened)
+        {
+            throw LibvirtError.Create(VirErrorNumber.InternalError, VirErrorDomain.Rpc, "connection already open");
+        }
+
         await c.Hypervisor.OpenAsync(name, flags, c.CancellationToken).ConfigureAwait(false);
         c.Connection.MarkOpened(name);
         return c.Reply();

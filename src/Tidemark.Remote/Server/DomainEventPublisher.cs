@@ -18,6 +18,9 @@ public sealed class DomainEventPublisher
         _connections = connections;
     }
 
+    /// <summary>Whether any connection has a callback for <paramref name="eventId"/> (so the backend can skip building an event nobody wants).</summary>
+    public bool HasCallbacks(DomainEventId eventId) => _connections().Any(c => c.HasCallbacks(eventId));
+
     /// <summary>DOMAIN_EVENT_CALLBACK_LIFECYCLE (318): <paramref name="detail"/> is the per-event detail enum.</summary>
     public void PublishLifecycle(RemoteDomain domain, DomainLifecycleEvent lifecycleEvent, int detail)
     {

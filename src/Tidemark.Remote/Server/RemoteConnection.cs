@@ -15,7 +15,7 @@ namespace Tidemark.Remote.Server;
 /// one bounded queue and one writer, so replies go out whole, in completion order, matched by
 /// serial). How the connection ended is classified in one place, <see cref="RunAsync"/>.
 /// </summary>
-public sealed class RemoteConnection : IAsyncDisposable
+internal sealed class RemoteConnection : IAsyncDisposable
 {
     private readonly Socket _socket;
     private readonly NetworkStream _stream;
@@ -94,6 +94,8 @@ public sealed class RemoteConnection : IAsyncDisposable
     }
 
     internal void ClearEventCallbacks() => _callbacks.Clear();
+
+    internal bool HasCallbacks(DomainEventId eventId) => _callbacks.Values.Any(c => c.EventId == eventId);
 
     internal IEnumerable<int> CallbacksFor(DomainEventId eventId, RemoteDomain domain)
     {

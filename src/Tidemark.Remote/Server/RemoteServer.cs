@@ -165,12 +165,12 @@ public sealed class RemoteServer : IAsyncDisposable
         _stopping.Dispose();
     }
 
-    // libvirtd unlinks a socket path left by a previous run before binding it; a path that is
-    // not a socket is left alone and bind reports it.
+    // A socket file left by a killed server would make bind fail; like QEMU and Tidemark's NBD
+    // server, the path is unlinked before binding (the daemon's lock on its state directory is
+    // what keeps two servers apart, not the socket file).
     private static void RemoveStaleSocket(string path)
     {
-        var info = new FileInfo(path);
-        if (info.Exists && (info.Attributes & FileAttributes.Normal) == 0 && !info.Attributes.HasFlag(FileAttributes.Directory))
+        if (File.Exists(path))
         {
             File.Delete(path);
         }

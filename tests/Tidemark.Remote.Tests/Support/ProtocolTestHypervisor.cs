@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Tidemark.Remote.Protocol;
 using Tidemark.Remote.Server;
+using Tidemark.Testing;
 
 namespace Tidemark.Remote.Tests.Support;
 
@@ -10,7 +11,7 @@ namespace Tidemark.Remote.Tests.Support;
 /// commands against <see cref="RemoteServer"/> and for the tests to check what came through.
 /// Errors are libvirt's, with its codes, domains and texts.
 /// </summary>
-internal sealed class ProtocolTestHypervisor : IRemoteHypervisor
+internal sealed class ProtocolTestHypervisor : IRemoteHypervisor, IAsyncDisposable
 {
     private readonly ConcurrentDictionary<string, TestDomain> _domains = new(StringComparer.Ordinal);
     private int _nextId = 1;
@@ -25,11 +26,14 @@ internal sealed class ProtocolTestHypervisor : IRemoteHypervisor
 
         public bool Autostart { get; set; }
 
+        /// <summary>The vda image a pull backup serves (through qemu-nbd, standing in for the engine).</summary>
+        public string DiskPath { get; set; } = $"/var/lib/tidemark/{name}-vda.qcow2";
+
         public List<TestCheckpoint> Checkpoints { get; } = [];
 
         public RemoteDomain Ref => new(Name, Uuid, Id);
 
-        public string Xml => $"<domain type='kvm'>\n  <name>{Name}</name>\n  <uuid>{Uuid:D}</uuid>\n  <memory unit='KiB'>1048576</memory>\n  <vcpu placement='static'>2</vcpu>\n  <os>\n    <type arch='x86_64'>hvm</type>\n  </os>\n</domain>\n";
+        public string Xml => $"<domain type='kvm'>\n  <name>{Name}</name>\n  <uuid>{Uuid:D}</uuid>\n  <memory unit='KiB'>1048576</memory>\n  <vcpu placement='static'>2</vcpu>\n  <os>\n    <type arch='x86_64'>hvm</type>\n  </os>\n  <devices>\n    <disk type='file' device='disk'>\n      <driver name='qemu' type='qcow2'/>\n      <source file='{DiskPath}'/>\n      <target dev='vda' bus='virtio'/>\n    </disk>\n  </devices>\n</domain>\n";
     }
 
     internal sealed record TestCheckpoint(string Name, string? Parent, long CreationTime);
@@ -274,11 +278,28 @@ internal sealed class ProtocolTestHypervisor : IRemoteHypervisor
         return ValueTask.CompletedTask;
     }
 
-    public ValueTask BeginBackupAsync(RemoteDomain domain, string backupXml, string? checkpointXml, uint flags, CancellationToken cancellationToken)
+    /// <summary>
+    /// Records the call; a checkpoint document creates the checkpoint, and a pull backup's
+    /// socket gets a read-only qemu-nbd export of vda (the data path is not this fixture's
+    /// business, only that a real client can run its whole call sequence).
+    /// </summary>
+    public async ValueTask BeginBackupAsync(RemoteDomain domain, string backupXml, string? checkpointXml, uint flags, CancellationToken cancellationToken)
     {
-        Log($"BeginBackup {Find(domain).Name} {checkpointXml is not null}");
-        return ValueTask.CompletedTask;
+        var d = Find(domain);
+        Log($"BeginBackup {d.Name} {backupXml} {checkpointXml ?? "-"}");
+        if (checkpointXml is not null)
+        {
+            await CreateCheckpointAsync(domain, checkpointXml, 0, cancellationToken);
+        }
+
+        var socket = System.Text.RegularExpressions.Regex.Match(backupXml, "socket=[\"']([^\"']+)[\"']");
+        if (backupXml.Contains("mode=\"pull\"", StringComparison.Ordinal) && socket.Success)
+        {
+            _pullExport = await QemuNbdExport.StartAsync(d.DiskPath, socket.Groups[1].Value);
+        }
     }
+
+    private QemuNbdExport? _pullExport;
 
     public ValueTask<string> GetBackupXmlAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) =>
         throw LibvirtError.Create(VirErrorNumber.NoDomainBackup, VirErrorDomain.Qemu, "no domain backup job present");
@@ -305,8 +326,25 @@ internal sealed class ProtocolTestHypervisor : IRemoteHypervisor
         TypedParameter.String("errmsg", "none"),
     ];
 
-    public ValueTask AbortJobAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) =>
-        throw LibvirtError.Create(VirErrorNumber.OperationInvalid, VirErrorDomain.Qemu, "no job is active on the domain");
+    public async ValueTask AbortJobAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken)
+    {
+        Log($"AbortJob {Find(domain).Name}");
+        if (_pullExport is null)
+        {
+            throw LibvirtError.Create(VirErrorNumber.OperationInvalid, VirErrorDomain.Qemu, "no job is active on the domain");
+        }
+
+        await _pullExport.DisposeAsync();
+        _pullExport = null;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_pullExport is not null)
+        {
+            await _pullExport.DisposeAsync();
+        }
+    }
 
     public ValueTask<BlockJobInfo?> GetBlockJobInfoAsync(RemoteDomain domain, string path, uint flags, CancellationToken cancellationToken) =>
         ValueTask.FromResult<BlockJobInfo?>(path == "vdb" ? new BlockJobInfo(BlockJobType.Backup, 0, 10, 100) : null);

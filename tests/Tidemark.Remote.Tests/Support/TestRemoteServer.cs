@@ -36,6 +36,7 @@ internal sealed class TestRemoteServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await Server.DisposeAsync();
+        await Hypervisor.DisposeAsync();
         _dir.Dispose();
     }
 }
