@@ -1,0 +1,161 @@
+using Tidemark.Engine.Checkpoints;
+using Tidemark.Engine.Domains;
+using Tidemark.Engine.Tests.Support;
+using Tidemark.Formats;
+using Tidemark.Formats.Checkpoints;
+using Tidemark.Testing;
+
+namespace Tidemark.Engine.Tests;
+
+/// <summary>
+/// What survives a restart of the process hosting the engine (spec §1, §6.1): domains,
+/// checkpoints, the current checkpoint, and job leftovers removed; bitmaps left IN_USE by a
+/// crash reported broken, never used.
+/// </summary>
+public sealed class RestartTests
+{
+    private const long Size = 8 << 20;
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task DomainsCheckpointsAndCurrent_Reload()
+    {
+        await using var test = await TestHost.CreateAsync();
+        var domain = await test.DefineAsync("r", Size, new TestDisk("vda"), new TestDisk("vdb"));
+        await domain.StartAsync(Ct);
+        await domain.Checkpoints.CreateAsync("<domaincheckpoint><name>c1</name><description>first</description></domaincheckpoint>", cancellationToken: Ct);
+        test.Clock.Now += 60;
+        await domain.Checkpoints.CreateAsync("<domaincheckpoint><name>c2</name></domaincheckpoint>", cancellationToken: Ct);
+        var xml = await domain.Checkpoints.GetXmlAsync("c2", CheckpointFormatFlags.Secure, Ct);
+        var domainXml = domain.GetXml();
+
+        await test.RestartAsync();
+
+        domain = test.Host.LookupByName("r");
+        Assert.Equal(DomainState.ShutOff, domain.State);
+        Assert.Equal(-1, domain.Id);
+        Assert.Equal(Guid.Parse(TestHost.Uuid), domain.Uuid);
+        Assert.Equal(domainXml, domain.GetXml());
+        Assert.Equal(["c1", "c2"], await domain.Checkpoints.ListAsync(CheckpointListFlags.Topological, Ct));
+        Assert.Equal(xml, await domain.Checkpoints.GetXmlAsync("c2", CheckpointFormatFlags.Secure, Ct));
+        Assert.Equal(await File.ReadAllTextAsync(Path.Combine(test.StateRoot, "checkpoint", "r", "c2.xml"), Ct), xml);
+
+        // One unbranched chain: its leaf is current again, and the bitmaps stored at stop are valid.
+        Assert.Equal("c2", domain.Checkpoints.CurrentName);
+        await domain.StartAsync(Ct);
+        await domain.Checkpoints.CreateAsync(await domain.Checkpoints.GetXmlAsync("c1", cancellationToken: Ct), CheckpointCreateFlags.Redefine | CheckpointCreateFlags.RedefineValidate, Ct);
+        await domain.Checkpoints.CreateAsync("<domaincheckpoint><name>c3</name></domaincheckpoint>", cancellationToken: Ct);
+        Assert.Equal("c2", await domain.Checkpoints.GetParentAsync("c3", Ct));
+
+        // A branch (redefined under c1): after a restart there is no current checkpoint, and
+        // the next one is a new root.
+        await domain.Checkpoints.CreateAsync(
+            "<domaincheckpoint><name>b1</name><parent><name>c1</name></parent><creationTime>9</creationTime><disks><disk name='vda' checkpoint='no'/><disk name='vdb' checkpoint='no'/></disks></domaincheckpoint>",
+            CheckpointCreateFlags.Redefine,
+            Ct);
+        Assert.Equal("c3", domain.Checkpoints.CurrentName);
+        await test.RestartAsync();
+        domain = test.Host.LookupByName("r");
+        Assert.Null(domain.Checkpoints.CurrentName);
+        Assert.Equal(["b1", "c2"], (await domain.Checkpoints.ListChildrenAsync("c1", cancellationToken: Ct)).Order(StringComparer.Ordinal));
+        Assert.Equal(["b1", "c3"], (await domain.Checkpoints.ListAsync(CheckpointListFlags.Leaves, Ct)).Order(StringComparer.Ordinal));
+        Assert.Equal(["c1"], await domain.Checkpoints.ListAsync(CheckpointListFlags.Roots, Ct));
+        Assert.Equal(["c1", "c2"], (await domain.Checkpoints.ListAsync(CheckpointListFlags.NoLeaves, Ct)).Order(StringComparer.Ordinal));
+        Assert.Equal(["b1", "c2", "c3"], (await domain.Checkpoints.ListChildrenAsync("c1", CheckpointListFlags.Descendants, Ct)).Order(StringComparer.Ordinal));
+        await domain.Checkpoints.CreateAsync("<domaincheckpoint><name>c4</name></domaincheckpoint>", cancellationToken: Ct);
+        var error = await Assert.ThrowsAsync<EngineException>(() => domain.Checkpoints.GetParentAsync("c4", Ct));
+        Assert.Equal(LibvirtErrorCode.NoDomainCheckpoint, error.Code);
+    }
+
+    [Fact]
+    public async Task MissingParentFile_MakesRelationsInconsistent_NoCurrent()
+    {
+        await using var test = await TestHost.CreateAsync();
+        var domain = await test.DefineAsync("m", Size, new TestDisk("vda"));
+        await domain.Checkpoints.CreateAsync("<domaincheckpoint><name>c1</name></domaincheckpoint>", cancellationToken: Ct);
+        await domain.Checkpoints.CreateAsync("<domaincheckpoint><name>c2</name></domaincheckpoint>", cancellationToken: Ct);
+        File.Delete(Path.Combine(test.StateRoot, "checkpoint", "m", "c1.xml"));
+
+        await test.RestartAsync();
+
+        domain = test.Host.LookupByName("m");
+        Assert.Null(domain.Checkpoints.CurrentName);
+        Assert.Equal(["c2"], await domain.Checkpoints.ListAsync(CheckpointListFlags.Roots, Ct));
+    }
+
+    [Fact]
+    public async Task BitmapsLeftInUse_AreReportedBroken_AndCanBeDeleted()
+    {
+        await using var test = await TestHost.CreateAsync();
+        var vda = new TestDisk("vda");
+        var domain = await test.DefineAsync("b", Size, vda);
+        await domain.Checkpoints.CreateAsync("<domaincheckpoint><name>c1</name></domaincheckpoint>", cancellationToken: Ct);
+
+        // QEMU crashes with the image open: every bitmap stays IN_USE.
+        var image = test.ImagePath("b", vda);
+        await Peer.RunAsync("qemu-io", ["-f", "qcow2", "-c", "write 0 64k", "-c", "abort", image]);
+        Assert.Contains("in-use", await Peer.RunCheckedAsync("qemu-img", "info", image), StringComparison.Ordinal);
+
+        await domain.StartAsync(Ct);
+        var c1 = await domain.Checkpoints.GetXmlAsync("c1", cancellationToken: Ct);
+        var broken = await Assert.ThrowsAsync<EngineException>(() => domain.Checkpoints.CreateAsync(c1, CheckpointCreateFlags.Redefine | CheckpointCreateFlags.RedefineValidate, Ct));
+        Assert.Equal("checkpoint inconsistent: missing or broken bitmap 'c1' for disk 'vda'", broken.Message);
+        var disk = domain.Running!.Disks[0];
+        using (var closure = await domain.Running.Barrier.CloseAsync(Ct))
+        {
+            Assert.Equal(broken.Message, Assert.Throws<EngineException>(() => disk.GetIncrementalBitmap("c1", closure)).Message);
+        }
+
+        // No size for a broken chain, and no error either (spec §6.5).
+        Assert.Contains("<disk name='vda' checkpoint='bitmap' bitmap='c1'/>", await domain.Checkpoints.GetXmlAsync("c1", CheckpointFormatFlags.Size, Ct));
+
+        // Still broken after a clean stop and start: IN_USE is never cleared by storing others.
+        await domain.DestroyAsync(Ct);
+        Assert.Contains("in-use", await Peer.RunCheckedAsync("qemu-img", "info", image), StringComparison.Ordinal);
+        await domain.StartAsync(Ct);
+        Assert.False(domain.Running!.Disks[0].HasValidBitmap("c1"));
+
+        await domain.Checkpoints.DeleteAsync("c1", cancellationToken: Ct);
+        await domain.Checkpoints.CreateAsync("<domaincheckpoint><name>c2</name></domaincheckpoint>", cancellationToken: Ct);
+        using (var closure = await domain.Running.Barrier.CloseAsync(Ct))
+        {
+            Assert.Equal(0, domain.Running.Disks[0].GetIncrementalBitmap("c2", closure).DirtyBitCount);
+        }
+
+        await domain.DestroyAsync(Ct);
+        Assert.DoesNotContain("c1", await Peer.RunCheckedAsync("qemu-img", "info", image), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task JobLeftovers_AreRemovedAtStart()
+    {
+        await using var test = await TestHost.CreateAsync();
+        var domain = await test.DefineAsync("j", Size, new TestDisk("vda"));
+        var record = domain.CreateJobRecord();
+        var created = test.Directory.File("j-vda.scratch");
+        var notYet = test.Directory.File("j-vdb.scratch");
+        var kept = test.Directory.File("user.qcow2");
+        await File.WriteAllTextAsync(kept, "", Ct);
+        await record.AddAsync(created, Ct);
+        await File.WriteAllTextAsync(created, "partial", Ct);
+        await record.AddAsync(notYet, Ct);
+
+        // A crash: the job never completed its record.
+        await test.ReopenAfterCrashAsync();
+
+        Assert.Equal([created], test.Host.RemovedJobFiles);
+        Assert.False(File.Exists(created));
+        Assert.True(File.Exists(kept));
+        Assert.False(File.Exists(record.Path));
+
+        // A completed job leaves nothing for the next start.
+        var second = test.Host.LookupByName("j").CreateJobRecord();
+        await second.AddAsync(created, Ct);
+        await File.WriteAllTextAsync(created, "kept by the job", Ct);
+        await second.CompleteAsync(Ct);
+        await test.ReopenAfterCrashAsync();
+        Assert.Empty(test.Host.RemovedJobFiles);
+        Assert.True(File.Exists(created));
+    }
+}
