@@ -247,9 +247,12 @@ public sealed class BackupJob : IAsyncDisposable
         // A pull view must show the whole disk as it was, whatever the client reads, so its
         // copy-before-write covers every allocated cluster even when the export's bitmap is
         // incremental (QEMU's fleecing uses sync=none: every cluster is copied on write).
-        var pending = mode == BackupMode.Pull || source.Incremental is null
-            ? await InstantClusters.AllocatedAsync(live, granularity, cancellationToken).ConfigureAwait(false)
-            : InstantClusters.Dirty(source.Incremental, live.VirtualSize, granularity);
+        // A full push into a reused store writes every cluster, zeroes included, since the store
+        // may hold anything (QEMU's sync=full writes zeroes to the target where the disk reads
+        // as zeroes); into a store of its own, holes and zeroes are left out and stay sparse.
+        var pending = source.Incremental is not null && mode == BackupMode.Push ? InstantClusters.Dirty(source.Incremental, live.VirtualSize, granularity)
+            : mode == BackupMode.Push && store.Zeroes == ZeroClusters.WriteZeroes ? InstantClusters.All(live.VirtualSize, granularity)
+            : await InstantClusters.AllocatedAsync(live, granularity, cancellationToken).ConfigureAwait(false);
         var allocated = mode == BackupMode.Pull ? pending.Clone() : null;
         var aside = new CopyAsideStore(store.Image, (int)granularity, store.Zeroes);
         var copyBeforeWrite = new CopyBeforeWrite(disk.Name, live, aside, pending, trackCopies: mode == BackupMode.Pull, options.OnCopyBeforeWriteError, onFailure);

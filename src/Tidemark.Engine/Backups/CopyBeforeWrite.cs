@@ -126,86 +126,84 @@ internal sealed class CopyBeforeWrite : IGuestWriteInterceptor
 
         var start = offset / Cluster * Cluster;
         var end = Math.Min(_pending.Size, (offset + length + Cluster - 1) / Cluster * Cluster);
-        List<ClusterRun>? mine = null;
+        var waits = new List<Task>();
+        while (true)
+        {
+            // One pass: claim what is still pending in the range and copy it, then wait for the
+            // copies others hold in the range. Those end copied, or pending again if their copy
+            // failed a guest write or was cancelled, hence the next pass. Claims are never held
+            // while waiting for another claim (two writes could then wait for each other); only
+            // while waiting for the view reads of the claimed clusters, which wait for nothing.
+            List<ClusterRun>? mine = null;
+            waits.Clear();
+            lock (_lock)
+            {
+                if (_quiet != 0)
+                {
+                    return;
+                }
+
+                ClaimLocked(start, end, long.MaxValue, ref mine);
+                foreach (var claim in _claims)
+                {
+                    if (claim.Intersects(start, end) && (mine is null || !mine.Contains(claim)))
+                    {
+                        waits.Add(claim.Done.Task);
+                    }
+                }
+            }
+
+            if (mine is not null)
+            {
+                await CopyClaimsAsync(mine, cancellationToken).ConfigureAwait(false);
+            }
+            else if (waits.Count == 0)
+            {
+                return;
+            }
+
+            if (waits.Count > 0)
+            {
+                await Task.WhenAll(waits).WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>A guest write's copy of the clusters it claimed, after the view reads of them; the failure policy applies.</summary>
+    private async ValueTask CopyClaimsAsync(List<ClusterRun> mine, CancellationToken cancellationToken)
+    {
         var copied = false;
         try
         {
-            // Claim what is still pending in the range, then wait for whatever others hold in
-            // it: their copies (the clusters end up copied, or pending again if the copy failed
-            // a guest write, hence the loop) and the view reads of the clusters now ours.
-            var waits = new List<Task>();
-            while (true)
+            Task[] leases;
+            lock (_lock)
             {
-                waits.Clear();
-                lock (_lock)
-                {
-                    if (_quiet != 0)
-                    {
-                        ReleaseClaimsLocked(mine, restore: false);
-                        return;
-                    }
-
-                    ClaimLocked(start, end, long.MaxValue, ref mine);
-                    foreach (var claim in _claims)
-                    {
-                        if (claim.Intersects(start, end) && (mine is null || !mine.Contains(claim)))
-                        {
-                            waits.Add(claim.Done.Task);
-                        }
-                    }
-
-                    foreach (var lease in _leases)
-                    {
-                        if (mine is not null && mine.Exists(lease.Intersects))
-                        {
-                            waits.Add(lease.Done.Task);
-                        }
-                    }
-                }
-
-                if (waits.Count == 0)
-                {
-                    break;
-                }
-
-                await Task.WhenAll(waits).WaitAsync(cancellationToken).ConfigureAwait(false);
+                leases = [.. _leases.Where(l => mine.Exists(l.Intersects)).Select(l => l.Done.Task)];
             }
 
-            if (mine is null)
+            await Task.WhenAll(leases).WaitAsync(cancellationToken).ConfigureAwait(false);
+            foreach (var claim in mine)
             {
-                return;
-            }
-
-            try
-            {
-                foreach (var claim in mine)
-                {
-                    await CopyAsync(claim, cancellationToken).ConfigureAwait(false);
-                }
-            }
-            catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-            {
-                HandleCopyFailure(mine, e);
-                mine = null;
-                if (_policy == OnCopyBeforeWriteError.FailGuestWrite)
-                {
-                    throw new BackupJobException(BackupErrorReason.CopyBeforeWriteFailed, $"copy before write of disk '{Disk}' failed: {e.Message}", e);
-                }
-
-                return;
+                await CopyAsync(claim, cancellationToken).ConfigureAwait(false);
             }
 
             copied = true;
         }
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            HandleCopyFailure(mine, e);
+            if (_policy == OnCopyBeforeWriteError.FailGuestWrite)
+            {
+                throw new BackupJobException(BackupErrorReason.CopyBeforeWriteFailed, $"copy before write of disk '{Disk}' failed: {e.Message}", e);
+            }
+        }
         finally
         {
-            if (mine is not null)
+            lock (_lock)
             {
-                lock (_lock)
-                {
-                    // Not copied (cancelled): the live image still holds the old content.
-                    ReleaseClaimsLocked(mine, restore: !copied);
-                }
+                // Copied, or else (cancelled) the live image still holds the old content. A
+                // failure handled above has released the claims already.
+                ReleaseClaimsLocked(mine, restore: !copied);
             }
         }
     }

@@ -18,6 +18,14 @@ internal static class InstantClusters
     public static long Granularity(int storeCluster, DirtyBitmap? incremental)
         => Math.Max(Math.Max(64 * 1024, storeCluster), incremental?.Granularity ?? 0);
 
+    /// <summary>Every cluster of a disk of <paramref name="size"/> bytes.</summary>
+    public static DirtyBitmap All(long size, long granularity)
+    {
+        var clusters = new DirtyBitmap(Math.Max(1, size), granularity);
+        clusters.SetRange(0, size);
+        return clusters;
+    }
+
     /// <summary>The clusters of <paramref name="image"/> that do not read as zeroes, from its allocation map.</summary>
     public static async ValueTask<DirtyBitmap> AllocatedAsync(IBlockImage image, long granularity, CancellationToken cancellationToken)
     {
