@@ -10,15 +10,24 @@ namespace Tidemark.Daemon;
 /// </summary>
 internal sealed class StateDirectoryLock : IDisposable
 {
-    private readonly FileStream _file;
-
-    private StateDirectoryLock(FileStream file)
-    {
-        _file = file;
-    }
-
     /// <summary>The lock file's name inside the state directory.</summary>
     public const string FileName = "daemon.lock";
+
+    /// <summary>
+    /// Where the holder's process id is written. Not in the lock file itself: .NET opens every
+    /// file with a shared flock, which the holder's exclusive one refuses, so a refused daemon
+    /// could not read it there.
+    /// </summary>
+    public const string PidFileName = "daemon.pid";
+
+    private readonly FileStream _file;
+    private readonly string _pidFile;
+
+    private StateDirectoryLock(FileStream file, string pidFile)
+    {
+        _file = file;
+        _pidFile = pidFile;
+    }
 
     /// <summary>Takes the lock, or says which process holds it.</summary>
     /// <exception cref="DaemonException">Another daemon holds the lock, or the file cannot be opened.</exception>
@@ -34,7 +43,7 @@ internal sealed class StateDirectoryLock : IDisposable
         }
         catch (IOException e)
         {
-            var holder = ReadPid(path);
+            var holder = ReadPid(Path.Combine(stateRoot, PidFileName));
             throw new DaemonException(
                 DaemonErrorReason.StateDirectoryInUse,
                 $"another Tidemark daemon{(holder is null ? "" : $" (pid {holder})")} is using the state directory '{stateRoot}' (lock file '{path}')",
@@ -45,25 +54,42 @@ internal sealed class StateDirectoryLock : IDisposable
             throw new DaemonException(DaemonErrorReason.StateDirectoryUnusable, $"cannot open lock file '{path}': {e.Message}", e);
         }
 
-        file.SetLength(0);
-        var pid = System.Text.Encoding.ASCII.GetBytes(Environment.ProcessId.ToString(CultureInfo.InvariantCulture) + "\n");
-        file.Write(pid);
-        file.Flush(flushToDisk: false);
-        return new StateDirectoryLock(file);
+        var pidFile = Path.Combine(stateRoot, PidFileName);
+        try
+        {
+            File.WriteAllText(pidFile, Environment.ProcessId.ToString(CultureInfo.InvariantCulture) + "\n");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            file.Dispose();
+            throw new DaemonException(DaemonErrorReason.StateDirectoryUnusable, $"cannot write '{pidFile}': {e.Message}", e);
+        }
+
+        return new StateDirectoryLock(file, pidFile);
     }
 
-    public void Dispose() => _file.Dispose();
+    public void Dispose()
+    {
+        // The pid file goes first: once the lock is released it may be another daemon's.
+        try
+        {
+            File.Delete(_pidFile);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Best effort: a stale pid file only ever names a process in a refusal message.
+        }
+
+        _file.Dispose();
+    }
 
     private static string? ReadPid(string path)
     {
         try
         {
-            // The holder's lock is advisory: reading through another handle is allowed.
-            using var reader = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-            using var text = new StreamReader(reader);
-            return text.ReadLine()?.Trim() is { Length: > 0 } pid ? pid : null;
+            return File.ReadAllText(path).Trim() is { Length: > 0 } pid ? pid : null;
         }
-        catch (IOException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             return null;
         }
