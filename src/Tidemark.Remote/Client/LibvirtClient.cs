@@ -158,23 +158,23 @@ public sealed partial class LibvirtClient : IAsyncDisposable
         switch ((RemoteProcedure)message.Header.Procedure)
         {
             case RemoteProcedure.DomainEventCallbackLifecycle:
-            {
-                var id = reader.ReadInt32();
-                var domain = RemoteDomain.Read(ref reader);
-                var ev = (DomainLifecycleEvent)reader.ReadInt32();
-                var detail = reader.ReadInt32();
-                LifecycleEvent?.Invoke(this, new DomainLifecycleEventArgs(id, domain, ev, detail));
-                break;
-            }
+                {
+                    var id = reader.ReadInt32();
+                    var domain = RemoteDomain.Read(ref reader);
+                    var ev = (DomainLifecycleEvent)reader.ReadInt32();
+                    var detail = reader.ReadInt32();
+                    LifecycleEvent?.Invoke(this, new DomainLifecycleEventArgs(id, domain, ev, detail));
+                    break;
+                }
 
             case RemoteProcedure.DomainEventCallbackJobCompleted:
-            {
-                var id = reader.ReadInt32();
-                var domain = RemoteDomain.Read(ref reader);
-                var stats = TypedParameter.ReadList(ref reader, RemoteWire.MaxJobStats, "job statistics");
-                JobCompleted?.Invoke(this, new JobCompletedEventArgs(id, domain, stats));
-                break;
-            }
+                {
+                    var id = reader.ReadInt32();
+                    var domain = RemoteDomain.Read(ref reader);
+                    var stats = TypedParameter.ReadList(ref reader, RemoteWire.MaxJobStats, "job statistics");
+                    JobCompleted?.Invoke(this, new JobCompletedEventArgs(id, domain, stats));
+                    break;
+                }
 
             default:
                 // Events of other kinds (a real libvirtd may send them for IDs registered by
