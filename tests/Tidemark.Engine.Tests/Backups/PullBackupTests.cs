@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Tidemark.Engine.Backups;
 using Tidemark.Engine.Tests.Backups.Support;
+using Tidemark.Formats.Backups;
 using Tidemark.Testing;
 
 namespace Tidemark.Engine.Tests.Backups;
@@ -81,6 +82,41 @@ public sealed class PullBackupTests
         Assert.True(info.Success);
         Assert.False(File.Exists(scratch));
         Assert.False(File.Exists(socket));
+    }
+
+    [Fact]
+    public async Task TlsOverTcp_ClientWithTheCaReadsTheInstant_PlainClientIsRefused()
+    {
+        using var dir = new TempDirectory("pull-tls");
+        var pki = await Tidemark.Nbd.Tests.Support.X509Credentials.CreateAsync(dir);
+        await using var disk = await RunningDisk.StartAsync(dir, DiskKind.Qcow2);
+        await disk.Guest.PauseAsync();
+        var instant = await disk.CaptureAsync(dir, "instant.raw");
+        var port = FreeTcpPort();
+        var backup = BackupDefaults.Apply(new BackupDefinition(BackupMode.Pull, null, new BackupServer(ServerTransport.Tcp, Name: "localhost", Port: port, Tls: true), [new BackupDisk("vda", Backup: true, Mode: BackupDiskMode.Full, Store: BackupStore.At(StoreType.File, dir.File("scratch.qcow2")))]));
+        await using var job = await BackupJob.PrepareAsync(backup, [disk.Source()], new BackupJobOptions { TlsDirectory = pki.ServerDirectory }, Token);
+        disk.Guest.Interceptor = job.InterceptorFor("vda");
+        disk.Guest.Resume();
+        job.Start();
+        await Peer.RunCheckedAsync("qemu-io", "-f", "raw", "-c", "write -P 0x77 0 1M", disk.Uri);
+
+        var copy = dir.File("copy.raw");
+        await Peer.RunCheckedAsync("nbdcopy", $"nbds://localhost:{port}/vda?tls-certificates={pki.ClientDirectory}", copy);
+        await Documents.AssertSameContentAsync(copy, "raw", instant);
+        var plain = await Peer.RunAsync("nbdinfo", [$"nbd://localhost:{port}/vda"]);
+        Assert.NotEqual(0, plain.ExitCode);
+
+        var info = await job.AbortAsync().WaitAsync(JobTimeout, Token);
+        Assert.Equal(BackupJobPhase.Completed, info.Phase);
+    }
+
+    private static ushort FreeTcpPort()
+    {
+        var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        return (ushort)port;
     }
 
     internal readonly record struct MapEntry(long Offset, long Length, int Type);
