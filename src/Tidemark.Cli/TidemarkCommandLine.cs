@@ -60,5 +60,6 @@ public static class TidemarkCommandLine
         yield return Tidemark.Cli.Commands.Tour.TourCommandDefinition.Create(console);
         yield return Cli.Commands.Image.ImageCommandDefinition.Build(console);
         yield return Cli.Commands.Nbd.NbdCommandDefinition.Create(console);
+        yield return Cli.Commands.Daemon.DaemonCommandDefinition.Create(console);
     }
 }

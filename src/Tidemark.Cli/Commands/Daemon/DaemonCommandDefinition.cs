@@ -1,0 +1,25 @@
+using System.CommandLine;
+
+namespace Tidemark.Cli.Commands.Daemon;
+
+/// <summary>
+/// <c>tidemark daemon [--state-dir DIR] [--socket PATH]</c>: runs Tidemark's daemon in the
+/// foreground; virsh, libvirt-python and virtnbdbackup connect with
+/// <c>qemu+unix:///system?socket=PATH</c>.
+/// </summary>
+internal static class DaemonCommandDefinition
+{
+    public static readonly Option<string?> StateDirectory = new("--state-dir") { Description = "The state directory (default: /var/lib/tidemark as root, else $XDG_STATE_HOME/tidemark)." };
+    public static readonly Option<string?> Socket = new("--socket") { Description = "The libvirt protocol socket (default: <state-dir>/tidemark-sock, mode 0600)." };
+    public static readonly Option<bool> Verbose = new("--verbose", "-v") { Description = "Log each connection and call failure in detail." };
+
+    public static Command Create(CliConsole console)
+    {
+        var command = new Command("daemon", "Run the daemon: domains, checkpoints and backups behind libvirt's remote protocol.")
+        {
+            StateDirectory, Socket, Verbose,
+        };
+        command.SetAction((result, cancellationToken) => DaemonCommand.RunAsync(result, console, cancellationToken));
+        return command;
+    }
+}

@@ -1,0 +1,352 @@
+using System.Globalization;
+using System.Xml.Linq;
+using Microsoft.Extensions.Logging;
+using Tidemark.Engine.Domains;
+using Tidemark.Remote;
+using Tidemark.Remote.Protocol;
+using Tidemark.Remote.Server;
+using Tidemark.Storage;
+using EngineDomain = Tidemark.Engine.Domains.Domain;
+using WireState = Tidemark.Remote.Protocol.DomainState;
+
+namespace Tidemark.Daemon;
+
+/// <summary>
+/// The libvirt API (libvirt-rpc.md §5) over Tidemark's engine: what <see cref="RemoteServer"/>
+/// serves. Domains are looked up by UUID first, as libvirt's drivers do with the domain a
+/// client names; every engine error reaches the client with libvirt's code and text
+/// (<see cref="WireErrors"/>). Life-cycle changes and ended jobs are announced through
+/// <see cref="Events"/>.
+/// </summary>
+internal sealed partial class EngineHypervisor : IRemoteHypervisor
+{
+    /// <summary>The version a libvirt client sees (9.0.0): virtnbdbackup skips a capability check at ≥ 7.6.0.</summary>
+    private const ulong LibraryVersion = 9_000_000;
+
+    /// <summary>The hypervisor version, QEMU 7.2.0's, whose behaviour Tidemark's images and NBD server follow.</summary>
+    private const ulong HypervisorVersion = 7_002_000;
+
+    // virConnectListAllDomainsFlags, in the groups libvirt filters by (a domain must match one set bit of each group used).
+    private static readonly uint[] ListFilterGroups = [1 | 2, 4 | 8, 16 | 32 | 64 | 128, 256 | 512, 1024 | 2048, 4096 | 8192, 16384 | 32768];
+
+    private readonly DomainHost _host;
+    private readonly AutostartMarks _autostart;
+    private readonly ILogger _logger;
+
+    public EngineHypervisor(DomainHost host, AutostartMarks autostart, ILogger logger)
+    {
+        _host = host;
+        _autostart = autostart;
+        _logger = logger;
+    }
+
+    /// <summary>Where events go; set once the server exists.</summary>
+    public DomainEventPublisher? Events { get; set; }
+
+    public ValueTask OpenAsync(string? name, uint flags, CancellationToken cancellationToken) => ValueTask.CompletedTask;
+
+    public ValueTask<string> GetTypeAsync(CancellationToken cancellationToken) => ValueTask.FromResult("QEMU");
+
+    public ValueTask<ulong> GetVersionAsync(CancellationToken cancellationToken) => ValueTask.FromResult(HypervisorVersion);
+
+    public ValueTask<ulong> GetLibraryVersionAsync(CancellationToken cancellationToken) => ValueTask.FromResult(LibraryVersion);
+
+    public ValueTask<string> GetHostnameAsync(CancellationToken cancellationToken) => ValueTask.FromResult(Environment.MachineName);
+
+    public ValueTask<string> GetUriAsync(CancellationToken cancellationToken) => ValueTask.FromResult("qemu:///system");
+
+    public ValueTask<IReadOnlyList<RemoteDomain>> ListAllDomainsAsync(uint flags, CancellationToken cancellationToken)
+    {
+        if ((flags & ~0xFFFFu) != 0)
+        {
+            throw Unsupported(flags & ~0xFFFFu, "virConnectListAllDomains");
+        }
+
+        IReadOnlyList<RemoteDomain> list = [.. _host.ListDomains().Where(d => Matches(d, flags)).Select(Ref)];
+        return ValueTask.FromResult(list);
+    }
+
+    public ValueTask<RemoteDomain> LookupDomainByIdAsync(int id, CancellationToken cancellationToken) => Call(() => Ref(_host.LookupById(id)));
+
+    public ValueTask<RemoteDomain> LookupDomainByNameAsync(string name, CancellationToken cancellationToken) => Call(() => Ref(_host.LookupByName(name)));
+
+    public ValueTask<RemoteDomain> LookupDomainByUuidAsync(Guid uuid, CancellationToken cancellationToken) => Call(() => Ref(_host.LookupByUuid(uuid)));
+
+    public ValueTask<RemoteDomain> DefineDomainAsync(string xml, uint flags, CancellationToken cancellationToken) => CallAsync(async () =>
+    {
+        // VIR_DOMAIN_DEFINE_VALIDATE: the engine validates every definition anyway.
+        CheckFlags(flags, 1, "qemuDomainDefineXMLFlags");
+        var existed = TryParseName(xml) is { } name && _host.ListDomains().Any(d => d.Name == name);
+        var domain = await _host.DefineAsync(xml, cancellationToken).ConfigureAwait(false);
+        Events?.PublishLifecycle(Ref(domain), DomainLifecycleEvent.Defined, existed ? 1 : 0);
+        return Ref(domain);
+    });
+
+    public ValueTask UndefineDomainAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => CallAsync(async () =>
+    {
+        var found = Find(domain);
+        await _host.UndefineAsync(found, (DomainUndefineFlags)flags, cancellationToken).ConfigureAwait(false);
+        _autostart.Set(found.Name, false);
+        Events?.PublishLifecycle(Ref(found), DomainLifecycleEvent.Undefined, 0);
+    });
+
+    public ValueTask<RemoteDomain> StartDomainAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => CallAsync(async () =>
+    {
+        CheckFlags(flags, 0, "qemuDomainCreateWithFlags");
+        var found = Find(domain);
+        await found.StartAsync(cancellationToken).ConfigureAwait(false);
+        Events?.PublishLifecycle(Ref(found), DomainLifecycleEvent.Started, 0);
+        return Ref(found);
+    });
+
+    public ValueTask DestroyDomainAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => CallAsync(async () =>
+    {
+        // VIR_DOMAIN_DESTROY_GRACEFUL: every stop is graceful here (images flushed and closed).
+        CheckFlags(flags, 1, "qemuDomainDestroyFlags");
+        var found = Find(domain);
+        var reference = Ref(found);
+        await found.DestroyAsync(cancellationToken).ConfigureAwait(false);
+        Events?.PublishLifecycle(reference, DomainLifecycleEvent.Stopped, 2);
+    });
+
+    public ValueTask ShutdownDomainAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => CallAsync(async () =>
+    {
+        var found = Find(domain);
+        var reference = Ref(found);
+        await found.ShutdownAsync(cancellationToken).ConfigureAwait(false);
+        Events?.PublishLifecycle(reference, DomainLifecycleEvent.Stopped, 0);
+    });
+
+    public ValueTask SuspendDomainAsync(RemoteDomain domain, CancellationToken cancellationToken) => throw LibvirtError.NoSupport("virDomainSuspend");
+
+    public ValueTask ResumeDomainAsync(RemoteDomain domain, CancellationToken cancellationToken) => throw LibvirtError.NoSupport("virDomainResume");
+
+    public ValueTask<DomainStateInfo> GetDomainStateAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => Call(() =>
+    {
+        CheckFlags(flags, 0, "qemuDomainGetState");
+
+        // Reasons: RUNNING_BOOTED (1); SHUTOFF_UNKNOWN (0).
+        return Find(domain).IsActive ? new DomainStateInfo(WireState.Running, 1) : new DomainStateInfo(WireState.Shutoff, 0);
+    });
+
+    public ValueTask<DomainInfo> GetDomainInfoAsync(RemoteDomain domain, CancellationToken cancellationToken) => Call(() =>
+    {
+        var found = Find(domain);
+        var element = found.Definition.Element;
+        var memory = KiB(element.Element("memory")) ?? 0;
+        var current = KiB(element.Element("currentMemory")) ?? memory;
+        var vcpus = ushort.TryParse(element.Element("vcpu")?.Value, CultureInfo.InvariantCulture, out var n) ? n : (ushort)1;
+        return new DomainInfo(found.IsActive ? WireState.Running : WireState.Shutoff, memory, current, vcpus, 0);
+    });
+
+    public ValueTask<bool> IsDomainActiveAsync(RemoteDomain domain, CancellationToken cancellationToken) => Call(() => Find(domain).IsActive);
+
+    public ValueTask<bool> IsDomainPersistentAsync(RemoteDomain domain, CancellationToken cancellationToken) => Call(() => Find(domain).IsPersistent);
+
+    public ValueTask<string> GetDomainXmlAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => Call(() =>
+    {
+        // SECURE, INACTIVE, UPDATE_CPU, MIGRATABLE: only INACTIVE changes what Tidemark shows.
+        CheckFlags(flags, 1 | 2 | 4 | 8, "qemuDomainGetXMLDesc");
+        var found = Find(domain);
+        return (flags & 2) != 0 || found.Running is not { } running
+            ? found.GetXml()
+            : RunningDomainXml.Format(found.Definition, running);
+    });
+
+    public ValueTask<bool> GetAutostartAsync(RemoteDomain domain, CancellationToken cancellationToken) => Call(() => _autostart.Get(Find(domain).Name));
+
+    public ValueTask SetAutostartAsync(RemoteDomain domain, bool autostart, CancellationToken cancellationToken) => CallAsync(() =>
+    {
+        var found = Find(domain);
+        if (!found.IsPersistent)
+        {
+            throw LibvirtError.Create(VirErrorNumber.OperationInvalid, VirErrorDomain.Qemu, "cannot set autostart for transient domain");
+        }
+
+        _autostart.Set(found.Name, autostart);
+        return Task.CompletedTask;
+    });
+
+    public ValueTask<BlockInfo> GetBlockInfoAsync(RemoteDomain domain, string path, uint flags, CancellationToken cancellationToken) => CallAsync(async () =>
+    {
+        CheckFlags(flags, 0, "qemuDomainGetBlockInfo");
+        var found = Find(domain);
+        var disk = found.Definition.DiskByName(path)
+            ?? throw LibvirtError.Create(VirErrorNumber.InvalidArg, VirErrorDomain.Qemu, $"invalid path {path} not assigned to domain");
+        if (disk.IsEmpty || disk.SourcePath is null)
+        {
+            throw LibvirtError.Create(VirErrorNumber.OperationInvalid, VirErrorDomain.Qemu, $"disk '{disk.TargetDev}' does not currently have a source assigned");
+        }
+
+        var physical = (ulong)new FileInfo(disk.SourcePath).Length;
+        long capacity;
+        if (found.Running?.DiskByTarget(disk.TargetDev) is { } runningDisk)
+        {
+            capacity = runningDisk.LiveImage.VirtualSize;
+        }
+        else
+        {
+            var format = disk.DriverType is { } type ? ImageFormatNames.Parse(type) : (ImageFormat?)null;
+            var image = await DiskImage.OpenAsync(disk.SourcePath, format, readOnly: true, cancellationToken).ConfigureAwait(false);
+            await using (image.ConfigureAwait(false))
+            {
+                capacity = image.VirtualSize;
+            }
+        }
+
+        // A file's allocation is its length here: Tidemark's images grow only by what they hold.
+        return new BlockInfo(physical, (ulong)capacity, physical);
+    });
+
+    public ValueTask<IReadOnlyList<TypedParameter>> GetGuestInfoAsync(RemoteDomain domain, uint types, uint flags, CancellationToken cancellationToken) => Call<IReadOnlyList<TypedParameter>>(() =>
+    {
+        Find(domain);
+        throw NoGuestAgent();
+    });
+
+    public ValueTask<int> FreezeFilesystemsAsync(RemoteDomain domain, IReadOnlyList<string> mountpoints, uint flags, CancellationToken cancellationToken) => Call<int>(() =>
+    {
+        Find(domain);
+        throw NoGuestAgent();
+    });
+
+    public ValueTask<int> ThawFilesystemsAsync(RemoteDomain domain, IReadOnlyList<string> mountpoints, uint flags, CancellationToken cancellationToken) => Call<int>(() =>
+    {
+        Find(domain);
+        throw NoGuestAgent();
+    });
+
+    public ValueTask<RemoteStoragePool> LookupStoragePoolByTargetPathAsync(string path, CancellationToken cancellationToken) =>
+        throw LibvirtError.Create(VirErrorNumber.NoStoragePool, VirErrorDomain.Storage, $"no storage pool with matching target path '{path}'");
+
+    /// <summary>Starts the domains marked autostart, as libvirtd does when it starts; a failure is logged and the others still start.</summary>
+    public async Task AutostartAsync(CancellationToken cancellationToken)
+    {
+        foreach (var domain in _host.ListDomains().Where(d => !d.IsActive && _autostart.Get(d.Name)))
+        {
+            try
+            {
+                await domain.StartAsync(cancellationToken).ConfigureAwait(false);
+                _logger.LogInformation("autostarted domain {Domain}", domain.Name);
+            }
+            catch (Exception e) when (WireErrors.From(e) is not null)
+            {
+                _logger.LogError("cannot autostart domain {Domain}: {Error}", domain.Name, e.Message);
+            }
+        }
+    }
+
+    private static RemoteDomain Ref(EngineDomain domain) => new(domain.Name, domain.Uuid, domain.Id);
+
+    private EngineDomain Find(RemoteDomain domain)
+    {
+        var found = _host.ListDomains().FirstOrDefault(d => d.Uuid == domain.Uuid);
+        return found ?? throw LibvirtError.NoDomainWithUuid(domain.Uuid, domain.Name);
+    }
+
+    private bool Matches(EngineDomain domain, uint flags)
+    {
+        var autostart = _autostart.Get(domain.Name);
+        var properties =
+            (domain.IsActive ? 1u : 2u)
+            | (domain.IsPersistent ? 4u : 8u)
+            | (domain.IsActive ? 16u : 64u)
+            | 512u
+            | (autostart ? 1024u : 2048u)
+            | 8192u
+            | (domain.Checkpoints.Count > 0 ? 16384u : 32768u);
+        return ListFilterGroups.All(group => (flags & group) == 0 || (flags & group & properties) != 0);
+    }
+
+    private static ulong? KiB(XElement? memory)
+    {
+        if (memory is null || !ulong.TryParse(memory.Value, CultureInfo.InvariantCulture, out var value))
+        {
+            return null;
+        }
+
+        return (string?)memory.Attribute("unit") switch
+        {
+            "b" or "bytes" => value / 1024,
+            "M" or "MiB" => value * 1024,
+            "G" or "GiB" => value * 1024 * 1024,
+            _ => value,
+        };
+    }
+
+    private static string? TryParseName(string xml)
+    {
+        try
+        {
+            return XElement.Parse(xml).Element("name")?.Value;
+        }
+        catch (System.Xml.XmlException)
+        {
+            return null;
+        }
+    }
+
+    // libvirt's qemu driver without an agent channel in the domain (virtnbdbackup and virsh tolerate it).
+    private static LibvirtError NoGuestAgent() =>
+        LibvirtError.Create(VirErrorNumber.OperationUnsupported, VirErrorDomain.Qemu, "QEMU guest agent is not configured");
+
+    private static void CheckFlags(uint flags, uint known, string function)
+    {
+        if ((flags & ~known) != 0)
+        {
+            throw Unsupported(flags & ~known, function);
+        }
+    }
+
+    private static LibvirtError Unsupported(uint flags, string function) =>
+        LibvirtError.Create(VirErrorNumber.InvalidArg, VirErrorDomain.Qemu, $"unsupported flags (0x{flags:x}) in function {function}");
+
+    private static ValueTask<T> Call<T>(Func<T> call)
+    {
+        try
+        {
+            return ValueTask.FromResult(call());
+        }
+        catch (Exception e) when (WireErrors.From(e) is { } error && error != e)
+        {
+            throw error;
+        }
+    }
+
+    private static ValueTask Call(Action call)
+    {
+        try
+        {
+            call();
+            return ValueTask.CompletedTask;
+        }
+        catch (Exception e) when (WireErrors.From(e) is { } error && error != e)
+        {
+            throw error;
+        }
+    }
+
+    private static async ValueTask<T> CallAsync<T>(Func<Task<T>> call)
+    {
+        try
+        {
+            return await call().ConfigureAwait(false);
+        }
+        catch (Exception e) when (WireErrors.From(e) is { } error && error != e)
+        {
+            throw error;
+        }
+    }
+
+    private static async ValueTask CallAsync(Func<Task> call)
+    {
+        try
+        {
+            await call().ConfigureAwait(false);
+        }
+        catch (Exception e) when (WireErrors.From(e) is { } error && error != e)
+        {
+            throw error;
+        }
+    }
+}

@@ -1,0 +1,65 @@
+using System.Security;
+using System.Text;
+using Tidemark.Engine.Disks;
+using Tidemark.Formats.Domains;
+
+namespace Tidemark.Daemon;
+
+/// <summary>
+/// A running domain's XML: its definition plus, under <c>&lt;metadata&gt;</c> in Tidemark's
+/// namespace, the NBD URI each disk is served on, which is where a guest (or qemu-io standing
+/// in for one) connects. libvirt keeps foreign-namespace metadata exactly so; clients that do
+/// not know the namespace ignore it.
+/// </summary>
+internal static class RunningDomainXml
+{
+    /// <summary>Tidemark's domain metadata namespace.</summary>
+    public const string Namespace = "https://tidemark.dev/schemas/domain/1.0";
+
+    /// <summary>The element's prefix, as libvirt writes metadata elements with the prefix they were given.</summary>
+    public const string Prefix = "tidemark";
+
+    /// <summary>The definition with each running disk's NBD URI in its metadata.</summary>
+    public static string Format(DomainDefinition definition, RunningDomain running)
+    {
+        var xml = DomainFormatter.Format(definition);
+        var element = new StringBuilder();
+        element.Append("    <").Append(Prefix).Append(":disks xmlns:").Append(Prefix).Append("='").Append(Namespace).Append("'>\n");
+        foreach (var disk in running.Disks)
+        {
+            element.Append("      <").Append(Prefix).Append(":disk target='").Append(SecurityElement.Escape(disk.Target))
+                .Append("' uri='").Append(SecurityElement.Escape(NbdUri(running, disk.Target))).Append("'/>\n");
+        }
+
+        element.Append("    </").Append(Prefix).Append(":disks>\n");
+
+        // The formatter writes one element per line, two spaces deep: <metadata> goes after
+        // <uuid> (libvirt's order: name, uuid, title, description, metadata), or an existing
+        // one receives the element.
+        var existing = xml.IndexOf("  </metadata>\n", StringComparison.Ordinal);
+        if (existing >= 0)
+        {
+            return xml.Insert(existing, element.ToString());
+        }
+
+        var anchor = LastLineOf(xml, "  <description>") ?? LastLineOf(xml, "  <title>") ?? LastLineOf(xml, "  <uuid>") ?? LastLineOf(xml, "  <name>");
+        var block = "  <metadata>\n" + element + "  </metadata>\n";
+        return anchor is { } at ? xml.Insert(at, block) : xml;
+    }
+
+    /// <summary>The URI of disk <paramref name="target"/> of a running domain, as libnbd and qemu write it.</summary>
+    public static string NbdUri(RunningDomain running, string target) => $"nbd+unix:///{target}?socket={running.SocketPath}";
+
+    // The offset just past the element that starts a line with `start` (single-line elements only).
+    private static int? LastLineOf(string xml, string start)
+    {
+        var at = xml.IndexOf("\n" + start, StringComparison.Ordinal);
+        if (at < 0)
+        {
+            return null;
+        }
+
+        var end = xml.IndexOf('\n', at + 1);
+        return end < 0 ? null : end + 1;
+    }
+}

@@ -1,0 +1,120 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Tidemark.Testing;
+
+namespace Tidemark.Cli.Tests;
+
+/// <summary>
+/// <c>tidemark daemon</c> as a child process, driven by stock virsh and stopped by SIGTERM as a
+/// service manager stops libvirtd: the running pull backup is ended and its scratch removed, the
+/// domain's image is closed with its checkpoint bitmap stored, the socket and the lock go away.
+/// A second daemon on the same state directory is refused while the first runs.
+/// </summary>
+public sealed class DaemonCommandTests
+{
+    private const int SIGTERM = 15;
+
+    private static CancellationToken Token => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task Daemon_ServesVirsh_RefusesASecond_AndStopsCleanlyOnSigterm()
+    {
+        using var dir = new TempDirectory("cli-daemon");
+        var image = dir.File("vm.qcow2");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", image, "8M");
+        var state = dir.File("state");
+        var socket = dir.File("sock");
+        var uri = $"qemu+unix:///system?socket={socket}";
+
+        using var daemon = Start("daemon", "--state-dir", state, "--socket", socket);
+        var stderr = daemon.StandardError.ReadToEndAsync(Token);
+        var scratch = dir.File("scratch.qcow2");
+        try
+        {
+            await WaitForSocketAsync(socket);
+            var second = await Peer.RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "tidemark.dll"), "daemon", "--state-dir", state, "--socket", dir.File("sock2")], timeout: TimeSpan.FromMinutes(1));
+            Assert.Equal(1, second.ExitCode);
+            Assert.StartsWith($"error: another Tidemark daemon (pid {daemon.Id}) is using the state directory '{state}'", second.Stderr, StringComparison.Ordinal);
+
+            var xml = dir.File("vm.xml");
+            await File.WriteAllTextAsync(xml, $"<domain type='kvm'><name>vm</name><memory>1048576</memory><devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{image}'/><target dev='vda' bus='virtio'/></disk></devices></domain>", Token);
+            await Peer.RunCheckedAsync("virsh", "-c", uri, "define", xml);
+            await Peer.RunCheckedAsync("virsh", "-c", uri, "start", "vm");
+            await Peer.RunCheckedAsync("virsh", "-c", uri, "checkpoint-create-as", "vm", "c1");
+            await Peer.RunCheckedAsync("qemu-io", "-f", "raw", "-c", "write -P 0x61 0 64k", "-c", "flush", $"nbd+unix:///vda?socket={Path.Combine(state, "run", "vm.sock")}");
+            var backup = dir.File("pull.xml");
+            await File.WriteAllTextAsync(backup, $"<domainbackup mode='pull'><server transport='unix' socket='{dir.File("pull.sock")}'/><disks><disk name='vda' type='file'><scratch file='{scratch}'/></disk></disks></domainbackup>", Token);
+            await Peer.RunCheckedAsync("virsh", "-c", uri, "backup-begin", "vm", backup);
+            Assert.True(File.Exists(scratch));
+
+            Assert.Equal(0, NativeMethods.kill(daemon.Id, SIGTERM));
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Token);
+            timeout.CancelAfter(TimeSpan.FromSeconds(60));
+            await daemon.WaitForExitAsync(timeout.Token);
+        }
+        finally
+        {
+            if (!daemon.HasExited)
+            {
+                daemon.Kill();
+            }
+        }
+
+        Assert.True(daemon.ExitCode == 0, $"exit {daemon.ExitCode}: {await stderr}");
+        Assert.False(File.Exists(socket));
+        Assert.False(File.Exists(scratch));
+        Assert.Empty(Directory.GetFiles(Path.Combine(state, "jobs")));
+
+        // QEMU finds the image clean and the checkpoint's bitmap stored, not in use.
+        await Peer.RunCheckedAsync("qemu-img", "check", image);
+        var info = await Peer.RunCheckedAsync("qemu-img", "info", image);
+        Assert.Contains("name: c1", info, StringComparison.Ordinal);
+        Assert.DoesNotContain("in-use", info, StringComparison.Ordinal);
+    }
+
+    private static Process Start(params string[] arguments)
+    {
+        var info = new ProcessStartInfo(Peer.Require("dotnet")) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "tidemark.dll"));
+        foreach (var a in arguments)
+        {
+            info.ArgumentList.Add(a);
+        }
+
+        var process = Process.Start(info)!;
+
+        // The daemon logs to stdout; keep the pipe drained.
+        _ = process.StandardOutput.ReadToEndAsync(Token);
+        return process;
+    }
+
+    private static async Task WaitForSocketAsync(string socket)
+    {
+        for (var i = 0; i < 1200; i++)
+        {
+            if (File.Exists(socket))
+            {
+                using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                try
+                {
+                    await s.ConnectAsync(new UnixDomainSocketEndPoint(socket), Token);
+                    return;
+                }
+                catch (SocketException)
+                {
+                }
+            }
+
+            await Task.Delay(50, Token);
+        }
+
+        throw new TimeoutException($"nothing listens on {socket}");
+    }
+
+    private static class NativeMethods
+    {
+        [DllImport("libc", SetLastError = true)]
+        internal static extern int kill(int pid, int sig);
+    }
+}

@@ -1,0 +1,114 @@
+using System.Security;
+using Microsoft.Extensions.Logging.Abstractions;
+using Tidemark.Testing;
+
+namespace Tidemark.Daemon.Tests.Support;
+
+/// <summary>
+/// A <see cref="TidemarkDaemon"/> started in-process on a temporary state directory and socket,
+/// with qcow2 images made by qemu-img beside it. Disposing stops the daemon (every domain
+/// stopped, images closed) and removes the files.
+/// </summary>
+internal sealed class TestDaemon : IAsyncDisposable
+{
+    private TestDaemon(TempDirectory directory, TidemarkDaemon daemon)
+    {
+        Directory = directory;
+        Daemon = daemon;
+    }
+
+    public TempDirectory Directory { get; }
+
+    public TidemarkDaemon Daemon { get; }
+
+    public string StateRoot => Directory.File("state");
+
+    /// <summary>The URI virsh, libvirt-python and virtnbdbackup are given.</summary>
+    public string Uri => $"qemu+unix:///system?socket={Daemon.SocketPath}";
+
+    public static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public static async Task<TestDaemon> StartAsync()
+    {
+        // Short names: every domain's unix socket lives under the state directory.
+        var directory = new TempDirectory("td");
+        var daemon = new TidemarkDaemon(new DaemonOptions { StateDirectory = directory.File("state") }, NullLoggerFactory.Instance);
+        await daemon.StartAsync(Ct);
+        return new TestDaemon(directory, daemon);
+    }
+
+    /// <summary>Creates a qcow2 image of <paramref name="size"/> bytes for disk <paramref name="target"/> of <paramref name="domain"/>.</summary>
+    public async Task<string> CreateImageAsync(string domain, string target, string size = "16M")
+    {
+        var path = Directory.File($"{domain}-{target}.qcow2");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", path, size);
+        return path;
+    }
+
+    /// <summary>A libvirt domain document with one qcow2 virtio disk per (target, image).</summary>
+    public static string DomainXml(string name, params (string Target, string Image)[] disks)
+    {
+        var devices = string.Concat(disks.Select(d => $"""
+                <disk type='file' device='disk'>
+                  <driver name='qemu' type='qcow2'/>
+                  <source file='{SecurityElement.Escape(d.Image)}'/>
+                  <target dev='{d.Target}' bus='virtio'/>
+                </disk>
+
+            """));
+        return $"""
+            <domain type='kvm'>
+              <name>{name}</name>
+              <memory unit='KiB'>1048576</memory>
+              <vcpu placement='static'>2</vcpu>
+              <os>
+                <type arch='x86_64'>hvm</type>
+              </os>
+              <devices>
+            {devices}  </devices>
+            </domain>
+            """;
+    }
+
+    /// <summary>The unix socket a running domain's disks are served on.</summary>
+    public string GuestSocket(string domain) => Path.Combine(StateRoot, "run", domain + ".sock");
+
+    /// <summary>qemu-io as the guest: runs each command against the running domain's disk over NBD, then flushes.</summary>
+    public async Task GuestWriteAsync(string domain, string target, params string[] commands)
+    {
+        var args = new List<string> { "-f", "raw" };
+        foreach (var c in commands.Append("flush"))
+        {
+            args.Add("-c");
+            args.Add(c);
+        }
+
+        args.Add($"nbd+unix:///{target}?socket={GuestSocket(domain)}");
+        var result = await Peer.RunAsync("qemu-io", args);
+        result.EnsureSuccess();
+        Assert.DoesNotContain("failed", result.Stdout + result.Stderr, StringComparison.OrdinalIgnoreCase);
+    }
+
+    /// <summary>The disk's content now, as QEMU reads it, into a raw file (the guest must be quiet).</summary>
+    public async Task<string> CaptureAsync(string image, string name)
+    {
+        var copy = Directory.File(name);
+        await Peer.RunCheckedAsync("qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", image, copy);
+        return copy;
+    }
+
+    /// <summary>Waits until the domain's backup job has ended (the domain lets go of it before its completion is announced).</summary>
+    public async Task WaitForJobEndAsync(string domain)
+    {
+        if (Daemon.Host!.LookupByName(domain).Backup is { } backup)
+        {
+            await backup.Completion.WaitAsync(TimeSpan.FromMinutes(2), Ct);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Daemon.DisposeAsync();
+        Directory.Dispose();
+    }
+}
