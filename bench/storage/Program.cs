@@ -50,13 +50,13 @@ for (var i = 0; i < args.Length - 1; i++)
 
 var repo = FindRepository();
 Directory.CreateDirectory(root);
-var rows = new List<(string Name, double Tidemark, double Qemu)>();
+var rows = new List<(string Name, double Tidemark, double Qemu, double? TidemarkCpu, double? QemuCpu)>();
 
 // Each row is printed to stderr as soon as it is measured, so a long run shows its progress.
-void Add(string name, double tidemark, double qemu)
+void Add(string name, Timed tidemark, Timed qemu)
 {
-    rows.Add((name, tidemark, qemu));
-    Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name}: tidemark {tidemark:F3} s, qemu {qemu:F3} s"));
+    rows.Add((name, tidemark.Wall, qemu.Wall, tidemark.Cpu, qemu.Cpu));
+    Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name}: tidemark {tidemark.Wall:F3} s, qemu {qemu.Wall:F3} s"));
 }
 
 try
@@ -143,46 +143,47 @@ finally
 }
 
 Console.WriteLine();
-Console.WriteLine($"{"row",-42} {"tidemark s",12} {"qemu s",12} {"ratio",8}");
-foreach (var (name, tidemark, qemu) in rows)
+Console.WriteLine($"{"row",-42} {"tidemark s",11} {"qemu s",11} {"ratio",7} {"tidemark cpu",13} {"qemu cpu",9} {"cpu ratio",9}");
+foreach (var (name, tidemark, qemu, tidemarkCpu, qemuCpu) in rows)
 {
-    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name,-42} {tidemark,12:F3} {qemu,12:F3} {qemu / tidemark,8:F2}"));
+    var cpu = tidemarkCpu is { } t && qemuCpu is { } q
+        ? string.Create(CultureInfo.InvariantCulture, $"{t,13:F3} {q,9:F3} {q / t,9:F2}")
+        : $"{"-",13} {"-",9} {"-",9}";
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name,-42} {tidemark,11:F3} {qemu,11:F3} {qemu / tidemark,7:F2} {cpu}"));
 }
 
-Console.WriteLine("ratio = qemu time / tidemark time (>= 1: Tidemark at least as fast)");
+Console.WriteLine("ratio = qemu time / tidemark time (>= 1: Tidemark at least as fast); cpu = user + system seconds of the process");
 return 0;
 
 // Runs the two tools in turn, each after a sync(1) so neither pays for the other's dirty pages;
 // keeps the best time of each.
-static async Task<(double Tidemark, double Qemu)> AlternateAsync(int runs, Func<Task<double>> tidemark, Func<Task<double>> qemu)
+static async Task<(Timed Tidemark, Timed Qemu)> AlternateAsync(int runs, Func<Task<double>> tidemark, Func<Task<double>> qemu)
 {
-    var best = (Tidemark: double.MaxValue, Qemu: double.MaxValue);
+    var samples = (Tidemark: new List<Timed>(), Qemu: new List<Timed>());
     for (var i = 0; i < runs; i++)
     {
         await RunAsync("sync");
-        best.Tidemark = Math.Min(best.Tidemark, await tidemark());
+        samples.Tidemark.Add(await Timed.MeasureAsync(tidemark));
         await RunAsync("sync");
-        best.Qemu = Math.Min(best.Qemu, await qemu());
+        samples.Qemu.Add(await Timed.MeasureAsync(qemu));
     }
 
-    return best;
+    return (Timed.Best(samples.Tidemark), Timed.Best(samples.Qemu));
 }
 
 // Short commands: alternates the two tools, keeps the median of each (after one warm-up run each).
-static async Task<(double Tidemark, double Qemu)> MedianAsync(int runs, Func<Task<double>> tidemark, Func<Task<double>> qemu)
+static async Task<(Timed Tidemark, Timed Qemu)> MedianAsync(int runs, Func<Task<double>> tidemark, Func<Task<double>> qemu)
 {
     await tidemark();
     await qemu();
-    var samples = (Tidemark: new List<double>(), Qemu: new List<double>());
+    var samples = (Tidemark: new List<Timed>(), Qemu: new List<Timed>());
     for (var i = 0; i < runs; i++)
     {
-        samples.Tidemark.Add(await tidemark());
-        samples.Qemu.Add(await qemu());
+        samples.Tidemark.Add(await Timed.MeasureAsync(tidemark));
+        samples.Qemu.Add(await Timed.MeasureAsync(qemu));
     }
 
-    samples.Tidemark.Sort();
-    samples.Qemu.Sort();
-    return (samples.Tidemark[runs / 2], samples.Qemu[runs / 2]);
+    return (Timed.Median(samples.Tidemark), Timed.Median(samples.Qemu));
 }
 
 static async Task<double> ConvertInProcessAsync(string source, string sourceFormat, string target, string targetFormat)
@@ -356,4 +357,58 @@ static string FindRepository()
     }
 
     throw new InvalidOperationException("run the benchmark from inside the Tidemark repository");
+}
+
+/// <summary>
+/// One timing: wall seconds, and for a child process the CPU seconds (user + system) it used,
+/// from getrusage(RUSAGE_CHILDREN) around it: on a shared machine the CPU figure shows where a
+/// process's own time goes even when the wall time is mostly waiting for the disk.
+/// </summary>
+internal readonly record struct Timed(double Wall, double? Cpu)
+{
+    public static async Task<Timed> MeasureAsync(Func<Task<double>> run)
+    {
+        var before = ChildCpuSeconds();
+        var wall = await run();
+        var cpu = ChildCpuSeconds() - before;
+        // An in-process run starts no child: no CPU figure.
+        return new Timed(wall, cpu > 0 ? cpu : null);
+    }
+
+    public static Timed Best(List<Timed> samples) =>
+        new(samples.Min(s => s.Wall), samples.All(s => s.Cpu is not null) ? samples.Min(s => s.Cpu) : null);
+
+    public static Timed Median(List<Timed> samples)
+    {
+        var walls = samples.Select(s => s.Wall).Order().ToList();
+        var cpus = samples.Select(s => s.Cpu).Order().ToList();
+        return new(walls[walls.Count / 2], cpus.All(c => c is not null) ? cpus[cpus.Count / 2] : null);
+    }
+
+    private static double ChildCpuSeconds()
+    {
+        const int RUSAGE_CHILDREN = -1;
+        if (NativeMethods.getrusage(RUSAGE_CHILDREN, out var usage) != 0)
+        {
+            throw new InvalidOperationException("getrusage failed");
+        }
+
+        return usage.UserSeconds + (usage.UserMicroseconds / 1e6) + usage.SystemSeconds + (usage.SystemMicroseconds / 1e6);
+    }
+
+    // struct rusage on 64-bit Linux: two struct timeval, then 14 longs.
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential, Size = 144)]
+    private struct RUsage
+    {
+        public long UserSeconds;
+        public long UserMicroseconds;
+        public long SystemSeconds;
+        public long SystemMicroseconds;
+    }
+
+    private static class NativeMethods
+    {
+        [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+        internal static extern int getrusage(int who, out RUsage usage);
+    }
 }

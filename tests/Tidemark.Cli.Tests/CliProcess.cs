@@ -24,8 +24,18 @@ internal sealed class CliProcess : IAsyncDisposable
         _stderr = process.StandardError.ReadToEndAsync();
     }
 
-    public static async Task<CliProcess> StartAsync(params string[] args) =>
-        new(Process.Start(await TidemarkProgram.StartInfoAsync(args)) ?? throw new InvalidOperationException("tidemark did not start"));
+    public static async Task<CliProcess> StartAsync(params string[] args)
+    {
+        // A test run started under nohup (or by a service manager) hands its children SIGHUP
+        // ignored, and an ignored signal stays ignored across exec, as it should: tidemark then
+        // rightly keeps running on SIGHUP. env(1) restores the default disposition, so the
+        // program under test sees every signal the test sends (env execs it: the pid is tidemark's).
+        var info = await TidemarkProgram.StartInfoAsync(args);
+        info.ArgumentList.Insert(0, info.FileName);
+        info.ArgumentList.Insert(0, "--default-signal=HUP,INT,TERM");
+        info.FileName = "/usr/bin/env";
+        return new(Process.Start(info) ?? throw new InvalidOperationException("tidemark did not start"));
+    }
 
     /// <summary>Sends <paramref name="signal"/> and waits for the process to exit by itself.</summary>
     public async Task<CliRun> StopAsync(int signal = SIGTERM)
