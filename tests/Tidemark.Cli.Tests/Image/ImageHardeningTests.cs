@@ -155,6 +155,27 @@ public sealed class ImageHardeningTests : IDisposable
         Assert.Equal(await Peer.RunCheckedAsync("qemu-img", "map", "--output=json", raw), output);
     }
 
+    [Fact]
+    public async Task MapJson_Qcow2OverRawWithHoles_IsByteIdenticalToQemuImg()
+    {
+        // The raw backing file's holes are present zeroes at depth 1 with their offset.
+        var raw = _dir.File("base.raw");
+        await using (var f = new FileStream(raw, FileMode.Create, FileAccess.Write))
+        {
+            f.SetLength(1 << 20);
+            f.Seek(192 << 10, SeekOrigin.Begin);
+            await f.WriteAsync(RandomNumberGenerator.GetBytes(64 << 10), TestContext.Current.CancellationToken);
+        }
+
+        var top = _dir.File("top.qcow2");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-f", "qcow2", "-b", raw, "-F", "raw", top);
+        await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "write -P 3 0 64k", top);
+
+        var (code, output, _) = await RunAsync("image", "map", "--output=json", top);
+        Assert.Equal(0, code);
+        Assert.Equal(await Peer.RunCheckedAsync("qemu-img", "map", "--output=json", top), output);
+    }
+
     // ---- corrupt qcow2 images (defect 5) ----
 
     [Theory]

@@ -6,9 +6,10 @@ using Tidemark.Testing;
 namespace Tidemark.Storage.Tests.Qcow2;
 
 /// <summary>
-/// Property: whatever bytes of the header, refcount table, refcount block, L1 and L2 tables are
-/// damaged, opening, reading, mapping and checking the image either works or fails with a
-/// StorageException — never another exception, a hang or an unbounded allocation.
+/// Property: whatever bytes of the header, refcount table, refcount block, L1 and L2 tables and
+/// bitmap directory are damaged, opening, reading, mapping and checking the image, and changing
+/// its bitmaps read-write, either work or fail with a StorageException — never another
+/// exception, a hang or an unbounded allocation — and a close after a failure never throws.
 /// </summary>
 public sealed class MutatedImageProperties : IAsyncLifetime
 {
@@ -84,6 +85,52 @@ public sealed class MutatedImageProperties : IAsyncLifetime
         try
         {
             await Qcow2Check.RunAsync(path);
+        }
+        catch (StorageException)
+        {
+        }
+
+        await ChangeBitmapsAsync(path);
+    }
+
+    /// <summary>
+    /// Read-write: add, clear and remove bitmaps, then close. The operations may fail with a
+    /// StorageException; once one has broken the image, the close must neither throw nor write.
+    /// </summary>
+    private static async Task ChangeBitmapsAsync(string path)
+    {
+        Qcow2Image image;
+        try
+        {
+            image = await Qcow2Image.OpenAsync(path, readOnly: false);
+        }
+        catch (StorageException)
+        {
+            return;
+        }
+
+        try
+        {
+            await image.Bitmaps.AddAsync("n1");
+            await image.WriteAsync(0, new byte[4096]);
+            await image.Bitmaps.ClearAsync("b0");
+            await image.Bitmaps.RemoveAsync("b0");
+        }
+        catch (StorageException)
+        {
+        }
+
+        if (image.IsBroken)
+        {
+            var before = await File.ReadAllBytesAsync(path);
+            await image.DisposeAsync();
+            Assert.Equal(before, await File.ReadAllBytesAsync(path));
+            return;
+        }
+
+        try
+        {
+            await image.DisposeAsync();
         }
         catch (StorageException)
         {
