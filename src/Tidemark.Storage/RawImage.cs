@@ -52,6 +52,23 @@ public sealed class RawImage : IHostFileImage
         return new RawImage(file, DiskSize.RoundUp(file.Length));
     }
 
+    /// <summary>
+    /// Sets a raw file's length to <paramref name="newSize"/> bytes, as <c>qemu-img resize</c>
+    /// does (raw_co_truncate: the length asked for, not rounded; a grown tail is a hole).
+    /// </summary>
+    /// <exception cref="StorageException">Another process holds a conflicting lock.</exception>
+    public static async ValueTask ResizeAsync(string path, long newSize, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentOutOfRangeException.ThrowIfNegative(newSize);
+        var file = HostFile.Open(path, readOnly: false);
+        await using (file.ConfigureAwait(false))
+        {
+            file.SetLength(newSize);
+            await file.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
     /// <summary>Creates (or truncates) a sparse raw file of <paramref name="size"/> bytes rounded up to whole sectors (<see cref="DiskSize"/>).</summary>
     /// <exception cref="StorageException">Another process holds a conflicting lock (QEMU's byte-range locks).</exception>
     public static RawImage Create(string path, long size)

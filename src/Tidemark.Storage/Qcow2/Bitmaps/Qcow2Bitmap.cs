@@ -13,7 +13,7 @@ namespace Tidemark.Storage.Qcow2.Bitmaps;
 /// </remarks>
 public sealed class Qcow2Bitmap
 {
-    private readonly DirtyBitmap? _bitmap;
+    private DirtyBitmap? _bitmap;
 
     internal Qcow2Bitmap(string name, int granularityBits, bool enabled, bool persistent, DirtyBitmap? bitmap)
     {
@@ -56,4 +56,18 @@ public sealed class Qcow2Bitmap
     /// <summary>The bits.</summary>
     /// <exception cref="StorageException">The bitmap is <see cref="Inconsistent"/>.</exception>
     public DirtyBitmap Bitmap => _bitmap ?? throw BitmapErrors.Inconsistent(Name);
+
+    /// <summary>
+    /// Replaces the bits with a bitmap covering <paramref name="newSize"/> bytes: the bits of the
+    /// old size kept, the new area clean (QEMU's bdrv_dirty_bitmap_truncate when growing).
+    /// </summary>
+    internal void Resize(long newSize)
+    {
+        var old = Bitmap;
+        var resized = new DirtyBitmap(newSize, old.Granularity);
+        var data = new byte[(old.DataLength + 7) & ~7L];
+        old.CopyDataTo(0, data);
+        resized.OrData(0, data);
+        _bitmap = resized;
+    }
 }

@@ -563,6 +563,23 @@ public sealed class Qcow2BitmapSet
         }
     }
 
+    /// <summary>
+    /// Resizes every consistent bitmap to a grown image's size (the new area clean); the image
+    /// calls it once its header holds the new size. Stored with the new size at close.
+    /// </summary>
+    internal void Resize(long newSize)
+    {
+        lock (_bitmaps)
+        {
+            foreach (var bitmap in _bitmaps.Where(b => !b.Inconsistent))
+            {
+                bitmap.Resize(newSize);
+            }
+        }
+
+        UpdateRecording();
+    }
+
     private void UpdateRecording()
     {
         DirtyBitmap[] recording;

@@ -1,0 +1,125 @@
+namespace Tidemark.Storage.Qcow2;
+
+// Growing a qcow2 image, in QEMU's order (qcow2_co_truncate with preallocation off):
+//
+//   1. pending metadata is written back, so the tables on disk are the ones in memory;
+//   2. when the L1 table is too small for the new size, a new one of exactly the size needed
+//      is allocated (qcow2_grow_l1_table with exact_size), its refcounts made durable, the old
+//      entries copied into it and flushed;
+//   3. the header gets the new L1 offset, L1 size and virtual size in one write of cluster 0
+//      and a flush: a crash leaves the old image or the new one, never a mix;
+//   4. the old L1 table is freed; a crash before that only leaks it.
+//
+// Persistent bitmaps are resized in memory (bdrv_dirty_bitmap_truncate: the new area clean)
+// and stored with their new size at close, as qemu-img resize does.
+public sealed partial class Qcow2Image
+{
+    /// <summary>
+    /// Grows the image to <paramref name="newSize"/> bytes (<c>qemu-img resize</c>). The new
+    /// area reads as zeroes (or from the backing file where it is larger).
+    /// </summary>
+    /// <exception cref="StorageException">The size is not a multiple of 512, is smaller than the image (shrinking qcow2 is not supported), needs a larger L1 table than QEMU allows, or an inconsistent bitmap cannot be resized.</exception>
+    public async ValueTask ResizeAsync(long newSize, CancellationToken cancellationToken = default)
+    {
+        CheckWritable();
+        cancellationToken.ThrowIfCancellationRequested();
+        if (newSize <= 0)
+        {
+            throw new StorageException(StorageErrorReason.InvalidRequest, "New image size must be positive");
+        }
+
+        if ((newSize & (DiskSize.SectorSize - 1)) != 0)
+        {
+            throw new StorageException(StorageErrorReason.InvalidRequest, "The new size must be a multiple of 512");
+        }
+
+        if (newSize < VirtualSize)
+        {
+            throw new StorageException(StorageErrorReason.UnsupportedFeature, $"{Path}: shrinking qcow2 images is not supported");
+        }
+
+        if (_header.SnapshotCount > 0)
+        {
+            // qcow2_co_truncate: "Can't resize an image which has snapshots".
+            throw new StorageException(StorageErrorReason.UnsupportedFeature, "Can't resize an image which has snapshots");
+        }
+
+        // qcow2_truncate_bitmaps_check: every bitmap must be loaded and usable to be resized.
+        foreach (var bitmap in _bitmaps.Bitmaps)
+        {
+            if (bitmap.Inconsistent)
+            {
+                throw new StorageException(StorageErrorReason.BitmapInconsistent, $"Bitmap '{bitmap.Name}' is inconsistent and cannot be used\nTry block-dirty-bitmap-remove to delete this bitmap from disk");
+            }
+        }
+
+        var l1Entries = Qcow2Header.RequiredL1Entries(newSize, _header.ClusterBits, _header.L2Entries);
+        if (l1Entries * 8 > Qcow2Layout.MaxL1Bytes)
+        {
+            // qcow2_grow_l1_table fails with EFBIG; qcow2_co_truncate adds its own words.
+            throw new StorageException(StorageErrorReason.LimitExceeded, "Failed to grow the L1 table: File too large");
+        }
+
+        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await FlushMetadataAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await GrowLockedAsync(newSize, (int)l1Entries, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException and not StorageException { Reason: StorageErrorReason.LimitExceeded })
+            {
+                throw Break(e, "resizing");
+            }
+
+            // Under the lock: no write can mark the bitmaps between the new size and their resize.
+            _bitmaps.Resize(newSize);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    private async ValueTask GrowLockedAsync(long newSize, int l1Entries, CancellationToken cancellationToken)
+    {
+        if (l1Entries <= _header.L1Size)
+        {
+            await RewriteHeaderAsync(_header with { Size = newSize }, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        var oldOffset = _header.L1TableOffset;
+        var oldClusters = L1Clusters(_header.L1Size);
+        var newClusters = L1Clusters(l1Entries);
+
+        // The allocator places a missing refcount block at the first cluster it covers, so no
+        // free run is longer than one block covers; refuse before anything is written.
+        var blockCovers = (_header.ClusterSize * 8L) >> _header.RefcountOrder;
+        if (newClusters > blockCovers)
+        {
+            throw new StorageException(StorageErrorReason.LimitExceeded, $"{Path}: growing to {newSize} bytes needs an L1 table of {newClusters} clusters, more than one refcount block covers ({blockCovers}); not supported yet");
+        }
+        var newOffset = await _refcounts.AllocateAsync(newClusters, cancellationToken).ConfigureAwait(false);
+        await _refcounts.WriteBackAsync(cancellationToken).ConfigureAwait(false);
+        await _file.FlushAsync(cancellationToken).ConfigureAwait(false);
+
+        // The old entries as they are on disk (written back above), then zeroes; exactly the
+        // table's bytes, as QEMU writes them, so the file ends where qemu-img's would.
+        var table = new byte[l1Entries * 8L];
+        await _file.ReadAsync(oldOffset, table.AsMemory(0, _header.L1Size * 8), cancellationToken).ConfigureAwait(false);
+        await _file.WriteAsync(newOffset, table, cancellationToken).ConfigureAwait(false);
+        await _file.FlushAsync(cancellationToken).ConfigureAwait(false);
+
+        await RewriteHeaderAsync(_header with { Size = newSize, L1Size = l1Entries, L1TableOffset = newOffset }, cancellationToken).ConfigureAwait(false);
+        _map = await ClusterMap.LoadAsync(_file, _header, ValidHostEnd, cancellationToken).ConfigureAwait(false);
+        if (oldClusters > 0 && oldOffset != 0)
+        {
+            _refcounts.QueueFree(oldOffset, oldClusters);
+            await FlushMetadataCoreAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private int L1Clusters(int entries) => (int)(((entries * 8L) + _header.ClusterSize - 1) >> _header.ClusterBits);
+}
