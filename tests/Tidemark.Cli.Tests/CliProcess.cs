@@ -24,6 +24,9 @@ internal sealed class CliProcess : IAsyncDisposable
         _stderr = process.StandardError.ReadToEndAsync();
     }
 
+    /// <summary>The process id (the daemon names it in its refusal of a second daemon).</summary>
+    public int Id => _process.Id;
+
     public static async Task<CliProcess> StartAsync(params string[] args)
     {
         // A test run started under nohup (or by a service manager) hands its children SIGHUP

@@ -1,6 +1,4 @@
-using System.Diagnostics;
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using Tidemark.Testing;
 
 namespace Tidemark.Cli.Tests;
@@ -13,8 +11,6 @@ namespace Tidemark.Cli.Tests;
 /// </summary>
 public sealed class DaemonCommandTests
 {
-    private const int SIGTERM = 15;
-
     private static CancellationToken Token => TestContext.Current.CancellationToken;
 
     [Fact]
@@ -27,13 +23,12 @@ public sealed class DaemonCommandTests
         var socket = dir.File("sock");
         var uri = $"qemu+unix:///system?socket={socket}";
 
-        using var daemon = Start("daemon", "--state-dir", state, "--socket", socket);
-        var stderr = daemon.StandardError.ReadToEndAsync(Token);
+        await using var daemon = await CliProcess.StartAsync("daemon", "--state-dir", state, "--socket", socket);
         var scratch = dir.File("scratch.qcow2");
-        try
+        CliRun stopped;
         {
             await WaitForSocketAsync(socket);
-            var second = await Peer.RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "tidemark.dll"), "daemon", "--state-dir", state, "--socket", dir.File("sock2")], timeout: TimeSpan.FromMinutes(1));
+            var second = await CliRun.RunAsync("daemon", "--state-dir", state, "--socket", dir.File("sock2"));
             Assert.Equal(1, second.ExitCode);
             Assert.StartsWith($"error: another Tidemark daemon (pid {daemon.Id}) is using the state directory '{state}'", second.Stderr, StringComparison.Ordinal);
 
@@ -48,20 +43,10 @@ public sealed class DaemonCommandTests
             await Peer.RunCheckedAsync("virsh", "-c", uri, "backup-begin", "vm", backup);
             Assert.True(File.Exists(scratch));
 
-            Assert.Equal(0, NativeMethods.kill(daemon.Id, SIGTERM));
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Token);
-            timeout.CancelAfter(TimeSpan.FromSeconds(60));
-            await daemon.WaitForExitAsync(timeout.Token);
-        }
-        finally
-        {
-            if (!daemon.HasExited)
-            {
-                daemon.Kill();
-            }
+            stopped = await daemon.StopAsync(CliProcess.SIGTERM);
         }
 
-        Assert.True(daemon.ExitCode == 0, $"exit {daemon.ExitCode}: {await stderr}");
+        Assert.True(stopped.ExitCode == 0, $"exit {stopped.ExitCode}: {stopped.Stderr}");
         Assert.False(File.Exists(socket));
         Assert.False(File.Exists(scratch));
         Assert.Empty(Directory.GetFiles(Path.Combine(state, "jobs")));
@@ -71,22 +56,6 @@ public sealed class DaemonCommandTests
         var info = await Peer.RunCheckedAsync("qemu-img", "info", image);
         Assert.Contains("name: c1", info, StringComparison.Ordinal);
         Assert.DoesNotContain("in-use", info, StringComparison.Ordinal);
-    }
-
-    private static Process Start(params string[] arguments)
-    {
-        var info = new ProcessStartInfo(Peer.Require("dotnet")) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "tidemark.dll"));
-        foreach (var a in arguments)
-        {
-            info.ArgumentList.Add(a);
-        }
-
-        var process = Process.Start(info)!;
-
-        // The daemon logs to stdout; keep the pipe drained.
-        _ = process.StandardOutput.ReadToEndAsync(Token);
-        return process;
     }
 
     private static async Task WaitForSocketAsync(string socket)
@@ -110,11 +79,5 @@ public sealed class DaemonCommandTests
         }
 
         throw new TimeoutException($"nothing listens on {socket}");
-    }
-
-    private static class NativeMethods
-    {
-        [DllImport("libc", SetLastError = true)]
-        internal static extern int kill(int pid, int sig);
     }
 }

@@ -13,14 +13,15 @@ public sealed class DocumentSourceTests
 {
     private const string TooLarge = "larger than 10485760 bytes, the limit for an XML document";
 
-    private static string Command => $"dotnet {Path.Combine(AppContext.BaseDirectory, "tidemark.dll")}";
+    private static async Task<string> CommandAsync() => $"'{await TidemarkProgram.PathAsync()}'";
 
     [Theory]
     [InlineData("validate")]
     [InlineData("format")]
     public async Task DevZero_IsRefusedAfterTheLimit(string verb)
     {
-        var run = await BashAsync($"{Command} {verb} /dev/zero");
+        var command = await CommandAsync();
+        var run = await BashAsync($"{command} {verb} /dev/zero");
 
         var output = run.Stdout + run.Stderr;
         Assert.Contains($"failed to read file '/dev/zero': {TooLarge}", output, StringComparison.Ordinal);
@@ -31,7 +32,8 @@ public sealed class DocumentSourceTests
     [Fact]
     public async Task ProcessSubstitution_Endless_IsRefusedAfterTheLimit()
     {
-        var run = await BashAsync($"{Command} validate <(yes)");
+        var command = await CommandAsync();
+        var run = await BashAsync($"{command} validate <(yes)");
 
         Assert.Matches($"^/dev/fd/[0-9]+: failed to read file '/dev/fd/[0-9]+': {TooLarge}\n/dev/fd/[0-9]+ fails to validate\n$", run.Stdout);
         Assert.Equal(1, run.ExitCode);
@@ -43,8 +45,9 @@ public sealed class DocumentSourceTests
         using var dir = new TempDirectory("cli-sources");
         var fifo = dir.File("doc.fifo");
         var domain = Path.Combine(Repository.Root, "examples", "domain.xml");
+        var command = await CommandAsync();
         var run = await BashAsync(
-            $"mkfifo {fifo} && (cat {domain} > {fifo} &) && {Command} validate {fifo} && {Command} validate - < {domain} && cmp <({Command} format - < {domain}) <({Command} format {domain})");
+            $"mkfifo {fifo} && (cat {domain} > {fifo} &) && {command} validate {fifo} && {command} validate - < {domain} && cmp <({command} format - < {domain}) <({command} format {domain})");
 
         Assert.Equal($"{fifo} validates\n- validates\n", run.Stdout);
         Assert.Equal(0, run.ExitCode);
@@ -53,7 +56,8 @@ public sealed class DocumentSourceTests
     [Fact]
     public async Task StandardInput_Endless_IsRefusedAfterTheLimit()
     {
-        var run = await BashAsync($"yes '<a>' | {Command} validate -");
+        var command = await CommandAsync();
+        var run = await BashAsync($"yes '<a>' | {command} validate -");
 
         Assert.Equal($"-: failed to read file '-': {TooLarge}\n- fails to validate\n", run.Stdout);
         Assert.Equal(1, run.ExitCode);

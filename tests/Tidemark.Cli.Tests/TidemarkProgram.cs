@@ -14,6 +14,9 @@ internal static class TidemarkProgram
 {
     private static readonly Lazy<Task<string>> Executable = new(BuildAsync);
 
+    /// <summary>The path of the native executable, built first if needed.</summary>
+    public static Task<string> PathAsync() => Executable.Value;
+
     /// <summary>A start for <c>tidemark ARGS</c> with stdout and stderr redirected.</summary>
     public static async Task<ProcessStartInfo> StartInfoAsync(IEnumerable<string> args)
     {
