@@ -12,6 +12,7 @@ internal abstract class FuzzTarget
     {
         ["documents"] = () => new DocumentTarget(),
         ["nbd-requests"] = () => new NbdRequestTarget(),
+        ["qcow2"] = () => new Qcow2ImageTarget(),
     };
 
     /// <summary>Runs one input to its end.</summary>
