@@ -60,13 +60,17 @@ internal sealed class Qcow2ImageTarget : FuzzTarget, IDisposable
         await using var image = await Qcow2Image.OpenAsync(path, readOnly: true, cancellationToken).ConfigureAwait(false);
         var length = Math.Min(image.VirtualSize, MaxBytesExamined);
         var buffer = new byte[Math.Min(length, 4096)];
-        foreach (var offset in new[] { 0, length / 2, length - buffer.Length })
+        foreach (var offset in new[] { 0, (length - buffer.Length) / 2, length - buffer.Length })
         {
             await image.ReadAsync(offset, buffer, cancellationToken).ConfigureAwait(false);
         }
 
         _ = await image.GetExtentsAsync(0, length, cancellationToken).ConfigureAwait(false);
-        _ = await image.GetHostOffsetAsync(0, cancellationToken).ConfigureAwait(false);
+        if (length > 0)
+        {
+            // A range past the end is the caller's error (ArgumentOutOfRangeException), not the image's.
+            _ = await image.GetHostOffsetAsync(0, cancellationToken).ConfigureAwait(false);
+        }
         foreach (var bitmap in image.Bitmaps.Bitmaps)
         {
             _ = bitmap.Name;

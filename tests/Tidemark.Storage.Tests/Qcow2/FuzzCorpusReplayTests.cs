@@ -31,7 +31,7 @@ public sealed class FuzzCorpusReplayTests
                 await using var image = await Qcow2Image.OpenAsync(path, readOnly: true, ct);
                 var length = Math.Min(image.VirtualSize, MaxBytesExamined);
                 var buffer = new byte[Math.Min(length, 4096)];
-                foreach (var offset in new[] { 0, length / 2, length - buffer.Length })
+                foreach (var offset in new[] { 0, (length - buffer.Length) / 2, length - buffer.Length })
                 {
                     await image.ReadAsync(offset, buffer, ct);
                 }
