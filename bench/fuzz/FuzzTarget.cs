@@ -12,6 +12,8 @@ internal abstract class FuzzTarget
     {
         ["documents"] = () => new DocumentTarget(),
         ["nbd-requests"] = () => new NbdRequestTarget(),
+        ["qcow2"] = () => new Qcow2ImageTarget(),
+        ["remote"] = () => new RemoteCallTarget(),
     };
 
     /// <summary>Runs one input to its end.</summary>
