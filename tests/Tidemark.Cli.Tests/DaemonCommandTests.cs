@@ -1,4 +1,3 @@
-using System.Net.Sockets;
 using Tidemark.Testing;
 
 namespace Tidemark.Cli.Tests;
@@ -27,7 +26,7 @@ public sealed class DaemonCommandTests
         var scratch = dir.File("scratch.qcow2");
         CliRun stopped;
         {
-            await WaitForSocketAsync(socket);
+            await UnixSocketListener.WaitAsync(socket, cancellationToken: TestContext.Current.CancellationToken);
             var second = await CliRun.RunAsync("daemon", "--state-dir", state, "--socket", dir.File("sock2"));
             Assert.Equal(1, second.ExitCode);
             Assert.StartsWith($"error: another Tidemark daemon (pid {daemon.Id}) is using the state directory '{state}'", second.Stderr, StringComparison.Ordinal);
@@ -56,28 +55,5 @@ public sealed class DaemonCommandTests
         var info = await Peer.RunCheckedAsync("qemu-img", "info", image);
         Assert.Contains("name: c1", info, StringComparison.Ordinal);
         Assert.DoesNotContain("in-use", info, StringComparison.Ordinal);
-    }
-
-    private static async Task WaitForSocketAsync(string socket)
-    {
-        for (var i = 0; i < 1200; i++)
-        {
-            if (File.Exists(socket))
-            {
-                using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-                try
-                {
-                    await s.ConnectAsync(new UnixDomainSocketEndPoint(socket), Token);
-                    return;
-                }
-                catch (SocketException)
-                {
-                }
-            }
-
-            await Task.Delay(50, Token);
-        }
-
-        throw new TimeoutException($"nothing listens on {socket}");
     }
 }

@@ -53,7 +53,7 @@ public sealed class NbdCommandTests
             }
 
             var process = Process.Start(info)!;
-            await WaitForSocketAsync(socket);
+            await UnixSocketListener.WaitAsync(socket, cancellationToken: TestContext.Current.CancellationToken);
             return new QemuNbd(process, socket);
         }
 
@@ -65,28 +65,6 @@ public sealed class NbdCommandTests
         }
     }
 
-    private static async Task WaitForSocketAsync(string socket)
-    {
-        for (var i = 0; i < 600; i++)
-        {
-            if (File.Exists(socket))
-            {
-                using var s = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
-                try
-                {
-                    await s.ConnectAsync(new System.Net.Sockets.UnixDomainSocketEndPoint(socket));
-                    return;
-                }
-                catch (System.Net.Sockets.SocketException)
-                {
-                }
-            }
-
-            await Task.Delay(50);
-        }
-
-        throw new TimeoutException($"nothing listens on {socket}");
-    }
 
     [Fact]
     public async Task Info_Map_PrintsWhatNbdinfoPrints()
@@ -134,7 +112,7 @@ public sealed class NbdCommandTests
         var image = await SparseImageAsync(dir);
         var socket = dir.File("tidemark.sock");
         await using var serve = await CliProcess.StartAsync("nbd", "serve", "-r", "-t", "-e", "4", "-x", "vda", "-D", "served", "-k", socket, image);
-        await WaitForSocketAsync(socket);
+        await UnixSocketListener.WaitAsync(socket, cancellationToken: TestContext.Current.CancellationToken);
 
         var uri = $"nbd+unix:///vda?socket={socket}";
         using (var json = JsonDocument.Parse(await Peer.RunCheckedAsync("nbdinfo", "--json", uri)))
@@ -170,7 +148,7 @@ public sealed class NbdCommandTests
 
         var socket = dir.File("tidemark.sock");
         await using var serve = await CliProcess.StartAsync("nbd", "serve", "-r", "-t", "-e", "2", "-x", "vda", "-B", "b0", "-B", "b1", "-A", "-k", socket, qcow2);
-        await WaitForSocketAsync(socket);
+        await UnixSocketListener.WaitAsync(socket, cancellationToken: TestContext.Current.CancellationToken);
         var ours = $"nbd+unix:///vda?socket={socket}";
         var theirs = $"nbd+unix:///vda?socket={qemu.Socket}";
 
@@ -278,7 +256,7 @@ public sealed class NbdCommandTests
         var image = await SparseImageAsync(dir);
         var socket = dir.File("once.sock");
         await using var serve = await CliProcess.StartAsync("nbd", "serve", "-k", socket, image);
-        await WaitForSocketAsync(socket);
+        await UnixSocketListener.WaitAsync(socket, cancellationToken: TestContext.Current.CancellationToken);
 
         // WaitForSocketAsync's probe was the first client: the server has stopped.
         Assert.Equal(0, (await serve.WaitForExitAsync(TimeSpan.FromSeconds(30))).ExitCode);

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Net.Sockets;
 using Tidemark.Testing;
 
 namespace Tidemark.Cli.Tests;
@@ -29,7 +28,7 @@ public sealed class NbdServeSignalTests
         CliRun stopped;
         await using (var serve = await CliProcess.StartAsync("nbd", "serve", "-t", "-x", "vda", "-k", socket, qcow2))
         {
-            await WaitForSocketAsync(socket);
+            await UnixSocketListener.WaitAsync(socket, cancellationToken: TestContext.Current.CancellationToken);
             var uri = $"nbd+unix:///vda?socket={socket}";
             await Peer.RunCheckedAsync("qemu-io", "-f", "raw", "-c", "write -P 0x22 2M 64k", "-c", "write -z 4M 128k", uri);
             stopped = await serve.StopAsync(signal);
@@ -48,7 +47,7 @@ public sealed class NbdServeSignalTests
         var qemu = Process.Start(new ProcessStartInfo(Peer.Require("qemu-nbd"), ["-r", "-t", "-x", "vda", "-B", "chk1", "-k", qemuSocket, qcow2]) { UseShellExecute = false })!;
         try
         {
-            await WaitForSocketAsync(qemuSocket);
+            await UnixSocketListener.WaitAsync(qemuSocket, cancellationToken: TestContext.Current.CancellationToken);
             var map = await Peer.RunCheckedAsync("nbdinfo", "--map=qemu:dirty-bitmap:chk1", $"nbd+unix:///vda?socket={qemuSocket}");
             Assert.Equal(
                 "         0     2097152    0  clean\n" +
@@ -64,28 +63,5 @@ public sealed class NbdServeSignalTests
             await qemu.WaitForExitAsync(Token);
             qemu.Dispose();
         }
-    }
-
-    private static async Task WaitForSocketAsync(string socket)
-    {
-        for (var i = 0; i < 600; i++)
-        {
-            if (File.Exists(socket))
-            {
-                using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-                try
-                {
-                    await s.ConnectAsync(new UnixDomainSocketEndPoint(socket), Token);
-                    return;
-                }
-                catch (SocketException)
-                {
-                }
-            }
-
-            await Task.Delay(50, Token);
-        }
-
-        throw new TimeoutException($"nothing listens on {socket}");
     }
 }

@@ -38,7 +38,7 @@ public sealed class NbdServeSlotTests
         var silent = new List<Socket>();
         try
         {
-            await WaitForSocketAsync(socket);
+            await UnixSocketListener.WaitAsync(socket, cancellationToken: TestContext.Current.CancellationToken);
             for (var i = 0; i < 4; i++)
             {
                 silent.Add(await ConnectAsync(socket));
@@ -76,27 +76,5 @@ public sealed class NbdServeSlotTests
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         await socket.ConnectAsync(new UnixDomainSocketEndPoint(path), Token);
         return socket;
-    }
-
-    private static async Task WaitForSocketAsync(string socket)
-    {
-        for (var i = 0; i < 600; i++)
-        {
-            if (File.Exists(socket))
-            {
-                try
-                {
-                    using var probe = await ConnectAsync(socket);
-                    return;
-                }
-                catch (SocketException)
-                {
-                }
-            }
-
-            await Task.Delay(50, Token);
-        }
-
-        throw new TimeoutException($"nothing listens on {socket}");
     }
 }
