@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Logging;
 using Tidemark.Nbd;
 using Tidemark.Nbd.Server;
 using Tidemark.Storage;
@@ -16,6 +15,7 @@ internal sealed class NbdRequestTarget : FuzzTarget, IDisposable
     private readonly string _directory;
     private readonly RawImage _image;
     private readonly NbdServer _server;
+    private readonly FindingLog _log = new();
 
     public NbdRequestTarget()
     {
@@ -24,46 +24,22 @@ internal sealed class NbdRequestTarget : FuzzTarget, IDisposable
         _server = new NbdServer(
             new NbdServerOptions(),
             [new NbdExport("", _image) { Description = "fuzz" }, new NbdExport("ro", _image) { ReadOnly = true }],
-            new FindingLogger());
+            _log);
     }
 
     // SharpFuzz calls a synchronous delegate; the server is async all the way down, so this
     // entry point alone waits.
     public override void Run(byte[] input)
-        => _server.ServeAsync(new ClientBytes(input), "fuzz").GetAwaiter().GetResult();
+    {
+        _server.ServeAsync(new ClientBytes(input), "fuzz").GetAwaiter().GetResult();
+        _log.ThrowIfFailed();
+    }
 
     public void Dispose()
     {
         _server.DisposeAsync().AsTask().GetAwaiter().GetResult();
         _image.DisposeAsync().AsTask().GetAwaiter().GetResult();
         Directory.Delete(_directory, recursive: true);
-    }
-
-    /// <summary>Turns a warning (an unexpected failure, caught and logged by the server) into a crash.</summary>
-    private sealed class FindingLogger : ILoggerFactory, ILogger
-    {
-        public ILogger CreateLogger(string categoryName) => this;
-
-        public void AddProvider(ILoggerProvider provider)
-        {
-        }
-
-        public IDisposable? BeginScope<TState>(TState state)
-            where TState : notnull => null;
-
-        public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Warning;
-
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-        {
-            if (logLevel >= LogLevel.Warning)
-            {
-                throw new InvalidOperationException($"server logged {logLevel}: {formatter(state, exception)}", exception);
-            }
-        }
-
-        public void Dispose()
-        {
-        }
     }
 
     /// <summary>A connection whose client sends the input and then closes; the server's replies go nowhere.</summary>

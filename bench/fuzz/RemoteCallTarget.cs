@@ -1,5 +1,4 @@
 using System.Net.Sockets;
-using Microsoft.Extensions.Logging;
 using Tidemark.Remote.Server;
 
 namespace Tidemark.Fuzz;
@@ -123,44 +122,6 @@ internal sealed class RemoteCallTarget : FuzzTarget, IDisposable
             catch (OperationCanceledException)
             {
             }
-        }
-    }
-
-    /// <summary>Records the first warning (an unexpected failure, caught and logged by the server) for the input's end.</summary>
-    private sealed class FindingLog : ILoggerFactory, ILogger
-    {
-        private string? _finding;
-
-        public void ThrowIfFailed()
-        {
-            var finding = Interlocked.Exchange(ref _finding, null);
-            if (finding is not null)
-            {
-                throw new InvalidOperationException(finding);
-            }
-        }
-
-        public ILogger CreateLogger(string categoryName) => this;
-
-        public void AddProvider(ILoggerProvider provider)
-        {
-        }
-
-        public IDisposable? BeginScope<TState>(TState state)
-            where TState : notnull => null;
-
-        public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Warning;
-
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-        {
-            if (logLevel >= LogLevel.Warning)
-            {
-                Interlocked.CompareExchange(ref _finding, $"server logged {logLevel}: {formatter(state, exception)} {exception}", null);
-            }
-        }
-
-        public void Dispose()
-        {
         }
     }
 }
