@@ -17,6 +17,22 @@ public static class DiskImage
             : RawImage.Open(path, readOnly);
     }
 
+    /// <summary>
+    /// Opens <paramref name="path"/> read-only without its backing chain, as qemu-img info opens
+    /// an image (BDRV_O_NO_BACKING): the image's own metadata is all there is to describe, so a
+    /// missing backing file does not stop it. Unallocated clusters read as zeroes; this is for
+    /// describing an image, never for reading its guest-visible data.
+    /// </summary>
+    /// <exception cref="StorageException">The image cannot be opened.</exception>
+    public static async ValueTask<IBlockImage> OpenWithoutBackingAsync(string path, ImageFormat? format, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        var actual = format ?? await ProbeAsync(path, cancellationToken).ConfigureAwait(false);
+        return actual == ImageFormat.Qcow2
+            ? await Qcow2Image.OpenAsync(path, readOnly: true, chain: null, cancellationToken).ConfigureAwait(false)
+            : RawImage.Open(path, readOnly: true);
+    }
+
     /// <summary>qcow2 when the file starts with the qcow2 magic, raw otherwise (what QEMU's probe does for these two).</summary>
     public static async ValueTask<ImageFormat> ProbeAsync(string path, CancellationToken cancellationToken = default)
     {

@@ -62,6 +62,7 @@ public static class Qcow2Check
             await file.ReadAsync(0, cluster0, cancellationToken).ConfigureAwait(false);
             var header = Qcow2Header.Parse(cluster0, file.Length, file.Path);
             await CheckBitmapDirectoryAsync(file, header, cancellationToken).ConfigureAwait(false);
+            await CheckBackingChainAsync(file, header, cancellationToken).ConfigureAwait(false);
             var walk = new Walk(file, header);
             if (walk.FileClusters > MaxCheckedClusters)
             {
@@ -71,6 +72,22 @@ public static class Qcow2Check
             await walk.RunAsync(cancellationToken).ConfigureAwait(false);
             return walk.Result() with { Path = path };
         }
+    }
+
+    /// <summary>
+    /// qemu-img check opens the image with its backing chain: a backing file that is missing,
+    /// loops or cannot be opened fails the check ("Could not open backing file") before any
+    /// counting, so an image that no reader can use is never called clean.
+    /// </summary>
+    private static async ValueTask CheckBackingChainAsync(HostFile file, Qcow2Header header, CancellationToken cancellationToken)
+    {
+        if (header.BackingFile is null)
+        {
+            return;
+        }
+
+        var backing = await DiskImage.OpenBackingAsync(file.Path, header.BackingFile, header.BackingFormat, [file.Path], cancellationToken).ConfigureAwait(false);
+        await backing.DisposeAsync().ConfigureAwait(false);
     }
 
     /// <summary>

@@ -195,6 +195,8 @@ public sealed class ImageHardeningTests : IDisposable
         {
             "convert" => ["image", "convert", "-O", "raw", top, _dir.File("out.raw")],
             "bitmap" => ["image", "bitmap", "--add", top, "b0"],
+            // Plain info does not open the backing file (qemu-img info neither); the chain does.
+            "info" => ["image", "info", "--backing-chain", top],
             _ => ["image", verb, top],
         };
         var (code, _, err) = await RunAsync(args);
@@ -205,6 +207,34 @@ public sealed class ImageHardeningTests : IDisposable
         Assert.Contains("'ba'", err, StringComparison.Ordinal);
         Assert.Single(err.TrimEnd().Split('\n'));
         Assert.Equal(before, await HashAsync(top));
+    }
+
+    [Fact]
+    public async Task MissingBackingFile_InfoDescribesTheImage_ChainCheckAndMapFail_AsQemuImg()
+    {
+        var basePath = _dir.File("gone.qcow2");
+        var top = _dir.File("top.qcow2");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", basePath, "1M");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", "-b", "gone.qcow2", "-F", "qcow2", top);
+        File.Delete(basePath);
+
+        // qemu-img info opens without the backing chain: the image describes itself.
+        var info = await RunAsync("image", "info", top);
+        Assert.Equal(0, info.Code);
+        Assert.Equal(await Peer.RunCheckedAsync("qemu-img", "info", top), info.Out);
+
+        // Anything that needs the chain fails with one line naming the missing file, as qemu-img exits 1.
+        foreach (var args in new[] { new[] { "info", "--backing-chain" }, ["check"], ["map"] })
+        {
+            var qemu = await Peer.RunAsync("qemu-img", [.. args, top]);
+            var ours = await RunAsync(["image", .. args, top]);
+            Assert.Equal(1, qemu.ExitCode);
+            Assert.Equal(qemu.ExitCode, ours.Code);
+            Assert.Contains("gone.qcow2", ours.Err, StringComparison.Ordinal);
+            Assert.Contains("No such file or directory", ours.Err, StringComparison.Ordinal);
+            Assert.DoesNotContain("No errors were found", ours.Out, StringComparison.Ordinal);
+            Assert.Single(ours.Err.Trim().Split('\n'));
+        }
     }
 
     [Fact]

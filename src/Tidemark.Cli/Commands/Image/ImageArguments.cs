@@ -64,11 +64,18 @@ internal static class ImageArguments
     }
 
     /// <summary>Opens an image, turning storage refusals into user errors.</summary>
-    public static async Task<IBlockImage> OpenAsync(string path, ImageFormat? format, bool readOnly, CancellationToken cancellationToken)
+    public static Task<IBlockImage> OpenAsync(string path, ImageFormat? format, bool readOnly, CancellationToken cancellationToken)
+        => OpenAsync(path, () => DiskImage.OpenAsync(path, format, readOnly, cancellationToken));
+
+    /// <summary>Opens an image read-only without its backing chain (qemu-img info's open), turning storage refusals into user errors.</summary>
+    public static Task<IBlockImage> OpenWithoutBackingAsync(string path, ImageFormat? format, CancellationToken cancellationToken)
+        => OpenAsync(path, () => DiskImage.OpenWithoutBackingAsync(path, format, cancellationToken));
+
+    private static async Task<IBlockImage> OpenAsync(string path, Func<ValueTask<IBlockImage>> open)
     {
         try
         {
-            return await DiskImage.OpenAsync(path, format, readOnly, cancellationToken).ConfigureAwait(false);
+            return await open().ConfigureAwait(false);
         }
         catch (StorageException e)
         {

@@ -11,7 +11,12 @@ internal sealed class InfoCommand(CliConsole console)
     public async Task<int> RunAsync(string file, string? format, bool json, bool backingChain, CancellationToken cancellationToken)
     {
         var infos = new List<ImageInfo>();
-        var image = await ImageArguments.OpenAsync(file, ImageArguments.ParseFormat(format), readOnly: true, cancellationToken).ConfigureAwait(false);
+        // qemu-img info opens the chain only for --backing-chain: a missing backing file is
+        // then an error, otherwise the image describes itself.
+        var parsed = ImageArguments.ParseFormat(format);
+        var image = backingChain
+            ? await ImageArguments.OpenAsync(file, parsed, readOnly: true, cancellationToken).ConfigureAwait(false)
+            : await ImageArguments.OpenWithoutBackingAsync(file, parsed, cancellationToken).ConfigureAwait(false);
         await using (image.ConfigureAwait(false))
         {
             var current = image;
