@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
 namespace Tidemark.Storage;
@@ -9,6 +10,11 @@ namespace Tidemark.Storage;
 /// </summary>
 internal sealed class HostFile : IAsyncDisposable
 {
+    // lseek whence values from <unistd.h> on Linux (SEEK_DATA/SEEK_HOLE since 3.1), and ENXIO.
+    private const int SeekData = 3;
+    private const int SeekHole = 4;
+    private const int ENXIO = 6;
+
     private readonly SafeFileHandle _handle;
     private FileStream? _stream;
     private int _disposed;
@@ -138,6 +144,45 @@ internal sealed class HostFile : IAsyncDisposable
 
     public void SetLength(long length) => RandomAccess.SetLength(_handle, length);
 
+    /// <summary>
+    /// Which parts of <c>[start, end)</c> the file stores data for and which are holes, as
+    /// lseek(SEEK_DATA/SEEK_HOLE) finds them (QEMU's file-posix block status asks the same way).
+    /// Past the end of the file is a hole. Where the file system cannot tell, the rest is
+    /// reported as data, which is always safe. At most <paramref name="maxRuns"/> runs; the
+    /// caller asks again from where the list ends.
+    /// </summary>
+    public List<HostRun> FindData(long start, long end, int maxRuns)
+    {
+        var runs = new List<HostRun>();
+        var fd = (int)_handle.DangerousGetHandle();
+        var position = start;
+        while (position < end && runs.Count < maxRuns)
+        {
+            var data = NativeMethods.lseek(fd, position, SeekData);
+            if (data < 0)
+            {
+                // ENXIO: no data at or after position. Anything else: the file system cannot say.
+                runs.Add(new HostRun(position, end, IsData: Marshal.GetLastPInvokeError() != ENXIO));
+                break;
+            }
+
+            if (data > position)
+            {
+                var holeEnd = Math.Min(data, end);
+                runs.Add(new HostRun(position, holeEnd, IsData: false));
+                position = holeEnd;
+                continue;
+            }
+
+            var hole = NativeMethods.lseek(fd, position, SeekHole);
+            var dataEnd = hole <= position ? end : Math.Min(hole, end);
+            runs.Add(new HostRun(position, dataEnd, IsData: true));
+            position = dataEnd;
+        }
+
+        return runs;
+    }
+
     public ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
@@ -149,3 +194,12 @@ internal sealed class HostFile : IAsyncDisposable
         return ValueTask.CompletedTask;
     }
 }
+
+file static class NativeMethods
+{
+    [DllImport("libc", SetLastError = true)]
+    internal static extern long lseek(int fd, long offset, int whence);
+}
+
+/// <summary>A byte range of a host file that holds data, or a hole (reads as zeroes).</summary>
+internal readonly record struct HostRun(long Start, long End, bool IsData);

@@ -8,16 +8,10 @@ namespace Tidemark.Storage;
 /// </summary>
 public sealed class RawImage : IHostFileImage
 {
-    // lseek whence values from <unistd.h> on Linux (SEEK_DATA/SEEK_HOLE since 3.1).
-    private const int SeekData = 3;
-    private const int SeekHole = 4;
-
     // FALLOC_FL_* from <linux/falloc.h>.
     private const int FallocKeepSize = 0x01;
     private const int FallocPunchHole = 0x02;
     private const int FallocZeroRange = 0x10;
-
-    private const int ENXIO = 6;
 
     // The open file, its QEMU locks and its fsync policy; every byte goes through it.
     private readonly HostFile _file;
@@ -165,54 +159,13 @@ public sealed class RawImage : IHostFileImage
     {
         CheckRange(offset, length);
         cancellationToken.ThrowIfCancellationRequested();
-        var end = offset + length;
-        var extents = new List<BlockExtent>();
-        var fd = (int)_file.Handle.DangerousGetHandle();
-        var position = offset;
-
         // Every byte of a raw file belongs to the file, holes included: a hole is a zero range
         // the file itself provides (QEMU marks it BDRV_BLOCK_ZERO, hence allocated; qemu-nbd's
         // qemu:allocation-depth says "local" and qemu-img map "present": true). So depth is 1
         // throughout, and only the kind tells a hole from data.
-        while (position < end && extents.Count < 1024)
-        {
-            var data = LSeek(fd, position, SeekData);
-            if (data < 0)
-            {
-                // ENXIO: no data at or after position, the rest of the file is a hole.
-                // Any other error: the file system cannot tell, so report data (always safe).
-                var errno = Marshal.GetLastPInvokeError();
-                if (errno == ENXIO)
-                {
-                    extents.Add(new BlockExtent(position, end - position, ExtentKind.Hole | ExtentKind.Zero, 1));
-                }
-                else
-                {
-                    extents.Add(new BlockExtent(position, end - position, ExtentKind.Data, 1));
-                }
-
-                break;
-            }
-
-            if (data > position)
-            {
-                var holeEnd = Math.Min(data, end);
-                extents.Add(new BlockExtent(position, holeEnd - position, ExtentKind.Hole | ExtentKind.Zero, 1));
-                position = holeEnd;
-                continue;
-            }
-
-            var hole = LSeek(fd, position, SeekHole);
-            var dataEnd = hole < 0 ? end : Math.Min(hole, end);
-            if (dataEnd <= position)
-            {
-                dataEnd = end;
-            }
-
-            extents.Add(new BlockExtent(position, dataEnd - position, ExtentKind.Data, 1));
-            position = dataEnd;
-        }
-
+        var extents = _file.FindData(offset, offset + length, maxRuns: 1024)
+            .Select(run => new BlockExtent(run.Start, run.End - run.Start, run.IsData ? ExtentKind.Data : ExtentKind.Hole | ExtentKind.Zero, 1))
+            .ToList();
         return ValueTask.FromResult<IReadOnlyList<BlockExtent>>(extents);
     }
 
@@ -253,13 +206,8 @@ public sealed class RawImage : IHostFileImage
     private int Fallocate(int mode, long offset, long length)
         => NativeMethods.fallocate((int)_file.Handle.DangerousGetHandle(), mode, offset, length);
 
-    private static long LSeek(int fd, long offset, int whence) => NativeMethods.lseek(fd, offset, whence);
-
     private static class NativeMethods
     {
-        [DllImport("libc", SetLastError = true)]
-        internal static extern long lseek(int fd, long offset, int whence);
-
         [DllImport("libc", SetLastError = true)]
         internal static extern int fallocate(int fd, int mode, long offset, long len);
     }

@@ -37,7 +37,7 @@ public static class SparseCopy
         }
 
         var granularity = qcow2?.ClusterSize ?? RawZeroGranularity;
-        var ranges = await DataRangesAsync(source, cancellationToken).ConfigureAwait(false);
+        var ranges = await DataRangesAsync(source, granularity, cancellationToken).ConfigureAwait(false);
         var chunks = ranges.SelectMany(r => Split(r.Offset, r.End)).ToList();
         if (chunks.Count == 0)
         {
@@ -144,8 +144,12 @@ public static class SparseCopy
         }
     }
 
-    /// <summary>The source's ranges that may hold non-zero data, cluster aligned.</summary>
-    private static async ValueTask<List<BlockExtent>> DataRangesAsync(IBlockImage source, CancellationToken cancellationToken)
+    /// <summary>
+    /// The source's ranges that may hold non-zero data, widened to whole blocks of the target's
+    /// <paramref name="granularity"/> (a source can report zeroes inside a cluster, where its
+    /// file has a hole; the target writes whole clusters, compressed ones above all).
+    /// </summary>
+    private static async ValueTask<List<BlockExtent>> DataRangesAsync(IBlockImage source, int granularity, CancellationToken cancellationToken)
     {
         var ranges = new List<BlockExtent>();
         for (long at = 0; at < source.VirtualSize;)
@@ -155,13 +159,15 @@ public static class SparseCopy
             {
                 if ((e.Kind & ExtentKind.Zero) == 0)
                 {
-                    if (ranges.Count > 0 && ranges[^1].End == e.Offset)
+                    var start = e.Offset / granularity * granularity;
+                    var end = Math.Min(source.VirtualSize, (e.End + granularity - 1) / granularity * granularity);
+                    if (ranges.Count > 0 && ranges[^1].End >= start)
                     {
-                        ranges[^1] = ranges[^1] with { Length = ranges[^1].Length + e.Length };
+                        ranges[^1] = ranges[^1] with { Length = Math.Max(ranges[^1].End, end) - ranges[^1].Offset };
                     }
                     else
                     {
-                        ranges.Add(e);
+                        ranges.Add(e with { Offset = start, Length = end - start });
                     }
                 }
 

@@ -142,8 +142,10 @@ public sealed partial class Qcow2Image
         var clusterSize = _header.ClusterSize;
         var l2Span = (long)_header.L2Entries << bits;
 
-        // Unallocated runs are resolved against the backing file after the lock is released.
-        var local = new List<(long Start, long End, ExtentKind Kind, int Depth)>();
+        // Unallocated runs are resolved against the backing file, and data runs against the
+        // host file's holes, after the lock is released. Host is where a data run's bytes start
+        // in this image's file (-1: not a plain host range, as compressed clusters).
+        var local = new List<(long Start, long End, ExtentKind Kind, int Depth, long Host)>();
         await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
@@ -155,6 +157,7 @@ public sealed partial class Qcow2Image
                 long stop;
                 ExtentKind kind;
                 int depth;
+                var host = -1L;
                 if ((_map.L1Entry(l1) & Qcow2Layout.L1OffsetMask) == 0)
                 {
                     stop = Math.Min(end, (l1 + 1) * l2Span);
@@ -172,6 +175,10 @@ public sealed partial class Qcow2Image
                         (kind, depth) = (entry.SubclusterBitmap & (1UL << sub)) != 0 ? (ExtentKind.Data, 1)
                             : (entry.SubclusterBitmap & (1UL << (sub + 32))) != 0 ? (ExtentKind.Hole | ExtentKind.Zero, 1)
                             : (ExtentKind.Hole | ExtentKind.Zero, 0);
+                        if (kind == ExtentKind.Data)
+                        {
+                            host = entry.HostOffset + (position & (clusterSize - 1));
+                        }
                     }
                     else
                     {
@@ -181,16 +188,22 @@ public sealed partial class Qcow2Image
                             ClusterKind.ZeroPlain or ClusterKind.ZeroAllocated => (ExtentKind.Hole | ExtentKind.Zero, 1),
                             _ => (ExtentKind.Hole | ExtentKind.Zero, 0),
                         };
+                        if (entry.Kind == ClusterKind.Normal)
+                        {
+                            host = entry.HostOffset + (position & (clusterSize - 1));
+                        }
                     }
                 }
 
-                if (local.Count > 0 && local[^1].End == position && local[^1].Kind == kind && local[^1].Depth == depth)
+                var last = local.Count > 0 ? local[^1] : default;
+                var continuesHost = last.Host < 0 ? host < 0 : host == last.Host + (last.End - last.Start);
+                if (local.Count > 0 && last.End == position && last.Kind == kind && last.Depth == depth && continuesHost)
                 {
-                    local[^1] = (local[^1].Start, stop, kind, depth);
+                    local[^1] = (last.Start, stop, kind, depth, last.Host);
                 }
                 else
                 {
-                    local.Add((position, stop, kind, depth));
+                    local.Add((position, stop, kind, depth, host));
                 }
 
                 position = stop;
@@ -201,8 +214,21 @@ public sealed partial class Qcow2Image
             _lock.Release();
         }
 
-        foreach (var (start, stop, kind, depth) in local)
+        foreach (var (start, stop, kind, depth, host) in local)
         {
+            if (host >= 0)
+            {
+                // QEMU asks the file under a data cluster too (bdrv_co_block_status with
+                // want_zero): where the host file has a hole, or ends, the guest reads zeroes, so
+                // that part is data and zero (qemu-img map "zero": true, "data": true; NBD_STATE_ZERO).
+                foreach (var run in _file.FindData(host, host + (stop - start), int.MaxValue))
+                {
+                    Append(extents, new BlockExtent(start + (run.Start - host), run.End - run.Start, run.IsData ? ExtentKind.Data : ExtentKind.Zero, depth));
+                }
+
+                continue;
+            }
+
             if (depth != 0 || _backing is null || start >= _backing.VirtualSize)
             {
                 Append(extents, new BlockExtent(start, stop - start, kind, depth));

@@ -174,6 +174,30 @@ public sealed class ImageHardeningTests : IDisposable
         Assert.Equal(await Peer.RunCheckedAsync("qemu-img", "map", "--output=json", top), output);
     }
 
+    [Fact]
+    public async Task MapJson_DataClustersOverHostHoles_AreDataAndZeroAsQemuImgSays()
+    {
+        // Three data clusters written by QEMU, then part of the file under them punched out and
+        // the file cut inside the last: QEMU asks the host file and reports those bytes as
+        // allocated zeroes ("zero": true, "data": true), split at the hole's edges.
+        var top = _dir.File("holes.qcow2");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-f", "qcow2", top, "1M");
+        await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "write -P 1 0 64k", "-c", "write -P 2 128k 64k", "-c", "write -P 3 256k 64k", top);
+        var first = JsonDocument.Parse(await Peer.RunCheckedAsync("qemu-img", "map", "--output=json", top)).RootElement[0].GetProperty("offset").GetInt64();
+        await Peer.RunCheckedAsync("fallocate", "--punch-hole", "--offset", (first + 4096).ToString(System.Globalization.CultureInfo.InvariantCulture), "--length", "61440", top);
+        var length = new FileInfo(top).Length;
+        await using (var f = new FileStream(top, FileMode.Open, FileAccess.Write))
+        {
+            f.SetLength(length - (32 << 10));
+        }
+
+        var (code, output, _) = await RunAsync("image", "map", "--output=json", top);
+        Assert.Equal(0, code);
+        var qemu = await Peer.RunCheckedAsync("qemu-img", "map", "--output=json", top);
+        Assert.Contains("\"zero\": true, \"data\": true", qemu, StringComparison.Ordinal);
+        Assert.Equal(qemu, output);
+    }
+
     // ---- corrupt qcow2 images (defect 5) ----
 
     [Theory]

@@ -122,7 +122,13 @@ internal sealed class MapCommand(CliConsole console)
         text.Append(CultureInfo.InvariantCulture, $"{"Offset",-16}{"Length",-16}{"Depth",-8}Status\n");
         foreach (var e in extents)
         {
-            var status = (e.Kind & ExtentKind.Hole) == 0 ? "data" : (e.Kind & ExtentKind.Zero) != 0 ? "zero" : "hole";
+            var status = e.Kind switch
+            {
+                ExtentKind.Data => "data",
+                ExtentKind.Zero => "data,zero",   // allocated, yet the file holds no bytes there
+                ExtentKind.Hole => "hole",
+                _ => "zero",
+            };
             text.Append(CultureInfo.InvariantCulture, $"{"0x" + e.Offset.ToString("x", CultureInfo.InvariantCulture),-16}{"0x" + e.Length.ToString("x", CultureInfo.InvariantCulture),-16}{(e.Depth == 0 ? "-" : e.Depth.ToString(CultureInfo.InvariantCulture)),-8}{status}\n");
         }
 
