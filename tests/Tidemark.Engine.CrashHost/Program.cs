@@ -1,27 +1,87 @@
 using System.Globalization;
+using System.Net.Sockets;
 using Tidemark.Engine.Domains;
+using Tidemark.Nbd.Client;
 
-// A child process for the engine crash tests: opens the engine on a state directory, starts
-// the domain, prints "ready SOCKET", then creates checkpoints k0, k1, … in a loop, printing
-// "checkpoint NAME" after each has returned. It never exits by itself; the test kills it with
-// SIGKILL while guests write through the socket.
-if (args.Length != 3)
+// A child process for the engine crash tests. It opens the engine on a state directory, starts
+// the domain (disks vda and vdb), prints "ready SOCKET", then runs one scenario until the test
+// SIGKILLs it while guests write through the socket:
+//   writes       nothing more: the guests' writes are all there is
+//   checkpoints  checkpoints k0, k1, … in a loop
+//   push         push backups in a loop into WORK_DIR/bN-vda.qcow2 and bN-vdb.qcow2, each with
+//                checkpoint bN, full and incremental (from the previous one) in turn
+//   pull         one incremental pull backup from c0 with checkpoint p0 (scratch files and
+//                socket in WORK_DIR), read over and over by a client of its exports
+// It prints "checkpoint NAME" once a checkpoint's creation has returned, and "done NAME" once
+// the push that created checkpoint NAME has completed and let go of its job.
+if (args.Length != 5)
 {
-    await Console.Error.WriteLineAsync("usage: crash-host STATE_DIR DOMAIN PAUSE_MS");
+    await Console.Error.WriteLineAsync("usage: crash-host STATE_DIR DOMAIN writes|checkpoints|push|pull PAUSE_MS WORK_DIR");
     return 2;
 }
 
-var pause = int.Parse(args[2], CultureInfo.InvariantCulture);
+var (scenario, pause, work) = (args[2], int.Parse(args[3], CultureInfo.InvariantCulture), args[4]);
 var host = await DomainHost.OpenAsync(args[0]);
 var domain = host.LookupByName(args[1]);
 await domain.StartAsync();
 var stdout = Console.Out;
-await stdout.WriteLineAsync($"ready {domain.Running!.SocketPath}");
-await stdout.FlushAsync();
-for (var i = 0; ; i++)
+async Task SayAsync(string line)
 {
-    await Task.Delay(pause);
-    var name = await domain.Checkpoints.CreateAsync($"<domaincheckpoint><name>k{i}</name></domaincheckpoint>");
-    await stdout.WriteLineAsync($"checkpoint {name}");
+    await stdout.WriteLineAsync(line);
     await stdout.FlushAsync();
 }
+
+await SayAsync($"ready {domain.Running!.SocketPath}");
+switch (scenario)
+{
+    case "writes":
+        await Task.Delay(Timeout.Infinite);
+        break;
+
+    case "checkpoints":
+        for (var i = 0; ; i++)
+        {
+            await Task.Delay(pause);
+            var name = await domain.Checkpoints.CreateAsync($"<domaincheckpoint><name>k{i}</name></domaincheckpoint>");
+            await SayAsync($"checkpoint {name}");
+        }
+
+    case "push":
+        for (var i = 0; ; i++)
+        {
+            await Task.Delay(pause);
+            var incremental = i % 2 == 1 ? $"<incremental>b{i - 1}</incremental>" : "";
+            var disks = string.Concat(((string[])["vda", "vdb"]).Select(d => $"<disk name='{d}' type='file'><target file='{Path.Combine(work, $"b{i}-{d}.qcow2")}'/><driver type='qcow2'/></disk>"));
+            var backup = await domain.BeginBackupAsync($"<domainbackup mode='push'>{incremental}<disks>{disks}</disks></domainbackup>", $"<domaincheckpoint><name>b{i}</name></domaincheckpoint>");
+            await SayAsync($"checkpoint b{i}");
+            var info = await backup.Completion;
+            if (!info.Success)
+            {
+                await Console.Error.WriteLineAsync($"push b{i} ended {info.Phase}: {info.ErrorMessage}");
+                return 1;
+            }
+
+            await SayAsync($"done b{i}");
+        }
+
+    case "pull":
+        {
+            var socket = Path.Combine(work, "pull.sock");
+            var disks = string.Concat(((string[])["vda", "vdb"]).Select(d => $"<disk name='{d}' type='file'><scratch file='{Path.Combine(work, $"p0-{d}.scratch")}'/></disk>"));
+            await domain.BeginBackupAsync($"<domainbackup mode='pull'><incremental>c0</incremental><server transport='unix' socket='{socket}'/><disks>{disks}</disks></domainbackup>", "<domaincheckpoint><name>p0</name></domaincheckpoint>");
+            await SayAsync("checkpoint p0");
+            await using var reader = await NbdClient.ConnectAsync(new NbdConnectOptions { EndPoint = new UnixDomainSocketEndPoint(socket), ExportName = "vda" });
+            var buffer = new byte[256 << 10];
+            for (var offset = 0L; ; offset = (offset + buffer.Length) % reader.Size)
+            {
+                await reader.ReadAsync(offset, buffer);
+                await Task.Delay(pause / 10);
+            }
+        }
+
+    default:
+        await Console.Error.WriteLineAsync($"unknown scenario '{scenario}'");
+        return 2;
+}
+
+return 0;

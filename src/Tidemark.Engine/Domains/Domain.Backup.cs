@@ -99,6 +99,13 @@ public sealed partial class Domain
 
         var alignedCheckpoint = checkpoint is null ? null : Checkpoints.PrepareWithBackup(checkpoint, running);
         var record = CreateJobRecord();
+        if (aligned.Server is { Transport: ServerTransport.Unix, Socket: { } socket })
+        {
+            // The pull server's socket is the job's too: a crash leaves it behind for the next
+            // start to remove, like the scratch files.
+            await record.AddAsync(socket, cancellationToken).ConfigureAwait(false);
+        }
+
         BackupJob? job = null;
         var closure = await running.Barrier.CloseAsync(cancellationToken).ConfigureAwait(false);
         try

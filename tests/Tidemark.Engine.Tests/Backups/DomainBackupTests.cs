@@ -112,19 +112,22 @@ public sealed class DomainBackupTests
         var domain = await test.DefineAsync("c", Size, new TestDisk("vda"));
         await domain.StartAsync(Ct);
         var scratch = test.Directory.File("scratch.qcow2");
+        var socket = test.Directory.File("pull.sock");
         var backup = await domain.BeginBackupAsync($"""
             <domainbackup mode='pull'>
-              <server transport='unix' socket='{test.Directory.File("pull.sock")}'/>
+              <server transport='unix' socket='{socket}'/>
               <disks><disk name='vda' type='file'><scratch file='{scratch}'/></disk></disks>
             </domainbackup>
             """, null, cancellationToken: Ct);
-        Assert.Equal([scratch], await File.ReadAllLinesAsync(Path.Combine(test.StateRoot, "jobs", "c.files"), Ct));
+        Assert.Equal([socket, scratch], await File.ReadAllLinesAsync(Path.Combine(test.StateRoot, "jobs", "c.files"), Ct));
 
-        // What a crash leaves: the record and the scratch; the next host removes both.
+        // What a crash leaves: the record, the pull server's socket and the scratch; the next
+        // host removes them all.
         var crashed = test.Host;
         await test.ReopenAfterCrashAsync();
-        Assert.Equal([scratch], test.Host.RemovedJobFiles);
+        Assert.Equal([socket, scratch], test.Host.RemovedJobFiles);
         Assert.False(File.Exists(scratch));
+        Assert.False(File.Exists(socket));
 
         // Stopping a domain ends its job first (spec §6.11), and its disks close cleanly.
         await domain.DestroyAsync(Ct);
