@@ -255,7 +255,7 @@ internal sealed class ProtocolTestHypervisor : IRemoteHypervisor, IAsyncDisposab
         var d = Find(checkpoint.Domain);
         var c = FindCheckpoint(d, checkpoint.Name);
         return c.Parent is null
-            ? throw LibvirtError.Create(VirErrorNumber.NoDomainCheckpoint, VirErrorDomain.DomainCheckpoint, $"checkpoint '{c.Name}' does not have a parent")
+            ? throw LibvirtError.Create(VirErrorNumber.NoDomainCheckpoint, VirErrorDomain.Qemu, $"checkpoint '{c.Name}' does not have a parent")
             : ValueTask.FromResult(new RemoteCheckpoint(c.Parent, d.Ref));
     }
 
