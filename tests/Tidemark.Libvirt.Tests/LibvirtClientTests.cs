@@ -189,7 +189,9 @@ public sealed class LibvirtClientTests(PrivateLibvirtdFixture fixture) : IClassF
         await client.AbortJobAsync(domain, cancellationToken: Ct);
         var job = await completed.Task.WaitAsync(TimeSpan.FromSeconds(30), Ct);
         Assert.Equal((jobId, name), (job.CallbackId, job.Domain.Name));
-        Assert.Contains(job.Statistics, p => p.Field == "operation");
+        Assert.Contains(job.Statistics, p => p.Field == "operation" && p.Bits == 9);
+        Assert.Contains(job.Statistics, p => p.Field == "success" && p.Bits == 1);
+        Assert.Contains(job.Statistics, p => p.Field == "errmsg" && p.Text == "Operation canceled");
 
         await client.DeregisterDomainEventAsync(jobId, Ct);
         var unknown = await Assert.ThrowsAsync<LibvirtError>(() => client.DeregisterDomainEventAsync(jobId, Ct));

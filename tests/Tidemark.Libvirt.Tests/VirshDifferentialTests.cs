@@ -8,8 +8,14 @@ namespace Tidemark.Libvirt.Tests;
 /// <summary>
 /// Stock virsh runs one command sequence against the real libvirtd and against Tidemark's
 /// daemon, each with an equivalent domain; the transcripts must be equal once what must differ
-/// between two hosts (paths, UUIDs, times, ids) is masked.
+/// between two hosts (paths, UUIDs, times, ids) is masked (<see cref="VirshTranscript.Mask"/>).
 /// </summary>
+/// <remarks>
+/// Left out on purpose: a second backup-begin while a backup runs. libvirt 9.0 waits 30 s for
+/// the domain's job lock and fails with "cannot acquire state change lock"; Tidemark answers
+/// at once with the error libvirt's check behind that lock words ("another backup job is
+/// already running").
+/// </remarks>
 public sealed class VirshDifferentialTests(PrivateLibvirtdFixture fixture) : IClassFixture<PrivateLibvirtdFixture>
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
@@ -36,9 +42,61 @@ public sealed class VirshDifferentialTests(PrivateLibvirtdFixture fixture) : ICl
         Assert.Contains("c1\n  |\n  +- c3\n", real, StringComparison.Ordinal);
     }
 
-    private static async Task<string> RunAsync(VirshTranscript virsh, string directory, Func<string, Task> guestWrite)
+    [Fact]
+    public async Task PullBackupCommands_PrintTheSameOnBoth()
     {
-        var images = Path.Combine(directory, "dv");
+        var libvirtd = await fixture.GetAsync();
+        using var tidemarkDir = new TempDirectory("tdv");
+        await using var daemon = new TidemarkDaemon(new DaemonOptions { StateDirectory = tidemarkDir.File("state") }, NullLoggerFactory.Instance);
+        await daemon.StartAsync(Ct);
+
+        var real = await RunBackupAsync(new VirshTranscript(libvirtd.Uri), libvirtd.Directory.Path);
+        var ours = await RunBackupAsync(new VirshTranscript($"qemu+unix:///system?socket={daemon.SocketPath}"), tidemarkDir.Path);
+        Assert.Equal(real, ours);
+        Assert.Contains("exportbitmap='backup-vda'", real, StringComparison.Ordinal);
+        Assert.Contains("Job type:         Completed   \nOperation:        Backup      \n", real, StringComparison.Ordinal);
+        Assert.Contains("Error message:    Operation canceled\n", real, StringComparison.Ordinal);
+        Assert.Contains("error: Operation not supported: cannot perform disk backup for inactive domain\n", real, StringComparison.Ordinal);
+    }
+
+    private static async Task<string> RunBackupAsync(VirshTranscript virsh, string directory)
+    {
+        var xml = await CreateDomainAsync(directory, "pb");
+        var socket = Path.Combine(directory, "pb", "nbd.sock");
+        var full = Path.Combine(directory, "pb", "full.xml");
+        await File.WriteAllTextAsync(full, $"<domainbackup mode='pull'><server transport='unix' socket='{socket}'/><disks><disk name='vda' backup='yes' type='file'><scratch file='{Path.Combine(directory, "pb", "vda.scratch")}'/></disk><disk name='vdb' backup='no'/></disks></domainbackup>", Ct);
+        var incremental = Path.Combine(directory, "pb", "inc.xml");
+        await File.WriteAllTextAsync(incremental, $"<domainbackup mode='pull'><incremental>b1</incremental><server transport='unix' socket='{socket}'/><disks><disk name='vda' backup='yes' type='file'><scratch file='{Path.Combine(directory, "pb", "vda.scratch")}'/></disk><disk name='vdb' backup='no'/></disks></domainbackup>", Ct);
+        var checkpoint = Path.Combine(directory, "pb", "b1.xml");
+        await File.WriteAllTextAsync(checkpoint, "<domaincheckpoint><name>b1</name><disks><disk name='vda'/><disk name='vdb' checkpoint='no'/></disks></domaincheckpoint>", Ct);
+
+        await virsh.RunAsync("define", xml);
+        await virsh.RunAsync("start", "pb");
+        await virsh.RunAsync("backup-dumpxml", "pb");
+        await virsh.RunAsync("domjobinfo", "pb");
+        await virsh.RunAsync("backup-begin", "pb", full, checkpoint);
+        await virsh.RunAsync("backup-dumpxml", "pb");
+        await virsh.RunAsync("domjobinfo", "pb");
+        await virsh.RunAsync("checkpoint-list", "pb", "--name");
+        await virsh.RunAsync("domjobabort", "pb");
+        await virsh.WaitForNoJobAsync("pb");
+        await virsh.RunAsync("domjobinfo", "pb", "--completed");
+        await virsh.RunAsync("domjobinfo", "pb");
+        await virsh.RunAsync("domjobabort", "pb");
+        await virsh.RunAsync("backup-begin", "pb", incremental);
+        await virsh.RunAsync("backup-dumpxml", "pb");
+        await virsh.RunAsync("domjobabort", "pb");
+        await virsh.WaitForNoJobAsync("pb");
+        await virsh.RunAsync("checkpoint-list", "pb", "--name");
+        await virsh.RunAsync("destroy", "pb");
+        await virsh.RunAsync("backup-begin", "pb", full);
+        await virsh.RunAsync("undefine", "pb", "--checkpoints-metadata");
+        return virsh.Mask(directory);
+    }
+
+    private static async Task<string> CreateDomainAsync(string directory, string name)
+    {
+        var images = Path.Combine(directory, name);
         Directory.CreateDirectory(images);
         var disks = new List<LibvirtdDisk>();
         foreach (var target in new[] { "vda", "vdb" })
@@ -48,8 +106,14 @@ public sealed class VirshDifferentialTests(PrivateLibvirtdFixture fixture) : ICl
             disks.Add(new LibvirtdDisk(target, image));
         }
 
-        var xml = Path.Combine(images, "dv.xml");
-        await File.WriteAllTextAsync(xml, new LibvirtdDomain("dv", disks).Xml(), Ct);
+        var xml = Path.Combine(images, name + ".xml");
+        await File.WriteAllTextAsync(xml, new LibvirtdDomain(name, disks).Xml(), Ct);
+        return xml;
+    }
+
+    private static async Task<string> RunAsync(VirshTranscript virsh, string directory, Func<string, Task> guestWrite)
+    {
+        var xml = await CreateDomainAsync(directory, "dv");
 
         await virsh.RunAsync("define", xml);
         await virsh.RunAsync("domstate", "dv", "--reason");

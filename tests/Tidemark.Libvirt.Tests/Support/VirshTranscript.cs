@@ -24,6 +24,17 @@ internal sealed partial class VirshTranscript(string uri)
         return r;
     }
 
+    /// <summary>Waits, off the record, until the domain has no job (libvirt ends an aborted backup asynchronously).</summary>
+    public async Task WaitForNoJobAsync(string domain)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (!(await Peer.RunAsync("virsh", ["-c", uri, "domjobinfo", domain])).Stdout.StartsWith("Job type:         None", StringComparison.Ordinal))
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"{domain}'s job did not end");
+            await Task.Delay(100);
+        }
+    }
+
     /// <summary>
     /// Only what must differ between two hosts is masked: <paramref name="directory"/> (where the
     /// images are), UUIDs, creation times (seconds and virsh's local-time rendering) and domain
@@ -41,6 +52,8 @@ internal sealed partial class VirshTranscript(string uri)
         text = LocalTime().Replace(text, "TIME");
         text = CreationTime().Replace(text, "<creationTime>SECONDS</creationTime>");
         text = IdLine().Replace(text, "${label}ID");
+        text = Elapsed().Replace(text, "${label}MS ");
+        text = NodeIndex().Replace(text, "${label}N'");
         return text;
     }
 
@@ -55,6 +68,12 @@ internal sealed partial class VirshTranscript(string uri)
 
     [GeneratedRegex(@"(?m)^(?<label>Id:\s+)\d+")]
     private static partial Regex IdLine();
+
+    [GeneratedRegex(@"(?m)^(?<label>Time elapsed:\s+)\d+ +")]
+    private static partial Regex Elapsed();
+
+    [GeneratedRegex(@"(?<label> exportname='[^']*'(?: exportbitmap='[^']*')? index=')\d+'")]
+    private static partial Regex NodeIndex();
 
     [GeneratedRegex(@"(?m)^(CPU time|Security model|Security DOI|Security label|Messages):.*\n")]
     private static partial Regex HostLines();
