@@ -19,6 +19,9 @@ public static class TidemarkCommandLine
             root.Subcommands.Add(command);
         }
 
+        // virsh takes -c URI before the verb too.
+        root.Options.Add(Cli.Commands.Virsh.VirshAction.RootConnect);
+
         return root;
     }
 
@@ -61,5 +64,9 @@ public static class TidemarkCommandLine
         yield return Cli.Commands.Image.ImageCommandDefinition.Build(console);
         yield return Cli.Commands.Nbd.NbdCommandDefinition.Create(console);
         yield return Cli.Commands.Daemon.DaemonCommandDefinition.Create(console);
+        foreach (var virsh in Cli.Commands.Virsh.VirshCommandDefinition.Create(console))
+        {
+            yield return virsh;
+        }
     }
 }

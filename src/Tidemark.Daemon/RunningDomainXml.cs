@@ -11,7 +11,7 @@ namespace Tidemark.Daemon;
 /// in for one) connects. libvirt keeps foreign-namespace metadata exactly so; clients that do
 /// not know the namespace ignore it.
 /// </summary>
-internal static class RunningDomainXml
+public static class RunningDomainXml
 {
     /// <summary>Tidemark's domain metadata namespace.</summary>
     public const string Namespace = "https://tidemark.dev/schemas/domain/1.0";

@@ -8,12 +8,27 @@ internal sealed record CliRun(int ExitCode, string Stdout, string Stderr)
     public static Task<CliRun> RunAsync(params string[] args) => RunAsync(args, workingDirectory: null);
 
     /// <summary>Runs the program in <paramref name="workingDirectory"/> (relative paths are taken from there).</summary>
-    public static async Task<CliRun> RunAsync(string[] args, string? workingDirectory)
+    public static Task<CliRun> RunAsync(string[] args, string? workingDirectory) => RunAsync(args, workingDirectory, environment: null);
+
+    /// <summary>Runs the program with <paramref name="environment"/> added to (or, for null values, removed from) its environment.</summary>
+    public static async Task<CliRun> RunAsync(string[] args, string? workingDirectory, IReadOnlyDictionary<string, string?>? environment)
     {
         var start = await TidemarkProgram.StartInfoAsync(args);
         if (workingDirectory is not null)
         {
             start.WorkingDirectory = workingDirectory;
+        }
+
+        foreach (var (name, value) in environment ?? new Dictionary<string, string?>())
+        {
+            if (value is null)
+            {
+                start.Environment.Remove(name);
+            }
+            else
+            {
+                start.Environment[name] = value;
+            }
         }
 
         using var process = Process.Start(start)

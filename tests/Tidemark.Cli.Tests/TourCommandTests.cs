@@ -7,9 +7,38 @@ public sealed class TourCommandTests
     private static string Examples => Path.Combine(Repository.Root, "examples");
 
     [Fact]
-    public async Task Tour_OnTheBundledExamples_PrintsTheGoldenTranscriptAndExitsZero()
+    public async Task Tour_RunsTheSystemEndToEnd_AndEveryStepHolds()
     {
         var run = await CliRun.RunAsync("tour");
+
+        Assert.True(run.ExitCode == 0, run.Stdout + run.Stderr);
+        Assert.Equal(string.Empty, run.Stderr);
+        string[] steps =
+        [
+            "daemon started", "domain defined and started", "guest writes", "checkpoint c1 + full push backup", "more guest writes",
+            "checkpoint c2 + incremental push backup since c1", "checkpoint c3 + incremental pull backup since c2", "domain stopped",
+            "vda rebuilt from full + incremental push = the disk at c2", "vda rebuilt from full + push + pull incrementals = the disk now",
+            "vdb rebuilt from full + incremental push = the disk at c2", "vdb rebuilt from full + push + pull incrementals = the disk now",
+            "domain undefined",
+        ];
+        foreach (var step in steps)
+        {
+            Assert.Contains("] " + step + "\n    ok  ", run.Stdout, StringComparison.Ordinal);
+        }
+
+        Assert.Contains("    ok  18 MiB copied to full-vda.qcow2 and full-vdb.qcow2 in ", run.Stdout, StringComparison.Ordinal);
+        Assert.Contains("    ok  4 MiB of dirty extents read over NBD from ", run.Stdout, StringComparison.Ordinal);
+        Assert.EndsWith("\n14 of 14 steps held.\n", run.Stdout, StringComparison.Ordinal);
+
+        // The throw-away state directory is gone.
+        var state = run.Stdout.Split('\n')[0].Split(" end to end in ")[1];
+        Assert.False(Directory.Exists(state));
+    }
+
+    [Fact]
+    public async Task TourDocuments_OnTheBundledExamples_PrintsTheGoldenTranscriptAndExitsZero()
+    {
+        var run = await CliRun.RunAsync("tour", "--documents");
 
         Assert.Equal(string.Empty, run.Stderr);
         Assert.Equal(0, run.ExitCode);

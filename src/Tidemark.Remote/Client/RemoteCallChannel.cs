@@ -52,11 +52,21 @@ internal sealed class RemoteCallChannel : IAsyncDisposable
         catch (SocketException e)
         {
             socket.Dispose();
-            throw LibvirtError.Create(VirErrorNumber.SystemError, VirErrorDomain.Rpc, $"Failed to connect socket to '{socketPath}': {e.Message}");
+            throw LibvirtError.Create(VirErrorNumber.SystemError, VirErrorDomain.Rpc, $"Failed to connect socket to '{socketPath}': {Strerror(e, socketPath)}");
         }
 
         return new RemoteCallChannel(socket, onEvent);
     }
+
+    // connect(2)'s errno as strerror words it, which is what libvirt prints; .NET reports a
+    // missing socket file as "address not available".
+    private static string Strerror(SocketException e, string socketPath) => e.SocketErrorCode switch
+    {
+        _ when !File.Exists(socketPath) => "No such file or directory",
+        SocketError.ConnectionRefused => "Connection refused",
+        SocketError.AccessDenied => "Permission denied",
+        _ => e.Message,
+    };
 
     /// <summary>Starts pinging the server when it is idle (after it answered feature 10 with 1).</summary>
     public void StartKeepalive() => _keepaliveLoop = Task.Run(KeepaliveLoopAsync);

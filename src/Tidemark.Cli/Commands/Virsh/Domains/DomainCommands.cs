@@ -1,0 +1,132 @@
+using System.CommandLine;
+using Tidemark.Remote;
+using Tidemark.Remote.Protocol;
+
+namespace Tidemark.Cli.Commands.Virsh.Domains;
+
+/// <summary>virsh's domain life-cycle verbs: define, undefine, start, destroy, shutdown, autostart, dumpxml.</summary>
+internal static class DomainCommands
+{
+    // virDomainUndefineFlagsValues.
+    private const uint UndefineCheckpointsMetadata = 1 << 4;
+
+    // virDomainXMLFlags.
+    private const uint XmlSecure = 1;
+    private const uint XmlInactive = 2;
+
+    public static IEnumerable<Command> Create(CliConsole console)
+    {
+        yield return Define(console);
+        yield return Undefine(console);
+        yield return Simple(console, "start", "Start a (previously defined) inactive domain.", async (s, d) =>
+        {
+            // virsh looks before it asks: a domain with an id is running.
+            if (d.Id != RemoteDomain.InactiveId)
+            {
+                throw new VirshException("Domain is already active");
+            }
+
+            await Failing($"Failed to start domain '{d.Name}'", s.Client.StartDomainAsync(d, cancellationToken: s.CancellationToken)).ConfigureAwait(false);
+            return $"Domain '{d.Name}' started\n";
+        });
+        yield return Simple(console, "destroy", "Destroy (stop) a domain.", async (s, d) =>
+        {
+            await Failing($"Failed to destroy domain '{d.Name}'", s.Client.DestroyDomainAsync(d, cancellationToken: s.CancellationToken)).ConfigureAwait(false);
+            return $"Domain '{d.Name}' destroyed\n";
+        });
+        yield return Simple(console, "shutdown", "Gracefully shutdown a domain.", async (s, d) =>
+        {
+            await Failing($"Failed to shutdown domain '{d.Name}'", s.Client.ShutdownDomainAsync(d, cancellationToken: s.CancellationToken)).ConfigureAwait(false);
+            return $"Domain '{d.Name}' is being shutdown\n";
+        });
+        yield return Autostart(console);
+        yield return DumpXml(console);
+    }
+
+    /// <summary>A call whose libvirt error virsh prints after a line of its own (vshError, then vshReportError).</summary>
+    private static async Task Failing(string what, Task call)
+    {
+        try
+        {
+            await call.ConfigureAwait(false);
+        }
+        catch (LibvirtError e)
+        {
+            throw new VirshException([what, e.Message]);
+        }
+    }
+
+    private static Command Simple(CliConsole console, string name, string description, Func<VirshSession, RemoteDomain, Task<string>> body)
+    {
+        var domain = new VirshParameter("domain", "domain name, id or uuid");
+        var command = new Command(name, description);
+        domain.AddTo(command);
+        VirshAction.Set(command, console, async s => await body(s, await s.DomainAsync(domain).ConfigureAwait(false)).ConfigureAwait(false));
+        return command;
+    }
+
+    private static Command Define(CliConsole console)
+    {
+        var file = new VirshParameter("file", "file containing an XML domain description");
+        var validate = new Option<bool>("--validate") { Description = "validate the XML against the schema" };
+        var command = new Command("define", "Define (but don't start) a domain from an XML file.") { validate };
+        file.AddTo(command);
+        VirshAction.Set(command, console, async s =>
+        {
+            var path = file.Get(s.Result);
+            var xml = await s.ReadFileAsync(path).ConfigureAwait(false);
+            var define = s.Client.DefineDomainAsync(xml, s.Has(validate) ? 1u : 0u, s.CancellationToken);
+            await Failing($"Failed to define domain from {path}", define).ConfigureAwait(false);
+            var d = await define.ConfigureAwait(false);
+            return $"Domain '{d.Name}' defined from {path}\n";
+        });
+        return command;
+    }
+
+    private static Command Undefine(CliConsole console)
+    {
+        var domain = new VirshParameter("domain", "domain name, id or uuid");
+        var checkpoints = new Option<bool>("--checkpoints-metadata") { Description = "remove all domain checkpoint metadata (vm must be inactive)" };
+        var command = new Command("undefine", "Undefine a domain.") { checkpoints };
+        domain.AddTo(command);
+        VirshAction.Set(command, console, async s =>
+        {
+            var d = await s.DomainAsync(domain).ConfigureAwait(false);
+            await Failing($"Failed to undefine domain '{d.Name}'", s.Client.UndefineDomainAsync(d, s.Has(checkpoints) ? UndefineCheckpointsMetadata : 0, s.CancellationToken)).ConfigureAwait(false);
+            return $"Domain '{d.Name}' has been undefined\n";
+        });
+        return command;
+    }
+
+    private static Command Autostart(CliConsole console)
+    {
+        var domain = new VirshParameter("domain", "domain name, id or uuid");
+        var disable = new Option<bool>("--disable") { Description = "disable autostarting" };
+        var command = new Command("autostart", "Configure a domain to be automatically started at boot.") { disable };
+        domain.AddTo(command);
+        VirshAction.Set(command, console, async s =>
+        {
+            var d = await s.DomainAsync(domain).ConfigureAwait(false);
+            var off = s.Has(disable);
+            await Failing(off ? $"Failed to unmark domain '{d.Name}' as autostarted" : $"Failed to mark domain '{d.Name}' as autostarted", s.Client.SetAutostartAsync(d, !off, s.CancellationToken)).ConfigureAwait(false);
+            return off ? $"Domain '{d.Name}' unmarked as autostarted\n" : $"Domain '{d.Name}' marked as autostarted\n";
+        });
+        return command;
+    }
+
+    private static Command DumpXml(CliConsole console)
+    {
+        var domain = new VirshParameter("domain", "domain name, id or uuid");
+        var inactive = new Option<bool>("--inactive") { Description = "show inactive defined XML" };
+        var security = new Option<bool>("--security-info") { Description = "include security sensitive information in XML dump" };
+        var command = new Command("dumpxml", "Output the domain information as an XML dump to stdout.") { inactive, security };
+        domain.AddTo(command);
+        VirshAction.Set(command, console, async s =>
+        {
+            var d = await s.DomainAsync(domain).ConfigureAwait(false);
+            var flags = (s.Has(inactive) ? XmlInactive : 0) | (s.Has(security) ? XmlSecure : 0);
+            return await s.Client.GetDomainXmlAsync(d, flags, s.CancellationToken).ConfigureAwait(false);
+        });
+        return command;
+    }
+}

@@ -1,0 +1,239 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Xml.Linq;
+using Tidemark.Remote;
+using Tidemark.Remote.Protocol;
+
+namespace Tidemark.Cli.Commands.Virsh.Domains;
+
+/// <summary>virsh's domain queries: list, dominfo, domstate, domblklist, and Tidemark's domnbd.</summary>
+internal static class DomainQueryCommands
+{
+    // virConnectListAllDomainsFlags.
+    private const uint ListActive = 1;
+    private const uint ListInactive = 2;
+
+    // virDomainXMLFlags.
+    private const uint XmlInactive = 2;
+
+    /// <summary>Tidemark's domain metadata namespace, where the daemon reports each running disk's NBD URI.</summary>
+    private static readonly XNamespace TidemarkNamespace = Tidemark.Daemon.RunningDomainXml.Namespace;
+
+    public static IEnumerable<Command> Create(CliConsole console)
+    {
+        yield return List(console);
+        yield return DomInfo(console);
+        yield return DomState(console);
+        yield return DomBlkList(console);
+        yield return DomNbd(console);
+    }
+
+    private static Command List(CliConsole console)
+    {
+        var all = new Option<bool>("--all") { Description = "list inactive & active domains" };
+        var inactive = new Option<bool>("--inactive") { Description = "list inactive domains" };
+        var name = new Option<bool>("--name") { Description = "list domain names only" };
+        var uuid = new Option<bool>("--uuid") { Description = "list uuid's only" };
+        var json = new Option<bool>("--json") { Description = "print JSON (Tidemark's addition)" };
+        var command = new Command("list", "List domains.") { all, inactive, name, uuid, json };
+        VirshAction.Set(command, console, async s =>
+        {
+            var flags = s.Has(all) ? 0 : s.Has(inactive) ? ListInactive : ListActive;
+            var domains = await s.Client.ListAllDomainsAsync(flags, s.CancellationToken).ConfigureAwait(false);
+
+            // virsh's order: running domains by id, then inactive ones by name.
+            var sorted = domains
+                .OrderBy(d => d.Id == RemoteDomain.InactiveId ? 1 : 0)
+                .ThenBy(d => d.Id)
+                .ThenBy(d => d.Name, StringComparer.OrdinalIgnoreCase)
+                .ToList();
+            var states = new List<string>();
+            foreach (var d in sorted)
+            {
+                var state = await s.Client.GetDomainStateAsync(d, cancellationToken: s.CancellationToken).ConfigureAwait(false);
+                states.Add(VirshText.State(state.State));
+            }
+
+            if (s.Has(json))
+            {
+                DomainEntry[] entries = [.. sorted.Select((d, i) => new DomainEntry(d.Id == RemoteDomain.InactiveId ? null : d.Id, d.Name, d.Uuid.ToString("D"), states[i]))];
+                return JsonSerializer.Serialize(entries, VirshJsonContext.Default.DomainEntryArray) + "\n";
+            }
+
+            if (s.Has(name) || s.Has(uuid))
+            {
+                var sb = new StringBuilder();
+                foreach (var d in sorted)
+                {
+                    sb.Append(s.Has(uuid) && s.Has(name) ? $"{d.Uuid:D} {d.Name}" : s.Has(uuid) ? d.Uuid.ToString("D") : d.Name).Append('\n');
+                }
+
+                return sb.ToString();
+            }
+
+            var table = new VirshTable("Id", "Name", "State");
+            for (var i = 0; i < sorted.Count; i++)
+            {
+                var d = sorted[i];
+                table.Add(d.Id == RemoteDomain.InactiveId ? "-" : d.Id.ToString(CultureInfo.InvariantCulture), d.Name, states[i]);
+            }
+
+            return table.ToString();
+        });
+        return command;
+    }
+
+    private static Command DomInfo(CliConsole console)
+    {
+        var domain = new VirshParameter("domain", "domain name, id or uuid");
+        var json = new Option<bool>("--json") { Description = "print JSON (Tidemark's addition)" };
+        var command = new Command("dominfo", "Returns basic information about the domain.") { json };
+        domain.AddTo(command);
+        VirshAction.Set(command, console, async s =>
+        {
+            var d = await s.DomainAsync(domain).ConfigureAwait(false);
+            var info = await s.Client.GetDomainInfoAsync(d, s.CancellationToken).ConfigureAwait(false);
+            bool? persistent = await Optional(s.Client.IsDomainPersistentAsync(d, s.CancellationToken)).ConfigureAwait(false);
+            bool? autostart = await Optional(s.Client.GetAutostartAsync(d, s.CancellationToken)).ConfigureAwait(false);
+            var id = d.Id == RemoteDomain.InactiveId ? (int?)null : d.Id;
+            if (s.Has(json))
+            {
+                var entry = new DomainInfoEntry(id, d.Name, d.Uuid.ToString("D"), VirshText.State(info.State), info.VirtualCpus, info.MaxMemoryKiB, info.MemoryKiB, persistent, autostart);
+                return JsonSerializer.Serialize(entry, VirshJsonContext.Default.DomainInfoEntry) + "\n";
+            }
+
+            var sb = new StringBuilder();
+            void Line(string label, string value) => sb.Append(CultureInfo.InvariantCulture, $"{label,-15} {value}\n");
+            Line("Id:", id?.ToString(CultureInfo.InvariantCulture) ?? "-");
+            Line("Name:", d.Name);
+            Line("UUID:", d.Uuid.ToString("D"));
+            Line("State:", VirshText.State(info.State));
+            Line("CPU(s):", info.VirtualCpus.ToString(CultureInfo.InvariantCulture));
+            if (info.State != DomainState.Shutoff && info.CpuTimeNs != 0)
+            {
+                Line("CPU time:", string.Create(CultureInfo.InvariantCulture, $"{info.CpuTimeNs / 1e9:F1}s"));
+            }
+
+            // libvirt reports an unlimited maximum as the largest unsigned long.
+            Line("Max memory:", info.MaxMemoryKiB == ulong.MaxValue ? "no limit" : $"{info.MaxMemoryKiB} KiB");
+            Line("Used memory:", $"{info.MemoryKiB} KiB");
+            Line("Persistent:", persistent is { } p ? (p ? "yes" : "no") : "unknown");
+            if (autostart is { } a)
+            {
+                Line("Autostart:", a ? "enable" : "disable");
+            }
+
+            // Tidemark keeps no managed-save images; virsh says "unknown" when the driver cannot tell.
+            Line("Managed save:", "unknown");
+            return sb.ToString();
+        });
+        return command;
+    }
+
+    private static async Task<bool?> Optional(Task<bool> call)
+    {
+        try
+        {
+            return await call.ConfigureAwait(false);
+        }
+        catch (LibvirtError)
+        {
+            return null;
+        }
+    }
+
+    private static Command DomState(CliConsole console)
+    {
+        var domain = new VirshParameter("domain", "domain name, id or uuid");
+        var reason = new Option<bool>("--reason") { Description = "also print reason for the state" };
+        var command = new Command("domstate", "Returns state about a domain.") { reason };
+        domain.AddTo(command);
+        VirshAction.Set(command, console, async s =>
+        {
+            var d = await s.DomainAsync(domain).ConfigureAwait(false);
+            var state = await s.Client.GetDomainStateAsync(d, cancellationToken: s.CancellationToken).ConfigureAwait(false);
+            return s.Has(reason)
+                ? $"{VirshText.State(state.State)} ({VirshText.Reason(state.State, state.Reason)})\n"
+                : VirshText.State(state.State) + "\n";
+        });
+        return command;
+    }
+
+    private static Command DomBlkList(CliConsole console)
+    {
+        var domain = new VirshParameter("domain", "domain name, id or uuid");
+        var inactive = new Option<bool>("--inactive") { Description = "get inactive rather than running configuration" };
+        var details = new Option<bool>("--details") { Description = "additionally display the type and device value" };
+        var json = new Option<bool>("--json") { Description = "print JSON (Tidemark's addition)" };
+        var command = new Command("domblklist", "List all domain blocks.") { inactive, details, json };
+        domain.AddTo(command);
+        VirshAction.Set(command, console, async s =>
+        {
+            var d = await s.DomainAsync(domain).ConfigureAwait(false);
+            var xml = XDocument.Parse(await s.Client.GetDomainXmlAsync(d, s.Has(inactive) ? XmlInactive : 0, s.CancellationToken).ConfigureAwait(false));
+            var disks = xml.Root?.Element("devices")?.Elements("disk").Select(Disk).ToArray() ?? [];
+            if (s.Has(json))
+            {
+                return JsonSerializer.Serialize(disks, VirshJsonContext.Default.DiskEntryArray) + "\n";
+            }
+
+            var table = s.Has(details) ? new VirshTable("Type", "Device", "Target", "Source") : new VirshTable("Target", "Source");
+            foreach (var disk in disks)
+            {
+                if (s.Has(details))
+                {
+                    table.Add(disk.Type, disk.Device, disk.Target, disk.Source);
+                }
+                else
+                {
+                    table.Add(disk.Target, disk.Source);
+                }
+            }
+
+            return table.ToString();
+        });
+        return command;
+    }
+
+    // virsh's source column: the first of the source's file, dev, dir, name or pool/volume attributes, else "-".
+    private static DiskEntry Disk(XElement disk)
+    {
+        var source = disk.Element("source");
+        var path = source?.Attribute("file")?.Value ?? source?.Attribute("dev")?.Value ?? source?.Attribute("dir")?.Value
+            ?? source?.Attribute("name")?.Value
+            ?? (source?.Attribute("pool") is { } pool && source.Attribute("volume") is { } volume ? $"{pool.Value}/{volume.Value}" : null);
+        return new DiskEntry(
+            disk.Attribute("type")?.Value ?? "-",
+            disk.Attribute("device")?.Value ?? "-",
+            disk.Element("target")?.Attribute("dev")?.Value ?? "-",
+            path ?? "-");
+    }
+
+    private static Command DomNbd(CliConsole console)
+    {
+        var domain = new VirshParameter("domain", "domain name, id or uuid");
+        var command = new Command("domnbd", "Print the NBD URI each disk of a running domain is served on, for the guest (Tidemark's addition).");
+        domain.AddTo(command);
+        VirshAction.Set(command, console, async s =>
+        {
+            var d = await s.DomainAsync(domain).ConfigureAwait(false);
+            var xml = XDocument.Parse(await s.Client.GetDomainXmlAsync(d, 0, s.CancellationToken).ConfigureAwait(false));
+            var disks = xml.Root?.Element("metadata")?.Element(TidemarkNamespace + "disks")?.Elements(TidemarkNamespace + "disk").ToList();
+            if (disks is null)
+            {
+                throw LibvirtError.Create(VirErrorNumber.OperationInvalid, VirErrorDomain.Domain, "domain is not running");
+            }
+
+            var table = new VirshTable("Target", "URI");
+            foreach (var disk in disks)
+            {
+                table.Add(disk.Attribute("target")?.Value ?? "-", disk.Attribute("uri")?.Value ?? "-");
+            }
+
+            return table.ToString();
+        });
+        return command;
+    }
+}

@@ -1,0 +1,251 @@
+using System.Text.Json;
+using Tidemark.Testing;
+
+namespace Tidemark.Cli.Tests.Virsh;
+
+/// <summary>
+/// tidemark's virsh commands against stock virsh 9.0: the same command lines, each on its own
+/// daemon in the same state, print the same text and exit alike — domain life cycle and
+/// queries, every checkpoint command and its options, a push backup and its job statistics,
+/// events, and the error lines.
+/// </summary>
+public sealed class VirshCommandTests
+{
+    private const string Uuid = "4f1f2a3c-7e0b-4c55-9d0e-2b1d8c6a9e01";
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private static Task WriteDomainAsync(DaemonUnderTest d) => File.WriteAllTextAsync(d.Directory.File("vm.xml"), $"""
+        <domain type='kvm'>
+          <name>vm</name>
+          <uuid>{Uuid}</uuid>
+          <memory unit='KiB'>1048576</memory>
+          <vcpu placement='static'>2</vcpu>
+          <os>
+            <type arch='x86_64'>hvm</type>
+          </os>
+          <devices>
+            <disk type='file' device='disk'>
+              <driver name='qemu' type='qcow2'/>
+              <source file='{d.Directory.File("vda.qcow2")}'/>
+              <target dev='vda' bus='virtio'/>
+            </disk>
+            <disk type='file' device='disk'>
+              <driver name='qemu' type='qcow2'/>
+              <source file='{d.Directory.File("vdb.qcow2")}'/>
+              <target dev='vdb' bus='virtio'/>
+            </disk>
+          </devices>
+        </domain>
+        """, Ct);
+
+    private static async Task SetUpAsync(DaemonUnderTest d)
+    {
+        await d.CreateImageAsync("vda.qcow2");
+        await d.CreateImageAsync("vdb.qcow2");
+        await WriteDomainAsync(d);
+        await File.WriteAllTextAsync(d.Directory.File("c2.xml"), "<domaincheckpoint><name>c2</name><description>from a file</description></domaincheckpoint>", Ct);
+        await File.WriteAllTextAsync(d.Directory.File("push.xml"), $"<domainbackup><disks><disk name='vda' type='file'><target file='{d.Directory.File("full-vda.qcow2")}'/><driver type='qcow2'/></disk><disk name='vdb' backup='no'/></disks></domainbackup>", Ct);
+    }
+
+    [Fact]
+    public async Task DomainLifeCycleAndQueries_PrintAsVirshPrintsThem()
+    {
+        await using var twins = await VirshTwins.StartAsync();
+        await twins.OnBothAsync(SetUpAsync);
+
+        Assert.Equal("Domain 'vm' defined from {dir}/vm.xml\n\n", (await twins.RunAsync("define", "{dir}/vm.xml")).Stdout);
+        Assert.Equal(" Id   Name   State\n-----------------------\n -    vm     shut off\n\n", (await twins.RunAsync("list", "--all")).Stdout);
+        await twins.RunAsync("list");
+        await twins.RunAsync("list", "--all", "--name");
+        await twins.RunAsync("list", "--all", "--uuid");
+        await twins.RunAsync("list", "--inactive", "--name", "--uuid");
+        await twins.RunAsync("dominfo", "vm");
+        await twins.RunAsync("dominfo", Uuid);
+        await twins.RunAsync("domstate", "vm", "--reason");
+        await twins.RunAsync("domblklist", "vm");
+        await twins.RunAsync("domblklist", "--details", "--domain", "vm");
+        await twins.RunAsync("dumpxml", "vm");
+        await twins.RunAsync("autostart", "vm");
+        await twins.RunAsync("dominfo", "vm");
+        await twins.RunAsync("autostart", "--disable", "vm");
+        await twins.RunAsync("start", "vm");
+        await twins.RunAsync("start", "vm");
+        await twins.RunAsync("list");
+        await twins.RunAsync("dominfo", "1");
+        await twins.RunAsync("domstate", "vm", "--reason");
+        await twins.RunAsync("dumpxml", "vm");
+        await twins.RunAsync("dumpxml", "vm", "--inactive");
+        await twins.RunAsync("domblklist", "vm", "--inactive");
+        await twins.RunAsync("shutdown", "vm");
+        await twins.RunAsync("domstate", "vm", "--reason");
+        await twins.RunAsync("start", "vm");
+        await twins.RunAsync("destroy", "vm");
+        await twins.RunAsync("destroy", "vm");
+        await twins.RunAsync("shutdown", "vm");
+        await twins.RunAsync("domstate", "vm", "--reason");
+        await twins.RunAsync("undefine", "vm");
+        await twins.RunAsync("list", "--all");
+
+        // Errors: virsh's own line, libvirt's line, exit 1.
+        var missing = await twins.RunAsync("dominfo", "nosuch");
+        Assert.Equal((1, "error: failed to get domain 'nosuch'\n"), (missing.ExitCode, missing.Stderr));
+        await twins.RunAsync("dominfo");
+        await twins.RunAsync("define", "{dir}/nosuch.xml");
+        await twins.RunAsync("start", "vm");
+    }
+
+    [Fact]
+    public async Task CheckpointCommands_WithEveryOption_PrintAsVirshPrintsThem()
+    {
+        await using var twins = await VirshTwins.StartAsync();
+        await twins.OnBothAsync(SetUpAsync);
+        await twins.RunAsync("define", "{dir}/vm.xml");
+        await twins.RunAsync("checkpoint-create-as", "vm", "c0");
+        await twins.RunAsync("start", "vm");
+
+        await twins.RunAsync("checkpoint-create-as", "vm", "c1", "first");
+        await twins.RunAsync("checkpoint-create", "vm", "{dir}/c2.xml");
+        await twins.RunAsync("checkpoint-create-as", "--domain", "vm", "--name", "c3", "--diskspec", "vda,checkpoint=bitmap", "--diskspec", "vdb,checkpoint=no");
+        await twins.RunAsync("checkpoint-create-as", "vm", "--print-xml", "--name", "c9", "--description", "a <b> & 'c'", "--diskspec", "vda,checkpoint=bitmap,bitmap=b9");
+        await twins.RunAsync("checkpoint-create-as", "vm", "--print-xml", "--diskspec", "vda,size=1");
+        await twins.RunAsync("checkpoint-create-as", "vm", "c1");
+        await twins.RunAsync("checkpoint-create", "vm", "{dir}/c2.xml", "--redefine-validate");
+        Assert.Contains(" c3     YYYY-MM-DD HH:MM:SS +ZZZZ   c2\n", (await twins.RunAsync("checkpoint-list", "vm", "--parent")).Stdout, StringComparison.Ordinal);
+        await twins.RunAsync("checkpoint-list", "vm");
+        await twins.RunAsync("checkpoint-list", "vm", "--tree");
+        await twins.RunAsync("checkpoint-list", "vm", "--name");
+        await twins.RunAsync("checkpoint-list", "vm", "--name", "--topological");
+        await twins.RunAsync("checkpoint-list", "vm", "--roots");
+        await twins.RunAsync("checkpoint-list", "vm", "--leaves", "--name");
+        await twins.RunAsync("checkpoint-list", "vm", "--no-leaves", "--parent");
+        await twins.RunAsync("checkpoint-list", "vm", "--from", "c1", "--name");
+        await twins.RunAsync("checkpoint-list", "vm", "--from", "c1", "--descendants", "--name");
+        await twins.RunAsync("checkpoint-list", "vm", "--from", "c1", "--tree");
+        await twins.RunAsync("checkpoint-list", "vm", "--tree", "--name");
+        await twins.RunAsync("checkpoint-list", "vm", "--roots", "--parent");
+        await twins.RunAsync("checkpoint-list", "vm", "--leaves", "--tree");
+        await twins.RunAsync("checkpoint-list", "vm", "--descendants");
+        await twins.RunAsync("checkpoint-list", "vm", "--from", "nosuch");
+        await twins.RunAsync("checkpoint-info", "vm", "c1");
+        await twins.RunAsync("checkpoint-info", "vm", "c0");
+        await twins.RunAsync("checkpoint-info", "vm", "nosuch");
+        await twins.RunAsync("checkpoint-parent", "vm", "c2");
+        await twins.RunAsync("checkpoint-parent", "vm", "c0");
+        await twins.RunAsync("checkpoint-dumpxml", "vm", "c2");
+        await twins.RunAsync("checkpoint-dumpxml", "vm", "c3", "--no-domain", "--size");
+        await twins.RunAsync("checkpoint-dumpxml", "vm", "c1", "--security-info");
+        await twins.RunAsync("checkpoint-delete", "vm", "c2", "--children-only");
+        await twins.RunAsync("checkpoint-list", "vm", "--tree");
+        await twins.RunAsync("checkpoint-delete", "vm", "c1", "--metadata");
+        await twins.RunAsync("checkpoint-delete", "vm", "c0", "--children");
+        await twins.RunAsync("checkpoint-delete", "vm", "c0");
+        await twins.RunAsync("checkpoint-list", "vm");
+        await twins.RunAsync("checkpoint-create-as", "vm", "c4");
+        await twins.RunAsync("destroy", "vm");
+        await twins.RunAsync("undefine", "vm");
+        await twins.RunAsync("undefine", "vm", "--checkpoints-metadata");
+        await twins.RunAsync("list", "--all");
+    }
+
+    [Fact]
+    public async Task PushBackupAndJob_PrintAsVirshPrintsThem()
+    {
+        await using var twins = await VirshTwins.StartAsync();
+        await twins.OnBothAsync(SetUpAsync);
+        await twins.RunAsync("define", "{dir}/vm.xml");
+        await twins.RunAsync("domjobinfo", "vm");
+        await twins.RunAsync("start", "vm");
+        await twins.OnBothAsync(d => Peer.RunCheckedAsync("qemu-io", "-f", "raw", "-c", "write -P 0x61 0 1M", "-c", "flush", d.GuestUri("vm", "vda")));
+        await twins.RunAsync("domjobinfo", "vm");
+        await twins.RunAsync("backup-dumpxml", "vm");
+        await twins.RunAsync("domjobabort", "vm");
+
+        await twins.RunAsync("backup-begin", "vm", "{dir}/push.xml");
+        await twins.WaitForJobEndAsync("vm");
+        var completed = await twins.RunAsync("domjobinfo", "vm", "--completed", "--keep-completed");
+        Assert.Contains("File processed:   1.000 MiB\n", completed.Stdout, StringComparison.Ordinal);
+        await twins.RunAsync("domjobinfo", "vm", "--completed");
+        await twins.RunAsync("domjobinfo", "vm", "--completed");
+        await twins.RunAsync("backup-begin", "vm", "--backupxml", "{dir}/nosuch.xml");
+        await twins.RunAsync("event", "vm", "--event", "job-completed", "--timeout", "1");
+        await twins.RunAsync("event", "--event", "lifecycle", "--loop", "--timeout", "1");
+        await twins.RunAsync("event", "--list");
+    }
+
+    [Fact]
+    public async Task LifecycleEvents_PrintAsVirshPrintsThem()
+    {
+        await using var twins = await VirshTwins.StartAsync();
+        await twins.OnBothAsync(SetUpAsync);
+        await twins.RunAsync("define", "{dir}/vm.xml");
+
+        // Each program waits for one event while the domain starts on its daemon.
+        var virsh = twins.RunVirshAsync("event", "vm", "--event", "lifecycle", "--timeout", "60");
+        var tidemark = twins.RunTidemarkAsync("event", "--domain", "vm", "--event", "lifecycle", "--timeout", "60");
+        await Task.Delay(TimeSpan.FromSeconds(3), Ct);
+        await twins.RunAsync("start", "vm");
+
+        var expected = await virsh;
+        Assert.Equal("event 'lifecycle' for domain 'vm': Started Booted\nevents received: 1\n\n", expected.Stdout);
+        Assert.Equal(expected, await tidemark);
+    }
+
+    [Fact]
+    public async Task Json_DomNbd_AndTheConnectionUri()
+    {
+        await using var daemon = await DaemonUnderTest.StartAsync("vj");
+        await SetUpAsync(daemon);
+        var env = new Dictionary<string, string?> { ["TIDEMARK_DEFAULT_URI"] = daemon.Uri };
+
+        // No -c: the URI comes from TIDEMARK_DEFAULT_URI; -c may also follow the verb.
+        var defined = await CliRun.RunAsync(["define", daemon.Directory.File("vm.xml")], null, env);
+        Assert.Equal((0, "Domain 'vm' defined from " + daemon.Directory.File("vm.xml") + "\n\n"), (defined.ExitCode, defined.Stdout));
+        Assert.Equal(0, (await CliRun.RunAsync("start", "vm", "-c", daemon.Uri)).ExitCode);
+        Assert.Equal(0, (await CliRun.RunAsync("-c", daemon.Uri, "checkpoint-create-as", "vm", "c1")).ExitCode);
+
+        using var list = JsonDocument.Parse((await CliRun.RunAsync("list", "--json", "-c", daemon.Uri)).Stdout);
+        var domain = Assert.Single(list.RootElement.EnumerateArray());
+        Assert.Equal(("vm", Uuid, "running", 1), (domain.GetProperty("name").GetString(), domain.GetProperty("uuid").GetString(), domain.GetProperty("state").GetString(), domain.GetProperty("id").GetInt32()));
+
+        using var info = JsonDocument.Parse((await CliRun.RunAsync("dominfo", "vm", "--json", "-c", daemon.Uri)).Stdout);
+        Assert.Equal((2, 1048576UL), (info.RootElement.GetProperty("cpus").GetInt32(), info.RootElement.GetProperty("max_memory_kib").GetUInt64()));
+
+        using var disks = JsonDocument.Parse((await CliRun.RunAsync("domblklist", "vm", "--json", "-c", daemon.Uri)).Stdout);
+        Assert.Equal(["vda", "vdb"], disks.RootElement.EnumerateArray().Select(d => d.GetProperty("target").GetString()));
+
+        using var checkpoints = JsonDocument.Parse((await CliRun.RunAsync("checkpoint-list", "vm", "--json", "-c", daemon.Uri)).Stdout);
+        var c1 = Assert.Single(checkpoints.RootElement.EnumerateArray());
+        Assert.Equal("c1", c1.GetProperty("name").GetString());
+        Assert.InRange(c1.GetProperty("creation_time").GetInt64(), DateTimeOffset.UtcNow.ToUnixTimeSeconds() - 600, DateTimeOffset.UtcNow.ToUnixTimeSeconds() + 5);
+
+        using var checkpoint = JsonDocument.Parse((await CliRun.RunAsync("checkpoint-info", "vm", "c1", "--json", "-c", daemon.Uri)).Stdout);
+        Assert.Equal(0, checkpoint.RootElement.GetProperty("children").GetInt32());
+
+        using var job = JsonDocument.Parse((await CliRun.RunAsync("domjobinfo", "vm", "--json", "-c", daemon.Uri)).Stdout);
+        Assert.Equal("None", job.RootElement.GetProperty("type").GetString());
+
+        // domnbd names each disk's export; a guest writes through it.
+        var nbd = await CliRun.RunAsync("domnbd", "vm", "-c", daemon.Uri);
+        Assert.Contains($" vda      {daemon.GuestUri("vm", "vda")}\n", nbd.Stdout, StringComparison.Ordinal);
+        Assert.Contains($" vdb      {daemon.GuestUri("vm", "vdb")}\n", nbd.Stdout, StringComparison.Ordinal);
+        await Peer.RunCheckedAsync("qemu-io", "-f", "raw", "-c", "write -P 0x5a 0 64k", "-c", "flush", daemon.GuestUri("vm", "vdb"));
+
+        // backup-begin --wait follows the job to its end and prints its statistics.
+        await File.WriteAllTextAsync(daemon.Directory.File("push-b.xml"), $"<domainbackup><disks><disk name='vda' backup='no'/><disk name='vdb' type='file'><target file='{daemon.Directory.File("full-vdb.qcow2")}'/><driver type='qcow2'/></disk></disks></domainbackup>", Ct);
+        var waited = await CliRun.RunAsync("backup-begin", "vm", daemon.Directory.File("push-b.xml"), "--wait", "-c", daemon.Uri);
+        Assert.True(waited.ExitCode == 0, waited.Stderr);
+        Assert.StartsWith("Backup started\n", waited.Stdout, StringComparison.Ordinal);
+        Assert.Contains("Job type:         Completed   \nOperation:        Backup      \n", waited.Stdout, StringComparison.Ordinal);
+        Assert.Equal(0, (await Peer.RunAsync("qemu-img", ["compare", "-f", "raw", "-F", "qcow2", daemon.GuestUri("vm", "vdb"), daemon.Directory.File("full-vdb.qcow2")])).ExitCode);
+
+        // Without -c or the variable: the default daemon's socket, named in the error when nothing listens there.
+        var home = daemon.Directory.File("home");
+        var defaultRun = await CliRun.RunAsync(["list"], null, new Dictionary<string, string?> { ["TIDEMARK_DEFAULT_URI"] = null, ["XDG_STATE_HOME"] = home });
+        var socket = Environment.UserName == "root" ? "/var/lib/tidemark/tidemark-sock" : Path.Combine(home, "tidemark", "tidemark-sock");
+        if (!File.Exists(socket))
+        {
+            Assert.Equal((1, $"error: failed to connect to the hypervisor\nerror: Failed to connect socket to '{socket}': No such file or directory\n"), (defaultRun.ExitCode, defaultRun.Stderr));
+        }
+    }
+}
