@@ -26,7 +26,7 @@ internal sealed class BackupHost : IAsyncDisposable
 
     public TempDirectory Directory { get; }
 
-    public TidemarkDaemon Daemon { get; }
+    public TidemarkDaemon Daemon { get; private set; }
 
     public string Domain { get; }
 
@@ -59,6 +59,20 @@ internal sealed class BackupHost : IAsyncDisposable
         var domain = await client.DefineDomainAsync(DomainXml("dom", images), 0, Ct);
         await client.CreateDomainAsync(domain, Ct);
         return host;
+    }
+
+    /// <summary>
+    /// Stops the daemon (domains stopped, images closed), runs <paramref name="offline"/> on the
+    /// images, then starts a new daemon on the same state directory and starts the domain again.
+    /// </summary>
+    public async Task RestartAsync(Func<Task> offline)
+    {
+        await Daemon.DisposeAsync();
+        await offline();
+        Daemon = new TidemarkDaemon(new DaemonOptions { StateDirectory = Directory.File("state") }, NullLoggerFactory.Instance);
+        await Daemon.StartAsync(Ct);
+        await using var client = await ConnectAsync();
+        await client.CreateDomainAsync(await client.LookupDomainByNameAsync(Domain, Ct), Ct);
     }
 
     public Task<LibvirtClient> ConnectAsync() => LibvirtClient.ConnectAsync(Uri, null, Ct);
