@@ -147,7 +147,7 @@ public sealed class ChainBreakTests
         Assert.Contains("ended the backup job an interrupted run left on domain 'dom'", lines);
         Assert.Contains($"deleted checkpoint {dead} of an interrupted backup from the host", lines);
         Assert.Equal(BackupLevel.Incremental, next.Disks.Single().Level);
-        Assert.Equal(new[] { full.Checkpoint, next.Checkpoint }.Order(StringComparer.Ordinal), await host.HostCheckpointsAsync());
+        Assert.Equal([next.Checkpoint], await host.HostCheckpointsAsync());
     }
 
     [Fact]

@@ -57,7 +57,43 @@ public static partial class BackupRunner
                 plans.Add(await ChainDecision.DecideAsync(client, domain, repository, disk, history, options.Level, cancellationToken).ConfigureAwait(false));
             }
 
-            return await BackupAsync(client, domain, domainXml, plans, others, history, options, report, cancellationToken).ConfigureAwait(false);
+            var manifest = await BackupAsync(client, domain, domainXml, plans, others, history, options, report, cancellationToken).ConfigureAwait(false);
+            await RetireCheckpointsAsync(client, domain, repository, history.Append(manifest).ToList(), report, cancellationToken).ConfigureAwait(false);
+            return manifest;
+        }
+    }
+
+    /// <summary>
+    /// Deletes from the host the checkpoints of this repository's backups that no disk's chain
+    /// continues from (only each disk's latest backup is a base), so the host does not keep a
+    /// bitmap recording every guest write for each backup ever taken. Checkpoints the
+    /// repository does not know are never touched. The job has ended: libvirt deletes no
+    /// checkpoint while a backup runs.
+    /// </summary>
+    private static async Task RetireCheckpointsAsync(LibvirtClient client, RemoteDomain domain, BackupRepository repository, IReadOnlyList<BackupManifest> history, Action<string> report, CancellationToken cancellationToken)
+    {
+        var bases = history.SelectMany(m => m.Disks.Select(d => (Disk: d.Name, m.Checkpoint)))
+            .GroupBy(p => p.Disk)
+            .Select(g => g.Last().Checkpoint)
+            .ToHashSet(StringComparer.Ordinal);
+        var known = history.Select(m => m.Checkpoint).ToHashSet(StringComparer.Ordinal);
+        foreach (var checkpoint in await client.ListAllCheckpointsAsync(domain, 0, cancellationToken).ConfigureAwait(false))
+        {
+            if (!known.Contains(checkpoint.Name) || bases.Contains(checkpoint.Name))
+            {
+                continue;
+            }
+
+            try
+            {
+                await client.DeleteCheckpointAsync(checkpoint, 0, cancellationToken).ConfigureAwait(false);
+                report($"deleted checkpoint {checkpoint.Name} from the host: no disk's chain continues from it");
+            }
+            catch (LibvirtError e)
+            {
+                // The backup is complete; a checkpoint left behind costs only its bitmap.
+                report($"could not delete checkpoint {checkpoint.Name} from the host: {e.Message}");
+            }
         }
     }
 
