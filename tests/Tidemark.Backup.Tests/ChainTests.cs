@@ -48,6 +48,7 @@ public sealed class ChainTests
 
         // Full: the 3 MiB written; first incremental: 2 MiB + 512 KiB of data, the zeroed 64 KiB as zeroes.
         Assert.Equal(3L << 20, full.Disks.Single().DataBytes);
+        Assert.Equal(3L << 20, full.Disks.Single().Extents.Sum(e => e.Length));
         Assert.Equal((2L << 20) + (512L << 10), inc1.Disks.Single().DataBytes);
         Assert.Contains(inc1.Disks.Single().Extents, e => e.Content == ExtentContent.Zero && e.Offset == 8L << 20);
 

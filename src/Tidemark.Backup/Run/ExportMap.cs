@@ -79,6 +79,12 @@ internal sealed class ExportMap
         }
 
         var aligned = ByteRange.Merge(data.Select(r => r.AlignOut(alignment, size)));
+        if (dirtyContext is null)
+        {
+            // A full goes into a new file without backing: what it does not write reads as zeroes.
+            return new ExportMap(aligned, []);
+        }
+
         var wholeZero = ByteRange.Merge(zero.Select(r => r.AlignIn(alignment, size)));
         var edges = ByteRange.Subtract(ByteRange.Merge(zero), wholeZero).Select(r => r.AlignOut(alignment, size));
         var finalData = ByteRange.Merge(aligned.Concat(edges));
