@@ -61,5 +61,8 @@ public static class TidemarkCommandLine
         yield return Cli.Commands.Image.ImageCommandDefinition.Build(console);
         yield return Cli.Commands.Nbd.NbdCommandDefinition.Create(console);
         yield return Cli.Commands.Daemon.DaemonCommandDefinition.Create(console);
+        yield return Cli.Commands.Backup.BackupCommandDefinition.Build(console);
+        yield return Cli.Commands.Restore.RestoreCommandDefinition.Create(console);
+        yield return Cli.Commands.Verify.VerifyCommandDefinition.Create(console);
     }
 }

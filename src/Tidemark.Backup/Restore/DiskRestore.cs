@@ -1,0 +1,103 @@
+using Tidemark.Backup.Repository;
+using Tidemark.Storage;
+using Tidemark.Storage.Qcow2;
+
+namespace Tidemark.Backup.Restore;
+
+/// <summary>What <see cref="DiskRestore"/> restores, and where.</summary>
+public sealed record RestoreOptions
+{
+    public required BackupRepository Repository { get; init; }
+
+    public required string Domain { get; init; }
+
+    /// <summary>The backup to restore; the latest when null.</summary>
+    public string? Checkpoint { get; init; }
+
+    /// <summary>Disks to restore; every disk of the backup when empty.</summary>
+    public IReadOnlyList<string> Disks { get; init; } = [];
+
+    /// <summary>
+    /// A file (one disk) or a directory (where each disk becomes <c>DISK.raw</c> or
+    /// <c>DISK.qcow2</c>); an existing directory is always taken as one.
+    /// </summary>
+    public required string Output { get; init; }
+
+    public ImageFormat Format { get; init; } = ImageFormat.Raw;
+
+    /// <summary>Replace outputs that exist.</summary>
+    public bool Force { get; init; }
+}
+
+/// <summary>One disk written by a restore.</summary>
+public sealed record RestoredDisk(string Disk, string Path, long VirtualSize);
+
+/// <summary>
+/// Restores disks exactly as they were at a backup: the disk's chain file at that point is
+/// opened with its backing chain (the older files of the chain) and copied sparsely, so holes
+/// and zeroed or trimmed areas stay holes (raw) or unallocated (qcow2). Each output is written
+/// under a temporary name and renamed when complete; disks are restored in parallel.
+/// </summary>
+public static class DiskRestore
+{
+    /// <exception cref="BackupException">No such backup or disk, or an output exists without <see cref="RestoreOptions.Force"/>.</exception>
+    /// <exception cref="StorageException">A chain file is damaged.</exception>
+    public static async Task<IReadOnlyList<RestoredDisk>> RunAsync(RestoreOptions options, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var (manifest, _) = await options.Repository.FindAsync(options.Domain, options.Checkpoint, cancellationToken).ConfigureAwait(false);
+        var disks = options.Disks.Count == 0 ? manifest.Disks : options.Disks.Select(name => manifest.Disk(name)
+            ?? throw new BackupException(BackupErrorReason.NotFound, $"no disk named '{name}' in backup {manifest.Checkpoint} of domain '{options.Domain}'")).ToList();
+        var toDirectory = Directory.Exists(options.Output) || disks.Count > 1 || Path.EndsInDirectorySeparator(options.Output);
+        var extension = options.Format == ImageFormat.Raw ? ".raw" : ".qcow2";
+        var targets = disks.Select(d => (Disk: d, Path: toDirectory ? Path.Combine(options.Output, d.Name + extension) : Path.GetFullPath(options.Output))).ToList();
+        foreach (var (_, path) in targets)
+        {
+            if (File.Exists(path) && !options.Force)
+            {
+                throw new BackupException(BackupErrorReason.OutputExists, $"output '{path}' exists; use --force to replace it");
+            }
+        }
+
+        if (toDirectory)
+        {
+            Directory.CreateDirectory(options.Output);
+        }
+
+        var restored = new RestoredDisk[targets.Count];
+        await Parallel.ForEachAsync(Enumerable.Range(0, targets.Count), cancellationToken, async (i, token) =>
+        {
+            var (disk, path) = targets[i];
+            await RestoreDiskAsync(options.Repository.PathOf(options.Domain, disk.File), path, options.Format, token).ConfigureAwait(false);
+            restored[i] = new RestoredDisk(disk.Name, path, disk.VirtualSize);
+        }).ConfigureAwait(false);
+        return restored;
+    }
+
+    private static async Task RestoreDiskAsync(string chainFile, string output, ImageFormat format, CancellationToken cancellationToken)
+    {
+        var temp = DurableFile.TempPath(output);
+        try
+        {
+            var source = await Qcow2Image.OpenAsync(chainFile, readOnly: true, cancellationToken).ConfigureAwait(false);
+            await using (source.ConfigureAwait(false))
+            {
+                IBlockImage target = format == ImageFormat.Raw
+                    ? RawImage.Create(temp, source.VirtualSize)
+                    : await Qcow2Image.CreateAsync(temp, new Qcow2CreateOptions { Size = source.VirtualSize }, cancellationToken).ConfigureAwait(false);
+                await using (target.ConfigureAwait(false))
+                {
+                    await SparseCopy.CopyAsync(source, target, compress: false, cancellationToken).ConfigureAwait(false);
+                    await target.FlushAsync(cancellationToken).ConfigureAwait(false);
+                }
+            }
+
+            DurableFile.Commit(temp, output);
+        }
+        catch
+        {
+            File.Delete(temp);
+            throw;
+        }
+    }
+}

@@ -1,0 +1,47 @@
+using System.Text;
+using System.Text.Json;
+using Tidemark.Backup.Restore;
+
+namespace Tidemark.Cli.Commands.Restore;
+
+/// <summary>Runs <c>restore</c>: one line per disk restored.</summary>
+internal static class RestoreCommand
+{
+    public static async Task<int> RunAsync(CliConsole console, RestoreOptions options, bool json, CancellationToken cancellationToken)
+    {
+        var (manifest, _) = await options.Repository.FindAsync(options.Domain, options.Checkpoint, cancellationToken).ConfigureAwait(false);
+        var restored = await DiskRestore.RunAsync(options with { Checkpoint = manifest.Checkpoint }, cancellationToken).ConfigureAwait(false);
+        if (!json)
+        {
+            foreach (var disk in restored)
+            {
+                await console.Out.WriteLineAsync($"restored disk {disk.Disk} of domain '{options.Domain}' at {manifest.Checkpoint} to {disk.Path}").ConfigureAwait(false);
+            }
+
+            return 0;
+        }
+
+        using var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+        {
+            w.WriteStartObject();
+            w.WriteString("domain", options.Domain);
+            w.WriteString("checkpoint", manifest.Checkpoint);
+            w.WriteStartArray("disks");
+            foreach (var disk in restored)
+            {
+                w.WriteStartObject();
+                w.WriteString("name", disk.Disk);
+                w.WriteString("path", disk.Path);
+                w.WriteNumber("virtual-size", disk.VirtualSize);
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+
+        await console.Out.WriteLineAsync(Encoding.UTF8.GetString(buffer.ToArray())).ConfigureAwait(false);
+        return 0;
+    }
+}

@@ -1,0 +1,42 @@
+using System.CommandLine;
+using Tidemark.Backup.Restore;
+using Tidemark.Cli.Commands.Backup;
+using Tidemark.Storage;
+
+namespace Tidemark.Cli.Commands.Restore;
+
+/// <summary><c>tidemark restore --repo DIR --domain D [--disk vda] [--checkpoint NAME] --output FILE|DIR [-O raw|qcow2] [--force] [--json]</c>.</summary>
+internal static class RestoreCommandDefinition
+{
+    public static Command Create(CliConsole console)
+    {
+        var repository = new Option<string>("--repo") { Description = "The repository directory.", Required = true };
+        var domain = new Option<string>("--domain") { Description = "The domain whose disks to restore.", Required = true };
+        var disks = new Option<string[]>("--disk") { Description = "Restore only this disk target (repeatable; default: every disk of the backup).", AllowMultipleArgumentsPerToken = true };
+        var checkpoint = new Option<string?>("--checkpoint") { Description = "The backup to restore (default: the latest)." };
+        var output = new Option<string>("--output", "-o") { Description = "The output file (one disk) or directory (DISK.raw / DISK.qcow2 per disk).", Required = true };
+        var format = new Option<string>("-O") { Description = "Output format: raw (default) or qcow2.", DefaultValueFactory = _ => "raw" };
+        format.AcceptOnlyFromAmong("raw", "qcow2");
+        var force = new Option<bool>("--force") { Description = "Replace outputs that exist." };
+        var json = new Option<bool>("--json") { Description = "Print a JSON summary." };
+        var command = new Command("restore", "Restore a domain's disks exactly as they were at a backup, sparse (holes and trimmed areas stay holes).")
+        {
+            repository, domain, disks, checkpoint, output, format, force, json,
+        };
+        command.SetAction((r, ct) => BackupCommandErrors.RunAsync(() => RestoreCommand.RunAsync(
+            console,
+            new RestoreOptions
+            {
+                Repository = new Tidemark.Backup.Repository.BackupRepository(r.GetValue(repository)!),
+                Domain = r.GetValue(domain)!,
+                Disks = r.GetValue(disks) ?? [],
+                Checkpoint = r.GetValue(checkpoint),
+                Output = r.GetValue(output)!,
+                Format = r.GetValue(format) == "qcow2" ? ImageFormat.Qcow2 : ImageFormat.Raw,
+                Force = r.GetValue(force),
+            },
+            r.GetValue(json),
+            ct)));
+        return command;
+    }
+}

@@ -1,0 +1,57 @@
+using System.Text.RegularExpressions;
+using Tidemark.Backup.Tests.Support;
+using Tidemark.Backup.Verify;
+using Tidemark.Testing;
+
+namespace Tidemark.Backup.Tests;
+
+/// <summary>verify re-reads every extent: a flipped byte and a truncated chain file are named with the file and the offset.</summary>
+public sealed class VerifyTests
+{
+    private static CancellationToken Ct => BackupHost.Ct;
+
+    [Fact]
+    public async Task FlippedByte_AndTruncatedFile_AreNamed()
+    {
+        await using var host = await BackupHost.StartAsync(("vda", "16M"));
+        await host.GuestWriteAsync("vda", "write -P 0x61 0 1M", "write -P 0x62 8M 1M");
+        var full = await host.BackupAsync();
+        await host.GuestWriteAsync("vda", "write -P 0x63 12M 1M");
+        var inc = await host.BackupAsync();
+        Assert.True((await RepositoryVerifier.RunAsync(host.Repository, null, null, Ct)).Passed);
+
+        // Flip one byte of guest offset 8M + 100 where the full stores it (qemu-img map's host offset).
+        var fullFile = host.Repository.PathOf("dom", full.Disks.Single().File);
+        var map = await Peer.RunCheckedAsync("qemu-img", "map", "--output=json", "-f", "qcow2", fullFile);
+        var hostOffset = long.Parse(Regex.Match(map, "\"start\": 8388608, .*?\"offset\": (\\d+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        await using (var stream = new FileStream(fullFile, FileMode.Open, FileAccess.ReadWrite))
+        {
+            stream.Position = hostOffset + 100;
+            var b = stream.ReadByte();
+            stream.Position = hostOffset + 100;
+            stream.WriteByte((byte)(b ^ 0xff));
+        }
+
+        var flipped = await RepositoryVerifier.RunAsync(host.Repository, "dom", null, Ct);
+        var finding = Assert.Single(flipped.Findings);
+        Assert.Equal($"dom/{full.Disks.Single().File}", finding.File);
+        Assert.Equal(8L << 20, finding.Offset);
+        Assert.Contains("checksum", finding.Problem, StringComparison.Ordinal);
+
+        // Cut the incremental's file in half.
+        var incFile = host.Repository.PathOf("dom", inc.Disks.Single().File);
+        await using (var stream = new FileStream(incFile, FileMode.Open, FileAccess.ReadWrite))
+        {
+            stream.SetLength(stream.Length / 2);
+        }
+
+        var truncated = await RepositoryVerifier.RunAsync(host.Repository, "dom", inc.Checkpoint, Ct);
+        Assert.Contains(truncated.Findings, f => f.File == $"dom/{inc.Disks.Single().File}");
+        Assert.False(truncated.Passed);
+
+        // Only the chain up to the full: the truncated incremental is not part of it.
+        var upToFull = await RepositoryVerifier.RunAsync(host.Repository, "dom", full.Checkpoint, Ct);
+        Assert.Equal(1, upToFull.ChainFiles);
+        Assert.Single(upToFull.Findings);
+    }
+}
