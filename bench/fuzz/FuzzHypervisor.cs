@@ -60,6 +60,10 @@ internal sealed class FuzzHypervisor : IRemoteHypervisor
 
     public ValueTask<bool> IsDomainPersistentAsync(RemoteDomain domain, CancellationToken cancellationToken) => new(true);
 
+    public ValueTask<string> GetOsTypeAsync(RemoteDomain domain, CancellationToken cancellationToken) => new("hvm");
+
+    public ValueTask<bool> HasManagedSaveImageAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => new(false);
+
     public ValueTask<string> GetDomainXmlAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => new(DomainXml);
 
     public ValueTask<bool> GetAutostartAsync(RemoteDomain domain, CancellationToken cancellationToken) => new(false);

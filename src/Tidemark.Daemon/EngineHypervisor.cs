@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Globalization;
 using System.Xml.Linq;
 using Microsoft.Extensions.Logging;
@@ -26,12 +27,21 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
     /// <summary>The hypervisor version, QEMU 7.2.0's, whose behaviour Tidemark's images and NBD server follow.</summary>
     private const ulong HypervisorVersion = 7_002_000;
 
+    // virDomainShutoffReason values.
+    private const int ShutoffUnknown = 0;
+    private const int ShutoffShutdown = 1;
+    private const int ShutoffDestroyed = 2;
+
     // virConnectListAllDomainsFlags, in the groups libvirt filters by (a domain must match one set bit of each group used).
     private static readonly uint[] ListFilterGroups = [1 | 2, 4 | 8, 16 | 32 | 64 | 128, 256 | 512, 1024 | 2048, 4096 | 8192, 16384 | 32768];
 
     private readonly DomainHost _host;
     private readonly AutostartMarks _autostart;
     private readonly ILogger _logger;
+
+    // virDomainShutoffReason of each domain stopped since the daemon started, as libvirt keeps
+    // it in memory: SHUTDOWN (1) or DESTROYED (2); a domain not stopped since is UNKNOWN (0).
+    private readonly ConcurrentDictionary<Guid, int> _shutoffReasons = new();
 
     public EngineHypervisor(DomainHost host, AutostartMarks autostart, ILogger logger)
     {
@@ -95,6 +105,7 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         CheckFlags(flags, 0, "qemuDomainCreateWithFlags");
         var found = Find(domain);
         await found.StartAsync(cancellationToken).ConfigureAwait(false);
+        _shutoffReasons.TryRemove(found.Uuid, out _);
         Events?.PublishLifecycle(Ref(found), DomainLifecycleEvent.Started, 0);
         return Ref(found);
     });
@@ -106,6 +117,7 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         var found = Find(domain);
         var reference = Ref(found);
         await found.DestroyAsync(cancellationToken).ConfigureAwait(false);
+        _shutoffReasons[found.Uuid] = ShutoffDestroyed;
         Events?.PublishLifecycle(reference, DomainLifecycleEvent.Stopped, 2);
     });
 
@@ -114,6 +126,7 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         var found = Find(domain);
         var reference = Ref(found);
         await found.ShutdownAsync(cancellationToken).ConfigureAwait(false);
+        _shutoffReasons[found.Uuid] = ShutoffShutdown;
         Events?.PublishLifecycle(reference, DomainLifecycleEvent.Stopped, 0);
     });
 
@@ -125,8 +138,23 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
     {
         CheckFlags(flags, 0, "qemuDomainGetState");
 
-        // Reasons: RUNNING_BOOTED (1); SHUTOFF_UNKNOWN (0).
-        return Find(domain).IsActive ? new DomainStateInfo(WireState.Running, 1) : new DomainStateInfo(WireState.Shutoff, 0);
+        // Reasons: RUNNING_BOOTED (1); SHUTOFF_* as the domain last stopped.
+        var found = Find(domain);
+        return found.IsActive
+            ? new DomainStateInfo(WireState.Running, 1)
+            : new DomainStateInfo(WireState.Shutoff, _shutoffReasons.GetValueOrDefault(found.Uuid, ShutoffUnknown));
+    });
+
+    public ValueTask<string> GetOsTypeAsync(RemoteDomain domain, CancellationToken cancellationToken) =>
+        Call(() => Find(domain).Definition.Element.Element("os")?.Element("type")?.Value.Trim() ?? "hvm");
+
+    public ValueTask<bool> HasManagedSaveImageAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => Call(() =>
+    {
+        CheckFlags(flags, 0, "qemuDomainHasManagedSaveImage");
+        Find(domain);
+
+        // Tidemark never saves a guest's memory, so there is never an image to restore from.
+        return false;
     });
 
     public ValueTask<DomainInfo> GetDomainInfoAsync(RemoteDomain domain, CancellationToken cancellationToken) => Call(() =>

@@ -9,8 +9,10 @@ namespace Tidemark.Daemon;
 /// <summary>
 /// The errors of the layers below as a client sees them (libvirt-rpc.md §6): each layer's
 /// exception carries libvirt's code and full message already, so only the error domain is
-/// chosen here: DOMAIN_CHECKPOINT (69) for checkpoint errors, as libvirt's checkpoint lookups
-/// report them, QEMU (10) for the rest, as the qemu driver reports them.
+/// chosen here, as libvirt's QEMU driver reports each error: DOMAIN (20, "Domain Config") for a
+/// name already taken by a domain or checkpoint (libvirt's object lists in src/conf say so),
+/// QEMU (10) for the rest, checkpoint lookups included (the driver's own
+/// qemu_checkpoint.c reports them; libvirt 9.0 answers a missing checkpoint with domain 10).
 /// </summary>
 internal static class WireErrors
 {
@@ -18,20 +20,20 @@ internal static class WireErrors
     public static LibvirtError? From(Exception error) => error switch
     {
         LibvirtError libvirt => libvirt,
-        EngineException e => Create(e.Code, e.Message),
+        EngineException e => new LibvirtError((VirErrorNumber)(int)e.Code, DomainOf(e.Reason), e.Message),
         DocumentException e => Create(e.Code, e.Message),
         BackupJobException e => Create(e.Code, e.Message),
         StorageException or IOException or UnauthorizedAccessException => LibvirtError.Create(VirErrorNumber.InternalError, VirErrorDomain.Qemu, error.Message),
         _ => null,
     };
 
-    private static LibvirtError Create(LibvirtErrorCode code, string message)
+    // The two enums number the codes as the wire does (libvirt's virErrorNumber).
+    private static LibvirtError Create(LibvirtErrorCode code, string message) =>
+        new((VirErrorNumber)(int)code, VirErrorDomain.Qemu, message);
+
+    private static VirErrorDomain DomainOf(EngineErrorReason reason) => reason switch
     {
-        // The two enums number the codes as the wire does (libvirt's virErrorNumber).
-        var number = (VirErrorNumber)(int)code;
-        var domain = number is VirErrorNumber.NoDomainCheckpoint or VirErrorNumber.CheckpointInconsistent
-            ? VirErrorDomain.DomainCheckpoint
-            : VirErrorDomain.Qemu;
-        return new LibvirtError(number, domain, message);
-    }
+        EngineErrorReason.DomainExists or EngineErrorReason.CheckpointExists => VirErrorDomain.Domain,
+        _ => VirErrorDomain.Qemu,
+    };
 }

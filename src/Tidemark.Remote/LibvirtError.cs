@@ -65,9 +65,9 @@ public sealed class LibvirtError : Exception
     public static LibvirtError NoDomainWithId(int id) =>
         Create(VirErrorNumber.NoDomain, VirErrorDomain.Qemu, $"no domain with matching id {id}");
 
-    /// <summary>"Domain checkpoint not found: no domain checkpoint with matching name 'X'" (code 103, domain 69).</summary>
+    /// <summary>"Domain checkpoint not found: no domain checkpoint with matching name 'X'" (code 103, domain QEMU as libvirt's QEMU driver reports it).</summary>
     public static LibvirtError NoCheckpointWithName(string name) =>
-        Create(VirErrorNumber.NoDomainCheckpoint, VirErrorDomain.DomainCheckpoint, $"no domain checkpoint with matching name '{name}'");
+        Create(VirErrorNumber.NoDomainCheckpoint, VirErrorDomain.Qemu, $"no domain checkpoint with matching name '{name}'");
 
     private static VirErrorDomain DomainOfApi(string apiName) =>
         apiName.StartsWith("virDomainCheckpoint", StringComparison.Ordinal) ? VirErrorDomain.DomainCheckpoint

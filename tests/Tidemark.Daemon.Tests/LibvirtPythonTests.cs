@@ -80,7 +80,7 @@ public sealed class LibvirtPythonTests
             stats 3 9 True
             again 0
             parent p1
-            root 103 69
+            root 103 10
             lifecycle [(2, 0), (5, 2)]
             missing 42 Domain not found: no domain with matching name 'nosuch'
 

@@ -53,7 +53,7 @@ public sealed class PythonTests
             $"vm1 {vm1.Uuid:D} 1 1\n" +
             "c1 c2\n" +
             "42 10 Domain not found: no domain with matching name 'nosuch'\n" +
-            "103 69 Domain checkpoint not found: no domain checkpoint with matching name 'zz'\n" +
+            "103 10 Domain checkpoint not found: no domain checkpoint with matching name 'zz'\n" +
             "3 this function is not supported by the connection driver: virDomainGetHostname\n",
             r.Stdout);
     }

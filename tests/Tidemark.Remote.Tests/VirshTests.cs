@@ -136,11 +136,12 @@ public sealed class VirshTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task DomInfo_UsesGetInfoAndFallsBackWhereUnsupported()
+    public async Task DomInfo_UsesGetInfoOsTypeAndManagedSave()
     {
         var vm1 = _server.Hypervisor.Domain("vm1");
         var output = await RunOkAsync("dominfo", "vm1");
-        Assert.StartsWith($"Id:             1\nName:           vm1\nUUID:           {vm1.Uuid:D}\nState:          running\nCPU(s):         2\nMax memory:     1048576 KiB\n", output, StringComparison.Ordinal);
+        Assert.StartsWith($"Id:             1\nName:           vm1\nUUID:           {vm1.Uuid:D}\nOS Type:        hvm\nState:          running\nCPU(s):         2\nMax memory:     1048576 KiB\n", output, StringComparison.Ordinal);
+        Assert.Contains("\nManaged save:   no\n", output, StringComparison.Ordinal);
     }
 
     /// <summary>A JOB_COMPLETED MESSAGE (363) decoded by virsh event, after its callback registration (316).</summary>

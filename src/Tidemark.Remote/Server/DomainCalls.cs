@@ -26,6 +26,8 @@ internal static class DomainCalls
         RemoteProcedure.DomainResume => VoidAsync(c, DomainOnly(c), (d, _, t) => c.Hypervisor.ResumeDomainAsync(d, t)),
         RemoteProcedure.DomainGetState => GetStateAsync(c),
         RemoteProcedure.DomainGetInfo => GetInfoAsync(c),
+        RemoteProcedure.DomainGetOsType => GetOsTypeAsync(c),
+        RemoteProcedure.DomainHasManagedSaveImage => HasManagedSaveImageAsync(c),
         RemoteProcedure.DomainIsActive => BoolAsync(c, c.Hypervisor.IsDomainActiveAsync),
         RemoteProcedure.DomainIsPersistent => BoolAsync(c, c.Hypervisor.IsDomainPersistentAsync),
         RemoteProcedure.DomainGetAutostart => BoolAsync(c, c.Hypervisor.GetAutostartAsync),
@@ -101,6 +103,20 @@ internal static class DomainCalls
         var (domain, _) = DomainOnly(c);
         var info = await c.Hypervisor.GetDomainInfoAsync(domain, c.CancellationToken).ConfigureAwait(false);
         return c.Reply(info.Write);
+    }
+
+    private static async Task<MessageBuilder> GetOsTypeAsync(CallContext c)
+    {
+        var (domain, _) = DomainOnly(c);
+        var type = await c.Hypervisor.GetOsTypeAsync(domain, c.CancellationToken).ConfigureAwait(false);
+        return c.Reply(w => w.WriteString(type, RemoteWire.MaxStringLength));
+    }
+
+    private static async Task<MessageBuilder> HasManagedSaveImageAsync(CallContext c)
+    {
+        var (domain, flags) = DomainAndFlags(c);
+        var value = await c.Hypervisor.HasManagedSaveImageAsync(domain, flags, c.CancellationToken).ConfigureAwait(false);
+        return c.Reply(w => w.WriteInt32(value ? 1 : 0));
     }
 
     private static async Task<MessageBuilder> BoolAsync(CallContext c, Func<RemoteDomain, CancellationToken, ValueTask<bool>> query)

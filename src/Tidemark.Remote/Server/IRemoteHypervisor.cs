@@ -82,6 +82,12 @@ public interface IDomainProcedures
     /// <summary>DOMAIN_IS_ACTIVE.</summary>
     ValueTask<bool> IsDomainActiveAsync(RemoteDomain domain, CancellationToken cancellationToken);
 
+    /// <summary>DOMAIN_GET_OS_TYPE: the domain's <c>os/type</c> (virsh dominfo's "OS Type").</summary>
+    ValueTask<string> GetOsTypeAsync(RemoteDomain domain, CancellationToken cancellationToken);
+
+    /// <summary>DOMAIN_HAS_MANAGED_SAVE_IMAGE (virsh dominfo's "Managed save").</summary>
+    ValueTask<bool> HasManagedSaveImageAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken);
+
     /// <summary>DOMAIN_IS_PERSISTENT.</summary>
     ValueTask<bool> IsDomainPersistentAsync(RemoteDomain domain, CancellationToken cancellationToken);
 

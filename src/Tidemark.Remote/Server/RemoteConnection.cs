@@ -72,7 +72,7 @@ internal sealed class RemoteConnection : IAsyncDisposable
         // raises are accepted and stay silent, as virsh event --all registers all of them.
         if ((int)eventId is < 0 or >= 64)
         {
-            throw LibvirtError.Create(VirErrorNumber.InvalidArg, VirErrorDomain.Rpc, $"unsupported event ID {(int)eventId}");
+            throw LibvirtError.Create(VirErrorNumber.InternalError, VirErrorDomain.Rpc, $"unsupported event ID {(int)eventId}");
         }
 
         if (_callbacks.Count >= Limits.MaxEventCallbacksPerConnection)
@@ -89,7 +89,8 @@ internal sealed class RemoteConnection : IAsyncDisposable
     {
         if (!_callbacks.TryRemove(callbackId, out _))
         {
-            throw LibvirtError.Create(VirErrorNumber.InvalidArg, VirErrorDomain.Rpc, $"domain event {callbackId} not registered");
+            // libvirtd's words and code (daemon/remote.c), as libvirt 9.0 answers an unknown id.
+            throw LibvirtError.Create(VirErrorNumber.InternalError, VirErrorDomain.Rpc, $"domain event callback {callbackId} not registered");
         }
     }
 

@@ -176,6 +176,18 @@ internal sealed class ProtocolTestHypervisor : IRemoteHypervisor, IAsyncDisposab
 
     public ValueTask<bool> IsDomainActiveAsync(RemoteDomain domain, CancellationToken cancellationToken) => ValueTask.FromResult(Find(domain).Id > 0);
 
+    public ValueTask<string> GetOsTypeAsync(RemoteDomain domain, CancellationToken cancellationToken)
+    {
+        Find(domain);
+        return ValueTask.FromResult("hvm");
+    }
+
+    public ValueTask<bool> HasManagedSaveImageAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken)
+    {
+        Find(domain);
+        return ValueTask.FromResult(false);
+    }
+
     public ValueTask<bool> IsDomainPersistentAsync(RemoteDomain domain, CancellationToken cancellationToken) => ValueTask.FromResult(Find(domain) is not null);
 
     public ValueTask<string> GetDomainXmlAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => ValueTask.FromResult(Find(domain).Xml);
@@ -255,7 +267,7 @@ internal sealed class ProtocolTestHypervisor : IRemoteHypervisor, IAsyncDisposab
         var d = Find(checkpoint.Domain);
         var c = FindCheckpoint(d, checkpoint.Name);
         return c.Parent is null
-            ? throw LibvirtError.Create(VirErrorNumber.NoDomainCheckpoint, VirErrorDomain.DomainCheckpoint, $"checkpoint '{c.Name}' does not have a parent")
+            ? throw LibvirtError.Create(VirErrorNumber.NoDomainCheckpoint, VirErrorDomain.Qemu, $"checkpoint '{c.Name}' does not have a parent")
             : ValueTask.FromResult(new RemoteCheckpoint(c.Parent, d.Ref));
     }
 

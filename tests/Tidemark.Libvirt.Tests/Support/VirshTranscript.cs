@@ -1,0 +1,61 @@
+using System.Text;
+using System.Text.RegularExpressions;
+using Tidemark.Testing;
+
+namespace Tidemark.Libvirt.Tests.Support;
+
+/// <summary>
+/// What stock virsh printed for a sequence of commands against one URI: each command, its
+/// stdout, stderr and exit code. Two transcripts are compared after <see cref="Mask"/>.
+/// </summary>
+internal sealed partial class VirshTranscript(string uri)
+{
+    private readonly StringBuilder _text = new();
+
+    public string Text => _text.ToString();
+
+    public async Task<PeerResult> RunAsync(params string[] arguments)
+    {
+        var r = await Peer.RunAsync("virsh", ["-c", uri, .. arguments], timeout: TimeSpan.FromMinutes(1));
+        _text.Append("$ virsh ").AppendJoin(' ', arguments).Append('\n')
+            .Append(r.Stdout)
+            .Append(r.Stderr.Length > 0 ? "[stderr]\n" + r.Stderr : "")
+            .Append("[exit ").Append(r.ExitCode).Append("]\n");
+        return r;
+    }
+
+    /// <summary>
+    /// Only what must differ between two hosts is masked: <paramref name="directory"/> (where the
+    /// images are), UUIDs, creation times (seconds and virsh's local-time rendering) and domain
+    /// ids. dominfo's lines about the host rather than the domain are dropped: "CPU time"
+    /// (virsh prints it only when non-zero, and Tidemark runs no vCPU), "Security model/DOI/label"
+    /// (the security driver a host is configured with: the private libvirtd has
+    /// <c>security_driver="none"</c>, Tidemark none at all) and "Messages" (the private libvirtd
+    /// runs QEMU as root, which libvirt marks as a taint).
+    /// </summary>
+    public string Mask(string directory)
+    {
+        var text = HostLines().Replace(Text, "");
+        text = text.Replace(directory, "DIR", StringComparison.Ordinal);
+        text = Uuid().Replace(text, "UUID");
+        text = LocalTime().Replace(text, "TIME");
+        text = CreationTime().Replace(text, "<creationTime>SECONDS</creationTime>");
+        text = IdLine().Replace(text, "${label}ID");
+        return text;
+    }
+
+    [GeneratedRegex("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")]
+    private static partial Regex Uuid();
+
+    [GeneratedRegex(@"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}")]
+    private static partial Regex LocalTime();
+
+    [GeneratedRegex(@"<creationTime>\d+</creationTime>")]
+    private static partial Regex CreationTime();
+
+    [GeneratedRegex(@"(?m)^(?<label>Id:\s+)\d+")]
+    private static partial Regex IdLine();
+
+    [GeneratedRegex(@"(?m)^(CPU time|Security model|Security DOI|Security label|Messages):.*\n")]
+    private static partial Regex HostLines();
+}

@@ -1,0 +1,55 @@
+using System.Security;
+
+namespace Tidemark.Testing;
+
+/// <summary>
+/// A domain <see cref="PrivateLibvirtd.DefineDomainAsync"/> defined: TCG (<c>type='qemu'</c>,
+/// no KVM needed), 64 MiB, one vCPU, no OS and no graphics, one qcow2 virtio disk per entry.
+/// </summary>
+public sealed record LibvirtdDomain(string Name, IReadOnlyList<LibvirtdDisk> Disks)
+{
+    /// <summary>The disk on <paramref name="target"/>.</summary>
+    public LibvirtdDisk Disk(string target) => Disks.Single(d => d.Target == target);
+
+    /// <summary>The domain document, each disk named by a user alias so its QOM path is known.</summary>
+    public string Xml()
+    {
+        var devices = string.Concat(Disks.Select(d => $"""
+                <disk type='file' device='disk'>
+                  <driver name='qemu' type='qcow2'/>
+                  <source file='{SecurityElement.Escape(d.Image)}'/>
+                  <target dev='{d.Target}' bus='virtio'/>
+                  <alias name='{d.Alias}'/>
+                </disk>
+
+            """));
+        return $"""
+            <domain type='qemu'>
+              <name>{SecurityElement.Escape(Name)}</name>
+              <memory unit='MiB'>64</memory>
+              <vcpu placement='static'>1</vcpu>
+              <os>
+                <type arch='x86_64' machine='pc'>hvm</type>
+              </os>
+              <devices>
+                <emulator>/usr/bin/qemu-system-x86_64</emulator>
+            {devices}  </devices>
+            </domain>
+            """;
+    }
+}
+
+/// <summary>One qcow2 virtio disk of a <see cref="LibvirtdDomain"/>.</summary>
+public sealed record LibvirtdDisk(string Target, string Image)
+{
+    /// <summary>
+    /// The device alias: libvirt passes a <c>ua-</c> alias to QEMU as the device id, so the
+    /// disk's QOM path does not depend on the order libvirt numbers disks in.
+    /// </summary>
+    public string Alias => "ua-" + Target;
+
+    /// <summary>The QOM path of the disk's block backend, which HMP <c>qemu-io -d</c> takes.</summary>
+    public string BackendPath => BackendPathOf(Target);
+
+    internal static string BackendPathOf(string target) => $"/machine/peripheral/ua-{target}/virtio-backend";
+}
