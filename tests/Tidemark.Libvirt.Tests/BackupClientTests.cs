@@ -1,0 +1,190 @@
+using System.Text.RegularExpressions;
+using Tidemark.Backup.Repository;
+using Tidemark.Backup.Restore;
+using Tidemark.Backup.Run;
+using Tidemark.Backup.Verify;
+using Tidemark.Testing;
+
+namespace Tidemark.Libvirt.Tests;
+
+/// <summary>
+/// Tidemark's backup client (<see cref="BackupRunner"/>, <see cref="DiskRestore"/>,
+/// <see cref="RepositoryVerifier"/>) against a real libvirtd 9.0 and QEMU 7.2: the guest's
+/// writes go through QEMU's block layer (HMP qemu-io), each point is captured by qemu-img from
+/// the disk image QEMU has open after a flush, and every point restored, and every chain file
+/// opened by qemu-img, equals its capture.
+/// </summary>
+public sealed partial class BackupClientTests(PrivateLibvirtdFixture fixture) : IClassFixture<PrivateLibvirtdFixture>
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task FullThenTwoIncrementals_TwoDisks_EveryPointRestoresToItsCapture()
+    {
+        var libvirtd = await fixture.GetAsync();
+        var guest = await Guest.DefineAsync(libvirtd, "bk", disks: 2);
+
+        await guest.WriteAsync("vda", "write -P 0x61 0 2M", "write -P 0x62 8M 1M");
+        await guest.WriteAsync("vdb", "write -P 0x63 4M 512k");
+        var captures = new List<IReadOnlyDictionary<string, string>> { await guest.CaptureAsync("p0") };
+        var lines = new List<string>();
+        var full = await guest.BackupAsync(LevelRequest.Auto, lines);
+        await guest.AssertHostCleanAsync([full.Checkpoint]);
+
+        await guest.WriteAsync("vda", "write -P 0x71 1M 2M", "write -z 8M 64k", "write -P 0x72 20M 512k");
+        await guest.WriteAsync("vdb", "write -P 0x64 12M 64k");
+        captures.Add(await guest.CaptureAsync("p1"));
+        var inc1 = await guest.BackupAsync(LevelRequest.Auto, lines);
+        await guest.AssertHostCleanAsync([inc1.Checkpoint]);
+
+        // A zero write over data, and vdb left alone: its incremental is empty.
+        await guest.WriteAsync("vda", "write -P 0x81 0 64k", "write -z 1M 1M", "write -P 0x82 30M 1M");
+        captures.Add(await guest.CaptureAsync("p2"));
+        var inc2 = await guest.BackupAsync(LevelRequest.Incremental, lines);
+        await guest.AssertHostCleanAsync([inc2.Checkpoint]);
+
+        Assert.All(full.Disks, d => Assert.Equal(BackupLevel.Full, d.Level));
+        Assert.All(inc1.Disks.Concat(inc2.Disks), d => Assert.Equal(BackupLevel.Incremental, d.Level));
+        Assert.All(inc2.Disks, d => Assert.Equal(inc1.Checkpoint, d.Base));
+        Assert.Contains($"vdb: incremental (incremental since checkpoint '{full.Checkpoint}')", lines);
+        Assert.Equal($"tidemark.{full.Chain}.2", inc2.Checkpoint);
+
+        // Data copied follows the bytes the guest wrote; zero writes travel as zeroes.
+        Assert.Equal(3L << 20, full.Disk("vda")!.DataBytes);
+        Assert.Equal(512L << 10, full.Disk("vdb")!.DataBytes);
+        Assert.Equal((2L << 20) + (512L << 10), inc1.Disk("vda")!.DataBytes);
+        Assert.Contains(inc1.Disk("vda")!.Extents, e => e is { Content: ExtentContent.Zero, Offset: 8L << 20 });
+        Assert.Equal(64L << 10, inc1.Disk("vdb")!.DataBytes);
+        Assert.Equal((64L << 10) + (1L << 20), inc2.Disk("vda")!.DataBytes);
+        Assert.Contains(inc2.Disk("vda")!.Extents, e => e is { Content: ExtentContent.Zero, Offset: 1L << 20 });
+        Assert.Equal(0, inc2.Disk("vdb")!.DataBytes);
+
+        var points = new[] { full, inc1, inc2 };
+        for (var i = 0; i < points.Length; i++)
+        {
+            var output = libvirtd.File($"{guest.Name}-r{i}");
+            var restored = await DiskRestore.RunAsync(new RestoreOptions { Repository = guest.Repository, Domain = guest.Name, Checkpoint = points[i].Checkpoint, Output = output }, Ct);
+            Assert.Equal(["vda", "vdb"], restored.Select(r => r.Disk).Order(StringComparer.Ordinal));
+            foreach (var disk in restored)
+            {
+                await AssertIdenticalAsync("raw", disk.Path, captures[i][disk.Disk]);
+                var chainFile = guest.Repository.PathOf(guest.Name, points[i].Disk(disk.Disk)!.File);
+                await AssertIdenticalAsync("qcow2", chainFile, captures[i][disk.Disk]);
+                var check = await Peer.RunAsync("qemu-img", ["check", "-f", "qcow2", chainFile]);
+                Assert.True(check.ExitCode == 0, check.Stdout + check.Stderr);
+            }
+        }
+
+        var verify = await RepositoryVerifier.RunAsync(guest.Repository, guest.Name, null, Ct);
+        Assert.True(verify.Passed, string.Join('\n', verify.Findings));
+        Assert.Equal(6, verify.ChainFiles);
+    }
+
+    [Fact]
+    public async Task CheckpointDeletedWithVirsh_AutoMakesAFullAndSaysWhy()
+    {
+        var libvirtd = await fixture.GetAsync();
+        var guest = await Guest.DefineAsync(libvirtd, "bkdel", disks: 1);
+        await guest.WriteAsync("vda", "write -P 0x51 0 1M");
+        var full = await guest.BackupAsync(LevelRequest.Auto, []);
+
+        await guest.WriteAsync("vda", "write -P 0x52 4M 1M");
+        await libvirtd.VirshOkAsync("checkpoint-delete", guest.Name, full.Checkpoint);
+        var capture = await guest.CaptureAsync("p1");
+        var lines = new List<string>();
+        var next = await guest.BackupAsync(LevelRequest.Auto, lines);
+
+        var disk = next.Disk("vda")!;
+        Assert.Equal(BackupLevel.Full, disk.Level);
+        Assert.Equal($"checkpoint '{full.Checkpoint}' of the last backup no longer exists on the host (deleted)", disk.Reason);
+        Assert.Contains($"vda: full ({disk.Reason})", lines);
+        Assert.NotEqual(full.Chain, next.Chain);
+        Assert.Equal(2L << 20, disk.DataBytes);
+        await guest.AssertHostCleanAsync([next.Checkpoint]);
+
+        var output = libvirtd.File($"{guest.Name}-r.raw");
+        await DiskRestore.RunAsync(new RestoreOptions { Repository = guest.Repository, Domain = guest.Name, Output = output }, Ct);
+        await AssertIdenticalAsync("raw", output, capture["vda"]);
+        var verify = await RepositoryVerifier.RunAsync(guest.Repository, guest.Name, null, Ct);
+        Assert.True(verify.Passed, string.Join('\n', verify.Findings));
+    }
+
+    private static async Task AssertIdenticalAsync(string format, string image, string capture)
+    {
+        var compare = await Peer.RunAsync("qemu-img", ["compare", "-f", format, "-F", "raw", image, capture]);
+        Assert.True(compare.ExitCode == 0, $"{image} vs {capture}: {compare.Stdout}{compare.Stderr}");
+    }
+
+    /// <summary>A running (paused) domain of the private libvirtd with a repository of its own.</summary>
+    private sealed partial class Guest(PrivateLibvirtd libvirtd, LibvirtdDomain domain)
+    {
+        public string Name => domain.Name;
+
+        public BackupRepository Repository { get; } = new(libvirtd.File(domain.Name + "-repo"));
+
+        public static async Task<Guest> DefineAsync(PrivateLibvirtd libvirtd, string prefix, int disks) =>
+            new(libvirtd, await libvirtd.DefineDomainAsync(libvirtd.NewDomainName(prefix), disks, "32M"));
+
+        /// <summary>
+        /// The guest's writes through QEMU's block layer, then a flush of the disk: QEMU keeps
+        /// qcow2 metadata (L2 tables, refcounts) in its caches until a flush, so a capture read
+        /// from the image file beside a running QEMU is only consistent after one.
+        /// </summary>
+        public async Task WriteAsync(string target, params string[] commands)
+        {
+            foreach (var command in commands)
+            {
+                await libvirtd.GuestWriteAsync(Name, target, command);
+            }
+
+            var flush = await libvirtd.VirshOkAsync("qemu-monitor-command", Name, "--hmp", $"qemu-io -d {domain.Disk(target).BackendPath} \"flush\"");
+            Assert.True(flush.Trim().Length == 0, $"qemu-io flush on {Name}/{target}: {flush}");
+        }
+
+        /// <summary>Each disk as QEMU has written it, in a raw file (the guest is paused and flushed).</summary>
+        public async Task<IReadOnlyDictionary<string, string>> CaptureAsync(string point)
+        {
+            var captures = new Dictionary<string, string>();
+            foreach (var disk in domain.Disks)
+            {
+                captures[disk.Target] = libvirtd.File($"{Name}-{point}-{disk.Target}.raw");
+                await Peer.RunCheckedAsync("qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", disk.Image, captures[disk.Target]);
+            }
+
+            return captures;
+        }
+
+        public Task<BackupManifest> BackupAsync(LevelRequest level, List<string> lines) =>
+            BackupRunner.RunAsync(
+                new BackupRunOptions
+                {
+                    Domain = Name,
+                    Repository = Repository,
+                    ConnectionUri = libvirtd.Uri,
+                    Level = level,
+                    WorkDirectory = libvirtd.Directory.Path,
+                    Report = lines.Add,
+                },
+                Ct);
+
+        /// <summary>
+        /// libvirt keeps exactly <paramref name="checkpoints"/> for the domain and runs no job
+        /// (no backup, domjobinfo "None"), and the backup's work directory is gone.
+        /// </summary>
+        public async Task AssertHostCleanAsync(IReadOnlyList<string> checkpoints)
+        {
+            var listed = await libvirtd.VirshOkAsync("checkpoint-list", Name, "--name");
+            Assert.Equal(checkpoints, listed.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+            var job = await libvirtd.VirshOkAsync("domjobinfo", Name);
+            Assert.Matches(JobNone(), job);
+            var backup = await libvirtd.VirshAsync("backup-dumpxml", Name);
+            Assert.NotEqual(0, backup.ExitCode);
+            Assert.Contains("no domain backup job", backup.Stderr, StringComparison.Ordinal);
+            Assert.Empty(Directory.GetDirectories(libvirtd.Directory.Path, "tmb-*"));
+            Assert.False(File.Exists(Repository.PendingPath(Name)), "a pending record was left in the repository");
+        }
+
+        [GeneratedRegex(@"^Job type:\s+None\s*$", RegexOptions.Multiline)]
+        private static partial Regex JobNone();
+    }
+}
