@@ -68,6 +68,7 @@ public static class TidemarkCommandLine
         {
             yield return virsh;
         }
+
         yield return Cli.Commands.Backup.BackupCommandDefinition.Build(console);
         yield return Cli.Commands.Restore.RestoreCommandDefinition.Create(console);
         yield return Cli.Commands.Verify.VerifyCommandDefinition.Create(console);
