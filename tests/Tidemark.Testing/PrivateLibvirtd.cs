@@ -85,12 +85,13 @@ public sealed class PrivateLibvirtd : IAsyncDisposable
         stdio_handler = "file"
         """;
 
-    // PID 1 of the namespace: bind-mounts, then waits for libvirtd, reaping QEMU (reparented
-    // here when libvirt daemonizes it) on the way. $1 is the temporary directory.
-    private const string Init = """
+    // PID 1 of the namespace: bind-mounts (mkdir -p only creates an empty mount point where the
+    // machine has no such folder), then waits for libvirtd, reaping QEMU (reparented here when
+    // libvirt daemonizes it) on the way. $1 is the temporary directory.
+    private static readonly string Init = $$"""
         set -e
         exec >"$1/libvirtd.out" 2>&1
-        for m in /etc/libvirt:etc /run/libvirt:run /var/lib/libvirt:lib /var/cache/libvirt:cache /var/log/libvirt:log; do
+        for m in {{string.Join(' ', Mounts.Select(m => m.System + ":" + m.Private))}}; do
           mkdir -p "${m%%:*}"
           mount --bind "$1/${m##*:}" "${m%%:*}"
         done
