@@ -192,6 +192,27 @@ public sealed class VirshCommandTests
     }
 
     [Fact]
+    public async Task JobCompletedEvent_PrintsAsVirshPrintsIt()
+    {
+        await using var twins = await VirshTwins.StartAsync();
+        await twins.OnBothAsync(SetUpAsync);
+        await twins.RunAsync("define", "{dir}/vm.xml");
+        await twins.RunAsync("start", "vm");
+
+        var virsh = twins.RunVirshAsync("event", "vm", "--event", "job-completed", "--timeout", "60");
+        var tidemark = twins.RunTidemarkAsync("event", "vm", "--event", "job-completed", "--timeout", "60");
+        await Task.Delay(TimeSpan.FromSeconds(3), Ct);
+        await twins.RunAsync("backup-begin", "vm", "{dir}/push.xml");
+
+        var expected = await virsh;
+        Assert.StartsWith("event 'job-completed' for domain 'vm':\n\toperation: 9\n", expected.Stdout, StringComparison.Ordinal);
+        Assert.Contains("\tsuccess: 1\nevents received: 1\n", expected.Stdout, StringComparison.Ordinal);
+        Assert.Equal(Elapsed(expected), Elapsed(await tidemark));
+
+        static CliRun Elapsed(CliRun run) => run with { Stdout = System.Text.RegularExpressions.Regex.Replace(run.Stdout, "time_elapsed: [0-9]+", "time_elapsed: N") };
+    }
+
+    [Fact]
     public async Task Json_DomNbd_AndTheConnectionUri()
     {
         await using var daemon = await DaemonUnderTest.StartAsync("vj");

@@ -71,7 +71,9 @@ internal static class EventCommand
             var sb = new StringBuilder($"event 'job-completed' for domain '{e.Domain.Name}':\n");
             foreach (var p in e.Statistics)
             {
-                sb.Append(CultureInfo.InvariantCulture, $"\t{p.Field}: {p.FormatValue()}\n");
+                // virTypedParameterToString prints a boolean as a number.
+                var value = p.Type == TypedParameterType.Boolean ? (p.Bits != 0 ? "1" : "0") : p.FormatValue();
+                sb.Append(CultureInfo.InvariantCulture, $"\t{p.Field}: {value}\n");
             }
 
             events.Writer.TryWrite(sb.ToString());
