@@ -145,6 +145,14 @@ public sealed partial class LibvirtClient
     public Task<string> GetDomainXmlAsync(RemoteDomain domain, uint flags = 0, CancellationToken cancellationToken = default) =>
         _channel.CallAsync(RemoteProcedure.DomainGetXmlDesc, DomainFlagsArgs(domain, flags), StringRet, cancellationToken);
 
+    /// <summary>virDomainGetOSType: "hvm" for a full virtual machine.</summary>
+    public Task<string> GetOsTypeAsync(RemoteDomain domain, CancellationToken cancellationToken = default) =>
+        _channel.CallAsync(RemoteProcedure.DomainGetOsType, DomainArgs(domain), StringRet, cancellationToken);
+
+    /// <summary>virDomainHasManagedSaveImage.</summary>
+    public Task<bool> HasManagedSaveImageAsync(RemoteDomain domain, uint flags = 0, CancellationToken cancellationToken = default) =>
+        _channel.CallAsync(RemoteProcedure.DomainHasManagedSaveImage, DomainFlagsArgs(domain, flags), BoolRet, cancellationToken);
+
     /// <summary>virDomainGetAutostart.</summary>
     public Task<bool> GetAutostartAsync(RemoteDomain domain, CancellationToken cancellationToken = default) =>
         _channel.CallAsync(RemoteProcedure.DomainGetAutostart, DomainArgs(domain), BoolRet, cancellationToken);

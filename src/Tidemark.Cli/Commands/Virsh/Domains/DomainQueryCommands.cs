@@ -97,6 +97,18 @@ internal static class DomainQueryCommands
             var info = await s.Client.GetDomainInfoAsync(d, s.CancellationToken).ConfigureAwait(false);
             bool? persistent = await Optional(s.Client.IsDomainPersistentAsync(d, s.CancellationToken)).ConfigureAwait(false);
             bool? autostart = await Optional(s.Client.GetAutostartAsync(d, s.CancellationToken)).ConfigureAwait(false);
+            bool? managedSave = await Optional(s.Client.HasManagedSaveImageAsync(d, 0, s.CancellationToken)).ConfigureAwait(false);
+            string? osType;
+            try
+            {
+                osType = await s.Client.GetOsTypeAsync(d, s.CancellationToken).ConfigureAwait(false);
+            }
+            catch (LibvirtError)
+            {
+                // virsh leaves the line out when the driver cannot say.
+                osType = null;
+            }
+
             var id = d.Id == RemoteDomain.InactiveId ? (int?)null : d.Id;
             if (s.Has(json))
             {
@@ -109,6 +121,11 @@ internal static class DomainQueryCommands
             Line("Id:", id?.ToString(CultureInfo.InvariantCulture) ?? "-");
             Line("Name:", d.Name);
             Line("UUID:", d.Uuid.ToString("D"));
+            if (osType is not null)
+            {
+                Line("OS Type:", osType);
+            }
+
             Line("State:", VirshText.State(info.State));
             Line("CPU(s):", info.VirtualCpus.ToString(CultureInfo.InvariantCulture));
             if (info.State != DomainState.Shutoff && info.CpuTimeNs != 0)
@@ -125,8 +142,7 @@ internal static class DomainQueryCommands
                 Line("Autostart:", a ? "enable" : "disable");
             }
 
-            // Tidemark keeps no managed-save images; virsh says "unknown" when the driver cannot tell.
-            Line("Managed save:", "unknown");
+            Line("Managed save:", managedSave is { } m ? (m ? "yes" : "no") : "unknown");
             return sb.ToString();
         });
         return command;
