@@ -84,7 +84,14 @@ internal sealed class BackupHost : IAsyncDisposable
         ConnectionUri = Uri,
         Level = level,
         WorkDirectory = Directory.Path,
-        Report = lines is null ? null : lines.Add,
+        Report = lines is null ? null : line =>
+        {
+            // Disks are copied in parallel, and each reports.
+            lock (lines)
+            {
+                lines.Add(line);
+            }
+        },
     };
 
     public Task<BackupManifest> BackupAsync(LevelRequest level = LevelRequest.Auto, List<string>? lines = null) =>
