@@ -14,10 +14,16 @@ internal sealed record OpenStore(IBlockImage Image, int Cluster, ZeroClusters Ze
 /// Creates or opens a disk's store as libvirt's qemu driver does (spec §6.7 step 11, §6.9,
 /// §6.10): a file store must not exist unless reuse-external is set; the image takes the
 /// disk's size and, for qcow2 over qcow2, its cluster size; an incremental qcow2 push target
-/// names the live disk's top image as its backing file. A pull scratch is qcow2 and, unlike
-/// libvirt's, names no backing file: the job's view reads through to the live image itself,
-/// and a scratch is always removed at the end, so nothing outside the job ever opens it.
+/// and a pull scratch (always qcow2) name the live disk's top image as their backing file, as
+/// libvirt writes them (spec §6.7 step 11: the scratch is an overlay of the disk).
 /// </summary>
+/// <remarks>
+/// The live disk is open read-write in this process, so a qcow2 store is created or opened
+/// without its backing chain: a second open of the live disk would conflict with its lock.
+/// Nothing is lost: the job only writes whole clusters into a store and reads back from a
+/// scratch only the clusters it copied there; the job's view reads the live image itself
+/// everywhere else.
+/// </remarks>
 internal static class BackupStoreFile
 {
     /// <summary>The scratch's cluster size: QEMU's default, the copy granularity of a full pull.</summary>
@@ -51,7 +57,7 @@ internal static class BackupStoreFile
         ZeroClusters zeroes;
         if (options.ReuseExternal)
         {
-            image = await Open(path, imageFormat, cancellationToken).ConfigureAwait(false);
+            image = await OpenAsync(path, imageFormat, cancellationToken).ConfigureAwait(false);
             zeroes = ZeroClusters.WriteZeroes;
         }
         else
@@ -84,6 +90,7 @@ internal static class BackupStoreFile
     private static async ValueTask<IBlockImage> CreateAsync(string path, ImageFormat format, BackupMode mode, BackupDiskSource source, bool incrementalTarget, CancellationToken cancellationToken)
     {
         var size = source.Live.VirtualSize;
+        var overLiveDisk = incrementalTarget || mode == BackupMode.Pull;
         try
         {
             if (format == ImageFormat.Raw)
@@ -95,13 +102,13 @@ internal static class BackupStoreFile
             {
                 Size = size,
                 ClusterSize = mode == BackupMode.Pull ? ScratchClusterSize : (source.Live as Qcow2Image)?.ClusterSize ?? ScratchClusterSize,
-                BackingFile = incrementalTarget ? source.SourcePath : null,
-                BackingFormat = incrementalTarget ? source.SourceFormat : null,
+                BackingFile = overLiveDisk ? source.SourcePath : null,
+                BackingFormat = overLiveDisk ? source.SourceFormat : null,
             };
 
-            // The target's backing file is the live disk, open read-write here: naming it
-            // without opening it is the only way that does not conflict with its lock.
-            return incrementalTarget
+            // The backing file is the live disk, open read-write here: naming it without
+            // opening it is the only way that does not conflict with its lock.
+            return overLiveDisk
                 ? await Qcow2Image.CreateDetachedAsync(path, options, cancellationToken).ConfigureAwait(false)
                 : await Qcow2Image.CreateAsync(path, options, cancellationToken).ConfigureAwait(false);
         }
@@ -111,11 +118,15 @@ internal static class BackupStoreFile
         }
     }
 
-    private static async ValueTask<IBlockImage> Open(string path, ImageFormat format, CancellationToken cancellationToken)
+    private static async ValueTask<IBlockImage> OpenAsync(string path, ImageFormat format, CancellationToken cancellationToken)
     {
         try
         {
-            return await DiskImage.OpenAsync(path, format, readOnly: false, cancellationToken).ConfigureAwait(false);
+            // A reused qcow2 store may name the live disk as its backing file (what libvirt
+            // itself writes into incremental targets and scratches): see the remarks above.
+            return format == ImageFormat.Qcow2
+                ? await Qcow2Image.OpenDetachedAsync(path, readOnly: false, cancellationToken).ConfigureAwait(false)
+                : await DiskImage.OpenAsync(path, format, readOnly: false, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or StorageException)
         {

@@ -127,6 +127,20 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
         return OpenAsync(path, readOnly, [], cancellationToken);
     }
 
+    /// <summary>
+    /// Opens a qcow2 image without its backing chain even when the header names one:
+    /// unallocated clusters then read as zeroes. For a writer that fills whole clusters of an
+    /// image whose backing file is open read-write elsewhere in this process (a second open
+    /// would conflict with that file's lock), as <see cref="CreateDetachedAsync"/> creates one.
+    /// </summary>
+    /// <exception cref="StorageException">The image is not qcow2, breaks the format, needs an unsupported feature, or is locked by another process.</exception>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    public static ValueTask<Qcow2Image> OpenDetachedAsync(string path, bool readOnly, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        return OpenAsync(path, readOnly, chain: null, cancellationToken);
+    }
+
     /// <param name="chain">The images above this one in the chain being opened (loop and depth checks); null opens the image without its backing chain.</param>
     internal static async ValueTask<Qcow2Image> OpenAsync(string path, bool readOnly, IReadOnlyList<string>? chain, CancellationToken cancellationToken)
     {

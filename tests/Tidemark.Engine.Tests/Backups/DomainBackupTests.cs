@@ -1,4 +1,5 @@
 using Tidemark.Engine.Backups;
+using Tidemark.Engine.Domains;
 using Tidemark.Engine.Tests.Backups.Support;
 using Tidemark.Engine.Tests.Support;
 using Tidemark.Formats;
@@ -90,6 +91,11 @@ public sealed class DomainBackupTests
 
         var backup = await domain.BeginBackupAsync(pull, null, cancellationToken: Ct);
         Assert.True(File.Exists(scratch));
+
+        // The scratch is an overlay of the live disk, as libvirt creates it (spec §6.7 step 11).
+        var scratchInfo = System.Text.Json.JsonDocument.Parse(await Peer.RunCheckedAsync("qemu-img", "info", "-U", "--output=json", scratch)).RootElement;
+        Assert.Equal(test.ImagePath("p", new TestDisk("vda")), scratchInfo.GetProperty("backing-filename").GetString());
+        Assert.Equal("qcow2", scratchInfo.GetProperty("backing-filename-format").GetString());
         Assert.Contains(scratch, domain.GetBackupXml(), StringComparison.Ordinal);
         var second = await Assert.ThrowsAsync<EngineException>(() => domain.BeginBackupAsync(Push(test.Directory.File("x.qcow2"), null), null, cancellationToken: Ct));
         Assert.Equal(LibvirtErrorCode.OperationInvalid, second.Code);
@@ -135,6 +141,36 @@ public sealed class DomainBackupTests
         Assert.Null(domain.Backup);
         await crashed.DisposeAsync();
         await Peer.RunCheckedAsync("qemu-img", "check", test.ImagePath("c", new TestDisk("vda")));
+    }
+
+    [Fact]
+    public async Task ReuseExternal_IncrementalTargetBackedByTheLiveDisk_IsOpenedAndFilled()
+    {
+        await using var test = await TestHost.CreateAsync();
+        var vda = new TestDisk("vda");
+        var domain = await test.DefineAsync("r", Size, vda);
+        await domain.StartAsync(Ct);
+        var socket = domain.Running!.SocketPath;
+        var image = test.ImagePath("r", vda);
+        await Guest.RunAsync(socket, "vda", "write -P 0x31 0 2M");
+        var checkpoint = await CaptureAsync(test, image, "c1.raw");
+        await domain.Checkpoints.CreateAsync("<domaincheckpoint><name>c1</name></domaincheckpoint>", cancellationToken: Ct);
+        await Guest.RunAsync(socket, "vda", "write -P 0x32 1M 64k", "write -z 8M 128k", "write -P 0x33 15M 1M");
+        var instant = await CaptureAsync(test, image, "i.raw");
+
+        // What a user (or libvirt's own docs) prepares for REUSE_EXTERNAL: an overlay of the
+        // live disk, which is open read-write and locked by the running domain.
+        var target = test.Directory.File("inc.qcow2");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", image, "-F", "qcow2", target, Size.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var backup = await domain.BeginBackupAsync(Push(target, "c1"), null, BackupBeginFlags.ReuseExternal, Ct);
+        await Guest.RunAsync(socket, "vda", "write -P 0x34 1M 2M");
+        var info = await backup.Completion.WaitAsync(JobTimeout, Ct);
+
+        Assert.True(info.Success, info.ErrorMessage);
+        await domain.DestroyAsync(Ct);
+        await Documents.AssertCleanAsync(target);
+        await Peer.RunCheckedAsync("qemu-img", "rebase", "-u", "-b", checkpoint, "-F", "raw", target);
+        await Documents.AssertSameContentAsync(target, "qcow2", instant);
     }
 
     private static string Push(string target, string? incremental)
