@@ -29,7 +29,7 @@ public static class DiskImage
         ArgumentException.ThrowIfNullOrEmpty(path);
         var actual = format ?? await ProbeAsync(path, cancellationToken).ConfigureAwait(false);
         return actual == ImageFormat.Qcow2
-            ? await Qcow2Image.OpenAsync(path, readOnly: true, chain: null, cancellationToken).ConfigureAwait(false)
+            ? await Qcow2Image.OpenDetachedAsync(path, readOnly: true, cancellationToken).ConfigureAwait(false)
             : RawImage.Open(path, readOnly: true);
     }
 
