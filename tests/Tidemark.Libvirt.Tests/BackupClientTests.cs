@@ -14,7 +14,8 @@ namespace Tidemark.Libvirt.Tests;
 /// the disk image QEMU has open after a flush, and every point restored, and every chain file
 /// opened by qemu-img, equals its capture.
 /// </summary>
-public sealed partial class BackupClientTests(PrivateLibvirtdFixture fixture) : IClassFixture<PrivateLibvirtdFixture>
+public sealed partial class BackupClientTests(PrivateLibvirtdFixture fixture, LibvirtQemuLibvirtdFixture libvirtQemuFixture)
+    : IClassFixture<PrivateLibvirtdFixture>, IClassFixture<LibvirtQemuLibvirtdFixture>
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
@@ -107,6 +108,37 @@ public sealed partial class BackupClientTests(PrivateLibvirtdFixture fixture) : 
         await AssertIdenticalAsync("raw", output, capture["vda"]);
         var verify = await RepositoryVerifier.RunAsync(guest.Repository, guest.Name, null, Ct);
         Assert.True(verify.Passed, string.Join('\n', verify.Findings));
+    }
+
+    /// <summary>
+    /// As a Debian system libvirtd runs it, QEMU is not root: it binds the export's socket in
+    /// the client's work directory only if that account may write there.
+    /// </summary>
+    [Fact]
+    public async Task QemuRunningAsLibvirtQemu_FullAndIncremental_RestoreToTheirCaptures()
+    {
+        var libvirtd = await libvirtQemuFixture.GetAsync();
+        var guest = await Guest.DefineAsync(libvirtd, "bkuser", disks: 1);
+        var qemu = await Peer.RunCheckedAsync("ps", "-o", "user=", "-C", "qemu-system-x86_64");
+        Assert.Contains("libvirt-qemu", qemu, StringComparison.Ordinal);
+
+        await guest.WriteAsync("vda", "write -P 0x31 0 1M");
+        var captures = new List<IReadOnlyDictionary<string, string>> { await guest.CaptureAsync("p0") };
+        var full = await guest.BackupAsync(LevelRequest.Auto, []);
+        await guest.WriteAsync("vda", "write -P 0x32 512k 1M");
+        captures.Add(await guest.CaptureAsync("p1"));
+        var inc = await guest.BackupAsync(LevelRequest.Incremental, []);
+        await guest.AssertHostCleanAsync([inc.Checkpoint]);
+
+        Assert.Equal(1L << 20, full.Disk("vda")!.DataBytes);
+        Assert.Equal(1L << 20, inc.Disk("vda")!.DataBytes);
+        var points = new[] { full, inc };
+        for (var i = 0; i < points.Length; i++)
+        {
+            var output = libvirtd.File($"{guest.Name}-r{i}.raw");
+            await DiskRestore.RunAsync(new RestoreOptions { Repository = guest.Repository, Domain = guest.Name, Checkpoint = points[i].Checkpoint, Output = output }, Ct);
+            await AssertIdenticalAsync("raw", output, captures[i]["vda"]);
+        }
     }
 
     private static async Task AssertIdenticalAsync(string format, string image, string capture)

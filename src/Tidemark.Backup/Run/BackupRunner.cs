@@ -101,7 +101,7 @@ public static partial class BackupRunner
     {
         var repository = options.Repository;
         var work = Path.Combine(Path.GetFullPath(options.WorkDirectory ?? Path.GetTempPath()), "tmb-" + Convert.ToHexStringLower(Guid.NewGuid().ToByteArray().AsSpan(0, 4)));
-        Directory.CreateDirectory(work);
+        CreateWorkDirectory(work);
         var socket = Path.Combine(work, "nbd.sock");
         var started = DateTimeOffset.UtcNow;
         RemoteCheckpoint? created = null;
@@ -332,6 +332,24 @@ public static partial class BackupRunner
 
         var others = definition.Disks.Select(d => d.TargetDev).Where(d => !selected.Contains(d)).ToList();
         return (selected, others);
+    }
+
+    /// <summary>
+    /// The job's directory, where QEMU (not libvirtd) binds the export's unix socket. A system
+    /// libvirtd runs QEMU as its own user (<c>libvirt-qemu</c> on Debian), which cannot bind in
+    /// a directory only its root owner may write ("Failed to bind socket ... Permission
+    /// denied" from nbd-server-start). Others get write and search but not read: QEMU can make
+    /// its socket, and nobody can list what is inside. libvirtd itself creates the scratch files
+    /// and hands them to QEMU's user (libvirt-checkpoint-backup.md §3.1, §6.9).
+    /// </summary>
+    private static void CreateWorkDirectory(string path)
+    {
+        Directory.CreateDirectory(path);
+        if (!OperatingSystem.IsWindows())
+        {
+            // Set after creation: mkdir's mode passes through the umask, chmod's does not.
+            File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute);
+        }
     }
 
     private static void TryDeleteDirectory(string path)
