@@ -86,13 +86,47 @@ public static partial class BackupRunner
 
             try
             {
-                await client.DeleteCheckpointAsync(checkpoint, 0, cancellationToken).ConfigureAwait(false);
+                await DeleteCheckpointAsync(client, domain, checkpoint, report, cancellationToken).ConfigureAwait(false);
                 report($"deleted checkpoint {checkpoint.Name} from the host: no disk's chain continues from it");
             }
             catch (LibvirtError e)
             {
                 // The backup is complete; a checkpoint left behind costs only its bitmap.
                 report($"could not delete checkpoint {checkpoint.Name} from the host: {e.Message}");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Deletes a checkpoint with its bitmaps. libvirt deletes none of a checkpoint's bitmaps
+    /// when one disk's is gone ("bitmap '…' not found in backing chain of 'vdb'",
+    /// libvirt-checkpoint-backup.md §6.4), which would leave the checkpoint, and the other
+    /// disks' bitmaps recording every guest write, for good. So that disk is first redefined
+    /// out of the checkpoint (<c>checkpoint='no'</c>; a redefine touches no bitmap, §2.5).
+    /// </summary>
+    private static async Task DeleteCheckpointAsync(LibvirtClient client, RemoteDomain domain, RemoteCheckpoint checkpoint, Action<string> report, CancellationToken cancellationToken)
+    {
+        const uint Redefine = 1;
+        for (var attempt = 0; ; attempt++)
+        {
+            try
+            {
+                await client.DeleteCheckpointAsync(checkpoint, 0, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            catch (LibvirtError e) when (attempt < 16 && BitmapNotInChain().Match(e.Message) is { Success: true } match)
+            {
+                var disk = match.Groups[1].Value;
+                var xml = System.Xml.Linq.XDocument.Parse(await client.GetCheckpointXmlAsync(checkpoint, 0, cancellationToken).ConfigureAwait(false));
+                var entry = xml.Root?.Element("disks")?.Elements("disk").FirstOrDefault(d => (string?)d.Attribute("name") == disk);
+                if (entry is null)
+                {
+                    throw;
+                }
+
+                entry.ReplaceAttributes(new System.Xml.Linq.XAttribute("name", disk), new System.Xml.Linq.XAttribute("checkpoint", "no"));
+                await client.CreateCheckpointAsync(domain, xml.ToString(), Redefine, cancellationToken).ConfigureAwait(false);
+                report($"checkpoint {checkpoint.Name} has no bitmap left on disk '{disk}': redefined without that disk to delete it");
             }
         }
     }
@@ -370,6 +404,9 @@ public static partial class BackupRunner
             // Created by a host running as another user.
         }
     }
+
+    [GeneratedRegex("not found in backing chain of '([^']+)'")]
+    private static partial Regex BitmapNotInChain();
 
     [GeneratedRegex("for disk '([^']+)'")]
     private static partial Regex DiskInMessage();
