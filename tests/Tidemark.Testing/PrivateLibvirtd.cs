@@ -85,6 +85,13 @@ public sealed class PrivateLibvirtd : IAsyncDisposable
         stdio_handler = "file"
         """;
 
+    // Debian's system libvirtd: QEMU as libvirt-qemu, which libvirt hands the images to (DAC
+    // labelling stays on with security_driver "none" in a privileged driver).
+    private static string QemuConfFor(QemuAccount account) => account == QemuAccount.Root ? QemuConf : QemuConf
+        .Replace("user = \"root\"", "user = \"libvirt-qemu\"", StringComparison.Ordinal)
+        .Replace("group = \"root\"", "group = \"libvirt-qemu\"", StringComparison.Ordinal)
+        .Replace("dynamic_ownership = 0", "dynamic_ownership = 1", StringComparison.Ordinal);
+
     // PID 1 of the namespace: bind-mounts (mkdir -p only creates an empty mount point where the
     // machine has no such folder), then waits for libvirtd, reaping QEMU (reparented here when
     // libvirt daemonizes it) on the way. $1 is the temporary directory.
@@ -127,7 +134,11 @@ public sealed class PrivateLibvirtd : IAsyncDisposable
     /// Starts libvirtd and returns once it answers a call. Skips (fails under CI) when a
     /// requirement is missing.
     /// </summary>
-    public static async Task<PrivateLibvirtd> StartAsync(CancellationToken cancellationToken = default)
+    public static Task<PrivateLibvirtd> StartAsync(CancellationToken cancellationToken = default) =>
+        StartAsync(QemuAccount.Root, cancellationToken);
+
+    /// <summary>As <see cref="StartAsync(CancellationToken)"/>, with QEMU run as <paramref name="account"/>.</summary>
+    public static async Task<PrivateLibvirtd> StartAsync(QemuAccount account, CancellationToken cancellationToken = default)
     {
         var unshare = Require();
 
@@ -140,7 +151,7 @@ public sealed class PrivateLibvirtd : IAsyncDisposable
 
         System.IO.Directory.CreateDirectory(Path.Combine(directory.Path, "images"));
         await System.IO.File.WriteAllTextAsync(Path.Combine(directory.Path, "etc", "libvirtd.conf"), LibvirtdConf + "\n", cancellationToken).ConfigureAwait(false);
-        await System.IO.File.WriteAllTextAsync(Path.Combine(directory.Path, "etc", "qemu.conf"), QemuConf + "\n", cancellationToken).ConfigureAwait(false);
+        await System.IO.File.WriteAllTextAsync(Path.Combine(directory.Path, "etc", "qemu.conf"), QemuConfFor(account) + "\n", cancellationToken).ConfigureAwait(false);
 
         var info = new ProcessStartInfo(unshare) { UseShellExecute = false };
         foreach (var a in (string[])["--mount", "--propagation", "private", "--pid", "--fork", "--mount-proc", "--kill-child", "--", "/bin/sh", "-c", Init, "sh", directory.Path])
@@ -347,4 +358,17 @@ public sealed class PrivateLibvirtd : IAsyncDisposable
         using var reader = new StreamReader(stream);
         return await reader.ReadToEndAsync().ConfigureAwait(false);
     }
+}
+
+/// <summary>The account a <see cref="PrivateLibvirtd"/>'s QEMU processes run as.</summary>
+public enum QemuAccount
+{
+    /// <summary>root, images left as they are (<c>dynamic_ownership = 0</c>).</summary>
+    Root,
+
+    /// <summary>
+    /// <c>libvirt-qemu</c>, as a Debian system libvirtd runs it: libvirt chowns images and
+    /// scratch files to it, and QEMU can create files only where that account may write.
+    /// </summary>
+    LibvirtQemu,
 }

@@ -21,3 +21,24 @@ public sealed class PrivateLibvirtdFixture : IAsyncDisposable
         }
     }
 }
+
+/// <summary>
+/// As <see cref="PrivateLibvirtdFixture"/>, with QEMU running as <c>libvirt-qemu</c> rather
+/// than root (<see cref="QemuAccount.LibvirtQemu"/>).
+/// </summary>
+public sealed class LibvirtQemuLibvirtdFixture : IAsyncDisposable
+{
+    private readonly Lazy<Task<PrivateLibvirtd>> _libvirtd = new(() => PrivateLibvirtd.StartAsync(QemuAccount.LibvirtQemu));
+
+    /// <summary>The running libvirtd (started on first use).</summary>
+    public Task<PrivateLibvirtd> GetAsync() => _libvirtd.Value;
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_libvirtd.IsValueCreated && _libvirtd.Value.IsCompletedSuccessfully)
+        {
+            var libvirtd = await _libvirtd.Value.ConfigureAwait(false);
+            await libvirtd.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+}

@@ -86,7 +86,7 @@ public static partial class BackupRunner
 
             try
             {
-                await client.DeleteCheckpointAsync(checkpoint, 0, cancellationToken).ConfigureAwait(false);
+                await DeleteCheckpointAsync(client, domain, checkpoint, report, cancellationToken).ConfigureAwait(false);
                 report($"deleted checkpoint {checkpoint.Name} from the host: no disk's chain continues from it");
             }
             catch (LibvirtError e)
@@ -97,11 +97,45 @@ public static partial class BackupRunner
         }
     }
 
+    /// <summary>
+    /// Deletes a checkpoint with its bitmaps. libvirt deletes none of a checkpoint's bitmaps
+    /// when one disk's is gone ("bitmap '…' not found in backing chain of 'vdb'",
+    /// libvirt-checkpoint-backup.md §6.4), which would leave the checkpoint, and the other
+    /// disks' bitmaps recording every guest write, for good. So that disk is first redefined
+    /// out of the checkpoint (<c>checkpoint='no'</c>; a redefine touches no bitmap, §2.5).
+    /// </summary>
+    private static async Task DeleteCheckpointAsync(LibvirtClient client, RemoteDomain domain, RemoteCheckpoint checkpoint, Action<string> report, CancellationToken cancellationToken)
+    {
+        const uint Redefine = 1;
+        for (var attempt = 0; ; attempt++)
+        {
+            try
+            {
+                await client.DeleteCheckpointAsync(checkpoint, 0, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            catch (LibvirtError e) when (attempt < 16 && BitmapNotInChain().Match(e.Message) is { Success: true } match)
+            {
+                var disk = match.Groups[1].Value;
+                var xml = System.Xml.Linq.XDocument.Parse(await client.GetCheckpointXmlAsync(checkpoint, 0, cancellationToken).ConfigureAwait(false));
+                var entry = xml.Root?.Element("disks")?.Elements("disk").FirstOrDefault(d => (string?)d.Attribute("name") == disk);
+                if (entry is null)
+                {
+                    throw;
+                }
+
+                entry.ReplaceAttributes(new System.Xml.Linq.XAttribute("name", disk), new System.Xml.Linq.XAttribute("checkpoint", "no"));
+                await client.CreateCheckpointAsync(domain, xml.ToString(), Redefine, cancellationToken).ConfigureAwait(false);
+                report($"checkpoint {checkpoint.Name} has no bitmap left on disk '{disk}': redefined without that disk to delete it");
+            }
+        }
+    }
+
     private static async Task<BackupManifest> BackupAsync(LibvirtClient client, RemoteDomain domain, string domainXml, List<DiskPlan> plans, IReadOnlyList<string> others, IReadOnlyList<BackupManifest> history, BackupRunOptions options, Action<string> report, CancellationToken cancellationToken)
     {
         var repository = options.Repository;
         var work = Path.Combine(Path.GetFullPath(options.WorkDirectory ?? Path.GetTempPath()), "tmb-" + Convert.ToHexStringLower(Guid.NewGuid().ToByteArray().AsSpan(0, 4)));
-        Directory.CreateDirectory(work);
+        CreateWorkDirectory(work);
         var socket = Path.Combine(work, "nbd.sock");
         var started = DateTimeOffset.UtcNow;
         RemoteCheckpoint? created = null;
@@ -334,6 +368,24 @@ public static partial class BackupRunner
         return (selected, others);
     }
 
+    /// <summary>
+    /// The job's directory, where QEMU (not libvirtd) binds the export's unix socket. A system
+    /// libvirtd runs QEMU as its own user (<c>libvirt-qemu</c> on Debian), which cannot bind in
+    /// a directory only its root owner may write ("Failed to bind socket ... Permission
+    /// denied" from nbd-server-start). Others get write and search but not read: QEMU can make
+    /// its socket, and nobody can list what is inside. libvirtd itself creates the scratch files
+    /// and hands them to QEMU's user (libvirt-checkpoint-backup.md §3.1, §6.9).
+    /// </summary>
+    private static void CreateWorkDirectory(string path)
+    {
+        Directory.CreateDirectory(path);
+        if (!OperatingSystem.IsWindows())
+        {
+            // Set after creation: mkdir's mode passes through the umask, chmod's does not.
+            File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute);
+        }
+    }
+
     private static void TryDeleteDirectory(string path)
     {
         try
@@ -352,6 +404,9 @@ public static partial class BackupRunner
             // Created by a host running as another user.
         }
     }
+
+    [GeneratedRegex("not found in backing chain of '([^']+)'")]
+    private static partial Regex BitmapNotInChain();
 
     [GeneratedRegex("for disk '([^']+)'")]
     private static partial Regex DiskInMessage();
