@@ -52,6 +52,7 @@ internal sealed partial class VirshTranscript(string uri)
         text = LocalTime().Replace(text, "TIME");
         text = CreationTime().Replace(text, "<creationTime>SECONDS</creationTime>");
         text = IdLine().Replace(text, "${label}ID");
+        text = ListRowId().Replace(text, " ID");
         text = Elapsed().Replace(text, "${label}MS ");
         text = NodeIndex().Replace(text, "${label}N'");
         return text;
@@ -68,6 +69,11 @@ internal sealed partial class VirshTranscript(string uri)
 
     [GeneratedRegex(@"(?m)^(?<label>Id:\s+)\d+")]
     private static partial Regex IdLine();
+
+    // virsh list's rows: a host numbers running domains in start order, so the id depends on
+    // what else that host ran before (another test of the same libvirtd).
+    [GeneratedRegex(@"(?m)^ \d+(?= +\S+ +(?:running|paused|shut off))")]
+    private static partial Regex ListRowId();
 
     [GeneratedRegex(@"(?m)^(?<label>Time elapsed:\s+)\d+ +")]
     private static partial Regex Elapsed();
