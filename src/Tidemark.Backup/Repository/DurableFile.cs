@@ -1,4 +1,4 @@
-using System.Runtime.InteropServices;
+using Tidemark.Storage;
 
 namespace Tidemark.Backup.Repository;
 
@@ -46,37 +46,5 @@ internal static class DurableFile
     }
 
     /// <summary>fsync of a directory: what makes a rename or an unlink in it durable.</summary>
-    public static void SyncDirectory(string directory)
-    {
-        var fd = NativeMethods.open(directory, NativeMethods.ORdOnly | NativeMethods.OCloexec);
-        if (fd < 0)
-        {
-            return;
-        }
-
-        try
-        {
-            _ = NativeMethods.fsync(fd);
-        }
-        finally
-        {
-            _ = NativeMethods.close(fd);
-        }
-    }
-
-    private static class NativeMethods
-    {
-        // <fcntl.h> on Linux: a read-only open of a directory needs no O_DIRECTORY to succeed.
-        internal const int ORdOnly = 0;
-        internal const int OCloexec = 0x80000;
-
-        [DllImport("libc", SetLastError = true, CharSet = CharSet.Ansi, BestFitMapping = false)]
-        internal static extern int open([MarshalAs(UnmanagedType.LPStr)] string path, int flags);
-
-        [DllImport("libc", SetLastError = true)]
-        internal static extern int fsync(int fd);
-
-        [DllImport("libc", SetLastError = true)]
-        internal static extern int close(int fd);
-    }
+    public static void SyncDirectory(string directory) => HostDirectory.Sync(directory);
 }
