@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Net.Sockets;
-using Tidemark.Remote.Client;
 using Tidemark.Daemon.Tests.Support;
+using Tidemark.Remote.Client;
 using Tidemark.Testing;
 
 namespace Tidemark.Daemon.Tests;
