@@ -1,4 +1,3 @@
-using System.Security;
 using Microsoft.Extensions.Logging.Abstractions;
 using Tidemark.Backup.Repository;
 using Tidemark.Backup.Run;
@@ -130,28 +129,7 @@ internal sealed class BackupHost : IAsyncDisposable
     }
 
     private static string DomainXml(string name, IReadOnlyDictionary<string, string> images)
-    {
-        var devices = string.Concat(images.Select(d => $"""
-                <disk type='file' device='disk'>
-                  <driver name='qemu' type='qcow2'/>
-                  <source file='{SecurityElement.Escape(d.Value)}'/>
-                  <target dev='{d.Key}' bus='virtio'/>
-                </disk>
-
-            """));
-        return $"""
-            <domain type='kvm'>
-              <name>{name}</name>
-              <memory unit='KiB'>1048576</memory>
-              <vcpu placement='static'>2</vcpu>
-              <os>
-                <type arch='x86_64'>hvm</type>
-              </os>
-              <devices>
-            {devices}  </devices>
-            </domain>
-            """;
-    }
+        => DomainDocuments.WithQcow2Disks(name, images.Select(d => (d.Key, d.Value)));
 
     public async ValueTask DisposeAsync()
     {

@@ -1,4 +1,3 @@
-using System.Security;
 using Microsoft.Extensions.Logging.Abstractions;
 using Tidemark.Testing;
 
@@ -46,29 +45,7 @@ internal sealed class TestDaemon : IAsyncDisposable
     }
 
     /// <summary>A libvirt domain document with one qcow2 virtio disk per (target, image).</summary>
-    public static string DomainXml(string name, params (string Target, string Image)[] disks)
-    {
-        var devices = string.Concat(disks.Select(d => $"""
-                <disk type='file' device='disk'>
-                  <driver name='qemu' type='qcow2'/>
-                  <source file='{SecurityElement.Escape(d.Image)}'/>
-                  <target dev='{d.Target}' bus='virtio'/>
-                </disk>
-
-            """));
-        return $"""
-            <domain type='kvm'>
-              <name>{name}</name>
-              <memory unit='KiB'>1048576</memory>
-              <vcpu placement='static'>2</vcpu>
-              <os>
-                <type arch='x86_64'>hvm</type>
-              </os>
-              <devices>
-            {devices}  </devices>
-            </domain>
-            """;
-    }
+    public static string DomainXml(string name, params (string Target, string Image)[] disks) => DomainDocuments.WithQcow2Disks(name, disks);
 
     /// <summary>The unix socket a running domain's disks are served on.</summary>
     public string GuestSocket(string domain) => Path.Combine(StateRoot, "run", domain + ".sock");
