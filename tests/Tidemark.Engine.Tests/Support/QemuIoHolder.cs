@@ -20,14 +20,22 @@ public sealed class QemuIoHolder : IAsyncDisposable
         };
         var holder = new QemuIoHolder(Process.Start(info)!);
 
-        // Held once qemu-img itself is refused the image.
+        // Held once qemu-img itself is refused the image. A loaded machine can take long to
+        // start qemu-io, so the wait is generous; a qemu-io that exited says why at once.
         var deadline = Stopwatch.StartNew();
         while ((await Peer.RunAsync("qemu-img", ["info", "-f", format, image])).ExitCode == 0)
         {
-            if (deadline.Elapsed > TimeSpan.FromSeconds(20))
+            if (holder._process.HasExited)
+            {
+                var why = await holder._process.StandardError.ReadToEndAsync();
+                await holder.DisposeAsync();
+                Assert.Fail($"qemu-io exited before locking the image: {why}");
+            }
+
+            if (deadline.Elapsed > TimeSpan.FromSeconds(90))
             {
                 await holder.DisposeAsync();
-                Assert.Fail("qemu-io did not lock the image");
+                Assert.Fail("qemu-io did not lock the image within 90 s");
             }
 
             await Task.Delay(50);
