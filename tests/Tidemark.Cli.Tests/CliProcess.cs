@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using System.Text;
 
 namespace Tidemark.Cli.Tests;
 
@@ -14,13 +15,30 @@ internal sealed class CliProcess : IAsyncDisposable
     public const int SIGTERM = 15;
 
     private readonly Process _process;
+    private readonly StringBuilder _stdoutSoFar = new();
     private readonly Task<string> _stdout;
     private readonly Task<string> _stderr;
 
     private CliProcess(Process process)
     {
         _process = process;
-        _stdout = process.StandardOutput.ReadToEndAsync();
+        _stdout = Task.Run(async () =>
+        {
+            var buffer = new char[4096];
+            int n;
+            while ((n = await process.StandardOutput.ReadAsync(buffer)) > 0)
+            {
+                lock (_stdoutSoFar)
+                {
+                    _stdoutSoFar.Append(buffer, 0, n);
+                }
+            }
+
+            lock (_stdoutSoFar)
+            {
+                return _stdoutSoFar.ToString();
+            }
+        });
         _stderr = process.StandardError.ReadToEndAsync();
     }
 
@@ -50,6 +68,29 @@ internal sealed class CliProcess : IAsyncDisposable
 
         // Closing an image stores its bitmaps and syncs it: on a loaded host that can take a while.
         return await WaitForExitAsync(TimeSpan.FromMinutes(2));
+    }
+
+    /// <summary>Waits until the process has printed <paramref name="text"/>; fails if it ends first or after <paramref name="timeout"/>.</summary>
+    public async Task WaitForStdoutAsync(string text, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            lock (_stdoutSoFar)
+            {
+                if (_stdoutSoFar.ToString().Contains(text, StringComparison.Ordinal))
+                {
+                    return;
+                }
+            }
+
+            if (_stdout.IsCompleted || DateTime.UtcNow > deadline)
+            {
+                Assert.Fail($"tidemark did not print '{text}': {await _stdout.WaitAsync(TimeSpan.FromSeconds(5))}{await _stderr.WaitAsync(TimeSpan.FromSeconds(5))}");
+            }
+
+            await Task.Delay(50, TestContext.Current.CancellationToken);
+        }
     }
 
     /// <summary>Waits for the process to end on its own; fails after <paramref name="timeout"/>.</summary>

@@ -1,8 +1,5 @@
-using System.Collections.Concurrent;
-using System.Diagnostics;
 using System.Globalization;
 using System.Net.Sockets;
-using System.Text.Json;
 using Tidemark.Daemon.Tests.Support;
 using Tidemark.Nbd.Client;
 using Tidemark.Testing;
@@ -24,7 +21,6 @@ public sealed class CrashTests
 {
     private const int TrialsPerScenario = 5;
     private const long Size = 8 << 20;
-    private const int Cluster = 64 << 10;
     private const string Domain = "k";
     private static readonly string[] Scenarios = ["writes", "checkpoints", "push", "pull"];
     private static readonly string[] Disks = ["vda", "vdb"];
@@ -69,32 +65,13 @@ public sealed class CrashTests
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     [Fact]
-    public async Task KilledDaemon_Restarted_VirshSeesTheSameState_FlushedWritesKept_BrokenBitmapRefused()
-    {
-        var seed = Environment.GetEnvironmentVariable("TIDEMARK_CRASH_SEED") is { Length: > 0 } s ? int.Parse(s, CultureInfo.InvariantCulture) : 20261130;
-        var random = new Random(seed);
-        var pushesCut = 0;
-        for (var trial = 0; trial < TrialsPerScenario * Scenarios.Length; trial++)
-        {
-            var scenario = Scenarios[trial % Scenarios.Length];
-            var (killAfterMs, writeSeed) = (random.Next(50, 500), random.Next());
-            try
-            {
-                pushesCut += await RunTrialAsync(scenario, killAfterMs, writeSeed) && scenario == "push" ? 1 : 0;
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                throw new Xunit.Sdk.XunitException($"seed {seed}, trial {trial} ({scenario}, kill after {killAfterMs} ms): {e.Message}", e);
-            }
-        }
-
-        // The kills did land inside push jobs, not only between them.
-        Assert.True(pushesCut > 0, $"seed {seed}: no push trial was killed while a job ran");
-    }
+    public Task KilledDaemon_Restarted_VirshSeesTheSameState_FlushedWritesKept_BrokenBitmapRefused()
+        => CrashTrials.RunAsync(TrialsPerScenario, Scenarios, RunTrialAsync);
 
     /// <summary>Runs one trial; true when the kill cut a backup job short.</summary>
-    private static async Task<bool> RunTrialAsync(string scenario, int killAfterMs, int writeSeed)
+    private static async Task<bool> RunTrialAsync(CrashTrial trial)
     {
+        var (scenario, killAfterMs, writeSeed) = (trial.Scenario, trial.Draw("kill after ms", 50, 500), trial.DrawSeed());
         using var directory = new TempDirectory("dk");
         var state = directory.File("state");
         var socket = directory.File("sock");
@@ -112,11 +89,11 @@ public sealed class CrashTests
         var script = directory.File("client.py");
         await File.WriteAllTextAsync(script, Client, Ct);
 
-        var acknowledged = new ConcurrentDictionary<(string Disk, long Offset), int>();
-        var daemon = await ChildProcess.StartAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "Tidemark.Daemon.CrashHost.dll"), state, socket]);
+        var writes = new FlushedWrites();
+        var daemon = await StartDaemonAsync(state, socket);
         IReadOnlyList<string> reported;
         IReadOnlyList<string> done;
-        await using (var client = await ChildProcess.StartAsync("/usr/bin/python3", [script, uri, domainXml, scenario, work]))
+        await using (var client = FollowedProcess.Start("/usr/bin/python3", [script, uri, domainXml, scenario, work]))
         {
             using var stop = new CancellationTokenSource();
             Task[] writers = [];
@@ -124,18 +101,13 @@ public sealed class CrashTests
             {
                 await client.WaitForLineAsync("ready");
                 var guest = Path.Combine(state, "run", Domain + ".sock");
-                writers = [.. Disks.Select((d, i) => Task.Run(() => WriteAsync(guest, d, new Random(writeSeed + i), acknowledged, stop.Token), Ct))];
+                writers = [.. Disks.Select((d, i) => Task.Run(() => writes.WriteAsync(c => ConnectAsync(guest, d, c), d, Size, new Random(writeSeed + i), stop.Token), Ct))];
                 if (scenario == "pull")
                 {
                     await client.WaitForLineAsync("checkpoint p0");
                 }
 
-                var started = Stopwatch.StartNew();
-                while (acknowledged.Keys.Select(k => k.Disk).Distinct().Count() < Disks.Length && started.Elapsed < TimeSpan.FromSeconds(30) && !writers.Any(w => w.IsCompleted))
-                {
-                    await Task.Delay(5, Ct);
-                }
-
+                await writes.WaitForEveryDiskAsync(Disks, writers, Ct);
                 await Task.Delay(killAfterMs, Ct);
                 await client.AssertRunningAsync();
             }
@@ -154,18 +126,11 @@ public sealed class CrashTests
         var recorded = File.Exists(recordFile) ? (await File.ReadAllLinesAsync(recordFile, Ct)).Where(l => l.Length > 0).ToArray() : [];
         foreach (var (disk, image) in Disks.Zip(images))
         {
-            var check = await Peer.RunAsync("qemu-img", ["check", "--output=json", image]);
-            Assert.True(check.ExitCode is 0 or 3, $"qemu-img check {disk} exited {check.ExitCode}: {check.Stdout}{check.Stderr}");
-            Assert.False(JsonDocument.Parse(check.Stdout).RootElement.TryGetProperty("corruptions", out var c) && c.GetInt64() > 0, check.Stdout);
-            var reads = acknowledged.Where(a => a.Key.Disk == disk)
-                .SelectMany(a => (string[])["-c", string.Create(CultureInfo.InvariantCulture, $"read -P {a.Value} {a.Key.Offset} 64k")]).ToList();
-            Assert.NotEmpty(reads);
-            var read = await Peer.RunAsync("qemu-io", ["-f", "qcow2", "-r", .. reads, image]);
-            Assert.True(read.ExitCode == 0 && !read.Stdout.Contains("Pattern verification failed", StringComparison.Ordinal), $"a flushed write was lost on {disk}: {read.Stdout}{read.Stderr}");
+            await writes.AssertKeptAsync(disk, image);
         }
 
         // The restart: stock virsh judges what the daemon reloaded.
-        await using var restarted = await ChildProcess.StartAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "Tidemark.Daemon.CrashHost.dll"), state, socket]);
+        await using var restarted = await StartDaemonAsync(state, socket);
         Assert.All(recorded, f => Assert.False(File.Exists(f), $"{f} was left by the interrupted job"));
         var left = Directory.GetFileSystemEntries(work).Select(Path.GetFileName).Where(f => !done.Contains(f!.Split('-')[0])).ToList();
         Assert.True(recorded.Length > 0 || scenario == "pull" ? left.Count == 0 : left.Count is 0 or 2, $"unexpected files: {string.Join(", ", left)}");
@@ -193,121 +158,13 @@ public sealed class CrashTests
         return r.Stdout;
     }
 
-    /// <summary>One guest: 64 KiB writes (a pattern, or write-zeroes) at random clusters of one disk, each followed by a flush.</summary>
-    private static async Task WriteAsync(string socket, string disk, Random random, ConcurrentDictionary<(string, long), int> acknowledged, CancellationToken stop)
+    private static async Task<FollowedProcess> StartDaemonAsync(string state, string socket)
     {
-        var buffer = new byte[Cluster];
-        try
-        {
-            await using var client = await NbdClient.ConnectAsync(new NbdConnectOptions { EndPoint = new UnixDomainSocketEndPoint(socket), ExportName = disk }, stop);
-            while (!stop.IsCancellationRequested)
-            {
-                var offset = (long)random.Next((int)(Size / Cluster)) * Cluster;
-                var pattern = random.Next(256);
-
-                // In flight, the cluster holds the old or the new bytes (or a mix); flushed, the new.
-                acknowledged.TryRemove((disk, offset), out _);
-                if (pattern == 0)
-                {
-                    await client.WriteZeroesAsync(offset, Cluster, cancellationToken: stop);
-                }
-                else
-                {
-                    buffer.AsSpan().Fill((byte)pattern);
-                    await client.WriteAsync(offset, buffer, cancellationToken: stop);
-                }
-
-                await client.FlushAsync(stop);
-                acknowledged[(disk, offset)] = pattern;
-            }
-        }
-        catch (Exception) when (stop.IsCancellationRequested)
-        {
-            // The kill cut the connection.
-        }
+        var daemon = FollowedProcess.Start("dotnet", [Path.Combine(AppContext.BaseDirectory, "Tidemark.Daemon.CrashHost.dll"), state, socket]);
+        await daemon.WaitForLineAsync("ready");
+        return daemon;
     }
 
-    /// <summary>A child process whose stdout is followed line by line (drained all along) and which is SIGKILLed when disposed.</summary>
-    private sealed class ChildProcess : IAsyncDisposable
-    {
-        private readonly Process _process;
-        private readonly List<string> _lines = [];
-        private readonly Task<string> _stderr;
-        private readonly Task _stdout;
-        private readonly SemaphoreSlim _changed = new(0);
-
-        private ChildProcess(Process process)
-        {
-            _process = process;
-            _stderr = process.StandardError.ReadToEndAsync();
-            _stdout = Task.Run(async () =>
-            {
-                while (await process.StandardOutput.ReadLineAsync() is { } line)
-                {
-                    lock (_lines)
-                    {
-                        _lines.Add(line);
-                    }
-
-                    _changed.Release();
-                }
-
-                _changed.Release();
-            });
-        }
-
-        public static async Task<ChildProcess> StartAsync(string program, string[] arguments)
-        {
-            var child = new ChildProcess(Process.Start(new ProcessStartInfo(program, arguments) { RedirectStandardOutput = true, RedirectStandardError = true })!);
-            if (program == "dotnet")
-            {
-                await child.WaitForLineAsync("ready");
-            }
-
-            return child;
-        }
-
-        public async Task WaitForLineAsync(string line)
-        {
-            var deadline = Stopwatch.StartNew();
-            while (!Lines("").Contains(line))
-            {
-                if (_stdout.IsCompleted || deadline.Elapsed > TimeSpan.FromSeconds(60))
-                {
-                    Assert.Fail($"no '{line}' from {_process.StartInfo.FileName}: {string.Join('\n', Lines(""))}\n{await _stderr.WaitAsync(TimeSpan.FromSeconds(5), Ct)}");
-                }
-
-                await _changed.WaitAsync(TimeSpan.FromSeconds(1), Ct);
-            }
-        }
-
-        public async Task AssertRunningAsync()
-        {
-            if (_process.HasExited)
-            {
-                Assert.Fail($"{_process.StartInfo.FileName} ended by itself: {await _stderr}");
-            }
-        }
-
-        public IReadOnlyList<string> Lines(string prefix)
-        {
-            lock (_lines)
-            {
-                return [.. _lines.Where(l => l.StartsWith(prefix, StringComparison.Ordinal)).Select(l => l[prefix.Length..])];
-            }
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            if (!_process.HasExited)
-            {
-                _process.Kill();
-            }
-
-            await _process.WaitForExitAsync(Ct);
-            await _stdout;
-            _process.Dispose();
-            _changed.Dispose();
-        }
-    }
+    private static Task<NbdClient> ConnectAsync(string socket, string disk, CancellationToken cancellationToken)
+        => NbdClient.ConnectAsync(new NbdConnectOptions { EndPoint = new UnixDomainSocketEndPoint(socket), ExportName = disk }, cancellationToken);
 }

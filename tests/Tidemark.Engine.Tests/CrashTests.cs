@@ -1,7 +1,4 @@
-using System.Collections.Concurrent;
-using System.Diagnostics;
 using System.Globalization;
-using System.Text.Json;
 using Tidemark.Engine.Checkpoints;
 using Tidemark.Engine.Domains;
 using Tidemark.Engine.Tests.Support;
@@ -29,7 +26,6 @@ public sealed class CrashTests
 {
     private const int TrialsPerScenario = 8;
     private const long Size = 16 << 20;
-    private const int Cluster = 64 << 10;
     private const string Domain = "k";
     private static readonly string[] Scenarios = ["writes", "checkpoints", "push", "pull"];
     private static readonly TestDisk[] Disks = [new("vda"), new("vdb")];
@@ -37,94 +33,65 @@ public sealed class CrashTests
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     [Fact]
-    public async Task KilledEngine_LeavesCleanImages_FlushedWrites_BrokenBitmapsRefused_NoLeftovers()
-    {
-        var seed = Environment.GetEnvironmentVariable("TIDEMARK_CRASH_SEED") is { Length: > 0 } s ? int.Parse(s, CultureInfo.InvariantCulture) : 20261130;
-        var random = new Random(seed);
-        var pushesCut = 0;
-        for (var trial = 0; trial < TrialsPerScenario * Scenarios.Length; trial++)
-        {
-            var scenario = Scenarios[trial % Scenarios.Length];
-            var (pauseMs, killAfterMs, writeSeed) = (random.Next(5, 40), random.Next(100, 600), random.Next());
-            try
-            {
-                pushesCut += await RunTrialAsync(scenario, pauseMs, killAfterMs, writeSeed) && scenario == "push" ? 1 : 0;
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                throw new Xunit.Sdk.XunitException($"seed {seed}, trial {trial} ({scenario}, pause {pauseMs} ms, kill after {killAfterMs} ms): {e.Message}", e);
-            }
-        }
-
-        // The kills did land inside push jobs, not only between them.
-        Assert.True(pushesCut > 0, $"seed {seed}: no push trial was killed while a job ran");
-    }
+    public Task KilledEngine_LeavesCleanImages_FlushedWrites_BrokenBitmapsRefused_NoLeftovers()
+        => CrashTrials.RunAsync(TrialsPerScenario, Scenarios, RunTrialAsync);
 
     /// <summary>Runs one trial; true when the kill cut a backup job short.</summary>
-    private static async Task<bool> RunTrialAsync(string scenario, int pauseMs, int killAfterMs, int writeSeed)
+    private static async Task<bool> RunTrialAsync(CrashTrial trial)
     {
+        var scenario = trial.Scenario;
+        var (pauseMs, killAfterMs, writeSeed) = (trial.Draw("pause ms", 5, 40), trial.Draw("kill after ms", 100, 600), trial.DrawSeed());
         await using var test = await TestHost.CreateAsync();
         var domain = await test.DefineAsync(Domain, Size, Disks);
         await domain.Checkpoints.CreateAsync("<domaincheckpoint><name>c0</name></domaincheckpoint>", cancellationToken: Ct);
         var work = test.Directory.File("work");
         Directory.CreateDirectory(work);
 
-        var output = new ChildOutput();
-        var acknowledged = new ConcurrentDictionary<(string Disk, long Offset), int>();
-        using (var child = StartChild(test, scenario, pauseMs, work, output))
+        var writes = new FlushedWrites();
+        IReadOnlyList<string> reported;
+        IReadOnlyList<string> done;
+        await using (var child = StartChild(test, scenario, pauseMs, work))
         {
             using var stop = new CancellationTokenSource();
             Task[] writers = [];
             try
             {
-                var socket = await output.Ready.Task.WaitAsync(TimeSpan.FromSeconds(60), Ct);
-                if (socket.Length == 0)
-                {
-                    Assert.Fail($"the child did not start: {await child.StandardError.ReadToEndAsync(Ct)}");
-                }
-
-                writers = [.. Disks.Select((d, i) => Task.Run(() => WriteAsync(socket, d.Target, new Random(writeSeed + i), acknowledged, stop.Token), Ct))];
+                var socket = await child.WaitForLineAsync("ready ");
+                writers = [.. Disks.Select((d, i) => Task.Run(() => writes.WriteAsync(c => Guest.ConnectAsync(socket, d.Target, c), d.Target, Size, new Random(writeSeed + i), stop.Token), Ct))];
                 if (scenario == "pull")
                 {
                     // Kill while the job runs, not before it began.
-                    await output.FirstCheckpoint.Task.WaitAsync(TimeSpan.FromSeconds(30), Ct);
+                    await child.WaitForLineAsync("checkpoint ");
                 }
 
                 // Kill once both guests have had a write acknowledged, so every trial judges some.
-                var started = Stopwatch.StartNew();
-                while (acknowledged.Keys.Select(k => k.Disk).Distinct().Count() < Disks.Length && started.Elapsed < TimeSpan.FromSeconds(30) && !writers.Any(w => w.IsCompleted))
-                {
-                    await Task.Delay(5, Ct);
-                }
-
+                await writes.WaitForEveryDiskAsync([.. Disks.Select(d => d.Target)], writers, Ct);
                 await Task.Delay(killAfterMs, Ct);
-                if (child.HasExited)
-                {
-                    Assert.Fail($"the child ended by itself: {await child.StandardError.ReadToEndAsync(Ct)}");
-                }
+                await child.AssertRunningAsync();
             }
             finally
             {
                 // SIGKILL: no flush, no close, no bitmaps stored, no job ended.
                 await stop.CancelAsync();
-                child.Kill();
-                await child.WaitForExitAsync(Ct);
+                await child.KillAsync();
             }
 
             // A guest request cut by the kill fails; any failure before it fails the trial.
             await Task.WhenAll(writers);
-            await output.Drained;
+            reported = child.Lines("checkpoint ");
+            done = child.Lines("done ");
         }
 
         var recordFile = Path.Combine(test.StateRoot, "jobs", Domain + ".files");
         var recorded = File.Exists(recordFile) ? await File.ReadAllLinesAsync(recordFile, Ct) : [];
-        await AssertImagesCleanAsync(test);
-        await AssertAcknowledgedWritesAsync(test, acknowledged);
+        foreach (var disk in Disks)
+        {
+            await writes.AssertKeptAsync(disk.Target, test.ImagePath(Domain, disk));
+        }
 
         // The next start: the interrupted job's files are gone, completed pushes are kept.
         await test.ReopenAfterCrashAsync();
         Assert.All(recorded.Where(f => f.Length > 0), f => Assert.False(File.Exists(f), $"{f} was left by the interrupted job"));
-        var done = output.Lines("done ").ToHashSet();
         var left = Directory.GetFileSystemEntries(work).Select(Path.GetFileName).Where(f => !done.Contains(f!.Split('-')[0])).ToList();
         if (recorded.Length > 0 || scenario == "pull")
         {
@@ -142,7 +109,6 @@ public sealed class CrashTests
         }
 
         domain = test.Host.LookupByName(Domain);
-        var reported = output.Lines("checkpoint ");
         var listed = await domain.Checkpoints.ListAsync(CheckpointListFlags.Topological, Ct);
         Assert.Equal(["c0", .. reported], listed.Take(reported.Count + 1));
         Assert.Equal(Directory.GetFiles(Path.Combine(test.StateRoot, "checkpoint", Domain), "*.xml").Length, listed.Count);
@@ -157,77 +123,8 @@ public sealed class CrashTests
         return recorded.Length > 0;
     }
 
-    private static Process StartChild(TestHost test, string scenario, int pauseMs, string work, ChildOutput output)
-    {
-        var host = Path.Combine(AppContext.BaseDirectory, "Tidemark.Engine.CrashHost.dll");
-        var info = new ProcessStartInfo("dotnet", [host, test.StateRoot, Domain, scenario, pauseMs.ToString(CultureInfo.InvariantCulture), work])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        var child = Process.Start(info)!;
-        output.Follow(child);
-        return child;
-    }
-
-    /// <summary>One guest: 64 KiB writes (a pattern, or write-zeroes) at random clusters of one disk, each followed by a flush.</summary>
-    private static async Task WriteAsync(string socket, string disk, Random random, ConcurrentDictionary<(string, long), int> acknowledged, CancellationToken stop)
-    {
-        var buffer = new byte[Cluster];
-        try
-        {
-            await using var client = await Guest.ConnectAsync(socket, disk, stop);
-            while (!stop.IsCancellationRequested)
-            {
-                var offset = (long)random.Next((int)(Size / Cluster)) * Cluster;
-                var pattern = random.Next(256);
-
-                // In flight, the cluster holds the old or the new bytes (or a mix); flushed, the new.
-                acknowledged.TryRemove((disk, offset), out _);
-                if (pattern == 0)
-                {
-                    await client.WriteZeroesAsync(offset, Cluster, cancellationToken: stop);
-                }
-                else
-                {
-                    buffer.AsSpan().Fill((byte)pattern);
-                    await client.WriteAsync(offset, buffer, cancellationToken: stop);
-                }
-
-                await client.FlushAsync(stop);
-                acknowledged[(disk, offset)] = pattern;
-            }
-        }
-        catch (Exception) when (stop.IsCancellationRequested)
-        {
-            // The kill cut the connection (or the test stopped the guest first).
-        }
-    }
-
-    private static async Task AssertImagesCleanAsync(TestHost test)
-    {
-        foreach (var disk in Disks)
-        {
-            var check = await Peer.RunAsync("qemu-img", ["check", "--output=json", test.ImagePath(Domain, disk)]);
-            Assert.True(check.ExitCode is 0 or 3, $"qemu-img check exited {check.ExitCode}: {check.Stdout}{check.Stderr}");
-            Assert.False(JsonDocument.Parse(check.Stdout).RootElement.TryGetProperty("corruptions", out var c) && c.GetInt64() > 0, check.Stdout);
-        }
-    }
-
-    private static async Task AssertAcknowledgedWritesAsync(TestHost test, ConcurrentDictionary<(string Disk, long Offset), int> acknowledged)
-    {
-        Assert.NotEmpty(acknowledged);
-        foreach (var disk in Disks)
-        {
-            var reads = acknowledged.Where(a => a.Key.Disk == disk.Target)
-                .SelectMany(a => (string[])["-c", string.Create(CultureInfo.InvariantCulture, $"read -P {a.Value} {a.Key.Offset} 64k")]).ToList();
-            if (reads.Count > 0)
-            {
-                var read = await Peer.RunAsync("qemu-io", ["-f", "qcow2", "-r", .. reads, test.ImagePath(Domain, disk)]);
-                Assert.True(read.ExitCode == 0 && !read.Stdout.Contains("Pattern verification failed", StringComparison.Ordinal), $"a flushed write was lost on {disk.Target}: {read.Stdout}{read.Stderr}");
-            }
-        }
-    }
+    private static FollowedProcess StartChild(TestHost test, string scenario, int pauseMs, string work)
+        => FollowedProcess.Start("dotnet", [Path.Combine(AppContext.BaseDirectory, "Tidemark.Engine.CrashHost.dll"), test.StateRoot, Domain, scenario, pauseMs.ToString(CultureInfo.InvariantCulture), work]);
 
     /// <summary>Every bitmap was IN_USE (or never stored) at the kill: redefine-validate reports it, an incremental from it is refused and creates nothing.</summary>
     private static async Task AssertBitmapsReportedBrokenAsync(Domain domain, IReadOnlyList<string> checkpoints, string work)
@@ -254,50 +151,4 @@ public sealed class CrashTests
               <disk name='vdb' type='file'><target file='{Path.Combine(work, prefix + "-vdb.qcow2")}'/><driver type='qcow2'/></disk>
             </disks></domainbackup>
             """;
-
-    /// <summary>The child's stdout, drained all along: a child blocked on a full pipe would stall its scenario.</summary>
-    private sealed class ChildOutput
-    {
-        private readonly List<string> _lines = [];
-
-        public TaskCompletionSource<string> Ready { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        public TaskCompletionSource FirstCheckpoint { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        public Task Drained { get; private set; } = Task.CompletedTask;
-
-        public void Follow(Process child)
-        {
-            Drained = Task.Run(async () =>
-            {
-                while (await child.StandardOutput.ReadLineAsync() is { } line)
-                {
-                    lock (_lines)
-                    {
-                        _lines.Add(line);
-                    }
-
-                    if (line.StartsWith("ready ", StringComparison.Ordinal))
-                    {
-                        Ready.TrySetResult(line["ready ".Length..]);
-                    }
-                    else if (line.StartsWith("checkpoint ", StringComparison.Ordinal))
-                    {
-                        FirstCheckpoint.TrySetResult();
-                    }
-                }
-
-                Ready.TrySetResult("");
-                FirstCheckpoint.TrySetResult();
-            });
-        }
-
-        public IReadOnlyList<string> Lines(string prefix)
-        {
-            lock (_lines)
-            {
-                return [.. _lines.Where(l => l.StartsWith(prefix, StringComparison.Ordinal)).Select(l => l[prefix.Length..])];
-            }
-        }
-    }
 }

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Tidemark.Engine.Backups;
 using Tidemark.Engine.Checkpoints;
+using Tidemark.Engine.Disks;
 using Tidemark.Formats.Backups;
 using Tidemark.Formats.Checkpoints;
 
@@ -36,6 +37,14 @@ public sealed partial class Domain
 
     // libvirt's per-domain node counter, which gives each store its index (vda[N]).
     private uint _lastStoreIndex;
+
+    /// <summary>
+    /// Starts the node counter as libvirt's does at every start (qemuDomainStorageIdNew,
+    /// qemustatusxml2xmldata/backup-pull-in.xml): the disks' images take the first ids, each
+    /// layer of each chain one, so a backup's first store is numbered after them.
+    /// </summary>
+    private void ResetStoreIndex(RunningDomain running)
+        => _lastStoreIndex = (uint)running.Disks.Sum(d => BitmapChain.Layers(d.LiveImage).Count);
 
     /// <summary>The running backup job, or null.</summary>
     public DomainBackup? Backup

@@ -86,6 +86,7 @@ public sealed partial class Domain
 
         Running = await RunningDomain.StartAsync(Definition, Store.SocketPath(Name), _host.LoggerFactory, cancellationToken).ConfigureAwait(false);
         Id = _host.NextId();
+        ResetStoreIndex(Running);
         Logger.LogInformation("domain {Domain} started; disks served on {Socket}", Name, Running.SocketPath);
     }
 

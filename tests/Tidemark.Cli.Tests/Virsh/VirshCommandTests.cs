@@ -260,6 +260,20 @@ public sealed class VirshCommandTests
         Assert.Contains("Job type:         Completed   \nOperation:        Backup      \n", waited.Stdout, StringComparison.Ordinal);
         Assert.Equal(0, (await Peer.RunAsync("qemu-img", ["compare", "-f", "raw", "-F", "qcow2", daemon.GuestUri("vm", "vdb"), daemon.Directory.File("full-vdb.qcow2")])).ExitCode);
 
+        // domjobinfo --wait follows a running job to its end: a pull backup runs until it is aborted.
+        await File.WriteAllTextAsync(daemon.Directory.File("pull.xml"), $"<domainbackup mode='pull'><server transport='unix' socket='{daemon.Directory.File("pull.sock")}'/><disks><disk name='vda' backup='no'/><disk name='vdb' type='file'><scratch file='{daemon.Directory.File("vdb.scratch")}'/></disk></disks></domainbackup>", Ct);
+        Assert.Equal(0, (await CliRun.RunAsync("backup-begin", "vm", daemon.Directory.File("pull.xml"), "-c", daemon.Uri)).ExitCode);
+        await using (var following = await CliProcess.StartAsync("domjobinfo", "vm", "--wait", "-c", daemon.Uri))
+        {
+            await following.WaitForStdoutAsync("Job: ", TimeSpan.FromSeconds(60));
+            Assert.Equal(0, (await CliRun.RunAsync("domjobabort", "vm", "-c", daemon.Uri)).ExitCode);
+            var followed = await following.WaitForExitAsync(TimeSpan.FromSeconds(60));
+            Assert.True(followed.ExitCode == 0, followed.Stderr);
+            Assert.Contains("Job type:         Cancelled   \nOperation:        Backup      \n", followed.Stdout, StringComparison.Ordinal);
+        }
+
+        Assert.Contains("Job type:         None", (await CliRun.RunAsync("domjobinfo", "vm", "-c", daemon.Uri)).Stdout, StringComparison.Ordinal);
+
         // Without -c or the variable: the default daemon's socket, named in the error when nothing listens there.
         var home = daemon.Directory.File("home");
         var defaultRun = await CliRun.RunAsync(["list"], null, new Dictionary<string, string?> { ["TIDEMARK_DEFAULT_URI"] = null, ["XDG_STATE_HOME"] = home });

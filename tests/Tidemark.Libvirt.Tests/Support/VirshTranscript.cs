@@ -54,7 +54,6 @@ internal sealed partial class VirshTranscript(string uri)
         text = IdLine().Replace(text, "${label}ID");
         text = ListRowId().Replace(text, " ID");
         text = Elapsed().Replace(text, "${label}MS ");
-        text = NodeIndex().Replace(text, "${label}N'");
         return text;
     }
 
@@ -77,9 +76,6 @@ internal sealed partial class VirshTranscript(string uri)
 
     [GeneratedRegex(@"(?m)^(?<label>Time elapsed:\s+)\d+ +")]
     private static partial Regex Elapsed();
-
-    [GeneratedRegex(@"(?<label> exportname='[^']*'(?: exportbitmap='[^']*')? index=')\d+'")]
-    private static partial Regex NodeIndex();
 
     [GeneratedRegex(@"(?m)^(CPU time|Security model|Security DOI|Security label|Messages):.*\n")]
     private static partial Regex HostLines();

@@ -1,0 +1,113 @@
+using System.Diagnostics;
+
+namespace Tidemark.Testing;
+
+/// <summary>
+/// A child process whose stdout is followed line by line, drained all along (a child blocked on
+/// a full pipe would stall), and which is SIGKILLed when disposed: no flush, no close, nothing
+/// stored on the way out.
+/// </summary>
+public sealed class FollowedProcess : IAsyncDisposable
+{
+    private static readonly TimeSpan LineTimeout = TimeSpan.FromSeconds(60);
+
+    private readonly Process _process;
+    private readonly List<string> _lines = [];
+    private readonly Task<string> _stderr;
+    private readonly Task _stdout;
+    private readonly SemaphoreSlim _changed = new(0);
+    private bool _disposed;
+
+    private FollowedProcess(Process process)
+    {
+        _process = process;
+        _stderr = process.StandardError.ReadToEndAsync();
+        _stdout = Task.Run(async () =>
+        {
+            while (await process.StandardOutput.ReadLineAsync() is { } line)
+            {
+                lock (_lines)
+                {
+                    _lines.Add(line);
+                }
+
+                _changed.Release();
+            }
+
+            _changed.Release();
+        });
+    }
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public bool HasExited => _process.HasExited;
+
+    public static FollowedProcess Start(string program, IEnumerable<string> arguments)
+    {
+        var info = new ProcessStartInfo(program, arguments) { RedirectStandardOutput = true, RedirectStandardError = true };
+        return new FollowedProcess(Process.Start(info) ?? throw new InvalidOperationException($"{program} did not start"));
+    }
+
+    /// <summary>Waits (up to 60 s) for a line starting with <paramref name="prefix"/> and returns the rest of it; fails with the child's output if it ends first.</summary>
+    public async Task<string> WaitForLineAsync(string prefix)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            if (Lines(prefix) is [var rest, ..])
+            {
+                return rest;
+            }
+
+            if (_stdout.IsCompleted || deadline.Elapsed > LineTimeout)
+            {
+                Assert.Fail($"no '{prefix}' line from {_process.StartInfo.FileName}: {string.Join('\n', Lines(""))}\n{await _stderr.WaitAsync(TimeSpan.FromSeconds(5), Ct)}");
+            }
+
+            await _changed.WaitAsync(TimeSpan.FromSeconds(1), Ct);
+        }
+    }
+
+    /// <summary>Fails with the child's stderr if it has ended by itself.</summary>
+    public async Task AssertRunningAsync()
+    {
+        if (_process.HasExited)
+        {
+            Assert.Fail($"{_process.StartInfo.FileName} ended by itself: {await _stderr}");
+        }
+    }
+
+    /// <summary>The lines seen so far that start with <paramref name="prefix"/>, without it.</summary>
+    public IReadOnlyList<string> Lines(string prefix)
+    {
+        lock (_lines)
+        {
+            return [.. _lines.Where(l => l.StartsWith(prefix, StringComparison.Ordinal)).Select(l => l[prefix.Length..])];
+        }
+    }
+
+    /// <summary>SIGKILLs the child (if it still runs), waits for it to end and for its stdout to be read to the end.</summary>
+    public async Task KillAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill();
+        }
+
+        await _process.WaitForExitAsync(Ct);
+        await _stdout;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        await KillAsync();
+        _disposed = true;
+        _process.Dispose();
+        _changed.Dispose();
+    }
+}
