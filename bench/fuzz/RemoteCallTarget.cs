@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using Tidemark.Remote;
 using Tidemark.Remote.Server;
 
 namespace Tidemark.Fuzz;
@@ -23,7 +24,14 @@ internal sealed class RemoteCallTarget : FuzzTarget, IDisposable
     public RemoteCallTarget()
     {
         _directory = Directory.CreateTempSubdirectory("tidemark-fuzz-").FullName;
-        _server = new RemoteServer(new RemoteServerOptions { SocketPath = Path.Combine(_directory, "sock") }, new FuzzHypervisor(), _log);
+        // One call at a time: the calls of an input then run in the order sent, so an input
+        // covers the same code each time it runs (afl's "stability"), which coverage guidance needs.
+        var options = new RemoteServerOptions
+        {
+            SocketPath = Path.Combine(_directory, "sock"),
+            Limits = new RemoteServerLimits { MaxConcurrentCallsPerConnection = 1 },
+        };
+        _server = new RemoteServer(options, new FuzzHypervisor(), _log);
         _server.StartAsync().GetAwaiter().GetResult();
     }
 
