@@ -107,23 +107,26 @@ try
             ("qcow2->qcow2", qcow2, "qcow2", "qcow2"),
         })
         {
-            var target = Path.Combine(root, "out." + targetFormat);
+            // Each tool writes its own target, so neither writes into page-cache pages the
+            // other's truncated output has just given back (see AlternateAsync).
+            var target = Path.Combine(root, "out-tidemark." + targetFormat);
+            var qemuTarget = Path.Combine(root, "out-qemu." + targetFormat);
             var (tidemark, qemu) = await AlternateAsync(
                 runs,
                 () => TimeProcessAsync(cli, "image", "convert", "-f", sourceFormat, "-O", targetFormat, source, target),
-                () => TimeProcessAsync("qemu-img", "convert", "-f", sourceFormat, "-O", targetFormat, source, target));
-            await RunAsync(cli, "image", "convert", "-f", sourceFormat, "-O", targetFormat, source, target);
+                () => TimeProcessAsync("qemu-img", "convert", "-f", sourceFormat, "-O", targetFormat, source, qemuTarget));
             await RunAsync("qemu-img", "compare", "-f", sourceFormat, "-F", targetFormat, source, target);
             Add($"convert {name}, {layout}", tidemark, qemu);
 
             if (layout == layouts[0].Name)
             {
                 // The same conversion in-process (open, sparse copy, close): Tidemark without process start-up.
-                var inProcess = await AlternateAsync(runs, () => ConvertInProcessAsync(source, sourceFormat, target, targetFormat), () => TimeProcessAsync("qemu-img", "convert", "-f", sourceFormat, "-O", targetFormat, source, target));
+                var inProcess = await AlternateAsync(runs, () => ConvertInProcessAsync(source, sourceFormat, target, targetFormat), () => TimeProcessAsync("qemu-img", "convert", "-f", sourceFormat, "-O", targetFormat, source, qemuTarget));
                 Add($"convert {name}, {layout} (in-process)", inProcess.Tidemark, inProcess.Qemu);
             }
 
             File.Delete(target);
+            File.Delete(qemuTarget);
         }
 
         File.Delete(raw);
@@ -156,16 +159,21 @@ Console.WriteLine("ratio = qemu time / tidemark time (>= 1: Tidemark at least as
 return 0;
 
 // Runs the two tools in turn, each after a sync(1) so neither pays for the other's dirty pages;
-// keeps the best time of each.
+// keeps the best time of each. The order swaps every round (Tidemark first in rounds 1, 3, ...;
+// qemu-img first in rounds 2, 4, ...): on a virtual machine whose host takes back free guest
+// memory, a large write into pages that were freed a while ago costs several times a write
+// into pages just freed, so whoever runs first after a pause would always draw the slow case.
 static async Task<(Timed Tidemark, Timed Qemu)> AlternateAsync(int runs, Func<Task<double>> tidemark, Func<Task<double>> qemu)
 {
     var samples = (Tidemark: new List<Timed>(), Qemu: new List<Timed>());
     for (var i = 0; i < runs; i++)
     {
-        await RunAsync("sync");
-        samples.Tidemark.Add(await Timed.MeasureAsync(tidemark));
-        await RunAsync("sync");
-        samples.Qemu.Add(await Timed.MeasureAsync(qemu));
+        var order = i % 2 == 0 ? new[] { (tidemark, samples.Tidemark), (qemu, samples.Qemu) } : new[] { (qemu, samples.Qemu), (tidemark, samples.Tidemark) };
+        foreach (var (run, into) in order)
+        {
+            await RunAsync("sync");
+            into.Add(await Timed.MeasureAsync(run));
+        }
     }
 
     return (Timed.Best(samples.Tidemark), Timed.Best(samples.Qemu));

@@ -17,6 +17,7 @@ internal sealed class HostFile : IAsyncDisposable
 
     private readonly SafeFileHandle _handle;
     private FileStream? _stream;
+    private Storage.WriteBehind? _writeBehind;
     private int _disposed;
 
     private HostFile(SafeFileHandle handle, string path, bool readOnly)
@@ -34,6 +35,16 @@ internal sealed class HostFile : IAsyncDisposable
     public CacheMode CacheMode { get; set; }
 
     internal SafeFileHandle Handle => _handle;
+
+    /// <summary>
+    /// Streams what is written to the disk as it is written (<see cref="Storage.WriteBehind"/>):
+    /// for a copy into a new file that ends with an fsync, never for a guest's disk.
+    /// </summary>
+    public bool WriteBehind
+    {
+        get => _writeBehind is not null;
+        set => _writeBehind = value ? _writeBehind ?? new Storage.WriteBehind(_handle, start: 0) : null;
+    }
 
     /// <summary>Opens an existing file and takes QEMU's locks for reading, or reading and writing.</summary>
     /// <exception cref="StorageException">Another process holds a conflicting lock (<see cref="StorageErrorReason.Locked"/>).</exception>
@@ -127,7 +138,14 @@ internal sealed class HostFile : IAsyncDisposable
             throw new StorageException(StorageErrorReason.ReadOnly, $"{Path}: opened read-only");
         }
 
-        return RandomAccess.WriteAsync(_handle, data, offset, cancellationToken);
+        var writeBehind = _writeBehind;
+        return writeBehind is null ? RandomAccess.WriteAsync(_handle, data, offset, cancellationToken) : WriteBehindAsync(writeBehind, offset, data, cancellationToken);
+    }
+
+    private async ValueTask WriteBehindAsync(Storage.WriteBehind writeBehind, long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        await RandomAccess.WriteAsync(_handle, data, offset, cancellationToken).ConfigureAwait(false);
+        writeBehind.Written(offset, data.Length);
     }
 
     /// <summary>fsync: everything written so far is durable when this completes.</summary>

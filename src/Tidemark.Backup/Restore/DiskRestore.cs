@@ -85,6 +85,18 @@ public static class DiskRestore
                 IBlockImage target = format == ImageFormat.Raw
                     ? RawImage.Create(temp, source.VirtualSize)
                     : await Qcow2Image.CreateAsync(temp, new Qcow2CreateOptions { Size = source.VirtualSize }, cancellationToken).ConfigureAwait(false);
+
+                // The output is fsynced before it is renamed into place: stream it to the disk meanwhile.
+                switch (target)
+                {
+                    case RawImage raw:
+                        raw.WriteBehind = true;
+                        break;
+                    case Qcow2Image qcow2:
+                        qcow2.WriteBehind = true;
+                        break;
+                }
+
                 await using (target.ConfigureAwait(false))
                 {
                     await SparseCopy.CopyAsync(source, target, compress: false, cancellationToken).ConfigureAwait(false);

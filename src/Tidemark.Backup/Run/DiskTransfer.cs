@@ -72,6 +72,8 @@ internal static class DiskTransfer
             DiskTransferResult result;
             await using (image.ConfigureAwait(false))
             {
+                // The file is fsynced before it is renamed into place: stream it to the disk meanwhile.
+                image.WriteBehind = true;
                 var map = await ExportMap.ReadAsync(first, dirtyContext, image.ClusterSize, cancellationToken).ConfigureAwait(false);
                 var chunks = map.Data.SelectMany(r => r.Split(ChunkSize)).ToList();
                 for (var i = 1; i < Math.Min(request.Connections, Math.Max(1, chunks.Count)); i++)

@@ -98,6 +98,18 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
         set => _file.CacheMode = value;
     }
 
+    /// <summary>
+    /// Streams writes to the disk as they come and keeps only the last few MiB of them in the
+    /// page cache (<see cref="Storage.WriteBehind"/>), for a copy into a new image that ends with
+    /// an fsync (backups, restores, convert -t writeback); the final flush then has little left
+    /// to do. Not for a guest's disk, whose recent writes are worth caching.
+    /// </summary>
+    public bool WriteBehind
+    {
+        get => _file.WriteBehind;
+        set => _file.WriteBehind = value;
+    }
+
     /// <summary>Number of internal snapshots (tolerated: kept and counted, never switched to).</summary>
     public int SnapshotCount => _header.SnapshotCount;
 

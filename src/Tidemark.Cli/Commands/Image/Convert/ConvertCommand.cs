@@ -32,13 +32,18 @@ internal sealed class ConvertCommand(CliConsole console)
             }
 
             var target = await ImageArguments.OpenAsync(targetPath, targetFormat, readOnly: false, cancellationToken).ConfigureAwait(false);
+            // -t writeback fsyncs the target at the end: stream it to the disk meanwhile. The
+            // default (unsafe, as qemu-img) leaves the data to the page cache and never waits for it.
+            var writeBehind = cache == CacheMode.Writeback;
             switch (target)
             {
                 case Qcow2Image q:
                     q.CacheMode = cache;
+                    q.WriteBehind = writeBehind;
                     break;
                 case RawImage r:
                     r.CacheMode = cache;
+                    r.WriteBehind = writeBehind;
                     break;
             }
 
