@@ -84,7 +84,7 @@ public static class DiskImage
     }
 
     /// <summary>The path with every symbolic link resolved (how QEMU compares images of a chain).</summary>
-    internal static string RealPath(string path)
+    public static string RealPath(string path)
     {
         var info = new FileInfo(path);
         var target = info.ResolveLinkTarget(returnFinalTarget: true);
