@@ -22,6 +22,13 @@ using Tidemark.Storage.Qcow2;
 //     qcow2. QEMU: `qemu-img bench -w` (queue depth 64, its own timer, no final fsync).
 //     Tidemark: the same writes through Qcow2Image in-process, one at a time, timer includes
 //     the final flush (fsync).
+//   chain rows (`--rows chain` runs only these): a chain of SIZE, full (the 1M/1M layout as
+//     qcow2) + two incrementals each rewriting 5 % of the disk in 1 MiB writes at random
+//     offsets. `image commit inc2` (into inc1, inc2 emptied), `image commit -b full inc2` (both
+//     incrementals into the full), safe `image rebase -b full -F qcow2 inc2` (inc1's data copied
+//     into inc2) and `image convert -O qcow2 -B inc1 -F qcow2 inc2 out` (inc2's clusters only),
+//     each on fresh copies of the images it changes (best of RUNS, alternating); every result is
+//     checked with qemu-img compare against the chain before.
 //   random 4 KiB writes: 20000 writes at random 4 KiB-aligned offsets of a fresh 1 GiB qcow2.
 //     QEMU: qemu-io reading the commands from standard input (one at a time). Tidemark: the
 //     same offsets through Qcow2Image in-process, final flush included.
@@ -31,6 +38,7 @@ using Tidemark.Storage.Qcow2;
 // to -t unsafe to match.
 var sizeGiB = 2;
 var runs = 3;
+var onlyChain = false;
 var root = Path.Combine(Path.GetTempPath(), $"tidemark-bench-{Environment.ProcessId}");
 for (var i = 0; i < args.Length - 1; i++)
 {
@@ -44,6 +52,9 @@ for (var i = 0; i < args.Length - 1; i++)
             break;
         case "--dir":
             root = args[++i];
+            break;
+        case "--rows":
+            onlyChain = args[++i] == "chain";
             break;
     }
 }
@@ -77,7 +88,8 @@ try
         ("4M/8M", Every(size, 8L << 20, 4 << 20)),
         ("64K scattered", Scattered(size, 4000, 64 << 10)),
     };
-    foreach (var (layout, writes) in layouts)
+    await ChainRowsAsync(cli, root, size, runs, Add);
+    foreach (var (layout, writes) in onlyChain ? layouts[..0] : layouts)
     {
         var raw = Path.Combine(root, "src.raw");
         await MakeRawAsync(raw, size, writes);
@@ -133,6 +145,11 @@ try
         File.Delete(qcow2);
     }
 
+    if (onlyChain)
+    {
+        goto Table;
+    }
+
     var benchImage = Path.Combine(root, "bench.qcow2");
     var sequential = await AlternateAsync(runs, () => TidemarkSequentialAsync(benchImage), () => QemuBenchAsync(benchImage));
     Add("4 KiB writes (qemu-img bench -w)", sequential.Tidemark, sequential.Qemu);
@@ -145,6 +162,7 @@ finally
     Directory.Delete(root, recursive: true);
 }
 
+Table:
 Console.WriteLine();
 Console.WriteLine($"{"row",-42} {"tidemark s",11} {"qemu s",11} {"ratio",7} {"tidemark cpu",13} {"qemu cpu",9} {"cpu ratio",9}");
 foreach (var (name, tidemark, qemu, tidemarkCpu, qemuCpu) in rows)
@@ -213,6 +231,77 @@ static async Task<double> ConvertInProcessAsync(string source, string sourceForm
     }
 
     return clock.Elapsed.TotalSeconds;
+}
+
+// The chain rows (see the top of this file).
+static async Task ChainRowsAsync(string cli, string root, long size, int runs, Action<string, Timed, Timed> add)
+{
+    var dir = Path.Combine(root, "chain");
+    Directory.CreateDirectory(dir);
+    string P(string name) => Path.Combine(dir, name);
+    var raw = P("full.raw");
+    await MakeRawAsync(raw, size, Every(size, 2L << 20, 1 << 20));
+    await RunAsync("qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, P("full.qcow2"));
+    File.Delete(raw);
+    var random = new Random(5);
+    foreach (var (name, backing, pattern) in new[] { ("inc1.qcow2", "full.qcow2", 0x61), ("inc2.qcow2", "inc1.qcow2", 0x62) })
+    {
+        await RunAsync("qemu-img", "create", "-q", "-f", "qcow2", "-b", backing, "-F", "qcow2", P(name));
+        var script = new StringBuilder();
+        for (var i = 0; i < size / 20 / (1 << 20); i++)
+        {
+            script.Append(CultureInfo.InvariantCulture, $"write -q -P {pattern} {random.NextInt64(size >> 20) << 20} 1M\n");
+        }
+
+        script.Append("quit\n");
+        await RunWithInputAsync("qemu-io", script.ToString(), ["-f", "qcow2", P(name)]);
+    }
+
+    var expected = P("expected.qcow2");
+    await RunAsync("qemu-img", "convert", "-O", "qcow2", P("inc2.qcow2"), expected);
+    foreach (var file in new[] { "full.qcow2", "inc1.qcow2", "inc2.qcow2" })
+    {
+        File.Copy(P(file), P("pristine-" + file));
+        await WarmAsync(P(file));
+    }
+
+    // Fresh copies of the images a run changes, outside the timing.
+    void Restore(params string[] names)
+    {
+        foreach (var name in names)
+        {
+            File.Copy(P("pristine-" + name), P(name), overwrite: true);
+        }
+    }
+
+    async Task<double> TimeRunAsync(string[] restore, string program, params string[] arguments)
+    {
+        Restore(restore);
+        await WarmAsync(P("inc1.qcow2"));
+        await WarmAsync(P("inc2.qcow2"));
+        return await TimeProcessAsync(program, arguments);
+    }
+
+    async Task Row(string row, string[] restore, string[] arguments, string check)
+    {
+        var (tidemark, qemu) = await AlternateAsync(runs, () => TimeRunAsync(restore, cli, ["image", .. arguments]), () => TimeRunAsync(restore, "qemu-img", arguments));
+        foreach (var program in new[] { cli, "qemu-img" })
+        {
+            Restore(restore);
+            File.Delete(P("out.qcow2"));
+            await RunAsync(program, program == cli ? ["image", .. arguments] : arguments);
+            await RunAsync("qemu-img", "compare", expected, P(check));
+            await RunAsync("qemu-img", "check", P(check));
+        }
+
+        add(row, tidemark, qemu);
+    }
+
+    await Row("commit inc2 (into inc1)", ["inc1.qcow2", "inc2.qcow2"], ["commit", "-q", P("inc2.qcow2")], "inc2.qcow2");
+    await Row("commit -b full inc2", ["full.qcow2", "inc1.qcow2", "inc2.qcow2"], ["commit", "-q", "-b", P("full.qcow2"), P("inc2.qcow2")], "full.qcow2");
+    await Row("rebase (safe) inc2 onto full", ["inc2.qcow2"], ["rebase", "-b", "full.qcow2", "-F", "qcow2", P("inc2.qcow2")], "inc2.qcow2");
+    await Row("convert -B inc1 inc2", [], ["convert", "-O", "qcow2", "-B", "inc1.qcow2", "-F", "qcow2", P("inc2.qcow2"), P("out.qcow2")], "out.qcow2");
+    Restore("full.qcow2", "inc1.qcow2", "inc2.qcow2");
 }
 
 static async Task<double> TidemarkSequentialAsync(string path)

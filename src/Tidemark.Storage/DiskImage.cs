@@ -83,7 +83,8 @@ public static class DiskImage
             : RawImage.Open(path, readOnly: true);
     }
 
-    private static string RealPath(string path)
+    /// <summary>The path with every symbolic link resolved (how QEMU compares images of a chain).</summary>
+    public static string RealPath(string path)
     {
         var info = new FileInfo(path);
         var target = info.ResolveLinkTarget(returnFinalTarget: true);

@@ -21,7 +21,18 @@ public static class SparseCopy
 
     /// <param name="compress">Write whole clusters compressed (the target must be a fresh qcow2 image).</param>
     /// <exception cref="ArgumentException">The target is smaller than the source, or compression was asked of a non-qcow2 target.</exception>
-    public static async ValueTask CopyAsync(IBlockImage source, IBlockImage target, bool compress, CancellationToken cancellationToken = default)
+    public static ValueTask CopyAsync(IBlockImage source, IBlockImage target, bool compress, CancellationToken cancellationToken = default)
+        => CopyAsync(source, target, compress, targetReadsZeroes: true, cancellationToken);
+
+    /// <param name="compress">Write whole clusters compressed (the target must be a fresh qcow2 image).</param>
+    /// <param name="targetReadsZeroes">
+    /// The target reads as zeroes wherever nothing is written (a new image, or
+    /// <c>qemu-img convert -n --target-is-zero</c>). When false (an existing target, <c>-n</c>),
+    /// every range the source reads as zeroes is zeroed in the target too, as qemu-img convert
+    /// does when the target has no zero initialisation.
+    /// </param>
+    /// <exception cref="ArgumentException">The target is smaller than the source, or compression was asked of a non-qcow2 target.</exception>
+    public static async ValueTask CopyAsync(IBlockImage source, IBlockImage target, bool compress, bool targetReadsZeroes, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(target);
@@ -38,6 +49,21 @@ public static class SparseCopy
 
         var granularity = qcow2?.ClusterSize ?? RawZeroGranularity;
         var ranges = await DataRangesAsync(source, granularity, cancellationToken).ConfigureAwait(false);
+        if (!targetReadsZeroes)
+        {
+            // The gaps between the data ranges read as zeroes in the source.
+            var at = 0L;
+            foreach (var r in ranges.Append(new BlockExtent(source.VirtualSize, 0, ExtentKind.Data, 0)))
+            {
+                if (r.Offset > at)
+                {
+                    await target.WriteZeroesAsync(at, r.Offset - at, WriteFlags.MayUnmap, cancellationToken).ConfigureAwait(false);
+                }
+
+                at = Math.Max(at, r.End);
+            }
+        }
+
         var chunks = ranges.SelectMany(r => Split(r.Offset, r.End)).ToList();
         if (chunks.Count == 0)
         {
@@ -81,7 +107,7 @@ public static class SparseCopy
                         await written[i - 1].Task.WaitAsync(token).ConfigureAwait(false);
                     }
 
-                    await WriteNonZeroAsync(target, qcow2, compress, offset, buffer.AsMemory(0, length), granularity, token).ConfigureAwait(false);
+                    await WriteNonZeroAsync(target, qcow2, compress, targetReadsZeroes, offset, buffer.AsMemory(0, length), granularity, token).ConfigureAwait(false);
                     written[i].SetResult();
                 }
             }
@@ -94,7 +120,7 @@ public static class SparseCopy
         }
     }
 
-    private static async ValueTask WriteNonZeroAsync(IBlockImage target, Qcow2Image? qcow2, bool compress, long offset, ReadOnlyMemory<byte> data, int granularity, CancellationToken cancellationToken)
+    private static async ValueTask WriteNonZeroAsync(IBlockImage target, Qcow2Image? qcow2, bool compress, bool targetReadsZeroes, long offset, ReadOnlyMemory<byte> data, int granularity, CancellationToken cancellationToken)
     {
         // Runs of non-zero blocks, aligned to the target's granularity.
         var at = 0;
@@ -129,6 +155,11 @@ public static class SparseCopy
             }
             else
             {
+                if (!targetReadsZeroes)
+                {
+                    await target.WriteZeroesAsync(offset + at, blockEnd - at, WriteFlags.MayUnmap, cancellationToken).ConfigureAwait(false);
+                }
+
                 at = blockEnd;
             }
         }

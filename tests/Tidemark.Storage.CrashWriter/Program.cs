@@ -6,6 +6,28 @@ using Tidemark.Storage.Qcow2;
 // A child process for the crash tests: writes the workload through Tidemark into an existing
 // image and prints "flushed N" after each completed flush (operations 0..N-1 are durable).
 // It never exits by itself; the test kills it with SIGKILL.
+//
+// "commit TOP" and "rebase TOP NEW_BACKING" run one chain operation instead (commit into the
+// backing file, safe rebase onto a qcow2 NEW_BACKING), printing "started" before and "done"
+// after it; the test kills them part way.
+if (args.Length >= 2 && args[0] is "commit" or "rebase")
+{
+    await Console.Out.WriteLineAsync("started");
+    await Console.Out.FlushAsync();
+    if (args[0] == "commit")
+    {
+        await ImageCommit.CommitAsync(args[1], ImageFormat.Qcow2, baseName: null, drop: false);
+    }
+    else
+    {
+        await ImageRebase.RebaseAsync(args[1], ImageFormat.Qcow2, args[2], ImageFormat.Qcow2, safe: true);
+    }
+
+    await Console.Out.WriteLineAsync("done");
+    await Console.Out.FlushAsync();
+    return 0;
+}
+
 if (args.Length != 3)
 {
     await Console.Error.WriteLineAsync("usage: crash-writer IMAGE SEED OPS_PER_FLUSH");

@@ -1,0 +1,100 @@
+namespace Tidemark.Storage;
+
+/// <summary>
+/// Copies the guest content of one image into a target that already reads as something (its
+/// backing file, <c>qemu-img convert -B</c>, or its old content), writing only the target
+/// clusters whose content differs. The target then reads exactly as the source, whatever its
+/// backing file holds.
+/// </summary>
+/// <remarks>
+/// qemu-img convert -B skips every range the source's top image does not allocate, trusting the
+/// caller that the new backing file holds what the source's backing file holds. Here that
+/// shortcut is taken only when it is known to hold (<c>sourceSharesBacking</c>: the source's
+/// backing file is the target's); everywhere else the two contents are compared, so the
+/// target is right even for a backing file that differs, and smaller where they agree.
+/// </remarks>
+public static class DifferenceCopy
+{
+    /// <summary>Bytes compared per step (a multiple of every cluster size up to 2 MiB).</summary>
+    private const int ChunkSize = 2 << 20;
+
+    /// <param name="sourceSharesBacking">The source's top image sits on the very image the target reads through, so ranges the top does not allocate already read the same in the target.</param>
+    /// <exception cref="ArgumentException">The target is smaller than the source.</exception>
+    public static async ValueTask CopyAsync(IBlockImage source, IBlockImage target, bool sourceSharesBacking, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        ArgumentNullException.ThrowIfNull(target);
+        if (target.VirtualSize < source.VirtualSize)
+        {
+            throw new ArgumentException("the target is smaller than the source", nameof(target));
+        }
+
+        var granularity = target.AllocationGranularity;
+        var sourceData = new byte[ChunkSize];
+        var targetData = new byte[ChunkSize];
+        for (long at = 0; at < source.VirtualSize;)
+        {
+            var extents = await source.GetExtentsAsync(at, source.VirtualSize - at, cancellationToken).ConfigureAwait(false);
+            foreach (var e in extents)
+            {
+                at = e.End;
+                if (sourceSharesBacking && e.Depth != 1)
+                {
+                    continue;
+                }
+
+                // Whole target clusters, so one decision covers each cluster.
+                var start = e.Offset / granularity * granularity;
+                var end = Math.Min(source.VirtualSize, (e.End + granularity - 1) / granularity * granularity);
+                for (var offset = start; offset < end;)
+                {
+                    var n = (int)Math.Min(ChunkSize, end - offset);
+                    await CopyChunkAsync(source, target, offset, sourceData.AsMemory(0, n), targetData.AsMemory(0, n), granularity, cancellationToken).ConfigureAwait(false);
+                    offset += n;
+                }
+            }
+        }
+
+        await target.FlushAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async ValueTask CopyChunkAsync(IBlockImage source, IBlockImage target, long offset, Memory<byte> sourceData, Memory<byte> targetData, int granularity, CancellationToken cancellationToken)
+    {
+        await source.ReadAsync(offset, sourceData, cancellationToken).ConfigureAwait(false);
+        await target.ReadAsync(offset, targetData, cancellationToken).ConfigureAwait(false);
+        var at = 0;
+        while (at < sourceData.Length)
+        {
+            // A run of differing clusters, all data or all zeroes, in one request.
+            var end = Math.Min(sourceData.Length, at + granularity);
+            if (sourceData.Span[at..end].SequenceEqual(targetData.Span[at..end]))
+            {
+                at = end;
+                continue;
+            }
+
+            var zero = !sourceData.Span[at..end].ContainsAnyExcept((byte)0);
+            while (end < sourceData.Length)
+            {
+                var next = Math.Min(sourceData.Length, end + granularity);
+                if (sourceData.Span[end..next].SequenceEqual(targetData.Span[end..next]) || zero != !sourceData.Span[end..next].ContainsAnyExcept((byte)0))
+                {
+                    break;
+                }
+
+                end = next;
+            }
+
+            if (zero)
+            {
+                await target.WriteZeroesAsync(offset + at, end - at, WriteFlags.None, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                await target.WriteAsync(offset + at, sourceData[at..end], WriteFlags.None, cancellationToken).ConfigureAwait(false);
+            }
+
+            at = end;
+        }
+    }
+}

@@ -1,0 +1,280 @@
+using Tidemark.Storage.Qcow2;
+
+namespace Tidemark.Storage;
+
+/// <summary>
+/// Puts a qcow2 image on a new backing file (or on none), as <c>qemu-img rebase</c> does.
+/// </summary>
+/// <remarks>
+/// Safe mode (img_rebase without -u): wherever the image does not allocate a range itself, its
+/// guest reads come from the old chain; where the old and new chains differ there, the old
+/// chain's bytes are written into the image (qemu-img compares 512-byte sectors, so only
+/// differing sectors are written), then the header names the new backing file. At every moment
+/// of the copy the image reads as before, since each write puts the bytes it already showed
+/// into it; a crash before the header change leaves the old chain, after it the new one, both
+/// reading the same. When the new backing file is one of the old chain's images (rebasing past
+/// an intermediate layer), only ranges allocated above it can differ, and only those are read.
+///
+/// Unsafe mode (-u): only the header changes; the old chain is not opened.
+/// </remarks>
+public static class ImageRebase
+{
+    /// <summary>img_rebase's IO_BUF_SIZE: bytes compared per step.</summary>
+    private const int ChunkSize = 2 << 20;
+
+    /// <summary>qemu-img's compare_buffers granularity (BDRV_SECTOR_SIZE).</summary>
+    private const int SectorSize = 512;
+
+    /// <summary>Rebases <paramref name="path"/> onto <paramref name="backingName"/>.</summary>
+    /// <param name="path">The image to rebase (qcow2).</param>
+    /// <param name="backingName">The new backing file as the header is to store it (relative names from the image's directory); empty for none.</param>
+    /// <param name="backingFormat">The new backing file's format; required unless <paramref name="backingName"/> is empty.</param>
+    /// <param name="safe">Copy what differs first (without -u).</param>
+    /// <exception cref="StorageException">A raw image ("Operation not supported"), no backing format, a new backing file that is missing (safe mode) or makes a loop, or an image that cannot be opened or written. The image is unchanged, except that a failure part way through a safe copy leaves already copied ranges, which read as before.</exception>
+    public static async ValueTask RebaseAsync(string path, ImageFormat? format, string backingName, ImageFormat? backingFormat, bool safe, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentNullException.ThrowIfNull(backingName);
+        var actual = format ?? await DiskImage.ProbeAsync(path, cancellationToken).ConfigureAwait(false);
+        if (actual != ImageFormat.Qcow2)
+        {
+            // The raw driver has no bdrv_change_backing_file: ENOTSUP.
+            throw new StorageException(StorageErrorReason.UnsupportedFeature, $"Could not change the backing file to '{backingName}': Operation not supported");
+        }
+
+        var flatten = backingName.Length == 0;
+        if (!flatten && backingFormat is null)
+        {
+            // QEMU 7.2 refuses to record a backing file without its format (bdrv_change_backing_file with require).
+            throw new StorageException(StorageErrorReason.InvalidRequest, $"Could not change the backing file to '{backingName}': backing format must be specified");
+        }
+
+        string? backingPath = null;
+        if (!flatten)
+        {
+            backingPath = DiskImage.ResolveBackingPath(path, backingName);
+            if (File.Exists(backingPath))
+            {
+                await RefuseLoopAsync(path, backingName, backingPath, backingFormat, cancellationToken).ConfigureAwait(false);
+            }
+            else if (safe)
+            {
+                throw new StorageException(StorageErrorReason.BackingChain, $"Could not open new backing file '{backingName}': Could not open '{QemuBackingPath(path, backingName)}': No such file or directory");
+            }
+        }
+
+        if (!safe)
+        {
+            var detached = await Qcow2Image.OpenDetachedAsync(path, readOnly: false, cancellationToken).ConfigureAwait(false);
+            await using (detached.ConfigureAwait(false))
+            {
+                await detached.ChangeBackingFileAsync(flatten ? null : backingName, flatten ? null : backingFormat, cancellationToken).ConfigureAwait(false);
+            }
+
+            return;
+        }
+
+        var image = await Qcow2Image.OpenAsync(path, readOnly: false, cancellationToken).ConfigureAwait(false);
+        await using (image.ConfigureAwait(false))
+        {
+            IBlockImage? newBacking = null;
+            try
+            {
+                if (backingPath is not null)
+                {
+                    newBacking = await OpenNewBackingAsync(backingName, backingPath, backingFormat!.Value, path, cancellationToken).ConfigureAwait(false);
+                }
+
+                var prefixDepth = backingPath is null ? 0 : ChainDepthOf(image, backingPath);
+                await CopyDifferencesAsync(image, newBacking, prefixDepth, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                if (newBacking is not null)
+                {
+                    await newBacking.DisposeAsync().ConfigureAwait(false);
+                }
+            }
+
+            await image.FlushAsync(cancellationToken).ConfigureAwait(false);
+            await image.ChangeBackingFileAsync(flatten ? null : backingName, flatten ? null : backingFormat, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private static async ValueTask<IBlockImage> OpenNewBackingAsync(string backingName, string backingPath, ImageFormat backingFormat, string path, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await DiskImage.OpenAsync(backingPath, backingFormat, readOnly: true, cancellationToken).ConfigureAwait(false);
+        }
+        catch (StorageException e)
+        {
+            throw new StorageException(e.Reason, $"Could not open new backing file '{backingName}': {e.Message}", e);
+        }
+        catch (FileNotFoundException e)
+        {
+            throw new StorageException(StorageErrorReason.BackingChain, $"Could not open new backing file '{backingName}': Could not open '{QemuBackingPath(path, backingName)}': No such file or directory", e);
+        }
+    }
+
+    /// <summary>A new backing file whose own chain reaches the image would make the image its own backing file.</summary>
+    private static async ValueTask RefuseLoopAsync(string path, string backingName, string backingPath, ImageFormat? backingFormat, CancellationToken cancellationToken)
+    {
+        var real = DiskImage.RealPath(Path.GetFullPath(path));
+        IReadOnlyList<BackingLayer> chain;
+        try
+        {
+            chain = await BackingChain.ReadAsync(backingPath, backingFormat, stopAtMissing: true, cancellationToken).ConfigureAwait(false);
+        }
+        catch (StorageException e) when (e.Reason == StorageErrorReason.BackingChain)
+        {
+            throw new StorageException(StorageErrorReason.BackingChain, $"Backing file '{backingName}' creates an infinite loop.", e);
+        }
+
+        if (chain.Any(layer => DiskImage.RealPath(layer.Path) == real))
+        {
+            throw new StorageException(StorageErrorReason.BackingChain, $"Backing file '{backingName}' creates an infinite loop.");
+        }
+    }
+
+    /// <summary>The depth (2 for the old backing file, 3 below it...) of <paramref name="backingPath"/> in the image's old chain, or 0 when it is not in it.</summary>
+    private static int ChainDepthOf(Qcow2Image image, string backingPath)
+    {
+        var real = DiskImage.RealPath(backingPath);
+        var depth = 2;
+        for (var layer = image.Backing; layer is not null; depth++)
+        {
+            var layerPath = layer switch
+            {
+                Qcow2Image q => q.Path,
+                RawImage r => r.Path,
+                _ => null,
+            };
+            if (layerPath is not null && DiskImage.RealPath(layerPath) == real)
+            {
+                return depth;
+            }
+
+            layer = (layer as Qcow2Image)?.Backing;
+        }
+
+        return 0;
+    }
+
+    private static async ValueTask CopyDifferencesAsync(Qcow2Image image, IBlockImage? newBacking, int prefixDepth, CancellationToken cancellationToken)
+    {
+        var size = image.VirtualSize;
+        var oldBuffer = new byte[ChunkSize];
+        var newBuffer = new byte[ChunkSize];
+        for (long at = 0; at < size;)
+        {
+            var extents = await image.GetExtentsAsync(at, size - at, cancellationToken).ConfigureAwait(false);
+            foreach (var e in extents)
+            {
+                at = e.End;
+                if (!MayDiffer(e.Depth, prefixDepth))
+                {
+                    continue;
+                }
+
+                for (var offset = e.Offset; offset < e.End;)
+                {
+                    var n = (int)Math.Min(ChunkSize, e.End - offset);
+                    await CopyChunkAsync(image, newBacking, offset, oldBuffer.AsMemory(0, n), newBuffer.AsMemory(0, n), cancellationToken).ConfigureAwait(false);
+                    offset += n;
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Whether a range whose top allocation is at <paramref name="depth"/> (1: the image itself,
+    /// 0: nowhere) can read differently through the new chain.
+    /// </summary>
+    private static bool MayDiffer(int depth, int prefixDepth) => depth != 1 && (prefixDepth == 0 || (depth >= 2 && depth < prefixDepth));
+
+    private static async ValueTask CopyChunkAsync(Qcow2Image image, IBlockImage? newBacking, long offset, Memory<byte> oldData, Memory<byte> newData, CancellationToken cancellationToken)
+    {
+        // The image does not allocate this range, so reading it reads the old chain.
+        await image.ReadAsync(offset, oldData, cancellationToken).ConfigureAwait(false);
+        newData.Span.Clear();
+        if (newBacking is not null && offset < newBacking.VirtualSize)
+        {
+            var inBacking = (int)Math.Min(newData.Length, newBacking.VirtualSize - offset);
+            await newBacking.ReadAsync(offset, newData[..inBacking], cancellationToken).ConfigureAwait(false);
+        }
+
+        var length = oldData.Length;
+        var at = 0;
+        while (at < length)
+        {
+            var same = SameSectors(oldData.Span[at..], newData.Span[at..]);
+            if (same > 0)
+            {
+                at += same;
+                continue;
+            }
+
+            var differ = DifferentSectors(oldData.Span[at..], newData.Span[at..]);
+            var run = oldData.Slice(at, differ);
+            if (run.Span.ContainsAnyExcept((byte)0))
+            {
+                await image.WriteAsync(offset + at, run, WriteFlags.None, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                await image.WriteZeroesAsync(offset + at, differ, WriteFlags.None, cancellationToken).ConfigureAwait(false);
+            }
+
+            at += differ;
+        }
+    }
+
+    /// <summary>Bytes of leading sectors that are equal (the last sector may be short).</summary>
+    private static int SameSectors(ReadOnlySpan<byte> a, ReadOnlySpan<byte> b)
+    {
+        var at = 0;
+        while (at < a.Length)
+        {
+            var n = Math.Min(SectorSize, a.Length - at);
+            if (!a.Slice(at, n).SequenceEqual(b.Slice(at, n)))
+            {
+                break;
+            }
+
+            at += n;
+        }
+
+        return at;
+    }
+
+    /// <summary>Bytes of leading sectors that differ.</summary>
+    private static int DifferentSectors(ReadOnlySpan<byte> a, ReadOnlySpan<byte> b)
+    {
+        var at = 0;
+        while (at < a.Length)
+        {
+            var n = Math.Min(SectorSize, a.Length - at);
+            if (a.Slice(at, n).SequenceEqual(b.Slice(at, n)))
+            {
+                break;
+            }
+
+            at += n;
+        }
+
+        return at;
+    }
+
+    /// <summary>The path qemu-img names in its messages: the name taken relative to the image's directory as given (path_combine).</summary>
+    internal static string QemuBackingPath(string imagePath, string backingName)
+    {
+        if (backingName.StartsWith('/'))
+        {
+            return backingName;
+        }
+
+        var slash = imagePath.LastIndexOf('/');
+        return slash < 0 ? backingName : imagePath[..(slash + 1)] + backingName;
+    }
+}
