@@ -31,6 +31,11 @@ public sealed class CheckpointDeleteTests
         await domain.Checkpoints.DeleteAsync("c1", cancellationToken: Ct);
         Assert.Equal(["keep"], await BitmapsAsync(base_));
 
+        // The base is read-only again under the running domain, which denies writers it again.
+        var writer = await Peer.RunAsync("qemu-io", ["-f", "qcow2", "-c", "flush", base_]);
+        Assert.NotEqual(0, writer.ExitCode);
+        Assert.Contains("Failed to get \"write\" lock", writer.Stderr, StringComparison.Ordinal);
+
         // The guest still reads the base's data through the overlay, and writes on.
         await Guest.RunAsync(domain.Running!.SocketPath, "vda", "read -P 0x61 0 64k", "write -P 0x62 64k 64k", "flush");
         await domain.DestroyAsync(Ct);
