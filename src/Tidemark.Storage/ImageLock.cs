@@ -74,6 +74,49 @@ internal static class ImageLock
         }
     }
 
+    /// <summary>
+    /// Stops denying others the write and resize permissions on <paramref name="handle"/> (a
+    /// read-only holder about to be reopened read-write, as QEMU's reopen changes its lock bytes
+    /// before the new permissions are taken).
+    /// </summary>
+    public static void ReleaseDenials(SafeFileHandle handle)
+    {
+        var fd = (int)handle.DangerousGetHandle();
+        foreach (var perm in new[] { PermWrite, PermResize })
+        {
+            var request = new Flock { Type = FUnlck, Whence = SeekSet, Start = SharedBase + perm, Length = 1 };
+            _ = NativeMethods.fcntl(fd, FOfdSetlk, ref request);
+        }
+    }
+
+    /// <summary>Takes back the denials <see cref="ReleaseDenials"/> gave up, or throws naming the conflict (someone took the write permission meanwhile).</summary>
+    /// <exception cref="StorageException"><see cref="StorageErrorReason.Locked"/>: another holder now writes the file.</exception>
+    public static void RestoreDenials(SafeFileHandle handle, string path)
+    {
+        int[] denied = [PermWrite, PermResize];
+        var fd = (int)handle.DangerousGetHandle();
+        foreach (var perm in denied)
+        {
+            SetShared(fd, SharedBase + perm, path);
+        }
+
+        for (var attempt = 0; ; attempt++)
+        {
+            var conflict = FindConflict(fd, [], denied, path);
+            if (conflict is null)
+            {
+                return;
+            }
+
+            if (attempt == GhostRetries)
+            {
+                throw conflict;
+            }
+
+            Thread.Sleep(GhostRetryDelay);
+        }
+    }
+
     // 20 × 10 ms: far longer than a fork-to-exec window, short enough for a real conflict to fail promptly.
     private const int GhostRetries = 20;
     private static readonly TimeSpan GhostRetryDelay = TimeSpan.FromMilliseconds(10);

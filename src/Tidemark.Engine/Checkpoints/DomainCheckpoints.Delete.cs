@@ -17,9 +17,11 @@ public sealed partial class DomainCheckpoints
     /// <see cref="CheckpointDeleteFlags.MetadataOnly"/> leaves every bitmap in the images.
     /// </summary>
     /// <remarks>
-    /// On a running domain the bitmaps are removed from the top image of each disk; a copy of
-    /// the bitmap that an external snapshot left in a backing layer stays there (the layers
-    /// below a running disk are open read-only). With children, an error on one descendant
+    /// The bitmap is removed from every layer of each disk's chain that holds it (an external
+    /// snapshot leaves a copy in the layer below): layers below the top are open read-only and
+    /// are reopened read-write for the removal only, as libvirt has QEMU do. The lowest layer
+    /// goes first and the top last, so a failure part way leaves an unbroken run from the top
+    /// (spec §6.6), never a bitmap below a gap. With children, an error on one descendant
     /// does not stop the others; the first is rethrown and the checkpoint itself is kept.
     /// </remarks>
     /// <exception cref="EngineException">Bad flags, an unknown checkpoint, a disk entry without a bitmap name,
@@ -167,15 +169,22 @@ public sealed partial class DomainCheckpoints
                 throw new EngineException(EngineErrorReason.BitmapNotInChain, $"bitmap '{bitmap}' not found in backing chain of '{disk.Name}'");
             }
 
-            if (top is Qcow2Image qcow2 && qcow2.Bitmaps.Find(bitmap) is not null)
+            foreach (var layer in layers.OfType<Qcow2Image>().Where(l => l.Bitmaps.Find(bitmap) is not null).Reverse())
             {
                 try
                 {
-                    await qcow2.Bitmaps.RemoveAsync(bitmap, cancellationToken).ConfigureAwait(false);
+                    if (layer.IsReadOnly)
+                    {
+                        await layer.RemoveBitmapReopeningAsync(bitmap, cancellationToken).ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        await layer.Bitmaps.RemoveAsync(bitmap, cancellationToken).ConfigureAwait(false);
+                    }
                 }
                 catch (StorageException e)
                 {
-                    throw DiskImages.Failure($"cannot remove bitmap '{bitmap}' from disk '{disk.Name}'", e);
+                    throw DiskImages.Failure($"cannot remove bitmap '{bitmap}' from '{layer.Path}' of disk '{disk.Name}'", e);
                 }
             }
         }

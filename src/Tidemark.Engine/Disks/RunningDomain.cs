@@ -1,3 +1,4 @@
+using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Tidemark.Formats.Domains;
@@ -8,8 +9,9 @@ namespace Tidemark.Engine.Disks;
 
 /// <summary>
 /// What a domain is while it runs: its disks open, one <see cref="InstantBarrier"/> for all of
-/// them, and an NBD server on the domain's unix socket with one read-write export per disk,
-/// named after its target dev, through which any NBD client is the guest.
+/// them, and an NBD server on the domain's unix socket (and, when asked, on 127.0.0.1) with one
+/// read-write export per disk, named after its target dev, through which any NBD client is the
+/// guest.
 /// </summary>
 /// <remarks>
 /// Stopping ends the guests' connections first (no request is in flight afterwards), then
@@ -26,6 +28,7 @@ public sealed class RunningDomain
         Disks = disks;
         _server = server;
         SocketPath = socketPath;
+        TcpEndPoint = server.EndPoints.OfType<IPEndPoint>().FirstOrDefault();
     }
 
     /// <summary>The domain's one instant (design.md).</summary>
@@ -37,10 +40,13 @@ public sealed class RunningDomain
     /// <summary>The unix socket the disks are served on: <c>nbd+unix:///vda?socket=SocketPath</c>.</summary>
     public string SocketPath { get; }
 
+    /// <summary>The 127.0.0.1 address and port the disks are also served on (<c>nbd://127.0.0.1:PORT/vda</c>), or null when the domain was started without <see cref="Domains.DomainStartFlags.GuestTcp"/>.</summary>
+    public IPEndPoint? TcpEndPoint { get; }
+
     /// <summary>The disk whose target dev is <paramref name="target"/>, or null.</summary>
     public RunningDisk? DiskByTarget(string target) => Disks.FirstOrDefault(d => d.Target == target);
 
-    internal static async Task<RunningDomain> StartAsync(DomainDefinition definition, string socketPath, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
+    internal static async Task<RunningDomain> StartAsync(DomainDefinition definition, string socketPath, bool tcp, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
     {
         var barrier = new InstantBarrier();
         var disks = new List<RunningDisk>();
@@ -60,6 +66,10 @@ public sealed class RunningDomain
             Directory.CreateDirectory(Path.GetDirectoryName(socketPath)!);
             var options = new NbdServerOptions();
             options.EndPoints.Add(new UnixDomainSocketEndPoint(socketPath));
+            if (tcp)
+            {
+                options.EndPoints.Add(new IPEndPoint(IPAddress.Loopback, 0));
+            }
             var exports = disks.Select(d => new NbdExport(d.Target, d.Guest)
             {
                 ReadOnly = d.Definition.ReadOnly,

@@ -76,18 +76,27 @@ public sealed partial class Domain
     /// the domain's unix socket (<see cref="RunningDomain.SocketPath"/>).
     /// </summary>
     /// <exception cref="EngineException">Already running; a disk that cannot be served, is locked by another process or cannot be opened (then nothing stays open).</exception>
-    public async Task StartAsync(CancellationToken cancellationToken = default)
+    public Task StartAsync(CancellationToken cancellationToken = default) => StartAsync(DomainStartFlags.None, cancellationToken);
+
+    /// <summary>
+    /// Starts the domain as <see cref="StartAsync(CancellationToken)"/> does; with
+    /// <see cref="DomainStartFlags.GuestTcp"/> the disks are also served on 127.0.0.1
+    /// (<see cref="RunningDomain.TcpEndPoint"/>) until the domain stops.
+    /// </summary>
+    /// <exception cref="EngineException">Unknown flags; already running; a disk that cannot be served, is locked by another process or cannot be opened (then nothing stays open).</exception>
+    public async Task StartAsync(DomainStartFlags flags, CancellationToken cancellationToken = default)
     {
+        Flags.Check(flags, DomainStartFlags.GuestTcp, "virDomainCreateWithFlags");
         using var held = await LockAsync(cancellationToken).ConfigureAwait(false);
         if (Running is not null)
         {
             throw new EngineException(EngineErrorReason.DomainAlreadyRunning, "domain is already running");
         }
 
-        Running = await RunningDomain.StartAsync(Definition, Store.SocketPath(Name), _host.LoggerFactory, cancellationToken).ConfigureAwait(false);
+        Running = await RunningDomain.StartAsync(Definition, Store.SocketPath(Name), flags.HasFlag(DomainStartFlags.GuestTcp), _host.LoggerFactory, cancellationToken).ConfigureAwait(false);
         Id = _host.NextId();
         ResetStoreIndex(Running);
-        Logger.LogInformation("domain {Domain} started; disks served on {Socket}", Name, Running.SocketPath);
+        Logger.LogInformation("domain {Domain} started; disks served on {Socket} {Tcp}", Name, Running.SocketPath, Running.TcpEndPoint?.ToString() ?? "");
     }
 
     /// <summary>

@@ -3,16 +3,16 @@ using Tidemark.Testing;
 
 namespace Tidemark.Engine.Tests.Support;
 
-/// <summary>A qemu-io process that holds an image open read-write (with QEMU's locks) until disposed: "another process using the image".</summary>
+/// <summary>A qemu-io process that holds an image open (read-write, or read-only as a VM holds a shared base image) with QEMU's locks until disposed: "another process using the image".</summary>
 public sealed class QemuIoHolder : IAsyncDisposable
 {
     private readonly Process _process;
 
     private QemuIoHolder(Process process) => _process = process;
 
-    public static async Task<QemuIoHolder> HoldAsync(string image, string format = "qcow2")
+    public static async Task<QemuIoHolder> HoldAsync(string image, string format = "qcow2", bool readOnly = false)
     {
-        var info = new ProcessStartInfo(Peer.Require("qemu-io"), ["-f", format, "-c", "sleep 120000", image])
+        var info = new ProcessStartInfo(Peer.Require("qemu-io"), [.. readOnly ? ["-r"] : Array.Empty<string>(), "-f", format, "-c", "sleep 120000", image])
         {
             UseShellExecute = false,
             RedirectStandardOutput = true,
@@ -20,10 +20,12 @@ public sealed class QemuIoHolder : IAsyncDisposable
         };
         var holder = new QemuIoHolder(Process.Start(info)!);
 
-        // Held once qemu-img itself is refused the image. A loaded machine can take long to
+        // Held once qemu-img itself is refused the image (read-only: once a writer is refused,
+        // since a read-only holder denies only writing). A loaded machine can take long to
         // start qemu-io, so the wait is generous; a qemu-io that exited says why at once.
         var deadline = Stopwatch.StartNew();
-        while ((await Peer.RunAsync("qemu-img", ["info", "-f", format, image])).ExitCode == 0)
+        string[] probe = readOnly ? ["-f", format, "-c", "flush", image] : ["info", "-f", format, image];
+        while ((await Peer.RunAsync(readOnly ? "qemu-io" : "qemu-img", probe)).ExitCode == 0)
         {
             if (holder._process.HasExited)
             {

@@ -1,0 +1,631 @@
+using System.Diagnostics;
+using System.Globalization;
+using Tidemark.Bench.Engine;
+using Tidemark.Engine.Domains;
+
+// Engine benchmark: a running domain's backups and guest writes against QEMU's tools on the same
+// images, same machine, same run. Prints one table.
+//
+//   bench/engine/run [SIZE_MIB [DATA_MIB]] [--runs N] [--work DIR]      (default 2048 1024, 2 runs)
+//
+// Rows (each Tidemark/peer pair alternates RUNS times, best of each kept; sync(1) before each):
+//   full push, LAYOUT: BeginBackupAsync(push, full, qcow2 target) from begin to the job's end
+//     (which fsyncs the target, as QEMU's close of a push target with cache=writeback does),
+//     against `qemu-img convert -O qcow2` of the same image (domain shut off; its default
+//     -t unsafe never fsyncs), and `qemu-img convert -t writeback` (fsync at close) in the notes. Layouts of DATA in
+//     SIZE: 1 MiB data / 1 MiB hole; 4 MiB data every 8 MiB; 64 KiB clusters scattered at random.
+//   incremental push 1 % / 5 %, LAYOUT: the guest dirties 1 % (then 5 %) of SIZE in 64 KiB
+//     writes spread over the disk; push incremental since the previous checkpoint. Compared with
+//     the same layout's full push: the time ratio should follow the byte ratio.
+//   guest writes: fio's nbd engine (random 4 KiB, queue depth 16; sequential 1 MiB, depth 16) on
+//     a fresh copy of the 1M/1M image, through the domain's export with 0, 1 and 10 checkpoints
+//     (every checkpoint's bitmap records: spec §6, one always-recording bitmap per checkpoint) and
+//     during a pull backup nobody reads (every first write to a cluster copies it to the scratch
+//     first), against qemu-nbd serving the same image with the same fio job, and `qemu-img bench
+//     -w` on the image file (QEMU's block layer with no NBD hop; strided so that 4 KiB writes
+//     scatter over the disk). Server CPU: user + system seconds of the serving process while
+//     fio ran (Tidemark's is this process).
+//   pull export read: nbdcopy of the pull backup's export to null: against nbdcopy of qemu-nbd -r
+//     serving the image.
+var sizeMiB = 2048L;
+var dataMiB = -1L;
+var runs = 2;
+var work = Path.Combine(Path.GetTempPath(), $"tm-bench-engine-{Environment.ProcessId}");
+var positional = 0;
+for (var i = 0; i < args.Length; i++)
+{
+    switch (args[i])
+    {
+        case "--runs": runs = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+        case "--work": work = args[++i]; break;
+        default:
+            if (positional == 0)
+            {
+                sizeMiB = long.Parse(args[i], CultureInfo.InvariantCulture);
+            }
+            else if (positional == 1)
+            {
+                dataMiB = long.Parse(args[i], CultureInfo.InvariantCulture);
+            }
+            else
+            {
+                Console.Error.WriteLine($"bench/engine/run: unexpected argument '{args[i]}'");
+                return 2;
+            }
+
+            positional++;
+            break;
+    }
+}
+
+if (dataMiB < 0)
+{
+    dataMiB = sizeMiB / 2;
+}
+
+if (dataMiB * 2 > sizeMiB || sizeMiB < 64 || dataMiB < 8)
+{
+    Console.Error.WriteLine("bench/engine/run: SIZE_MIB must be at least 64 and DATA_MIB between 8 and half of SIZE_MIB");
+    return 2;
+}
+
+Directory.CreateDirectory(work);
+var table = new Table();
+try
+{
+    var size = sizeMiB << 20;
+    var data = dataMiB << 20;
+    await using var host = await DomainHost.OpenAsync(Path.Combine(work, "state"));
+    var bench = new EngineBench(host, work, size, runs, table);
+    var layouts = new Layout[]
+    {
+        Layout.Every("1M/1M", size, data, 1 << 20),
+        Layout.Every("4M/8M", size, data, 4 << 20),
+        Layout.Scattered("64K scattered", size, data, 64 << 10),
+    };
+    string? firstImage = null;
+    foreach (var layout in layouts)
+    {
+        var image = Path.Combine(work, $"{layout.Key}.qcow2");
+        Console.Error.WriteLine($"bench: making {layout.Name} ({sizeMiB} MiB qcow2, {dataMiB} MiB data) ...");
+        await layout.MakeQcow2Async(image, work);
+        await bench.PushRowsAsync(layout, image);
+        if (firstImage is null)
+        {
+            firstImage = image;
+        }
+        else
+        {
+            File.Delete(image);
+        }
+    }
+
+    await bench.GuestWriteRowsAsync(firstImage!);
+    await bench.ExportReadRowAsync(firstImage!);
+}
+finally
+{
+    Directory.Delete(work, recursive: true);
+}
+
+Console.WriteLine($"Tidemark engine vs QEMU {(await Peers.OutputAsync("qemu-img", "--version")).Split('\n')[0].Replace("qemu-img version ", "", StringComparison.Ordinal)}, "
+    + $"{(await Peers.OutputAsync("fio", "--version")).Trim()}, nbdcopy {(await Peers.OutputAsync("nbdcopy", "--version")).Split('\n')[0].Split(' ')[^1]}; "
+    + $"{sizeMiB} MiB qcow2, {dataMiB} MiB data, best of {runs}; {Environment.ProcessorCount} CPUs, load average {File.ReadAllText("/proc/loadavg").Split(' ')[0]}");
+Console.WriteLine();
+table.Print(Console.Out);
+return 0;
+
+namespace Tidemark.Bench.Engine
+{
+    /// <summary>The measurements: each adds its rows to the table as it ends (and says so on stderr).</summary>
+    internal sealed class EngineBench(DomainHost host, string work, long size, int runs, Table table)
+    {
+        private const string Vda = "vda";
+        private const int RandomWrites = 16384;
+        private const int Depth = 16;
+
+        private int _domains;
+
+        private static double MiB(long bytes) => bytes / 1048576.0;
+
+        /// <summary>Full push against qemu-img convert, then incremental pushes at 1 % and 5 % dirty.</summary>
+        public async Task PushRowsAsync(Layout layout, string image)
+        {
+            var domain = await DefineAsync(image);
+            var target = Path.Combine(work, "target.qcow2");
+            var copied = double.MaxValue;
+            var (tidemark, qemu) = await Timing.AlternateAsync(
+                runs,
+                async () =>
+                {
+                    File.Delete(target);
+                    await domain.StartAsync();
+                    var clock = Stopwatch.StartNew();
+                    var backup = await domain.BeginBackupAsync(Push(target, null), null);
+
+                    // When every byte is in the target, what is left is the final flush (fsync).
+                    var copy = 0.0;
+                    while (!backup.Completion.IsCompleted)
+                    {
+                        var progress = backup.Job.Info;
+                        if (copy == 0 && progress.BytesTotal > 0 && progress.BytesProcessed == progress.BytesTotal)
+                        {
+                            copy = clock.Elapsed.TotalSeconds;
+                        }
+
+                        await Task.WhenAny(backup.Completion, Task.Delay(5));
+                    }
+
+                    var info = await backup.Completion;
+                    var seconds = clock.Elapsed.TotalSeconds;
+                    copied = Math.Min(copied, copy == 0 ? seconds : copy);
+                    await domain.DestroyAsync();
+                    Peers.Require(info.Phase == Tidemark.Engine.Backups.BackupJobPhase.Completed, $"full push ended {info.Phase}");
+                    return seconds;
+                },
+                async () =>
+                {
+                    File.Delete(target);
+                    return await Timing.ProcessAsync("qemu-img", "convert", "-f", "qcow2", "-O", "qcow2", image, target);
+                });
+            var (_, writeback) = await Timing.AlternateAsync(
+                runs,
+                () => Task.FromResult(0.0),
+                async () =>
+                {
+                    File.Delete(target);
+                    return await Timing.ProcessAsync("qemu-img", "convert", "-t", "writeback", "-f", "qcow2", "-O", "qcow2", image, target);
+                });
+
+            // The last target written is qemu-img's; Tidemark's were checked by the job's byte count.
+            await Peers.RunAsync("qemu-img", "compare", "-f", "qcow2", "-F", "qcow2", image, target);
+            var data = layout.DataBytes;
+            table.Add(
+                $"full push, {layout.Name}",
+                $"{tidemark:F2} s ({MiB(data) / tidemark:F0} MiB/s)",
+                $"{qemu:F2} s (qemu-img convert -O qcow2)",
+                qemu / tidemark,
+                $"target ≥ 1.0; all data in the target after {copied:F2} s, then the fsync; qemu-img convert -t writeback (fsync at close, as the job's end) {writeback:F2} s: {writeback / tidemark:F2}x");
+            File.Delete(target);
+
+            // Incrementals: checkpoint c1; dirty 1 %; push since c1 with c2 at its instant; dirty
+            // 5 %; push since c2. One run each (the dirty set is used up by the checkpoint).
+            await domain.StartAsync();
+            await domain.Checkpoints.CreateAsync("<domaincheckpoint><name>c1</name></domaincheckpoint>");
+            var previous = "c1";
+            var salt = 1;
+            foreach (var percent in new[] { 1, 5 })
+            {
+                var dirty = await DirtyAsync(domain, size * percent / 100, salt++);
+                var next = $"c{salt}";
+                var inc = Path.Combine(work, $"inc{percent}.qcow2");
+                await Peers.RunAsync("sync");
+                var clock = Stopwatch.StartNew();
+                var backup = await domain.BeginBackupAsync(Push(inc, previous), $"<domaincheckpoint><name>{next}</name></domaincheckpoint>");
+                var info = await backup.Completion;
+                var seconds = clock.Elapsed.TotalSeconds;
+                Peers.Require(info.Phase == Tidemark.Engine.Backups.BackupJobPhase.Completed, $"incremental push ended {info.Phase}");
+                Peers.Require(info.BytesTotal == dirty, $"incremental push copied {info.BytesTotal} bytes, {dirty} were dirtied");
+                table.Add(
+                    $"incremental push {percent} % dirty, {layout.Name}",
+                    $"{seconds:F2} s ({MiB(dirty):F0} MiB)",
+                    $"{tidemark:F2} s (Tidemark full, {MiB(data):F0} MiB)",
+                    tidemark / seconds,
+                    $"time {seconds / tidemark * 100:F1} % of full for {(double)dirty / data * 100:F1} % of its bytes");
+                File.Delete(inc);
+                previous = next;
+            }
+
+            await domain.DestroyAsync();
+        }
+
+        /// <summary>fio over NBD through Tidemark (0, 1, 10 checkpoints, during a pull backup), qemu-nbd, and qemu-img bench on the file.</summary>
+        public async Task GuestWriteRowsAsync(string baseImage)
+        {
+            foreach (var pattern in new[] { FioPattern.Random4K, FioPattern.Sequential1M(size) })
+            {
+                var configurations = new (string Name, int Checkpoints, bool Pull)[] { ("0 checkpoints", 0, false), ("1 checkpoint", 1, false), ("10 checkpoints", 10, false), ("during a pull backup", 0, true) };
+                var best = new Dictionary<string, Throughput>();
+                Throughput? qemuNbd = null;
+                Throughput? file = null;
+                for (var run = 0; run < runs; run++)
+                {
+                    foreach (var (name, checkpoints, pull) in configurations)
+                    {
+                        best[name] = Throughput.Best(best.GetValueOrDefault(name), await TidemarkWritesAsync(baseImage, pattern, checkpoints, pull));
+                    }
+
+                    qemuNbd = Throughput.Best(qemuNbd, await QemuNbdWritesAsync(baseImage, pattern));
+                    file = Throughput.Best(file, await FileWritesAsync(baseImage, pattern));
+                }
+
+                var zero = best["0 checkpoints"];
+                foreach (var (name, _, _) in configurations)
+                {
+                    var t = best[name];
+                    table.Add(
+                        $"guest {pattern.Name}, Tidemark {name}",
+                        t.Describe(),
+                        $"{qemuNbd!.Describe()} (qemu-nbd)",
+                        t.BytesPerSecond / qemuNbd.BytesPerSecond,
+                        $"{t.BytesPerSecond / file!.BytesPerSecond:F2}x of the file; {(name == "0 checkpoints" ? "" : $"overhead {(1 - t.BytesPerSecond / zero.BytesPerSecond) * 100:F1} % vs 0 checkpoints; ")}server CPU {t.ServerCpu:F2} s vs {qemuNbd.ServerCpu:F2} s");
+                }
+
+                table.Add($"guest {pattern.Name}, qemu-img bench -w on the file", file!.Describe(), "-", null, "QEMU's block layer, no NBD hop: the ceiling");
+            }
+        }
+
+        /// <summary>nbdcopy of a full pull backup's export against nbdcopy of qemu-nbd -r on the same image.</summary>
+        public async Task ExportReadRowAsync(string image)
+        {
+            var domain = await DefineAsync(image);
+            var socket = Path.Combine(work, "pull.sock");
+            var qemuSocket = Path.Combine(work, "qemu-r.sock");
+            var (tidemark, qemu) = await Timing.AlternateAsync(
+                runs,
+                async () =>
+                {
+                    await domain.StartAsync();
+                    var scratch = Path.Combine(work, "scratch.qcow2");
+                    var backup = await domain.BeginBackupAsync(Pull(socket, scratch), null);
+                    var seconds = await Timing.ProcessAsync("nbdcopy", $"nbd+unix:///{Vda}?socket={socket}", "null:");
+                    domain.AbortBackup();
+                    await backup.Completion;
+                    await domain.DestroyAsync();
+                    return seconds;
+                },
+                async () =>
+                {
+                    await using var server = await Peers.ServeAsync(qemuSocket, "-r", "-f", "qcow2", "-t", "-e", "4", "-x", Vda, "-k", qemuSocket, image);
+                    return await Timing.ProcessAsync("nbdcopy", $"nbd+unix:///{Vda}?socket={qemuSocket}", "null:");
+                });
+            table.Add("pull export read, nbdcopy to null:", $"{tidemark:F2} s", $"{qemu:F2} s (qemu-nbd -r)", qemu / tidemark, "target ≥ 1.0");
+        }
+
+        private async Task<Domain> DefineAsync(string image)
+        {
+            var name = $"vm{++_domains}";
+            return await host.DefineAsync($"""
+                <domain type='kvm'>
+                  <name>{name}</name>
+                  <memory unit='KiB'>1048576</memory>
+                  <devices>
+                    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{image}'/><target dev='{Vda}' bus='virtio'/></disk>
+                  </devices>
+                </domain>
+                """);
+        }
+
+        private static string Push(string target, string? incremental)
+            => $"""
+                <domainbackup mode='push'>{(incremental is null ? "" : $"<incremental>{incremental}</incremental>")}
+                  <disks><disk name='{Vda}' type='file'><target file='{target}'/><driver type='qcow2'/></disk></disks>
+                </domainbackup>
+                """;
+
+        private static string Pull(string socket, string scratch)
+            => $"""
+                <domainbackup mode='pull'>
+                  <server transport='unix' socket='{socket}'/>
+                  <disks><disk name='{Vda}' type='file'><scratch file='{scratch}'/></disk></disks>
+                </domainbackup>
+                """;
+
+        /// <summary>Writes <paramref name="bytes"/> (whole 64 KiB clusters) spread evenly over the disk through the guest's path; returns the bytes written.</summary>
+        private async Task<long> DirtyAsync(Domain domain, long bytes, int salt)
+        {
+            const int Cluster = 64 << 10;
+            var count = bytes / Cluster;
+            var stride = size / count / Cluster * Cluster;
+            var guest = domain.Running!.DiskByTarget(Vda)!.Guest;
+            var block = new byte[Cluster];
+            Array.Fill(block, (byte)(0x40 + salt));
+
+            // A salt-dependent shift, so the 5 % run does not land on the 1 % run's clusters only.
+            var shift = salt * 3 % Math.Max(1, stride / Cluster) * Cluster;
+            for (long i = 0; i < count; i++)
+            {
+                await guest.WriteAsync(i * stride + shift, block);
+            }
+
+            return count * Cluster;
+        }
+
+        private async Task<Throughput> TidemarkWritesAsync(string baseImage, FioPattern pattern, int checkpoints, bool pull)
+        {
+            var image = Path.Combine(work, "guest.qcow2");
+            File.Copy(baseImage, image, overwrite: true);
+            var domain = await DefineAsync(image);
+            await domain.StartAsync();
+            for (var i = 0; i < checkpoints; i++)
+            {
+                await domain.Checkpoints.CreateAsync($"<domaincheckpoint><name>k{i}</name></domaincheckpoint>");
+            }
+
+            var socket = Path.Combine(work, "pull.sock");
+            var backup = pull ? await domain.BeginBackupAsync(Pull(socket, Path.Combine(work, "scratch.qcow2")), null) : null;
+            await Peers.RunAsync("sync");
+            var cpu = Process.GetCurrentProcess().TotalProcessorTime;
+            var result = await Fio.RunAsync($"nbd+unix:///{Vda}?socket={domain.Running!.SocketPath}", pattern);
+            var serverCpu = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalSeconds;
+            if (backup is not null)
+            {
+                domain.AbortBackup();
+                await backup.Completion;
+            }
+
+            await domain.DestroyAsync();
+            File.Delete(image);
+            return result with { ServerCpu = serverCpu };
+        }
+
+        private async Task<Throughput> QemuNbdWritesAsync(string baseImage, FioPattern pattern)
+        {
+            var image = Path.Combine(work, "guest.qcow2");
+            File.Copy(baseImage, image, overwrite: true);
+            var socket = Path.Combine(work, "qemu.sock");
+            Throughput result;
+            await using (var server = await Peers.ServeAsync(socket, "-f", "qcow2", "-t", "-e", "4", "-x", Vda, "-k", socket, image))
+            {
+                await Peers.RunAsync("sync");
+                var cpu = server.CpuSeconds();
+                result = await Fio.RunAsync($"nbd+unix:///{Vda}?socket={socket}", pattern);
+                result = result with { ServerCpu = server.CpuSeconds() - cpu };
+            }
+
+            File.Delete(image);
+            return result;
+        }
+
+        private async Task<Throughput> FileWritesAsync(string baseImage, FioPattern pattern)
+        {
+            var image = Path.Combine(work, "guest.qcow2");
+            File.Copy(baseImage, image, overwrite: true);
+            await Peers.RunAsync("sync");
+            var output = await Peers.OutputAsync("qemu-img", [.. pattern.QemuImgBench(Depth), "-f", "qcow2", image]);
+
+            // "Run completed in 1.172 seconds."
+            var line = output.Split('\n').First(l => l.StartsWith("Run completed in ", StringComparison.Ordinal));
+            var seconds = double.Parse(line["Run completed in ".Length..].Split(' ')[0], CultureInfo.InvariantCulture);
+            File.Delete(image);
+            return new Throughput(pattern.Bytes, seconds, pattern.BlockSize, 0);
+        }
+    }
+
+    /// <summary>Where the data of a layout lies: (offset, length) pieces, all of random bytes.</summary>
+    internal sealed class Layout(string name, string key, long size, IReadOnlyList<long> offsets, int piece)
+    {
+        public string Name => name;
+
+        public string Key => key;
+
+        public long DataBytes => (long)offsets.Count * piece;
+
+        /// <summary><paramref name="data"/> bytes in pieces of <paramref name="piece"/> bytes, evenly spread (1 MiB data / 1 MiB hole when data is half of size).</summary>
+        public static Layout Every(string name, long size, long data, int piece)
+        {
+            var count = data / piece;
+            var stride = size / count / piece * piece;
+            return new Layout(name, $"every{piece >> 20}m", size, [.. Enumerable.Range(0, (int)count).Select(i => i * stride)], piece);
+        }
+
+        /// <summary><paramref name="data"/> bytes in pieces of <paramref name="piece"/> bytes at random piece-aligned offsets (fixed seed).</summary>
+        public static Layout Scattered(string name, long size, long data, int piece)
+        {
+            var slots = Enumerable.Range(0, (int)(size / piece)).ToArray();
+            new Random(8).Shuffle(slots);
+            return new Layout(name, "scattered", size, [.. slots.Take((int)(data / piece)).Order().Select(s => (long)s * piece)], piece);
+        }
+
+        /// <summary>Writes the pieces into a sparse raw file, then qemu-img converts it to qcow2 (64 KiB clusters, QEMU's layout).</summary>
+        public async Task MakeQcow2Async(string qcow2, string work)
+        {
+            var raw = Path.Combine(work, "source.raw");
+            var block = new byte[piece];
+            var random = new Random(piece);
+            await using (var f = new FileStream(raw, FileMode.Create, FileAccess.Write, FileShare.None, 0, FileOptions.Asynchronous))
+            {
+                f.SetLength(size);
+                foreach (var offset in offsets)
+                {
+                    random.NextBytes(block);
+                    f.Position = offset;
+                    await f.WriteAsync(block);
+                }
+            }
+
+            File.Delete(qcow2);
+            await Peers.RunAsync("qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, qcow2);
+            File.Delete(raw);
+        }
+    }
+
+    /// <summary>One fio job (and its qemu-img bench equivalent on a file).</summary>
+    internal sealed record FioPattern(string Name, string ReadWrite, int BlockSize, long Bytes, long BenchStep)
+    {
+        public static FioPattern Random4K { get; } = new("random 4 KiB writes", "randwrite", 4096, 64L << 20, 257 * 4096);
+
+        public static FioPattern Sequential1M(long size) => new("sequential 1 MiB writes", "write", 1 << 20, Math.Min(512L << 20, size / 4), 1 << 20);
+
+        /// <summary>
+        /// qemu-img bench arguments: sequential 1 MiB requests, or 4 KiB requests 257 blocks apart
+        /// (the offset wraps at the image end; 257 is odd, so every block is visited once before
+        /// any twice), which scatters them over the disk as random writes do.
+        /// </summary>
+        public string[] QemuImgBench(int depth) =>
+            ["bench", "-w", "-s", BlockSize.ToString(CultureInfo.InvariantCulture), "-S", BenchStep.ToString(CultureInfo.InvariantCulture),
+             "-c", (Bytes / BlockSize).ToString(CultureInfo.InvariantCulture), "-d", depth.ToString(CultureInfo.InvariantCulture)];
+    }
+
+    /// <summary>A write measurement: bytes in seconds, with the serving process's CPU seconds.</summary>
+    internal sealed record Throughput(long Bytes, double Seconds, int BlockSize, double ServerCpu)
+    {
+        public double BytesPerSecond => Bytes / Seconds;
+
+        public static Throughput Best(Throughput? a, Throughput b) => a is null || b.BytesPerSecond > a.BytesPerSecond ? b : a;
+
+        public string Describe() => BlockSize <= 4096
+            ? string.Create(CultureInfo.InvariantCulture, $"{BytesPerSecond / BlockSize:F0} IOPS")
+            : string.Create(CultureInfo.InvariantCulture, $"{BytesPerSecond / 1048576:F0} MiB/s");
+    }
+
+    /// <summary>fio with its nbd engine (libnbd).</summary>
+    internal static class Fio
+    {
+        public static async Task<Throughput> RunAsync(string uri, FioPattern pattern)
+        {
+            var output = await Peers.OutputAsync(
+                "fio", "--name=guest", "--ioengine=nbd", $"--uri={uri}", $"--rw={pattern.ReadWrite}", $"--bs={pattern.BlockSize}",
+                "--iodepth=16", $"--io_size={pattern.Bytes}", "--randrepeat=1", "--norandommap", "--output-format=json");
+
+            // fio's nbd engine prints "fio: connected to NBD server" before the document.
+            using var document = System.Text.Json.JsonDocument.Parse(output[output.IndexOf('{', StringComparison.Ordinal)..]);
+            var job = document.RootElement.GetProperty("jobs")[0];
+            Peers.Require(job.GetProperty("error").GetInt32() == 0, "fio reported an error");
+            var write = job.GetProperty("write");
+            var bytes = write.GetProperty("io_bytes").GetInt64();
+            var milliseconds = write.GetProperty("runtime").GetInt64();
+            return new Throughput(bytes, Math.Max(1, milliseconds) / 1000.0, pattern.BlockSize, 0);
+        }
+    }
+
+    /// <summary>Alternating timed runs.</summary>
+    internal static class Timing
+    {
+        /// <summary>Runs the two in turn, each after a sync(1); keeps the best time of each.</summary>
+        public static async Task<(double Tidemark, double Peer)> AlternateAsync(int runs, Func<Task<double>> tidemark, Func<Task<double>> peer)
+        {
+            var (t, p) = (double.MaxValue, double.MaxValue);
+            for (var i = 0; i < runs; i++)
+            {
+                await Peers.RunAsync("sync");
+                t = Math.Min(t, await tidemark());
+                await Peers.RunAsync("sync");
+                p = Math.Min(p, await peer());
+            }
+
+            return (t, p);
+        }
+
+        public static async Task<double> ProcessAsync(string program, params string[] args)
+        {
+            var clock = Stopwatch.StartNew();
+            await Peers.RunAsync(program, args);
+            return clock.Elapsed.TotalSeconds;
+        }
+    }
+
+    /// <summary>The printed table: one row per measurement, ratio = how Tidemark compares (above 1: Tidemark better).</summary>
+    internal sealed class Table
+    {
+        private readonly List<(string Row, string Tidemark, string Peer, double? Ratio, string Note)> _rows = [];
+
+        public void Add(string row, string tidemark, string peer, double? ratio, string note)
+        {
+            _rows.Add((row, tidemark, peer, ratio, note));
+            Console.Error.WriteLine($"{row}: {tidemark} | {peer} | {ratio:F2} | {note}");
+        }
+
+        public void Print(TextWriter output)
+        {
+            output.WriteLine("| row | Tidemark | peer | ratio | notes |");
+            output.WriteLine("| --- | ---: | ---: | ---: | --- |");
+            foreach (var (row, tidemark, peer, ratio, note) in _rows)
+            {
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {row} | {tidemark} | {peer} | {(ratio is { } r ? $"{r:F2}x" : "-")} | {note} |"));
+            }
+
+            output.WriteLine();
+            output.WriteLine("ratio: peer time / Tidemark time for push and export rows, Tidemark rate / qemu-nbd rate for guest writes, full time / incremental time for incrementals (above 1: Tidemark better or faster)");
+        }
+    }
+
+    /// <summary>Peer processes.</summary>
+    internal static class Peers
+    {
+        public static void Require(bool condition, string message)
+        {
+            if (!condition)
+            {
+                throw new InvalidOperationException(message);
+            }
+        }
+
+        public static async Task RunAsync(string program, params string[] args)
+        {
+            var (code, output, error) = await ExecAsync(program, args);
+            Require(code == 0, $"{program} {string.Join(' ', args.Take(8))} exited {code}: {error}{output}");
+        }
+
+        public static async Task<string> OutputAsync(string program, params string[] args)
+        {
+            var (code, output, error) = await ExecAsync(program, args);
+            Require(code == 0, $"{program} {string.Join(' ', args.Take(8))} exited {code}: {error}");
+            return output;
+        }
+
+        /// <summary>Starts qemu-nbd with <paramref name="args"/> and waits until <paramref name="socket"/> accepts connections.</summary>
+        public static async Task<Server> ServeAsync(string socket, params string[] args)
+        {
+            File.Delete(socket);
+            var process = Process.Start(Info("qemu-nbd", args)) ?? throw new InvalidOperationException("cannot start qemu-nbd");
+            _ = process.StandardOutput.ReadToEndAsync();
+            var error = process.StandardError.ReadToEndAsync();
+            var server = new Server(process);
+            for (var i = 0; i < 600 && !File.Exists(socket); i++)
+            {
+                if (process.HasExited)
+                {
+                    throw new InvalidOperationException($"qemu-nbd exited {process.ExitCode}: {await error}");
+                }
+
+                await Task.Delay(20);
+            }
+
+            return server;
+        }
+
+        private static async Task<(int Code, string Output, string Error)> ExecAsync(string program, string[] args)
+        {
+            using var process = Process.Start(Info(program, args)) ?? throw new InvalidOperationException($"cannot start {program}");
+            var output = process.StandardOutput.ReadToEndAsync();
+            var error = process.StandardError.ReadToEndAsync();
+            await process.WaitForExitAsync();
+            return (process.ExitCode, await output, await error);
+        }
+
+        private static ProcessStartInfo Info(string program, string[] args)
+        {
+            var info = new ProcessStartInfo(program) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (var a in args)
+            {
+                info.ArgumentList.Add(a);
+            }
+
+            return info;
+        }
+
+        /// <summary>A qemu-nbd process, stopped on dispose.</summary>
+        internal sealed class Server(Process process) : IAsyncDisposable
+        {
+            /// <summary>User + system CPU seconds so far (/proc/PID/stat fields 14 and 15, clock ticks of 1/100 s).</summary>
+            public double CpuSeconds()
+            {
+                var stat = File.ReadAllText($"/proc/{process.Id}/stat");
+                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
+            }
+
+            public async ValueTask DisposeAsync()
+            {
+                if (!process.HasExited)
+                {
+                    process.Kill();
+                    await process.WaitForExitAsync();
+                }
+
+                process.Dispose();
+            }
+        }
+    }
+}
