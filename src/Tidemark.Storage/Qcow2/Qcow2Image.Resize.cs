@@ -94,13 +94,6 @@ public sealed partial class Qcow2Image
         var oldClusters = L1Clusters(_header.L1Size);
         var newClusters = L1Clusters(l1Entries);
 
-        // The allocator places a missing refcount block at the first cluster it covers, so no
-        // free run is longer than one block covers; refuse before anything is written.
-        var blockCovers = (_header.ClusterSize * 8L) >> _header.RefcountOrder;
-        if (newClusters > blockCovers)
-        {
-            throw new StorageException(StorageErrorReason.LimitExceeded, $"{Path}: growing to {newSize} bytes needs an L1 table of {newClusters} clusters, more than one refcount block covers ({blockCovers}); not supported yet");
-        }
         var newOffset = await _refcounts.AllocateAsync(newClusters, cancellationToken).ConfigureAwait(false);
         await _refcounts.WriteBackAsync(cancellationToken).ConfigureAwait(false);
         await _file.FlushAsync(cancellationToken).ConfigureAwait(false);

@@ -102,7 +102,7 @@ internal sealed class RefcountTable
     /// <summary>The refcount of host cluster <paramref name="clusterIndex"/> (0 when no block covers it).</summary>
     public async ValueTask<ulong> GetAsync(long clusterIndex, CancellationToken cancellationToken)
     {
-        var block = await GetBlockAsync(clusterIndex >> _entriesPerBlockBits, create: false, cancellationToken).ConfigureAwait(false);
+        var block = await GetBlockAsync(clusterIndex >> _entriesPerBlockBits, cancellationToken).ConfigureAwait(false);
         return block is null ? 0 : block[(int)(clusterIndex & ((1L << _entriesPerBlockBits) - 1))];
     }
 
@@ -110,33 +110,33 @@ internal sealed class RefcountTable
     /// Finds <paramref name="count"/> contiguous free clusters, sets their refcounts to 1 (in the
     /// cache) and returns the host offset of the first. Clusters queued for freeing are not free yet.
     /// </summary>
+    /// <remarks>
+    /// QEMU's qcow2_alloc_clusters: alloc_clusters_noref finds the run without changing anything,
+    /// then update_refcount raises it; when that needs a new refcount block (or a larger table),
+    /// the block is placed at the first free cluster, which may lie inside the run just found, so
+    /// the search starts again (the -EAGAIN loop). A run may span any number of blocks.
+    /// </remarks>
     public async ValueTask<long> AllocateAsync(int count, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(count, 1);
-        var start = _freeCursor;
-        var run = 0;
-        var index = start;
-        while (run < count)
+        long start;
+        while (true)
         {
-            // A missing block is created on the spot, placed at the first cluster it covers, which
-            // is free because every cluster an absent block covers has refcount 0.
-            var block = await GetBlockAsync(index >> _entriesPerBlockBits, create: true, cancellationToken).ConfigureAwait(false);
-            var free = block![(int)(index & ((1L << _entriesPerBlockBits) - 1))] == 0 && !_pendingFreeClusters.Contains(index);
-            if (free)
+            start = await FindFreeRunAsync(count, cancellationToken).ConfigureAwait(false);
+            var madeBlock = false;
+            for (var t = start >> _entriesPerBlockBits; t <= (start + count - 1) >> _entriesPerBlockBits; t++)
             {
-                if (run == 0)
+                if (!HasBlock(t))
                 {
-                    start = index;
+                    await EnsureBlockAsync(t, cancellationToken).ConfigureAwait(false);
+                    madeBlock = true;
                 }
-
-                run++;
             }
-            else
+
+            if (!madeBlock)
             {
-                run = 0;
+                break;
             }
-
-            index++;
         }
 
         for (var c = start; c < start + count; c++)
@@ -153,12 +153,80 @@ internal sealed class RefcountTable
         return start << _clusterBits;
     }
 
+    /// <summary>The first run of <paramref name="count"/> free clusters at or after the free cursor; changes nothing.</summary>
+    private async ValueTask<long> FindFreeRunAsync(int count, CancellationToken cancellationToken)
+    {
+        var start = _freeCursor;
+        var run = 0;
+        for (var index = _freeCursor; run < count; index++)
+        {
+            // A cluster no block covers has refcount 0 (formats.md §1.4).
+            var free = !_pendingFreeClusters.Contains(index) && await GetAsync(index, cancellationToken).ConfigureAwait(false) == 0;
+            if (!free)
+            {
+                run = 0;
+                continue;
+            }
+
+            if (run == 0)
+            {
+                start = index;
+            }
+
+            run++;
+        }
+
+        return start;
+    }
+
+    private bool HasBlock(long tableIndex) => _blocks.ContainsKey(tableIndex) || (tableIndex < _table.Length && _table[tableIndex] != 0);
+
+    /// <summary>
+    /// Makes the refcount block for <paramref name="tableIndex"/> exist (in the cache), as QEMU's
+    /// alloc_refcount_block: at the first free cluster, counting itself when it covers that
+    /// cluster, else counted by the block that does (made first when missing). A table too small
+    /// for the index is grown first.
+    /// </summary>
+    private async ValueTask EnsureBlockAsync(long tableIndex, CancellationToken cancellationToken)
+    {
+        while (!HasBlock(tableIndex))
+        {
+            if (tableIndex >= _table.Length)
+            {
+                await GrowTableAsync(tableIndex, cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+
+            var at = await FindFreeRunAsync(1, cancellationToken).ConfigureAwait(false);
+            var atIndex = at >> _entriesPerBlockBits;
+            if (atIndex != tableIndex && !HasBlock(atIndex))
+            {
+                await EnsureBlockAsync(atIndex, cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+
+            var created = new RefcountBlock(at << _clusterBits, new byte[ClusterSize], _order) { Dirty = true };
+            _blocks[tableIndex] = created;
+            _table[tableIndex] = created.HostOffset;
+            _tableDirty = true;
+            await ChangeAsync(at, +1, cancellationToken).ConfigureAwait(false);
+            _highWater = Math.Max(_highWater, at + 1);
+            if (at == _freeCursor)
+            {
+                _freeCursor = at + 1;
+            }
+        }
+    }
+
     /// <summary>Adds <paramref name="delta"/> to a cluster's refcount in the cache; refuses overflow and underflow.</summary>
     public async ValueTask ChangeAsync(long clusterIndex, int delta, CancellationToken cancellationToken)
     {
-        var block = await GetBlockAsync(clusterIndex >> _entriesPerBlockBits, create: true, cancellationToken).ConfigureAwait(false);
+        // Allocation makes the blocks first (EnsureBlockAsync); every other caller changes clusters
+        // that are referenced, so a block covers them.
+        var block = await GetBlockAsync(clusterIndex >> _entriesPerBlockBits, cancellationToken).ConfigureAwait(false)
+            ?? throw new StorageException(StorageErrorReason.Corrupt, $"{_file.Path}: no refcount block covers cluster {clusterIndex}, which is in use");
         var i = (int)(clusterIndex & ((1L << _entriesPerBlockBits) - 1));
-        var value = block![i];
+        var value = block[i];
         if (delta > 0 && value > block.MaxRefcount - (ulong)delta)
         {
             throw new StorageException(StorageErrorReason.LimitExceeded, $"{_file.Path}: refcount of cluster {clusterIndex} would overflow {1 << _order}-bit refcounts");
@@ -255,50 +323,23 @@ internal sealed class RefcountTable
         await WriteBackAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    private async ValueTask<RefcountBlock?> GetBlockAsync(long tableIndex, bool create, CancellationToken cancellationToken)
+    private async ValueTask<RefcountBlock?> GetBlockAsync(long tableIndex, CancellationToken cancellationToken)
     {
         if (_blocks.TryGetValue(tableIndex, out var cached))
         {
             return cached;
         }
 
-        if (tableIndex < _table.Length && _table[tableIndex] != 0)
-        {
-            var data = new byte[ClusterSize];
-            await _file.ReadAsync(_table[tableIndex], data, cancellationToken).ConfigureAwait(false);
-            var block = new RefcountBlock(_table[tableIndex], data, _order);
-            _blocks[tableIndex] = block;
-            return block;
-        }
-
-        if (!create)
+        if (tableIndex >= _table.Length || _table[tableIndex] == 0)
         {
             return null;
         }
 
-        if (tableIndex >= _table.Length)
-        {
-            await GrowTableAsync(tableIndex, cancellationToken).ConfigureAwait(false);
-            if (_blocks.TryGetValue(tableIndex, out var made))
-            {
-                return made;
-            }
-        }
-
-        return CreateBlock(tableIndex);
-    }
-
-    private RefcountBlock CreateBlock(long tableIndex)
-    {
-        // The block lives at the first cluster it covers and counts itself.
-        var firstCluster = tableIndex << _entriesPerBlockBits;
-        var created = new RefcountBlock(firstCluster << _clusterBits, new byte[ClusterSize], _order);
-        created[0] = 1;
-        _blocks[tableIndex] = created;
-        _table[tableIndex] = created.HostOffset;
-        _tableDirty = true;
-        _highWater = Math.Max(_highWater, firstCluster + 1);
-        return created;
+        var data = new byte[ClusterSize];
+        await _file.ReadAsync(_table[tableIndex], data, cancellationToken).ConfigureAwait(false);
+        var block = new RefcountBlock(_table[tableIndex], data, _order);
+        _blocks[tableIndex] = block;
+        return block;
     }
 
     /// <summary>

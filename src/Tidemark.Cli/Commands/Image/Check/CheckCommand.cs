@@ -14,7 +14,7 @@ internal sealed class CheckCommand(CliConsole console)
 
     private const int CheckFailed = 1;
 
-    public async Task<int> RunAsync(string file, string? formatName, bool json, CancellationToken cancellationToken)
+    public async Task<int> RunAsync(string file, string? formatName, bool json, Qcow2RepairMode repair, CancellationToken cancellationToken)
     {
         if (!File.Exists(file))
         {
@@ -31,18 +31,35 @@ internal sealed class CheckCommand(CliConsole console)
         Qcow2CheckResult result;
         try
         {
-            result = await Qcow2Check.RunAsync(file, cancellationToken).ConfigureAwait(false);
+            result = repair == Qcow2RepairMode.None
+                ? await Qcow2Check.RunAsync(file, cancellationToken).ConfigureAwait(false)
+                : await Qcow2Repair.RunAsync(file, repair, cancellationToken).ConfigureAwait(false);
+            await WriteMessagesAsync(result).ConfigureAwait(false);
+            if (result.Failure is not null)
+            {
+                await console.Error.WriteLineAsync($"error: Check failed: {result.Failure}").ConfigureAwait(false);
+                return CheckFailed;
+            }
+
+            // qemu-img check: after a repair, the image is checked again and that second result
+            // is shown, with the counts of what was fixed.
+            if (result.LeaksFixed > 0 || result.CorruptionsFixed > 0)
+            {
+                if (!json)
+                {
+                    await console.Out.WriteAsync(string.Create(CultureInfo.InvariantCulture, $"The following inconsistencies were found and repaired:\n\n    {result.LeaksFixed} leaked clusters\n    {result.CorruptionsFixed} corruptions\n\nDouble checking the fixed image now...\n")).ConfigureAwait(false);
+                }
+
+                var again = await Qcow2Check.RunAsync(file, cancellationToken).ConfigureAwait(false);
+                await WriteMessagesAsync(again).ConfigureAwait(false);
+                result = again with { LeaksFixed = result.LeaksFixed, CorruptionsFixed = result.CorruptionsFixed };
+            }
         }
         catch (StorageException e)
         {
             // qemu-img check opens the image first; what fails that fails the check the same way.
             await console.Error.WriteLineAsync($"error: Could not open '{file}': {e.Message}").ConfigureAwait(false);
             return CheckFailed;
-        }
-
-        foreach (var message in result.Messages)
-        {
-            await console.Error.WriteLineAsync(message).ConfigureAwait(false);
         }
 
         await console.Out.WriteAsync(json ? ToJson(result) + "\n" : ToHuman(result)).ConfigureAwait(false);
@@ -52,6 +69,14 @@ internal sealed class CheckCommand(CliConsole console)
         }
 
         return result.ExitCode;
+    }
+
+    private async Task WriteMessagesAsync(Qcow2CheckResult result)
+    {
+        foreach (var message in result.Messages)
+        {
+            await console.Error.WriteLineAsync(message).ConfigureAwait(false);
+        }
     }
 
     private static string ToHuman(Qcow2CheckResult r)
@@ -93,38 +118,33 @@ internal sealed class CheckCommand(CliConsole console)
     private static string ToJson(Qcow2CheckResult r)
     {
         using var stream = new MemoryStream();
-        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true, IndentSize = 4 }))
         {
+            // qemu-img's order: that of its QDict's hash table, not of the QAPI schema.
             w.WriteStartObject();
             w.WriteNumber("image-end-offset", r.ImageEndOffset);
+            WriteIfAny(w, "compressed-clusters", r.CompressedClusters);
             w.WriteNumber("total-clusters", r.TotalClusters);
+            WriteIfAny(w, "corruptions", r.Corruptions);
+            WriteIfAny(w, "corruptions-fixed", r.CorruptionsFixed);
             w.WriteNumber("check-errors", r.CheckErrors);
-            if (r.Leaks > 0)
-            {
-                w.WriteNumber("leaks", r.Leaks);
-            }
-
-            if (r.Corruptions > 0)
-            {
-                w.WriteNumber("corruptions", r.Corruptions);
-            }
-
+            WriteIfAny(w, "leaks", r.Leaks);
+            WriteIfAny(w, "leaks-fixed", r.LeaksFixed);
             w.WriteNumber("allocated-clusters", r.AllocatedClusters);
             w.WriteString("filename", r.Path);
             w.WriteString("format", "qcow2");
-            if (r.FragmentedClusters > 0)
-            {
-                w.WriteNumber("fragmented-clusters", r.FragmentedClusters);
-            }
-
-            if (r.CompressedClusters > 0)
-            {
-                w.WriteNumber("compressed-clusters", r.CompressedClusters);
-            }
-
+            WriteIfAny(w, "fragmented-clusters", r.FragmentedClusters);
             w.WriteEndObject();
         }
 
         return Encoding.UTF8.GetString(stream.ToArray());
+    }
+
+    private static void WriteIfAny(Utf8JsonWriter w, string name, long value)
+    {
+        if (value > 0)
+        {
+            w.WriteNumber(name, value);
+        }
     }
 }

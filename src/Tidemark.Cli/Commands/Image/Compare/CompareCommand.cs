@@ -1,5 +1,6 @@
 using System.Globalization;
 using Tidemark.Storage;
+using Tidemark.Storage.Qcow2;
 
 namespace Tidemark.Cli.Commands.Image.Compare;
 
@@ -26,7 +27,7 @@ internal sealed class CompareCommand(CliConsole console)
 
     private const int SectorSize = DiskSize.SectorSize;
 
-    public async Task<int> RunAsync(string pathA, string? formatA, string pathB, string? formatB, CancellationToken cancellationToken)
+    public async Task<int> RunAsync(string pathA, string? formatA, string pathB, string? formatB, bool strict, CancellationToken cancellationToken)
     {
         IBlockImage a, b;
         try
@@ -51,9 +52,20 @@ internal sealed class CompareCommand(CliConsole console)
 
             await using (b.ConfigureAwait(false))
             {
+                if (strict && a.VirtualSize != b.VirtualSize)
+                {
+                    await console.Out.WriteLineAsync("Strict mode: Image size mismatch!").ConfigureAwait(false);
+                    return Different;
+                }
+
                 try
                 {
-                    var mismatch = await CompareAsync(a, b, cancellationToken).ConfigureAwait(false);
+                    var mismatch = await CompareAsync(a, b, strict, cancellationToken).ConfigureAwait(false);
+                    if (mismatch == StrictMismatch)
+                    {
+                        return Different;
+                    }
+
                     await console.Out.WriteLineAsync(mismatch is { } at
                         ? string.Create(CultureInfo.InvariantCulture, $"Content mismatch at offset {at}!")
                         : "Images are identical.").ConfigureAwait(false);
@@ -72,7 +84,10 @@ internal sealed class CompareCommand(CliConsole console)
         }
     }
 
-    private async Task<long?> CompareAsync(IBlockImage a, IBlockImage b, CancellationToken cancellationToken)
+    /// <summary>What <see cref="CompareAsync"/> returns when strict mode stopped at a block status difference (already reported).</summary>
+    private const long StrictMismatch = -1;
+
+    private async Task<long?> CompareAsync(IBlockImage a, IBlockImage b, bool strict, CancellationToken cancellationToken)
     {
         var common = Math.Min(a.VirtualSize, b.VirtualSize);
         var bufferA = new byte[ChunkSize];
@@ -83,9 +98,19 @@ internal sealed class CompareCommand(CliConsole console)
         {
             var ea = await statusA.AtAsync(offset, common, cancellationToken).ConfigureAwait(false);
             var eb = await statusB.AtAsync(offset, common, cancellationToken).ConfigureAwait(false);
-            var chunk = Math.Min(ea.End, eb.End) - offset;
+            var endA = strict ? Math.Min(ea.End, StatusBoundary(a, offset)) : ea.End;
+            var endB = strict ? Math.Min(eb.End, StatusBoundary(b, offset)) : eb.End;
+            var chunk = Math.Min(endA, endB) - offset;
             var allocatedA = ea.Depth != 0;
             var allocatedB = eb.Depth != 0;
+            if (strict && (allocatedA != allocatedB || ea.Kind != eb.Kind || (endA == a.VirtualSize) != (endB == b.VirtualSize)))
+            {
+                // img_compare -s: any difference in block status ends the walk; that includes
+                // BDRV_BLOCK_EOF, which QEMU sets on a status that reaches the end of the image.
+                await console.Out.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"Strict mode: Offset {offset} block status mismatch!")).ConfigureAwait(false);
+                return StrictMismatch;
+            }
+
             if ((ea.Kind & ExtentKind.Zero) != 0 && (eb.Kind & ExtentKind.Zero) != 0)
             {
                 // Zero in both: nothing to read.
@@ -141,6 +166,22 @@ internal sealed class CompareCommand(CliConsole console)
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// Where QEMU's block status for <paramref name="offset"/> ends at the latest: qcow2 answers
+    /// for one L2 table at a time (qcow2_get_host_offset), so in strict mode chunks and the EOF
+    /// flag follow those boundaries as qemu-img's do; other formats answer to the end.
+    /// </summary>
+    private static long StatusBoundary(IBlockImage image, long offset)
+    {
+        if (image is not Qcow2Image qcow2)
+        {
+            return long.MaxValue;
+        }
+
+        var span = (long)qcow2.ClusterSize * (qcow2.ClusterSize / (qcow2.HasExtendedL2 ? 16 : 8));
+        return ((offset / span) + 1) * span;
     }
 
     /// <summary>
