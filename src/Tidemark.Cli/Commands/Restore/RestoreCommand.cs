@@ -1,5 +1,3 @@
-using System.Text;
-using System.Text.Json;
 using Tidemark.Backup.Restore;
 
 namespace Tidemark.Cli.Commands.Restore;
@@ -21,8 +19,7 @@ internal static class RestoreCommand
             return 0;
         }
 
-        using var buffer = new MemoryStream();
-        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+        var text = JsonText.Write(w =>
         {
             w.WriteStartObject();
             w.WriteString("domain", options.Domain);
@@ -39,9 +36,8 @@ internal static class RestoreCommand
 
             w.WriteEndArray();
             w.WriteEndObject();
-        }
-
-        await console.Out.WriteLineAsync(Encoding.UTF8.GetString(buffer.ToArray())).ConfigureAwait(false);
+        });
+        await console.Out.WriteLineAsync(text).ConfigureAwait(false);
         return 0;
     }
 }

@@ -10,7 +10,7 @@ internal static class RestoreCommandDefinition
 {
     public static Command Create(CliConsole console)
     {
-        var repository = new Option<string>("--repo") { Description = "The repository directory.", Required = true };
+        var repository = RepositoryCommand.RepositoryOption();
         var domain = new Option<string>("--domain") { Description = "The domain whose disks to restore.", Required = true };
         var disks = new Option<string[]>("--disk") { Description = "Restore only this disk target (repeatable; default: every disk of the backup).", AllowMultipleArgumentsPerToken = true };
         var checkpoint = new Option<string?>("--checkpoint") { Description = "The backup to restore (default: the latest)." };
@@ -18,16 +18,16 @@ internal static class RestoreCommandDefinition
         var format = new Option<string>("-O") { Description = "Output format: raw (default) or qcow2.", DefaultValueFactory = _ => "raw" };
         format.AcceptOnlyFromAmong("raw", "qcow2");
         var force = new Option<bool>("--force") { Description = "Replace outputs that exist." };
-        var json = new Option<bool>("--json") { Description = "Print a JSON summary." };
+        var json = RepositoryCommand.JsonOption("Print a JSON summary.");
         var command = new Command("restore", "Restore a domain's disks exactly as they were at a backup, sparse (holes and trimmed areas stay holes).")
         {
             repository, domain, disks, checkpoint, output, format, force, json,
         };
-        command.SetAction((r, ct) => BackupCommandErrors.RunAsync(() => RestoreCommand.RunAsync(
+        RepositoryCommand.SetAction(command, (r, ct) => RestoreCommand.RunAsync(
             console,
             new RestoreOptions
             {
-                Repository = new Tidemark.Backup.Repository.BackupRepository(r.GetValue(repository)!),
+                Repository = r.Repository(repository),
                 Domain = r.GetValue(domain)!,
                 Disks = r.GetValue(disks) ?? [],
                 Checkpoint = r.GetValue(checkpoint),
@@ -36,7 +36,7 @@ internal static class RestoreCommandDefinition
                 Force = r.GetValue(force),
             },
             r.GetValue(json),
-            ct)));
+            ct));
         return command;
     }
 }

@@ -1,5 +1,3 @@
-using System.Text;
-using System.Text.Json;
 using Tidemark.Backup.Repository;
 using Tidemark.Backup.Run;
 
@@ -22,8 +20,7 @@ internal static class BackupRunCommand
 
     private static string Json(BackupManifest manifest)
     {
-        using var buffer = new MemoryStream();
-        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+        return JsonText.Write(w =>
         {
             w.WriteStartObject();
             w.WriteString("domain", manifest.Domain);
@@ -47,8 +44,6 @@ internal static class BackupRunCommand
 
             w.WriteEndArray();
             w.WriteEndObject();
-        }
-
-        return Encoding.UTF8.GetString(buffer.ToArray());
+        });
     }
 }
