@@ -16,6 +16,11 @@ internal static class RestoreCommand
                 await console.Out.WriteLineAsync($"restored disk {disk.Disk} of domain '{options.Domain}' at {manifest.Checkpoint} to {disk.Path}").ConfigureAwait(false);
             }
 
+            if (options.DefineUri is not null)
+            {
+                await console.Out.WriteLineAsync($"defined domain '{options.DefineName ?? options.Domain}' with the restored disks").ConfigureAwait(false);
+            }
+
             return 0;
         }
 
@@ -24,6 +29,11 @@ internal static class RestoreCommand
             w.WriteStartObject();
             w.WriteString("domain", options.Domain);
             w.WriteString("checkpoint", manifest.Checkpoint);
+            if (options.DefineUri is not null)
+            {
+                w.WriteString("defined", options.DefineName ?? options.Domain);
+            }
+
             w.WriteStartArray("disks");
             foreach (var disk in restored)
             {
