@@ -271,7 +271,8 @@ public static partial class BackupRunner
             BackingFile = backing,
             Compress = options.Compress,
             Connections = Math.Max(1, options.ConnectionsPerDisk),
-        }, null, cancellationToken).ConfigureAwait(false);
+            Planned = options.Progress is { } planned ? bytes => planned.Planned(plan.Disk, bytes) : null,
+        }, options.Progress is { } progress ? new CopiedBytes(progress, plan.Disk) : null, cancellationToken).ConfigureAwait(false);
         report($"{plan.Disk}: {result.DataBytes} of {result.VirtualSize} bytes copied into {relative}");
         return new DiskManifest
         {
@@ -404,6 +405,12 @@ public static partial class BackupRunner
         {
             // Created by a host running as another user.
         }
+    }
+
+    /// <summary>One disk's copied bytes, passed on at once on the copying thread (<see cref="Progress{T}"/> would post them to a synchronization context).</summary>
+    private sealed class CopiedBytes(IBackupProgress progress, string disk) : IProgress<long>
+    {
+        public void Report(long value) => progress.Copied(disk, value);
     }
 
     [GeneratedRegex("not found in backing chain of '([^']+)'")]

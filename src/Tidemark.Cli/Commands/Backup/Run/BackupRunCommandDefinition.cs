@@ -3,7 +3,7 @@ using Tidemark.Backup.Run;
 
 namespace Tidemark.Cli.Commands.Backup.Run;
 
-/// <summary><c>tidemark backup run DOMAIN --repo DIR [-c URI] [--level full|inc|auto] [--disk vda ...] [--compress zstd] [--json]</c>.</summary>
+/// <summary><c>tidemark backup run DOMAIN --repo DIR [-c URI] [--level full|inc|auto] [--disk vda ...] [--compress zstd] [--json] [--quiet]</c>.</summary>
 internal static class BackupRunCommandDefinition
 {
     public static Command Build(CliConsole console)
@@ -17,9 +17,10 @@ internal static class BackupRunCommandDefinition
         var compress = new Option<string?>("--compress") { Description = "Compress the chain file's clusters: zstd (compression_type=zstd)." };
         compress.AcceptOnlyFromAmong("zstd");
         var json = RepositoryCommand.JsonOption("Print a JSON summary on stdout (progress lines go to stderr).");
+        var quiet = new Option<bool>("--quiet", "-q") { Description = "No progress bars on a terminal (the plain lines stay)." };
         var command = new Command("run", "Back up a running domain's disks: begin a pull backup with a new checkpoint, read the exports over NBD, end the job.")
         {
-            domain, repository, connection, level, disks, compress, json,
+            domain, repository, connection, level, disks, compress, json, quiet,
         };
         RepositoryCommand.SetAction(command, (r, ct) => BackupRunCommand.RunAsync(
             console,
@@ -33,6 +34,7 @@ internal static class BackupRunCommandDefinition
                 Compress = r.GetValue(compress) is not null,
             },
             r.GetValue(json),
+            r.GetValue(quiet),
             ct));
         return command;
     }
