@@ -12,6 +12,7 @@ internal sealed class CliProcess : IAsyncDisposable
 {
     public const int SIGHUP = 1;
     public const int SIGINT = 2;
+    public const int SIGKILL = 9;
     public const int SIGTERM = 15;
 
     private readonly Process _process;
@@ -44,6 +45,8 @@ internal sealed class CliProcess : IAsyncDisposable
 
     /// <summary>The process id (the daemon names it in its refusal of a second daemon).</summary>
     public int Id => _process.Id;
+
+    public bool HasExited => _process.HasExited;
 
     public static async Task<CliProcess> StartAsync(params string[] args)
     {

@@ -103,6 +103,7 @@ public enum BackupLevel
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(BackupManifest))]
 [JsonSerializable(typeof(PendingBackup))]
+[JsonSerializable(typeof(Tidemark.Backup.Prune.PendingFold))]
 internal sealed partial class ManifestJsonContext : JsonSerializerContext
 {
 }

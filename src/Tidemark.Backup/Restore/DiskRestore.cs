@@ -27,6 +27,12 @@ public sealed record RestoreOptions
 
     /// <summary>Replace outputs that exist.</summary>
     public bool Force { get; init; }
+
+    /// <summary>Also define the domain, with the restored disks, on the host at this libvirt URI.</summary>
+    public string? DefineUri { get; init; }
+
+    /// <summary>The name to define it under; the backup's domain name when null.</summary>
+    public string? DefineName { get; init; }
 }
 
 /// <summary>One disk written by a restore.</summary>
@@ -36,7 +42,9 @@ public sealed record RestoredDisk(string Disk, string Path, long VirtualSize);
 /// Restores disks exactly as they were at a backup: the disk's chain file at that point is
 /// opened with its backing chain (the older files of the chain) and copied sparsely, so holes
 /// and zeroed or trimmed areas stay holes (raw) or unallocated (qcow2). Each output is written
-/// under a temporary name and renamed when complete; disks are restored in parallel.
+/// under a temporary name and renamed when complete; disks are restored in parallel. With
+/// <see cref="RestoreOptions.DefineUri"/> the domain is then defined on that host
+/// (<see cref="RestoredDomainDefinition"/>); a name the host already uses is refused first.
 /// </summary>
 public static class DiskRestore
 {
@@ -50,13 +58,18 @@ public static class DiskRestore
             ?? throw new BackupException(BackupErrorReason.NotFound, $"no disk named '{name}' in backup {manifest.Checkpoint} of domain '{options.Domain}'")).ToList();
         var toDirectory = Directory.Exists(options.Output) || disks.Count > 1 || Path.EndsInDirectorySeparator(options.Output);
         var extension = options.Format == ImageFormat.Raw ? ".raw" : ".qcow2";
-        var targets = disks.Select(d => (Disk: d, Path: toDirectory ? Path.Combine(options.Output, d.Name + extension) : Path.GetFullPath(options.Output))).ToList();
+        var targets = disks.Select(d => (Disk: d, Path: Path.GetFullPath(toDirectory ? Path.Combine(options.Output, d.Name + extension) : options.Output))).ToList();
         foreach (var (_, path) in targets)
         {
             if (File.Exists(path) && !options.Force)
             {
                 throw new BackupException(BackupErrorReason.OutputExists, $"output '{path}' exists; use --force to replace it");
             }
+        }
+
+        if (options.DefineUri is { } uri)
+        {
+            await RestoredDomainDefinition.CheckNameFreeAsync(uri, options.DefineName ?? options.Domain, cancellationToken).ConfigureAwait(false);
         }
 
         if (toDirectory)
@@ -71,6 +84,11 @@ public static class DiskRestore
             await RestoreDiskAsync(options.Repository.PathOf(options.Domain, disk.File), path, options.Format, token).ConfigureAwait(false);
             restored[i] = new RestoredDisk(disk.Name, path, disk.VirtualSize);
         }).ConfigureAwait(false);
+        if (options.DefineUri is { } host)
+        {
+            await RestoredDomainDefinition.DefineAsync(options.Repository, manifest, restored, options.Format, host, options.DefineName ?? options.Domain, cancellationToken).ConfigureAwait(false);
+        }
+
         return restored;
     }
 

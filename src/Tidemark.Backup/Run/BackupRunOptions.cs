@@ -48,4 +48,7 @@ public sealed record BackupRunOptions
 
     /// <summary>Receives one plain line per event (level decisions, repairs, disks done).</summary>
     public Action<string>? Report { get; init; }
+
+    /// <summary>Receives each disk's bytes to copy and copied, for a progress display.</summary>
+    public IBackupProgress? Progress { get; init; }
 }

@@ -14,7 +14,7 @@ namespace Tidemark.Backup.Run;
 /// <remarks>
 /// Order, and what each failure leaves:
 /// <list type="number">
-/// <item>Lock the repository; remove the leftovers of interrupted runs; undo a backup the last
+/// <item>Lock the repository; finish a fold (<c>backup prune</c>) a killed command left; remove the leftovers of interrupted runs; undo a backup the last
 /// run left pending on the host (job ended, checkpoint deleted).</item>
 /// <item>Decide each disk's level (<see cref="ChainDecision"/>), then record the backup as
 /// pending and begin it with its new checkpoint in the same call (libvirt makes the two
@@ -37,6 +37,7 @@ public static partial class BackupRunner
         var repository = options.Repository;
         var report = options.Report ?? (_ => { });
         using var repositoryLock = RepositoryLock.Acquire(repository.Root);
+        await Prune.ChainFold.FinishPendingAsync(repository, options.Domain, report, cancellationToken).ConfigureAwait(false);
         foreach (var leftover in await repository.RemoveLeftoversAsync(cancellationToken).ConfigureAwait(false))
         {
             report($"removed leftover of an interrupted backup: {leftover}");
@@ -270,7 +271,8 @@ public static partial class BackupRunner
             BackingFile = backing,
             Compress = options.Compress,
             Connections = Math.Max(1, options.ConnectionsPerDisk),
-        }, null, cancellationToken).ConfigureAwait(false);
+            Planned = options.Progress is { } planned ? bytes => planned.Planned(plan.Disk, bytes) : null,
+        }, options.Progress is { } progress ? new CopiedBytes(progress, plan.Disk) : null, cancellationToken).ConfigureAwait(false);
         report($"{plan.Disk}: {result.DataBytes} of {result.VirtualSize} bytes copied into {relative}");
         return new DiskManifest
         {
@@ -403,6 +405,12 @@ public static partial class BackupRunner
         {
             // Created by a host running as another user.
         }
+    }
+
+    /// <summary>One disk's copied bytes, passed on at once on the copying thread (<see cref="Progress{T}"/> would post them to a synchronization context).</summary>
+    private sealed class CopiedBytes(IBackupProgress progress, string disk) : IProgress<long>
+    {
+        public void Report(long value) => progress.Copied(disk, value);
     }
 
     [GeneratedRegex("not found in backing chain of '([^']+)'")]

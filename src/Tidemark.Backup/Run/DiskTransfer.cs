@@ -25,6 +25,9 @@ internal sealed record DiskTransferRequest
     public bool Compress { get; init; }
 
     public int Connections { get; init; } = 4;
+
+    /// <summary>Called once with the bytes the copy will read, when the export's map is known.</summary>
+    public Action<long>? Planned { get; init; }
 }
 
 /// <summary>What a disk's copy wrote.</summary>
@@ -76,6 +79,7 @@ internal static class DiskTransfer
                 image.WriteBehind = true;
                 var map = await ExportMap.ReadAsync(first, dirtyContext, image.ClusterSize, cancellationToken).ConfigureAwait(false);
                 var chunks = map.Data.SelectMany(r => r.Split(ChunkSize)).ToList();
+                request.Planned?.Invoke(chunks.Sum(c => c.Length));
                 for (var i = 1; i < Math.Min(request.Connections, Math.Max(1, chunks.Count)); i++)
                 {
                     clients.Add(await NbdClient.ConnectAsync(options, cancellationToken).ConfigureAwait(false));

@@ -1,5 +1,3 @@
-using System.Text;
-using System.Text.Json;
 using Tidemark.Backup.Restore;
 
 namespace Tidemark.Cli.Commands.Restore;
@@ -18,15 +16,24 @@ internal static class RestoreCommand
                 await console.Out.WriteLineAsync($"restored disk {disk.Disk} of domain '{options.Domain}' at {manifest.Checkpoint} to {disk.Path}").ConfigureAwait(false);
             }
 
+            if (options.DefineUri is not null)
+            {
+                await console.Out.WriteLineAsync($"defined domain '{options.DefineName ?? options.Domain}' with the restored disks").ConfigureAwait(false);
+            }
+
             return 0;
         }
 
-        using var buffer = new MemoryStream();
-        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+        var text = JsonText.Write(w =>
         {
             w.WriteStartObject();
             w.WriteString("domain", options.Domain);
             w.WriteString("checkpoint", manifest.Checkpoint);
+            if (options.DefineUri is not null)
+            {
+                w.WriteString("defined", options.DefineName ?? options.Domain);
+            }
+
             w.WriteStartArray("disks");
             foreach (var disk in restored)
             {
@@ -39,9 +46,8 @@ internal static class RestoreCommand
 
             w.WriteEndArray();
             w.WriteEndObject();
-        }
-
-        await console.Out.WriteLineAsync(Encoding.UTF8.GetString(buffer.ToArray())).ConfigureAwait(false);
+        });
+        await console.Out.WriteLineAsync(text).ConfigureAwait(false);
         return 0;
     }
 }

@@ -1,7 +1,6 @@
-using System.Text;
-using System.Text.Json;
 using Tidemark.Backup.Repository;
 using Tidemark.Backup.Verify;
+using Tidemark.Cli.Commands.Backup;
 
 namespace Tidemark.Cli.Commands.Verify;
 
@@ -10,10 +9,7 @@ internal static class VerifyCommand
 {
     public static async Task<int> RunAsync(CliConsole console, BackupRepository repository, string? domain, string? checkpoint, bool json, CancellationToken cancellationToken)
     {
-        if (!Directory.Exists(repository.Root))
-        {
-            throw new CliException($"repository '{repository.Root}' does not exist");
-        }
+        RepositoryCommand.RequireExisting(repository);
 
         var result = await RepositoryVerifier.RunAsync(repository, domain, checkpoint, cancellationToken).ConfigureAwait(false);
         if (json)
@@ -36,8 +32,7 @@ internal static class VerifyCommand
 
     private static string Json(VerifyResult result)
     {
-        using var buffer = new MemoryStream();
-        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+        return JsonText.Write(w =>
         {
             w.WriteStartObject();
             w.WriteBoolean("passed", result.Passed);
@@ -60,8 +55,6 @@ internal static class VerifyCommand
 
             w.WriteEndArray();
             w.WriteEndObject();
-        }
-
-        return Encoding.UTF8.GetString(buffer.ToArray());
+        });
     }
 }

@@ -8,10 +8,10 @@ internal static class VerifyCommandDefinition
 {
     public static Command Create(CliConsole console)
     {
-        var repository = new Option<string>("--repo") { Description = "The repository directory.", Required = true };
+        var repository = RepositoryCommand.RepositoryOption();
         var domain = new Option<string?>("--domain") { Description = "Only this domain (default: every domain)." };
         var checkpoint = new Option<string?>("--checkpoint") { Description = "Only what restoring this backup needs: it and the backups before it." };
-        var json = new Option<bool>("--json") { Description = "Print a JSON report." };
+        var json = RepositoryCommand.JsonOption("Print a JSON report.");
         var command = new Command("verify", "Re-read every extent of the repository's backups, check its checksum, and check each chain file's structure (backing file, format, size); exit 1 naming any damaged file and offset.")
         {
             repository, domain, checkpoint, json,
@@ -23,7 +23,7 @@ internal static class VerifyCommandDefinition
                 r.AddError("--checkpoint requires --domain");
             }
         });
-        command.SetAction((r, ct) => BackupCommandErrors.RunAsync(() => VerifyCommand.RunAsync(console, new Tidemark.Backup.Repository.BackupRepository(r.GetValue(repository)!), r.GetValue(domain), r.GetValue(checkpoint), r.GetValue(json), ct)));
+        RepositoryCommand.SetAction(command, (r, ct) => VerifyCommand.RunAsync(console, r.Repository(repository), r.GetValue(domain), r.GetValue(checkpoint), r.GetValue(json), ct));
         return command;
     }
 }

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Tidemark.Remote;
+using Tidemark.Remote.Protocol;
 
 namespace Tidemark.Cli.Commands.Virsh;
 
@@ -22,6 +23,17 @@ internal static class VirshAction
         var connect = NewConnect();
         command.Options.Add(connect);
         command.SetAction((result, cancellationToken) => RunAsync(result, result.GetValue(connect) ?? result.GetValue(RootConnect), console, body, cancellationToken));
+    }
+
+    /// <summary>
+    /// Adds the <c>domain</c> parameter to <paramref name="command"/> (after its options, as
+    /// virsh lists it) and sets its action to <paramref name="body"/> on the domain it names.
+    /// </summary>
+    public static void SetOnDomain(Command command, CliConsole console, Func<VirshSession, RemoteDomain, Task<string>> body)
+    {
+        var domain = VirshParameter.Domain();
+        domain.AddTo(command);
+        Set(command, console, async s => await body(s, await s.DomainAsync(domain).ConfigureAwait(false)).ConfigureAwait(false));
     }
 
     private static async Task<int> RunAsync(ParseResult result, string? uri, CliConsole console, Func<VirshSession, Task<string>> body, CancellationToken cancellationToken)

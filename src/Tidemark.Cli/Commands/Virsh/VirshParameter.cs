@@ -17,6 +17,9 @@ internal sealed class VirshParameter
 
     public string Name { get; }
 
+    /// <summary>virsh's <c>[--domain] &lt;string&gt;</c>, which most verbs take first.</summary>
+    public static VirshParameter Domain() => new("domain", "domain name, id or uuid");
+
     public Option<string?> Option { get; }
 
     public Argument<string?> Argument { get; }

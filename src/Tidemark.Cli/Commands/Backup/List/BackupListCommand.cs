@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text;
-using System.Text.Json;
 using Tidemark.Backup.Repository;
 
 namespace Tidemark.Cli.Commands.Backup.List;
@@ -10,10 +9,7 @@ internal static class BackupListCommand
 {
     public static async Task<int> RunAsync(CliConsole console, BackupRepository repository, string? domain, bool json, CancellationToken cancellationToken)
     {
-        if (!Directory.Exists(repository.Root))
-        {
-            throw new CliException($"repository '{repository.Root}' does not exist");
-        }
+        RepositoryCommand.RequireExisting(repository);
 
         var rows = new List<(BackupManifest Manifest, DiskManifest Disk, long Stored)>();
         foreach (var name in domain is null ? repository.Domains() : [domain])
@@ -62,8 +58,7 @@ internal static class BackupListCommand
 
     private static string Json(List<(BackupManifest Manifest, DiskManifest Disk, long Stored)> rows)
     {
-        using var buffer = new MemoryStream();
-        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+        return JsonText.Write(w =>
         {
             w.WriteStartArray();
             foreach (var group in rows.GroupBy(r => r.Manifest))
@@ -101,8 +96,6 @@ internal static class BackupListCommand
             }
 
             w.WriteEndArray();
-        }
-
-        return Encoding.UTF8.GetString(buffer.ToArray()) + "\n";
+        }) + "\n";
     }
 }

@@ -1,15 +1,28 @@
-using System.Text;
-using System.Text.Json;
+using Spectre.Console;
 using Tidemark.Backup.Repository;
 using Tidemark.Backup.Run;
 
 namespace Tidemark.Cli.Commands.Backup.Run;
 
-/// <summary>Runs <c>backup run</c>: one plain line per event, then a summary (or JSON).</summary>
+/// <summary>
+/// Runs <c>backup run</c>: one plain line per event, then a summary (or JSON); on a terminal,
+/// unless <c>--quiet</c> or <c>--json</c>, the lines above a bar per disk.
+/// </summary>
 internal static class BackupRunCommand
 {
-    public static async Task<int> RunAsync(CliConsole console, BackupRunOptions options, bool json, CancellationToken cancellationToken)
+    public static async Task<int> RunAsync(CliConsole console, BackupRunOptions options, bool json, bool quiet, CancellationToken cancellationToken)
     {
+        if (!json && !quiet && console.IsTerminal)
+        {
+            await TerminalBackupProgress.ShowAsync(console, (display, ansi) =>
+            {
+                // Disks report lines in parallel; the live display takes one writer at a time.
+                var gate = new Lock();
+                return BackupRunner.RunAsync(options with { Progress = display, Report = line => { lock (gate) { ansi.WriteLine(line); } } }, cancellationToken);
+            }).ConfigureAwait(false);
+            return 0;
+        }
+
         var lines = json ? console.Error : console.Out;
         var manifest = await BackupRunner.RunAsync(options with { Report = line => lines.WriteLine(line) }, cancellationToken).ConfigureAwait(false);
         if (json)
@@ -22,8 +35,7 @@ internal static class BackupRunCommand
 
     private static string Json(BackupManifest manifest)
     {
-        using var buffer = new MemoryStream();
-        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+        return JsonText.Write(w =>
         {
             w.WriteStartObject();
             w.WriteString("domain", manifest.Domain);
@@ -47,8 +59,6 @@ internal static class BackupRunCommand
 
             w.WriteEndArray();
             w.WriteEndObject();
-        }
-
-        return Encoding.UTF8.GetString(buffer.ToArray());
+        });
     }
 }

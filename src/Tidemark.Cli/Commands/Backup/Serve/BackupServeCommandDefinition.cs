@@ -5,7 +5,7 @@ namespace Tidemark.Cli.Commands.Backup.Serve;
 /// <summary><c>tidemark backup serve --repo DIR --domain D [--checkpoint NAME] (-k SOCKET | --port N [--bind ADDR])</c>.</summary>
 internal static class BackupServeCommandDefinition
 {
-    public static readonly Option<string> Repository = new("--repo") { Description = "The repository directory.", Required = true };
+    public static readonly Option<string> Repository = RepositoryCommand.RepositoryOption();
     public static readonly Option<string> Domain = new("--domain") { Description = "The domain whose disks to serve.", Required = true };
     public static readonly Option<string?> Checkpoint = new("--checkpoint") { Description = "The backup to serve (default: the latest)." };
     public static readonly Option<string?> Socket = new("--socket", "-k") { Description = "Serve on this unix socket." };
@@ -26,7 +26,7 @@ internal static class BackupServeCommandDefinition
                 r.AddError("give exactly one of --socket and --port");
             }
         });
-        command.SetAction((r, ct) => BackupCommandErrors.RunAsync(() => BackupServeCommand.RunAsync(r, console, ct)));
+        RepositoryCommand.SetAction(command, (r, ct) => BackupServeCommand.RunAsync(r, console, ct));
         return command;
     }
 }

@@ -24,7 +24,7 @@ internal static class BackupCommands
 
     private static Command Begin(CliConsole console)
     {
-        var domain = new VirshParameter("domain", "domain name, id or uuid");
+        var domain = VirshParameter.Domain();
         var backupXml = new VirshParameter("backupxml", "domain backup XML");
         var checkpointXml = new VirshParameter("checkpointxml", "domain checkpoint XML");
         var reuse = new Option<bool>("--reuse-external") { Description = "reuse files provided by caller" };
@@ -63,12 +63,9 @@ internal static class BackupCommands
 
     private static Command DumpXml(CliConsole console)
     {
-        var domain = new VirshParameter("domain", "domain name, id or uuid");
         var command = new Command("backup-dumpxml", "Dump XML for an ongoing domain block backup job.");
-        domain.AddTo(command);
-        VirshAction.Set(command, console, async s =>
+        VirshAction.SetOnDomain(command, console, async (s, d) =>
         {
-            var d = await s.DomainAsync(domain).ConfigureAwait(false);
             return await s.Client.GetBackupXmlAsync(d, 0, s.CancellationToken).ConfigureAwait(false);
         });
         return command;
@@ -76,16 +73,13 @@ internal static class BackupCommands
 
     private static Command JobInfo(CliConsole console)
     {
-        var domain = new VirshParameter("domain", "domain name, id or uuid");
         var completed = new Option<bool>("--completed") { Description = "return statistics of a recently completed job" };
         var keep = new Option<bool>("--keep-completed") { Description = "don't destroy statistics of a recently completed job when reading" };
         var wait = new Option<bool>("--wait") { Description = "follow a running job to its end with a progress bar (Tidemark's addition)" };
         var json = new Option<bool>("--json") { Description = "print JSON (Tidemark's addition)" };
         var command = new Command("domjobinfo", "Returns information about jobs running on a domain.") { completed, keep, wait, json };
-        domain.AddTo(command);
-        VirshAction.Set(command, console, async s =>
+        VirshAction.SetOnDomain(command, console, async (s, d) =>
         {
-            var d = await s.DomainAsync(domain).ConfigureAwait(false);
             var flags = (s.Has(completed) ? StatsCompleted : 0) | (s.Has(keep) ? StatsKeepCompleted : 0);
             var stats = JobStatistics.From(await s.Client.GetJobStatsAsync(d, flags, s.CancellationToken).ConfigureAwait(false));
             if (s.Has(wait) && stats.Active)
@@ -100,12 +94,9 @@ internal static class BackupCommands
 
     private static Command JobAbort(CliConsole console)
     {
-        var domain = new VirshParameter("domain", "domain name, id or uuid");
         var command = new Command("domjobabort", "Abort active domain job.");
-        domain.AddTo(command);
-        VirshAction.Set(command, console, async s =>
+        VirshAction.SetOnDomain(command, console, async (s, d) =>
         {
-            var d = await s.DomainAsync(domain).ConfigureAwait(false);
             await s.Client.AbortJobAsync(d, 0, s.CancellationToken).ConfigureAwait(false);
             return "";
         });

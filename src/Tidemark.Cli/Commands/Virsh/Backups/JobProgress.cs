@@ -35,8 +35,7 @@ internal static class JobProgress
         var callback = await s.Client.RegisterDomainEventAsync(DomainEventId.JobCompleted, domain, s.CancellationToken).ConfigureAwait(false);
         try
         {
-            var terminal = ReferenceEquals(s.Console.Out, Console.Out) && !Console.IsOutputRedirected;
-            if (terminal)
+            if (s.Console.IsTerminal)
             {
                 await FollowOnTerminalAsync(s, domain, ended.Task).ConfigureAwait(false);
             }

@@ -37,7 +37,7 @@ internal static class CheckpointCommands
 
     private static (VirshParameter Domain, VirshParameter Checkpoint) Parameters(Command command)
     {
-        var domain = new VirshParameter("domain", "domain name, id or uuid");
+        var domain = VirshParameter.Domain();
         var checkpoint = new VirshParameter("checkpointname", "checkpoint name");
         domain.AddTo(command);
         checkpoint.AddTo(command);

@@ -20,7 +20,7 @@ internal static class CheckpointCreateCommands
 
     private static Command FromFile(CliConsole console)
     {
-        var domain = new VirshParameter("domain", "domain name, id or uuid");
+        var domain = VirshParameter.Domain();
         var file = new VirshParameter("xmlfile", "domain checkpoint XML");
         var redefine = new Option<bool>("--redefine") { Description = "redefine metadata for existing checkpoint" };
         var redefineValidate = new Option<bool>("--redefine-validate") { Description = "validate the redefined checkpoint" };
@@ -49,7 +49,7 @@ internal static class CheckpointCreateCommands
 
     private static Command FromOptions(CliConsole console)
     {
-        var domain = new VirshParameter("domain", "domain name, id or uuid");
+        var domain = VirshParameter.Domain();
         var name = new VirshParameter("name", "name of checkpoint");
         var description = new VirshParameter("description", "description of checkpoint");
         var printXml = new Option<bool>("--print-xml") { Description = "print XML document rather than create" };

@@ -26,7 +26,7 @@ internal static class CheckpointListCommand
 
     public static Command Create(CliConsole console)
     {
-        var domain = new VirshParameter("domain", "domain name, id or uuid");
+        var domain = VirshParameter.Domain();
         var parent = new Option<bool>("--parent") { Description = "add a column showing parent checkpoint" };
         var roots = new Option<bool>("--roots") { Description = "list only checkpoints without parents" };
         var leaves = new Option<bool>("--leaves") { Description = "list only checkpoints without children" };

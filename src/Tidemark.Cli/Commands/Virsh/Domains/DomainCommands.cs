@@ -58,10 +58,8 @@ internal static class DomainCommands
 
     private static Command Simple(CliConsole console, string name, string description, Func<VirshSession, RemoteDomain, Task<string>> body)
     {
-        var domain = new VirshParameter("domain", "domain name, id or uuid");
         var command = new Command(name, description);
-        domain.AddTo(command);
-        VirshAction.Set(command, console, async s => await body(s, await s.DomainAsync(domain).ConfigureAwait(false)).ConfigureAwait(false));
+        VirshAction.SetOnDomain(command, console, body);
         return command;
     }
 
@@ -85,13 +83,10 @@ internal static class DomainCommands
 
     private static Command Undefine(CliConsole console)
     {
-        var domain = new VirshParameter("domain", "domain name, id or uuid");
         var checkpoints = new Option<bool>("--checkpoints-metadata") { Description = "remove all domain checkpoint metadata (vm must be inactive)" };
         var command = new Command("undefine", "Undefine a domain.") { checkpoints };
-        domain.AddTo(command);
-        VirshAction.Set(command, console, async s =>
+        VirshAction.SetOnDomain(command, console, async (s, d) =>
         {
-            var d = await s.DomainAsync(domain).ConfigureAwait(false);
             await Failing($"Failed to undefine domain '{d.Name}'", s.Client.UndefineDomainAsync(d, s.Has(checkpoints) ? UndefineCheckpointsMetadata : 0, s.CancellationToken)).ConfigureAwait(false);
             return $"Domain '{d.Name}' has been undefined\n";
         });
@@ -100,13 +95,10 @@ internal static class DomainCommands
 
     private static Command Autostart(CliConsole console)
     {
-        var domain = new VirshParameter("domain", "domain name, id or uuid");
         var disable = new Option<bool>("--disable") { Description = "disable autostarting" };
         var command = new Command("autostart", "Configure a domain to be automatically started at boot.") { disable };
-        domain.AddTo(command);
-        VirshAction.Set(command, console, async s =>
+        VirshAction.SetOnDomain(command, console, async (s, d) =>
         {
-            var d = await s.DomainAsync(domain).ConfigureAwait(false);
             var off = s.Has(disable);
             await Failing(off ? $"Failed to unmark domain '{d.Name}' as autostarted" : $"Failed to mark domain '{d.Name}' as autostarted", s.Client.SetAutostartAsync(d, !off, s.CancellationToken)).ConfigureAwait(false);
             return off ? $"Domain '{d.Name}' unmarked as autostarted\n" : $"Domain '{d.Name}' marked as autostarted\n";
@@ -116,14 +108,11 @@ internal static class DomainCommands
 
     private static Command DumpXml(CliConsole console)
     {
-        var domain = new VirshParameter("domain", "domain name, id or uuid");
         var inactive = new Option<bool>("--inactive") { Description = "show inactive defined XML" };
         var security = new Option<bool>("--security-info") { Description = "include security sensitive information in XML dump" };
         var command = new Command("dumpxml", "Output the domain information as an XML dump to stdout.") { inactive, security };
-        domain.AddTo(command);
-        VirshAction.Set(command, console, async s =>
+        VirshAction.SetOnDomain(command, console, async (s, d) =>
         {
-            var d = await s.DomainAsync(domain).ConfigureAwait(false);
             var flags = (s.Has(inactive) ? XmlInactive : 0) | (s.Has(security) ? XmlSecure : 0);
             return await s.Client.GetDomainXmlAsync(d, flags, s.CancellationToken).ConfigureAwait(false);
         });

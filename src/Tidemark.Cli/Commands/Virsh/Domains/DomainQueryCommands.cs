@@ -87,13 +87,10 @@ internal static class DomainQueryCommands
 
     private static Command DomInfo(CliConsole console)
     {
-        var domain = new VirshParameter("domain", "domain name, id or uuid");
         var json = new Option<bool>("--json") { Description = "print JSON (Tidemark's addition)" };
         var command = new Command("dominfo", "Returns basic information about the domain.") { json };
-        domain.AddTo(command);
-        VirshAction.Set(command, console, async s =>
+        VirshAction.SetOnDomain(command, console, async (s, d) =>
         {
-            var d = await s.DomainAsync(domain).ConfigureAwait(false);
             var info = await s.Client.GetDomainInfoAsync(d, s.CancellationToken).ConfigureAwait(false);
             bool? persistent = await Optional(s.Client.IsDomainPersistentAsync(d, s.CancellationToken)).ConfigureAwait(false);
             bool? autostart = await Optional(s.Client.GetAutostartAsync(d, s.CancellationToken)).ConfigureAwait(false);
@@ -162,13 +159,10 @@ internal static class DomainQueryCommands
 
     private static Command DomState(CliConsole console)
     {
-        var domain = new VirshParameter("domain", "domain name, id or uuid");
         var reason = new Option<bool>("--reason") { Description = "also print reason for the state" };
         var command = new Command("domstate", "Returns state about a domain.") { reason };
-        domain.AddTo(command);
-        VirshAction.Set(command, console, async s =>
+        VirshAction.SetOnDomain(command, console, async (s, d) =>
         {
-            var d = await s.DomainAsync(domain).ConfigureAwait(false);
             var state = await s.Client.GetDomainStateAsync(d, cancellationToken: s.CancellationToken).ConfigureAwait(false);
             return s.Has(reason)
                 ? $"{VirshText.State(state.State)} ({VirshText.Reason(state.State, state.Reason)})\n"
@@ -179,15 +173,12 @@ internal static class DomainQueryCommands
 
     private static Command DomBlkList(CliConsole console)
     {
-        var domain = new VirshParameter("domain", "domain name, id or uuid");
         var inactive = new Option<bool>("--inactive") { Description = "get inactive rather than running configuration" };
         var details = new Option<bool>("--details") { Description = "additionally display the type and device value" };
         var json = new Option<bool>("--json") { Description = "print JSON (Tidemark's addition)" };
         var command = new Command("domblklist", "List all domain blocks.") { inactive, details, json };
-        domain.AddTo(command);
-        VirshAction.Set(command, console, async s =>
+        VirshAction.SetOnDomain(command, console, async (s, d) =>
         {
-            var d = await s.DomainAsync(domain).ConfigureAwait(false);
             var xml = XDocument.Parse(await s.Client.GetDomainXmlAsync(d, s.Has(inactive) ? XmlInactive : 0, s.CancellationToken).ConfigureAwait(false));
             var disks = xml.Root?.Element("devices")?.Elements("disk").Select(Disk).ToArray() ?? [];
             if (s.Has(json))
@@ -229,12 +220,9 @@ internal static class DomainQueryCommands
 
     private static Command DomNbd(CliConsole console)
     {
-        var domain = new VirshParameter("domain", "domain name, id or uuid");
         var command = new Command("domnbd", "Print the NBD URI each disk of a running domain is served on, for the guest (Tidemark's addition).");
-        domain.AddTo(command);
-        VirshAction.Set(command, console, async s =>
+        VirshAction.SetOnDomain(command, console, async (s, d) =>
         {
-            var d = await s.DomainAsync(domain).ConfigureAwait(false);
             var xml = XDocument.Parse(await s.Client.GetDomainXmlAsync(d, 0, s.CancellationToken).ConfigureAwait(false));
             var disks = xml.Root?.Element("metadata")?.Element(TidemarkNamespace + "disks")?.Elements(TidemarkNamespace + "disk").ToList();
             if (disks is null)

@@ -1,0 +1,13 @@
+namespace Tidemark.Backup.Run;
+
+/// <summary>
+/// Receives each disk's progress during <c>backup run</c>: the bytes its copy will read once the
+/// export's map is known, then the bytes of each chunk read. Disks are copied in parallel and
+/// chunks over several connections, so calls come from any thread, at once.
+/// </summary>
+public interface IBackupProgress
+{
+    void Planned(string disk, long bytes);
+
+    void Copied(string disk, long bytes);
+}
