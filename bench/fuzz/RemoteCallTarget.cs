@@ -17,6 +17,13 @@ internal sealed class RemoteCallTarget : FuzzTarget, IDisposable
     // could answer has been answered.
     private static readonly TimeSpan QuietPeriod = TimeSpan.FromMilliseconds(5);
 
+    // An execution this slow is written down (bench/fuzz/run sets the directory), with the step
+    // it is in, so that a stall afl reports as a hang can be placed.
+    private static readonly TimeSpan StallReport = TimeSpan.FromSeconds(3);
+    private static readonly string? StallDirectory = Environment.GetEnvironmentVariable("TIDEMARK_FUZZ_STALLS");
+
+    private volatile string _step = "";
+
     private readonly string _directory;
     private readonly FindingLog _log = new();
     private readonly RemoteServer _server;
@@ -46,6 +53,8 @@ internal sealed class RemoteCallTarget : FuzzTarget, IDisposable
 
     private async Task RunAsync(byte[] input)
     {
+        await using var watchdog = StallDirectory is null ? null : new Timer(_ => RecordStall(input), null, StallReport, Timeout.InfiniteTimeSpan);
+        _step = "connect";
         using (var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
         {
             await socket.ConnectAsync(new UnixDomainSocketEndPoint(_server.Options.SocketPath)).ConfigureAwait(false);
@@ -55,13 +64,18 @@ internal sealed class RemoteCallTarget : FuzzTarget, IDisposable
             // The client half-closes only once the server has gone quiet, because the server
             // cancels the calls still running when its client closes, and those calls' argument
             // decoding and dispatch are what this harness is for.
+            _step = "send and drain until quiet";
             var send = SendAllAsync(socket, input);
             await DrainAsync(socket, QuietPeriod, send).ConfigureAwait(false);
+            _step = "finish sending";
             await send.ConfigureAwait(false);
             Shutdown(socket);
+            _step = "drain to the end";
             await DrainAsync(socket, Timeout.InfiniteTimeSpan, Task.CompletedTask).ConfigureAwait(false);
             await send.ConfigureAwait(false);
         }
+
+        _step = "wait for the server to forget the connection";
 
         // The server removes a connection before closing its socket, so once the client has
         // seen the end of the stream, the connection's work (and its logging) is over.
@@ -71,6 +85,15 @@ internal sealed class RemoteCallTarget : FuzzTarget, IDisposable
         }
 
         _log.ThrowIfFailed();
+        _step = "";
+    }
+
+    private void RecordStall(byte[] input)
+    {
+        ThreadPool.GetAvailableThreads(out var workers, out _);
+        var report = $"step: {_step}\nconnections: {_server.ConnectionCount}\npool threads: {ThreadPool.ThreadCount}, available {workers}, queued {ThreadPool.PendingWorkItemCount}\ninput: {Convert.ToHexString(input)}\n";
+        Directory.CreateDirectory(StallDirectory!);
+        File.WriteAllText(Path.Combine(StallDirectory!, $"stall-{Environment.ProcessId}-{DateTime.UtcNow:HHmmss.fff}.txt"), report);
     }
 
     private static async Task SendAllAsync(Socket socket, byte[] input)
