@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using Tidemark.Testing;
 
 namespace Tidemark.Cli.Tests;
@@ -64,84 +63,5 @@ public sealed class BackupKillTests
         await host.AssertRestoresAsync(second);
         var verified = await CliRun.RunAsync("verify", "--repo", host.Repo);
         Assert.True(verified.ExitCode == 0, verified.Stdout + verified.Stderr);
-    }
-
-    /// <summary>One backup run: its checkpoint, its output, and the disk captured just before it.</summary>
-    private sealed record Point(string Checkpoint, string Output, string Capture);
-
-    /// <summary><c>tidemark daemon</c> in its own process with one running domain "vm" of one 256 MiB qcow2 disk.</summary>
-    private sealed class DaemonHost : IAsyncDisposable
-    {
-        private readonly TempDirectory _dir;
-        private CliProcess _daemon;
-        private int _points;
-
-        private DaemonHost(TempDirectory dir, CliProcess daemon)
-        {
-            _dir = dir;
-            _daemon = daemon;
-        }
-
-        public string Repo => _dir.File("repo");
-
-        public string Uri => $"qemu+unix:///system?socket={_dir.File("sock")}";
-
-        private string Image => _dir.File("vm.qcow2");
-
-        public static async Task<DaemonHost> StartAsync(string name)
-        {
-            Peer.Require("virsh");
-            var dir = new TempDirectory(name);
-            await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", dir.File("vm.qcow2"), "256M");
-            var host = new DaemonHost(dir, await StartDaemonAsync(dir));
-            var xml = dir.File("vm.xml");
-            await File.WriteAllTextAsync(xml, DomainDocuments.WithQcow2Disks("vm", [("vda", host.Image)]), Token);
-            await Peer.RunCheckedAsync("virsh", "-c", host.Uri, "define", xml);
-            await Peer.RunCheckedAsync("virsh", "-c", host.Uri, "start", "vm");
-            return host;
-        }
-
-        public async Task KillAndRestartDaemonAsync()
-        {
-            Assert.Equal(137, (await _daemon.StopAsync(CliProcess.SIGKILL)).ExitCode);
-            await _daemon.DisposeAsync();
-            _daemon = await StartDaemonAsync(_dir);
-            await Peer.RunCheckedAsync("virsh", "-c", Uri, "start", "vm");
-        }
-
-        public async Task GuestWriteAsync(string command) =>
-            await Peer.RunCheckedAsync("qemu-io", "-f", "raw", "-c", command, "-c", "flush", $"nbd+unix:///vda?socket={Path.Combine(_dir.File("state"), "run", "vm.sock")}");
-
-        public async Task<Point> BackupAsync()
-        {
-            var capture = _dir.File($"p{_points++}.raw");
-            await Peer.RunCheckedAsync("qemu-img", "convert", "-U", "-O", "raw", Image, capture);
-            var run = await CliRun.RunAsync("backup", "run", "vm", "--repo", Repo, "-c", Uri);
-            Assert.True(run.ExitCode == 0, run.Stdout + run.Stderr);
-            var checkpoint = Regex.Match(run.Stdout, "backup (tidemark\\.[0-9a-f]+\\.\\d+) of domain 'vm' complete").Groups[1].Value;
-            return new Point(checkpoint, run.Stdout, capture);
-        }
-
-        public async Task AssertRestoresAsync(Point point)
-        {
-            var output = _dir.File($"r-{point.Checkpoint}.raw");
-            var restore = await CliRun.RunAsync("restore", "--repo", Repo, "--domain", "vm", "--checkpoint", point.Checkpoint, "--output", output, "--force");
-            Assert.True(restore.ExitCode == 0, restore.Stderr);
-            var compare = await Peer.RunAsync("qemu-img", ["compare", "-f", "raw", "-F", "raw", output, point.Capture]);
-            Assert.True(compare.ExitCode == 0, $"{point.Checkpoint}: {compare.Stdout}{compare.Stderr}");
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            await _daemon.DisposeAsync();
-            _dir.Dispose();
-        }
-
-        private static async Task<CliProcess> StartDaemonAsync(TempDirectory dir)
-        {
-            var daemon = await CliProcess.StartAsync("daemon", "--state-dir", dir.File("state"), "--socket", dir.File("sock"));
-            await UnixSocketListener.WaitAsync(dir.File("sock"), cancellationToken: Token);
-            return daemon;
-        }
     }
 }
