@@ -109,8 +109,13 @@ public sealed class RemoteServer : IAsyncDisposable
                     continue;
                 }
 
+                // Registered before it runs, and its task filled in only while it is still
+                // registered: a connection that ends before the accept loop gets here (a client
+                // that sends garbage and goes, on a loaded machine) must not be added back after
+                // its own removal, where it would count against MaxConnections for good.
                 var connection = new RemoteConnection(this, socket, peer.ToString(), _logger);
-                _connections[connection] = RunConnectionAsync(connection);
+                _connections[connection] = Task.CompletedTask;
+                _connections.TryUpdate(connection, RunConnectionAsync(connection), Task.CompletedTask);
             }
         }
         catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
@@ -127,7 +132,8 @@ public sealed class RemoteServer : IAsyncDisposable
 
     private async Task RunConnectionAsync(RemoteConnection connection)
     {
-        // Yield first, so the accept loop registers the connection before it can end.
+        // Yield first: the accept loop goes back to accepting at once rather than running the
+        // connection's first steps.
         await Task.Yield();
         _logger.LogDebug("{Peer}: connected", connection.Peer);
         try
