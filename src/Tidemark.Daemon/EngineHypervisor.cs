@@ -316,7 +316,7 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
 
     // libvirt's qemu driver without an agent channel in the domain (virtnbdbackup and virsh tolerate it).
     private static LibvirtError NoGuestAgent() =>
-        LibvirtError.Create(VirErrorNumber.OperationUnsupported, VirErrorDomain.Qemu, "QEMU guest agent is not configured");
+        LibvirtError.Create(VirErrorNumber.ArgumentUnsupported, VirErrorDomain.Qemu, "QEMU guest agent is not configured");
 
     private static void CheckFlags(uint flags, uint known, string function)
     {

@@ -26,6 +26,9 @@ public enum VirErrorNumber
     NoStoragePool = 49,
     OperationInvalid = 55,
     ConfigUnsupported = 67,
+
+    /// <summary>libvirt's answer for a guest-agent call on a domain without an agent channel (qemuDomainAgentAvailable).</summary>
+    ArgumentUnsupported = 74,
     OperationUnsupported = 84,
     XmlInvalidSchema = 92,
 
@@ -66,6 +69,7 @@ public static class VirErrorText
         VirErrorNumber.SystemError => null,
         VirErrorNumber.OperationInvalid => "Requested operation is not valid",
         VirErrorNumber.ConfigUnsupported => "unsupported configuration",
+        VirErrorNumber.ArgumentUnsupported => "argument unsupported",
         VirErrorNumber.OperationUnsupported => "Operation not supported",
         VirErrorNumber.XmlInvalidSchema => "XML document failed to validate against schema",
         VirErrorNumber.NoDomainCheckpoint => "Domain checkpoint not found",

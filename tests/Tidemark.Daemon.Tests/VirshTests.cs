@@ -26,6 +26,11 @@ public sealed class VirshTests
         Assert.Equal("running\n\n", await Virsh.RunOkAsync(test, "domstate", "vm1"));
         Assert.Equal(" Id   Name   State\n----------------------\n 1    vm1    running\n\n", await Virsh.RunOkAsync(test, "list"));
 
+        // No guest agent here: libvirt's answer for a domain without an agent channel, which virtnbdbackup tolerates.
+        var freeze = await Virsh.RunAsync(test, "domfsfreeze", "vm1");
+        Assert.Equal(1, freeze.ExitCode);
+        Assert.EndsWith("error: argument unsupported: QEMU guest agent is not configured\n", freeze.Stderr, StringComparison.Ordinal);
+
         var xml = await Virsh.RunOkAsync(test, "dumpxml", "vm1");
         Assert.Contains($"<tidemark:disk target='vda' uri='nbd+unix:///vda?socket={test.GuestSocket("vm1")}'/>", xml, StringComparison.Ordinal);
         Assert.Contains($"<source file='{image}'/>", xml, StringComparison.Ordinal);

@@ -204,7 +204,7 @@ internal sealed class ProtocolTestHypervisor : IRemoteHypervisor, IAsyncDisposab
         ValueTask.FromResult(new BlockInfo(65536, 1 << 30, 200704));
 
     public ValueTask<IReadOnlyList<TypedParameter>> GetGuestInfoAsync(RemoteDomain domain, uint types, uint flags, CancellationToken cancellationToken) =>
-        throw LibvirtError.Create(VirErrorNumber.OperationUnsupported, VirErrorDomain.Qemu, "QEMU guest agent is not configured");
+        throw LibvirtError.Create(VirErrorNumber.ArgumentUnsupported, VirErrorDomain.Qemu, "QEMU guest agent is not configured");
 
     public ValueTask<int> FreezeFilesystemsAsync(RemoteDomain domain, IReadOnlyList<string> mountpoints, uint flags, CancellationToken cancellationToken) =>
         ValueTask.FromResult(mountpoints.Count);
