@@ -553,79 +553,33 @@ namespace Tidemark.Bench.Engine
 
         public static async Task RunAsync(string program, params string[] args)
         {
-            var (code, output, error) = await ExecAsync(program, args);
+            var (code, output, error) = await PeerProgram.RunAsync(program, args);
             Require(code == 0, $"{program} {string.Join(' ', args.Take(8))} exited {code}: {error}{output}");
         }
 
         public static async Task<string> OutputAsync(string program, params string[] args)
         {
-            var (code, output, error) = await ExecAsync(program, args);
+            var (code, output, error) = await PeerProgram.RunAsync(program, args);
             Require(code == 0, $"{program} {string.Join(' ', args.Take(8))} exited {code}: {error}");
             return output;
         }
 
         /// <summary>Starts qemu-nbd with <paramref name="args"/> and waits until <paramref name="socket"/> accepts connections.</summary>
-        public static async Task<Server> ServeAsync(string socket, params string[] args)
+        public static async Task<PeerServer> ServeAsync(string socket, params string[] args)
         {
             File.Delete(socket);
-            var process = Process.Start(Info("qemu-nbd", args)) ?? throw new InvalidOperationException("cannot start qemu-nbd");
-            _ = process.StandardOutput.ReadToEndAsync();
-            var error = process.StandardError.ReadToEndAsync();
-            var server = new Server(process);
+            var server = PeerServer.Start("qemu-nbd", args);
             for (var i = 0; i < 600 && !File.Exists(socket); i++)
             {
-                if (process.HasExited)
+                if (server.HasExited)
                 {
-                    throw new InvalidOperationException($"qemu-nbd exited {process.ExitCode}: {await error}");
+                    throw new InvalidOperationException($"qemu-nbd exited {server.ExitCode}: {await server.Error}");
                 }
 
                 await Task.Delay(20);
             }
 
             return server;
-        }
-
-        private static async Task<(int Code, string Output, string Error)> ExecAsync(string program, string[] args)
-        {
-            using var process = Process.Start(Info(program, args)) ?? throw new InvalidOperationException($"cannot start {program}");
-            var output = process.StandardOutput.ReadToEndAsync();
-            var error = process.StandardError.ReadToEndAsync();
-            await process.WaitForExitAsync();
-            return (process.ExitCode, await output, await error);
-        }
-
-        private static ProcessStartInfo Info(string program, string[] args)
-        {
-            var info = new ProcessStartInfo(program) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-            foreach (var a in args)
-            {
-                info.ArgumentList.Add(a);
-            }
-
-            return info;
-        }
-
-        /// <summary>A qemu-nbd process, stopped on dispose.</summary>
-        internal sealed class Server(Process process) : IAsyncDisposable
-        {
-            /// <summary>User + system CPU seconds so far (/proc/PID/stat fields 14 and 15, clock ticks of 1/100 s).</summary>
-            public double CpuSeconds()
-            {
-                var stat = File.ReadAllText($"/proc/{process.Id}/stat");
-                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-                return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
-            }
-
-            public async ValueTask DisposeAsync()
-            {
-                if (!process.HasExited)
-                {
-                    process.Kill();
-                    await process.WaitForExitAsync();
-                }
-
-                process.Dispose();
-            }
         }
     }
 }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using Tidemark.Bench;
 using Tidemark.Nbd;
 using Tidemark.Nbd.Server;
 using Tidemark.Storage;
@@ -56,14 +57,14 @@ try
 
     var qemuSocket = Path.Combine(work, "qemu.sock");
     var qemuPort = Bench.FreePort();
-    await using var qemuUnix = await Bench.StartAsync("qemu-nbd", "-r", "-f", "raw", "-t", "-e", "4", "-k", qemuSocket, raw);
-    await using var qemuTcp = await Bench.StartAsync("qemu-nbd", "-r", "-f", "raw", "-t", "-e", "4", "-b", "127.0.0.1", "-p", qemuPort.ToString(CultureInfo.InvariantCulture), raw);
+    await using var qemuUnix = PeerServer.Start("qemu-nbd", "-r", "-f", "raw", "-t", "-e", "4", "-k", qemuSocket, raw);
+    await using var qemuTcp = PeerServer.Start("qemu-nbd", "-r", "-f", "raw", "-t", "-e", "4", "-b", "127.0.0.1", "-p", qemuPort.ToString(CultureInfo.InvariantCulture), raw);
     var qemuBitmapSocket = Path.Combine(work, "qemu-bitmap.sock");
-    await using var qemuBitmap = await Bench.StartAsync("qemu-nbd", "-r", "-f", "qcow2", "-t", "-e", "4", "-B", "b0", "-k", qemuBitmapSocket, qcow2);
+    await using var qemuBitmap = PeerServer.Start("qemu-nbd", "-r", "-f", "qcow2", "-t", "-e", "4", "-B", "b0", "-k", qemuBitmapSocket, qcow2);
     await Bench.WaitAsync(qemuSocket, qemuBitmapSocket, qemuPort);
 
     var target = Path.Combine(work, "copy.raw");
-    var rows = new List<(string Name, string[] Tidemark, string[] Qemu, string Program, Bench.Peer QemuProcess)>();
+    var rows = new List<(string Name, string[] Tidemark, string[] Qemu, string Program, PeerServer QemuProcess)>();
     foreach (var destination in new[] { "null:", "file" })
     {
         foreach (var transport in new[] { "unix", "tcp" })
@@ -196,20 +197,6 @@ internal static class Bench
         return ((IPEndPoint)l.LocalEndpoint).Port;
     }
 
-    public static Task<Peer> StartAsync(string program, params string[] args)
-    {
-        var info = new ProcessStartInfo(program) { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var a in args)
-        {
-            info.ArgumentList.Add(a);
-        }
-
-        var p = Process.Start(info) ?? throw new InvalidOperationException($"cannot start {program}");
-        _ = p.StandardError.ReadToEndAsync();
-        _ = p.StandardOutput.ReadToEndAsync();
-        return Task.FromResult(new Peer(p));
-    }
-
     public static async Task WaitAsync(string socket1, string socket2, int port)
     {
         for (var i = 0; i < 600; i++)
@@ -251,59 +238,14 @@ internal static class Bench
         return sw.Elapsed.TotalSeconds;
     }
 
-    public static async Task<string> OutputAsync(string program, string[] args)
-    {
-        var info = new ProcessStartInfo(program) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in args)
-        {
-            info.ArgumentList.Add(a);
-        }
-
-        using var p = Process.Start(info)!;
-        var output = p.StandardOutput.ReadToEndAsync();
-        _ = p.StandardError.ReadToEndAsync();
-        await p.WaitForExitAsync();
-        return await output;
-    }
+    public static async Task<string> OutputAsync(string program, string[] args) => (await PeerProgram.RunAsync(program, args)).Output;
 
     public static async Task RunAsync(string program, params string[] args)
     {
-        var info = new ProcessStartInfo(program) { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var a in args)
+        var (code, _, error) = await PeerProgram.RunAsync(program, args);
+        if (code != 0)
         {
-            info.ArgumentList.Add(a);
-        }
-
-        using var p = Process.Start(info)!;
-        var err = p.StandardError.ReadToEndAsync();
-        _ = p.StandardOutput.ReadToEndAsync();
-        await p.WaitForExitAsync();
-        if (p.ExitCode != 0)
-        {
-            throw new InvalidOperationException($"{program} {string.Join(' ', args.Take(6))} exited {p.ExitCode}: {await err}");
-        }
-    }
-
-    /// <summary>A peer server process, killed on dispose.</summary>
-    public sealed class Peer(Process process) : IAsyncDisposable
-    {
-        /// <summary>User + system CPU seconds of the process so far (/proc/PID/stat fields 14 and 15, in clock ticks of 1/100 s).</summary>
-        public double CpuSeconds()
-        {
-            var stat = File.ReadAllText($"/proc/{process.Id}/stat");
-            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-            return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            if (!process.HasExited)
-            {
-                process.Kill(entireProcessTree: true);
-                await process.WaitForExitAsync();
-            }
-
-            process.Dispose();
+            throw new InvalidOperationException($"{program} {string.Join(' ', args.Take(6))} exited {code}: {error}");
         }
     }
 }

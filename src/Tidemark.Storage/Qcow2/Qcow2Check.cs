@@ -52,7 +52,8 @@ public sealed record Qcow2CheckResult
 /// stored refcounts, as <c>qemu-img check</c> does (formats.md §1.7; QEMU
 /// <c>qcow2_check_refcounts</c>): header, refcount table and blocks, active L1/L2 and data,
 /// compressed byte ranges, snapshot table and snapshot L1/L2 tables, bitmap directory, tables
-/// and data. COPIED flags are checked against the stored refcounts afterwards, as
+/// and data. A snapshot table QEMU cannot read, or a table no file can reach, stops the check
+/// there as it stops qemu-img's (<see cref="Qcow2CheckResult.Failure"/>). COPIED flags are checked against the stored refcounts afterwards, as
 /// <c>check_oflag_copied</c> does, so the messages come in qemu-img's order.
 /// </summary>
 public static class Qcow2Check
@@ -68,7 +69,17 @@ public static class Qcow2Check
             await CheckBitmapDirectoryAsync(file, header, cancellationToken).ConfigureAwait(false);
             await CheckBackingChainAsync(file, header, cancellationToken).ConfigureAwait(false);
             var audit = RefcountAudit.Create(file, header);
+            if (!await audit.ReadSnapshotTableAsync(cancellationToken).ConfigureAwait(false))
+            {
+                return audit.Result() with { Path = path };
+            }
+
             await audit.CountAsync(cancellationToken).ConfigureAwait(false);
+            if (audit.Failure is not null)
+            {
+                return audit.Result() with { Path = path };
+            }
+
             await audit.CompareAsync(Qcow2RepairMode.None, cancellationToken).ConfigureAwait(false);
             await audit.CheckCopiedFlagsAsync(Qcow2RepairMode.None, cancellationToken).ConfigureAwait(false);
             return audit.Result() with { Path = path };

@@ -172,6 +172,7 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
                 CheckWritable(header, file.Path);
             }
 
+            await CheckSnapshotTableAsync(file, header, cancellationToken).ConfigureAwait(false);
             if (header.BackingFile is not null && chain is not null)
             {
                 backing = await DiskImage.OpenBackingAsync(file.Path, header.BackingFile, header.BackingFormat, [.. chain, file.Path], cancellationToken).ConfigureAwait(false);
@@ -214,6 +215,23 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
         if (header.HasExtendedL2)
         {
             throw new StorageException(StorageErrorReason.UnsupportedFeature, $"{path}: writing images with extended L2 entries (incompatible bit 4) is not supported; open it read-only");
+        }
+    }
+
+    /// <summary>
+    /// QEMU reads the snapshot table whenever it opens an image (qcow2_read_snapshots) and
+    /// refuses one it cannot read; so does this open, though it keeps nothing of the table:
+    /// Tidemark never switches to a snapshot, it only keeps their clusters.
+    /// </summary>
+    private static async ValueTask CheckSnapshotTableAsync(HostFile file, Qcow2Header header, CancellationToken cancellationToken)
+    {
+        try
+        {
+            _ = await SnapshotTable.ReadAsync(file, header, cancellationToken).ConfigureAwait(false);
+        }
+        catch (StorageException e)
+        {
+            throw new StorageException(e.Reason, $"{file.Path}: {e.Message}", e);
         }
     }
 

@@ -33,7 +33,22 @@ public static class Qcow2Repair
             await Qcow2Check.CheckBackingChainAsync(file, header, cancellationToken).ConfigureAwait(false);
             var messages = new List<string>();
             var audit = RefcountAudit.Create(file, header, messages);
+
+            // Validate before mutate: a check that cannot complete has no counts to repair from,
+            // so nothing is written, not even the header's dirty bit. (qemu-img check -r all
+            // drops an oversized snapshot table's extra data instead; Tidemark does not rewrite
+            // snapshot tables.)
+            if (!await audit.ReadSnapshotTableAsync(cancellationToken).ConfigureAwait(false))
+            {
+                return audit.Result() with { Path = path };
+            }
+
             await audit.CountAsync(cancellationToken).ConfigureAwait(false);
+            if (audit.Failure is not null)
+            {
+                return audit.Result() with { Path = path };
+            }
+
             var preCompare = audit.Counts;
             await audit.CompareAsync(Qcow2RepairMode.None, cancellationToken).ConfigureAwait(false);
             if (audit.NeedsRebuild && mode.HasFlag(Qcow2RepairMode.Errors))

@@ -6,7 +6,7 @@ namespace Tidemark.Storage.Qcow2;
 /// One pass of <c>qemu-img check</c> over a qcow2 file (QEMU <c>qcow2_check_refcounts</c>):
 /// counts every reference to every host cluster from the metadata (header, refcount table and
 /// blocks, active and snapshot L1/L2 tables, data, compressed byte ranges, snapshot table,
-/// bitmap directory and tables), then compares the counts with the stored refcounts and checks
+/// bitmap directory and tables; <c>RefcountAudit.Count.cs</c>), then compares the counts with the stored refcounts and checks
 /// the COPIED flags, optionally repairing what it finds (formats.md §1.7).
 /// </summary>
 /// <remarks>
@@ -14,7 +14,7 @@ namespace Tidemark.Storage.Qcow2;
 /// raising a refcount or clearing a COPIED flag is always safe, and lowering a refcount to the
 /// references found only turns a leak into free space, so a crash mid-repair leaves leaks at worst.
 /// </remarks>
-internal sealed class RefcountAudit
+internal sealed partial class RefcountAudit
 {
     /// <summary>The largest host file checked: one counter per cluster (2^28 counters = 1 GiB).</summary>
     public const long MaxCheckedClusters = 1L << 28;
@@ -36,6 +36,7 @@ internal sealed class RefcountAudit
     private long _compressed;
     private long _lastDataCluster = -1;
     private long _highestUsed = -1;
+    private SnapshotTable? _snapshots;
 
     private RefcountAudit(HostFile file, Qcow2Header header, List<string> messages)
     {
@@ -63,6 +64,12 @@ internal sealed class RefcountAudit
     public long Leaks => _leaks;
 
     public long CheckErrors => _checkErrors;
+
+    /// <summary>
+    /// Why counting stopped before the end, in strerror's words (qemu-img: "Check failed: %s"),
+    /// or null. A check that failed has no verdict on the refcounts, and a repair writes nothing.
+    /// </summary>
+    public string? Failure { get; private set; }
 
     public long LeaksFixed { get; set; }
 
@@ -93,243 +100,6 @@ internal sealed class RefcountAudit
     }
 
     private int ClusterSize => _header.ClusterSize;
-
-    /// <summary>Counts every reference (QEMU's calculate_refcounts, without the COPIED checks).</summary>
-    public async ValueTask CountAsync(CancellationToken cancellationToken)
-    {
-        Reference(0, ClusterSize, "header");
-        Reference(_header.RefcountTableOffset, (long)_header.RefcountTableClusters * ClusterSize, "refcount table");
-        var tableBytes = new byte[(long)_header.RefcountTableClusters * ClusterSize];
-        await _file.ReadAsync(_header.RefcountTableOffset, tableBytes, cancellationToken).ConfigureAwait(false);
-        _refcountTable = new long[tableBytes.Length / 8];
-        for (var i = 0; i < _refcountTable.Length; i++)
-        {
-            var entry = BinaryPrimitives.ReadUInt64BigEndian(tableBytes.AsSpan(i * 8));
-            var offset = entry & Qcow2Layout.RefcountTableOffsetMask;
-            if ((entry & Qcow2Layout.RefcountTableReservedMask) != 0 || (offset & (ulong)(ClusterSize - 1)) != 0)
-            {
-                Corrupt($"ERROR refcount table entry {i} is invalid (0x{entry:x16})");
-                _unreadableBlocks.Add(i);
-                NeedsRebuild = true;
-                continue;
-            }
-
-            if (offset == 0)
-            {
-                continue;
-            }
-
-            // Unsigned: an entry with its top bit set is past any file, not a negative offset.
-            if (offset >> _header.ClusterBits >= (ulong)FileClusters)
-            {
-                Corrupt($"ERROR refcount block {i} is outside image");
-                _unreadableBlocks.Add(i);
-                NeedsRebuild = true;
-                continue;
-            }
-
-            _refcountTable[i] = (long)offset;
-            Reference((long)offset, ClusterSize, $"refcount block {i}");
-        }
-
-        await WalkL1Async(_header.L1TableOffset, _header.L1Size, active: true, cancellationToken).ConfigureAwait(false);
-        await WalkSnapshotsAsync(cancellationToken).ConfigureAwait(false);
-        await WalkBitmapsAsync(cancellationToken).ConfigureAwait(false);
-
-        // check_refblocks: every refcount block must be referenced exactly once (by the table).
-        for (var i = 0; i < _refcountTable.Length; i++)
-        {
-            var block = _refcountTable[i] >> _header.ClusterBits;
-            if (_refcountTable[i] != 0 && _references[block] != 1)
-            {
-                Corrupt($"ERROR refcount block {i} refcount={_references[block]}");
-                NeedsRebuild = true;
-            }
-        }
-    }
-
-    private async ValueTask WalkL1Async(long l1Offset, int l1Size, bool active, CancellationToken cancellationToken)
-    {
-        if (l1Size == 0)
-        {
-            return;
-        }
-
-        Reference(l1Offset, l1Size * 8L, active ? "L1 table" : "snapshot L1 table");
-        var l1 = new byte[l1Size * 8L];
-        await _file.ReadAsync(l1Offset, l1, cancellationToken).ConfigureAwait(false);
-        var l2 = new byte[ClusterSize];
-        for (var i = 0; i < l1Size; i++)
-        {
-            var entry = BinaryPrimitives.ReadUInt64BigEndian(l1.AsSpan(i * 8));
-            var offset = (long)(entry & Qcow2Layout.L1OffsetMask);
-            if ((entry & Qcow2Layout.L1ReservedMask) != 0)
-            {
-                Corrupt($"ERROR: L1 entry {i} has reserved bits set (0x{entry:x16})");
-                continue;
-            }
-
-            if (offset == 0)
-            {
-                continue;
-            }
-
-            if ((offset & (ClusterSize - 1)) != 0 || !Reference(offset, ClusterSize, $"L2 table of L1 entry {i}"))
-            {
-                continue;
-            }
-
-            await _file.ReadAsync(offset, l2, cancellationToken).ConfigureAwait(false);
-            WalkL2(l2, active);
-        }
-    }
-
-    private void WalkL2(byte[] l2, bool active)
-    {
-        // QEMU's next_contiguous_offset is local to check_refcounts_l2: fragmentation is counted
-        // within one L2 table.
-        _lastDataCluster = -1;
-        var stride = _header.HasExtendedL2 ? 16 : 8;
-        for (var i = 0; i < l2.Length / stride; i++)
-        {
-            var raw = BinaryPrimitives.ReadUInt64BigEndian(l2.AsSpan(i * stride));
-            var bitmap = _header.HasExtendedL2 ? BinaryPrimitives.ReadUInt64BigEndian(l2.AsSpan((i * stride) + 8)) : 0;
-            var entry = new L2Entry(raw, bitmap, _header.ClusterBits, _header.HasExtendedL2);
-            // QEMU checks the reserved bits of every standard descriptor, allocated or not
-            // (check_refcounts_l2), and still counts the cluster its offset names.
-            if (!entry.IsCompressed && (raw & Qcow2Layout.L2StandardReservedMask) != 0)
-            {
-                Corrupt($"ERROR found l2 entry with reserved bits set: {raw:x}");
-            }
-
-            switch (entry.Kind)
-            {
-                case ClusterKind.Compressed:
-                    if (entry.IsCopied)
-                    {
-                        Corrupt($"ERROR: coffset=0x{entry.CompressedOffset:x}: copied flag must never be set for compressed clusters");
-                    }
-
-                    if (Reference(entry.CompressedOffset, entry.CompressedLength, "compressed cluster") && active)
-                    {
-                        // qemu-img counts every compressed cluster as fragmented too.
-                        _allocated++;
-                        _compressed++;
-                        _fragmented++;
-                    }
-
-                    break;
-                case ClusterKind.Normal or ClusterKind.ZeroAllocated:
-                    if ((entry.HostOffset & (ClusterSize - 1)) != 0)
-                    {
-                        Corrupt($"ERROR offset={entry.HostOffset:x}: Cluster is not properly aligned; L2 entry corrupted.");
-                        break;
-                    }
-
-                    if (!Reference(entry.HostOffset, ClusterSize, "data cluster"))
-                    {
-                        break;
-                    }
-
-                    if (active)
-                    {
-                        _allocated++;
-                        var cluster = entry.HostOffset >> _header.ClusterBits;
-                        if (_lastDataCluster >= 0 && cluster != _lastDataCluster + 1)
-                        {
-                            _fragmented++;
-                        }
-
-                        _lastDataCluster = cluster;
-                    }
-
-                    break;
-            }
-        }
-    }
-
-    private async ValueTask WalkSnapshotsAsync(CancellationToken cancellationToken)
-    {
-        // Snapshot table entries (formats.md §1.6): fixed 40 bytes, extra data, id, name, padding to 8.
-        var at = _header.SnapshotsOffset;
-        var start = at;
-        var fixedPart = new byte[40];
-        for (var s = 0; s < _header.SnapshotCount; s++)
-        {
-            await _file.ReadAsync(at, fixedPart, cancellationToken).ConfigureAwait(false);
-            var l1Offset = (long)BinaryPrimitives.ReadUInt64BigEndian(fixedPart);
-            var l1Size = BinaryPrimitives.ReadUInt32BigEndian(fixedPart.AsSpan(8));
-            var idSize = BinaryPrimitives.ReadUInt16BigEndian(fixedPart.AsSpan(12));
-            var nameSize = BinaryPrimitives.ReadUInt16BigEndian(fixedPart.AsSpan(14));
-            var extraSize = BinaryPrimitives.ReadUInt32BigEndian(fixedPart.AsSpan(36));
-            if (extraSize > Qcow2Layout.MaxSnapshotExtraData || (ulong)l1Size * 8 > Qcow2Layout.MaxL1Bytes || (l1Offset & (ClusterSize - 1)) != 0)
-            {
-                Corrupt($"ERROR snapshot {s} at offset {at} is invalid");
-                return;
-            }
-
-            await WalkL1Async(l1Offset, (int)l1Size, active: false, cancellationToken).ConfigureAwait(false);
-            at += (40 + extraSize + idSize + nameSize + 7) & ~7L;
-        }
-
-        if (_header.SnapshotCount > 0)
-        {
-            Reference(start, at - start, "snapshot table");
-        }
-    }
-
-    private async ValueTask WalkBitmapsAsync(CancellationToken cancellationToken)
-    {
-        // Formats.md §2.1–§2.3; a stale extension (autoclear bit 0 clear) is not counted: its clusters are leaks.
-        var extension = _header.FindExtension(Qcow2Layout.ExtensionBitmaps);
-        if (extension is null || (_header.AutoclearFeatures & Qcow2Layout.AutoclearBitmaps) == 0)
-        {
-            return;
-        }
-
-        var ext = extension.Value.Span;
-        var count = BinaryPrimitives.ReadUInt32BigEndian(ext);
-        var dirSize = (long)BinaryPrimitives.ReadUInt64BigEndian(ext[8..]);
-        var dirOffset = (long)BinaryPrimitives.ReadUInt64BigEndian(ext[16..]);
-        if (dirSize < 0 || dirSize > 1024L * 65535 || count > 65535 || dirOffset < 0)
-        {
-            Corrupt("ERROR bitmap directory is too large");
-            return;
-        }
-
-        if (!Reference(dirOffset, dirSize, "bitmap directory"))
-        {
-            return;
-        }
-
-        var directory = new byte[dirSize];
-        await _file.ReadAsync(dirOffset, directory, cancellationToken).ConfigureAwait(false);
-        var at = 0L;
-        for (var b = 0; b < count && at + 24 <= directory.Length; b++)
-        {
-            var entry = directory.AsSpan((int)at);
-            var tableOffset = (long)BinaryPrimitives.ReadUInt64BigEndian(entry);
-            var tableSize = BinaryPrimitives.ReadUInt32BigEndian(entry[8..]);
-            var nameSize = BinaryPrimitives.ReadUInt16BigEndian(entry[18..]);
-            var extra = BinaryPrimitives.ReadUInt32BigEndian(entry[20..]);
-            at += (24L + extra + nameSize + 7) & ~7L;
-            if (tableSize > 0x8000000 || !Reference(tableOffset, tableSize * 8L, "bitmap table"))
-            {
-                continue;
-            }
-
-            var table = new byte[tableSize * 8L];
-            await _file.ReadAsync(tableOffset, table, cancellationToken).ConfigureAwait(false);
-            for (var i = 0; i < tableSize; i++)
-            {
-                var data = (long)(BinaryPrimitives.ReadUInt64BigEndian(table.AsSpan(i * 8)) & Qcow2Layout.L2OffsetMask);
-                if (data != 0)
-                {
-                    Reference(data, ClusterSize, "bitmap data cluster");
-                }
-            }
-        }
-    }
 
     /// <summary>The counts before a compare, to compare again with repairs (QEMU's pre_compare_res).</summary>
     public (long Corruptions, long Leaks, long CheckErrors) Counts
@@ -511,35 +281,6 @@ internal sealed class RefcountAudit
         }
     }
 
-    private bool Reference(long offset, long length, string what)
-    {
-        if (length <= 0)
-        {
-            return true;
-        }
-
-        if (offset < 0 || offset > long.MaxValue - length)
-        {
-            Corrupt($"ERROR {what} at offset 0x{offset:x} (+{length}) is outside the image file");
-            return false;
-        }
-
-        var first = offset >> _header.ClusterBits;
-        var last = (offset + length - 1) >> _header.ClusterBits;
-        if (last >= FileClusters)
-        {
-            Corrupt($"ERROR {what} at offset 0x{offset:x} (+{length}) is outside the image file");
-            return false;
-        }
-
-        for (var c = first; c <= last; c++)
-        {
-            _references[c] = _references[c] == uint.MaxValue ? uint.MaxValue : _references[c] + 1;
-        }
-
-        return true;
-    }
-
     private async ValueTask<ulong> StoredRefcountAsync(long cluster, CancellationToken cancellationToken)
     {
         var perBlockBits = _header.ClusterBits + 3 - _header.RefcountOrder;
@@ -583,6 +324,7 @@ internal sealed class RefcountAudit
             ImageEndOffset = (highest + 1) << _header.ClusterBits,
             LeaksFixed = LeaksFixed,
             CorruptionsFixed = CorruptionsFixed,
+            Failure = Failure,
             Messages = _messages,
         };
     }

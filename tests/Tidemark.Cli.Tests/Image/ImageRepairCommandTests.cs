@@ -13,53 +13,68 @@ public sealed class ImageRepairCommandTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
+    /// <summary>A way to damage the image (image, scratch directory, cluster size), and the repair modes, compat levels and cluster sizes it is repaired in.</summary>
+    private sealed record DamageKind(string Name, Func<string, TempDirectory, int, Task> Apply, (string Mode, string Compat, int ClusterSize)[] Variants);
+
+    private static readonly DamageKind[] DamageKinds =
+    [
+        // A refcount update that was written while the L2 update that would use it was not.
+        new("raised", (image, _, _) => AddRefcountAsync(image, HostCluster(image, 0), +1), [("leaks", "1.1", 65536), ("all", "1.1", 65536), ("leaks", "0.10", 4096), ("all", "1.1", 2097152)]),
+
+        // The L2 entry's update was lost: its data cluster is counted but unused.
+        new("unreferenced", (image, _, _) => ClearL2EntryAsync(image, 1), [("leaks", "1.1", 65536), ("all", "0.10", 65536)]),
+
+        // A cluster shared with a snapshot counted once only.
+        new("lowered", LowerSharedRefcountAsync, [("leaks", "1.1", 4096), ("all", "1.1", 4096)]),
+
+        // A cluster in use with refcount 0: only a rebuild of the refcount structure repairs it.
+        new("zero", (image, _, _) => AddRefcountAsync(image, HostCluster(image, 1), -1), [("all", "1.1", 65536), ("leaks", "1.1", 65536), ("all", "0.10", 4096)]),
+        new("compressed", RaiseCompressedRefcountAsync, [("all", "1.1", 65536)]),
+        new("clean", (_, _, _) => Task.CompletedTask, [("all", "1.1", 65536)]),
+    ];
+
+    /// <summary>Every damage kind in each of its variants: one test case each.</summary>
+    public static TheoryData<string, string, int, string> DamageCases()
+    {
+        var cases = new TheoryData<string, string, int, string>();
+        foreach (var kind in DamageKinds)
+        {
+            foreach (var (mode, compat, clusterSize) in kind.Variants)
+            {
+                cases.Add(mode, compat, clusterSize, kind.Name);
+            }
+        }
+
+        return cases;
+    }
+
     [Theory]
-    [InlineData("leaks", "1.1", 65536, "raised")]
-    [InlineData("all", "1.1", 65536, "raised")]
-    [InlineData("leaks", "0.10", 4096, "raised")]
-    [InlineData("all", "1.1", 2097152, "raised")]
-    [InlineData("leaks", "1.1", 65536, "unreferenced")]
-    [InlineData("all", "0.10", 65536, "unreferenced")]
-    [InlineData("leaks", "1.1", 4096, "lowered")]
-    [InlineData("all", "1.1", 4096, "lowered")]
-    [InlineData("all", "1.1", 65536, "zero")]
-    [InlineData("leaks", "1.1", 65536, "zero")]
-    [InlineData("all", "0.10", 4096, "zero")]
-    [InlineData("all", "1.1", 65536, "compressed")]
-    [InlineData("all", "1.1", 65536, "clean")]
+    [MemberData(nameof(DamageCases))]
     public async Task Damaged_RepairedAsQemuImgRepairsIt(string mode, string compat, int clusterSize, string damage)
     {
         using var dir = new TempDirectory();
         var original = dir.File("original.qcow2");
         await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", "-o", $"compat={compat},cluster_size={clusterSize}", original, "8M");
         await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 256k", "-c", "write -P 0x33 5M 100k", original);
-        switch (damage)
-        {
-            case "raised":
-                // A refcount update that was written while the L2 update that would use it was not.
-                AddRefcount(original, HostCluster(original, 0), +1);
-                break;
-            case "unreferenced":
-                // The L2 entry's update was lost: its data cluster is counted but unused.
-                ClearL2Entry(original, 1);
-                break;
-            case "lowered":
-                await Peer.RunCheckedAsync("qemu-img", "snapshot", "-c", "s1", original);
-                AddRefcount(original, HostCluster(original, 2), -1);
-                break;
-            case "zero":
-                AddRefcount(original, HostCluster(original, 1), -1);
-                break;
-            case "compressed":
-                var plain = dir.File("plain.qcow2");
-                File.Move(original, plain);
-                await Peer.RunCheckedAsync("qemu-img", "convert", "-c", "-f", "qcow2", "-O", "qcow2", plain, original);
-                AddRefcount(original, (clusterSize * 3L) / clusterSize, +2);
-                break;
-        }
+        await DamageKinds.Single(k => k.Name == damage).Apply(original, dir, clusterSize);
 
         var (qemu, tidemark) = await RepairBothAsync(dir, original, ["-r", mode]);
         await AssertSameAfterAsync(qemu, tidemark, clean: mode == "all");
+    }
+
+    private static async Task LowerSharedRefcountAsync(string image, TempDirectory dir, int clusterSize)
+    {
+        await Peer.RunCheckedAsync("qemu-img", "snapshot", "-c", "s1", image);
+        await AddRefcountAsync(image, HostCluster(image, 2), -1);
+    }
+
+    /// <summary>The image compressed by qemu-img convert -c, then a compressed cluster's refcount raised by 2.</summary>
+    private static async Task RaiseCompressedRefcountAsync(string image, TempDirectory dir, int clusterSize)
+    {
+        var plain = dir.File("plain.qcow2");
+        File.Move(image, plain);
+        await Peer.RunCheckedAsync("qemu-img", "convert", "-c", "-f", "qcow2", "-O", "qcow2", plain, image);
+        await AddRefcountAsync(image, (clusterSize * 3L) / clusterSize, +2);
     }
 
     [Theory]
@@ -204,27 +219,27 @@ public sealed class ImageRepairCommandTests
         return (long)(entry & 0x00fffffffffffe00) >> Header(bytes).Bits;
     }
 
-    private static void ClearL2Entry(string file, long guestCluster)
+    private static async Task ClearL2EntryAsync(string file, long guestCluster)
     {
         var at = L2EntryOffset(file, guestCluster);
-        using var stream = File.Open(file, FileMode.Open, FileAccess.ReadWrite);
+        await using var stream = File.Open(file, FileMode.Open, FileAccess.ReadWrite);
         stream.Position = at;
-        stream.Write(new byte[8]);
+        await stream.WriteAsync(new byte[8], Ct);
     }
 
     /// <summary>Changes one 16-bit refcount in place (the images here use the default width).</summary>
-    private static void AddRefcount(string file, long cluster, int delta)
+    private static async Task AddRefcountAsync(string file, long cluster, int delta)
     {
-        var bytes = File.ReadAllBytes(file);
+        var bytes = await File.ReadAllBytesAsync(file, Ct);
         var (bits, _, table) = Header(bytes);
         var perBlock = 1L << (bits - 1);
         var block = (long)BinaryPrimitives.ReadUInt64BigEndian(bytes.AsSpan((int)(table + (cluster / perBlock * 8))));
         var at = (int)(block + (cluster % perBlock * 2));
         var value = BinaryPrimitives.ReadUInt16BigEndian(bytes.AsSpan(at));
-        using var stream = File.Open(file, FileMode.Open, FileAccess.ReadWrite);
+        await using var stream = File.Open(file, FileMode.Open, FileAccess.ReadWrite);
         stream.Position = at;
         var updated = new byte[2];
         BinaryPrimitives.WriteUInt16BigEndian(updated, (ushort)(value + delta));
-        stream.Write(updated);
+        await stream.WriteAsync(updated, Ct);
     }
 }

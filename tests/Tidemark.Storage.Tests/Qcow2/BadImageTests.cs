@@ -1,6 +1,6 @@
-using System.Buffers.Binary;
 using Tidemark.Storage.Qcow2;
 using Tidemark.Testing;
+using static Tidemark.Storage.Tests.Qcow2.ImageBytes;
 
 namespace Tidemark.Storage.Tests.Qcow2;
 
@@ -17,27 +17,6 @@ public sealed class BadImageTests
         }
 
         return path;
-    }
-
-    private static async Task PatchAsync(string path, long offset, byte[] bytes)
-    {
-        await using var f = new FileStream(path, FileMode.Open, FileAccess.Write);
-        f.Seek(offset, SeekOrigin.Begin);
-        await f.WriteAsync(bytes, TestContext.Current.CancellationToken);
-    }
-
-    private static byte[] U32(uint v)
-    {
-        var b = new byte[4];
-        BinaryPrimitives.WriteUInt32BigEndian(b, v);
-        return b;
-    }
-
-    private static byte[] U64(ulong v)
-    {
-        var b = new byte[8];
-        BinaryPrimitives.WriteUInt64BigEndian(b, v);
-        return b;
     }
 
     private static async Task<StorageException> OpenFailsAsync(string path, StorageErrorReason reason, params string[] named)

@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
-using System.Security.Cryptography;
 using Tidemark.Storage.Qcow2;
 using Tidemark.Testing;
+using static Tidemark.Storage.Tests.Qcow2.ImageBytes;
 
 namespace Tidemark.Storage.Tests.Qcow2;
 
@@ -12,9 +12,6 @@ namespace Tidemark.Storage.Tests.Qcow2;
 /// </summary>
 public sealed class BrokenImageTests
 {
-    private static async Task<string> HashAsync(string path)
-        => Convert.ToHexString(SHA256.HashData(await File.ReadAllBytesAsync(path, TestContext.Current.CancellationToken)));
-
     private static async Task<ulong> ReadU64Async(string path, long offset)
     {
         var bytes = new byte[8];
