@@ -99,10 +99,13 @@ public sealed class PruneTests
     /// <summary>
     /// The fold of a compressed chain stopped after each durable step in turn (on a copy of the
     /// repository each time): before the next command, every backup whose manifest remains
-    /// restores to its capture; the next command finishes the fold and verify passes.
+    /// restores to its capture; the next command (a prune, or verify, which takes the lock for
+    /// it) finishes the fold, says so, and verify passes.
     /// </summary>
-    [Fact]
-    public async Task FoldStoppedAfterEachStep_EveryRemainingPointRestores_NextCommandFinishes()
+    [Theory]
+    [InlineData("prune")]
+    [InlineData("verify")]
+    public async Task FoldStoppedAfterEachStep_EveryRemainingPointRestores_NextCommandFinishes(string next)
     {
         await using var host = await BackupHost.StartAsync(("vda", "16M"));
         var (points, captures) = await BackupsAsync(host, ["vda"], 3, compress: true);
@@ -122,8 +125,28 @@ public sealed class PruneTests
             await AssertRestorableAsync(host, copy, captures.Where(c => left.Any(m => m.Checkpoint == c.Key)).ToDictionary());
 
             var lines = new List<string>();
-            Assert.Empty(await ChainFold.PruneAsync(copy, "dom", keep: 5, lines.Add, Ct));
+            if (next == "prune")
+            {
+                Assert.Empty(await ChainFold.PruneAsync(copy, "dom", keep: 5, lines.Add, Ct));
+            }
+            else
+            {
+                // A writer holding the lock may be running the fold itself: verify waits for no one.
+                using (RepositoryLock.Acquire(copy.Root))
+                {
+                    var locked = await Assert.ThrowsAsync<BackupException>(() => RepositoryVerifier.RunAsync(copy, null, null, lines.Add, Ct));
+                    Assert.Equal(BackupErrorReason.RepositoryLocked, locked.Reason);
+                }
+
+                var finishing = await RepositoryVerifier.RunAsync(copy, null, null, lines.Add, Ct);
+                Assert.True(finishing.Passed, $"{step}: " + string.Join('\n', finishing.Findings));
+                Assert.Equal(["dom"], finishing.FinishedFolds);
+                Assert.Equal(1, finishing.Backups);
+                Assert.False(ChainFold.IsPending(copy, "dom"), $"{step}: the pending fold record is left after verify");
+            }
+
             Assert.Contains($"finishing the fold of domain 'dom' into {points[2].Checkpoint} that an interrupted command left", lines);
+            Assert.Contains($"domain 'dom': 2 backup(s) folded into {points[2].Checkpoint}, now the oldest", lines);
             var manifests = await copy.ReadManifestsAsync("dom", Ct);
             Assert.Equal(points[2].Checkpoint, Assert.Single(manifests).Checkpoint);
             Assert.Equal(BackupLevel.Full, manifests[0].Disks.Single().Level);
@@ -131,6 +154,7 @@ public sealed class PruneTests
             await AssertRestorableAsync(host, copy, captures.Where(c => c.Key == points[2].Checkpoint).ToDictionary());
             var verify = await RepositoryVerifier.RunAsync(copy, null, null, Ct);
             Assert.True(verify.Passed, $"{step}: " + string.Join('\n', verify.Findings));
+            Assert.Empty(verify.FinishedFolds);
             Assert.Equal([manifests[0].Disks.Single().File], Directory.GetFiles(copy.PathOf("dom", "vda")).Select(f => "vda/" + Path.GetFileName(f)));
         }
     }

@@ -32,7 +32,8 @@ internal sealed class DaemonHost : IAsyncDisposable
 
     public string Uri => $"qemu+unix:///system?socket={_dir.File("sock")}";
 
-    private string Image => _dir.File("vm.qcow2");
+    /// <summary>The domain's disk image, which the daemon holds open while it runs.</summary>
+    public string Image => _dir.File("vm.qcow2");
 
     public static async Task<DaemonHost> StartAsync(string name)
     {
@@ -49,7 +50,19 @@ internal sealed class DaemonHost : IAsyncDisposable
 
     public async Task KillAndRestartDaemonAsync()
     {
+        await KillDaemonAsync();
+        await RestartDaemonAsync();
+    }
+
+    /// <summary>SIGKILLs the daemon: it stores nothing on the way out (its images' bitmaps stay as they are on disk).</summary>
+    public async Task KillDaemonAsync()
+    {
         Assert.Equal(137, (await _daemon.StopAsync(CliProcess.SIGKILL)).ExitCode);
+    }
+
+    /// <summary>Starts the daemon again on the same state directory and starts the domain.</summary>
+    public async Task RestartDaemonAsync()
+    {
         await _daemon.DisposeAsync();
         _daemon = await StartDaemonAsync(_dir);
         await Peer.RunCheckedAsync("virsh", "-c", Uri, "start", "vm");

@@ -1,8 +1,8 @@
-using System.Text.RegularExpressions;
 using Tidemark.Backup.Repository;
 using Tidemark.Backup.Restore;
 using Tidemark.Backup.Run;
 using Tidemark.Backup.Verify;
+using Tidemark.Libvirt.Tests.Support;
 using Tidemark.Testing;
 
 namespace Tidemark.Libvirt.Tests;
@@ -14,7 +14,7 @@ namespace Tidemark.Libvirt.Tests;
 /// the disk image QEMU has open after a flush, and every point restored, and every chain file
 /// opened by qemu-img, equals its capture.
 /// </summary>
-public sealed partial class BackupClientTests(PrivateLibvirtdFixture fixture, LibvirtQemuLibvirtdFixture libvirtQemuFixture)
+public sealed class BackupClientTests(PrivateLibvirtdFixture fixture, LibvirtQemuLibvirtdFixture libvirtQemuFixture)
     : IClassFixture<PrivateLibvirtdFixture>, IClassFixture<LibvirtQemuLibvirtdFixture>
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
@@ -23,7 +23,7 @@ public sealed partial class BackupClientTests(PrivateLibvirtdFixture fixture, Li
     public async Task FullThenTwoIncrementals_TwoDisks_EveryPointRestoresToItsCapture()
     {
         var libvirtd = await fixture.GetAsync();
-        var guest = await Guest.DefineAsync(libvirtd, "bk", disks: 2);
+        var guest = await BackupGuest.DefineAsync(libvirtd, "bk", disks: 2);
 
         await guest.WriteAsync("vda", "write -P 0x61 0 2M", "write -P 0x62 8M 1M");
         await guest.WriteAsync("vdb", "write -P 0x63 4M 512k");
@@ -68,9 +68,9 @@ public sealed partial class BackupClientTests(PrivateLibvirtdFixture fixture, Li
             Assert.Equal(["vda", "vdb"], restored.Select(r => r.Disk).Order(StringComparer.Ordinal));
             foreach (var disk in restored)
             {
-                await AssertIdenticalAsync("raw", disk.Path, captures[i][disk.Disk]);
+                await BackupGuest.AssertIdenticalAsync("raw", disk.Path, captures[i][disk.Disk]);
                 var chainFile = guest.Repository.PathOf(guest.Name, points[i].Disk(disk.Disk)!.File);
-                await AssertIdenticalAsync("qcow2", chainFile, captures[i][disk.Disk]);
+                await BackupGuest.AssertIdenticalAsync("qcow2", chainFile, captures[i][disk.Disk]);
                 var check = await Peer.RunAsync("qemu-img", ["check", "-f", "qcow2", chainFile]);
                 Assert.True(check.ExitCode == 0, check.Stdout + check.Stderr);
             }
@@ -85,7 +85,7 @@ public sealed partial class BackupClientTests(PrivateLibvirtdFixture fixture, Li
     public async Task CheckpointDeletedWithVirsh_AutoMakesAFullAndSaysWhy()
     {
         var libvirtd = await fixture.GetAsync();
-        var guest = await Guest.DefineAsync(libvirtd, "bkdel", disks: 1);
+        var guest = await BackupGuest.DefineAsync(libvirtd, "bkdel", disks: 1);
         await guest.WriteAsync("vda", "write -P 0x51 0 1M");
         var full = await guest.BackupAsync(LevelRequest.Auto, []);
 
@@ -105,7 +105,7 @@ public sealed partial class BackupClientTests(PrivateLibvirtdFixture fixture, Li
 
         var output = libvirtd.File($"{guest.Name}-r.raw");
         await DiskRestore.RunAsync(new RestoreOptions { Repository = guest.Repository, Domain = guest.Name, Output = output }, Ct);
-        await AssertIdenticalAsync("raw", output, capture["vda"]);
+        await BackupGuest.AssertIdenticalAsync("raw", output, capture["vda"]);
         var verify = await RepositoryVerifier.RunAsync(guest.Repository, guest.Name, null, Ct);
         Assert.True(verify.Passed, string.Join('\n', verify.Findings));
     }
@@ -120,7 +120,7 @@ public sealed partial class BackupClientTests(PrivateLibvirtdFixture fixture, Li
     public async Task BitmapRemovedThenDiskResized_FullForThatDiskOnly_EveryPointRestores()
     {
         var libvirtd = await fixture.GetAsync();
-        var guest = await Guest.DefineAsync(libvirtd, "bkbrk", disks: 2);
+        var guest = await BackupGuest.DefineAsync(libvirtd, "bkbrk", disks: 2);
         await guest.WriteAsync("vda", "write -P 0x11 0 1M");
         await guest.WriteAsync("vdb", "write -P 0x12 0 1M");
         var captures = new List<IReadOnlyDictionary<string, string>> { await guest.CaptureAsync("p0") };
@@ -165,7 +165,7 @@ public sealed partial class BackupClientTests(PrivateLibvirtdFixture fixture, Li
             Assert.Equal(captures[i].Keys.Order(StringComparer.Ordinal), restored.Select(r => r.Disk).Order(StringComparer.Ordinal));
             foreach (var disk in restored)
             {
-                await AssertIdenticalAsync("raw", disk.Path, captures[i][disk.Disk]);
+                await BackupGuest.AssertIdenticalAsync("raw", disk.Path, captures[i][disk.Disk]);
             }
         }
 
@@ -181,7 +181,7 @@ public sealed partial class BackupClientTests(PrivateLibvirtdFixture fixture, Li
     public async Task QemuRunningAsLibvirtQemu_FullAndIncremental_RestoreToTheirCaptures()
     {
         var libvirtd = await libvirtQemuFixture.GetAsync();
-        var guest = await Guest.DefineAsync(libvirtd, "bkuser", disks: 1);
+        var guest = await BackupGuest.DefineAsync(libvirtd, "bkuser", disks: 1);
         var qemu = await Peer.RunCheckedAsync("ps", "-o", "user=", "-C", "qemu-system-x86_64");
         Assert.Contains("libvirt-qemu", qemu, StringComparison.Ordinal);
 
@@ -200,112 +200,7 @@ public sealed partial class BackupClientTests(PrivateLibvirtdFixture fixture, Li
         {
             var output = libvirtd.File($"{guest.Name}-r{i}.raw");
             await DiskRestore.RunAsync(new RestoreOptions { Repository = guest.Repository, Domain = guest.Name, Checkpoint = points[i].Checkpoint, Output = output }, Ct);
-            await AssertIdenticalAsync("raw", output, captures[i]["vda"]);
+            await BackupGuest.AssertIdenticalAsync("raw", output, captures[i]["vda"]);
         }
-    }
-
-    private static async Task AssertIdenticalAsync(string format, string image, string capture)
-    {
-        var compare = await Peer.RunAsync("qemu-img", ["compare", "-f", format, "-F", "raw", image, capture]);
-        Assert.True(compare.ExitCode == 0, $"{image} vs {capture}: {compare.Stdout}{compare.Stderr}");
-    }
-
-    /// <summary>A running (paused) domain of the private libvirtd with a repository of its own.</summary>
-    private sealed partial class Guest(PrivateLibvirtd libvirtd, LibvirtdDomain domain)
-    {
-        private readonly List<LibvirtdDisk> _disks = [.. domain.Disks];
-
-        public string Name => domain.Name;
-
-        public BackupRepository Repository { get; } = new(libvirtd.File(domain.Name + "-repo"));
-
-        public static async Task<Guest> DefineAsync(PrivateLibvirtd libvirtd, string prefix, int disks) =>
-            new(libvirtd, await libvirtd.DefineDomainAsync(libvirtd.NewDomainName(prefix), disks, "32M"));
-
-        /// <summary>
-        /// The guest's writes through QEMU's block layer, then a flush of the disk: QEMU keeps
-        /// qcow2 metadata (L2 tables, refcounts) in its caches until a flush, so a capture read
-        /// from the image file beside a running QEMU is only consistent after one.
-        /// </summary>
-        public async Task WriteAsync(string target, params string[] commands)
-        {
-            foreach (var command in commands)
-            {
-                await libvirtd.GuestWriteAsync(Name, target, command);
-            }
-
-            var flush = await libvirtd.VirshOkAsync("qemu-monitor-command", Name, "--hmp", $"qemu-io -d {_disks.Single(d => d.Target == target).BackendPath} \"flush\"");
-            Assert.True(flush.Trim().Length == 0, $"qemu-io flush on {Name}/{target}: {flush}");
-        }
-
-        /// <summary>Each disk as QEMU has written it, in a raw file (the guest is paused and flushed).</summary>
-        public async Task<IReadOnlyDictionary<string, string>> CaptureAsync(string point)
-        {
-            var captures = new Dictionary<string, string>();
-            foreach (var disk in _disks)
-            {
-                captures[disk.Target] = libvirtd.File($"{Name}-{point}-{disk.Target}.raw");
-                await Peer.RunCheckedAsync("qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", disk.Image, captures[disk.Target]);
-            }
-
-            return captures;
-        }
-
-        /// <summary>
-        /// Removes a checkpoint's bitmap from a disk's qcow2 node behind libvirt's back, as a
-        /// crash or a hand-edited image leaves it: libvirt still lists the checkpoint. The node
-        /// is libvirt's <c>libvirt-INDEX-format</c>, INDEX from the live XML's source.
-        /// </summary>
-        public async Task RemoveBitmapAsync(string target, string bitmap)
-        {
-            var image = _disks.Single(d => d.Target == target).Image;
-            var xml = await libvirtd.VirshOkAsync("dumpxml", Name);
-            var index = Regex.Match(xml, $"<source file='{Regex.Escape(image)}' index='(\\d+)'");
-            Assert.True(index.Success, xml);
-            var reply = await libvirtd.VirshOkAsync("qemu-monitor-command", Name,
-                "{\"execute\":\"block-dirty-bitmap-remove\",\"arguments\":{\"node\":\"libvirt-" + index.Groups[1].Value + "-format\",\"name\":\"" + bitmap + "\"}}");
-            Assert.Contains("\"return\":{}", reply, StringComparison.Ordinal);
-        }
-
-        /// <summary>QEMU's block nodes hold a bitmap <paramref name="present"/> and none named <paramref name="absent"/>.</summary>
-        public async Task AssertBitmapsAsync(string present, string absent)
-        {
-            var nodes = await libvirtd.VirshOkAsync("qemu-monitor-command", Name, "{\"execute\":\"query-named-block-nodes\"}");
-            Assert.Contains($"\"{present}\"", nodes, StringComparison.Ordinal);
-            Assert.DoesNotContain($"\"{absent}\"", nodes, StringComparison.Ordinal);
-        }
-
-        public Task<BackupManifest> BackupAsync(LevelRequest level, List<string> lines) =>
-            BackupRunner.RunAsync(
-                new BackupRunOptions
-                {
-                    Domain = Name,
-                    Repository = Repository,
-                    ConnectionUri = libvirtd.Uri,
-                    Level = level,
-                    WorkDirectory = libvirtd.Directory.Path,
-                    Report = lines.Add,
-                },
-                Ct);
-
-        /// <summary>
-        /// libvirt keeps exactly <paramref name="checkpoints"/> for the domain and runs no job
-        /// (no backup, domjobinfo "None"), and the backup's work directory is gone.
-        /// </summary>
-        public async Task AssertHostCleanAsync(IReadOnlyList<string> checkpoints)
-        {
-            var listed = await libvirtd.VirshOkAsync("checkpoint-list", Name, "--name");
-            Assert.Equal(checkpoints, listed.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
-            var job = await libvirtd.VirshOkAsync("domjobinfo", Name);
-            Assert.Matches(JobNone(), job);
-            var backup = await libvirtd.VirshAsync("backup-dumpxml", Name);
-            Assert.NotEqual(0, backup.ExitCode);
-            Assert.Contains("no domain backup job", backup.Stderr, StringComparison.Ordinal);
-            Assert.Empty(Directory.GetDirectories(libvirtd.Directory.Path, "tmb-*"));
-            Assert.False(File.Exists(Repository.PendingPath(Name)), "a pending record was left in the repository");
-        }
-
-        [GeneratedRegex(@"^Job type:\s+None\s*$", RegexOptions.Multiline)]
-        private static partial Regex JobNone();
     }
 }

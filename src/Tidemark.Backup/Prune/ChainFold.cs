@@ -74,15 +74,15 @@ public static class ChainFold
 
     /// <summary>
     /// Runs a fold an earlier command left pending (it was killed) to its end, and says so. The
-    /// caller holds the repository lock.
+    /// caller holds the repository lock. Returns false when no fold of <paramref name="domain"/> was pending.
     /// </summary>
-    public static async Task FinishPendingAsync(BackupRepository repository, string domain, Action<string>? report, CancellationToken cancellationToken)
+    public static async Task<bool> FinishPendingAsync(BackupRepository repository, string domain, Action<string>? report, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(repository);
         var path = PendingPath(repository, domain);
         if (!File.Exists(path))
         {
-            return;
+            return false;
         }
 
         PendingFold? pending;
@@ -104,6 +104,7 @@ public static class ChainFold
 
         report?.Invoke($"finishing the fold of domain '{domain}' into {pending.NewBase} that an interrupted command left");
         await RunAsync(repository, pending, manifests, report, null, cancellationToken).ConfigureAwait(false);
+        return true;
     }
 
     private static async Task<FoldResult> FoldAsync(BackupRepository repository, string domain, IReadOnlyList<BackupManifest> manifests, string newBase, Action<string>? report, Action<FoldStep>? afterStep, CancellationToken cancellationToken)
@@ -265,6 +266,13 @@ public static class ChainFold
         }
 
         return records;
+    }
+
+    /// <summary>True when a fold of <paramref name="domain"/> was begun and not finished (its record is on disk).</summary>
+    public static bool IsPending(BackupRepository repository, string domain)
+    {
+        ArgumentNullException.ThrowIfNull(repository);
+        return File.Exists(PendingPath(repository, domain));
     }
 
     private static string PendingPath(BackupRepository repository, string domain) => Path.Combine(repository.DomainDirectory(domain), PendingFileName);

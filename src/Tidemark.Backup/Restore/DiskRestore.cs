@@ -1,4 +1,5 @@
 using Tidemark.Backup.Repository;
+using Tidemark.Backup.Run;
 using Tidemark.Storage;
 using Tidemark.Storage.Qcow2;
 
@@ -33,6 +34,12 @@ public sealed record RestoreOptions
 
     /// <summary>The name to define it under; the backup's domain name when null.</summary>
     public string? DefineName { get; init; }
+
+    /// <summary>
+    /// Receives each disk's bytes to read (those its chain holds data for) before its copy, then
+    /// the bytes of each read, for a progress display; disks are restored in parallel.
+    /// </summary>
+    public IBackupProgress? Progress { get; init; }
 }
 
 /// <summary>One disk written by a restore.</summary>
@@ -81,7 +88,7 @@ public static class DiskRestore
         await Parallel.ForEachAsync(Enumerable.Range(0, targets.Count), cancellationToken, async (i, token) =>
         {
             var (disk, path) = targets[i];
-            await RestoreDiskAsync(options.Repository.PathOf(options.Domain, disk.File), path, options.Format, token).ConfigureAwait(false);
+            await RestoreDiskAsync(options.Repository.PathOf(options.Domain, disk.File), path, options.Format, disk.Name, options.Progress, token).ConfigureAwait(false);
             restored[i] = new RestoredDisk(disk.Name, path, disk.VirtualSize);
         }).ConfigureAwait(false);
         if (options.DefineUri is { } host)
@@ -92,7 +99,7 @@ public static class DiskRestore
         return restored;
     }
 
-    private static async Task RestoreDiskAsync(string chainFile, string output, ImageFormat format, CancellationToken cancellationToken)
+    private static async Task RestoreDiskAsync(string chainFile, string output, ImageFormat format, string disk, IBackupProgress? progress, CancellationToken cancellationToken)
     {
         var temp = DurableFile.TempPath(output);
         try
@@ -100,6 +107,13 @@ public static class DiskRestore
             var source = await Qcow2Image.OpenAsync(chainFile, readOnly: true, cancellationToken).ConfigureAwait(false);
             await using (source.ConfigureAwait(false))
             {
+                IBlockImage reading = source;
+                if (progress is not null)
+                {
+                    progress.Planned(disk, await CountedReads.DataBytesAsync(source, cancellationToken).ConfigureAwait(false));
+                    reading = new CountedReads(source, bytes => progress.Copied(disk, bytes));
+                }
+
                 IBlockImage target = format == ImageFormat.Raw
                     ? RawImage.Create(temp, source.VirtualSize)
                     : await Qcow2Image.CreateAsync(temp, new Qcow2CreateOptions { Size = source.VirtualSize }, cancellationToken).ConfigureAwait(false);
@@ -117,7 +131,7 @@ public static class DiskRestore
 
                 await using (target.ConfigureAwait(false))
                 {
-                    await SparseCopy.CopyAsync(source, target, compress: false, cancellationToken).ConfigureAwait(false);
+                    await SparseCopy.CopyAsync(reading, target, compress: false, cancellationToken).ConfigureAwait(false);
                     await target.FlushAsync(cancellationToken).ConfigureAwait(false);
                 }
             }

@@ -1,4 +1,5 @@
 using System.IO.Hashing;
+using Tidemark.Backup.Prune;
 using Tidemark.Backup.Repository;
 using Tidemark.Storage;
 using Tidemark.Storage.Qcow2;
@@ -15,6 +16,9 @@ public sealed record VerifyFinding(string File, long? Offset, string Problem)
 public sealed record VerifyResult(int Backups, int ChainFiles, long BytesRead, IReadOnlyList<VerifyFinding> Findings)
 {
     public bool Passed => Findings.Count == 0;
+
+    /// <summary>The domains whose fold an interrupted prune or merge left pending, finished before the checks.</summary>
+    public IReadOnlyList<string> FinishedFolds { get; init; } = [];
 }
 
 /// <summary>
@@ -23,20 +27,54 @@ public sealed record VerifyResult(int Backups, int ChainFiles, long BytesRead, I
 /// structure against the manifests: it opens as qcow2 with its backing chain, its size is the
 /// disk's, its backing file is the previous file of the disk's chain, in format qcow2.
 /// </summary>
+/// <remarks>
+/// Verify only reads, so it takes no lock, unless a domain has a fold pending
+/// (<see cref="ChainFold"/>: a prune or merge was killed). Then its manifests and files are
+/// between two states, each of which restores but neither of which is the one the fold
+/// promised; so, as <c>backup run</c>, <c>prune</c> and <c>merge</c> do, verify takes the
+/// repository lock, finishes the fold, reports it, and checks the repository it leaves, still
+/// under the lock so that no writer changes it meanwhile. A fold being run by another process
+/// holds the lock: verify is then refused (<see cref="BackupErrorReason.RepositoryLocked"/>).
+/// </remarks>
 public static class RepositoryVerifier
 {
     private const int ReadSize = 4 << 20;
 
     /// <param name="domain">One domain, or every domain of the repository when null.</param>
     /// <param name="checkpoint">Only the backups up to this one (what restoring it needs), or all when null.</param>
-    public static async Task<VerifyResult> RunAsync(BackupRepository repository, string? domain, string? checkpoint, CancellationToken cancellationToken = default)
+    public static Task<VerifyResult> RunAsync(BackupRepository repository, string? domain, string? checkpoint, CancellationToken cancellationToken = default) =>
+        RunAsync(repository, domain, checkpoint, null, cancellationToken);
+
+    /// <param name="domain">One domain, or every domain of the repository when null.</param>
+    /// <param name="checkpoint">Only the backups up to this one (what restoring it needs), or all when null.</param>
+    /// <param name="report">Receives one plain line per step of a pending fold it finishes.</param>
+    /// <exception cref="BackupException">A pending fold cannot be finished: the repository is locked or damaged.</exception>
+    public static async Task<VerifyResult> RunAsync(BackupRepository repository, string? domain, string? checkpoint, Action<string>? report, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(repository);
+        var domains = domain is null ? repository.Domains() : [domain];
+        var pending = domains.Where(d => ChainFold.IsPending(repository, d)).ToList();
+        using var repositoryLock = pending.Count > 0 ? RepositoryLock.Acquire(repository.Root) : null;
+        var finished = new List<string>();
+        foreach (var name in pending)
+        {
+            // Another command may have finished it between the look and the lock.
+            if (await ChainFold.FinishPendingAsync(repository, name, report, cancellationToken).ConfigureAwait(false))
+            {
+                finished.Add(name);
+            }
+        }
+
+        return await CheckAsync(repository, domain, domains, checkpoint, cancellationToken).ConfigureAwait(false) with { FinishedFolds = finished };
+    }
+
+    private static async Task<VerifyResult> CheckAsync(BackupRepository repository, string? domain, IReadOnlyList<string> domains, string? checkpoint, CancellationToken cancellationToken)
+    {
         var findings = new List<VerifyFinding>();
         var backups = 0;
         var files = 0;
         long bytes = 0;
-        foreach (var name in domain is null ? repository.Domains() : [domain])
+        foreach (var name in domains)
         {
             IReadOnlyList<BackupManifest> manifests;
             if (checkpoint is null)

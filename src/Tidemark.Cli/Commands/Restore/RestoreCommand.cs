@@ -1,14 +1,21 @@
 using Tidemark.Backup.Restore;
+using Tidemark.Cli.Commands.Backup;
 
 namespace Tidemark.Cli.Commands.Restore;
 
-/// <summary>Runs <c>restore</c>: one line per disk restored.</summary>
+/// <summary>
+/// Runs <c>restore</c>: one line per disk restored (or JSON); on a terminal, unless
+/// <c>--quiet</c> or <c>--json</c>, a bar per disk above them while the disks are copied.
+/// </summary>
 internal static class RestoreCommand
 {
-    public static async Task<int> RunAsync(CliConsole console, RestoreOptions options, bool json, CancellationToken cancellationToken)
+    public static async Task<int> RunAsync(CliConsole console, RestoreOptions options, bool json, bool quiet, CancellationToken cancellationToken)
     {
         var (manifest, _) = await options.Repository.FindAsync(options.Domain, options.Checkpoint, cancellationToken).ConfigureAwait(false);
-        var restored = await DiskRestore.RunAsync(options with { Checkpoint = manifest.Checkpoint }, cancellationToken).ConfigureAwait(false);
+        options = options with { Checkpoint = manifest.Checkpoint };
+        var restored = TerminalCopyProgress.Shown(console, json, quiet)
+            ? await TerminalCopyProgress.ShowAsync(console, (display, _) => DiskRestore.RunAsync(options with { Progress = display }, cancellationToken)).ConfigureAwait(false)
+            : await DiskRestore.RunAsync(options, cancellationToken).ConfigureAwait(false);
         if (!json)
         {
             foreach (var disk in restored)

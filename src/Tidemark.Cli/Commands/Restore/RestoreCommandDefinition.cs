@@ -5,7 +5,7 @@ using Tidemark.Storage;
 
 namespace Tidemark.Cli.Commands.Restore;
 
-/// <summary><c>tidemark restore --repo DIR --domain D [--disk vda] [--checkpoint NAME] --output FILE|DIR [-O raw|qcow2] [--force] [--define [-c URI] [--name NAME]] [--json]</c>.</summary>
+/// <summary><c>tidemark restore --repo DIR --domain D [--disk vda] [--checkpoint NAME] --output FILE|DIR [-O raw|qcow2] [--force] [--define [-c URI] [--name NAME]] [--json] [--quiet]</c>.</summary>
 internal static class RestoreCommandDefinition
 {
     public static Command Create(CliConsole console)
@@ -19,12 +19,13 @@ internal static class RestoreCommandDefinition
         format.AcceptOnlyFromAmong("raw", "qcow2");
         var force = new Option<bool>("--force") { Description = "Replace outputs that exist." };
         var json = RepositoryCommand.JsonOption("Print a JSON summary.");
+        var quiet = new Option<bool>("--quiet", "-q") { Description = "No progress bars on a terminal (the plain lines stay)." };
         var define = new Option<bool>("--define") { Description = "Also define the domain on the host (-c) from the domain XML saved with the backup, its disks' sources the restored files; it is not started." };
         var connection = new Option<string?>("--connect", "-c") { Description = $"libvirt URI for --define (default: ${ConnectionUri.EnvironmentVariable}, else the local Tidemark daemon's socket)." };
         var name = new Option<string?>("--name") { Description = "Define the domain under this name (with a new uuid) instead of the backup's; a name the host already uses is refused." };
         var command = new Command("restore", "Restore a domain's disks exactly as they were at a backup, sparse (holes and trimmed areas stay holes).")
         {
-            repository, domain, disks, checkpoint, output, format, force, json, define, connection, name,
+            repository, domain, disks, checkpoint, output, format, force, json, quiet, define, connection, name,
         };
         command.Validators.Add(r =>
         {
@@ -48,6 +49,7 @@ internal static class RestoreCommandDefinition
                 DefineName = r.GetValue(name),
             },
             r.GetValue(json),
+            r.GetValue(quiet),
             ct));
         return command;
     }

@@ -4,14 +4,18 @@ using Tidemark.Cli.Commands.Backup;
 
 namespace Tidemark.Cli.Commands.Verify;
 
-/// <summary>Runs <c>verify</c>: one line per problem (file, offset, what), then the verdict.</summary>
+/// <summary>
+/// Runs <c>verify</c>: first what finishing a fold an interrupted prune or merge left says
+/// (on stderr under <c>--json</c>), then one line per problem (file, offset, what), then the verdict.
+/// </summary>
 internal static class VerifyCommand
 {
     public static async Task<int> RunAsync(CliConsole console, BackupRepository repository, string? domain, string? checkpoint, bool json, CancellationToken cancellationToken)
     {
         RepositoryCommand.RequireExisting(repository);
 
-        var result = await RepositoryVerifier.RunAsync(repository, domain, checkpoint, cancellationToken).ConfigureAwait(false);
+        var lines = json ? console.Error : console.Out;
+        var result = await RepositoryVerifier.RunAsync(repository, domain, checkpoint, line => lines.WriteLine(line), cancellationToken).ConfigureAwait(false);
         if (json)
         {
             await console.Out.WriteLineAsync(Json(result)).ConfigureAwait(false);
@@ -39,6 +43,13 @@ internal static class VerifyCommand
             w.WriteNumber("backups", result.Backups);
             w.WriteNumber("chain-files", result.ChainFiles);
             w.WriteNumber("bytes-read", result.BytesRead);
+            w.WriteStartArray("finished-folds");
+            foreach (var domain in result.FinishedFolds)
+            {
+                w.WriteStringValue(domain);
+            }
+
+            w.WriteEndArray();
             w.WriteStartArray("findings");
             foreach (var finding in result.Findings)
             {

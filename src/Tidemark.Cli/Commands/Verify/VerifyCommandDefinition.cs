@@ -12,7 +12,7 @@ internal static class VerifyCommandDefinition
         var domain = new Option<string?>("--domain") { Description = "Only this domain (default: every domain)." };
         var checkpoint = new Option<string?>("--checkpoint") { Description = "Only what restoring this backup needs: it and the backups before it." };
         var json = RepositoryCommand.JsonOption("Print a JSON report.");
-        var command = new Command("verify", "Re-read every extent of the repository's backups, check its checksum, and check each chain file's structure (backing file, format, size); exit 1 naming any damaged file and offset.")
+        var command = new Command("verify", "Re-read every extent of the repository's backups, check its checksum, and check each chain file's structure (backing file, format, size); exit 1 naming any damaged file and offset. A fold an interrupted prune or merge left is finished first, under the repository lock.")
         {
             repository, domain, checkpoint, json,
         };

@@ -12,9 +12,9 @@ internal static class BackupRunCommand
 {
     public static async Task<int> RunAsync(CliConsole console, BackupRunOptions options, bool json, bool quiet, CancellationToken cancellationToken)
     {
-        if (!json && !quiet && console.IsTerminal)
+        if (TerminalCopyProgress.Shown(console, json, quiet))
         {
-            await TerminalBackupProgress.ShowAsync(console, (display, ansi) =>
+            await TerminalCopyProgress.ShowAsync(console, (display, ansi) =>
             {
                 // Disks report lines in parallel; the live display takes one writer at a time.
                 var gate = new Lock();
