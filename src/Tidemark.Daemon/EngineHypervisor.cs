@@ -50,6 +50,9 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         _logger = logger;
     }
 
+    /// <summary>How every start serves the disks (the daemon's <c>--guest-tcp</c>), whatever flags the caller gives.</summary>
+    public DomainStartFlags StartFlags { get; init; }
+
     /// <summary>Where events go; set once the server exists.</summary>
     public DomainEventPublisher? Events { get; set; }
 
@@ -102,9 +105,10 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
 
     public ValueTask<RemoteDomain> StartDomainAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => CallAsync(async () =>
     {
-        CheckFlags(flags, 0, "qemuDomainCreateWithFlags");
+        CheckFlags(flags, DomainCreateFlags.GuestTcp, "qemuDomainCreateWithFlags");
         var found = Find(domain);
-        await found.StartAsync(cancellationToken).ConfigureAwait(false);
+        var start = StartFlags | ((flags & DomainCreateFlags.GuestTcp) != 0 ? DomainStartFlags.GuestTcp : DomainStartFlags.None);
+        await found.StartAsync(start, cancellationToken).ConfigureAwait(false);
         _shutoffReasons.TryRemove(found.Uuid, out _);
         Events?.PublishLifecycle(Ref(found), DomainLifecycleEvent.Started, 0);
         return Ref(found);
@@ -254,7 +258,7 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         {
             try
             {
-                await domain.StartAsync(cancellationToken).ConfigureAwait(false);
+                await domain.StartAsync(StartFlags, cancellationToken).ConfigureAwait(false);
                 _logger.LogInformation("autostarted domain {Domain}", domain.Name);
             }
             catch (Exception e) when (WireErrors.From(e) is not null)

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Security;
 using System.Text;
 using Tidemark.Engine.Disks;
@@ -8,7 +9,8 @@ namespace Tidemark.Daemon;
 /// <summary>
 /// A running domain's XML: its definition plus, under <c>&lt;metadata&gt;</c> in Tidemark's
 /// namespace, the NBD URI each disk is served on, which is where a guest (or qemu-io standing
-/// in for one) connects. libvirt keeps foreign-namespace metadata exactly so; clients that do
+/// in for one) connects: <c>uri</c> on the domain's unix socket, and <c>tcp-uri</c> on
+/// 127.0.0.1 when the domain was started with the TCP listener. libvirt keeps foreign-namespace metadata exactly so; clients that do
 /// not know the namespace ignore it.
 /// </summary>
 public static class RunningDomainXml
@@ -28,7 +30,13 @@ public static class RunningDomainXml
         foreach (var disk in running.Disks)
         {
             element.Append("      <").Append(Prefix).Append(":disk target='").Append(SecurityElement.Escape(disk.Target))
-                .Append("' uri='").Append(SecurityElement.Escape(NbdUri(running, disk.Target))).Append("'/>\n");
+                .Append("' uri='").Append(SecurityElement.Escape(NbdUri(running, disk.Target))).Append('\'');
+            if (NbdTcpUri(running, disk.Target) is { } tcp)
+            {
+                element.Append(" tcp-uri='").Append(SecurityElement.Escape(tcp)).Append('\'');
+            }
+
+            element.Append("/>\n");
         }
 
         element.Append("    </").Append(Prefix).Append(":disks>\n");
@@ -49,6 +57,10 @@ public static class RunningDomainXml
 
     /// <summary>The URI of disk <paramref name="target"/> of a running domain, as libnbd and qemu write it.</summary>
     public static string NbdUri(RunningDomain running, string target) => $"nbd+unix:///{target}?socket={running.SocketPath}";
+
+    /// <summary>The URI of disk <paramref name="target"/> on the domain's 127.0.0.1 listener, or null when it has none.</summary>
+    public static string? NbdTcpUri(RunningDomain running, string target)
+        => running.TcpEndPoint is { } endPoint ? string.Create(CultureInfo.InvariantCulture, $"nbd://{endPoint.Address}:{endPoint.Port}/{target}") : null;
 
     // The offset just past the element that starts a line with `start` (single-line elements only).
     private static int? LastLineOf(string xml, string start)

@@ -17,6 +17,13 @@ public sealed record DaemonOptions
     /// <summary>The libvirt protocol socket; <c>&lt;state-dir&gt;/tidemark-sock</c> when null.</summary>
     public string? SocketPath { get; init; }
 
+    /// <summary>
+    /// Serve every domain's disks on 127.0.0.1 as well as on its unix socket, whoever starts it
+    /// (<c>tidemark daemon --guest-tcp</c>); without it a start asks with
+    /// <see cref="DomainCreateFlags.GuestTcp"/>.
+    /// </summary>
+    public bool GuestTcp { get; init; }
+
     /// <summary>The socket path in effect.</summary>
     public string EffectiveSocketPath => Path.GetFullPath(SocketPath ?? Path.Combine(StateDirectory, "tidemark-sock"));
 }
@@ -87,7 +94,10 @@ public sealed class TidemarkDaemon : IHostedService, IAsyncDisposable
         try
         {
             _host = await DomainHost.OpenAsync(stateRoot, loggerFactory: _loggerFactory, cancellationToken: cancellationToken).ConfigureAwait(false);
-            var hypervisor = new EngineHypervisor(_host, new AutostartMarks(stateRoot), _loggerFactory.CreateLogger<EngineHypervisor>());
+            var hypervisor = new EngineHypervisor(_host, new AutostartMarks(stateRoot), _loggerFactory.CreateLogger<EngineHypervisor>())
+            {
+                StartFlags = _options.GuestTcp ? DomainStartFlags.GuestTcp : DomainStartFlags.None,
+            };
             _server = new RemoteServer(new RemoteServerOptions { SocketPath = SocketPath }, hypervisor, _loggerFactory);
             hypervisor.Events = _server.Events;
             try

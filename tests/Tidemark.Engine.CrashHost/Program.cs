@@ -8,22 +8,29 @@ using Tidemark.Nbd.Client;
 // SIGKILLs it while guests write through the socket:
 //   writes       nothing more: the guests' writes are all there is
 //   checkpoints  checkpoints k0, k1, … in a loop
+//   offline      the same, with the domain left shut off: the bitmaps go into the qcow2 files
+//                (prints "ready -", since no socket serves the disks)
 //   push         push backups in a loop into WORK_DIR/bN-vda.qcow2 and bN-vdb.qcow2, each with
 //                checkpoint bN, full and incremental (from the previous one) in turn
 //   pull         one incremental pull backup from c0 with checkpoint p0 (scratch files and
 //                socket in WORK_DIR), read over and over by a client of its exports
-// It prints "checkpoint NAME" once a checkpoint's creation has returned, and "done NAME" once
+// It prints "creating NAME" as a checkpoint's creation begins, "checkpoint NAME" once it has
+// returned, and "done NAME" once
 // the push that created checkpoint NAME has completed and let go of its job.
 if (args.Length != 5)
 {
-    await Console.Error.WriteLineAsync("usage: crash-host STATE_DIR DOMAIN writes|checkpoints|push|pull PAUSE_MS WORK_DIR");
+    await Console.Error.WriteLineAsync("usage: crash-host STATE_DIR DOMAIN writes|checkpoints|offline|push|pull PAUSE_MS WORK_DIR");
     return 2;
 }
 
 var (scenario, pause, work) = (args[2], int.Parse(args[3], CultureInfo.InvariantCulture), args[4]);
 var host = await DomainHost.OpenAsync(args[0]);
 var domain = host.LookupByName(args[1]);
-await domain.StartAsync();
+if (scenario != "offline")
+{
+    await domain.StartAsync();
+}
+
 var stdout = Console.Out;
 async Task SayAsync(string line)
 {
@@ -31,17 +38,18 @@ async Task SayAsync(string line)
     await stdout.FlushAsync();
 }
 
-await SayAsync($"ready {domain.Running!.SocketPath}");
+await SayAsync($"ready {domain.Running?.SocketPath ?? "-"}");
 switch (scenario)
 {
     case "writes":
         await Task.Delay(Timeout.Infinite);
         break;
 
-    case "checkpoints":
+    case "checkpoints" or "offline":
         for (var i = 0; ; i++)
         {
             await Task.Delay(pause);
+            await SayAsync($"creating k{i}");
             var name = await domain.Checkpoints.CreateAsync($"<domaincheckpoint><name>k{i}</name></domaincheckpoint>");
             await SayAsync($"checkpoint {name}");
         }

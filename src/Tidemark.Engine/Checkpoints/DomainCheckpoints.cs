@@ -161,6 +161,7 @@ public sealed partial class DomainCheckpoints
         }
 
         var targets = bitmapDisks.Select(d => d.Name).ToList();
+        var definition = aligned with { Parent = Tree.Current?.Name, Domain = _domain.Definition };
         if (_domain.Running is { } running)
         {
             var images = targets.Select(t => (Target: t, Disk: running.DiskByTarget(t)!)).ToList();
@@ -171,25 +172,27 @@ public sealed partial class DomainCheckpoints
 
             // The instant (design.md): no guest write lands between the bitmaps of two disks,
             // and writes in flight complete first, in the previous interval.
-            using var closure = await running.Barrier.CloseAsync(cancellationToken).ConfigureAwait(false);
-            await AddBitmapsAsync(images.Select(i => (i.Target, (Qcow2Image)i.Disk.LiveImage)), name, cancellationToken).ConfigureAwait(false);
+            using (await running.Barrier.CloseAsync(cancellationToken).ConfigureAwait(false))
+            {
+                await AddBitmapsAsync(images.Select(i => (i.Target, (Qcow2Image)i.Disk.LiveImage)), name, cancellationToken).ConfigureAwait(false);
+            }
+
+            try
+            {
+                await SaveAsync(definition, cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                // No checkpoint, so no bitmap of it: the images would store them at close.
+                await RemoveBitmapsAsync(aligned, running).ConfigureAwait(false);
+                throw;
+            }
         }
         else
         {
-            var offline = await OfflineImages.OpenAsync(_domain.Definition, targets, cancellationToken).ConfigureAwait(false);
-            await using (offline.ConfigureAwait(false))
-            {
-                foreach (var target in targets)
-                {
-                    CheckQcow2(target, offline.Get(target)!.Value.Format);
-                }
-
-                await AddBitmapsAsync(targets.Select(t => (t, offline.Qcow2(t)!)), name, cancellationToken).ConfigureAwait(false);
-            }
+            await CreateOfflineAsync(definition, targets, cancellationToken).ConfigureAwait(false);
         }
 
-        var definition = aligned with { Parent = Tree.Current?.Name, Domain = _domain.Definition };
-        await SaveAsync(definition, cancellationToken).ConfigureAwait(false);
         Tree.Current = Tree.Add(definition);
         _domain.Logger.LogInformation("domain {Domain}: checkpoint {Checkpoint} created", _domain.Name, name);
         return name;

@@ -15,7 +15,8 @@ namespace Tidemark.Engine.Domains;
 /// </summary>
 /// <remarks>
 /// Opening a host reloads every domain, its checkpoints and its current checkpoint (spec §1,
-/// §6.1), and removes what jobs cut short by a crash left behind (<see cref="JobRecord"/>).
+/// §6.1), and removes what jobs cut short by a crash left behind (<see cref="JobRecord"/>) and
+/// the stray bitmaps of checkpoint creations a crash cut short (<see cref="CheckpointCreationRecord"/>).
 /// Domains always come back shut off: the process that ran them is gone, and with it the
 /// guests' connections. Disposing the host stops every running domain cleanly.
 /// </remarks>
@@ -75,6 +76,21 @@ public sealed class DomainHost : IAsyncDisposable
 
             var tree = await LoadCheckpointsAsync(host, definition.Name, cancellationToken).ConfigureAwait(false);
             host._domains.Add(new Domain(host, definition, ParseUuid(definition), persistent: true, tree));
+        }
+
+        // Checkpoint creations on inactive domains that a crash cut short: the checkpoint
+        // exists, or its stray bitmaps are removed (CheckpointCreationRecord).
+        var pending = CheckpointCreationRecord.Pending(host.State.JobsDirectory, f => host.Logger.LogWarning("removed {File}: not a checkpoint creation record", f));
+        foreach (var record in pending)
+        {
+            if (host.Find(d => d.Name == record.Domain) is { } domain)
+            {
+                await domain.Checkpoints.FinishInterruptedCreationAsync(record, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                record.Complete();
+            }
         }
 
         return host;

@@ -8,6 +8,8 @@ namespace Tidemark.Engine.State;
 /// embedded domain, as libvirt keeps it (spec §6.1);</item>
 /// <item><c>jobs/&lt;domain&gt;.files</c>: the files a running job has created or is about to
 /// create (<see cref="JobRecord"/>), so that a start after a crash removes exactly those;</item>
+/// <item><c>jobs/&lt;domain&gt;.checkpoint</c>: the checkpoint an inactive domain is being given
+/// (<see cref="CheckpointCreationRecord"/>), so that a start after a crash removes its stray bitmaps;</item>
 /// <item><c>run/&lt;domain&gt;.sock</c>: the unix socket a running domain's disks are served on.</item>
 /// </list>
 /// Every metadata file is replaced atomically (<see cref="AtomicFile"/>). The truth about what

@@ -26,11 +26,13 @@ internal sealed class DaemonUnderTest : IAsyncDisposable
     /// <summary>The URI both virsh and tidemark are given.</summary>
     public string Uri => $"qemu+unix:///system?socket={Socket}";
 
-    public static async Task<DaemonUnderTest> StartAsync(string prefix)
+    /// <param name="prefix">The temporary directory's name prefix.</param>
+    /// <param name="options">More <c>daemon</c> options (<c>--guest-tcp</c>).</param>
+    public static async Task<DaemonUnderTest> StartAsync(string prefix, params string[] options)
     {
         // Short names: every domain's unix socket lives under the state directory.
         var directory = new TempDirectory(prefix);
-        var process = await CliProcess.StartAsync("daemon", "--state-dir", directory.File("state"), "--socket", directory.File("sock"));
+        var process = await CliProcess.StartAsync(["daemon", "--state-dir", directory.File("state"), "--socket", directory.File("sock"), .. options]);
         await UnixSocketListener.WaitAsync(directory.File("sock"), cancellationToken: TestContext.Current.CancellationToken);
         return new DaemonUnderTest(directory, process);
     }

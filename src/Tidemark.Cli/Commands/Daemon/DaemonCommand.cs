@@ -16,6 +16,7 @@ internal static class DaemonCommand
         {
             StateDirectory = result.GetValue(D.StateDirectory) is { } state ? Path.GetFullPath(state) : defaults.StateDirectory,
             SocketPath = result.GetValue(D.Socket),
+            GuestTcp = result.GetValue(D.GuestTcp),
         };
         using var host = TidemarkDaemon.CreateHost(options, result.GetValue(D.Verbose) ? LogLevel.Debug : LogLevel.Information);
         try

@@ -11,6 +11,9 @@ internal sealed record DomainInfoEntry(int? Id, string Name, string Uuid, string
 /// <summary>One disk of <c>domblklist --json</c>.</summary>
 internal sealed record DiskEntry(string Type, string Device, string Target, string Source);
 
+/// <summary>One disk of <c>domnbd --json</c>: its NBD URI on the domain's unix socket and, when the domain has one, on its 127.0.0.1 listener.</summary>
+internal sealed record NbdEntry(string Target, string Uri, string? TcpUri);
+
 /// <summary>One checkpoint of <c>checkpoint-list --json</c> (creation time in Unix seconds).</summary>
 internal sealed record CheckpointEntry(string Name, long? CreationTime, string? Parent);
 
@@ -44,6 +47,7 @@ internal sealed record JobInfoEntry(string Type)
 [JsonSerializable(typeof(DomainEntry[]))]
 [JsonSerializable(typeof(DomainInfoEntry))]
 [JsonSerializable(typeof(DiskEntry[]))]
+[JsonSerializable(typeof(NbdEntry[]))]
 [JsonSerializable(typeof(CheckpointEntry[]))]
 [JsonSerializable(typeof(CheckpointInfoEntry))]
 [JsonSerializable(typeof(JobInfoEntry))]

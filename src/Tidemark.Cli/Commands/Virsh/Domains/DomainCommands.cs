@@ -18,17 +18,7 @@ internal static class DomainCommands
     {
         yield return Define(console);
         yield return Undefine(console);
-        yield return Simple(console, "start", "Start a (previously defined) inactive domain.", async (s, d) =>
-        {
-            // virsh looks before it asks: a domain with an id is running.
-            if (d.Id != RemoteDomain.InactiveId)
-            {
-                throw new VirshException("Domain is already active");
-            }
-
-            await Failing($"Failed to start domain '{d.Name}'", s.Client.StartDomainAsync(d, cancellationToken: s.CancellationToken)).ConfigureAwait(false);
-            return $"Domain '{d.Name}' started\n";
-        });
+        yield return Start(console);
         yield return Simple(console, "destroy", "Destroy (stop) a domain.", async (s, d) =>
         {
             await Failing($"Failed to destroy domain '{d.Name}'", s.Client.DestroyDomainAsync(d, cancellationToken: s.CancellationToken)).ConfigureAwait(false);
@@ -60,6 +50,25 @@ internal static class DomainCommands
     {
         var command = new Command(name, description);
         VirshAction.SetOnDomain(command, console, body);
+        return command;
+    }
+
+    private static Command Start(CliConsole console)
+    {
+        var guestTcp = new Option<bool>("--guest-tcp") { Description = "serve the disks on 127.0.0.1 too (Tidemark's addition; see domnbd)" };
+        var command = new Command("start", "Start a (previously defined) inactive domain.") { guestTcp };
+        VirshAction.SetOnDomain(command, console, async (s, d) =>
+        {
+            // virsh looks before it asks: a domain with an id is running.
+            if (d.Id != RemoteDomain.InactiveId)
+            {
+                throw new VirshException("Domain is already active");
+            }
+
+            var flags = s.Has(guestTcp) ? Tidemark.Daemon.DomainCreateFlags.GuestTcp : 0;
+            await Failing($"Failed to start domain '{d.Name}'", s.Client.StartDomainAsync(d, flags, s.CancellationToken)).ConfigureAwait(false);
+            return $"Domain '{d.Name}' started\n";
+        });
         return command;
     }
 

@@ -220,7 +220,8 @@ internal static class DomainQueryCommands
 
     private static Command DomNbd(CliConsole console)
     {
-        var command = new Command("domnbd", "Print the NBD URI each disk of a running domain is served on, for the guest (Tidemark's addition).");
+        var json = new Option<bool>("--json") { Description = "print JSON (Tidemark's addition)" };
+        var command = new Command("domnbd", "Print the NBD URIs each disk of a running domain is served on, for the guest (Tidemark's addition).") { json };
         VirshAction.SetOnDomain(command, console, async (s, d) =>
         {
             var xml = XDocument.Parse(await s.Client.GetDomainXmlAsync(d, 0, s.CancellationToken).ConfigureAwait(false));
@@ -230,10 +231,21 @@ internal static class DomainQueryCommands
                 throw LibvirtError.Create(VirErrorNumber.OperationInvalid, VirErrorDomain.Domain, "domain is not running");
             }
 
-            var table = new VirshTable("Target", "URI");
-            foreach (var disk in disks)
+            // One row per URI: the unix socket's, then the 127.0.0.1 listener's when the domain has one.
+            NbdEntry[] entries = [.. disks.Select(e => new NbdEntry(e.Attribute("target")?.Value ?? "-", e.Attribute("uri")?.Value ?? "-", e.Attribute("tcp-uri")?.Value))];
+            if (s.Has(json))
             {
-                table.Add(disk.Attribute("target")?.Value ?? "-", disk.Attribute("uri")?.Value ?? "-");
+                return JsonSerializer.Serialize(entries, VirshJsonContext.Default.NbdEntryArray) + "\n";
+            }
+
+            var table = new VirshTable("Target", "URI");
+            foreach (var entry in entries)
+            {
+                table.Add(entry.Target, entry.Uri);
+                if (entry.TcpUri is { } tcp)
+                {
+                    table.Add(entry.Target, tcp);
+                }
             }
 
             return table.ToString();
