@@ -1,3 +1,5 @@
+using Tidemark.Storage.Qcow2;
+
 namespace Tidemark.Storage;
 
 /// <summary>
@@ -8,10 +10,13 @@ namespace Tidemark.Storage;
 /// </summary>
 /// <remarks>
 /// qemu-img convert -B skips every range the source's top image does not allocate, trusting the
-/// caller that the new backing file holds what the source's backing file holds. Here that
-/// shortcut is taken only when it is known to hold (<c>sourceSharesBacking</c>: the source's
-/// backing file is the target's); everywhere else the two contents are compared, so the
-/// target is right even for a backing file that differs, and smaller where they agree.
+/// caller that the new backing file holds what the source's backing file holds, and writes
+/// every range the top allocates without looking at the target. Here that shortcut is taken
+/// only when it is known to hold (<c>sourceSharesBacking</c>: the source's backing file is the
+/// target's): then only the top's own allocation is asked for (the layers below are never
+/// consulted) and its ranges are copied as qemu-img copies them. Everywhere else the two
+/// contents are compared, so the target is right even for a backing file that differs, and
+/// smaller where they agree.
 /// </remarks>
 public static class DifferenceCopy
 {
@@ -34,12 +39,21 @@ public static class DifferenceCopy
         var targetData = new byte[ChunkSize];
         for (long at = 0; at < source.VirtualSize;)
         {
-            var extents = await source.GetExtentsAsync(at, source.VirtualSize - at, cancellationToken).ConfigureAwait(false);
+            var extents = sourceSharesBacking && source is Qcow2Image top
+                ? await top.GetExtentsAsync(at, source.VirtualSize - at, layers: 1, cancellationToken).ConfigureAwait(false)
+                : await source.GetExtentsAsync(at, source.VirtualSize - at, cancellationToken).ConfigureAwait(false);
             foreach (var e in extents)
             {
                 at = e.End;
                 if (sourceSharesBacking && e.Depth != 1)
                 {
+                    continue;
+                }
+
+                if (sourceSharesBacking && (e.Kind & ExtentKind.Zero) != 0 && e.Offset % granularity == 0 && (e.End % granularity == 0 || e.End == source.VirtualSize))
+                {
+                    // Whole target clusters the top reads as zeroes: no need to read them.
+                    await target.WriteZeroesAsync(e.Offset, e.Length, WriteFlags.None, cancellationToken).ConfigureAwait(false);
                     continue;
                 }
 
@@ -49,7 +63,7 @@ public static class DifferenceCopy
                 for (var offset = start; offset < end;)
                 {
                     var n = (int)Math.Min(ChunkSize, end - offset);
-                    await CopyChunkAsync(source, target, offset, sourceData.AsMemory(0, n), targetData.AsMemory(0, n), granularity, cancellationToken).ConfigureAwait(false);
+                    await CopyChunkAsync(source, target, offset, sourceData.AsMemory(0, n), targetData.AsMemory(0, n), compare: !sourceSharesBacking, granularity, cancellationToken).ConfigureAwait(false);
                     offset += n;
                 }
             }
@@ -58,16 +72,22 @@ public static class DifferenceCopy
         await target.FlushAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    private static async ValueTask CopyChunkAsync(IBlockImage source, IBlockImage target, long offset, Memory<byte> sourceData, Memory<byte> targetData, int granularity, CancellationToken cancellationToken)
+    /// <param name="compare">Read the target and write only the clusters that differ; false writes every cluster (a range the source's top allocates over the target's own backing file).</param>
+    private static async ValueTask CopyChunkAsync(IBlockImage source, IBlockImage target, long offset, Memory<byte> sourceData, Memory<byte> targetData, bool compare, int granularity, CancellationToken cancellationToken)
     {
         await source.ReadAsync(offset, sourceData, cancellationToken).ConfigureAwait(false);
-        await target.ReadAsync(offset, targetData, cancellationToken).ConfigureAwait(false);
+        if (compare)
+        {
+            await target.ReadAsync(offset, targetData, cancellationToken).ConfigureAwait(false);
+        }
+
+        bool Same(int from, int to) => compare && sourceData.Span[from..to].SequenceEqual(targetData.Span[from..to]);
         var at = 0;
         while (at < sourceData.Length)
         {
             // A run of differing clusters, all data or all zeroes, in one request.
             var end = Math.Min(sourceData.Length, at + granularity);
-            if (sourceData.Span[at..end].SequenceEqual(targetData.Span[at..end]))
+            if (Same(at, end))
             {
                 at = end;
                 continue;
@@ -77,7 +97,7 @@ public static class DifferenceCopy
             while (end < sourceData.Length)
             {
                 var next = Math.Min(sourceData.Length, end + granularity);
-                if (sourceData.Span[end..next].SequenceEqual(targetData.Span[end..next]) || zero != !sourceData.Span[end..next].ContainsAnyExcept((byte)0))
+                if (Same(end, next) || zero != !sourceData.Span[end..next].ContainsAnyExcept((byte)0))
                 {
                     break;
                 }

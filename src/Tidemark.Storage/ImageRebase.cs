@@ -163,12 +163,21 @@ public static class ImageRebase
 
     private static async ValueTask CopyDifferencesAsync(Qcow2Image image, IBlockImage? newBacking, int prefixDepth, CancellationToken cancellationToken)
     {
+        // Only the layers above the new backing file are consulted (img_rebase's
+        // bdrv_is_allocated on the image, then bdrv_is_allocated_above down to the new backing
+        // file): the image alone when the new backing file is not in the old chain.
+        var layers = prefixDepth == 0 ? 1 : prefixDepth - 1;
+        if (layers == 0)
+        {
+            return;
+        }
+
         var size = image.VirtualSize;
         var oldBuffer = new byte[ChunkSize];
         var newBuffer = new byte[ChunkSize];
         for (long at = 0; at < size;)
         {
-            var extents = await image.GetExtentsAsync(at, size - at, cancellationToken).ConfigureAwait(false);
+            var extents = await image.GetExtentsAsync(at, size - at, layers, cancellationToken).ConfigureAwait(false);
             foreach (var e in extents)
             {
                 at = e.End;
@@ -188,10 +197,12 @@ public static class ImageRebase
     }
 
     /// <summary>
-    /// Whether a range whose top allocation is at <paramref name="depth"/> (1: the image itself,
-    /// 0: nowhere) can read differently through the new chain.
+    /// Whether a range whose allocation, among the layers above the new backing file, is at
+    /// <paramref name="depth"/> (1: the image itself, 0: none of them) can read differently
+    /// through the new chain. Without a common prefix every range the image leaves to its
+    /// backing file may; with one, only those an intermediate layer allocates.
     /// </summary>
-    private static bool MayDiffer(int depth, int prefixDepth) => depth != 1 && (prefixDepth == 0 || (depth >= 2 && depth < prefixDepth));
+    private static bool MayDiffer(int depth, int prefixDepth) => prefixDepth == 0 ? depth == 0 : depth >= 2;
 
     private static async ValueTask CopyChunkAsync(Qcow2Image image, IBlockImage? newBacking, long offset, Memory<byte> oldData, Memory<byte> newData, CancellationToken cancellationToken)
     {

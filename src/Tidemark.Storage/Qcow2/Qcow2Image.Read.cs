@@ -127,9 +127,26 @@ public sealed partial class Qcow2Image
         return cluster;
     }
 
-    public async ValueTask<IReadOnlyList<BlockExtent>> GetExtentsAsync(long offset, long length, CancellationToken cancellationToken = default)
+    public ValueTask<IReadOnlyList<BlockExtent>> GetExtentsAsync(long offset, long length, CancellationToken cancellationToken = default)
+        => GetExtentsAsync(offset, length, int.MaxValue, cancellationToken);
+
+    /// <summary>
+    /// The allocation of the top <paramref name="layers"/> images of the chain only: with 1, what
+    /// this image itself allocates (QEMU's bdrv_block_status_above with this image's backing file
+    /// as the base; bdrv_is_allocated). Ranges none of the consulted layers allocates are depth 0:
+    /// <see cref="ExtentKind.Hole"/> where a layer further down may supply them, hole and zero
+    /// where nothing below reaches (no backing file, or past its end). Data runs are checked
+    /// against the host file as <see cref="GetExtentsAsync(long, long, CancellationToken)"/> does.
+    /// </summary>
+    /// <remarks>
+    /// What rebase and convert -B need: only what the top allocates can differ from a backing
+    /// file the top already sits on, and the layers below need not be read to know it.
+    /// </remarks>
+    /// <param name="layers">How many images, from this one down, to consult (at least 1).</param>
+    public async ValueTask<IReadOnlyList<BlockExtent>> GetExtentsAsync(long offset, long length, int layers, CancellationToken cancellationToken = default)
     {
         CheckRange(offset, length);
+        ArgumentOutOfRangeException.ThrowIfLessThan(layers, 1);
         cancellationToken.ThrowIfCancellationRequested();
         var extents = new List<BlockExtent>();
         if (length == 0)
@@ -137,14 +154,73 @@ public sealed partial class Qcow2Image
             return extents;
         }
 
-        var end = offset + length;
+        var local = await ScanLayerAsync(offset, offset + length, cancellationToken).ConfigureAwait(false);
+        foreach (var (start, stop, kind, depth, host) in local)
+        {
+            if (host >= 0)
+            {
+                // QEMU asks the file under a data cluster too (bdrv_co_block_status with
+                // want_zero): where the host file has a hole, or ends, the guest reads zeroes, so
+                // that part is data and zero (qemu-img map "zero": true, "data": true; NBD_STATE_ZERO).
+                foreach (var run in _file.FindData(host, host + (stop - start), int.MaxValue))
+                {
+                    Append(extents, new BlockExtent(start + (run.Start - host), run.End - run.Start, run.IsData ? ExtentKind.Data : ExtentKind.Zero, depth));
+                }
+
+                continue;
+            }
+
+            if (depth != 0 || _backing is null || start >= _backing.VirtualSize)
+            {
+                Append(extents, new BlockExtent(start, stop - start, kind, depth));
+                continue;
+            }
+
+            var backingEnd = Math.Min(stop, _backing.VirtualSize);
+            if (layers == 1)
+            {
+                // Not here, and the layers below are not consulted: whatever they hold shows.
+                Append(extents, new BlockExtent(start, backingEnd - start, ExtentKind.Hole, 0));
+            }
+            else
+            {
+                // Depth 0 here means "not in this layer": ask the backing chain, one level deeper.
+                var position = start;
+                while (position < backingEnd)
+                {
+                    var below = _backing is Qcow2Image q
+                        ? await q.GetExtentsAsync(position, backingEnd - position, layers - 1, cancellationToken).ConfigureAwait(false)
+                        : await _backing.GetExtentsAsync(position, backingEnd - position, cancellationToken).ConfigureAwait(false);
+                    foreach (var e in below)
+                    {
+                        Append(extents, e with { Depth = e.Depth == 0 ? 0 : e.Depth + 1 });
+                        position = e.End;
+                    }
+                }
+            }
+
+            if (backingEnd < stop)
+            {
+                Append(extents, new BlockExtent(backingEnd, stop - backingEnd, ExtentKind.Hole | ExtentKind.Zero, 0));
+            }
+        }
+
+        return extents;
+    }
+
+    /// <summary>
+    /// This layer's own allocation of <c>[offset, end)</c> from its L1/L2 tables, in runs of the
+    /// same kind (at most 4096; the caller reports where they end). Depth is 1 where this image
+    /// allocates, 0 where it does not. Host is where a data run's bytes start in this image's
+    /// file (-1: not a plain host range, as compressed clusters). Unallocated runs are resolved
+    /// against the backing file, and data runs against the host file's holes, by the caller
+    /// after the lock is released.
+    /// </summary>
+    private async ValueTask<List<(long Start, long End, ExtentKind Kind, int Depth, long Host)>> ScanLayerAsync(long offset, long end, CancellationToken cancellationToken)
+    {
         var bits = _header.ClusterBits;
         var clusterSize = _header.ClusterSize;
         var l2Span = (long)_header.L2Entries << bits;
-
-        // Unallocated runs are resolved against the backing file, and data runs against the
-        // host file's holes, after the lock is released. Host is where a data run's bytes start
-        // in this image's file (-1: not a plain host range, as compressed clusters).
         var local = new List<(long Start, long End, ExtentKind Kind, int Depth, long Host)>();
         await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
@@ -214,47 +290,7 @@ public sealed partial class Qcow2Image
             _lock.Release();
         }
 
-        foreach (var (start, stop, kind, depth, host) in local)
-        {
-            if (host >= 0)
-            {
-                // QEMU asks the file under a data cluster too (bdrv_co_block_status with
-                // want_zero): where the host file has a hole, or ends, the guest reads zeroes, so
-                // that part is data and zero (qemu-img map "zero": true, "data": true; NBD_STATE_ZERO).
-                foreach (var run in _file.FindData(host, host + (stop - start), int.MaxValue))
-                {
-                    Append(extents, new BlockExtent(start + (run.Start - host), run.End - run.Start, run.IsData ? ExtentKind.Data : ExtentKind.Zero, depth));
-                }
-
-                continue;
-            }
-
-            if (depth != 0 || _backing is null || start >= _backing.VirtualSize)
-            {
-                Append(extents, new BlockExtent(start, stop - start, kind, depth));
-                continue;
-            }
-
-            // Depth 0 here means "not in this layer": ask the backing chain, one level deeper.
-            var position = start;
-            var backingEnd = Math.Min(stop, _backing.VirtualSize);
-            while (position < backingEnd)
-            {
-                var below = await _backing.GetExtentsAsync(position, backingEnd - position, cancellationToken).ConfigureAwait(false);
-                foreach (var e in below)
-                {
-                    Append(extents, e with { Depth = e.Depth == 0 ? 0 : e.Depth + 1 });
-                    position = e.End;
-                }
-            }
-
-            if (backingEnd < stop)
-            {
-                Append(extents, new BlockExtent(backingEnd, stop - backingEnd, ExtentKind.Hole | ExtentKind.Zero, 0));
-            }
-        }
-
-        return extents;
+        return local;
     }
 
     /// <summary>
