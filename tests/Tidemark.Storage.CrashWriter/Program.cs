@@ -9,7 +9,22 @@ using Tidemark.Storage.Qcow2;
 //
 // "commit TOP" and "rebase TOP NEW_BACKING" run one chain operation instead (commit into the
 // backing file, safe rebase onto a qcow2 NEW_BACKING), printing "started" before and "done"
-// after it; the test kills them part way.
+// after it; the test kills them part way. "shrink IMAGE SIZE" opens IMAGE, prints "started"
+// and shrinks it to SIZE bytes (qemu-img resize --shrink), then closes it and prints "done".
+if (args.Length == 3 && args[0] == "shrink")
+{
+    await Console.Out.WriteLineAsync("started");
+    await Console.Out.FlushAsync();
+    await using (var shrunk = await Qcow2Image.OpenAsync(args[1], readOnly: false))
+    {
+        await shrunk.ResizeAsync(long.Parse(args[2], CultureInfo.InvariantCulture));
+    }
+
+    await Console.Out.WriteLineAsync("done");
+    await Console.Out.FlushAsync();
+    return 0;
+}
+
 if (args.Length >= 2 && args[0] is "commit" or "rebase")
 {
     await Console.Out.WriteLineAsync("started");

@@ -143,6 +143,16 @@ internal sealed class ClusterMap
     }
 
     /// <summary>
+    /// Forgets the L2 table of <paramref name="l1Index"/> and clears its L1 entry (written at the
+    /// next write-back); the caller frees the table's cluster once that entry is durable.
+    /// </summary>
+    public void Drop(int l1Index)
+    {
+        _cache.Remove(l1Index);
+        SetL1Entry(l1Index, 0);
+    }
+
+    /// <summary>
     /// Writes dirty L2 tables, then, when L1 entries changed, flushes so the new tables are
     /// durable and writes the L1 entries. A crash before the L1 write leaves new L2 tables that
     /// nobody references (leaks); after it, a complete mapping.

@@ -10,15 +10,17 @@ namespace Tidemark.Storage.Qcow2;
 //      and a flush: a crash leaves the old image or the new one, never a mix;
 //   4. the old L1 table is freed; a crash before that only leaks it.
 //
-// Persistent bitmaps are resized in memory (bdrv_dirty_bitmap_truncate: the new area clean)
-// and stored with their new size at close, as qemu-img resize does.
+// Shrinking is in Qcow2Image.Shrink.cs. Either way, persistent bitmaps are resized in memory
+// (bdrv_dirty_bitmap_truncate: the new area clean, bits past a smaller end dropped) and stored
+// with their new size at close, as qemu-img resize does.
 public sealed partial class Qcow2Image
 {
     /// <summary>
-    /// Grows the image to <paramref name="newSize"/> bytes (<c>qemu-img resize</c>). The new
-    /// area reads as zeroes (or from the backing file where it is larger).
+    /// Grows or shrinks the image to <paramref name="newSize"/> bytes (<c>qemu-img resize</c>,
+    /// with <c>--shrink</c> for a smaller size: the caller asks for it, data past the new end is
+    /// lost). A grown area reads as zeroes (or from the backing file where it is larger).
     /// </summary>
-    /// <exception cref="StorageException">The size is not a multiple of 512, is smaller than the image (shrinking qcow2 is not supported), needs a larger L1 table than QEMU allows, or an inconsistent bitmap cannot be resized.</exception>
+    /// <exception cref="StorageException">The size is not a multiple of 512, the image has internal snapshots, needs a larger L1 table than QEMU allows, or an inconsistent bitmap cannot be resized.</exception>
     public async ValueTask ResizeAsync(long newSize, CancellationToken cancellationToken = default)
     {
         CheckWritable();
@@ -33,15 +35,12 @@ public sealed partial class Qcow2Image
             throw new StorageException(StorageErrorReason.InvalidRequest, "The new size must be a multiple of 512");
         }
 
-        if (newSize < VirtualSize)
-        {
-            throw new StorageException(StorageErrorReason.UnsupportedFeature, $"{Path}: shrinking qcow2 images is not supported");
-        }
-
         if (_header.SnapshotCount > 0)
         {
-            // qcow2_co_truncate: "Can't resize an image which has snapshots".
-            throw new StorageException(StorageErrorReason.UnsupportedFeature, "Can't resize an image which has snapshots");
+            // QEMU 7.2 refuses v2 images with these words (their snapshot table need not hold
+            // each snapshot's disk size); v3 images with snapshots it resizes, which needs the
+            // snapshot tables rewritten, so Tidemark refuses those too.
+            throw new StorageException(StorageErrorReason.UnsupportedFeature, _header.Version < 3 ? "Can't resize a v2 image which has snapshots" : "Can't resize an image which has snapshots");
         }
 
         // qcow2_truncate_bitmaps_check: every bitmap must be loaded and usable to be resized.
@@ -51,6 +50,12 @@ public sealed partial class Qcow2Image
             {
                 throw new StorageException(StorageErrorReason.BitmapInconsistent, $"Bitmap '{bitmap.Name}' is inconsistent and cannot be used\nTry block-dirty-bitmap-remove to delete this bitmap from disk");
             }
+        }
+
+        if (newSize < VirtualSize)
+        {
+            await ShrinkAsync(newSize, cancellationToken).ConfigureAwait(false);
+            return;
         }
 
         var l1Entries = Qcow2Header.RequiredL1Entries(newSize, _header.ClusterBits, _header.L2Entries);

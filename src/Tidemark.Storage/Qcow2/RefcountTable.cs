@@ -323,6 +323,84 @@ internal sealed class RefcountTable
         await WriteBackAsync(cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Takes the refcount blocks that count no cluster but themselves out of the table, as
+    /// QEMU's qcow2_shrink_reftable does after a shrink. Which blocks go is decided first, for
+    /// all of them; then the table is written and flushed; only then are the references to the
+    /// blocks dropped (a block counted by another block loses that reference; one that counts
+    /// itself just goes). A crash between the two leaves leaks only.
+    /// </summary>
+    public async ValueTask DropUnusedBlocksAsync(CancellationToken cancellationToken)
+    {
+        var unused = new List<long>();
+        for (var i = 0L; i < _table.Length; i++)
+        {
+            if (_table[i] == 0)
+            {
+                continue;
+            }
+
+            var block = (await GetBlockAsync(i, cancellationToken).ConfigureAwait(false))!;
+            var own = _table[i] >> _clusterBits;
+            var ownIndex = own >> _entriesPerBlockBits == i ? (int)(own & ((1L << _entriesPerBlockBits) - 1)) : -1;
+            var empty = true;
+            for (var e = 0; e < 1 << _entriesPerBlockBits && empty; e++)
+            {
+                empty = e == ownIndex || block[e] == 0;
+            }
+
+            if (empty)
+            {
+                unused.Add(i);
+            }
+        }
+
+        if (unused.Count == 0)
+        {
+            return;
+        }
+
+        var table = (long[])_table.Clone();
+        foreach (var i in unused)
+        {
+            table[i] = 0;
+        }
+
+        await _file.WriteAsync(_tableOffset, SerializeTable(table, _tableClusters << _clusterBits), cancellationToken).ConfigureAwait(false);
+        await _file.FlushAsync(cancellationToken).ConfigureAwait(false);
+        foreach (var i in unused)
+        {
+            var cluster = _table[i] >> _clusterBits;
+            var countsItself = cluster >> _entriesPerBlockBits == i;
+            _table[i] = 0;
+            _blocks.Remove(i);
+            if (!countsItself)
+            {
+                await ChangeAsync(cluster, -1, cancellationToken).ConfigureAwait(false);
+            }
+            else if (cluster < _freeCursor)
+            {
+                _freeCursor = cluster;
+            }
+        }
+
+        await WriteBackAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The last cluster below <paramref name="fileClusters"/> with a nonzero refcount, or -1 (QEMU's qcow2_get_last_cluster).</summary>
+    public async ValueTask<long> LastUsedClusterAsync(long fileClusters, CancellationToken cancellationToken)
+    {
+        for (var c = fileClusters - 1; c >= 0; c--)
+        {
+            if (await GetAsync(c, cancellationToken).ConfigureAwait(false) > 0)
+            {
+                return c;
+            }
+        }
+
+        return -1;
+    }
+
     private async ValueTask<RefcountBlock?> GetBlockAsync(long tableIndex, CancellationToken cancellationToken)
     {
         if (_blocks.TryGetValue(tableIndex, out var cached))

@@ -117,7 +117,7 @@ public sealed class ImageResizeCommandTests
         Assert.Equal(before, await File.ReadAllBytesAsync(file, Ct));
     }
 
-    private static async Task<(string Qemu, string Tidemark)> RunStepsAsync(TempDirectory dir, string original, string extension, string[] steps)
+    internal static async Task<(string Qemu, string Tidemark)> RunStepsAsync(TempDirectory dir, string original, string extension, string[] steps)
     {
         var qemu = dir.File($"qemu.{extension}");
         var tidemark = dir.File($"tidemark.{extension}");
@@ -146,7 +146,7 @@ public sealed class ImageResizeCommandTests
             .Replace(file, "FILE", StringComparison.Ordinal)
             .Trim();
 
-    private static async Task<string> InfoAsync(string file)
+    internal static async Task<string> InfoAsync(string file)
     {
         var info = JsonNode.Parse(await Peer.RunCheckedAsync("qemu-img", "info", "--output=json", file))!.AsObject();
 

@@ -7,7 +7,7 @@ internal static class ImageCommandDefinition
 {
     public static Command Build(CliConsole console)
     {
-        var command = new Command("image", "Create, inspect, check, compare, convert, map, resize, rebase and commit disk images (qcow2, raw) and manage their dirty bitmaps, as qemu-img does.");
+        var command = new Command("image", "Create, inspect, check, compare, convert, map, resize, rebase, commit and measure disk images (qcow2, raw) and manage their dirty bitmaps, as qemu-img does.");
 
         // One line per subcommand; each folder owns the rest.
         command.Subcommands.Add(Create.CreateCommandDefinition.Build(console));
@@ -20,6 +20,7 @@ internal static class ImageCommandDefinition
         command.Subcommands.Add(Resize.ResizeCommandDefinition.Build(console));
         command.Subcommands.Add(Rebase.RebaseCommandDefinition.Build(console));
         command.Subcommands.Add(Commit.CommitCommandDefinition.Build(console));
+        command.Subcommands.Add(Measure.MeasureCommandDefinition.Build(console));
         return command;
     }
 }
