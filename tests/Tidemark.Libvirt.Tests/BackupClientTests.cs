@@ -113,8 +113,8 @@ public sealed class BackupClientTests(PrivateLibvirtdFixture fixture, LibvirtQem
     /// <summary>
     /// What breaks one disk's chain on a real host makes a full of that disk only: a bitmap
     /// gone from the qcow2 node (libvirt refuses the incremental naming the disk, the runner
-    /// retries it as a full), then a disk resized. (A disk hot-plugged since the last backup is
-    /// not tried here: the fixture's machine has no ACPI, so pci.0 takes no hotplug.)
+    /// retries it as a full), then a disk resized. (A disk hot-plugged since the last backup:
+    /// <see cref="DiskHotplugged_FullOfItOnly_OthersStayIncremental_EveryPointRestores"/>.)
     /// </summary>
     [Fact]
     public async Task BitmapRemovedThenDiskResized_FullForThatDiskOnly_EveryPointRestores()
@@ -159,6 +159,61 @@ public sealed class BackupClientTests(PrivateLibvirtdFixture fixture, LibvirtQem
         await guest.AssertHostCleanAsync([changed.Checkpoint]);
 
         var points = new[] { full, broken, changed };
+        for (var i = 0; i < points.Length; i++)
+        {
+            var restored = await DiskRestore.RunAsync(new RestoreOptions { Repository = guest.Repository, Domain = guest.Name, Checkpoint = points[i].Checkpoint, Output = libvirtd.File($"{guest.Name}-r{i}") }, Ct);
+            Assert.Equal(captures[i].Keys.Order(StringComparer.Ordinal), restored.Select(r => r.Disk).Order(StringComparer.Ordinal));
+            foreach (var disk in restored)
+            {
+                await BackupGuest.AssertIdenticalAsync("raw", disk.Path, captures[i][disk.Disk]);
+            }
+        }
+
+        var verify = await RepositoryVerifier.RunAsync(guest.Repository, guest.Name, null, Ct);
+        Assert.True(verify.Passed, string.Join('\n', verify.Findings));
+    }
+
+    /// <summary>
+    /// A disk hot-plugged into the running guest after a full (<c>virsh attach-disk --live</c>,
+    /// the domain defined with ACPI): the next run makes a full of that disk, saying why, while
+    /// the others stay incremental; the run after it continues all three; every point restores.
+    /// </summary>
+    [Fact]
+    public async Task DiskHotplugged_FullOfItOnly_OthersStayIncremental_EveryPointRestores()
+    {
+        var libvirtd = await fixture.GetAsync();
+        var guest = await BackupGuest.DefineAsync(libvirtd, "bkadd", disks: 2, hotplug: true);
+        await guest.WriteAsync("vda", "write -P 0x11 0 1M");
+        await guest.WriteAsync("vdb", "write -P 0x12 1M 1M");
+        var captures = new List<IReadOnlyDictionary<string, string>> { await guest.CaptureAsync("p0") };
+        var full = await guest.BackupAsync(LevelRequest.Auto, []);
+
+        await guest.AttachDiskAsync("vdc", "16M");
+        Assert.Contains("<target dev='vdc' bus='virtio'/>", await libvirtd.VirshOkAsync("dumpxml", guest.Name), StringComparison.Ordinal);
+        await guest.WriteAsync("vda", "write -P 0x21 4M 64k");
+        await guest.WriteAsync("vdc", "write -P 0x23 2M 512k", "write -P 0x24 15M 64k");
+        captures.Add(await guest.CaptureAsync("p1"));
+        var lines = new List<string>();
+        var added = await guest.BackupAsync(LevelRequest.Auto, lines);
+        Assert.Equal(BackupLevel.Incremental, added.Disk("vda")!.Level);
+        Assert.Equal(64L << 10, added.Disk("vda")!.DataBytes);
+        Assert.Equal(BackupLevel.Incremental, added.Disk("vdb")!.Level);
+        Assert.Equal(0, added.Disk("vdb")!.DataBytes);
+        var vdc = added.Disk("vdc")!;
+        Assert.Equal(BackupLevel.Full, vdc.Level);
+        Assert.Equal("disk added since the last backup (none of it in the repository)", vdc.Reason);
+        Assert.Equal((512L << 10) + (64L << 10), vdc.DataBytes);
+        Assert.Contains($"vdc: full ({vdc.Reason})", lines);
+        Assert.Equal(full.Chain, added.Chain);
+        await guest.AssertHostCleanAsync([added.Checkpoint]);
+
+        await guest.WriteAsync("vdc", "write -P 0x33 8M 64k");
+        captures.Add(await guest.CaptureAsync("p2"));
+        var next = await guest.BackupAsync(LevelRequest.Incremental, []);
+        Assert.All(next.Disks, d => Assert.Equal(added.Checkpoint, d.Base));
+        Assert.Equal(64L << 10, next.Disk("vdc")!.DataBytes);
+
+        var points = new[] { full, added, next };
         for (var i = 0; i < points.Length; i++)
         {
             var restored = await DiskRestore.RunAsync(new RestoreOptions { Repository = guest.Repository, Domain = guest.Name, Checkpoint = points[i].Checkpoint, Output = libvirtd.File($"{guest.Name}-r{i}") }, Ct);

@@ -6,7 +6,12 @@ namespace Tidemark.Testing;
 /// A domain <see cref="PrivateLibvirtd.DefineDomainAsync"/> defined: TCG (<c>type='qemu'</c>,
 /// no KVM needed), 64 MiB, one vCPU, no OS and no graphics, one qcow2 virtio disk per entry.
 /// </summary>
-public sealed record LibvirtdDomain(string Name, IReadOnlyList<LibvirtdDisk> Disks)
+/// <param name="Hotplug">
+/// ACPI on: the <c>pc</c> machine's pci.0 takes hot-plugged devices only through ACPI PCI
+/// hotplug (without it QEMU refuses <c>device_add</c>, "Bus 'pci.0' does not support
+/// hotplugging"), so <c>virsh attach-disk --live</c> works.
+/// </param>
+public sealed record LibvirtdDomain(string Name, IReadOnlyList<LibvirtdDisk> Disks, bool Hotplug = false)
 {
     /// <summary>The disk on <paramref name="target"/>.</summary>
     public LibvirtdDisk Disk(string target) => Disks.Single(d => d.Target == target);
@@ -31,9 +36,9 @@ public sealed record LibvirtdDomain(string Name, IReadOnlyList<LibvirtdDisk> Dis
               <os>
                 <type arch='x86_64' machine='pc'>hvm</type>
               </os>
-              <devices>
+            {(Hotplug ? "  <features>\n    <acpi/>\n  </features>\n" : "")}  <devices>
                 <emulator>/usr/bin/qemu-system-x86_64</emulator>
-            {devices}  </devices>
+            {(Hotplug ? "    <controller type='pci' index='0' model='pci-root'/>\n" : "")}{devices}  </devices>
             </domain>
             """;
     }

@@ -191,7 +191,8 @@ public sealed class PrivateLibvirtd : IAsyncDisposable
     /// unless <paramref name="start"/> is false. A paused guest never touches its disks; writes
     /// come from <see cref="GuestWriteAsync"/>.
     /// </summary>
-    public async Task<LibvirtdDomain> DefineDomainAsync(string name, int disks = 1, string size = "16M", bool start = true)
+    /// <param name="hotplug">Define it with ACPI, so disks can be hot-plugged (<see cref="LibvirtdDomain.Hotplug"/>).</param>
+    public async Task<LibvirtdDomain> DefineDomainAsync(string name, int disks = 1, string size = "16M", bool start = true, bool hotplug = false)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(disks);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(disks, 26);
@@ -204,7 +205,7 @@ public sealed class PrivateLibvirtd : IAsyncDisposable
             list.Add(new LibvirtdDisk(target, image));
         }
 
-        var domain = new LibvirtdDomain(name, list);
+        var domain = new LibvirtdDomain(name, list, hotplug);
         var xmlFile = Path.Combine(Directory.Path, "images", name + ".xml");
         await System.IO.File.WriteAllTextAsync(xmlFile, domain.Xml()).ConfigureAwait(false);
         await VirshOkAsync("define", xmlFile).ConfigureAwait(false);

@@ -251,8 +251,10 @@ public static partial class BackupRunner
             {
                 // libvirt checks each disk's bitmap chain only here (checkpoint-backup.md §6.7
                 // step 9) and names the disk: that disk starts a new chain, the others go on.
+                // A persistent bitmap reaches the qcow2 file only when the image is closed, so a
+                // host that died (daemon or QEMU killed) has none, or one left IN_USE.
                 var why = e.Code == VirErrorNumber.CheckpointInconsistent ? "bitmap broken on the host" : "checkpoint missing on the host";
-                report($"{plans[index].Disk}: {why} ({e.Message}); retrying it as a full");
+                report($"{plans[index].Disk}: {why} ({e.Message}); the writes since that checkpoint are not known (the host stopped without storing its bitmap, or the bitmap was removed): retrying it as a full");
                 plans[index] = plans[index].AsFull($"{why}: {e.Message}");
             }
         }

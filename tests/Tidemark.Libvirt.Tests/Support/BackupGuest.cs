@@ -23,8 +23,21 @@ internal sealed partial class BackupGuest(PrivateLibvirtd libvirtd, LibvirtdDoma
         Assert.True(compare.ExitCode == 0, $"{image} vs {capture}: {compare.Stdout}{compare.Stderr}");
     }
 
-    public static async Task<BackupGuest> DefineAsync(PrivateLibvirtd libvirtd, string prefix, int disks) =>
-        new(libvirtd, await libvirtd.DefineDomainAsync(libvirtd.NewDomainName(prefix), disks, "32M"));
+    public static async Task<BackupGuest> DefineAsync(PrivateLibvirtd libvirtd, string prefix, int disks, bool hotplug = false) =>
+        new(libvirtd, await libvirtd.DefineDomainAsync(libvirtd.NewDomainName(prefix), disks, "32M", hotplug: hotplug));
+
+    /// <summary>
+    /// Hot-plugs a fresh qcow2 virtio disk on <paramref name="target"/> into the running guest
+    /// (<c>virsh attach-disk --live</c>, with the user alias that gives its QOM path); the
+    /// domain must have been defined for hotplug.
+    /// </summary>
+    public async Task AttachDiskAsync(string target, string size)
+    {
+        var disk = new LibvirtdDisk(target, libvirtd.File($"{Name}-{target}.qcow2"));
+        await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", disk.Image, size);
+        await libvirtd.VirshOkAsync("attach-disk", Name, disk.Image, target, "--driver", "qemu", "--subdriver", "qcow2", "--targetbus", "virtio", "--alias", disk.Alias, "--live");
+        _disks.Add(disk);
+    }
 
     /// <summary>
     /// The guest's writes through QEMU's block layer, then a flush of the disk: QEMU keeps
