@@ -31,6 +31,7 @@ var sizeMiB = 2048L;
 var dataMiB = -1L;
 var runs = 2;
 var work = Path.Combine(Path.GetTempPath(), $"tm-bench-engine-{Environment.ProcessId}");
+var rows = new HashSet<string>(["push", "writes", "export"], StringComparer.Ordinal);
 var positional = 0;
 for (var i = 0; i < args.Length; i++)
 {
@@ -38,6 +39,7 @@ for (var i = 0; i < args.Length; i++)
     {
         case "--runs": runs = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
         case "--work": work = args[++i]; break;
+        case "--rows": rows = [.. args[++i].Split(',')]; break;
         default:
             if (positional == 0)
             {
@@ -86,10 +88,20 @@ try
     string? firstImage = null;
     foreach (var layout in layouts)
     {
+        if (firstImage is not null && !rows.Contains("push"))
+        {
+            // The guest-write and export rows need only the first layout.
+            break;
+        }
+
         var image = Path.Combine(work, $"{layout.Key}.qcow2");
         Console.Error.WriteLine($"bench: making {layout.Name} ({sizeMiB} MiB qcow2, {dataMiB} MiB data) ...");
         await layout.MakeQcow2Async(image, work);
-        await bench.PushRowsAsync(layout, image);
+        if (rows.Contains("push"))
+        {
+            await bench.PushRowsAsync(layout, image);
+        }
+
         if (firstImage is null)
         {
             firstImage = image;
@@ -100,8 +112,15 @@ try
         }
     }
 
-    await bench.GuestWriteRowsAsync(firstImage!);
-    await bench.ExportReadRowAsync(firstImage!);
+    if (rows.Contains("writes"))
+    {
+        await bench.GuestWriteRowsAsync(firstImage!);
+    }
+
+    if (rows.Contains("export"))
+    {
+        await bench.ExportReadRowAsync(firstImage!);
+    }
 }
 finally
 {

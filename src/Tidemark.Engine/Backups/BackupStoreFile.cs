@@ -75,6 +75,10 @@ internal static class BackupStoreFile
             created(path);
             image = await CreateAsync(path, imageFormat, mode, source, incrementalTarget, cancellationToken).ConfigureAwait(false);
             zeroes = incrementalTarget ? ZeroClusters.WriteData : ZeroClusters.Skip;
+            if (mode == BackupMode.Push)
+            {
+                StreamToDisk(image);
+            }
         }
 
         var cluster = image is Qcow2Image qcow2 ? qcow2.ClusterSize : 0;
@@ -85,6 +89,26 @@ internal static class BackupStoreFile
         }
 
         return new OpenStore(options.StoreWrapper?.Invoke(image) ?? image, cluster, zeroes);
+    }
+
+    /// <summary>
+    /// A push ends with an fsync of its whole target (a completed push must survive a crash), so
+    /// the target is streamed to the disk as the copy goes (<see cref="Qcow2Image.WriteBehind"/>,
+    /// as the backup client's chain files are): that fsync then finds almost nothing left to
+    /// write, instead of the whole backup waiting in the page cache for it. Only a new target:
+    /// a reused one may be a file whose cached pages someone else wants.
+    /// </summary>
+    private static void StreamToDisk(IBlockImage image)
+    {
+        switch (image)
+        {
+            case Qcow2Image qcow2:
+                qcow2.WriteBehind = true;
+                break;
+            case RawImage raw:
+                raw.WriteBehind = true;
+                break;
+        }
     }
 
     private static async ValueTask<IBlockImage> CreateAsync(string path, ImageFormat format, BackupMode mode, BackupDiskSource source, bool incrementalTarget, CancellationToken cancellationToken)
