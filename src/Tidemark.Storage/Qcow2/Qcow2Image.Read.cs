@@ -2,6 +2,17 @@ namespace Tidemark.Storage.Qcow2;
 
 public sealed partial class Qcow2Image
 {
+    /// <summary>
+    /// The internal snapshots (formats.md §1.6), read from the snapshot table and checked entry
+    /// by entry; Tidemark keeps them and counts their clusters but never switches to one.
+    /// </summary>
+    /// <exception cref="StorageException">An entry breaks the format (the message names it and its offset).</exception>
+    public ValueTask<IReadOnlyList<Qcow2Snapshot>> ReadSnapshotsAsync(CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        return SnapshotTable.ReadAsync(_file, _header, cancellationToken);
+    }
+
     public async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         CheckRange(offset, buffer.Length);
