@@ -2,6 +2,18 @@ namespace Tidemark.Storage.Qcow2;
 
 public sealed partial class Qcow2Image
 {
+    /// <summary>
+    /// The internal snapshots (formats.md §1.6), read from the snapshot table and checked entry
+    /// by entry; Tidemark keeps them and counts their clusters but never switches to one.
+    /// </summary>
+    /// <exception cref="StorageException">An entry breaks one of QEMU's limits (the message names it).</exception>
+    public async ValueTask<IReadOnlyList<Qcow2Snapshot>> ReadSnapshotsAsync(CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        var table = await SnapshotTable.ReadAsync(_file, _header, cancellationToken).ConfigureAwait(false);
+        return [.. table.Entries.Select(e => e.Snapshot)];
+    }
+
     public async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         CheckRange(offset, buffer.Length);

@@ -3,18 +3,27 @@ using System.Text;
 
 namespace Tidemark.Storage.Qcow2;
 
-/// <summary>One internal snapshot's entry: what opening and checking an image need of it (formats.md §1.6).</summary>
-/// <param name="Id">The id string (QEMU numbers them "1", "2", ...).</param>
-/// <param name="L1TableOffset">As stored: a check still has to see that it is aligned and inside the file.</param>
-/// <param name="L1Size">Entries in the snapshot's L1 table, as stored.</param>
+/// <summary>One internal snapshot's entry: what opening, checking and listing an image need of it (formats.md §1.6).</summary>
+/// <param name="Snapshot">The entry's fields, as <c>qemu-img info</c> and <c>snapshot -l</c> show them.</param>
 /// <param name="ExtraDataSize">Bytes of extra data (v3 needs at least 16).</param>
-internal readonly record struct SnapshotEntry(string Id, string Name, long L1TableOffset, uint L1Size, uint ExtraDataSize);
+internal readonly record struct SnapshotEntry(Qcow2Snapshot Snapshot, uint ExtraDataSize)
+{
+    /// <summary>As stored: a check still has to see that it is aligned and inside the file.</summary>
+    public long L1TableOffset => Snapshot.L1TableOffset;
+
+    /// <summary>Entries in the snapshot's L1 table, as stored.</summary>
+    public uint L1Size => (uint)Snapshot.L1Size;
+
+    public string Id => Snapshot.Id;
+
+    public string Name => Snapshot.Name;
+}
 
 /// <summary>
 /// The internal snapshot table, read as QEMU reads it at open and at the start of a check
 /// (<c>qcow2_do_read_snapshots</c> without repair): entry by entry, each padded to 8 bytes, with
 /// QEMU's two limits and its words when one is broken. Tidemark keeps snapshots and counts their
-/// clusters; it never switches to one, so nothing here is kept beyond what the check needs.
+/// clusters and lists them; it never switches to one.
 /// </summary>
 internal sealed class SnapshotTable
 {
@@ -72,11 +81,23 @@ internal sealed class SnapshotTable
                 throw new StorageException(StorageErrorReason.LimitExceeded, $"Too much extra metadata in snapshot table entry {i} (extra_data_size {extraLength}, QEMU's limit is {Qcow2Layout.MaxSnapshotExtraData})");
             }
 
+            var dateSeconds = BinaryPrimitives.ReadUInt32BigEndian(fixedPart.Span[16..]);
+            var dateNanoseconds = BinaryPrimitives.ReadUInt32BigEndian(fixedPart.Span[20..]);
+            var vmClock = BinaryPrimitives.ReadUInt64BigEndian(fixedPart.Span[24..]);
+            var vmStateSize32 = BinaryPrimitives.ReadUInt32BigEndian(fixedPart.Span[32..]);
+            var extra = (await reader.ReadAsync(header.SnapshotsOffset + length + FixedEntryLength, (int)extraLength, cancellationToken).ConfigureAwait(false)).Span;
+
+            // QCowSnapshotExtraData: each field is there when the extra data reaches its end.
+            var vmStateSize = extra.Length >= 8 ? BinaryPrimitives.ReadUInt64BigEndian(extra) : vmStateSize32;
+            ulong? diskSize = extra.Length >= 16 ? BinaryPrimitives.ReadUInt64BigEndian(extra[8..]) : null;
+            ulong? icount = extra.Length >= 24 ? BinaryPrimitives.ReadUInt64BigEndian(extra[16..]) : null;
             length += FixedEntryLength + extraLength;
             var id = await reader.ReadAsync(header.SnapshotsOffset + length, idLength, cancellationToken).ConfigureAwait(false);
             var name = await reader.ReadAsync(header.SnapshotsOffset + length + idLength, nameLength, cancellationToken).ConfigureAwait(false);
             length += idLength + nameLength;
-            entries.Add(new SnapshotEntry(CString(id.Span), CString(name.Span), l1Offset, l1Size, extraLength));
+            var snapshot = new Qcow2Snapshot(
+                CString(id.Span), CString(name.Span), l1Offset, l1Size, vmStateSize, dateSeconds, dateNanoseconds, vmClock, diskSize, icount == ulong.MaxValue ? null : icount);
+            entries.Add(new SnapshotEntry(snapshot, extraLength));
             if (length > MaxTableBytes)
             {
                 throw new StorageException(StorageErrorReason.LimitExceeded, $"Snapshot table is too big (more than {MaxTableBytes} bytes by entry {i})");

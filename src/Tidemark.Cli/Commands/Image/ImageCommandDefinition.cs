@@ -21,6 +21,7 @@ internal static class ImageCommandDefinition
         command.Subcommands.Add(Rebase.RebaseCommandDefinition.Build(console));
         command.Subcommands.Add(Commit.CommitCommandDefinition.Build(console));
         command.Subcommands.Add(Measure.MeasureCommandDefinition.Build(console));
+        command.Subcommands.Add(Snapshot.SnapshotCommandDefinition.Build(console));
         return command;
     }
 }

@@ -45,6 +45,9 @@ internal sealed record ImageInfo
     /// <summary>qcow2 only: the persistent bitmaps, in directory order (name, granularity, flags).</summary>
     public IReadOnlyList<BitmapInfo> Bitmaps { get; init; } = [];
 
+    /// <summary>qcow2 only: the internal snapshots, in table order.</summary>
+    public IReadOnlyList<Qcow2Snapshot> Snapshots { get; init; } = [];
+
     /// <summary>
     /// The backing file name as qemu-img prints it (QEMU's path_combine): absolute names as
     /// they are, relative ones after the directory part of the image name as it was given, so
@@ -65,7 +68,16 @@ internal sealed record ImageInfo
         return imageName[..keep] + backingName;
     }
 
-    public static ImageInfo Describe(IBlockImage image, string path)
+    /// <exception cref="StorageException">The snapshot table breaks the format.</exception>
+    public static async Task<ImageInfo> DescribeAsync(IBlockImage image, string path, CancellationToken cancellationToken)
+    {
+        var info = Describe(image, path);
+        return image is Qcow2Image { SnapshotCount: > 0 } q
+            ? info with { Snapshots = await q.ReadSnapshotsAsync(cancellationToken).ConfigureAwait(false) }
+            : info;
+    }
+
+    private static ImageInfo Describe(IBlockImage image, string path)
     {
         var actual = AllocatedBytes(path);
         if (image is Qcow2Image q)

@@ -23,7 +23,7 @@ internal sealed class InfoCommand(CliConsole console)
             var path = file;
             while (current is not null)
             {
-                infos.Add(ImageInfo.Describe(current, path));
+                infos.Add(await ImageInfo.DescribeAsync(current, path, cancellationToken).ConfigureAwait(false));
                 if (!backingChain || current is not Qcow2Image { Backing: not null } q)
                 {
                     break;
@@ -79,6 +79,11 @@ internal sealed class InfoCommand(CliConsole console)
             }
         }
 
+        if (info.Snapshots.Count > 0)
+        {
+            SnapshotList.AppendHuman(text, info.Snapshots);
+        }
+
         if (info.Compat is not null)
         {
             text.Append("Format specific information:\n");
@@ -122,7 +127,7 @@ internal sealed class InfoCommand(CliConsole console)
     private static string ToJson(List<ImageInfo> infos, bool array)
     {
         using var stream = new MemoryStream();
-        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true, IndentSize = 4 }))
         {
             if (array)
             {
@@ -132,6 +137,19 @@ internal sealed class InfoCommand(CliConsole console)
             foreach (var info in infos)
             {
                 w.WriteStartObject();
+
+                // QEMU's JSON printer walks its dictionary in hash order: the backing format
+                // comes first, the other backing names after the format-specific data.
+                if (info.BackingFilename is not null && info.BackingFormat is not null)
+                {
+                    w.WriteString("backing-filename-format", info.BackingFormat);
+                }
+
+                if (info.Snapshots.Count > 0)
+                {
+                    SnapshotList.WriteJson(w, info.Snapshots);
+                }
+
                 w.WriteNumber("virtual-size", info.VirtualSize);
                 w.WriteString("filename", info.Filename);
                 if (info.ClusterSize is { } cs)
@@ -189,10 +207,6 @@ internal sealed class InfoCommand(CliConsole console)
                 {
                     w.WriteString("full-backing-filename", info.FullBackingFilename);
                     w.WriteString("backing-filename", info.BackingFilename);
-                    if (info.BackingFormat is not null)
-                    {
-                        w.WriteString("backing-filename-format", info.BackingFormat);
-                    }
                 }
 
                 w.WriteBoolean("dirty-flag", false);
