@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Net.Sockets;
 using System.Text.Json;
 
 namespace Tidemark.Testing;
@@ -48,7 +49,8 @@ public sealed class QemuNbdExport : IAsyncDisposable
         var server = Process.Start(info) ?? throw new InvalidOperationException("qemu-nbd did not start");
         var export = new QemuNbdExport(server, socket);
         var deadline = Stopwatch.StartNew();
-        while (!File.Exists(socket))
+        // The socket file appears at bind(), a moment before qemu-nbd listens: wait for a connection.
+        while (!await AcceptsAsync(socket))
         {
             if (server.HasExited)
             {
@@ -70,6 +72,25 @@ public sealed class QemuNbdExport : IAsyncDisposable
     }
 
     public string Uri => $"nbd+unix:///vda?socket={_socket}";
+
+    private static async Task<bool> AcceptsAsync(string socket)
+    {
+        if (!File.Exists(socket))
+        {
+            return false;
+        }
+
+        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            await probe.ConnectAsync(new UnixDomainSocketEndPoint(socket));
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+    }
 
     /// <summary>The bitmap's extents as QEMU serves them, adjacent runs of one state joined.</summary>
     public async Task<List<DirtyRun>> DirtyMapAsync(string bitmap)
