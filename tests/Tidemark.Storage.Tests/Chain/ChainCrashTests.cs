@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using Tidemark.Testing;
 
@@ -32,7 +31,7 @@ public sealed class ChainCrashTests
 
             // Round 0 runs to the end and times the operation; the others die at a random point of it.
             var delay = whole is null ? (TimeSpan?)null : whole.Value * random.NextDouble();
-            var elapsed = await RunAsync(verb, dir, delay);
+            var elapsed = await CrashWriterOperation.RunAsync(verb == "commit" ? ["commit", dir.File("top.qcow2")] : ["rebase", dir.File("top.qcow2"), "base.qcow2"], delay);
             whole ??= elapsed;
 
             foreach (var image in new[] { "base.qcow2", "mid.qcow2", "top.qcow2" })
@@ -59,37 +58,5 @@ public sealed class ChainCrashTests
         await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "write -P 0x11 0 24M", dir.File("base.qcow2"));
         await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "write -P 0x22 4M 12M", "-c", "write -z 20M 2M", dir.File("mid.qcow2"));
         await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "write -P 0x33 6M 3M", "-c", "write -c -P 0x34 12M 2M", "-c", "write -z 14M 1M", "-c", "write -P 0x35 26M 4M", dir.File("top.qcow2"));
-    }
-
-    /// <summary>Runs the operation to its end (null delay) or kills it <paramref name="delay"/> after it started; returns how long it ran.</summary>
-    private static async Task<TimeSpan> RunAsync(string verb, TempDirectory dir, TimeSpan? delay)
-    {
-        var writer = Path.Combine(AppContext.BaseDirectory, "Tidemark.Storage.CrashWriter.dll");
-        string[] args = verb == "commit" ? [writer, "commit", dir.File("top.qcow2")] : [writer, "rebase", dir.File("top.qcow2"), "base.qcow2"];
-        var info = new ProcessStartInfo("dotnet", args) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using var process = Process.Start(info)!;
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-        Assert.Equal("started", await process.StandardOutput.ReadLineAsync(timeout.Token));
-        var clock = Stopwatch.StartNew();
-        if (delay is null)
-        {
-            await process.WaitForExitAsync(timeout.Token);
-            Assert.True(process.ExitCode == 0, $"{verb} failed: {await stderr}");
-            return clock.Elapsed;
-        }
-
-        try
-        {
-            await Task.Delay(delay.Value, timeout.Token);
-        }
-        finally
-        {
-            // SIGKILL: no finalizers, no close, no flush.
-            process.Kill();
-            await process.WaitForExitAsync(CancellationToken.None);
-        }
-
-        return clock.Elapsed;
     }
 }

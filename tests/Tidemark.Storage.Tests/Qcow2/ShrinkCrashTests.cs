@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using Tidemark.Testing;
 
@@ -33,7 +32,7 @@ public sealed class ShrinkCrashTests
 
             // Round 0 runs to the end and times the shrink; the others die at a random point of it.
             var delay = whole is null ? (TimeSpan?)null : whole.Value * random.NextDouble();
-            var elapsed = await RunAsync(image, delay);
+            var elapsed = await CrashWriterOperation.RunAsync(["shrink", image, NewSize.ToString(System.Globalization.CultureInfo.InvariantCulture)], delay);
             whole ??= elapsed;
 
             var check = await Peer.RunAsync("qemu-img", ["check", "--output=json", image]);
@@ -68,36 +67,5 @@ public sealed class ShrinkCrashTests
         File.Delete(raw);
         await Peer.RunCheckedAsync("qemu-img", "convert", "-f", "qcow2", "-O", "raw", image, raw);
         return await File.ReadAllBytesAsync(raw, TestContext.Current.CancellationToken);
-    }
-
-    /// <summary>Runs the shrink to its end (null delay) or kills it <paramref name="delay"/> after it started; returns how long it ran.</summary>
-    private static async Task<TimeSpan> RunAsync(string image, TimeSpan? delay)
-    {
-        var writer = Path.Combine(AppContext.BaseDirectory, "Tidemark.Storage.CrashWriter.dll");
-        var info = new ProcessStartInfo("dotnet", [writer, "shrink", image, NewSize.ToString(System.Globalization.CultureInfo.InvariantCulture)]) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using var process = Process.Start(info)!;
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-        Assert.Equal("started", await process.StandardOutput.ReadLineAsync(timeout.Token));
-        var clock = Stopwatch.StartNew();
-        if (delay is null)
-        {
-            await process.WaitForExitAsync(timeout.Token);
-            Assert.True(process.ExitCode == 0, $"shrink failed: {await stderr}");
-            return clock.Elapsed;
-        }
-
-        try
-        {
-            await Task.Delay(delay.Value, timeout.Token);
-        }
-        finally
-        {
-            // SIGKILL: no finalizers, no close, no flush.
-            process.Kill();
-            await process.WaitForExitAsync(CancellationToken.None);
-        }
-
-        return clock.Elapsed;
     }
 }
