@@ -18,7 +18,8 @@ public sealed partial class Qcow2Image
     /// <summary>
     /// Grows or shrinks the image to <paramref name="newSize"/> bytes (<c>qemu-img resize</c>,
     /// with <c>--shrink</c> for a smaller size: the caller asks for it, data past the new end is
-    /// lost). A grown area reads as zeroes (or from the backing file where it is larger).
+    /// lost). A grown area reads as zeroes, also over a longer backing file (zero clusters, as QEMU
+    /// writes them; a v2 image over one is refused as QEMU refuses it).
     /// </summary>
     /// <exception cref="StorageException">The size is not a multiple of 512, the image has internal snapshots, needs a larger L1 table than QEMU allows, or an inconsistent bitmap cannot be resized.</exception>
     public async ValueTask ResizeAsync(long newSize, CancellationToken cancellationToken = default)
@@ -65,13 +66,22 @@ public sealed partial class Qcow2Image
             throw new StorageException(StorageErrorReason.LimitExceeded, "Failed to grow the L1 table: File too large");
         }
 
+        // bdrv_co_truncate: a backing file longer than the old size would show through the new
+        // area, so QEMU zero-fills it (BDRV_REQ_ZERO_WRITE). v2 has no zero clusters, and QEMU
+        // refuses with these words rather than write the zeroes as data.
+        var zeroNewArea = newSize > VirtualSize && _backing is not null && _backing.VirtualSize > VirtualSize;
+        if (zeroNewArea && _header.Version < 3)
+        {
+            throw new StorageException(StorageErrorReason.UnsupportedFeature, "Failed to zero out new clusters: Operation not supported");
+        }
+
         await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             await FlushMetadataAsync(cancellationToken).ConfigureAwait(false);
             try
             {
-                await GrowLockedAsync(newSize, (int)l1Entries, cancellationToken).ConfigureAwait(false);
+                await GrowLockedAsync(newSize, (int)l1Entries, zeroNewArea, cancellationToken).ConfigureAwait(false);
             }
             catch (Exception e) when (e is not OperationCanceledException and not StorageException { Reason: StorageErrorReason.LimitExceeded })
             {
@@ -87,13 +97,52 @@ public sealed partial class Qcow2Image
         }
     }
 
-    private async ValueTask GrowLockedAsync(long newSize, int l1Entries, CancellationToken cancellationToken)
+    private async ValueTask GrowLockedAsync(long newSize, int l1Entries, bool zeroNewArea, CancellationToken cancellationToken)
     {
-        if (l1Entries <= _header.L1Size)
+        var oldSize = VirtualSize;
+        if (l1Entries > _header.L1Size)
         {
-            await RewriteHeaderAsync(_header with { Size = newSize }, cancellationToken).ConfigureAwait(false);
-            return;
+            // With zeroing to do, the header keeps the old size until the zeroes are in place.
+            await GrowL1LockedAsync(zeroNewArea ? _header.Size : newSize, l1Entries, cancellationToken).ConfigureAwait(false);
+            if (!zeroNewArea)
+            {
+                return;
+            }
         }
+
+        if (zeroNewArea)
+        {
+            // qcow2_co_truncate's order: the zeroes, made durable, then the new size in the
+            // header; a crash before that leaves the old size and the zeroes unreachable.
+            await ZeroGrownAreaLockedAsync(oldSize, newSize, cancellationToken).ConfigureAwait(false);
+            await FlushMetadataCoreAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await RewriteHeaderAsync(_header with { Size = newSize }, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// qcow2_co_truncate with BDRV_REQ_ZERO_WRITE: zero clusters from the first cluster boundary
+    /// at or past the old end (qcow2_subcluster_zeroize), explicit zeroes for the unaligned head.
+    /// </summary>
+    private async ValueTask ZeroGrownAreaLockedAsync(long oldSize, long newSize, CancellationToken cancellationToken)
+    {
+        var bits = _header.ClusterBits;
+        var zeroStart = (oldSize + _header.ClusterSize - 1) & ~(_header.ClusterSize - 1L);
+        if (zeroStart > oldSize)
+        {
+            await WriteLockedAsync(oldSize, new byte[Math.Min(zeroStart, newSize) - oldSize], cancellationToken).ConfigureAwait(false);
+        }
+
+        for (var cluster = zeroStart >> bits; cluster << bits < newSize; cluster++)
+        {
+            var entry = await _map.GetEntryAsync(cluster, cancellationToken).ConfigureAwait(false);
+            await ZeroClusterAsync(cluster, entry, readsZero: false, mayUnmap: true, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async ValueTask GrowL1LockedAsync(long headerSize, int l1Entries, CancellationToken cancellationToken)
+    {
 
         var oldOffset = _header.L1TableOffset;
         var oldClusters = L1Clusters(_header.L1Size);
@@ -110,7 +159,7 @@ public sealed partial class Qcow2Image
         await _file.WriteAsync(newOffset, table, cancellationToken).ConfigureAwait(false);
         await _file.FlushAsync(cancellationToken).ConfigureAwait(false);
 
-        await RewriteHeaderAsync(_header with { Size = newSize, L1Size = l1Entries, L1TableOffset = newOffset }, cancellationToken).ConfigureAwait(false);
+        await RewriteHeaderAsync(_header with { Size = headerSize, L1Size = l1Entries, L1TableOffset = newOffset }, cancellationToken).ConfigureAwait(false);
         _map = await ClusterMap.LoadAsync(_file, _header, ValidHostEnd, cancellationToken).ConfigureAwait(false);
         if (oldClusters > 0 && oldOffset != 0)
         {

@@ -83,6 +83,42 @@ public sealed class ImageResizeCommandTests
         await Peer.RunCheckedAsync("qemu-img", "check", tidemark);
     }
 
+    /// <summary>
+    /// Growing an image whose backing file is longer than it: QEMU zero-fills the new area so the
+    /// backing file's data does not show through (zero clusters in v3, also from an unaligned old
+    /// end), and refuses a v2 image ("Failed to zero out new clusters"), leaving it unchanged.
+    /// </summary>
+    [Theory]
+    [InlineData("1.1", 65536, "1M")]
+    [InlineData("1.1", 4096, "1049088")]
+    [InlineData("0.10", 65536, "1M")]
+    public async Task OverALongerBackingFile_TheGrownAreaReadsAsQemuImgMakesIt(string compat, int clusterSize, string size)
+    {
+        using var dir = new TempDirectory();
+        var options = $"compat={compat},cluster_size={clusterSize}";
+        await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", "-o", options, dir.File("base.qcow2"), "6M");
+        await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "write -P 0x61 0 6M", dir.File("base.qcow2"));
+        var original = dir.File("original.qcow2");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", "-o", options, "-b", "base.qcow2", "-F", "qcow2", original, size);
+        await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "write -P 0x62 0 64k", original);
+        var before = await File.ReadAllBytesAsync(original, Ct);
+
+        var (qemu, tidemark) = await RunStepsAsync(dir, original, "qcow2", ["FILE 3M", "FILE +64K", "FILE 8M"]);
+
+        Assert.Equal(await InfoAsync(qemu), await InfoAsync(tidemark));
+        await Peer.RunCheckedAsync("qemu-img", "check", tidemark);
+        await Peer.RunCheckedAsync("qemu-img", "compare", "-f", "qcow2", "-F", "qcow2", qemu, tidemark);
+        if (compat == "0.10")
+        {
+            Assert.Equal(before, await File.ReadAllBytesAsync(tidemark, Ct));
+        }
+        else
+        {
+            var zero = await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", $"read -P 0 {size} 2M", tidemark);
+            Assert.DoesNotContain("Pattern verification failed", zero, StringComparison.Ordinal);
+        }
+    }
+
     [Fact]
     public async Task Raw_GivesWhatQemuImgResizeGives()
     {
