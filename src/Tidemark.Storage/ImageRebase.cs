@@ -226,11 +226,12 @@ public static class ImageRebase
     {
         // The image does not allocate this range, so reading it reads the old chain.
         await image.ReadAsync(offset, oldData, cancellationToken).ConfigureAwait(false);
-        newData.Span.Clear();
-        if (newBacking is not null && offset < newBacking.VirtualSize)
+        // Past the new backing file's end (or with none) the new chain reads zeroes.
+        var inBacking = newBacking is null ? 0 : (int)Math.Clamp(newBacking.VirtualSize - offset, 0, newData.Length);
+        newData.Span[inBacking..].Clear();
+        if (inBacking > 0)
         {
-            var inBacking = (int)Math.Min(newData.Length, newBacking.VirtualSize - offset);
-            await newBacking.ReadAsync(offset, newData[..inBacking], cancellationToken).ConfigureAwait(false);
+            await newBacking!.ReadAsync(offset, newData[..inBacking], cancellationToken).ConfigureAwait(false);
         }
     }
 
