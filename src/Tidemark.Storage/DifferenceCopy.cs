@@ -20,7 +20,7 @@ namespace Tidemark.Storage;
 /// </remarks>
 public static class DifferenceCopy
 {
-    /// <summary>Bytes compared per step (a multiple of every cluster size up to 2 MiB).</summary>
+    /// <summary>Bytes compared per step (a multiple of every cluster size up to 2 MiB); each worker's buffer holds a source and a target chunk.</summary>
     private const int ChunkSize = 2 << 20;
 
     /// <param name="sourceSharesBacking">The source's top image sits on the very image the target reads through, so ranges the top does not allocate already read the same in the target.</param>
@@ -35,8 +35,7 @@ public static class DifferenceCopy
         }
 
         var granularity = target.AllocationGranularity;
-        var sourceData = new byte[ChunkSize];
-        var targetData = new byte[ChunkSize];
+        var chunks = new List<(long Offset, long End, bool Zero)>();
         for (long at = 0; at < source.VirtualSize;)
         {
             var extents = sourceSharesBacking && source is Qcow2Image top
@@ -53,7 +52,7 @@ public static class DifferenceCopy
                 if (sourceSharesBacking && (e.Kind & ExtentKind.Zero) != 0 && e.Offset % granularity == 0 && (e.End % granularity == 0 || e.End == source.VirtualSize))
                 {
                     // Whole target clusters the top reads as zeroes: no need to read them.
-                    await target.WriteZeroesAsync(e.Offset, e.Length, WriteFlags.None, cancellationToken).ConfigureAwait(false);
+                    chunks.Add((e.Offset, e.End, Zero: true));
                     continue;
                 }
 
@@ -62,25 +61,53 @@ public static class DifferenceCopy
                 var end = Math.Min(source.VirtualSize, (e.End + granularity - 1) / granularity * granularity);
                 for (var offset = start; offset < end;)
                 {
-                    var n = (int)Math.Min(ChunkSize, end - offset);
-                    await CopyChunkAsync(source, target, offset, sourceData.AsMemory(0, n), targetData.AsMemory(0, n), compare: !sourceSharesBacking, granularity, cancellationToken).ConfigureAwait(false);
+                    var n = Math.Min(ChunkSize, end - offset);
+                    chunks.Add((offset, offset + n, Zero: false));
                     offset += n;
                 }
             }
         }
 
+        // Chunks are read (source, and target when comparing) while earlier ones are written,
+        // in offset order. Two chunks can share a target cluster when the source's extents are
+        // not cluster aligned; both then write that cluster from the source, so it ends right
+        // whichever read of the target came first.
+        await OrderedChunkCopy.RunAsync(
+            chunks.Count,
+            2 * ChunkSize,
+            async (i, buffer, token) =>
+            {
+                var (offset, end, zero) = chunks[i];
+                if (!zero)
+                {
+                    var n = (int)(end - offset);
+                    await source.ReadAsync(offset, buffer[..n], token).ConfigureAwait(false);
+                    if (!sourceSharesBacking)
+                    {
+                        await target.ReadAsync(offset, buffer.Slice(ChunkSize, n), token).ConfigureAwait(false);
+                    }
+                }
+            },
+            async (i, buffer, token) =>
+            {
+                var (offset, end, zero) = chunks[i];
+                if (zero)
+                {
+                    await target.WriteZeroesAsync(offset, end - offset, WriteFlags.None, token).ConfigureAwait(false);
+                    return;
+                }
+
+                var n = (int)(end - offset);
+                await WriteDifferencesAsync(target, offset, buffer[..n], buffer.Slice(ChunkSize, n), compare: !sourceSharesBacking, granularity, token).ConfigureAwait(false);
+            },
+            cancellationToken).ConfigureAwait(false);
+
         await target.FlushAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    /// <param name="compare">Read the target and write only the clusters that differ; false writes every cluster (a range the source's top allocates over the target's own backing file).</param>
-    private static async ValueTask CopyChunkAsync(IBlockImage source, IBlockImage target, long offset, Memory<byte> sourceData, Memory<byte> targetData, bool compare, int granularity, CancellationToken cancellationToken)
+    /// <param name="compare">Write only the clusters where <paramref name="targetData"/> differs; false writes every cluster (a range the source's top allocates over the target's own backing file).</param>
+    private static async ValueTask WriteDifferencesAsync(IBlockImage target, long offset, Memory<byte> sourceData, Memory<byte> targetData, bool compare, int granularity, CancellationToken cancellationToken)
     {
-        await source.ReadAsync(offset, sourceData, cancellationToken).ConfigureAwait(false);
-        if (compare)
-        {
-            await target.ReadAsync(offset, targetData, cancellationToken).ConfigureAwait(false);
-        }
-
         bool Same(int from, int to) => compare && sourceData.Span[from..to].SequenceEqual(targetData.Span[from..to]);
         var at = 0;
         while (at < sourceData.Length)

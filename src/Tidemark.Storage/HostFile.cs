@@ -4,21 +4,36 @@ using Microsoft.Win32.SafeHandles;
 namespace Tidemark.Storage;
 
 /// <summary>
-/// The host file under an image: positional async reads and writes, fsync, and QEMU-compatible
-/// byte-range locks (<see cref="ImageLock"/>). Reads past end of file return zeroes, as the
-/// qcow2 spec requires for a file that ends inside its last cluster (formats.md §1.1).
+/// The host file under an image: positional async reads and writes, fdatasync, and
+/// QEMU-compatible byte-range locks (<see cref="ImageLock"/>). Reads past end of file return
+/// zeroes, as the qcow2 spec requires for a file that ends inside its last cluster (formats.md §1.1).
 /// </summary>
+/// <remarks>
+/// A flush is skipped when nothing changed the file through this object since the last one
+/// that succeeded, as QEMU's bdrv_co_flush skips it (write_gen == flushed_gen): the qcow2
+/// write-back order flushes between its steps, and a step with nothing to write (no pending
+/// refcounts, say, or the close after a final flush) then costs no sync. The first flush of a
+/// writable file always syncs, so it also covers whatever was written to the file before it
+/// was opened here.
+/// </remarks>
 internal sealed class HostFile : IAsyncDisposable
 {
     // lseek whence values from <unistd.h> on Linux (SEEK_DATA/SEEK_HOLE since 3.1), and ENXIO.
     private const int SeekData = 3;
     private const int SeekHole = 4;
     private const int ENXIO = 6;
+    private const int EINTR = 4;
 
     private readonly SafeFileHandle _handle;
     private FileStream? _stream;
     private Storage.WriteBehind? _writeBehind;
     private int _disposed;
+
+    /// <summary>Changes made through this object (writes, size changes, fallocate), counted when each completes; starts at 1 so the first flush syncs.</summary>
+    private long _writeGeneration = 1;
+
+    /// <summary>The <see cref="_writeGeneration"/> the last successful flush covered.</summary>
+    private long _flushedGeneration;
 
     private HostFile(SafeFileHandle handle, string path, bool readOnly)
     {
@@ -138,29 +153,94 @@ internal sealed class HostFile : IAsyncDisposable
             throw new StorageException(StorageErrorReason.ReadOnly, $"{Path}: opened read-only");
         }
 
-        var writeBehind = _writeBehind;
-        return writeBehind is null ? RandomAccess.WriteAsync(_handle, data, offset, cancellationToken) : WriteBehindAsync(writeBehind, offset, data, cancellationToken);
+        return WriteCountedAsync(offset, data, cancellationToken);
     }
 
-    private async ValueTask WriteBehindAsync(Storage.WriteBehind writeBehind, long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    private async ValueTask WriteCountedAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
-        await RandomAccess.WriteAsync(_handle, data, offset, cancellationToken).ConfigureAwait(false);
-        writeBehind.Written(offset, data.Length);
+        try
+        {
+            await RandomAccess.WriteAsync(_handle, data, offset, cancellationToken).ConfigureAwait(false);
+            _writeBehind?.Written(offset, data.Length);
+        }
+        finally
+        {
+            // Counted once the write is over (or failed part way, which may still have changed
+            // the file): a flush that starts after this sees it.
+            Changed();
+        }
     }
 
-    /// <summary>fsync: everything written so far is durable when this completes.</summary>
+    /// <summary>
+    /// fdatasync: everything written so far is durable when this completes. Data and the file
+    /// size are all an image needs (QEMU's file driver flushes with fdatasync too); the inode's
+    /// times are not worth a journal commit.
+    /// </summary>
     public ValueTask FlushAsync(CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        if (!IsReadOnly && CacheMode == CacheMode.Writeback)
+        if (IsReadOnly || CacheMode != CacheMode.Writeback)
         {
-            RandomAccess.FlushToDisk(_handle);
+            return ValueTask.CompletedTask;
         }
+
+        var generation = Interlocked.Read(ref _writeGeneration);
+        if (generation == Interlocked.Read(ref _flushedGeneration))
+        {
+            return ValueTask.CompletedTask;
+        }
+
+        int result;
+        do
+        {
+            result = NativeMethods.fdatasync((int)_handle.DangerousGetHandle());
+        }
+        while (result != 0 && Marshal.GetLastPInvokeError() == EINTR);
+
+        if (result != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            throw new IOException($"{Path}: fdatasync failed: {Marshal.GetPInvokeErrorMessage(errno)}", errno);
+        }
+
+        // Only ever raised by a flush that covered it; a racing flush that stores an older
+        // generation costs one more sync later, never one too few.
+        long seen;
+        do
+        {
+            seen = Interlocked.Read(ref _flushedGeneration);
+        }
+        while (seen < generation && Interlocked.CompareExchange(ref _flushedGeneration, generation, seen) != seen);
 
         return ValueTask.CompletedTask;
     }
 
-    public void SetLength(long length) => RandomAccess.SetLength(_handle, length);
+    public void SetLength(long length)
+    {
+        try
+        {
+            RandomAccess.SetLength(_handle, length);
+        }
+        finally
+        {
+            Changed();
+        }
+    }
+
+    /// <summary>fallocate(2) on the file; returns 0 or -1 with errno in <see cref="Marshal.GetLastPInvokeError"/>.</summary>
+    public int Fallocate(int mode, long offset, long length)
+    {
+        try
+        {
+            return NativeMethods.fallocate((int)_handle.DangerousGetHandle(), mode, offset, length);
+        }
+        finally
+        {
+            Changed();
+        }
+    }
+
+    private void Changed() => Interlocked.Increment(ref _writeGeneration);
 
     /// <summary>
     /// Which parts of <c>[start, end)</c> the file stores data for and which are holes, as
@@ -217,6 +297,12 @@ file static class NativeMethods
 {
     [DllImport("libc", SetLastError = true)]
     internal static extern long lseek(int fd, long offset, int whence);
+
+    [DllImport("libc", SetLastError = true)]
+    internal static extern int fdatasync(int fd);
+
+    [DllImport("libc", SetLastError = true)]
+    internal static extern int fallocate(int fd, int mode, long offset, long len);
 }
 
 /// <summary>A byte range of a host file that holds data, or a hole (reads as zeroes).</summary>

@@ -24,7 +24,7 @@ namespace Tidemark.Storage;
 /// </remarks>
 public static class ImageCommit
 {
-    /// <summary>Bytes read and written per step.</summary>
+    /// <summary>Bytes read and written per step (<see cref="OrderedChunkCopy.RequestsInFlight"/> of them at once).</summary>
     private const int ChunkSize = 2 << 20;
 
     /// <summary>Commits <paramref name="path"/> into its backing file or into <paramref name="baseName"/>.</summary>
@@ -104,23 +104,45 @@ public static class ImageCommit
                 await q.ResizeAsync(size, cancellationToken).ConfigureAwait(false);
             }
 
-            var buffer = new byte[ChunkSize];
+            // Each data segment in chunks of at most ChunkSize, read from its layer while
+            // earlier chunks are written; the base takes them in offset order. Every range
+            // written is allocated above the base, so the order of the writes does not matter
+            // for what the top reads (step (1) above).
+            var chunks = new List<Segment>();
             foreach (var segment in segments)
             {
-                if (segment.Zero)
-                {
-                    await target.WriteZeroesAsync(segment.Start, segment.End - segment.Start, WriteFlags.None, cancellationToken).ConfigureAwait(false);
-                    continue;
-                }
-
                 for (var at = segment.Start; at < segment.End;)
                 {
-                    var n = (int)Math.Min(ChunkSize, segment.End - at);
-                    await layers[segment.Layer].ReadAsync(at, buffer.AsMemory(0, n), cancellationToken).ConfigureAwait(false);
-                    await target.WriteAsync(at, buffer.AsMemory(0, n), WriteFlags.None, cancellationToken).ConfigureAwait(false);
-                    at += n;
+                    var end = segment.Zero ? segment.End : Math.Min(segment.End, at + ChunkSize);
+                    chunks.Add(segment with { Start = at, End = end });
+                    at = end;
                 }
             }
+
+            await OrderedChunkCopy.RunAsync(
+                chunks.Count,
+                ChunkSize,
+                async (i, buffer, token) =>
+                {
+                    var chunk = chunks[i];
+                    if (!chunk.Zero)
+                    {
+                        await layers[chunk.Layer].ReadAsync(chunk.Start, buffer[..(int)(chunk.End - chunk.Start)], token).ConfigureAwait(false);
+                    }
+                },
+                async (i, buffer, token) =>
+                {
+                    var chunk = chunks[i];
+                    if (chunk.Zero)
+                    {
+                        await target.WriteZeroesAsync(chunk.Start, chunk.End - chunk.Start, WriteFlags.None, token).ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        await target.WriteAsync(chunk.Start, buffer[..(int)(chunk.End - chunk.Start)], WriteFlags.None, token).ConfigureAwait(false);
+                    }
+                },
+                cancellationToken).ConfigureAwait(false);
 
             // Step (2) of the order above: the base is durable before the top lets go.
             await target.FlushAsync(cancellationToken).ConfigureAwait(false);

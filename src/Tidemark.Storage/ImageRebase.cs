@@ -19,7 +19,7 @@ namespace Tidemark.Storage;
 /// </remarks>
 public static class ImageRebase
 {
-    /// <summary>img_rebase's IO_BUF_SIZE: bytes compared per step.</summary>
+    /// <summary>img_rebase's IO_BUF_SIZE: bytes compared per step; each worker's buffer holds an old-chain and a new-chain chunk.</summary>
     private const int ChunkSize = 2 << 20;
 
     /// <summary>qemu-img's compare_buffers granularity (BDRV_SECTOR_SIZE).</summary>
@@ -173,8 +173,7 @@ public static class ImageRebase
         }
 
         var size = image.VirtualSize;
-        var oldBuffer = new byte[ChunkSize];
-        var newBuffer = new byte[ChunkSize];
+        var chunks = new List<(long Offset, int Length)>();
         for (long at = 0; at < size;)
         {
             var extents = await image.GetExtentsAsync(at, size - at, layers, cancellationToken).ConfigureAwait(false);
@@ -189,11 +188,30 @@ public static class ImageRebase
                 for (var offset = e.Offset; offset < e.End;)
                 {
                     var n = (int)Math.Min(ChunkSize, e.End - offset);
-                    await CopyChunkAsync(image, newBacking, offset, oldBuffer.AsMemory(0, n), newBuffer.AsMemory(0, n), cancellationToken).ConfigureAwait(false);
+                    chunks.Add((offset, n));
                     offset += n;
                 }
             }
         }
+
+        // Chunks are read through both chains while earlier ones are compared and written. A
+        // read may come before or after a write into the same cluster (a partial cluster write
+        // copies the rest from the old chain): the image reads the same either way, since every
+        // write puts in the bytes it already showed.
+        await OrderedChunkCopy.RunAsync(
+            chunks.Count,
+            2 * ChunkSize,
+            async (i, buffer, token) =>
+            {
+                var (offset, n) = chunks[i];
+                await ReadChunkAsync(image, newBacking, offset, buffer[..n], buffer.Slice(ChunkSize, n), token).ConfigureAwait(false);
+            },
+            async (i, buffer, token) =>
+            {
+                var (offset, n) = chunks[i];
+                await WriteDifferencesAsync(image, offset, buffer[..n], buffer.Slice(ChunkSize, n), token).ConfigureAwait(false);
+            },
+            cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -204,17 +222,22 @@ public static class ImageRebase
     /// </summary>
     private static bool MayDiffer(int depth, int prefixDepth) => prefixDepth == 0 ? depth == 0 : depth >= 2;
 
-    private static async ValueTask CopyChunkAsync(Qcow2Image image, IBlockImage? newBacking, long offset, Memory<byte> oldData, Memory<byte> newData, CancellationToken cancellationToken)
+    private static async ValueTask ReadChunkAsync(Qcow2Image image, IBlockImage? newBacking, long offset, Memory<byte> oldData, Memory<byte> newData, CancellationToken cancellationToken)
     {
         // The image does not allocate this range, so reading it reads the old chain.
         await image.ReadAsync(offset, oldData, cancellationToken).ConfigureAwait(false);
-        newData.Span.Clear();
-        if (newBacking is not null && offset < newBacking.VirtualSize)
+        // Past the new backing file's end (or with none) the new chain reads zeroes.
+        var inBacking = newBacking is null ? 0 : (int)Math.Clamp(newBacking.VirtualSize - offset, 0, newData.Length);
+        newData.Span[inBacking..].Clear();
+        if (inBacking > 0)
         {
-            var inBacking = (int)Math.Min(newData.Length, newBacking.VirtualSize - offset);
-            await newBacking.ReadAsync(offset, newData[..inBacking], cancellationToken).ConfigureAwait(false);
+            await newBacking!.ReadAsync(offset, newData[..inBacking], cancellationToken).ConfigureAwait(false);
         }
+    }
 
+    /// <summary>Writes the old chain's bytes into the image wherever a sector reads differently through the new chain.</summary>
+    private static async ValueTask WriteDifferencesAsync(Qcow2Image image, long offset, ReadOnlyMemory<byte> oldData, ReadOnlyMemory<byte> newData, CancellationToken cancellationToken)
+    {
         var length = oldData.Length;
         var at = 0;
         while (at < length)

@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-
 namespace Tidemark.Storage;
 
 /// <summary>
@@ -215,12 +213,5 @@ public sealed class RawImage : IHostFileImage
         }
     }
 
-    private int Fallocate(int mode, long offset, long length)
-        => NativeMethods.fallocate((int)_file.Handle.DangerousGetHandle(), mode, offset, length);
-
-    private static class NativeMethods
-    {
-        [DllImport("libc", SetLastError = true)]
-        internal static extern int fallocate(int fd, int mode, long offset, long len);
-    }
+    private int Fallocate(int mode, long offset, long length) => _file.Fallocate(mode, offset, length);
 }
