@@ -15,6 +15,10 @@ internal sealed class HostFile : IAsyncDisposable
     private const int SeekHole = 4;
     private const int ENXIO = 6;
 
+    // FALLOC_FL_* from <linux/falloc.h>.
+    private const int FallocKeepSize = 0x01;
+    private const int FallocPunchHole = 0x02;
+
     private readonly SafeFileHandle _handle;
     private FileStream? _stream;
     private Storage.WriteBehind? _writeBehind;
@@ -163,6 +167,20 @@ internal sealed class HostFile : IAsyncDisposable
     public void SetLength(long length) => RandomAccess.SetLength(_handle, length);
 
     /// <summary>
+    /// Gives the host blocks of <c>[offset, offset + length)</c> back to the file system
+    /// (fallocate PUNCH_HOLE, the length kept), as QEMU's file-posix does with a discard passed
+    /// down to it; the range reads as zeroes afterwards. Advisory, as QEMU's qcow2_process_discards
+    /// treats it: where the file system cannot punch holes, the data stays.
+    /// </summary>
+    public void PunchHole(long offset, long length)
+    {
+        if (!IsReadOnly && length > 0)
+        {
+            _ = NativeMethods.fallocate((int)_handle.DangerousGetHandle(), FallocPunchHole | FallocKeepSize, offset, length);
+        }
+    }
+
+    /// <summary>
     /// Which parts of <c>[start, end)</c> the file stores data for and which are holes, as
     /// lseek(SEEK_DATA/SEEK_HOLE) finds them (QEMU's file-posix block status asks the same way).
     /// Past the end of the file is a hole. Where the file system cannot tell, the rest is
@@ -217,6 +235,9 @@ file static class NativeMethods
 {
     [DllImport("libc", SetLastError = true)]
     internal static extern long lseek(int fd, long offset, int whence);
+
+    [DllImport("libc", SetLastError = true)]
+    internal static extern int fallocate(int fd, int mode, long offset, long len);
 }
 
 /// <summary>A byte range of a host file that holds data, or a hole (reads as zeroes).</summary>
