@@ -24,6 +24,10 @@ internal sealed class HostFile : IAsyncDisposable
     private const int ENXIO = 6;
     private const int EINTR = 4;
 
+    // FALLOC_FL_* from <linux/falloc.h>.
+    private const int FallocKeepSize = 0x01;
+    private const int FallocPunchHole = 0x02;
+
     private readonly SafeFileHandle _handle;
     private FileStream? _stream;
     private Storage.WriteBehind? _writeBehind;
@@ -241,6 +245,21 @@ internal sealed class HostFile : IAsyncDisposable
     }
 
     private void Changed() => Interlocked.Increment(ref _writeGeneration);
+
+    /// <summary>
+    /// Gives the host blocks of <c>[offset, offset + length)</c> back to the file system
+    /// (fallocate PUNCH_HOLE, the length kept), as QEMU's file-posix does with a discard passed
+    /// down to it; the range reads as zeroes afterwards. Advisory, as QEMU's qcow2_process_discards
+    /// treats it: where the file system cannot punch holes, the data stays.
+    /// </summary>
+    public void PunchHole(long offset, long length)
+    {
+        if (!IsReadOnly && length > 0)
+        {
+            // Through Fallocate so the change is counted and the next flush syncs it.
+            _ = Fallocate(FallocPunchHole | FallocKeepSize, offset, length);
+        }
+    }
 
     /// <summary>
     /// Which parts of <c>[start, end)</c> the file stores data for and which are holes, as

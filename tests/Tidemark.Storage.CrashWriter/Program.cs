@@ -25,6 +25,18 @@ if (args.Length == 3 && args[0] == "shrink")
     return 0;
 }
 
+// "open IMAGE" prints "started", opens IMAGE read-write (which marks its bitmaps IN_USE), prints
+// "opened" and exits without closing it, as a process killed while it had the image open would.
+if (args.Length == 2 && args[0] == "open")
+{
+    await Console.Out.WriteLineAsync("started");
+    await Console.Out.FlushAsync();
+    var opened = await Qcow2Image.OpenAsync(args[1], readOnly: false);
+    await Console.Out.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"opened {opened.Bitmaps.Bitmaps.Count}"));
+    await Console.Out.FlushAsync();
+    return 0;
+}
+
 if (args.Length >= 2 && args[0] is "commit" or "rebase")
 {
     await Console.Out.WriteLineAsync("started");

@@ -54,7 +54,9 @@ internal interface IQcow2ClusterSpace
     /// Rewrites cluster 0's header extension area so that it carries <paramref name="extension"/>
     /// as the bitmaps extension (or none when null), sets autoclear bit 0 to
     /// <paramref name="bitmapsConsistent"/>, and flushes. Other extensions and unknown header
-    /// fields are kept as they were.
+    /// fields are kept as they were. The header is written with a single pwrite, of the first
+    /// page only whenever the old and new headers fit in it, so a killed process leaves one of
+    /// the two, never a mix.
     /// </summary>
     ValueTask WriteBitmapsExtensionAsync(ReadOnlyMemory<byte>? extension, bool bitmapsConsistent, CancellationToken cancellationToken);
 }

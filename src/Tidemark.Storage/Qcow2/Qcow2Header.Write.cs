@@ -5,6 +5,9 @@ namespace Tidemark.Storage.Qcow2;
 
 internal sealed partial record Qcow2Header
 {
+    // The page size of the host file systems QEMU images live on (x86-64, arm64 4K pages).
+    private const int AtomicWriteBytes = 4096;
+
     /// <summary>
     /// Lays out cluster 0: header fields, extensions in QEMU's order (backing format first), the
     /// end marker, then the backing file name right after it (formats.md §1.3).
@@ -67,6 +70,22 @@ internal sealed partial record Qcow2Header
         }
 
         return cluster;
+    }
+
+    /// <summary>
+    /// How much of cluster 0 a header rewrite writes: every byte the new header or the old one
+    /// uses, rounded up to a whole page when that is still one page, else the whole cluster.
+    /// A single pwrite within the first page of a local file is never left half done by a
+    /// killed process (the kernel copies a page at a time and checks for a fatal signal only
+    /// between pages), which the bitmaps' header switch relies on; beyond what both headers
+    /// use, cluster 0 is zero either way (formats.md §1.3), so it need not be rewritten.
+    /// </summary>
+    public static int RewriteLength(byte[] next, byte[] previous)
+    {
+        ArgumentNullException.ThrowIfNull(next);
+        ArgumentNullException.ThrowIfNull(previous);
+        var used = Math.Max(next.AsSpan().LastIndexOfAnyExcept((byte)0), previous.AsSpan().LastIndexOfAnyExcept((byte)0)) + 1;
+        return used <= AtomicWriteBytes ? Math.Min(AtomicWriteBytes, next.Length) : next.Length;
     }
 
     private int Put(Span<byte> cluster, int at, Qcow2HeaderExtension extension)

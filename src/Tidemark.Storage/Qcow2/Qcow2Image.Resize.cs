@@ -21,7 +21,7 @@ public sealed partial class Qcow2Image
     /// lost). A grown area reads as zeroes, also over a longer backing file (zero clusters, as QEMU
     /// writes them; a v2 image over one is refused as QEMU refuses it).
     /// </summary>
-    /// <exception cref="StorageException">The size is not a multiple of 512, the image has internal snapshots, needs a larger L1 table than QEMU allows, or an inconsistent bitmap cannot be resized.</exception>
+    /// <exception cref="StorageException">The size is not a multiple of 512, a v2 image has internal snapshots, needs a larger L1 table than QEMU allows, or an inconsistent bitmap cannot be resized.</exception>
     public async ValueTask ResizeAsync(long newSize, CancellationToken cancellationToken = default)
     {
         CheckWritable();
@@ -36,12 +36,14 @@ public sealed partial class Qcow2Image
             throw new StorageException(StorageErrorReason.InvalidRequest, "The new size must be a multiple of 512");
         }
 
-        if (_header.SnapshotCount > 0)
+        if (_header.SnapshotCount > 0 && _header.Version < 3)
         {
-            // QEMU 7.2 refuses v2 images with these words (their snapshot table need not hold
-            // each snapshot's disk size); v3 images with snapshots it resizes, which needs the
-            // snapshot tables rewritten, so Tidemark refuses those too.
-            throw new StorageException(StorageErrorReason.UnsupportedFeature, _header.Version < 3 ? "Can't resize a v2 image which has snapshots" : "Can't resize an image which has snapshots");
+            // QEMU 7.2's words and condition: a v2 snapshot table need not hold each snapshot's
+            // disk size (formats.md §1.6), so a snapshot would take the new size when applied.
+            // A v3 image is resized with its snapshots as they are: their L1 tables, the
+            // clusters those reach (counted once per path, so the shrink below only drops the
+            // active path's references) and their recorded disk sizes stay.
+            throw new StorageException(StorageErrorReason.UnsupportedFeature, "Can't resize a v2 image which has snapshots");
         }
 
         // qcow2_truncate_bitmaps_check: every bitmap must be loaded and usable to be resized.

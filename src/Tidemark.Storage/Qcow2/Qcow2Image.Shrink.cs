@@ -23,8 +23,9 @@ namespace Tidemark.Storage.Qcow2;
 //   during 3: a longer file whose tail nobody references or counts (clean);
 //   during 4: the old size over the same, smaller mapping.
 // So the image is always clean or leaks only; the guest content before the new end never
-// changes. Freed clusters are not punched out of the host file (QEMU's DISCARD_ALWAYS
-// passes them down as discards), so `actual-size` may stay larger than QEMU's.
+// changes. The clusters step 1 frees for good are punched out of the host file once their
+// refcounts are durable, as QEMU passes its DISCARD_ALWAYS frees down as discards, so the
+// file holds the blocks qemu-img's does (`actual-size`).
 public sealed partial class Qcow2Image
 {
     private async ValueTask ShrinkAsync(long newSize, CancellationToken cancellationToken)
@@ -83,6 +84,7 @@ public sealed partial class Qcow2Image
             Release(entry);
         }
 
+        var droppedTables = new List<long>();
         for (var l1 = keptL1; l1 < _map.L1Size; l1++)
         {
             var table = await _map.GetL2Async(l1, cancellationToken).ConfigureAwait(false);
@@ -98,12 +100,23 @@ public sealed partial class Qcow2Image
 
             _map.Drop(l1);
             _refcounts.QueueFree(table.HostOffset, 1);
+            droppedTables.Add(table.HostOffset >> bits);
         }
 
         // A compressed cluster being filled may just have been freed.
         _compressedNext = 0;
         _compressedEnd = 0;
+        var freed = _refcounts.PendingFreeClusters().Except(droppedTables).ToArray();
         await FlushMetadataCoreAsync(cancellationToken).ConfigureAwait(false);
+
+        // QEMU discards the data clusters in one batch (qcow2_cluster_discard), then each L2
+        // table on its own as qcow2_shrink_l1_table frees it; with clusters smaller than a
+        // file system block, a block shared by a table and data stays allocated there.
+        await PunchUnusedAsync(freed, cancellationToken).ConfigureAwait(false);
+        foreach (var table in droppedTables)
+        {
+            await PunchUnusedAsync([table], cancellationToken).ConfigureAwait(false);
+        }
 
         // 2. and 3.
         await _refcounts.DropUnusedBlocksAsync(cancellationToken).ConfigureAwait(false);
@@ -131,5 +144,38 @@ public sealed partial class Qcow2Image
         // The allocator's idea of where the file ends (fresh clusters read as zeroes) is taken
         // again from the shorter file.
         await LoadTablesAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Punches out of the host file every cluster of <paramref name="freed"/> that nothing counts
+    /// any more, in runs: QEMU frees them with QCOW2_DISCARD_ALWAYS, which its
+    /// qcow2_process_discards always passes down, so its file keeps no blocks for them either.
+    /// A cluster still counted (shared with an internal snapshot, or a compressed cluster's
+    /// neighbour) keeps its data. No table on disk points at any of them any more (the tables
+    /// were flushed before the frees were applied), so a crash here leaves at worst a leaked
+    /// cluster that reads as zeroes.
+    /// </summary>
+    private async ValueTask PunchUnusedAsync(long[] freed, CancellationToken cancellationToken)
+    {
+        var bits = _header.ClusterBits;
+        var fileClusters = (_file.Length + _header.ClusterSize - 1) >> bits;
+        var (start, end) = (-1L, -1L);
+        foreach (var cluster in freed)
+        {
+            if (cluster >= fileClusters || await _refcounts.GetAsync(cluster, cancellationToken).ConfigureAwait(false) != 0)
+            {
+                continue;
+            }
+
+            if (cluster != end)
+            {
+                _file.PunchHole(start << bits, (end - start) << bits);
+                start = cluster;
+            }
+
+            end = cluster + 1;
+        }
+
+        _file.PunchHole(start << bits, (end - start) << bits);
     }
 }

@@ -256,11 +256,17 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
     private async ValueTask OnRefcountTableMovedAsync(long offset, int clusters, CancellationToken cancellationToken)
         => await RewriteHeaderAsync(_header with { RefcountTableOffset = offset, RefcountTableClusters = clusters }, cancellationToken).ConfigureAwait(false);
 
-    /// <summary>Writes cluster 0 from <paramref name="header"/> and flushes; the in-memory header changes only once that succeeded.</summary>
+    /// <summary>
+    /// Writes cluster 0 from <paramref name="header"/> and flushes; the in-memory header changes
+    /// only once that succeeded. The write is one pwrite of the bytes either header uses
+    /// (<see cref="Qcow2Header.RewriteLength"/>), so a killed process leaves the old header or
+    /// the new one whenever those fit in the first page.
+    /// </summary>
     private async ValueTask RewriteHeaderAsync(Qcow2Header header, CancellationToken cancellationToken)
     {
         var bytes = header.Serialize();
-        await _file.WriteAsync(0, bytes, cancellationToken).ConfigureAwait(false);
+        var length = Qcow2Header.RewriteLength(bytes, _header.Serialize());
+        await _file.WriteAsync(0, bytes.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
         await _file.FlushAsync(cancellationToken).ConfigureAwait(false);
         _header = header;
     }

@@ -269,6 +269,14 @@ internal sealed class RefcountTable
 
     public bool HasPendingFrees => _pendingFrees.Count > 0;
 
+    /// <summary>The clusters that the next <see cref="ApplyFreesAsync"/> drops a reference from, ascending.</summary>
+    public long[] PendingFreeClusters()
+    {
+        var clusters = _pendingFreeClusters.ToArray();
+        Array.Sort(clusters);
+        return clusters;
+    }
+
     /// <summary>True when cached blocks or the table have changes not yet written.</summary>
     public bool IsDirty => _tableDirty || _blocks.Values.Any(b => b.Dirty);
 

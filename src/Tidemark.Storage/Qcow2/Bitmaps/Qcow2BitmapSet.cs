@@ -160,8 +160,8 @@ public sealed class Qcow2BitmapSet
     /// <remarks>
     /// What a crash leaves behind, step by step: while data, tables and the new directory are
     /// written, the header still points at the old directory whose bitmaps are IN_USE, so
-    /// they load as inconsistent and the new clusters are leaks. The header switch is a
-    /// rewrite of cluster 0 followed by a flush, as QEMU's qcow2_update_header does
+    /// they load as inconsistent and the new clusters are leaks. The header switch is one
+    /// write of cluster 0's first page followed by a flush
     /// (<see cref="IQcow2ClusterSpace.WriteBitmapsExtensionAsync"/>): the old state or the new
     /// one. Only after it are the old clusters freed, which can at worst leave them leaked.
     /// </remarks>
@@ -408,25 +408,18 @@ public sealed class Qcow2BitmapSet
     }
 
     /// <summary>
-    /// Sets IN_USE on every entry in place (QEMU update_ext_header_and_dir_in_place): clear
-    /// autoclear bit 0 and flush, rewrite the directory and flush, set the bit and flush.
-    /// A crash after the first step leaves the bit clear: the next opener ignores the
-    /// bitmaps (QEMU warns that they are inconsistent and their clusters leak). A crash
-    /// after the last leaves them IN_USE: inconsistent. Never an old directory that looks
-    /// clean.
+    /// Sets IN_USE on every entry by writing the marked directory into new clusters and
+    /// switching the header to it (<see cref="ReplaceDirectoryAsync"/>), where QEMU rewrites
+    /// the directory in place (update_ext_header_and_dir_in_place): QEMU first clears autoclear
+    /// bit 0, and a crash before it sets the bit again leaves every bitmap of the image
+    /// ignored, older checkpoints' included. Here the bit stays set throughout and the header
+    /// switch is one write within cluster 0's first page, so a crash at any point leaves the
+    /// old directory (clean bitmaps, still valid: no guest write precedes this) or the new one
+    /// (IN_USE: inconsistent), and at worst leaked clusters. QEMU reads either file as it
+    /// reads its own (formats.md §2.6: only the extension's directory offset moved).
     /// </summary>
-    private async ValueTask MarkInUseAsync(CancellationToken cancellationToken)
-    {
-        var extension = _extension!.Value;
-        var payload = extension.ToBytes();
-        var directory = _directory.Select(e => e with { Flags = e.Flags | BitmapEntryFlags.InUse }).ToList();
-        var bytes = BitmapDirectory.Encode(directory, _space.ClusterSize).AsMemory(0, (int)extension.DirectorySize);
-        await _space.WriteBitmapsExtensionAsync(payload, bitmapsConsistent: false, cancellationToken).ConfigureAwait(false);
-        await _space.WriteMetadataAsync(extension.DirectoryOffset, bytes, cancellationToken).ConfigureAwait(false);
-        await _space.FlushAsync(cancellationToken).ConfigureAwait(false);
-        await _space.WriteBitmapsExtensionAsync(payload, bitmapsConsistent: true, cancellationToken).ConfigureAwait(false);
-        _directory = directory;
-    }
+    private ValueTask MarkInUseAsync(CancellationToken cancellationToken) =>
+        ReplaceDirectoryAsync([.. _directory.Select(e => e with { Flags = e.Flags | BitmapEntryFlags.InUse })], cancellationToken);
 
     /// <summary>
     /// Writes <paramref name="directory"/> into new clusters, flushes, points the header at it
@@ -459,7 +452,7 @@ public sealed class Qcow2BitmapSet
             }
             catch
             {
-                await _space.FreeClustersAsync(offset, clusters, CancellationToken.None).ConfigureAwait(false);
+                await GiveBackAsync(offset, clusters).ConfigureAwait(false);
                 throw;
             }
         }
@@ -475,6 +468,23 @@ public sealed class Qcow2BitmapSet
         {
             var oldClusters = (int)((previous.DirectorySize + clusterSize - 1) / clusterSize);
             await _space.FreeClustersAsync(previous.DirectoryOffset, oldClusters, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Gives back clusters allocated by an update that failed. When the failure broke the image
+    /// (a flush found the refcounts damaged), the space refuses the free: the clusters then stay
+    /// leaked, and the caller sees the failure itself rather than that refusal.
+    /// </summary>
+    private async ValueTask GiveBackAsync(long offset, int clusters)
+    {
+        try
+        {
+            await _space.FreeClustersAsync(offset, clusters, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (StorageException)
+        {
+            // Broken: nothing more is written to this image.
         }
     }
 
