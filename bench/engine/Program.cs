@@ -7,7 +7,7 @@ using Tidemark.Engine.Domains;
 // images, same machine, same run. Prints one table.
 //
 //   bench/engine/run [SIZE_MIB [DATA_MIB]] [--runs N] [--rounds N] [--work DIR] [--rows push,writes,export]
-//                                                    (default 2048 1024, 2 runs, 7 rounds, every row)
+//                                                    (default 2048 1024, 2 runs, 5 rounds, every row)
 //
 // Push and export rows: each Tidemark/peer pair alternates RUNS times, best of each kept (sync(1)
 // before each). Guest-write rows: ROUNDS rounds, each running every configuration once in an
@@ -37,7 +37,7 @@ using Tidemark.Engine.Domains;
 var sizeMiB = 2048L;
 var dataMiB = -1L;
 var runs = 2;
-var rounds = 7;
+var rounds = 5;
 var work = Path.Combine(Path.GetTempPath(), $"tm-bench-engine-{Environment.ProcessId}");
 var rows = new HashSet<string>(["push", "writes", "export"], StringComparer.Ordinal);
 var positional = 0;
@@ -296,8 +296,8 @@ namespace Tidemark.Bench.Engine
                     var againstQemu = Spread.Of(mine.Select((r, i) => r.BytesPerSecond / results["qemu-nbd"][i].BytesPerSecond));
                     table.Add(
                         $"guest {pattern.Name}, Tidemark {name}",
-                        $"{pattern.Describe(rate.Median)} ({pattern.Describe(rate.Min)}–{pattern.Describe(rate.Max)})",
-                        $"{pattern.Describe(qemuNbd.Median)} (qemu-nbd; {pattern.Describe(qemuNbd.Min)}–{pattern.Describe(qemuNbd.Max)})",
+                        $"{pattern.Describe(rate.Median)} ({pattern.Range(rate)})",
+                        $"{pattern.Describe(qemuNbd.Median)} (qemu-nbd; {pattern.Range(qemuNbd)})",
                         againstQemu.Median,
                         (name == "0 checkpoints" ? "" : string.Create(CultureInfo.InvariantCulture, $"overhead vs 0 checkpoints, paired per round: median {paired.Median:F1} % (rounds {paired.Min:F1} to {paired.Max:F1} %); "))
                             + string.Create(CultureInfo.InvariantCulture, $"vs qemu-nbd per round {againstQemu.Min:F2}–{againstQemu.Max:F2}x; {rate.Median / file.Median:F2}x of the file; server CPU median {cpu.Median:F2} s"));
@@ -305,7 +305,7 @@ namespace Tidemark.Bench.Engine
 
                 table.Add(
                     $"guest {pattern.Name}, qemu-img bench -w on the file",
-                    $"{pattern.Describe(file.Median)} ({pattern.Describe(file.Min)}–{pattern.Describe(file.Max)})",
+                    $"{pattern.Describe(file.Median)} ({pattern.Range(file)})",
                     "-",
                     null,
                     "QEMU's block layer, no NBD hop: the ceiling");
@@ -388,10 +388,22 @@ namespace Tidemark.Bench.Engine
             return count * Cluster;
         }
 
+        /// <summary>
+        /// A fresh copy of the guest image for one measurement, fsynced: none of the copy is left
+        /// to write back while fio runs. The copy's own fsync, not sync(1), which on a shared
+        /// machine also waits for everyone else's dirty pages.
+        /// </summary>
+        private static void FreshCopy(string baseImage, string image)
+        {
+            File.Copy(baseImage, image, overwrite: true);
+            using var file = new FileStream(image, FileMode.Open, FileAccess.ReadWrite);
+            file.Flush(flushToDisk: true);
+        }
+
         private async Task<Throughput> TidemarkWritesAsync(string baseImage, FioPattern pattern, int checkpoints, bool pull)
         {
             var image = Path.Combine(work, "guest.qcow2");
-            File.Copy(baseImage, image, overwrite: true);
+            FreshCopy(baseImage, image);
             var domain = await DefineAsync(image);
             await domain.StartAsync();
             for (var i = 0; i < checkpoints; i++)
@@ -401,7 +413,6 @@ namespace Tidemark.Bench.Engine
 
             var socket = Path.Combine(work, "pull.sock");
             var backup = pull ? await domain.BeginBackupAsync(Pull(socket, Path.Combine(work, "scratch.qcow2")), null) : null;
-            await Peers.RunAsync("sync");
             var cpu = Process.GetCurrentProcess().TotalProcessorTime;
             var result = await Fio.RunAsync($"nbd+unix:///{Vda}?socket={domain.Running!.SocketPath}", pattern);
             var serverCpu = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalSeconds;
@@ -419,12 +430,11 @@ namespace Tidemark.Bench.Engine
         private async Task<Throughput> QemuNbdWritesAsync(string baseImage, FioPattern pattern)
         {
             var image = Path.Combine(work, "guest.qcow2");
-            File.Copy(baseImage, image, overwrite: true);
+            FreshCopy(baseImage, image);
             var socket = Path.Combine(work, "qemu.sock");
             Throughput result;
             await using (var server = await Peers.ServeAsync(socket, "-f", "qcow2", "-t", "-e", "4", "-x", Vda, "-k", socket, image))
             {
-                await Peers.RunAsync("sync");
                 var cpu = server.CpuSeconds();
                 result = await Fio.RunAsync($"nbd+unix:///{Vda}?socket={socket}", pattern);
                 result = result with { ServerCpu = server.CpuSeconds() - cpu };
@@ -437,8 +447,7 @@ namespace Tidemark.Bench.Engine
         private async Task<Throughput> FileWritesAsync(string baseImage, FioPattern pattern)
         {
             var image = Path.Combine(work, "guest.qcow2");
-            File.Copy(baseImage, image, overwrite: true);
-            await Peers.RunAsync("sync");
+            FreshCopy(baseImage, image);
             var output = await Peers.OutputAsync("qemu-img", [.. pattern.QemuImgBench(Depth), "-f", "qcow2", image]);
 
             // "Run completed in 1.172 seconds."
@@ -504,6 +513,11 @@ namespace Tidemark.Bench.Engine
         public string Describe(double bytesPerSecond) => BlockSize <= 4096
             ? string.Create(CultureInfo.InvariantCulture, $"{bytesPerSecond / BlockSize:F0} IOPS")
             : string.Create(CultureInfo.InvariantCulture, $"{bytesPerSecond / 1048576:F0} MiB/s");
+
+        /// <summary>The range of a spread of rates, in this pattern's unit without its name.</summary>
+        public string Range(Spread rates) => BlockSize <= 4096
+            ? string.Create(CultureInfo.InvariantCulture, $"{rates.Min / BlockSize:F0}–{rates.Max / BlockSize:F0}")
+            : string.Create(CultureInfo.InvariantCulture, $"{rates.Min / 1048576:F0}–{rates.Max / 1048576:F0}");
 
         public static FioPattern Random4K { get; } = new("random 4 KiB writes", "randwrite", 4096, 64L << 20, 257 * 4096);
 
