@@ -6,9 +6,16 @@ using Tidemark.Engine.Domains;
 // Engine benchmark: a running domain's backups and guest writes against QEMU's tools on the same
 // images, same machine, same run. Prints one table.
 //
-//   bench/engine/run [SIZE_MIB [DATA_MIB]] [--runs N] [--work DIR]      (default 2048 1024, 2 runs)
+//   bench/engine/run [SIZE_MIB [DATA_MIB]] [--runs N] [--rounds N] [--work DIR] [--rows push,writes,export]
+//                                                    (default 2048 1024, 2 runs, 5 rounds, every row)
 //
-// Rows (each Tidemark/peer pair alternates RUNS times, best of each kept; sync(1) before each):
+// Push and export rows: each Tidemark/peer pair alternates RUNS times, best of each kept (sync(1)
+// before each). Guest-write rows: ROUNDS rounds, each running every configuration once in an
+// order rotated per round; the median and range over the rounds, and each configuration's rate
+// against the 0-checkpoint rate of the same round (paired), so that a few per cent can be told
+// from the ±30 % the same configuration moves between runs.
+//
+// Rows:
 //   full push, LAYOUT: BeginBackupAsync(push, full, qcow2 target) from begin to the job's end
 //     (which fsyncs the target, as QEMU's close of a push target with cache=writeback does),
 //     against `qemu-img convert -O qcow2` of the same image (domain shut off; its default
@@ -30,6 +37,7 @@ using Tidemark.Engine.Domains;
 var sizeMiB = 2048L;
 var dataMiB = -1L;
 var runs = 2;
+var rounds = 5;
 var work = Path.Combine(Path.GetTempPath(), $"tm-bench-engine-{Environment.ProcessId}");
 var rows = new HashSet<string>(["push", "writes", "export"], StringComparer.Ordinal);
 var positional = 0;
@@ -38,6 +46,7 @@ for (var i = 0; i < args.Length; i++)
     switch (args[i])
     {
         case "--runs": runs = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+        case "--rounds": rounds = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
         case "--work": work = args[++i]; break;
         case "--rows": rows = [.. args[++i].Split(',')]; break;
         default:
@@ -114,7 +123,7 @@ try
 
     if (rows.Contains("writes"))
     {
-        await bench.GuestWriteRowsAsync(firstImage!);
+        await bench.GuestWriteRowsAsync(firstImage!, rounds);
     }
 
     if (rows.Contains("export"))
@@ -129,7 +138,7 @@ finally
 
 Console.WriteLine($"Tidemark engine vs QEMU {(await Peers.OutputAsync("qemu-img", "--version")).Split('\n')[0].Replace("qemu-img version ", "", StringComparison.Ordinal)}, "
     + $"{(await Peers.OutputAsync("fio", "--version")).Trim()}, nbdcopy {(await Peers.OutputAsync("nbdcopy", "--version")).Split('\n')[0].Split(' ')[^1]}; "
-    + $"{sizeMiB} MiB qcow2, {dataMiB} MiB data, best of {runs}; {Environment.ProcessorCount} CPUs, load average {File.ReadAllText("/proc/loadavg").Split(' ')[0]}");
+    + $"{sizeMiB} MiB qcow2, {dataMiB} MiB data, {(rows.Contains("push") || rows.Contains("export") ? $"best of {runs}; " : "")}{(rows.Contains("writes") ? $"guest writes: median of {rounds} interleaved rounds; " : "")}{Environment.ProcessorCount} CPUs, load average {File.ReadAllText("/proc/loadavg").Split(' ')[0]}");
 Console.WriteLine();
 table.Print(Console.Out);
 return 0;
@@ -238,39 +247,68 @@ namespace Tidemark.Bench.Engine
             await domain.DestroyAsync();
         }
 
-        /// <summary>fio over NBD through Tidemark (0, 1, 10 checkpoints, during a pull backup), qemu-nbd, and qemu-img bench on the file.</summary>
-        public async Task GuestWriteRowsAsync(string baseImage)
+        /// <summary>
+        /// fio over NBD through Tidemark (0, 1, 10 checkpoints, during a pull backup) and qemu-nbd,
+        /// interleaved round by round, and qemu-img bench on the file. Each round runs every
+        /// configuration once, in an order rotated from round to round (so that none always runs
+        /// first, after the image copy of the previous one); a configuration's overhead is its
+        /// rate over the 0-checkpoint rate of the same round, so a slow round slows both sides of
+        /// the ratio. Reported: the median and the spread (min–max) over the rounds.
+        /// </summary>
+        public async Task GuestWriteRowsAsync(string baseImage, int rounds)
         {
             foreach (var pattern in new[] { FioPattern.Random4K, FioPattern.Sequential1M(size) })
             {
-                var configurations = new (string Name, int Checkpoints, bool Pull)[] { ("0 checkpoints", 0, false), ("1 checkpoint", 1, false), ("10 checkpoints", 10, false), ("during a pull backup", 0, true) };
-                var best = new Dictionary<string, Throughput>();
-                Throughput? qemuNbd = null;
-                Throughput? file = null;
-                for (var run = 0; run < runs; run++)
+                var configurations = new (string Name, int Checkpoints, bool Pull, bool Qemu)[]
                 {
-                    foreach (var (name, checkpoints, pull) in configurations)
+                    ("0 checkpoints", 0, false, false), ("1 checkpoint", 1, false, false), ("10 checkpoints", 10, false, false),
+                    ("during a pull backup", 0, true, false), ("qemu-nbd", 0, false, true),
+                };
+                var results = configurations.ToDictionary(c => c.Name, _ => new List<Throughput>());
+                var files = new List<Throughput>();
+                for (var round = 0; round < rounds; round++)
+                {
+                    for (var k = 0; k < configurations.Length; k++)
                     {
-                        best[name] = Throughput.Best(best.GetValueOrDefault(name), await TidemarkWritesAsync(baseImage, pattern, checkpoints, pull));
+                        var (name, checkpoints, pull, qemu) = configurations[(k + round) % configurations.Length];
+                        var result = qemu ? await QemuNbdWritesAsync(baseImage, pattern) : await TidemarkWritesAsync(baseImage, pattern, checkpoints, pull);
+                        results[name].Add(result);
+                        Console.Error.WriteLine($"bench: {pattern.Name}, round {round + 1}/{rounds}, {name}: {result.Describe()}");
                     }
 
-                    qemuNbd = Throughput.Best(qemuNbd, await QemuNbdWritesAsync(baseImage, pattern));
-                    file = Throughput.Best(file, await FileWritesAsync(baseImage, pattern));
+                    files.Add(await FileWritesAsync(baseImage, pattern));
                 }
 
-                var zero = best["0 checkpoints"];
-                foreach (var (name, _, _) in configurations)
+                var zero = results["0 checkpoints"];
+                var qemuNbd = Spread.Of(results["qemu-nbd"].Select(r => r.BytesPerSecond));
+                var file = Spread.Of(files.Select(r => r.BytesPerSecond));
+                foreach (var (name, _, _, qemu) in configurations)
                 {
-                    var t = best[name];
+                    if (qemu)
+                    {
+                        continue;
+                    }
+
+                    var mine = results[name];
+                    var rate = Spread.Of(mine.Select(r => r.BytesPerSecond));
+                    var cpu = Spread.Of(mine.Select(r => r.ServerCpu));
+                    var paired = Spread.Of(mine.Select((r, i) => (1 - (r.BytesPerSecond / zero[i].BytesPerSecond)) * 100));
+                    var againstQemu = Spread.Of(mine.Select((r, i) => r.BytesPerSecond / results["qemu-nbd"][i].BytesPerSecond));
                     table.Add(
                         $"guest {pattern.Name}, Tidemark {name}",
-                        t.Describe(),
-                        $"{qemuNbd!.Describe()} (qemu-nbd)",
-                        t.BytesPerSecond / qemuNbd.BytesPerSecond,
-                        $"{t.BytesPerSecond / file!.BytesPerSecond:F2}x of the file; {(name == "0 checkpoints" ? "" : $"overhead {(1 - t.BytesPerSecond / zero.BytesPerSecond) * 100:F1} % vs 0 checkpoints; ")}server CPU {t.ServerCpu:F2} s vs {qemuNbd.ServerCpu:F2} s");
+                        $"{pattern.Describe(rate.Median)} ({pattern.Range(rate)})",
+                        $"{pattern.Describe(qemuNbd.Median)} (qemu-nbd; {pattern.Range(qemuNbd)})",
+                        againstQemu.Median,
+                        (name == "0 checkpoints" ? "" : string.Create(CultureInfo.InvariantCulture, $"overhead vs 0 checkpoints, paired per round: median {paired.Median:F1} % (rounds {paired.Min:F1} to {paired.Max:F1} %); "))
+                            + string.Create(CultureInfo.InvariantCulture, $"vs qemu-nbd per round {againstQemu.Min:F2}–{againstQemu.Max:F2}x; {rate.Median / file.Median:F2}x of the file; server CPU median {cpu.Median:F2} s"));
                 }
 
-                table.Add($"guest {pattern.Name}, qemu-img bench -w on the file", file!.Describe(), "-", null, "QEMU's block layer, no NBD hop: the ceiling");
+                table.Add(
+                    $"guest {pattern.Name}, qemu-img bench -w on the file",
+                    $"{pattern.Describe(file.Median)} ({pattern.Range(file)})",
+                    "-",
+                    null,
+                    "QEMU's block layer, no NBD hop: the ceiling");
             }
         }
 
@@ -350,10 +388,22 @@ namespace Tidemark.Bench.Engine
             return count * Cluster;
         }
 
+        /// <summary>
+        /// A fresh copy of the guest image for one measurement, fsynced: none of the copy is left
+        /// to write back while fio runs. The copy's own fsync, not sync(1), which on a shared
+        /// machine also waits for everyone else's dirty pages.
+        /// </summary>
+        private static void FreshCopy(string baseImage, string image)
+        {
+            File.Copy(baseImage, image, overwrite: true);
+            using var file = new FileStream(image, FileMode.Open, FileAccess.ReadWrite);
+            file.Flush(flushToDisk: true);
+        }
+
         private async Task<Throughput> TidemarkWritesAsync(string baseImage, FioPattern pattern, int checkpoints, bool pull)
         {
             var image = Path.Combine(work, "guest.qcow2");
-            File.Copy(baseImage, image, overwrite: true);
+            FreshCopy(baseImage, image);
             var domain = await DefineAsync(image);
             await domain.StartAsync();
             for (var i = 0; i < checkpoints; i++)
@@ -363,7 +413,6 @@ namespace Tidemark.Bench.Engine
 
             var socket = Path.Combine(work, "pull.sock");
             var backup = pull ? await domain.BeginBackupAsync(Pull(socket, Path.Combine(work, "scratch.qcow2")), null) : null;
-            await Peers.RunAsync("sync");
             var cpu = Process.GetCurrentProcess().TotalProcessorTime;
             var result = await Fio.RunAsync($"nbd+unix:///{Vda}?socket={domain.Running!.SocketPath}", pattern);
             var serverCpu = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalSeconds;
@@ -381,12 +430,11 @@ namespace Tidemark.Bench.Engine
         private async Task<Throughput> QemuNbdWritesAsync(string baseImage, FioPattern pattern)
         {
             var image = Path.Combine(work, "guest.qcow2");
-            File.Copy(baseImage, image, overwrite: true);
+            FreshCopy(baseImage, image);
             var socket = Path.Combine(work, "qemu.sock");
             Throughput result;
             await using (var server = await Peers.ServeAsync(socket, "-f", "qcow2", "-t", "-e", "4", "-x", Vda, "-k", socket, image))
             {
-                await Peers.RunAsync("sync");
                 var cpu = server.CpuSeconds();
                 result = await Fio.RunAsync($"nbd+unix:///{Vda}?socket={socket}", pattern);
                 result = result with { ServerCpu = server.CpuSeconds() - cpu };
@@ -399,8 +447,7 @@ namespace Tidemark.Bench.Engine
         private async Task<Throughput> FileWritesAsync(string baseImage, FioPattern pattern)
         {
             var image = Path.Combine(work, "guest.qcow2");
-            File.Copy(baseImage, image, overwrite: true);
-            await Peers.RunAsync("sync");
+            FreshCopy(baseImage, image);
             var output = await Peers.OutputAsync("qemu-img", [.. pattern.QemuImgBench(Depth), "-f", "qcow2", image]);
 
             // "Run completed in 1.172 seconds."
@@ -462,6 +509,16 @@ namespace Tidemark.Bench.Engine
     /// <summary>One fio job (and its qemu-img bench equivalent on a file).</summary>
     internal sealed record FioPattern(string Name, string ReadWrite, int BlockSize, long Bytes, long BenchStep)
     {
+        /// <summary>A rate in this pattern's unit: IOPS for small blocks, MiB/s for large ones.</summary>
+        public string Describe(double bytesPerSecond) => BlockSize <= 4096
+            ? string.Create(CultureInfo.InvariantCulture, $"{bytesPerSecond / BlockSize:F0} IOPS")
+            : string.Create(CultureInfo.InvariantCulture, $"{bytesPerSecond / 1048576:F0} MiB/s");
+
+        /// <summary>The range of a spread of rates, in this pattern's unit without its name.</summary>
+        public string Range(Spread rates) => BlockSize <= 4096
+            ? string.Create(CultureInfo.InvariantCulture, $"{rates.Min / BlockSize:F0}–{rates.Max / BlockSize:F0}")
+            : string.Create(CultureInfo.InvariantCulture, $"{rates.Min / 1048576:F0}–{rates.Max / 1048576:F0}");
+
         public static FioPattern Random4K { get; } = new("random 4 KiB writes", "randwrite", 4096, 64L << 20, 257 * 4096);
 
         public static FioPattern Sequential1M(long size) => new("sequential 1 MiB writes", "write", 1 << 20, Math.Min(512L << 20, size / 4), 1 << 20);
@@ -481,11 +538,21 @@ namespace Tidemark.Bench.Engine
     {
         public double BytesPerSecond => Bytes / Seconds;
 
-        public static Throughput Best(Throughput? a, Throughput b) => a is null || b.BytesPerSecond > a.BytesPerSecond ? b : a;
-
         public string Describe() => BlockSize <= 4096
             ? string.Create(CultureInfo.InvariantCulture, $"{BytesPerSecond / BlockSize:F0} IOPS")
             : string.Create(CultureInfo.InvariantCulture, $"{BytesPerSecond / 1048576:F0} MiB/s");
+    }
+
+    /// <summary>The median and range of a set of measurements.</summary>
+    internal readonly record struct Spread(double Median, double Min, double Max)
+    {
+        public static Spread Of(IEnumerable<double> values)
+        {
+            var sorted = values.Order().ToArray();
+            var middle = sorted.Length / 2;
+            var median = sorted.Length % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+            return new Spread(median, sorted[0], sorted[^1]);
+        }
     }
 
     /// <summary>fio with its nbd engine (libnbd).</summary>
@@ -495,7 +562,7 @@ namespace Tidemark.Bench.Engine
         {
             var output = await Peers.OutputAsync(
                 "fio", "--name=guest", "--ioengine=nbd", $"--uri={uri}", $"--rw={pattern.ReadWrite}", $"--bs={pattern.BlockSize}",
-                "--iodepth=16", $"--io_size={pattern.Bytes}", "--randrepeat=1", "--norandommap", "--output-format=json");
+                "--iodepth=16", $"--io_size={pattern.Bytes}", "--randrepeat=1", "--randseed=8", "--norandommap", "--output-format=json");
 
             // fio's nbd engine prints "fio: connected to NBD server" before the document.
             using var document = System.Text.Json.JsonDocument.Parse(output[output.IndexOf('{', StringComparison.Ordinal)..]);

@@ -81,6 +81,11 @@ internal static class BackupStoreFile
             }
         }
 
+        if (mode == BackupMode.Pull)
+        {
+            NeverFsync(image);
+        }
+
         var cluster = image is Qcow2Image qcow2 ? qcow2.ClusterSize : 0;
         if (image.VirtualSize < source.Live.VirtualSize)
         {
@@ -107,6 +112,24 @@ internal static class BackupStoreFile
                 break;
             case RawImage raw:
                 raw.WriteBehind = true;
+                break;
+        }
+    }
+
+    /// <summary>
+    /// A pull scratch is private to the job and worthless once the job ends (removed, or left
+    /// over after a crash to be removed at the next start): nothing in it needs to survive a
+    /// crash, so neither its close nor a metadata write-back fsyncs (QEMU's cache=unsafe).
+    /// </summary>
+    private static void NeverFsync(IBlockImage image)
+    {
+        switch (image)
+        {
+            case Qcow2Image qcow2:
+                qcow2.CacheMode = CacheMode.Unsafe;
+                break;
+            case RawImage raw:
+                raw.CacheMode = CacheMode.Unsafe;
                 break;
         }
     }

@@ -29,6 +29,14 @@ namespace Tidemark.Engine.Backups;
 /// job fails (every later view read and copy fails) and the guest write goes on.</item>
 /// <item>After <see cref="DetachAsync"/> (the job ended) every call returns at once.</item>
 /// </list>
+/// <para>A pull under <see cref="OnCopyBeforeWriteError.FailJob"/> writes the scratch behind
+/// the guest (<see cref="ScratchWriteBehind"/>): "in the store" then means read into memory,
+/// where the view reads it until its scratch write completes. The guest write no longer waits
+/// for the scratch, which is private to the job and needs no ordering against the guest's
+/// writes: what the view must return is already fixed in memory. A failed scratch write fails
+/// the job as a failed copy does. Under <see cref="OnCopyBeforeWriteError.FailGuestWrite"/>
+/// the copy is written before the guest write goes on, since the guest write must fail if the
+/// copy does.</para>
 /// <para>Locking: <see cref="_lock"/> guards <see cref="_pending"/>, <see cref="_copied"/>,
 /// <see cref="_claims"/>, <see cref="_leases"/>, <see cref="_failure"/> and writes of
 /// <see cref="_outstanding"/> and <see cref="_quiet"/>; those two are also read without it
@@ -46,6 +54,9 @@ internal sealed class CopyBeforeWrite : IGuestWriteInterceptor
     private readonly CopyAsideStore _store;
     private readonly OnCopyBeforeWriteError _policy;
     private readonly Action<Exception> _onJobFailure;
+
+    /// <summary>Pull under <see cref="OnCopyBeforeWriteError.FailJob"/>: copies read into memory and written into the scratch in the background.</summary>
+    private readonly ScratchWriteBehind? _writeBehind;
 
     /// <summary>Clusters the job still needs whose content is only in the live image and which no one is copying. Guarded by <see cref="_lock"/>.</summary>
     private readonly DirtyBitmap _pending;
@@ -88,6 +99,7 @@ internal sealed class CopyBeforeWrite : IGuestWriteInterceptor
         _copied = trackCopies ? new DirtyBitmap(pending.Size, pending.Granularity) : null;
         _policy = policy;
         _onJobFailure = onJobFailure;
+        _writeBehind = trackCopies && policy == OnCopyBeforeWriteError.FailJob ? new ScratchWriteBehind(store, e => HandleCopyFailure(null, e)) : null;
         _outstanding = pending.DirtyBitCount;
         Cluster = pending.Granularity;
         InitialBytes = pending.CountDirtyBytes();
@@ -104,6 +116,9 @@ internal sealed class CopyBeforeWrite : IGuestWriteInterceptor
 
     /// <summary>Bytes in the store so far, copied by guest writes or the push copier.</summary>
     public long CopiedBytes => Interlocked.Read(ref _copiedBytes);
+
+    /// <summary>Bytes of copies read into memory whose scratch write has not completed yet.</summary>
+    public long BytesInMemory => _writeBehind?.BytesInFlight ?? 0;
 
     /// <summary>The failure that broke the job's point in time, if any.</summary>
     public Exception? Failure
@@ -126,7 +141,7 @@ internal sealed class CopyBeforeWrite : IGuestWriteInterceptor
 
         var start = offset / Cluster * Cluster;
         var end = Math.Min(_pending.Size, (offset + length + Cluster - 1) / Cluster * Cluster);
-        var waits = new List<Task>();
+        List<Task>? waits = null;
         while (true)
         {
             // One pass: claim what is still pending in the range and copy it, then wait for the
@@ -135,7 +150,7 @@ internal sealed class CopyBeforeWrite : IGuestWriteInterceptor
             // while waiting for another claim (two writes could then wait for each other); only
             // while waiting for the view reads of the claimed clusters, which wait for nothing.
             List<ClusterRun>? mine = null;
-            waits.Clear();
+            waits?.Clear();
             lock (_lock)
             {
                 if (_quiet != 0)
@@ -148,7 +163,7 @@ internal sealed class CopyBeforeWrite : IGuestWriteInterceptor
                 {
                     if (claim.Intersects(start, end) && (mine is null || !mine.Contains(claim)))
                     {
-                        waits.Add(claim.Done.Task);
+                        (waits ??= []).Add(claim.Done.Task);
                     }
                 }
             }
@@ -157,12 +172,12 @@ internal sealed class CopyBeforeWrite : IGuestWriteInterceptor
             {
                 await CopyClaimsAsync(mine, cancellationToken).ConfigureAwait(false);
             }
-            else if (waits.Count == 0)
+            else if (waits is not { Count: > 0 })
             {
                 return;
             }
 
-            if (waits.Count > 0)
+            if (waits is { Count: > 0 })
             {
                 await Task.WhenAll(waits).WaitAsync(cancellationToken).ConfigureAwait(false);
             }
@@ -175,16 +190,30 @@ internal sealed class CopyBeforeWrite : IGuestWriteInterceptor
         var copied = false;
         try
         {
-            Task[] leases;
+            Task[]? leases = null;
             lock (_lock)
             {
-                leases = [.. _leases.Where(l => mine.Exists(l.Intersects)).Select(l => l.Done.Task)];
+                if (_leases.Count > 0)
+                {
+                    leases = [.. _leases.Where(l => mine.Exists(l.Intersects)).Select(l => l.Done.Task)];
+                }
             }
 
-            await Task.WhenAll(leases).WaitAsync(cancellationToken).ConfigureAwait(false);
+            if (leases is { Length: > 0 })
+            {
+                await Task.WhenAll(leases).WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+
             foreach (var claim in mine)
             {
-                await CopyAsync(claim, cancellationToken).ConfigureAwait(false);
+                if (_writeBehind is { } writeBehind)
+                {
+                    await CopyBehindAsync(claim, writeBehind, cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    await CopyAsync(claim, cancellationToken).ConfigureAwait(false);
+                }
             }
 
             copied = true;
@@ -350,6 +379,9 @@ internal sealed class CopyBeforeWrite : IGuestWriteInterceptor
                     case Source.Live:
                         await _live.ReadAsync(position, slice, cancellationToken).ConfigureAwait(false);
                         break;
+                    case Source.Store when _writeBehind is { } writeBehind:
+                        await writeBehind.ReadAsync(position, slice, cancellationToken).ConfigureAwait(false);
+                        break;
                     case Source.Store:
                         await _store.Image.ReadAsync(position, slice, cancellationToken).ConfigureAwait(false);
                         break;
@@ -396,6 +428,13 @@ internal sealed class CopyBeforeWrite : IGuestWriteInterceptor
         }
 
         await Task.WhenAll(waits).ConfigureAwait(false);
+
+        // The claims waited for have registered their copies; those must be in the scratch
+        // (or have failed) before the scratch is closed.
+        if (_writeBehind is not null)
+        {
+            await _writeBehind.DrainAsync().ConfigureAwait(false);
+        }
     }
 
     /// <summary>Takes the pending runs inside [start, end), at most <paramref name="maxBytes"/> in all, as new claims.</summary>
@@ -454,7 +493,7 @@ internal sealed class CopyBeforeWrite : IGuestWriteInterceptor
 
     }
 
-    private void HandleCopyFailure(List<ClusterRun> claims, Exception error)
+    private void HandleCopyFailure(List<ClusterRun>? claims, Exception error)
     {
         Exception? failure = null;
         lock (_lock)
@@ -503,6 +542,30 @@ internal sealed class CopyBeforeWrite : IGuestWriteInterceptor
         finally
         {
             ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>Reads the claim's old content into memory, where the view finds it, and leaves its scratch write to <paramref name="writeBehind"/>.</summary>
+    private async ValueTask CopyBehindAsync(ClusterRun claim, ScratchWriteBehind writeBehind, CancellationToken cancellationToken)
+    {
+        for (var position = claim.Offset; position < claim.End;)
+        {
+            var length = (int)Math.Min(MaxCopyBytes, claim.End - position);
+            await writeBehind.ReserveAsync(length, cancellationToken).ConfigureAwait(false);
+            var buffer = ArrayPool<byte>.Shared.Rent(length);
+            try
+            {
+                await _live.ReadAsync(position, buffer.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+                writeBehind.Unreserve(length);
+                throw;
+            }
+
+            writeBehind.Start(position, buffer, length);
+            position += length;
         }
     }
 
