@@ -216,7 +216,11 @@ public sealed class RawImage : IHostFileImage
     }
 
     private int Fallocate(int mode, long offset, long length)
-        => NativeMethods.fallocate((int)_file.Handle.DangerousGetHandle(), mode, offset, length);
+    {
+        var result = NativeMethods.fallocate((int)_file.Handle.DangerousGetHandle(), mode, offset, length);
+        _file.ForgetKnownData();
+        return result;
+    }
 
     private static class NativeMethods
     {
