@@ -120,11 +120,11 @@ public static class DifferenceCopy
                 continue;
             }
 
-            var zero = !sourceData.Span[at..end].ContainsAnyExcept((byte)0);
+            var zero = ZeroDetection.IsZero(sourceData.Span[at..end]);
             while (end < sourceData.Length)
             {
                 var next = Math.Min(sourceData.Length, end + granularity);
-                if (Same(end, next) || zero != !sourceData.Span[end..next].ContainsAnyExcept((byte)0))
+                if (Same(end, next) || zero != ZeroDetection.IsZero(sourceData.Span[end..next]))
                 {
                     break;
                 }

@@ -39,6 +39,16 @@ internal sealed class HostFile : IAsyncDisposable
     /// <summary>The <see cref="_writeGeneration"/> the last successful flush covered.</summary>
     private long _flushedGeneration;
 
+    // The last data region lseek found, [_knownDataStart, _knownDataEnd) (empty when equal), as
+    // QEMU's block-status cache keeps one for a file (block/io.c, bdrv_bsc_*): a query inside it
+    // is answered without asking the file system again. Writes only turn holes into data, so
+    // only what makes holes (truncation, fallocate) forgets it; _holesMade counts those, so an
+    // answer found while one ran is not kept.
+    private readonly Lock _knownDataLock = new();
+    private long _knownDataStart;
+    private long _knownDataEnd;
+    private long _holesMade;
+
     private HostFile(SafeFileHandle handle, string path, bool readOnly)
     {
         _handle = handle;
@@ -94,13 +104,16 @@ internal sealed class HostFile : IAsyncDisposable
             ImageLock.Acquire(handle, full, readOnly: false);
 
             // Truncate only a file that has content. On ext4, truncating to size 0, even a file
-            // that is already empty, marks the inode so that its close starts write-back of
-            // every dirty page and waits for block allocation (the auto_da_alloc heuristic for
-            // programs that rewrite a file in place): after copying 1 GiB into a new image
-            // that close alone took ~0.5 s.
+            // that is already empty, marks the inode so that the next close of any descriptor
+            // of it starts write-back of every dirty page and waits for block allocation (the
+            // auto_da_alloc heuristic for programs that rewrite a file in place): after copying
+            // 1 GiB into a reused image that close alone took ~0.5 s. QEMU's create closes the
+            // file after truncating it and opens it again to write the image, which clears the
+            // mark while nothing is dirty; closing a second descriptor here does the same.
             if (RandomAccess.GetLength(handle) != 0)
             {
                 RandomAccess.SetLength(handle, 0);
+                File.OpenHandle(full, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete).Dispose();
             }
         }
         catch
@@ -228,6 +241,7 @@ internal sealed class HostFile : IAsyncDisposable
         finally
         {
             Changed();
+            ForgetKnownData();
         }
     }
 
@@ -240,7 +254,9 @@ internal sealed class HostFile : IAsyncDisposable
         }
         finally
         {
+            // A punch or zero range may have made holes; either way the next flush must sync.
             Changed();
+            ForgetKnownData();
         }
     }
 
@@ -261,6 +277,16 @@ internal sealed class HostFile : IAsyncDisposable
         }
     }
 
+    /// <summary>Called after anything that may have made holes in the file (fallocate punch or zero range).</summary>
+    private void ForgetKnownData()
+    {
+        lock (_knownDataLock)
+        {
+            _holesMade++;
+            _knownDataEnd = _knownDataStart;
+        }
+    }
+
     /// <summary>
     /// Which parts of <c>[start, end)</c> the file stores data for and which are holes, as
     /// lseek(SEEK_DATA/SEEK_HOLE) finds them (QEMU's file-posix block status asks the same way).
@@ -275,29 +301,65 @@ internal sealed class HostFile : IAsyncDisposable
         var position = start;
         while (position < end && runs.Count < maxRuns)
         {
+            long generation;
+            lock (_knownDataLock)
+            {
+                generation = _holesMade;
+                if (position >= _knownDataStart && position < _knownDataEnd)
+                {
+                    var knownEnd = Math.Min(_knownDataEnd, end);
+                    Add(runs, new HostRun(position, knownEnd, IsData: true));
+                    position = knownEnd;
+                    continue;
+                }
+            }
+
             var data = NativeMethods.lseek(fd, position, SeekData);
             if (data < 0)
             {
                 // ENXIO: no data at or after position. Anything else: the file system cannot say.
-                runs.Add(new HostRun(position, end, IsData: Marshal.GetLastPInvokeError() != ENXIO));
+                Add(runs, new HostRun(position, end, IsData: Marshal.GetLastPInvokeError() != ENXIO));
                 break;
             }
 
             if (data > position)
             {
                 var holeEnd = Math.Min(data, end);
-                runs.Add(new HostRun(position, holeEnd, IsData: false));
+                Add(runs, new HostRun(position, holeEnd, IsData: false));
                 position = holeEnd;
                 continue;
             }
 
             var hole = NativeMethods.lseek(fd, position, SeekHole);
             var dataEnd = hole <= position ? end : Math.Min(hole, end);
-            runs.Add(new HostRun(position, dataEnd, IsData: true));
+            if (hole > position)
+            {
+                lock (_knownDataLock)
+                {
+                    if (_holesMade == generation)
+                    {
+                        (_knownDataStart, _knownDataEnd) = (position, hole);
+                    }
+                }
+            }
+
+            Add(runs, new HostRun(position, dataEnd, IsData: true));
             position = dataEnd;
         }
 
         return runs;
+
+        static void Add(List<HostRun> runs, HostRun run)
+        {
+            if (runs.Count > 0 && runs[^1].End == run.Start && runs[^1].IsData == run.IsData)
+            {
+                runs[^1] = runs[^1] with { End = run.End };
+            }
+            else
+            {
+                runs.Add(run);
+            }
+        }
     }
 
     public ValueTask DisposeAsync()

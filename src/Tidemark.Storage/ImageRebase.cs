@@ -251,7 +251,7 @@ public static class ImageRebase
 
             var differ = DifferentSectors(oldData.Span[at..], newData.Span[at..]);
             var run = oldData.Slice(at, differ);
-            if (run.Span.ContainsAnyExcept((byte)0))
+            if (!ZeroDetection.IsZero(run.Span))
             {
                 await image.WriteAsync(offset + at, run, WriteFlags.None, cancellationToken).ConfigureAwait(false);
             }

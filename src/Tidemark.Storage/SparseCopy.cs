@@ -128,7 +128,7 @@ public static class SparseCopy
         {
             var blockStart = (int)(((offset + at) / granularity * granularity) - offset);
             var blockEnd = Math.Min(data.Length, blockStart + granularity);
-            if (data.Span[at..blockEnd].ContainsAnyExcept((byte)0))
+            if (!ZeroDetection.IsZero(data.Span[at..blockEnd]))
             {
                 if (compress)
                 {
@@ -142,7 +142,7 @@ public static class SparseCopy
                 while (runEnd < data.Length)
                 {
                     var next = Math.Min(data.Length, runEnd + granularity);
-                    if (!data.Span[runEnd..next].ContainsAnyExcept((byte)0))
+                    if (ZeroDetection.IsZero(data.Span[runEnd..next]))
                     {
                         break;
                     }

@@ -18,21 +18,70 @@ public sealed partial class Qcow2Image
     {
         CheckRange(offset, buffer.Length);
         cancellationToken.ThrowIfCancellationRequested();
+        List<DataRun>? runs;
         await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            await ReadLockedAsync(offset, buffer, cancellationToken).ConfigureAwait(false);
+            ObjectDisposedException.ThrowIf(_disposed != 0, this);
+            runs = await ResolveReadLockedAsync(offset, buffer, cancellationToken).ConfigureAwait(false);
+            if (runs.Count == 0)
+            {
+                return;
+            }
+
+            _inFlight.Enter();
         }
         finally
         {
             _lock.Release();
         }
+
+        // The data itself is read without the lock (qcow2_co_preadv_part drops s->lock around
+        // the data I/O); the clusters resolved above cannot be freed until this leaves.
+        try
+        {
+            if (DataIoUnlocked is { } seam)
+            {
+                await seam().ConfigureAwait(false);
+            }
+
+            foreach (var run in runs)
+            {
+                var target = buffer.Slice(run.BufferOffset, run.Length);
+                if (run.Host >= 0)
+                {
+                    await _file.ReadAsync(run.Host, target, cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    await ReadBackingAsync(offset + run.BufferOffset, target, cancellationToken).ConfigureAwait(false);
+                }
+            }
+        }
+        finally
+        {
+            _inFlight.Exit();
+        }
     }
 
-    private async ValueTask ReadLockedAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
+    /// <summary>
+    /// One part of a request whose data moves outside the lock: <see cref="Length"/> bytes at
+    /// <see cref="BufferOffset"/> of the caller's buffer, to or from the host file at
+    /// <see cref="Host"/>, or (reads only, <see cref="Host"/> negative) from the backing file.
+    /// </summary>
+    private readonly record struct DataRun(int BufferOffset, int Length, long Host);
+
+    /// <summary>
+    /// Resolves a read under the lock: zero clusters are filled here, compressed clusters and
+    /// extended-L2 subclusters are read here (their decoding needs the mapping to stay put), and
+    /// the returned runs (plain data clusters, host-contiguous, and backing-file ranges) are left
+    /// for the caller to read after releasing the lock.
+    /// </summary>
+    private async ValueTask<List<DataRun>> ResolveReadLockedAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
     {
         var bits = _header.ClusterBits;
         var clusterSize = _header.ClusterSize;
+        var runs = new List<DataRun>();
         var done = 0;
         while (done < buffer.Length)
         {
@@ -69,13 +118,13 @@ public sealed partial class Qcow2Image
             switch (kind)
             {
                 case ClusterKind.Normal:
-                    await _file.ReadAsync(entry.HostOffset + inCluster, target, cancellationToken).ConfigureAwait(false);
+                    runs.Add(new DataRun(done, count, entry.HostOffset + inCluster));
                     break;
                 case ClusterKind.ZeroPlain or ClusterKind.ZeroAllocated:
                     target.Span.Clear();
                     break;
                 case ClusterKind.Unallocated:
-                    await ReadBackingAsync(position, target, cancellationToken).ConfigureAwait(false);
+                    runs.Add(new DataRun(done, count, -1));
                     break;
                 case ClusterKind.Compressed:
                     var data = await ReadCompressedAsync(entry, cancellationToken).ConfigureAwait(false);
@@ -85,6 +134,8 @@ public sealed partial class Qcow2Image
 
             done += count;
         }
+
+        return runs;
     }
 
     /// <summary>Extended L2 (formats.md §1.5.4): each of the 32 subclusters is data, zero or from the backing file.</summary>
@@ -167,6 +218,25 @@ public sealed partial class Qcow2Image
         }
 
         var local = await ScanLayerAsync(offset, offset + length, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await ResolveLayerAsync(local, extents, layers, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _inFlight.Exit();
+        }
+
+        return extents;
+    }
+
+    /// <summary>
+    /// The second half of <see cref="GetExtentsAsync(long, long, int, CancellationToken)"/>,
+    /// outside the lock: data runs against the host file's holes, unallocated runs against the
+    /// backing chain. The caller is counted in flight, so the host clusters stay put.
+    /// </summary>
+    private async ValueTask ResolveLayerAsync(List<(long Start, long End, ExtentKind Kind, int Depth, long Host)> local, List<BlockExtent> extents, int layers, CancellationToken cancellationToken)
+    {
         foreach (var (start, stop, kind, depth, host) in local)
         {
             if (host >= 0)
@@ -216,8 +286,6 @@ public sealed partial class Qcow2Image
                 Append(extents, new BlockExtent(backingEnd, stop - backingEnd, ExtentKind.Hole | ExtentKind.Zero, 0));
             }
         }
-
-        return extents;
     }
 
     /// <summary>
@@ -226,7 +294,8 @@ public sealed partial class Qcow2Image
     /// allocates, 0 where it does not. Host is where a data run's bytes start in this image's
     /// file (-1: not a plain host range, as compressed clusters). Unallocated runs are resolved
     /// against the backing file, and data runs against the host file's holes, by the caller
-    /// after the lock is released.
+    /// after the lock is released; the caller is counted in flight on return (it must call
+    /// <see cref="InFlightDataIo.Exit"/>), so the host clusters it reports are not freed meanwhile.
     /// </summary>
     private async ValueTask<List<(long Start, long End, ExtentKind Kind, int Depth, long Host)>> ScanLayerAsync(long offset, long end, CancellationToken cancellationToken)
     {
@@ -237,6 +306,7 @@ public sealed partial class Qcow2Image
         await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
+            ObjectDisposedException.ThrowIf(_disposed != 0, this);
             var position = offset;
             while (position < end && local.Count < 4096)
             {
@@ -296,6 +366,8 @@ public sealed partial class Qcow2Image
 
                 position = stop;
             }
+
+            _inFlight.Enter();
         }
         finally
         {

@@ -33,6 +33,9 @@ public sealed partial class Qcow2Image
         await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
+            // Requests reading or writing data without the lock may target the clusters freed
+            // and the file tail cut below (Qcow2Image.cs remarks).
+            await _inFlight.DrainAsync().ConfigureAwait(false);
             await FlushMetadataAsync(cancellationToken).ConfigureAwait(false);
             try
             {

@@ -25,6 +25,9 @@ namespace Tidemark.Storage.Qcow2;
 //
 // Writes into a cluster that is already allocated with refcount 1 (COPIED) overwrite it in
 // place; the guest sees the old or new bytes after a crash, as with any disk without a flush.
+// Such a write, when every cluster it touches is in place, writes its data after releasing the
+// metadata lock (Qcow2Image.cs remarks: its clusters are not freed before it ends); nothing in
+// the order above changes, since it changes no metadata.
 public sealed partial class Qcow2Image
 {
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
@@ -32,17 +35,94 @@ public sealed partial class Qcow2Image
         CheckWritable();
         CheckRange(offset, data.Length);
         cancellationToken.ThrowIfCancellationRequested();
+        List<DataRun>? inPlace;
         await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
+            ObjectDisposedException.ThrowIf(_disposed != 0, this);
             MarkBitmapsDirty(offset, data.Length);
-            await WriteLockedAsync(offset, data, cancellationToken).ConfigureAwait(false);
+
+            // A write with FUA stays under the lock: the flush after it must follow its data.
+            inPlace = (flags & WriteFlags.ForceUnitAccess) == 0 ? await ResolveInPlaceLockedAsync(offset, data.Length, cancellationToken).ConfigureAwait(false) : null;
+            if (inPlace is null)
+            {
+                await WriteLockedAsync(offset, data, cancellationToken).ConfigureAwait(false);
+            }
+
             await AfterChangeAsync(flags, cancellationToken).ConfigureAwait(false);
+            if (inPlace is not null)
+            {
+                _inFlight.Enter();
+            }
         }
         finally
         {
             _lock.Release();
         }
+
+        if (inPlace is null)
+        {
+            return;
+        }
+
+        // Overwrite in place without the lock (qcow2_co_pwritev_part writes the data of clusters
+        // that need no allocation unlocked); the clusters cannot be freed until this leaves.
+        try
+        {
+            if (DataIoUnlocked is { } seam)
+            {
+                await seam().ConfigureAwait(false);
+            }
+
+            foreach (var run in inPlace)
+            {
+                await _file.WriteAsync(run.Host, data.Slice(run.BufferOffset, run.Length), cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _inFlight.Exit();
+        }
+    }
+
+    /// <summary>
+    /// The host runs of a write whose every cluster is allocated with refcount 1 in a table that
+    /// is not shared (both COPIED flags), so it overwrites in place and changes no metadata; null
+    /// when some cluster needs an allocation or a copy on write.
+    /// </summary>
+    private async ValueTask<List<DataRun>?> ResolveInPlaceLockedAsync(long offset, int length, CancellationToken cancellationToken)
+    {
+        var bits = _header.ClusterBits;
+        var clusterSize = _header.ClusterSize;
+        var runs = new List<DataRun>();
+        var done = 0;
+        while (done < length)
+        {
+            var position = offset + done;
+            var cluster = position >> bits;
+            var inCluster = (int)(position & (clusterSize - 1));
+            var entry = await _map.GetEntryAsync(cluster, cancellationToken).ConfigureAwait(false);
+            var (l1, _) = _map.Locate(cluster);
+            if (entry.Kind != ClusterKind.Normal || !entry.IsCopied || (_map.L1Entry(l1) & Qcow2Layout.OflagCopied) == 0)
+            {
+                return null;
+            }
+
+            var n = Math.Min(clusterSize - inCluster, length - done);
+            var host = entry.HostOffset + inCluster;
+            if (runs.Count > 0 && runs[^1].Host + runs[^1].Length == host)
+            {
+                runs[^1] = runs[^1] with { Length = runs[^1].Length + n };
+            }
+            else
+            {
+                runs.Add(new DataRun(done, n, host));
+            }
+
+            done += n;
+        }
+
+        return runs;
     }
 
     public async ValueTask WriteZeroesAsync(long offset, long length, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
@@ -483,6 +563,10 @@ public sealed partial class Qcow2Image
 
         if (_refcounts.HasPendingFrees)
         {
+            // The clusters about to be freed may still be the target of requests that resolved
+            // them before the mapping changed and read or write without the lock (see the
+            // class remarks); none can start while the lock is held.
+            await _inFlight.DrainAsync().ConfigureAwait(false);
             await _refcounts.ApplyFreesAsync(cancellationToken).ConfigureAwait(false);
         }
     }

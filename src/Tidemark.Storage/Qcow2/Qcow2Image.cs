@@ -9,15 +9,37 @@ namespace Tidemark.Storage.Qcow2;
 /// <c>Qcow2Image.Write.cs</c>.
 /// </summary>
 /// <remarks>
-/// Locking: one metadata lock (<see cref="_lock"/>) serialises every operation that consults or
-/// changes the L1/L2 tables, refcounts or the header. Persistent-bitmap calls made from the
-/// bitmap code go through <see cref="IQcow2ClusterSpace"/>, whose members take the same lock,
-/// so the open and close seams call the bitmap code without holding it.
+/// <para>Locking: one metadata lock (<see cref="_lock"/>) serialises every operation that
+/// consults or changes the L1/L2 tables, refcounts or the header. Persistent-bitmap calls made
+/// from the bitmap code go through <see cref="IQcow2ClusterSpace"/>, whose members take the
+/// same lock, so the open and close seams call the bitmap code without holding it.</para>
+/// <para>Guest data moves outside the lock where that is safe, as QEMU's qcow2 driver holds
+/// <c>s-&gt;lock</c> only for metadata (<c>qcow2_co_preadv_part</c> looks the clusters up under
+/// it and reads the data unlocked; <c>qcow2_co_pwritev_part</c> writes the data of clusters
+/// that need no allocation unlocked): a read resolves its clusters under the lock and reads
+/// plain data clusters and the backing file after releasing it; a write whose every cluster is
+/// already allocated with refcount 1 (COPIED, overwritten in place) marks the bitmaps dirty and
+/// resolves under the lock and writes after releasing it. Writes that allocate or copy on
+/// write, compressed clusters, extended-L2 subclusters and write-zeroes and discard stay wholly
+/// under the lock.</para>
+/// <para>The rule that makes this safe: a host cluster an unlocked request resolved is neither
+/// freed nor reused before that request ends. Each such request is counted in
+/// <see cref="_inFlight"/> from before it releases the lock until its data I/O has finished, and
+/// every path that can drop a refcount to zero drains that count while holding the lock before
+/// it does so: the write-back of queued frees (discard, write-zeroes with unmap, copy on write
+/// of a shared cluster, emptying the image, bitmap removal, table moves all free through it),
+/// shrink (which also cuts the file), and close. Host clusters are handed out again only once
+/// their refcount is zero, so a request never reads or writes another guest offset's data.
+/// A flush covers every write that completed before it: completed data writes are in the file
+/// and the flush's fsync comes after them. Overlapping guest requests in flight at the same
+/// time are not ordered, as on any disk; callers that need an order (copy before write) wait
+/// for one request before issuing the other.</para>
 /// </remarks>
 public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
 {
     private readonly HostFile _file;
     private readonly SemaphoreSlim _lock = new(1, 1);
+    private readonly InFlightDataIo _inFlight = new();
     private readonly IBlockImage? _backing;
     private Qcow2Header _header;
     private RefcountTable _refcounts = null!;
@@ -117,6 +139,12 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
     public Qcow2BitmapSet Bitmaps => _bitmaps;
 
     internal Qcow2Header Header => _header;
+
+    /// <summary>
+    /// Test seam: awaited by a read or an in-place write once it has released the lock, before
+    /// its data I/O, so a test can hold a request there while others free and reuse clusters.
+    /// </summary>
+    internal Func<ValueTask>? DataIoUnlocked { get; set; }
 
     internal HostFile File => _file;
 
@@ -301,6 +329,18 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
 
         try
         {
+            // Requests that passed their checks before _disposed was set may still be reading or
+            // writing data without the lock; later ones see _disposed under the lock and fail.
+            await _lock.WaitAsync().ConfigureAwait(false);
+            try
+            {
+                await _inFlight.DrainAsync().ConfigureAwait(false);
+            }
+            finally
+            {
+                _lock.Release();
+            }
+
             // A broken image has already said what went wrong; closing it writes nothing and
             // does not fail again.
             if (!IsReadOnly && !_broken)
