@@ -28,6 +28,10 @@ internal sealed class HostFile : IAsyncDisposable
     private const int FallocKeepSize = 0x01;
     private const int FallocPunchHole = 0x02;
 
+    // statx: AT_EMPTY_PATH from <fcntl.h> (the descriptor itself), STATX_BLOCKS from <linux/stat.h>.
+    private const int AtEmptyPath = 0x1000;
+    private const uint StatxBlocks = 0x400;
+
     private readonly SafeFileHandle _handle;
     private FileStream? _stream;
     private Storage.WriteBehind? _writeBehind;
@@ -362,6 +366,24 @@ internal sealed class HostFile : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// The bytes the file system has allocated for the file (st_blocks * 512), as QEMU's
+    /// file-posix raw_get_allocated_file_size reports it.
+    /// </summary>
+    /// <exception cref="IOException">The file system cannot tell.</exception>
+    public long AllocatedBytes()
+    {
+        // struct stat differs across architectures; statx has one layout everywhere.
+        var buffer = new byte[256];
+        if (NativeMethods.statx((int)_handle.DangerousGetHandle(), string.Empty, AtEmptyPath, StatxBlocks, buffer) != 0)
+        {
+            throw new IOException($"{Path}: statx failed (errno {Marshal.GetLastPInvokeError()})");
+        }
+
+        // struct statx: stx_blocks is the u64 at offset 48, in 512-byte units.
+        return (long)BitConverter.ToUInt64(buffer, 48) * 512;
+    }
+
     public ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
@@ -384,6 +406,9 @@ file static class NativeMethods
 
     [DllImport("libc", SetLastError = true)]
     internal static extern int fallocate(int fd, int mode, long offset, long len);
+
+    [DllImport("libc", SetLastError = true, CharSet = CharSet.Ansi, BestFitMapping = false, ThrowOnUnmappableChar = true)]
+    internal static extern int statx(int dirfd, string pathname, int flags, uint mask, byte[] statxbuf);
 }
 
 /// <summary>A byte range of a host file that holds data, or a hole (reads as zeroes).</summary>

@@ -232,18 +232,21 @@ public sealed partial class Qcow2Image
 
     /// <summary>
     /// The second half of <see cref="GetExtentsAsync(long, long, int, CancellationToken)"/>,
-    /// outside the lock: data runs against the host file's holes, unallocated runs against the
-    /// backing chain. The caller is counted in flight, so the host clusters stay put.
+    /// outside the lock: data runs against the host file's holes (in a metadata-preallocated
+    /// image only), unallocated runs against the backing chain. The caller is counted in flight,
+    /// so the host clusters stay put.
     /// </summary>
     private async ValueTask ResolveLayerAsync(List<(long Start, long End, ExtentKind Kind, int Depth, long Host)> local, List<BlockExtent> extents, int layers, CancellationToken cancellationToken)
     {
         foreach (var (start, stop, kind, depth, host) in local)
         {
-            if (host >= 0)
+            if (host >= 0 && _metadataPreallocated == true)
             {
-                // QEMU asks the file under a data cluster too (bdrv_co_block_status with
-                // want_zero): where the host file has a hole, or ends, the guest reads zeroes, so
-                // that part is data and zero (qemu-img map "zero": true, "data": true; NBD_STATE_ZERO).
+                // A metadata-preallocated image: QEMU asks the file under a data cluster too
+                // (BDRV_BLOCK_RECURSE in bdrv_co_block_status with want_zero): where the host file
+                // has a hole, or ends, the guest reads zeroes, so that part is data and zero
+                // (qemu-img map "zero": true, "data": true; NBD_STATE_ZERO). Otherwise the
+                // cluster is data throughout, as QEMU reports it.
                 foreach (var run in _file.FindData(host, host + (stop - start), int.MaxValue))
                 {
                     Append(extents, new BlockExtent(start + (run.Start - host), run.End - run.Start, run.IsData ? ExtentKind.Data : ExtentKind.Zero, depth));
@@ -293,8 +296,8 @@ public sealed partial class Qcow2Image
     /// same kind (at most 4096; the caller reports where they end). Depth is 1 where this image
     /// allocates, 0 where it does not. Host is where a data run's bytes start in this image's
     /// file (-1: not a plain host range, as compressed clusters). Unallocated runs are resolved
-    /// against the backing file, and data runs against the host file's holes, by the caller
-    /// after the lock is released; the caller is counted in flight on return (it must call
+    /// against the backing file, and data runs against the host file's holes (when the image is
+    /// metadata-preallocated), by the caller after the lock is released; the caller is counted in flight on return (it must call
     /// <see cref="InFlightDataIo.Exit"/>), so the host clusters it reports are not freed meanwhile.
     /// </summary>
     private async ValueTask<List<(long Start, long End, ExtentKind Kind, int Depth, long Host)>> ScanLayerAsync(long offset, long end, CancellationToken cancellationToken)
@@ -307,6 +310,7 @@ public sealed partial class Qcow2Image
         try
         {
             ObjectDisposedException.ThrowIf(_disposed != 0, this);
+            _ = await IsMetadataPreallocatedAsync(cancellationToken).ConfigureAwait(false);
             var position = offset;
             while (position < end && local.Count < 4096)
             {
