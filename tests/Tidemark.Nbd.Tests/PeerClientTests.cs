@@ -39,6 +39,30 @@ public sealed class PeerClientTests
             map);
     }
 
+    [Theory]
+    [InlineData("preallocation=off", false)]
+    [InlineData("preallocation=metadata", true)]
+    public async Task NbdinfoMap_Qcow2PartlyWrittenClusters_SameAsQemuNbd(string options, bool split)
+    {
+        // Clusters written in part keep holes in the host file; qemu-nbd reports them as zero
+        // only in a metadata-preallocated image (qcow2_detect_metadata_preallocation).
+        using var dir = new TempDirectory("nbd-prealloc");
+        var path = dir.File("disk.qcow2");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", "-o", options, path, "64M");
+        await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "write -P 1 1M 4k", "-c", "write -P 2 5M 8k", path);
+        await using var image = await Tidemark.Storage.Qcow2.Qcow2Image.OpenAsync(path, readOnly: true, TestContext.Current.CancellationToken);
+        await using var ours = await TestServer.StartAsync(dir, [new NbdExport("vda", image)]);
+        await using var qemu = await PeerServer.QemuNbdAsync(dir, "-r", "-f", "qcow2", "-t", "-x", "vda", path);
+
+        foreach (var args in new[] { new[] { "--map" }, ["--map", "--json"] })
+        {
+            Assert.Equal(await Peer.RunCheckedAsync("nbdinfo", [.. args, qemu.UnixUri("vda")]), await Peer.RunCheckedAsync("nbdinfo", [.. args, ours.UnixUri("vda")]));
+        }
+
+        var map = await Peer.RunCheckedAsync("nbdinfo", "--map", ours.UnixUri("vda"));
+        Assert.Contains(split ? "   1048576        4096    0  data\n" : "   1048576       65536    0  data\n", map, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task NbdinfoMap_DirtyBitmap_SameAsQemuNbd()
     {

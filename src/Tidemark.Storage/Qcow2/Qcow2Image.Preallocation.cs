@@ -22,11 +22,11 @@ public sealed partial class Qcow2Image
     /// at the threshold and covers the clusters up to the file's length. An error gives false,
     /// as QEMU's <c>ret == 1</c> test does. Called with <see cref="_lock"/> held.
     /// </summary>
-    private async ValueTask<bool> IsMetadataPreallocatedAsync(CancellationToken cancellationToken)
+    private async ValueTask DetectMetadataPreallocationAsync(CancellationToken cancellationToken)
     {
-        if (_metadataPreallocated is { } known)
+        if (_metadataPreallocated is not null)
         {
-            return known;
+            return;
         }
 
         bool detected;
@@ -53,6 +53,5 @@ public sealed partial class Qcow2Image
         }
 
         _metadataPreallocated = detected;
-        return detected;
     }
 }

@@ -310,7 +310,7 @@ public sealed partial class Qcow2Image
         try
         {
             ObjectDisposedException.ThrowIf(_disposed != 0, this);
-            _ = await IsMetadataPreallocatedAsync(cancellationToken).ConfigureAwait(false);
+            await DetectMetadataPreallocationAsync(cancellationToken).ConfigureAwait(false);
             var position = offset;
             while (position < end && local.Count < 4096)
             {

@@ -178,6 +178,23 @@ public sealed class ImageCommandTests
         static string Key(JsonElement e) => $"{e.GetProperty("start")} {e.GetProperty("length")} {e.GetProperty("depth")} {e.GetProperty("present")} {e.GetProperty("zero")} {e.GetProperty("data")} {(e.TryGetProperty("offset", out var o) ? o.GetInt64() : -1)}";
     }
 
+    [Theory]
+    [InlineData("preallocation=off", false)]
+    [InlineData("preallocation=metadata", true)]
+    public async Task Map_Json_OfPartlyWrittenClusters_IsByteIdenticalToQemuImgMap(string options, bool split)
+    {
+        // The file keeps holes inside both clusters; qemu-img map reports them as zero only in a
+        // metadata-preallocated image.
+        using var dir = new TempDirectory();
+        var path = dir.File("p.qcow2");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", "-o", options, path, "64M");
+        await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "write -P 1 1M 4k", "-c", "write -P 2 5M 8k", path);
+        var (code, output, _) = await RunAsync("image", "map", "--output=json", path);
+        Assert.Equal(0, code);
+        Assert.Equal(await Peer.RunCheckedAsync("qemu-img", "map", "--output=json", path), output);
+        Assert.Contains(split ? "{ \"start\": 1048576, \"length\": 4096," : "{ \"start\": 1048576, \"length\": 65536,", output, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Map_Json_OfBackingChain_IsByteIdenticalToQemuImgMap()
     {
