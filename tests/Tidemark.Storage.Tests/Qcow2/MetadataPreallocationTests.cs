@@ -56,7 +56,8 @@ public sealed class MetadataPreallocationTests
 
         await using (var open = await Qcow2Image.OpenAsync(path, readOnly: true, Ct))
         {
-            var whole = await open.GetExtentsAsync(0, 1 << 20, Ct);
+            // The first query decides; it reads no data cluster, so no lseek answer is kept either.
+            Assert.Equal(new BlockExtent(2 << 20, 2 << 20, ExtentKind.Hole | ExtentKind.Zero, 0), Assert.Single(await open.GetExtentsAsync(2 << 20, 2 << 20, Ct)));
 
             // Keep 4 KiB of each of the 16 data clusters: far fewer clusters are allocated than in use.
             for (var i = 0; i < 16; i++)
@@ -65,8 +66,7 @@ public sealed class MetadataPreallocationTests
             }
 
             // Decided at the first query of this open image, as QEMU decides it once per open.
-            Assert.Equal(whole, await open.GetExtentsAsync(0, 1 << 20, Ct));
-            Assert.Equal(new BlockExtent(0, 1 << 20, ExtentKind.Data, 1), Assert.Single(whole));
+            Assert.Equal(new BlockExtent(0, 1 << 20, ExtentKind.Data, 1), Assert.Single(await open.GetExtentsAsync(0, 1 << 20, Ct)));
         }
 
         var after = await QemuMapAsync(path);
