@@ -12,57 +12,40 @@ public sealed class QemuIoHolder : IAsyncDisposable
 
     public static async Task<QemuIoHolder> HoldAsync(string image, string format = "qcow2", bool readOnly = false)
     {
-        // The probe below takes QEMU's locks for an instant; a qemu-io starting in that instant
-        // is refused the image and exits. That is the probe's doing, not the test's: start again.
-        for (var attempt = 1; ; attempt++)
-        {
-            var (holder, refused) = await TryHoldAsync(image, format, readOnly);
-            if (holder is not null)
-            {
-                return holder;
-            }
-
-            if (attempt == 5 || !refused!.Contains("Failed to get", StringComparison.Ordinal))
-            {
-                Assert.Fail($"qemu-io exited before locking the image: {refused}");
-            }
-        }
-    }
-
-    private static async Task<(QemuIoHolder? Holder, string? Refused)> TryHoldAsync(string image, string format, bool readOnly)
-    {
-        var info = new ProcessStartInfo(Peer.Require("qemu-io"), [.. readOnly ? ["-r"] : Array.Empty<string>(), "-f", format, "-c", "sleep 120000", image])
+        // qemu-io takes QEMU's locks while it opens the image, before it runs any command; so
+        // once the read below has printed, the image is held. (Probing with another opener
+        // could not tell this holder's locks from those of a domain already holding the image.)
+        // stdbuf makes qemu-io's standard output line-buffered (a pipe is fully buffered), and
+        // execs it, so the process is qemu-io itself.
+        var info = new ProcessStartInfo("stdbuf", ["-oL", Peer.Require("qemu-io"), .. readOnly ? ["-r"] : Array.Empty<string>(), "-f", format, "-c", "read 0 512", "-c", "sleep 120000", image])
         {
             UseShellExecute = false,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
         var holder = new QemuIoHolder(Process.Start(info)!);
-
-        // Held once qemu-img itself is refused the image (read-only: once a writer is refused,
-        // since a read-only holder denies only writing). A loaded machine can take long to
-        // start qemu-io, so the wait is generous; a qemu-io that exited says why at once.
-        var deadline = Stopwatch.StartNew();
-        string[] probe = readOnly ? ["-f", format, "-c", "flush", image] : ["info", "-f", format, image];
-        while ((await Peer.RunAsync(readOnly ? "qemu-io" : "qemu-img", probe)).ExitCode == 0)
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        try
         {
-            if (holder._process.HasExited)
+            while (await holder._process.StandardOutput.ReadLineAsync(timeout.Token) is { } line)
             {
-                var why = await holder._process.StandardError.ReadToEndAsync();
-                await holder.DisposeAsync();
-                return (null, why);
+                if (line.StartsWith("read 512/512 bytes", StringComparison.Ordinal))
+                {
+                    return holder;
+                }
             }
-
-            if (deadline.Elapsed > TimeSpan.FromSeconds(90))
-            {
-                await holder.DisposeAsync();
-                Assert.Fail("qemu-io did not lock the image within 90 s");
-            }
-
-            await Task.Delay(50);
+        }
+        catch (OperationCanceledException)
+        {
+            await holder.DisposeAsync();
+            Assert.Fail("qemu-io did not open the image within 90 s");
         }
 
-        return (holder, null);
+        // Standard output ended: qemu-io exited without opening the image, and says why.
+        var why = await holder._process.StandardError.ReadToEndAsync();
+        await holder.DisposeAsync();
+        Assert.Fail($"qemu-io exited before locking the image: {why}");
+        return null!;
     }
 
     public async ValueTask DisposeAsync()
