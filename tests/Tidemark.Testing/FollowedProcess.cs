@@ -94,8 +94,10 @@ public sealed class FollowedProcess : IAsyncDisposable
             _process.Kill();
         }
 
-        await _process.WaitForExitAsync(Ct);
-        await _stdout;
+        // A descendant that inherited the child's stdout would keep it open past the child's
+        // end; fail rather than wait for ever.
+        await _process.WaitForExitAsync(Ct).WaitAsync(LineTimeout, Ct);
+        await _stdout.WaitAsync(LineTimeout, Ct);
     }
 
     public async ValueTask DisposeAsync()

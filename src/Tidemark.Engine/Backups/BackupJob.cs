@@ -372,6 +372,38 @@ public sealed class BackupJob : IAsyncDisposable
     /// </summary>
     private async Task TerminateAsync()
     {
+        try
+        {
+            await TerminateCoreAsync().ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            // Whatever went wrong, the job ends: a caller awaiting Completion (abort, dispose,
+            // the daemon's job table) must never wait for ever.
+            _logger.LogError(e, "ending the backup job failed");
+            lock (_lock)
+            {
+                _firstError ??= e;
+                _elapsedAtEnd ??= _options.TimeProvider.GetElapsedTime(_started);
+                if (_phase == BackupJobPhase.Prepared)
+                {
+                    Move(BackupJobPhase.Cancelling);
+                }
+
+                if (!BackupJobStates.IsTerminal(_phase))
+                {
+                    Move(BackupJobPhase.Failed);
+                }
+            }
+        }
+        finally
+        {
+            _completion.TrySetResult(Info);
+        }
+    }
+
+    private async Task TerminateCoreAsync()
+    {
         await _stop.CancelAsync().ConfigureAwait(false);
         if (_server is not null)
         {
@@ -399,8 +431,10 @@ public sealed class BackupJob : IAsyncDisposable
             {
                 await disk.Store.DisposeAsync().ConfigureAwait(false);
             }
-            catch (Exception e) when (e is IOException or StorageException)
+            catch (Exception e)
             {
+                // Any failure here, expected (I/O) or not, fails the job but not the cleanup of
+                // the other stores and of the files below.
                 _logger.LogWarning(e, "closing the backup store of disk '{Disk}' failed", disk.Disk.Name);
                 lock (_lock)
                 {
@@ -422,8 +456,6 @@ public sealed class BackupJob : IAsyncDisposable
             _elapsedAtEnd = _options.TimeProvider.GetElapsedTime(_started);
             Move(final);
         }
-
-        _completion.TrySetResult(Info);
     }
 
     private void TryDelete(string path)

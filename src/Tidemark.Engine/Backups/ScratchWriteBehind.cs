@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.ExceptionServices;
 
 namespace Tidemark.Engine.Backups;
 
@@ -182,6 +183,10 @@ internal sealed class ScratchWriteBehind
     /// </summary>
     private async Task WriteQueueAsync()
     {
+        // Only a failure callback that throws makes WriteAsync throw; the copies queued behind
+        // still have to be written and leave memory (the drain and the memory bound wait for
+        // them), so the loop goes on and the task faults with that error at the end.
+        Exception? callbackError = null;
         while (true)
         {
             Copy copy;
@@ -190,11 +195,23 @@ internal sealed class ScratchWriteBehind
                 if (!_queue.TryDequeue(out copy!))
                 {
                     _writing = false;
-                    return;
+                    break;
                 }
             }
 
-            await WriteAsync(copy).ConfigureAwait(false);
+            try
+            {
+                await WriteAsync(copy).ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                callbackError ??= e;
+            }
+        }
+
+        if (callbackError is not null)
+        {
+            ExceptionDispatchInfo.Throw(callbackError);
         }
     }
 
@@ -206,9 +223,26 @@ internal sealed class ScratchWriteBehind
         }
         catch (Exception e)
         {
-            _onFailure(e);
+            // The copy stays in memory until the failure is known, whatever the callback does:
+            // a copy that never left would hold the drain and the memory bound for ever.
+            try
+            {
+                _onFailure(e);
+            }
+            finally
+            {
+                Release(copy);
+            }
+
+            return;
         }
 
+        Release(copy);
+    }
+
+    /// <summary>Takes a copy out of memory (written, or its failure reported) and wakes whoever waits for room or for the drain.</summary>
+    private void Release(Copy copy)
+    {
         TaskCompletionSource? room;
         lock (_lock)
         {

@@ -374,7 +374,10 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
                 await _backing.DisposeAsync().ConfigureAwait(false);
             }
 
-            _lock.Dispose();
+            // _lock is not disposed: a request that took it before _disposed was set releases it
+            // after this point, and disposing a SemaphoreSlim would make that Release throw and
+            // strand the requests queued behind it (they then see _disposed and fail). Without
+            // a wait handle ever asked for, it holds nothing to release.
         }
     }
 

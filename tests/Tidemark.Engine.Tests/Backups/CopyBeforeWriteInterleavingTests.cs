@@ -86,7 +86,7 @@ public sealed class CopyBeforeWriteInterleavingTests
         if (pull)
         {
             var whole = new byte[Size];
-            await view.ReadAsync(0, whole, token);
+            await view.ReadAsync(0, whole, token).AsTask().WaitAsync(TimeSpan.FromMinutes(1), token);
             Assert.True(whole.AsSpan().SequenceEqual(instant), "the whole view is the instant");
         }
         else
@@ -95,7 +95,7 @@ public sealed class CopyBeforeWriteInterleavingTests
             Assert.True(store.Snapshot().AsSpan().SequenceEqual(instant), "the push store is the instant");
         }
 
-        await copyBeforeWrite.DetachAsync();
+        await copyBeforeWrite.DetachAsync().WaitAsync(TimeSpan.FromMinutes(1), token);
         await Assert.ThrowsAsync<BackupJobException>(async () => await view.ReadAsync(0, new byte[1], token));
     }
 }

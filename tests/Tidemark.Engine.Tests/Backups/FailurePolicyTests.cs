@@ -90,6 +90,26 @@ public sealed class FailurePolicyTests
     }
 
     [Fact]
+    public async Task StoreBreaksWhileClosing_TheJobStillEnds_FailedWithThatError()
+    {
+        using var dir = new TempDirectory("store-breaks");
+        await using var disk = await RunningDisk.StartAsync(dir, DiskKind.Qcow2);
+        var scratch = dir.File("scratch.qcow2");
+        var options = new BackupJobOptions { StoreWrapper = image => new FaultyImage(image) { BreaksOnClose = true } };
+        await using var job = await BackupJob.PrepareAsync(Documents.Pull(dir.File("backup.sock"), scratch), [disk.Source()], options, Token);
+        disk.Guest.Interceptor = job.InterceptorFor("vda");
+        job.Start();
+
+        // An abort whose cleanup meets an unexpected error still ends the job: whoever waits
+        // for it (abort, dispose, the daemon's job table) is never left waiting.
+        var info = await job.AbortAsync().WaitAsync(JobTimeout, Token);
+
+        Assert.Equal(BackupJobPhase.Failed, info.Phase);
+        Assert.Equal("the store broke while closing", info.ErrorMessage);
+        Assert.False(File.Exists(scratch), "the scratch is removed all the same");
+    }
+
+    [Fact]
     public async Task PushTargetWriteFails_JobFailsAndRemovesTheTarget()
     {
         using var dir = new TempDirectory("push-fail");

@@ -52,8 +52,10 @@ public sealed class ScratchWriteBehindTests
 
         await copyBeforeWrite.BeforeGuestWriteAsync(0, 2 * Cluster, Token).AsTask().WaitAsync(Deadlock, Token);
         await live.WriteAsync(0, Filled(2 * Cluster, 0xee), cancellationToken: Token);
+        var waited = System.Diagnostics.Stopwatch.StartNew();
         while (copyBeforeWrite.BytesInMemory > 0)
         {
+            Assert.True(waited.Elapsed < Deadlock, "the scratch write never completed");
             await Task.Delay(1, Token);
         }
 

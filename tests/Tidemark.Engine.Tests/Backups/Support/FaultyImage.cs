@@ -38,5 +38,15 @@ internal sealed class FaultyImage(IBlockImage inner) : IBlockImage
     public ValueTask<IReadOnlyList<BlockExtent>> GetExtentsAsync(long offset, long length, CancellationToken cancellationToken = default)
         => inner.GetExtentsAsync(offset, length, cancellationToken);
 
-    public ValueTask DisposeAsync() => inner.DisposeAsync();
+    /// <summary>Whether closing fails with an error no store is expected to raise (a bug further down).</summary>
+    public bool BreaksOnClose { get; set; }
+
+    public async ValueTask DisposeAsync()
+    {
+        await inner.DisposeAsync();
+        if (BreaksOnClose)
+        {
+            throw new InvalidOperationException("the store broke while closing");
+        }
+    }
 }
