@@ -33,6 +33,13 @@ using Tidemark.Storage.Qcow2;
 //   random 4 KiB writes: 20000 writes at random 4 KiB-aligned offsets of a fresh 1 GiB qcow2.
 //     QEMU: qemu-io reading the commands from standard input (one at a time). Tidemark: the
 //     same offsets through Qcow2Image in-process, final flush included.
+//   allocating 64 KiB writes (`--rows allocating` runs only this one): what a pull backup's
+//     scratch takes. 16384 writes of one 64 KiB cluster each (1 GiB) at distinct random
+//     cluster-aligned offsets of a fresh 2 GiB qcow2 (64 KiB clusters), so every write
+//     allocates; no flush until close (cache=unsafe). QEMU: `qemu-io -t unsafe` reading the
+//     writes from standard input, timed as a process (start-up, open and close included).
+//     Tidemark: Qcow2Image in-process with CacheMode.Unsafe, timer from the first write through
+//     the close. Both results are checked with qemu-img check and compared with each other.
 // The page cache is warm for both tools (the source is read once before timing), and sync(1)
 // runs before every timed run. Neither converter fsyncs the data it wrote: qemu-img convert 7.2
 // issues no fsync for a raw target's data (seen with strace), and tidemark image convert defaults
@@ -40,6 +47,7 @@ using Tidemark.Storage.Qcow2;
 var sizeGiB = 2;
 var runs = 3;
 var onlyChain = false;
+var onlyAllocating = false;
 var root = Path.Combine(Path.GetTempPath(), $"tidemark-bench-{Environment.ProcessId}");
 for (var i = 0; i < args.Length - 1; i++)
 {
@@ -55,7 +63,8 @@ for (var i = 0; i < args.Length - 1; i++)
             root = args[++i];
             break;
         case "--rows":
-            onlyChain = args[++i] == "chain";
+            onlyChain = args[i + 1] == "chain";
+            onlyAllocating = args[++i] == "allocating";
             break;
     }
 }
@@ -75,6 +84,12 @@ try
 {
     Console.WriteLine($"qemu-img: {(await RunAsync("qemu-img", "--version")).Split('\n')[0]}");
     Console.WriteLine($"data: {sizeGiB} GiB images; converts best of {runs} runs, short commands median of 21; work directory {root}");
+    if (onlyAllocating)
+    {
+        await AllocatingRowAsync(root, runs, Add);
+        goto Table;
+    }
+
     // The run script has built the native CLI; start it directly so no build check is timed.
     var cli = Path.Combine(repo, "artifacts", "cli", "tidemark");
     if (!File.Exists(cli))
@@ -157,6 +172,7 @@ try
     var offsets = RandomOffsets(20000, 1L << 30);
     var random = await AlternateAsync(runs, () => TidemarkRandomAsync(benchImage, offsets), () => QemuRandomAsync(benchImage, offsets));
     Add("random 4 KiB writes, QD1 (qemu-io)", random.Tidemark, random.Qemu);
+    await AllocatingRowAsync(root, runs, Add);
 }
 finally
 {
@@ -372,6 +388,67 @@ static async Task<double> QemuRandomAsync(string path, long[] offsets)
     var clock = Stopwatch.StartNew();
     await RunWithInputAsync("qemu-io", script.ToString(), ["-f", "qcow2", path]);
     return clock.Elapsed.TotalSeconds;
+}
+
+// The allocating row (see the top of this file); prints writes per second for both tools too.
+static async Task AllocatingRowAsync(string root, int runs, Action<string, Timed, Timed> add)
+{
+    const int Count = 16384;
+    const int Cluster = 64 << 10;
+    const long Size = 2L << 30;
+    var clusters = Enumerable.Range(0, (int)(Size / Cluster)).ToArray();
+    new Random(7).Shuffle(clusters);
+    var offsets = clusters[..Count].Select(c => (long)c * Cluster).ToArray();
+    var script = new StringBuilder();
+    for (var i = 0; i < Count; i++)
+    {
+        script.Append(CultureInfo.InvariantCulture, $"write -q -P 0x{(i % 255) + 1:x2} {offsets[i]} 64k\n");
+    }
+
+    script.Append("quit\n");
+    var ours = Path.Combine(root, "alloc-tidemark.qcow2");
+    var theirs = Path.Combine(root, "alloc-qemu.qcow2");
+
+    // This process's CPU seconds (user + system) in the best Tidemark run, comparable with
+    // qemu-io's figure from getrusage(RUSAGE_CHILDREN).
+    var cpu = new List<(double Wall, double Cpu)>();
+
+    async Task<double> TimeTidemarkAsync()
+    {
+        File.Delete(ours);
+        var image = await Qcow2Image.CreateAsync(ours, new Qcow2CreateOptions { Size = Size, ClusterSize = Cluster });
+        image.CacheMode = Tidemark.Storage.CacheMode.Unsafe;
+        var buffers = Enumerable.Range(1, 255).Select(b => Enumerable.Repeat((byte)b, Cluster).ToArray()).ToArray();
+        var before = Environment.CpuUsage.TotalTime;
+        var clock = Stopwatch.StartNew();
+        for (var i = 0; i < Count; i++)
+        {
+            await image.WriteAsync(offsets[i], buffers[i % 255]);
+        }
+
+        await image.DisposeAsync();
+        var wall = clock.Elapsed.TotalSeconds;
+        cpu.Add((wall, (Environment.CpuUsage.TotalTime - before).TotalSeconds));
+        return wall;
+    }
+
+    async Task<double> TimeQemuAsync()
+    {
+        File.Delete(theirs);
+        await RunAsync("qemu-img", "create", "-q", "-f", "qcow2", "-o", $"cluster_size={Cluster}", theirs, Size.ToString(CultureInfo.InvariantCulture));
+        var clock = Stopwatch.StartNew();
+        await RunWithInputAsync("qemu-io", script.ToString(), ["-f", "qcow2", "-t", "unsafe", theirs]);
+        return clock.Elapsed.TotalSeconds;
+    }
+
+    var (tidemark, qemu) = await AlternateAsync(runs, TimeTidemarkAsync, TimeQemuAsync);
+    tidemark = tidemark with { Cpu = cpu.Min(c => c.Cpu) };
+    await RunAsync("qemu-img", "check", ours);
+    await RunAsync("qemu-img", "compare", "-s", ours, theirs);
+    Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"allocating 64 KiB writes: tidemark {Count / tidemark.Wall:F0}/s ({tidemark.Cpu * 1e6 / Count:F0} us CPU each), qemu {Count / qemu.Wall:F0}/s ({qemu.Cpu * 1e6 / Count:F0} us CPU each)"));
+    add($"allocating 64 KiB writes ({Count})", tidemark, qemu);
+    File.Delete(ours);
+    File.Delete(theirs);
 }
 
 static long[] RandomOffsets(int count, long size)

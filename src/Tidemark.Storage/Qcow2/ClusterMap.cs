@@ -45,7 +45,20 @@ internal sealed class ClusterMap
     public bool IsDirty => _dirtyL1.Count > 0 || _cache.Values.Any(t => t.Dirty);
 
     /// <summary>True when dirty tables fill half the cache: the image should write metadata back.</summary>
-    public bool NeedsWriteBack => _cache.Count(kv => kv.Value.Dirty) * (long)ClusterSize > CacheBytes / 2;
+    /// <remarks>Asked after every change, so it counts without LINQ's enumerator allocation.</remarks>
+    public bool NeedsWriteBack
+    {
+        get
+        {
+            var dirty = 0L;
+            foreach (var table in _cache.Values)
+            {
+                dirty += table.Dirty ? 1 : 0;
+            }
+
+            return dirty * ClusterSize > CacheBytes / 2;
+        }
+    }
 
     /// <summary>Reads and checks the active L1 table.</summary>
     /// <param name="validEnd">One past the last host byte a table may point into (the allocation high water mark).</param>
