@@ -67,6 +67,71 @@ internal sealed class BitSummary
         }
     }
 
+    /// <summary>
+    /// Re-derives the flags of leaves [<paramref name="first"/>, <paramref name="stop"/>) from
+    /// the leaf words themselves, then the levels above them, one pass per level: a leaf is
+    /// flagged when its word differs from <paramref name="unflagged"/> (from
+    /// <paramref name="lastUnflagged"/> for the last leaf, whose word may be partly used). After
+    /// a bulk change of many adjacent leaf words (a loaded bitmap cluster, a dense merge) this
+    /// costs one compare per leaf instead of <see cref="Set"/>'s walk up for every leaf that
+    /// changed state.
+    /// </summary>
+    public void Refresh(ReadOnlySpan<ulong> leaves, long first, long stop, ulong unflagged, ulong lastUnflagged)
+    {
+        Debug.Assert(leaves.Length == _leafCount && first >= 0 && first <= stop && stop <= _leafCount);
+        if (first == stop)
+        {
+            return;
+        }
+
+        var level = _levels[0];
+        for (var index = first >> 6; index <= (stop - 1) >> 6; index++)
+        {
+            var from = (int)Math.Max(first, index << 6);
+            var to = (int)Math.Min(stop, (index + 1) << 6);
+            ulong covered = 0, flagged = 0;
+            for (var leaf = from; leaf < to; leaf++)
+            {
+                var bit = 1UL << (leaf & 63);
+                covered |= bit;
+                flagged |= leaves[leaf] != unflagged ? bit : 0;
+            }
+
+            if (to == _leafCount)
+            {
+                var bit = 1UL << ((to - 1) & 63);
+                flagged = (flagged & ~bit) | (leaves[to - 1] != lastUnflagged ? bit : 0);
+            }
+
+            level[index] = (level[index] & ~covered) | flagged;
+        }
+
+        // Words [first, stop) of level k changed: re-derive their flags in level k + 1.
+        for (var k = 1; k < _levels.Length; k++)
+        {
+            first >>= 6;
+            stop = ((stop - 1) >> 6) + 1;
+            var below = _levels[k - 1];
+            level = _levels[k];
+            for (var index = first; index < stop; index++)
+            {
+                ref var word = ref level[index >> 6];
+                var bit = 1UL << (int)(index & 63);
+                word = below[index] != 0 ? word | bit : word & ~bit;
+            }
+        }
+    }
+
+    /// <summary>Takes every flag of <paramref name="other"/>, a summary of as many leaves.</summary>
+    public void CopyFrom(BitSummary other)
+    {
+        Debug.Assert(other._leafCount == _leafCount);
+        for (var k = 0; k < _levels.Length; k++)
+        {
+            other._levels[k].CopyTo(_levels[k], 0);
+        }
+    }
+
     /// <summary>The first flagged leaf at or after <paramref name="leaf"/>, or -1.</summary>
     public long FindNext(long leaf)
     {

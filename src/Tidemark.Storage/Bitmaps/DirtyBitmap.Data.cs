@@ -1,4 +1,6 @@
 using System.Buffers.Binary;
+using System.Numerics;
+using System.Runtime.InteropServices;
 
 namespace Tidemark.Storage.Bitmaps;
 
@@ -46,19 +48,35 @@ public sealed partial class DirtyBitmap
         var firstWord = dataOffset >> 3;
         lock (_lock)
         {
-            for (var i = 0; i < source.Length >> 3; i++)
+            // Words first, then the summaries over the span that changed in one refresh: a
+            // loaded cluster of a dense bitmap changes thousands of adjacent words.
+            var count = (int)Math.Clamp(_words.Length - firstWord, 0, source.Length >> 3);
+            var values = MemoryMarshal.Cast<byte, ulong>(source[..(count << 3)]);
+            var words = _words.AsSpan((int)Math.Min(firstWord, _words.Length), count);
+            var lastWord = _words.Length - 1 - firstWord;
+            long first = -1, last = -1;
+            for (var i = 0; i < words.Length; i++)
             {
-                var index = firstWord + i;
-                if (index >= _words.Length)
+                var value = BitConverter.IsLittleEndian ? values[i] : BinaryPrimitives.ReverseEndianness(values[i]);
+                if (i == lastWord)
                 {
-                    break;
+                    value &= _lastWordMask;
                 }
 
-                var word = BinaryPrimitives.ReadUInt64LittleEndian(source.Slice(i << 3, 8));
-                if (word != 0)
+                var before = words[i];
+                var after = before | value;
+                if (after != before)
                 {
-                    UpdateWord(index, _words[index] | (word & WordMask(index)));
+                    words[i] = after;
+                    _dirtyBits += BitOperations.PopCount(after) - BitOperations.PopCount(before);
+                    first = first < 0 ? firstWord + i : first;
+                    last = firstWord + i;
                 }
+            }
+
+            if (first >= 0)
+            {
+                RefreshSummaries(first, last + 1);
             }
         }
     }

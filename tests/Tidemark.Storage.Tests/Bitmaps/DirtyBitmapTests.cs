@@ -32,7 +32,7 @@ public sealed class DirtyBitmapTests
                 1 => random.NextInt64(64 * granularity),
                 _ => random.NextInt64(size + 1),
             };
-            switch (random.Next(5))
+            switch (random.Next(8))
             {
                 case 0:
                 case 1:
@@ -50,6 +50,46 @@ public sealed class DirtyBitmapTests
                     otherModel.Set(offset, length);
                     bitmap.Merge(other);
                     model.Merge(otherModel);
+                    break;
+                case 5:
+                    // Same granularity: the word-by-word merge, dense or scattered.
+                    var same = new DirtyBitmap(size, granularity);
+                    var sameModel = new BoolModel(size, granularity);
+                    for (var run = random.Next(1, 200); run > 0; run--)
+                    {
+                        var at = random.NextInt64(size);
+                        var runLength = random.NextInt64(1, 128 * granularity);
+                        same.SetRange(at, runLength);
+                        sameModel.Set(at, runLength);
+                    }
+
+                    bitmap.Merge(same);
+                    model.Merge(sameModel);
+                    break;
+                case 6:
+                    // Serialized words ORed in, as a loaded bitmap cluster is.
+                    var words = (bitmap.DataLength + 7) >> 3;
+                    var firstWord = random.NextInt64(words);
+                    var data = new byte[8 * random.NextInt64(1, words - firstWord + 1)];
+                    random.NextBytes(data);
+                    if (random.Next(2) == 0)
+                    {
+                        data.AsSpan(0, data.Length / 2).Clear();
+                    }
+
+                    bitmap.OrData(firstWord * 8, data);
+                    for (var bit = 0L; bit < data.Length * 8L; bit++)
+                    {
+                        if ((data[bit / 8] & (1 << (int)(bit % 8))) != 0)
+                        {
+                            model.Set(((firstWord * 64) + bit) * granularity, 1);
+                        }
+                    }
+
+                    break;
+                case 7:
+                    // Later operations work on the copy: its summaries must be the original's.
+                    bitmap = bitmap.Clone();
                     break;
                 default:
                     if (length == 0)
