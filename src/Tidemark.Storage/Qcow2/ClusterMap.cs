@@ -117,11 +117,13 @@ internal sealed class ClusterMap
     public async ValueTask<L2Entry> GetEntryAsync(long guestCluster, CancellationToken cancellationToken)
     {
         var (l1, l2) = Locate(guestCluster);
-        var table = await GetL2Async(l1, cancellationToken).ConfigureAwait(false);
-        return table is null
-            ? new L2Entry(0, 0, ClusterBits, ExtendedL2)
-            : new L2Entry(table.Entry(l2), table.Bitmap(l2), ClusterBits, ExtendedL2);
+        return EntryOf(await GetL2Async(l1, cancellationToken).ConfigureAwait(false), l2);
     }
+
+    /// <summary>Entry <paramref name="l2Index"/> of <paramref name="table"/> (from <see cref="GetL2Async"/>; null: unallocated).</summary>
+    public L2Entry EntryOf(L2Table? table, int l2Index) => table is null
+        ? new L2Entry(0, 0, ClusterBits, ExtendedL2)
+        : new L2Entry(table.Entry(l2Index), table.Bitmap(l2Index), ClusterBits, ExtendedL2);
 
     /// <summary>The L2 table of L1 slot <paramref name="l1Index"/>, or null when unallocated.</summary>
     public async ValueTask<L2Table?> GetL2Async(int l1Index, CancellationToken cancellationToken)
