@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Tidemark.Storage.Qcow2;
 
 namespace Tidemark.Storage;
@@ -314,6 +315,15 @@ public static class ImageRebase
         while (at < a.Length)
         {
             var n = Math.Min(SectorSize, a.Length - at);
+
+            // Sectors that differ mostly differ in their first bytes: one load each settles
+            // them without a call per sector (200,000 calls for the bench chain's 100 MiB).
+            if (n >= sizeof(ulong) && MemoryMarshal.Read<ulong>(a[at..]) != MemoryMarshal.Read<ulong>(b[at..]))
+            {
+                at += n;
+                continue;
+            }
+
             if (a.Slice(at, n).SequenceEqual(b.Slice(at, n)))
             {
                 break;
