@@ -79,6 +79,13 @@ internal sealed class HostFile : IAsyncDisposable
         set => _writeBehind = value ? _writeBehind ?? new Storage.WriteBehind(_handle, start: 0) : null;
     }
 
+    /// <summary>
+    /// <see cref="WriteBehind"/> for what is written past <paramref name="start"/> only: an
+    /// existing file that grows, whose earlier bytes are neither waited for nor dropped from the
+    /// page cache.
+    /// </summary>
+    public void WriteBehindFrom(long start) => _writeBehind ??= new Storage.WriteBehind(_handle, start);
+
     /// <summary>Opens an existing file and takes QEMU's locks for reading, or reading and writing.</summary>
     /// <exception cref="StorageException">Another process holds a conflicting lock (<see cref="StorageErrorReason.Locked"/>).</exception>
     public static HostFile Open(string path, bool readOnly)

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Tidemark.Storage.Qcow2;
 
 namespace Tidemark.Storage;
@@ -15,12 +16,30 @@ namespace Tidemark.Storage;
 /// reading the same. When the new backing file is one of the old chain's images (rebasing past
 /// an intermediate layer), only ranges allocated above it can differ, and only those are read.
 ///
+/// Durability: the copied clusters and the tables that map them are flushed before the header
+/// changes (refcounts, fdatasync, L2 tables, fdatasync: Qcow2Image.Write.cs), then the header
+/// is written and flushed; three fdatasyncs, flushes with nothing written since being skipped.
+/// QEMU 7.2 makes two: img_rebase calls bdrv_change_backing_file straight after the copy, and
+/// qcow2_update_header writes cluster 0 while the new L2 entries are still in its cache, written
+/// back (after its refcounts and an fdatasync) when the image closes. A power failure between
+/// the two could leave its image naming the new backing file over unmapped copies; here it
+/// cannot. The copy streams its appended clusters to the disk as it goes (write-behind), so the
+/// first flush has little left to wait for.
+///
 /// Unsafe mode (-u): only the header changes; the old chain is not opened.
 /// </remarks>
 public static class ImageRebase
 {
     /// <summary>img_rebase's IO_BUF_SIZE: bytes compared per step; each worker's buffer holds an old-chain and a new-chain chunk.</summary>
     private const int ChunkSize = 2 << 20;
+
+    /// <summary>
+    /// Chunks read at once: one read ahead of the chunk being compared and written. img_rebase
+    /// reads, compares and writes one chunk at a time; with the chain in the page cache more
+    /// readers gain nothing, and each worker's buffer is fresh memory the process faults in page
+    /// by page (8 workers cost ~4,000 more page faults than 2 on the bench's chain).
+    /// </summary>
+    private const int RequestsInFlight = 2;
 
     /// <summary>qemu-img's compare_buffers granularity (BDRV_SECTOR_SIZE).</summary>
     private const int SectorSize = 512;
@@ -77,6 +96,12 @@ public static class ImageRebase
         var image = await Qcow2Image.OpenAsync(path, readOnly: false, cancellationToken).ConfigureAwait(false);
         await using (image.ConfigureAwait(false))
         {
+            // The copied clusters are appended to the file and all made durable by the flush
+            // before the header changes: start their writeback as they are written, so that
+            // flush finds little left to write (the kernel may write any dirty page back at any
+            // time; only the flushes order anything, so this changes no crash outcome).
+            image.WriteBehindNewClusters();
+
             IBlockImage? newBacking = null;
             try
             {
@@ -211,7 +236,8 @@ public static class ImageRebase
                 var (offset, n) = chunks[i];
                 await WriteDifferencesAsync(image, offset, buffer[..n], buffer.Slice(ChunkSize, n), token).ConfigureAwait(false);
             },
-            cancellationToken).ConfigureAwait(false);
+            cancellationToken,
+            RequestsInFlight).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -289,6 +315,15 @@ public static class ImageRebase
         while (at < a.Length)
         {
             var n = Math.Min(SectorSize, a.Length - at);
+
+            // Sectors that differ mostly differ in their first bytes: one load each settles
+            // them without a call per sector (200,000 calls for the bench chain's 100 MiB).
+            if (n >= sizeof(ulong) && MemoryMarshal.Read<ulong>(a[at..]) != MemoryMarshal.Read<ulong>(b[at..]))
+            {
+                at += n;
+                continue;
+            }
+
             if (a.Slice(at, n).SequenceEqual(b.Slice(at, n)))
             {
                 break;

@@ -23,9 +23,11 @@ internal static class OrderedChunkCopy
     /// <param name="bufferSize">Bytes of each worker's buffer, handed to both steps.</param>
     /// <param name="read">Fills the buffer for a chunk; runs concurrently with other chunks' reads and with writes.</param>
     /// <param name="write">Writes a chunk from the buffer its read filled; called for chunk i only after chunk i - 1's write completed.</param>
+    /// <param name="requestsInFlight">Chunks read at once, each with its own buffer.</param>
     /// <remarks>The first failure cancels the other workers and is what this throws.</remarks>
-    public static async ValueTask RunAsync(int count, int bufferSize, Func<int, Memory<byte>, CancellationToken, ValueTask> read, Func<int, Memory<byte>, CancellationToken, ValueTask> write, CancellationToken cancellationToken)
+    public static async ValueTask RunAsync(int count, int bufferSize, Func<int, Memory<byte>, CancellationToken, ValueTask> read, Func<int, Memory<byte>, CancellationToken, ValueTask> write, CancellationToken cancellationToken, int requestsInFlight = RequestsInFlight)
     {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(requestsInFlight);
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         if (count == 0)
         {
@@ -40,7 +42,7 @@ internal static class OrderedChunkCopy
         }
 
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var workers = new Task[Math.Min(RequestsInFlight, count)];
+        var workers = new Task[Math.Min(requestsInFlight, count)];
         for (var w = 0; w < workers.Length; w++)
         {
             workers[w] = Task.Run(() => CopyChunksAsync(failed.Token), failed.Token);

@@ -6,9 +6,10 @@ using Tidemark.Testing;
 namespace Tidemark.Storage.Tests;
 
 /// <summary>
-/// Images written with <see cref="Qcow2Image.WriteBehind"/> / <see cref="RawImage.WriteBehind"/>:
-/// the bytes are the same as without it (also for writes that land behind the window), and what
-/// lies behind the window has left the page cache.
+/// Images written with <see cref="Qcow2Image.WriteBehind"/> / <see cref="RawImage.WriteBehind"/>
+/// (or <see cref="Qcow2Image.WriteBehindNewClusters"/>): the bytes are the same as without it
+/// (also for writes that land behind the window), and what lies behind the window has left the
+/// page cache, while what an existing image held before stays.
 /// </summary>
 public sealed class WriteBehindTests
 {
@@ -57,6 +58,48 @@ public sealed class WriteBehindTests
         }
 
         await Peer.RunCheckedAsync("qemu-img", "compare", "-f", "raw", "-F", "raw", reference, path);
+    }
+
+    [Fact]
+    public async Task Qcow2NewClusters_AreStreamed_AndWhatTheFileHeldStaysCached()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var dir = new TempDirectory();
+        var path = dir.File("grown.qcow2");
+        var reference = dir.File("reference.raw");
+        const long existing = 16L << 20;
+        var size = existing + ((long)Pieces * Piece);
+        var old = new byte[existing];
+        Array.Fill(old, (byte)0x5a);
+        await using (var image = await Qcow2Image.CreateAsync(path, new Qcow2CreateOptions { Size = size }, ct))
+        {
+            await image.WriteAsync(0, old, WriteFlags.None, ct);
+            await image.FlushAsync(ct);
+        }
+
+        var grownFrom = new FileInfo(path).Length;
+        await using (var image = await Qcow2Image.OpenAsync(path, readOnly: false, ct))
+        {
+            image.WriteBehindNewClusters();
+            await WritePiecesAsync((offset, data) => image.WriteAsync(existing + offset, data, WriteFlags.None, ct), reference, rewriteFirst: false);
+            if (!OnTmpfs(path))
+            {
+                Assert.True(ResidentFraction(path, 0, (int)grownFrom) > 0.5, "the clusters the file held before should have stayed in the page cache");
+                Assert.True(ResidentFraction(path, grownFrom, 8 << 20) < 0.5, "the first 8 MiB of new clusters, written back long ago, should have left the page cache");
+            }
+
+            await image.FlushAsync(ct);
+        }
+
+        await Peer.RunCheckedAsync("qemu-img", "check", "-f", "qcow2", path);
+        List<string> reads = ["-f", "qcow2", "-c", $"read -P 0x5a 0 {existing}"];
+        for (var i = 0; i < Pieces; i++)
+        {
+            reads.AddRange(["-c", $"read -P {i + 1} {existing + ((long)i * Piece)} {Piece}"]);
+        }
+
+        var read = await Peer.RunCheckedAsync("qemu-io", [.. reads, path]);
+        Assert.DoesNotContain("Pattern verification failed", read, StringComparison.Ordinal);
     }
 
     /// <summary>

@@ -132,6 +132,13 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
         set => _file.WriteBehind = value;
     }
 
+    /// <summary>
+    /// <see cref="WriteBehind"/> for the clusters allocated from now on, which are appended to
+    /// the file: for a copy into an existing image that ends with a flush (a safe rebase). What
+    /// the file holds already stays cached.
+    /// </summary>
+    public void WriteBehindNewClusters() => _file.WriteBehindFrom(_file.Length);
+
     /// <summary>Number of internal snapshots (tolerated: kept and counted, never switched to).</summary>
     public int SnapshotCount => _header.SnapshotCount;
 
