@@ -26,7 +26,7 @@ internal sealed record OpenStore(IBlockImage Image, int Cluster, ZeroClusters Ze
 /// </remarks>
 internal static class BackupStoreFile
 {
-    /// <summary>The scratch's cluster size: QEMU's default, the copy granularity of a full pull.</summary>
+    /// <summary>The scratch's cluster size: QEMU's default, as libvirt creates it; copies of any size land in it (<see cref="InstantClusters.ViewGranularity"/>).</summary>
     private const int ScratchClusterSize = 64 * 1024;
 
     /// <param name="created">Gets the path once the file is about to be created, so that a failure removes it.</param>
@@ -75,10 +75,7 @@ internal static class BackupStoreFile
             created(path);
             image = await CreateAsync(path, imageFormat, mode, source, incrementalTarget, cancellationToken).ConfigureAwait(false);
             zeroes = incrementalTarget ? ZeroClusters.WriteData : ZeroClusters.Skip;
-            if (mode == BackupMode.Push)
-            {
-                StreamToDisk(image);
-            }
+            StreamToDisk(image);
         }
 
         if (mode == BackupMode.Pull)
@@ -100,8 +97,13 @@ internal static class BackupStoreFile
     /// A push ends with an fsync of its whole target (a completed push must survive a crash), so
     /// the target is streamed to the disk as the copy goes (<see cref="Qcow2Image.WriteBehind"/>,
     /// as the backup client's chain files are): that fsync then finds almost nothing left to
-    /// write, instead of the whole backup waiting in the page cache for it. Only a new target:
-    /// a reused one may be a file whose cached pages someone else wants.
+    /// write, instead of the whole backup waiting in the page cache for it. A new pull scratch is
+    /// streamed too, though it is never fsynced: it grows front to back as guest writes copy
+    /// clusters aside, and streaming keeps the page cache it holds to the write-behind window,
+    /// so the copies reuse the same pages instead of each taking fresh ones (the costly part of
+    /// a buffered write on a virtual machine, see <see cref="Qcow2Image.WriteBehind"/>); the
+    /// view reads what has left the cache back from the disk. Only a new store: a reused one
+    /// may be a file whose cached pages someone else wants.
     /// </summary>
     private static void StreamToDisk(IBlockImage image)
     {
