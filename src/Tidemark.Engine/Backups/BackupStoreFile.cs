@@ -26,8 +26,19 @@ internal sealed record OpenStore(IBlockImage Image, int Cluster, ZeroClusters Ze
 /// </remarks>
 internal static class BackupStoreFile
 {
-    /// <summary>The scratch's cluster size: QEMU's default, as libvirt creates it; copies of any size land in it (<see cref="InstantClusters.ViewGranularity"/>).</summary>
-    private const int ScratchClusterSize = 64 * 1024;
+    /// <summary>
+    /// The scratch's cluster size: 2 MiB, the largest qcow2 allows, where libvirt's scratch gets
+    /// QEMU's default of 64 KiB. Copies aside are as small as 4 KiB
+    /// (<see cref="InstantClusters.ViewGranularity"/>) and land wherever the guest writes; the
+    /// first copy into a scratch cluster allocates it (refcount, L2 entry), later ones are plain
+    /// writes into it. At 64 KiB nearly every small copy of a random write load allocated a
+    /// cluster; at 2 MiB it is one in 32 at most. What no copy wrote of a fresh cluster stays a
+    /// hole in the file, so the scratch still takes the room of what was copied.
+    /// </summary>
+    private const int ScratchClusterSize = 2 << 20;
+
+    /// <summary>A push target's cluster size over a raw disk: QEMU's default (over a qcow2 disk, the disk's own).</summary>
+    private const int TargetClusterSize = 64 << 10;
 
     /// <param name="created">Gets the path once the file is about to be created, so that a failure removes it.</param>
     /// <exception cref="BackupJobException">The store exists, cannot be created or opened, or asks for what Tidemark does not implement.</exception>
@@ -150,7 +161,7 @@ internal static class BackupStoreFile
             var options = new Qcow2CreateOptions
             {
                 Size = size,
-                ClusterSize = mode == BackupMode.Pull ? ScratchClusterSize : (source.Live as Qcow2Image)?.ClusterSize ?? ScratchClusterSize,
+                ClusterSize = mode == BackupMode.Pull ? ScratchClusterSize : (source.Live as Qcow2Image)?.ClusterSize ?? TargetClusterSize,
                 BackingFile = overLiveDisk ? source.SourcePath : null,
                 BackingFormat = overLiveDisk ? source.SourceFormat : null,
             };
