@@ -242,7 +242,7 @@ public sealed class BackupJob : IAsyncDisposable
     private static async ValueTask<DiskBackup> ArmAsync(BackupMode mode, BackupDisk disk, BackupDiskSource source, OpenStore store, string? createdPath, BackupJobOptions options, Action<Exception> onFailure, CancellationToken cancellationToken)
     {
         var live = source.Live;
-        var granularity = InstantClusters.Granularity(store.Cluster, source.Incremental);
+        var granularity = mode == BackupMode.Pull ? InstantClusters.ViewGranularity(live.VirtualSize) : InstantClusters.Granularity(store.Cluster, source.Incremental);
 
         // A pull view must show the whole disk as it was, whatever the client reads, so its
         // copy-before-write covers every allocated cluster even when the export's bitmap is

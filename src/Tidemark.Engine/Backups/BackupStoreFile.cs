@@ -26,8 +26,19 @@ internal sealed record OpenStore(IBlockImage Image, int Cluster, ZeroClusters Ze
 /// </remarks>
 internal static class BackupStoreFile
 {
-    /// <summary>The scratch's cluster size: QEMU's default, the copy granularity of a full pull.</summary>
-    private const int ScratchClusterSize = 64 * 1024;
+    /// <summary>
+    /// The scratch's cluster size: 2 MiB, the largest qcow2 allows, where libvirt's scratch gets
+    /// QEMU's default of 64 KiB. Copies aside are as small as 4 KiB
+    /// (<see cref="InstantClusters.ViewGranularity"/>) and land wherever the guest writes; the
+    /// first copy into a scratch cluster allocates it (refcount, L2 entry), later ones are plain
+    /// writes into it. At 64 KiB nearly every small copy of a random write load allocated a
+    /// cluster; at 2 MiB it is one in 32 at most. What no copy wrote of a fresh cluster stays a
+    /// hole in the file, so the scratch still takes the room of what was copied.
+    /// </summary>
+    private const int ScratchClusterSize = 2 << 20;
+
+    /// <summary>A push target's cluster size over a raw disk: QEMU's default (over a qcow2 disk, the disk's own).</summary>
+    private const int TargetClusterSize = 64 << 10;
 
     /// <param name="created">Gets the path once the file is about to be created, so that a failure removes it.</param>
     /// <exception cref="BackupJobException">The store exists, cannot be created or opened, or asks for what Tidemark does not implement.</exception>
@@ -75,10 +86,7 @@ internal static class BackupStoreFile
             created(path);
             image = await CreateAsync(path, imageFormat, mode, source, incrementalTarget, cancellationToken).ConfigureAwait(false);
             zeroes = incrementalTarget ? ZeroClusters.WriteData : ZeroClusters.Skip;
-            if (mode == BackupMode.Push)
-            {
-                StreamToDisk(image);
-            }
+            StreamToDisk(image);
         }
 
         if (mode == BackupMode.Pull)
@@ -100,8 +108,13 @@ internal static class BackupStoreFile
     /// A push ends with an fsync of its whole target (a completed push must survive a crash), so
     /// the target is streamed to the disk as the copy goes (<see cref="Qcow2Image.WriteBehind"/>,
     /// as the backup client's chain files are): that fsync then finds almost nothing left to
-    /// write, instead of the whole backup waiting in the page cache for it. Only a new target:
-    /// a reused one may be a file whose cached pages someone else wants.
+    /// write, instead of the whole backup waiting in the page cache for it. A new pull scratch is
+    /// streamed too, though it is never fsynced: it grows front to back as guest writes copy
+    /// clusters aside, and streaming keeps the page cache it holds to the write-behind window,
+    /// so the copies reuse the same pages instead of each taking fresh ones (the costly part of
+    /// a buffered write on a virtual machine, see <see cref="Qcow2Image.WriteBehind"/>); the
+    /// view reads what has left the cache back from the disk. Only a new store: a reused one
+    /// may be a file whose cached pages someone else wants.
     /// </summary>
     private static void StreamToDisk(IBlockImage image)
     {
@@ -148,7 +161,7 @@ internal static class BackupStoreFile
             var options = new Qcow2CreateOptions
             {
                 Size = size,
-                ClusterSize = mode == BackupMode.Pull ? ScratchClusterSize : (source.Live as Qcow2Image)?.ClusterSize ?? ScratchClusterSize,
+                ClusterSize = mode == BackupMode.Pull ? ScratchClusterSize : (source.Live as Qcow2Image)?.ClusterSize ?? TargetClusterSize,
                 BackingFile = overLiveDisk ? source.SourcePath : null,
                 BackingFormat = overLiveDisk ? source.SourceFormat : null,
             };

@@ -10,13 +10,39 @@ namespace Tidemark.Engine.Backups;
 /// </summary>
 internal static class InstantClusters
 {
+    /// <summary>The finest pull copy granularity: the usual guest block size.</summary>
+    public const long MinViewGranularity = 4096;
+
+    /// <summary>Bits per pull bitmap at most: 8 MiB of memory each, 4 KiB granularity up to 256 GiB.</summary>
+    public const long MaxViewBits = 1L << 26;
+
     /// <summary>
-    /// The job's copy granularity: 64 KiB (QEMU's block-copy default), or coarser when the store's
+    /// A push job's copy granularity: 64 KiB (QEMU's block-copy default), or coarser when the store's
     /// cluster or the incremental bitmap's granularity is (block_copy_calculate_cluster_size):
     /// the store then only ever takes whole clusters, never a copy-on-write of a partial one.
     /// </summary>
     public static long Granularity(int storeCluster, DirtyBitmap? incremental)
         => Math.Max(Math.Max(64 * 1024, storeCluster), incremental?.Granularity ?? 0);
+
+    /// <summary>
+    /// A pull job's copy granularity: 4 KiB, the guest's own block, so that a small guest write
+    /// copies only what it overwrites. QEMU's fleecing copies whole 64 KiB clusters (its
+    /// block-copy default); a 4 KiB random write then drags 64 KiB into the scratch, 16 times
+    /// the guest's own bytes. The scratch is private to the job, so nothing else needs whole
+    /// clusters: a partial write into a fresh scratch cluster leaves the rest a hole. Coarser
+    /// only on disks so large that the job's three bitmaps (pending, copied, allocated) would
+    /// pass <see cref="MaxViewBits"/> bits each.
+    /// </summary>
+    public static long ViewGranularity(long size)
+    {
+        var granularity = MinViewGranularity;
+        while ((size + granularity - 1) / granularity > MaxViewBits)
+        {
+            granularity *= 2;
+        }
+
+        return granularity;
+    }
 
     /// <summary>Every cluster of a disk of <paramref name="size"/> bytes.</summary>
     public static DirtyBitmap All(long size, long granularity)

@@ -84,6 +84,35 @@ public sealed class PullBackupTests
         Assert.False(File.Exists(socket));
     }
 
+    [Theory]
+    [InlineData(DiskKind.Qcow2)]
+    [InlineData(DiskKind.Raw)]
+    public async Task SmallGuestWrites_CopyAsideOnlyTheBlocksTheyOverwrite(DiskKind kind)
+    {
+        using var dir = new TempDirectory("pull-small");
+        await using var disk = await RunningDisk.StartAsync(dir, kind);
+        await disk.Guest.PauseAsync();
+        var instant = await disk.CaptureAsync(dir, "instant.raw");
+        var socket = dir.File("backup.sock");
+        await using var job = await BackupJob.PrepareAsync(Documents.Pull(socket, dir.File("scratch.qcow2"), null), [disk.Source()], new BackupJobOptions(), Token);
+        disk.Guest.Interceptor = job.InterceptorFor("vda");
+        disk.Guest.Resume();
+        job.Start();
+
+        // Three 4 KiB writes into data the disk held at the instant (two in one 64 KiB cluster),
+        // one 512-byte write, and one write into a hole, which has nothing to copy.
+        await Peer.RunCheckedAsync("qemu-io", "-f", "raw", "-c", "write -P 0x71 4k 4k", "-c", "write -P 0x72 12k 4k", "-c", "write -P 0x73 8M 4k", "-c", "write -P 0x74 1048832 512", "-c", "write -P 0x75 16M 4k", disk.Uri);
+        await disk.Guest.PauseAsync();
+        Assert.Equal(4 * 4096, job.Info.ScratchBytesInUse);
+        disk.Guest.Resume();
+
+        var copy = dir.File("copy.raw");
+        await Peer.RunCheckedAsync("nbdcopy", $"nbd+unix:///vda?socket={socket}", copy);
+        await Documents.AssertSameContentAsync(copy, "raw", instant);
+        var info = await job.AbortAsync().WaitAsync(JobTimeout, Token);
+        Assert.Equal(BackupJobPhase.Completed, info.Phase);
+    }
+
     [Fact]
     public async Task TlsOverTcp_ClientWithTheCaReadsTheInstant_PlainClientIsRefused()
     {

@@ -7,11 +7,12 @@ namespace Tidemark.Engine.Tests.Backups;
 /// A pull under the fail-the-job policy lets the guest write go on once a cluster's old content
 /// is in memory, and writes the scratch behind it. While that write is in flight the view
 /// serves the old content from memory; if the write fails, the job fails and the view never
-/// serves the guest's new data.
+/// serves the guest's new data. A small copy is written before the guest write goes on.
 /// </summary>
 public sealed class ScratchWriteBehindTests
 {
-    private const int Cluster = 65536;
+    /// <summary>Past <see cref="CopyBeforeWrite.InlineCopyBytes"/>: each copy goes behind the guest.</summary>
+    private const int Cluster = 2 * CopyBeforeWrite.InlineCopyBytes;
     private static readonly TimeSpan Deadlock = TimeSpan.FromMinutes(1);
 
     private static CancellationToken Token => TestContext.Current.CancellationToken;
@@ -115,6 +116,31 @@ public sealed class ScratchWriteBehindTests
         Assert.True(read.AsSpan().SequenceEqual(instant), "the view is the instant");
         await copyBeforeWrite.DetachAsync().WaitAsync(Deadlock, Token);
         Assert.Equal(clusters - 1, gated.Written);
+    }
+
+    [Fact]
+    public async Task SmallCopy_IsWrittenBeforeTheGuestWriteGoesOn()
+    {
+        var (live, instant) = Live(4);
+        var gated = new GatedImage(new TracedMemoryImage(new byte[4 * Cluster], new bool[4], Cluster, 6));
+        var atInstant = await InstantClusters.AllocatedAsync(live, InstantClusters.MinViewGranularity, Token);
+        var copyBeforeWrite = new CopyBeforeWrite("vda", live, new CopyAsideStore(gated, (int)InstantClusters.MinViewGranularity, ZeroClusters.Skip), atInstant.Clone(), trackCopies: true, OnCopyBeforeWriteError.FailJob, _ => { });
+        var view = new PointInTimeView(copyBeforeWrite, atInstant, live.VirtualSize);
+
+        var write = copyBeforeWrite.BeforeGuestWriteAsync(Cluster + 512, 4096, Token).AsTask();
+        await Task.Delay(50, Token);
+        Assert.False(write.IsCompleted, "the guest write went on before its 8 KiB copy was in the scratch");
+        Assert.Equal(0, copyBeforeWrite.BytesInMemory);
+
+        gated.Open();
+        await write.WaitAsync(Deadlock, Token);
+        Assert.Equal(1, gated.Written);
+        Assert.Equal(8192, copyBeforeWrite.CopiedBytes);
+        await live.WriteAsync(Cluster + 512, Filled(4096, 0xee), cancellationToken: Token);
+        var read = new byte[4 * Cluster];
+        await view.ReadAsync(0, read, Token);
+        Assert.True(read.AsSpan().SequenceEqual(instant), "the view is the instant");
+        await copyBeforeWrite.DetachAsync().WaitAsync(Deadlock, Token);
     }
 
     /// <summary>A live disk of <paramref name="clusters"/> allocated clusters of random bytes, and its content.</summary>
