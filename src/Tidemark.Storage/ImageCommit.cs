@@ -104,6 +104,12 @@ public static class ImageCommit
                 await q.ResizeAsync(size, cancellationToken).ConfigureAwait(false);
             }
 
+            // Ranges the base does not allocate yet get clusters appended to its file, all made
+            // durable by the flush below: start their writeback as they are written, so that
+            // flush has little left to wait for (as a safe rebase does; only the flushes order
+            // anything, so this changes no crash outcome).
+            (target as Qcow2Image)?.WriteBehindNewClusters();
+
             // Each data segment in chunks of at most ChunkSize, read from its layer while
             // earlier chunks are written; the base takes them in offset order. Every range
             // written is allocated above the base, so the order of the writes does not matter
