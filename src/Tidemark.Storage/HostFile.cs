@@ -76,7 +76,17 @@ internal sealed class HostFile : IAsyncDisposable
     public bool WriteBehind
     {
         get => _writeBehind is not null;
-        set => _writeBehind = value ? _writeBehind ?? new Storage.WriteBehind(_handle, start: 0) : null;
+        set
+        {
+            if (value)
+            {
+                WriteBehindFrom(0);
+            }
+            else
+            {
+                _writeBehind = null;
+            }
+        }
     }
 
     /// <summary>
@@ -157,6 +167,14 @@ internal sealed class HostFile : IAsyncDisposable
         }
     }
 
+    private void ThrowIfReadOnly()
+    {
+        if (IsReadOnly)
+        {
+            throw new StorageException(StorageErrorReason.ReadOnly, $"{Path}: opened read-only");
+        }
+    }
+
     /// <summary>Fills <paramref name="buffer"/> from <paramref name="offset"/>; bytes past end of file read as zero.</summary>
     public async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
     {
@@ -176,10 +194,7 @@ internal sealed class HostFile : IAsyncDisposable
 
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
-        if (IsReadOnly)
-        {
-            throw new StorageException(StorageErrorReason.ReadOnly, $"{Path}: opened read-only");
-        }
+        ThrowIfReadOnly();
 
         return WriteCountedAsync(offset, data, cancellationToken);
     }
@@ -201,10 +216,7 @@ internal sealed class HostFile : IAsyncDisposable
     /// </remarks>
     public ValueTask WriteOnCallingThreadAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
-        if (IsReadOnly)
-        {
-            throw new StorageException(StorageErrorReason.ReadOnly, $"{Path}: opened read-only");
-        }
+        ThrowIfReadOnly();
 
         if (cancellationToken.IsCancellationRequested)
         {

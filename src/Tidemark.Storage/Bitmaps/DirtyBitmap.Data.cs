@@ -64,20 +64,11 @@ public sealed partial class DirtyBitmap
             long first = -1, last = -1;
             for (var i = 0; i < words.Length; i++)
             {
-                var value = BitConverter.IsLittleEndian ? values[i] : BinaryPrimitives.ReverseEndianness(values[i]);
-                if (i == lastWord)
+                var index = firstWord + i;
+                if (OrWord(index, BitConverter.IsLittleEndian ? values[i] : BinaryPrimitives.ReverseEndianness(values[i])))
                 {
-                    value &= _lastWordMask;
-                }
-
-                var before = words[i];
-                var after = before | value;
-                if (after != before)
-                {
-                    words[i] = after;
-                    _dirtyBits += BitOperations.PopCount(after) - BitOperations.PopCount(before);
-                    first = first < 0 ? firstWord + i : first;
-                    last = firstWord + i;
+                    first = first < 0 ? index : first;
+                    last = index;
                 }
             }
 

@@ -262,19 +262,12 @@ public sealed partial class DirtyBitmap
         for (var i = 0; i < indexes.Length; i++)
         {
             var index = indexes[i];
-            ref var word = ref _words[index];
-            var before = word;
-            var after = before | (values[i] & WordMask(index));
-            if (after == before)
+            if (OrWord(index, values[i]))
             {
-                continue;
+                first = first < 0 ? index : first;
+                last = index;
+                changed++;
             }
-
-            word = after;
-            _dirtyBits += BitOperations.PopCount(after) - BitOperations.PopCount(before);
-            first = first < 0 ? index : first;
-            last = index;
-            changed++;
         }
 
         if (changed == 0)
@@ -294,6 +287,23 @@ public sealed partial class DirtyBitmap
             _hasSet.Set(index, _words[index] != 0);
             _hasClear.Set(index, _words[index] != WordMask(index));
         }
+    }
+
+    // ORs value into word index (bits past the bitmap's end dropped) and keeps the bit count,
+    // leaving the summaries to the caller; true when the word changed. Callers hold _lock.
+    private bool OrWord(long index, ulong value)
+    {
+        ref var word = ref _words[index];
+        var before = word;
+        var after = before | (value & WordMask(index));
+        if (after == before)
+        {
+            return false;
+        }
+
+        word = after;
+        _dirtyBits += BitOperations.PopCount(after) - BitOperations.PopCount(before);
+        return true;
     }
 
     // Re-derives both summaries over words [first, stop) after a bulk change. Callers hold _lock.

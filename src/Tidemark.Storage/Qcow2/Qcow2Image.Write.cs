@@ -371,7 +371,7 @@ public sealed partial class Qcow2Image
 
     /// <summary>
     /// Largest data write made on the calling thread under the lock: a pull backup's scratch
-    /// copies (64 KiB clusters) and guest writes. Larger ones (a convert's 1 MiB runs) still
+    /// copies and guest writes. Larger ones (a convert's 1 MiB runs) still
     /// go through the pool, whose hand-off costs little next to their copy: with 8 copy
     /// workers, converting 1 GiB with every write on the calling thread measured no faster.
     /// </summary>

@@ -134,7 +134,7 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
 
     /// <summary>
     /// <see cref="WriteBehind"/> for the clusters allocated from now on, which are appended to
-    /// the file: for a copy into an existing image that ends with a flush (a safe rebase). What
+    /// the file: for a copy into an existing image that ends with a flush (safe rebase, commit). What
     /// the file holds already stays cached.
     /// </summary>
     public void WriteBehindNewClusters() => _file.WriteBehindFrom(_file.Length);
