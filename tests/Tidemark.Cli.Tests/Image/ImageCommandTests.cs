@@ -210,6 +210,21 @@ public sealed class ImageCommandTests
         Assert.Equal(await Peer.RunCheckedAsync("qemu-img", "map", "--output=json", top), output);
     }
 
+    [Fact]
+    public async Task Map_Human_OfBackingChain_IsByteIdenticalToQemuImgMap()
+    {
+        using var dir = new TempDirectory();
+        var base_ = dir.File("base.qcow2");
+        var top = dir.File("top.qcow2");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-f", "qcow2", base_, "8M");
+        await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "write 0 1M", "-c", "write -z 2M 1M", "-c", "write 3M 4k", base_);
+        await Peer.RunCheckedAsync("qemu-img", "create", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", top);
+        await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "write 512k 128k", "-c", "write 7M 64k", "-c", "write -z 5M 64k", top);
+        var (code, output, _) = await RunAsync("image", "map", top);
+        Assert.Equal(0, code);
+        Assert.Equal(await Peer.RunCheckedAsync("qemu-img", "map", top), output);
+    }
+
     private static (int, string) Strip((int Code, string Out, string Err) r) => (r.Code, r.Out);
 
     private static async Task Patch(string path, long offset, byte[] bytes)

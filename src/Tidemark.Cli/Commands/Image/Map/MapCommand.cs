@@ -42,7 +42,6 @@ internal sealed class MapCommand(CliConsole console)
                 at = part[^1].End;
             }
 
-            if (json)
             {
                 foreach (var e in extents)
                 {
@@ -63,7 +62,21 @@ internal sealed class MapCommand(CliConsole console)
             }
         }
 
-        await console.Out.WriteAsync(json ? ToJson(mapped, layers.Count) : ToHuman(extents)).ConfigureAwait(false);
+        if (json)
+        {
+            await console.Out.WriteAsync(ToJson(mapped, layers.Count)).ConfigureAwait(false);
+            return 0;
+        }
+
+        // qemu-img's human format has no place for data it cannot point at in a file; like
+        // qemu-img, the header is out before the error.
+        if (mapped.Exists(m => (m.Extent.Kind & ExtentKind.Hole) == 0 && m.Offset is null))
+        {
+            await console.Out.WriteAsync(HumanHeader).ConfigureAwait(false);
+            throw new CliException("File contains external, encrypted or compressed clusters.");
+        }
+
+        await console.Out.WriteAsync(ToHuman(mapped, LayerNames(file, layers))).ConfigureAwait(false);
         return 0;
     }
 
@@ -116,24 +129,47 @@ internal sealed class MapCommand(CliConsole console)
         return text.Append("]\n").ToString();
     }
 
-    private static string ToHuman(List<BlockExtent> extents)
+    private const string HumanHeader = "Offset          Length          Mapped to       File\n";
+
+    /// <summary>
+    /// qemu-img map's human format (dump_map_entry, OFORMAT_HUMAN): only ranges holding data,
+    /// with where they lie and in which file; zeroes and holes are left out.
+    /// </summary>
+    private static string ToHuman(List<(BlockExtent Extent, long? Offset)> extents, List<string> names)
     {
-        var text = new StringBuilder();
-        text.Append(CultureInfo.InvariantCulture, $"{"Offset",-16}{"Length",-16}{"Depth",-8}Status\n");
-        foreach (var e in extents)
+        var text = new StringBuilder(HumanHeader);
+        foreach (var (e, offset) in extents)
         {
-            var status = e.Kind switch
+            if ((e.Kind & (ExtentKind.Hole | ExtentKind.Zero)) != 0 || e.Depth == 0)
             {
-                ExtentKind.Data => "data",
-                ExtentKind.Zero => "data,zero",   // allocated, yet the file holds no bytes there
-                ExtentKind.Hole => "hole",
-                _ => "zero",
-            };
-            text.Append(CultureInfo.InvariantCulture, $"{"0x" + e.Offset.ToString("x", CultureInfo.InvariantCulture),-16}{"0x" + e.Length.ToString("x", CultureInfo.InvariantCulture),-16}{(e.Depth == 0 ? "-" : e.Depth.ToString(CultureInfo.InvariantCulture)),-8}{status}\n");
+                continue;
+            }
+
+            text.Append(CultureInfo.InvariantCulture, $"{Hex(e.Offset),-16}{Hex(e.Length),-16}{Hex(offset ?? 0),-16}{names[e.Depth - 1]}\n");
         }
 
         return text.ToString();
     }
+
+    /// <summary>
+    /// Each layer's file as qemu-img names it: the top as given, a relative backing file name
+    /// joined to the directory part of the name of the image that names it (QEMU's path_combine).
+    /// </summary>
+    private static List<string> LayerNames(string file, List<IBlockImage> layers)
+    {
+        var names = new List<string> { file };
+        for (var i = 1; i < layers.Count; i++)
+        {
+            var backing = (layers[i - 1] as Qcow2Image)?.BackingFileName ?? string.Empty;
+            var above = names[i - 1];
+            names.Add(backing.StartsWith('/') ? backing : above[..(above.LastIndexOf('/') + 1)] + backing);
+        }
+
+        return names;
+    }
+
+    /// <summary>printf's <c>%#x</c>: 0x before every value but zero.</summary>
+    private static string Hex(long value) => value == 0 ? "0" : "0x" + value.ToString("x", CultureInfo.InvariantCulture);
 
     private static string Bool(bool value) => value ? "true" : "false";
 }
