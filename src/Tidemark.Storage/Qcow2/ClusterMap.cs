@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 
 namespace Tidemark.Storage.Qcow2;
@@ -139,9 +140,19 @@ internal sealed class ClusterMap
             return null;
         }
 
-        var bytes = new byte[ClusterSize];
-        await _file.ReadAsync(offset, bytes, cancellationToken).ConfigureAwait(false);
-        var table = L2Table.Parse(offset, bytes, ExtendedL2);
+        // The file's bytes are only parsed: a pooled buffer, not a new cluster-sized array per table.
+        var bytes = ArrayPool<byte>.Shared.Rent(ClusterSize);
+        L2Table table;
+        try
+        {
+            await _file.ReadAsync(offset, bytes.AsMemory(0, ClusterSize), cancellationToken).ConfigureAwait(false);
+            table = L2Table.Parse(offset, bytes.AsSpan(0, ClusterSize), ExtendedL2);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(bytes);
+        }
+
         Check(table, l1Index);
         Evict();
         _cache[l1Index] = table;

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.InteropServices;
 
 namespace Tidemark.Storage.Qcow2;
 
@@ -45,10 +46,16 @@ internal sealed class L2Table
 
     public static L2Table Parse(long hostOffset, ReadOnlySpan<byte> cluster, bool extended)
     {
+        // Big-endian entries (qcow2.txt, "Cluster mapping"): one vectorised swap of the whole table.
         var words = new ulong[cluster.Length / 8];
-        for (var i = 0; i < words.Length; i++)
+        var stored = MemoryMarshal.Cast<byte, ulong>(cluster);
+        if (BitConverter.IsLittleEndian)
         {
-            words[i] = BinaryPrimitives.ReadUInt64BigEndian(cluster[(i * 8)..]);
+            BinaryPrimitives.ReverseEndianness(stored, words);
+        }
+        else
+        {
+            stored.CopyTo(words);
         }
 
         return new L2Table(hostOffset, words, extended);

@@ -36,16 +36,7 @@ public sealed partial class Qcow2Image
             var realClusters = _file.AllocatedBytes() / _header.ClusterSize;
             var threshold = Math.Max(realClusters * 10 / 9, realClusters + 2);
             var endCluster = (fileLength + _header.ClusterSize - 1) >> _header.ClusterBits;
-            long inUse = 0;
-            for (long i = 0; i < endCluster && inUse < threshold; i++)
-            {
-                if (await _refcounts.GetAsync(i, cancellationToken).ConfigureAwait(false) != 0)
-                {
-                    inUse++;
-                }
-            }
-
-            detected = inUse >= threshold;
+            detected = await _refcounts.CountInUseAsync(endCluster, threshold, cancellationToken).ConfigureAwait(false) >= threshold;
         }
         catch (Exception e) when (e is IOException or StorageException)
         {

@@ -107,6 +107,32 @@ internal sealed class RefcountTable
     }
 
     /// <summary>
+    /// How many of the clusters below <paramref name="end"/> have a nonzero refcount, counting no
+    /// further than <paramref name="limit"/>: each refcount block is looked up once, not once per
+    /// cluster.
+    /// </summary>
+    public async ValueTask<long> CountInUseAsync(long end, long limit, CancellationToken cancellationToken)
+    {
+        var perBlock = 1L << _entriesPerBlockBits;
+        long inUse = 0;
+        for (long t = 0; t * perBlock < end && inUse < limit; t++)
+        {
+            if (await GetBlockAsync(t, cancellationToken).ConfigureAwait(false) is not { } block)
+            {
+                continue;
+            }
+
+            var count = (int)Math.Min(perBlock, end - (t * perBlock));
+            for (var i = 0; i < count && inUse < limit; i++)
+            {
+                inUse += block[i] != 0 ? 1 : 0;
+            }
+        }
+
+        return inUse;
+    }
+
+    /// <summary>
     /// Finds <paramref name="count"/> contiguous free clusters, sets their refcounts to 1 (in the
     /// cache) and returns the host offset of the first. Clusters queued for freeing are not free yet.
     /// </summary>

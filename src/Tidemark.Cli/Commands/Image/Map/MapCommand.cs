@@ -80,16 +80,12 @@ internal sealed class MapCommand(CliConsole console)
         return 0;
     }
 
-    /// <summary>qemu-img map splits where the host offset jumps; do the same, one cluster at a time.</summary>
+    /// <summary>qemu-img map splits where the host offset jumps; do the same.</summary>
     private static async Task SplitByHostOffsetAsync(BlockExtent extent, Qcow2Image layer, List<(BlockExtent Extent, long? Offset)> mapped, CancellationToken cancellationToken)
     {
-        var cluster = layer.ClusterSize;
-        for (var at = extent.Offset; at < extent.End;)
+        foreach (var run in await layer.GetHostRunsAsync(extent.Offset, extent.Length, cancellationToken).ConfigureAwait(false))
         {
-            var next = Math.Min(extent.End, ((at / cluster) + 1) * cluster);
-            var host = await layer.GetHostOffsetAsync(at, cancellationToken).ConfigureAwait(false);
-            Append(mapped, new BlockExtent(at, next - at, extent.Kind, extent.Depth), host);
-            at = next;
+            Append(mapped, new BlockExtent(run.Offset, run.Length, extent.Kind, extent.Depth), run.Host);
         }
     }
 
