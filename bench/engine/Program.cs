@@ -28,7 +28,9 @@ using Tidemark.Engine.Domains;
 //     a fresh copy of the 1M/1M image, through the domain's export with 0, 1 and 10 checkpoints
 //     (every checkpoint's bitmap records: spec §6, one always-recording bitmap per checkpoint) and
 //     during a pull backup nobody reads (every first write to a cluster copies it to the scratch
-//     first), against qemu-nbd serving the same image with the same fio job, and `qemu-img bench
+//     first), against qemu-nbd serving the same image with the same fio job; QEMU's own pull
+//     backup the same way (qemu-storage-daemon exporting a copy-before-write filter over the disk
+//     with a qcow2 scratch as its target, against the same daemon with no backup); and `qemu-img bench
 //     -w` on the image file (QEMU's block layer with no NBD hop; strided so that 4 KiB writes
 //     scatter over the disk). Server CPU: user + system seconds of the serving process while
 //     fio ran (Tidemark's is this process).
@@ -276,6 +278,7 @@ namespace Tidemark.Bench.Engine
                 {
                     ("0 checkpoints", 0, false, false), ("1 checkpoint", 1, false, false), ("10 checkpoints", 10, false, false),
                     ("during a pull backup", 0, true, false), ("qemu-nbd", 0, false, true),
+                    (QsdPlain, 0, false, true), (QsdFleecing, 0, true, true),
                 };
                 var results = configurations.ToDictionary(c => c.Name, _ => new List<Throughput>());
                 var files = new List<Throughput>();
@@ -284,7 +287,9 @@ namespace Tidemark.Bench.Engine
                     for (var k = 0; k < configurations.Length; k++)
                     {
                         var (name, checkpoints, pull, qemu) = configurations[(k + round) % configurations.Length];
-                        var result = qemu ? await QemuNbdWritesAsync(baseImage, pattern) : await TidemarkWritesAsync(baseImage, pattern, checkpoints, pull);
+                        var result = !qemu ? await TidemarkWritesAsync(baseImage, pattern, checkpoints, pull)
+                            : name == "qemu-nbd" ? await QemuNbdWritesAsync(baseImage, pattern)
+                            : await QemuStorageDaemonWritesAsync(baseImage, pattern, fleecing: pull);
                         results[name].Add(result);
                         Console.Error.WriteLine($"bench: {pattern.Name}, round {round + 1}/{rounds}, {name}: {result.Describe()}");
                     }
@@ -316,6 +321,20 @@ namespace Tidemark.Bench.Engine
                             + string.Create(CultureInfo.InvariantCulture, $"vs qemu-nbd per round {againstQemu.Min:F2}–{againstQemu.Max:F2}x; {rate.Median / file.Median:F2}x of the file; server CPU median {cpu.Median:F2} s"));
                 }
 
+                // QEMU's own pull backup, measured the same way: its overhead against the same
+                // daemon serving the disk with no backup, paired per round.
+                var plain = results[QsdPlain];
+                var fleecing = results[QsdFleecing];
+                var qemuRate = Spread.Of(fleecing.Select(r => r.BytesPerSecond));
+                var qemuOverhead = Spread.Of(fleecing.Select((r, i) => (1 - (r.BytesPerSecond / plain[i].BytesPerSecond)) * 100));
+                var plainRate = Spread.Of(plain.Select(r => r.BytesPerSecond));
+                table.Add(
+                    $"guest {pattern.Name}, QEMU during a pull backup",
+                    $"{pattern.Describe(qemuRate.Median)} ({pattern.Range(qemuRate)})",
+                    $"{pattern.Describe(plainRate.Median)} (no backup; {pattern.Range(plainRate)})",
+                    null,
+                    string.Create(CultureInfo.InvariantCulture, $"qemu-storage-daemon exporting a copy-before-write filter over the disk, a qcow2 scratch as its target, as libvirt sets up a pull backup; overhead vs the same daemon with no backup, paired per round: median {qemuOverhead.Median:F1} % (rounds {qemuOverhead.Min:F1} to {qemuOverhead.Max:F1} %); server CPU median {Spread.Of(fleecing.Select(r => r.ServerCpu)).Median:F2} s against {Spread.Of(plain.Select(r => r.ServerCpu)).Median:F2} s"));
+
                 table.Add(
                     $"guest {pattern.Name}, qemu-img bench -w on the file",
                     $"{pattern.Describe(file.Median)} ({pattern.Range(file)})",
@@ -346,7 +365,7 @@ namespace Tidemark.Bench.Engine
                 },
                 async () =>
                 {
-                    await using var server = await Peers.ServeAsync(qemuSocket, "-r", "-f", "qcow2", "-t", "-e", "4", "-x", Vda, "-k", qemuSocket, image);
+                    await using var server = await Peers.ServeAsync("qemu-nbd", qemuSocket, "-r", "-f", "qcow2", "-t", "-e", "4", "-x", Vda, "-k", qemuSocket, image);
                     return await Timing.ProcessAsync("nbdcopy", $"nbd+unix:///{Vda}?socket={qemuSocket}", "null:");
                 });
             table.Add("pull export read, nbdcopy to null:", $"{tidemark:F2} s", $"{qemu:F2} s (qemu-nbd -r)", qemu / tidemark, "target ≥ 1.0");
@@ -446,7 +465,7 @@ namespace Tidemark.Bench.Engine
             FreshCopy(baseImage, image);
             var socket = Path.Combine(work, "qemu.sock");
             Throughput result;
-            await using (var server = await Peers.ServeAsync(socket, "-f", "qcow2", "-t", "-e", "4", "-x", Vda, "-k", socket, image))
+            await using (var server = await Peers.ServeAsync("qemu-nbd", socket, "-f", "qcow2", "-t", "-e", "4", "-x", Vda, "-k", socket, image))
             {
                 var cpu = server.CpuSeconds();
                 result = await Fio.RunAsync($"nbd+unix:///{Vda}?socket={socket}", pattern);
@@ -454,6 +473,63 @@ namespace Tidemark.Bench.Engine
             }
 
             File.Delete(image);
+            return result;
+        }
+
+        private const string QsdPlain = "qemu-storage-daemon";
+
+        private const string QsdFleecing = "qemu-storage-daemon during a pull backup";
+
+        /// <summary>
+        /// fio through qemu-storage-daemon exporting the disk, with or without QEMU's pull backup
+        /// in place: libvirt's fleecing set-up (qemuBackupDiskPrepareOneBitmaps and friends), a
+        /// copy-before-write filter over the disk whose target is a new qcow2 scratch, and a
+        /// snapshot-access node over the filter exported for the backup client (nobody reads it).
+        /// The guest writes through the filter, as the VM does once libvirt has inserted it.
+        /// </summary>
+        private async Task<Throughput> QemuStorageDaemonWritesAsync(string baseImage, FioPattern pattern, bool fleecing)
+        {
+            var image = Path.Combine(work, "guest.qcow2");
+            var scratch = Path.Combine(work, "qemu-scratch.qcow2");
+            FreshCopy(baseImage, image);
+            var socket = Path.Combine(work, "qsd.sock");
+            List<string> args =
+            [
+                "--blockdev", $"driver=file,filename={image},node-name=guest-file",
+                "--blockdev", "driver=qcow2,file=guest-file,node-name=guest",
+            ];
+            var exported = "guest";
+            if (fleecing)
+            {
+                File.Delete(scratch);
+                await Peers.RunAsync("qemu-img", "create", "-q", "-f", "qcow2", scratch, $"{size}");
+                args.AddRange([
+                    "--blockdev", $"driver=file,filename={scratch},node-name=scratch-file",
+                    "--blockdev", "driver=qcow2,file=scratch-file,node-name=scratch",
+                    "--blockdev", "driver=copy-before-write,file=guest,target=scratch,node-name=fleecing",
+                    "--blockdev", "driver=snapshot-access,file=fleecing,node-name=point-in-time",
+                ]);
+                exported = "fleecing";
+            }
+
+            args.AddRange(["--nbd-server", $"addr.type=unix,addr.path={socket}", "--export", $"type=nbd,id=disk,node-name={exported},name={Vda},writable=on"]);
+            if (fleecing)
+            {
+                args.AddRange(["--export", "type=nbd,id=backup,node-name=point-in-time,name=backup-vda"]);
+            }
+
+            var pidFile = Path.Combine(work, "qsd.pid");
+            args.AddRange(["--pidfile", pidFile]);
+            Throughput result;
+            await using (var server = await Peers.ServeAsync("qemu-storage-daemon", pidFile, [.. args]))
+            {
+                var cpu = server.CpuSeconds();
+                result = await Fio.RunAsync($"nbd+unix:///{Vda}?socket={socket}", pattern);
+                result = result with { ServerCpu = server.CpuSeconds() - cpu };
+            }
+
+            File.Delete(image);
+            File.Delete(scratch);
             return result;
         }
 
@@ -663,16 +739,20 @@ namespace Tidemark.Bench.Engine
             return output;
         }
 
-        /// <summary>Starts qemu-nbd with <paramref name="args"/> and waits until <paramref name="socket"/> accepts connections.</summary>
-        public static async Task<PeerServer> ServeAsync(string socket, params string[] args)
+        /// <summary>
+        /// Starts <paramref name="program"/> with <paramref name="args"/> and waits until
+        /// <paramref name="ready"/> exists: qemu-nbd's socket, or qemu-storage-daemon's pid
+        /// file, which it writes once every export is in place.
+        /// </summary>
+        public static async Task<PeerServer> ServeAsync(string program, string ready, params string[] args)
         {
-            File.Delete(socket);
-            var server = PeerServer.Start("qemu-nbd", args);
-            for (var i = 0; i < 600 && !File.Exists(socket); i++)
+            File.Delete(ready);
+            var server = PeerServer.Start(program, args);
+            for (var i = 0; i < 600 && !File.Exists(ready); i++)
             {
                 if (server.HasExited)
                 {
-                    throw new InvalidOperationException($"qemu-nbd exited {server.ExitCode}: {await server.Error}");
+                    throw new InvalidOperationException($"{program} exited {server.ExitCode}: {await server.Error}");
                 }
 
                 await Task.Delay(20);
