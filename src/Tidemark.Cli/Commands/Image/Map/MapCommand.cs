@@ -42,22 +42,20 @@ internal sealed class MapCommand(CliConsole console)
                 at = part[^1].End;
             }
 
+            foreach (var e in extents)
             {
-                foreach (var e in extents)
+                switch (e.Depth == 0 ? null : layers[e.Depth - 1])
                 {
-                    switch (e.Depth == 0 ? null : layers[e.Depth - 1])
-                    {
-                        case Qcow2Image layer:
-                            await SplitByHostOffsetAsync(e, layer, mapped, cancellationToken).ConfigureAwait(false);
-                            break;
-                        case RawImage:
-                            // A raw file stores every guest byte at its own offset, holes included.
-                            Append(mapped, e, e.Offset);
-                            break;
-                        default:
-                            mapped.Add((e, null));
-                            break;
-                    }
+                    case Qcow2Image layer:
+                        await SplitByHostOffsetAsync(e, layer, mapped, cancellationToken).ConfigureAwait(false);
+                        break;
+                    case RawImage:
+                        // A raw file stores every guest byte at its own offset, holes included.
+                        Append(mapped, e, e.Offset);
+                        break;
+                    default:
+                        mapped.Add((e, null));
+                        break;
                 }
             }
         }
