@@ -110,7 +110,9 @@ public sealed class ErrorCatalogueTests
     public async Task CheckpointErrors()
     {
         await using var test = await TestHost.CreateAsync();
-        var domain = await test.DefineAsync("c", Size, new TestDisk("vda"), new TestDisk("vdb"), new TestDisk("vdc", "raw", ReadOnly: true));
+        var vda = new TestDisk("vda");
+        var vdb = new TestDisk("vdb");
+        var domain = await test.DefineAsync("c", Size, vda, vdb, new TestDisk("vdc", "raw", ReadOnly: true));
         var checkpoints = domain.Checkpoints;
         const string C1 = "<domaincheckpoint><name>c1</name></domaincheckpoint>";
 
@@ -134,10 +136,12 @@ public sealed class ErrorCatalogueTests
         await Expect(LibvirtErrorCode.XmlError, "XML error: a redefined checkpoint must have a name", () => checkpoints.CreateAsync("<domaincheckpoint><creationTime>1</creationTime></domaincheckpoint>", CheckpointCreateFlags.Redefine, Ct));
         await Expect(LibvirtErrorCode.XmlInvalidSchema, null, () => checkpoints.CreateAsync("<domaincheckpoint><name>.bad</name></domaincheckpoint>", cancellationToken: Ct));
         Assert.Equal(0, checkpoints.Count);
+        await AssertBitmapsAsync(test, "c", [], vda, vdb);
 
         // The read-only raw disk gets no bitmap by default; vda and vdb get one each.
         await checkpoints.CreateAsync(C1, cancellationToken: Ct);
         await Expect(LibvirtErrorCode.OperationFailed, "operation failed: domain moment c1 already exists", () => checkpoints.CreateAsync(C1, cancellationToken: Ct));
+        await AssertBitmapsAsync(test, "c", ["c1"], vda, vdb);
         await checkpoints.CreateAsync("<domaincheckpoint><name>c2</name></domaincheckpoint>", cancellationToken: Ct);
 
         // Lookups.
@@ -169,6 +173,84 @@ public sealed class ErrorCatalogueTests
             () => checkpoints.DeleteAsync("c9", CheckpointDeleteFlags.Children | CheckpointDeleteFlags.ChildrenOnly, Ct));
         await checkpoints.DeleteAsync("c9", CheckpointDeleteFlags.MetadataOnly, Ct);
         Assert.Equal(["c1", "c2"], await checkpoints.ListAsync(CheckpointListFlags.Topological, Ct));
+    }
+
+    [Fact]
+    public async Task CheckpointOnAWritableRawDisk_IsRefused_BeforeAnyImageGetsABitmap()
+    {
+        await using var test = await TestHost.CreateAsync();
+        var vda = new TestDisk("vda");
+        var domain = await test.DefineAsync("w", Size, vda, new TestDisk("vdb", "raw"));
+        const string Message = "unsupported configuration: checkpoint for disk vdb unsupported for storage type raw";
+
+        // Offline, then running: the qcow2 disk listed first gets no bitmap either.
+        await Expect(LibvirtErrorCode.ConfigUnsupported, Message, () => domain.Checkpoints.CreateAsync("<domaincheckpoint><name>c1</name></domaincheckpoint>", cancellationToken: Ct));
+        await domain.StartAsync(Ct);
+        await Expect(LibvirtErrorCode.ConfigUnsupported, Message, () => domain.Checkpoints.CreateAsync("<domaincheckpoint><name>c1</name></domaincheckpoint>", cancellationToken: Ct));
+        await domain.DestroyAsync(Ct);
+
+        Assert.Equal(0, domain.Checkpoints.Count);
+        await AssertBitmapsAsync(test, "w", [], vda);
+    }
+
+    [Fact]
+    public async Task CheckpointMetadataOnAReadOnlyFileSystem_RunningDomain_IsRefusedAndNothingChanged()
+    {
+        await using var test = await TestHost.CreateAsync();
+        var vda = new TestDisk("vda");
+        var vdb = new TestDisk("vdb");
+        var domain = await test.DefineAsync("s", Size, vda, vdb);
+        await domain.StartAsync(Ct);
+        await using (await TmpfsMount.ReadOnlyAsync(Path.Combine(test.StateRoot, "checkpoint")))
+        {
+            await Expect(LibvirtErrorCode.InternalError, "internal error: unable to save metadata for checkpoint c1", () => domain.Checkpoints.CreateAsync("<domaincheckpoint><name>c1</name></domaincheckpoint>", cancellationToken: Ct));
+            Assert.Equal(0, domain.Checkpoints.Count);
+            Assert.Empty(await domain.Checkpoints.ListAsync(cancellationToken: Ct));
+            Assert.Null(domain.Checkpoints.CurrentName);
+        }
+
+        // The images store their bitmaps when the domain stops: none of c1's is left.
+        await domain.DestroyAsync(Ct);
+        await AssertBitmapsAsync(test, "s", [], vda, vdb);
+
+        // Nothing stale blocks the same name once the metadata can be written.
+        await domain.StartAsync(Ct);
+        await domain.Checkpoints.CreateAsync("<domaincheckpoint><name>c1</name></domaincheckpoint>", cancellationToken: Ct);
+        await domain.DestroyAsync(Ct);
+        await AssertBitmapsAsync(test, "s", ["c1"], vda, vdb);
+    }
+
+    [Fact]
+    public async Task CheckpointMetadataOnAFullFileSystem_InactiveDomain_IsRefusedAndNothingChanged()
+    {
+        await using var test = await TestHost.CreateAsync();
+        var vda = new TestDisk("vda");
+        var vdb = new TestDisk("vdb");
+        var domain = await test.DefineAsync("f", Size, vda, vdb);
+        var checkpointDirectory = Path.Combine(test.StateRoot, "checkpoint", "f");
+        await using (await TmpfsMount.FullAsync(Path.Combine(test.StateRoot, "checkpoint")))
+        {
+            // The bitmaps are in both images when the metadata write fails; they are removed again.
+            await Expect(LibvirtErrorCode.InternalError, "internal error: unable to save metadata for checkpoint c1", () => domain.Checkpoints.CreateAsync("<domaincheckpoint><name>c1</name></domaincheckpoint>", cancellationToken: Ct));
+            Assert.Equal(0, domain.Checkpoints.Count);
+            Assert.Empty(await domain.Checkpoints.ListAsync(cancellationToken: Ct));
+            await AssertBitmapsAsync(test, "f", [], vda, vdb);
+
+            // Neither the failed write's temporary file nor the creation record is left.
+            Assert.Empty(Directory.Exists(checkpointDirectory) ? Directory.GetFileSystemEntries(checkpointDirectory) : []);
+            Assert.Empty(Directory.GetFiles(Path.Combine(test.StateRoot, "jobs")));
+        }
+
+        await domain.Checkpoints.CreateAsync("<domaincheckpoint><name>c1</name></domaincheckpoint>", cancellationToken: Ct);
+        await AssertBitmapsAsync(test, "f", ["c1"], vda, vdb);
+    }
+
+    private static async Task AssertBitmapsAsync(TestHost test, string domain, string[] expected, params TestDisk[] disks)
+    {
+        foreach (var disk in disks)
+        {
+            Assert.Equal(expected, await ImageBitmaps.NamesAsync(test.ImagePath(domain, disk)));
+        }
     }
 
     private static string Redefinition(string name, string parent)

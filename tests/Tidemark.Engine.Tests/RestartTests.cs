@@ -16,6 +16,20 @@ public sealed class RestartTests
 {
     private const long Size = 8 << 20;
 
+    // What libvirt writes above a checkpoint's metadata: virXMLEmitWarning (src/util/virxml.c)
+    // as qemuCheckpointWriteMetadata calls it, with command "checkpoint-edit" and no name
+    // (src/qemu/qemu_checkpoint.c). Copied from libvirt, not from the engine.
+    private const string LibvirtEditWarning = """
+        <!--
+        WARNING: THIS IS AN AUTO-GENERATED FILE. CHANGES TO IT ARE LIKELY TO BE
+        OVERWRITTEN AND LOST. Changes to this xml configuration should be made using:
+          virsh checkpoint-edit
+        or other application using the libvirt API.
+        -->
+
+
+        """;
+
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     [Fact]
@@ -39,7 +53,7 @@ public sealed class RestartTests
         Assert.Equal(domainXml, domain.GetXml());
         Assert.Equal(["c1", "c2"], await domain.Checkpoints.ListAsync(CheckpointListFlags.Topological, Ct));
         Assert.Equal(xml, await domain.Checkpoints.GetXmlAsync("c2", CheckpointFormatFlags.Secure, Ct));
-        Assert.Equal(await File.ReadAllTextAsync(Path.Combine(test.StateRoot, "checkpoint", "r", "c2.xml"), Ct), xml);
+        Assert.Equal(LibvirtEditWarning + xml, await File.ReadAllTextAsync(Path.Combine(test.StateRoot, "checkpoint", "r", "c2.xml"), Ct));
 
         // One unbranched chain: its leaf is current again, and the bitmaps stored at stop are valid.
         Assert.Equal("c2", domain.Checkpoints.CurrentName);
@@ -66,6 +80,104 @@ public sealed class RestartTests
         await domain.Checkpoints.CreateAsync("<domaincheckpoint><name>c4</name></domaincheckpoint>", cancellationToken: Ct);
         var error = await Assert.ThrowsAsync<EngineException>(() => domain.Checkpoints.GetParentAsync("c4", Ct));
         Assert.Equal(LibvirtErrorCode.NoDomainCheckpoint, error.Code);
+    }
+
+    [Fact]
+    public async Task CheckpointFile_AsLibvirtWritesIt_Mode0600_EditWarningThenSecureXml_AndReadBack()
+    {
+        await using var test = await TestHost.CreateAsync();
+        var domain = await test.DefineAsync("w", Size, new TestDisk("vda"));
+        await domain.Checkpoints.CreateAsync("<domaincheckpoint><name>c1</name><description>first</description></domaincheckpoint>", cancellationToken: Ct);
+        var file = Path.Combine(test.StateRoot, "checkpoint", "w", "c1.xml");
+        var xml = await domain.Checkpoints.GetXmlAsync("c1", CheckpointFormatFlags.Secure, Ct);
+
+        // virXMLSaveFile: mode 0600 (forced, whatever the umask), the warning, then the document.
+        if (!OperatingSystem.IsWindows())
+        {
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(file));
+        }
+
+        Assert.Equal(LibvirtEditWarning + xml, await File.ReadAllTextAsync(file, Ct));
+        Assert.Contains("<domain type='kvm'>", xml, StringComparison.Ordinal);
+
+        // A file laid out as libvirt writes it, which the engine did not write, loads as the
+        // checkpoint it describes.
+        await File.WriteAllTextAsync(Path.Combine(test.StateRoot, "checkpoint", "w", "c2.xml"), LibvirtEditWarning + xml.Replace("<name>c1</name>", "<name>c2</name>", StringComparison.Ordinal).Replace("<description>first</description>", "<parent>\n    <name>c1</name>\n  </parent>", StringComparison.Ordinal), Ct);
+        await test.RestartAsync();
+        domain = test.Host.LookupByName("w");
+        Assert.Equal(["c1", "c2"], await domain.Checkpoints.ListAsync(CheckpointListFlags.Topological, Ct));
+        Assert.Equal(xml, await domain.Checkpoints.GetXmlAsync("c1", CheckpointFormatFlags.Secure, Ct));
+        Assert.Equal("c1", await domain.Checkpoints.GetParentAsync("c2", Ct));
+    }
+
+    [Fact]
+    public async Task StrayTemporaryFiles_OfMetadataWrites_AreRemovedAtStart_AndNothingElse()
+    {
+        await using var test = await TestHost.CreateAsync();
+        var domain = await test.DefineAsync("t", Size, new TestDisk("vda"));
+        await domain.Checkpoints.CreateAsync("<domaincheckpoint><name>c1</name></domaincheckpoint>", cancellationToken: Ct);
+        var checkpoints = Path.Combine(test.StateRoot, "checkpoint", "t");
+        var orphan = Path.Combine(test.StateRoot, "checkpoint", "gone");
+        Directory.CreateDirectory(orphan);
+
+        // What a kill between creating and renaming leaves, partly written: named by the writer
+        // itself (this process's pid, which a restarted daemon can have again) beside a
+        // checkpoint file, a new one, a domain file, a job record and in the checkpoint folder
+        // of a domain no longer defined; and one of a writer that has exited.
+        var guid = Guid.NewGuid().ToString("N");
+        string[] strays =
+        [
+            State.AtomicFile.TemporaryPath(Path.Combine(checkpoints, "c1.xml")),
+            Path.Combine(checkpoints, $".c1.xml.{await ExitedProcessIdAsync()}.{guid}.tmp"),
+            State.AtomicFile.TemporaryPath(Path.Combine(checkpoints, "c2.xml")),
+            State.AtomicFile.TemporaryPath(Path.Combine(test.StateRoot, "domains", "t.xml")),
+            State.AtomicFile.TemporaryPath(Path.Combine(test.StateRoot, "jobs", "t.files")),
+            State.AtomicFile.TemporaryPath(Path.Combine(orphan, "c9.xml")),
+        ];
+        Directory.CreateDirectory(Path.Combine(test.StateRoot, "jobs"));
+        foreach (var stray in strays)
+        {
+            await File.WriteAllTextAsync(stray, "<domaincheckpoint><na", Ct);
+        }
+
+        // Look-alikes that are not the writer's, and one of a writer still alive (pid 1): kept.
+        string[] kept =
+        [
+            Path.Combine(checkpoints, $".c1.xml.1.{guid}.tmp"),
+            Path.Combine(checkpoints, ".c1.xml.tmp"),
+            Path.Combine(checkpoints, $".c1.xml.{guid}.tmp"),
+            Path.Combine(checkpoints, $".c1.xml.12.{guid[..31]}.tmp"),
+            Path.Combine(checkpoints, $".c1.xml.12.{guid.ToUpperInvariant()}.tmp"),
+            Path.Combine(checkpoints, $"c1.xml.12.{guid}.tmp"),
+            Path.Combine(checkpoints, $".c1.xml.12.{guid}.tmp.xml"),
+            Path.Combine(checkpoints, "c1.xml.new"),
+            Path.Combine(checkpoints, "notes.tmp"),
+            Path.Combine(orphan, "c9.xml"),
+        ];
+        foreach (var file in kept)
+        {
+            await File.WriteAllTextAsync(file, "someone else's", Ct);
+        }
+
+        var folder = Path.Combine(checkpoints, $".c3.xml.12.{guid}.tmp");
+        Directory.CreateDirectory(folder);
+
+        await test.ReopenAfterCrashAsync();
+
+        Assert.All(strays, s => Assert.False(File.Exists(s), s));
+        Assert.All(kept, k => Assert.True(File.Exists(k), k));
+        Assert.True(Directory.Exists(folder));
+        domain = test.Host.LookupByName("t");
+        Assert.Equal(["c1"], await domain.Checkpoints.ListAsync(cancellationToken: Ct));
+        Assert.Equal("c1", domain.Checkpoints.CurrentName);
+    }
+
+    // The pid of a process that has exited: what a killed writer's pid is at the next start.
+    private static async Task<int> ExitedProcessIdAsync()
+    {
+        using var process = System.Diagnostics.Process.Start("true")!;
+        await process.WaitForExitAsync(Ct);
+        return process.Id;
     }
 
     [Fact]

@@ -15,8 +15,24 @@ public sealed class LibvirtClientTests(PrivateLibvirtdFixture fixture) : IClassF
     // virDomainCreateFlags VIR_DOMAIN_START_PAUSED.
     private const uint StartPaused = 1;
 
-    // virDomainUndefineFlags VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA.
-    private const uint UndefineCheckpointsMetadata = 1 << 5;
+    // virDomainUndefineFlags VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA (1 << 5 is _TPM;
+    // include/libvirt/libvirt-domain.h).
+    private const uint UndefineCheckpointsMetadata = 1 << 4;
+
+    // virDomainCheckpointXMLFlags VIR_DOMAIN_CHECKPOINT_XML_SECURE.
+    private const uint CheckpointXmlSecure = 1 << 0;
+
+    // The comment libvirt's virXMLSaveFile puts above each checkpoint's metadata file.
+    private const string EditWarning = """
+        <!--
+        WARNING: THIS IS AN AUTO-GENERATED FILE. CHANGES TO IT ARE LIKELY TO BE
+        OVERWRITTEN AND LOST. Changes to this xml configuration should be made using:
+          virsh checkpoint-edit
+        or other application using the libvirt API.
+        -->
+
+
+        """;
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
@@ -153,7 +169,63 @@ public sealed class LibvirtClientTests(PrivateLibvirtdFixture fixture) : IClassF
         Assert.Equal(VirErrorNumber.OperationInvalid, refused.Code);
         Assert.Equal("Requested operation is not valid: cannot delete inactive domain with 1 checkpoints", refused.Message);
         await client.UndefineDomainAsync(domain, UndefineCheckpointsMetadata, Ct);
+        var undefined = await Assert.ThrowsAsync<LibvirtError>(() => client.LookupDomainByNameAsync(name, Ct));
+        Assert.Equal(VirErrorNumber.NoDomain, undefined.Code);
+        var metadata = CheckpointDirectory(libvirtd, name);
+        Assert.Empty(Directory.Exists(metadata) ? Directory.GetFiles(metadata) : []);
     }
+
+    [Fact]
+    public async Task CheckpointMetadataFiles_Mode0600_EditWarningThenSecureXml_LoadIntoTheEngine()
+    {
+        var libvirtd = await fixture.GetAsync();
+        var name = libvirtd.NewDomainName("md");
+        await libvirtd.DefineDomainAsync(name, disks: 2);
+        await using var client = await LibvirtClient.ConnectAsync(libvirtd.Uri, cancellationToken: Ct);
+        var domain = await client.LookupDomainByNameAsync(name, Ct);
+        var c1 = await client.CreateCheckpointAsync(domain, "<domaincheckpoint><name>c1</name><description>first</description></domaincheckpoint>", cancellationToken: Ct);
+        var c2 = await client.CreateCheckpointAsync(domain, "<domaincheckpoint><name>c2</name><disks><disk name='vda'/><disk name='vdb' checkpoint='no'/></disks></domaincheckpoint>", cancellationToken: Ct);
+
+        // What libvirtd itself wrote (qemuCheckpointWriteMetadata → virXMLSaveFile).
+        var directory = CheckpointDirectory(libvirtd, name);
+        foreach (var checkpoint in new[] { c1, c2 })
+        {
+            var file = Path.Combine(directory, checkpoint.Name + ".xml");
+            if (!OperatingSystem.IsWindows())
+            {
+                Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(file));
+            }
+
+            Assert.Equal(EditWarning + await client.GetCheckpointXmlAsync(checkpoint, CheckpointXmlSecure, Ct), await File.ReadAllTextAsync(file, Ct));
+        }
+
+        // The same files, in an engine state directory beside libvirt's inactive domain
+        // definition, load as the same tree.
+        using var state = new TempDirectory("lvmd");
+        Directory.CreateDirectory(state.File("domains"));
+        await File.WriteAllTextAsync(Path.Combine(state.File("domains"), name + ".xml"), await libvirtd.VirshOkAsync("dumpxml", "--inactive", name), Ct);
+        Directory.CreateDirectory(Path.Combine(state.Path, "checkpoint", name));
+        foreach (var file in Directory.GetFiles(directory))
+        {
+            File.Copy(file, Path.Combine(state.Path, "checkpoint", name, Path.GetFileName(file)));
+        }
+
+        await using (var host = await Tidemark.Engine.Domains.DomainHost.OpenAsync(state.Path, cancellationToken: Ct))
+        {
+            var checkpoints = host.LookupByName(name).Checkpoints;
+            Assert.Equal(["c1", "c2"], await checkpoints.ListAsync(Tidemark.Engine.Checkpoints.CheckpointListFlags.Topological, Ct));
+            Assert.Equal("c1", await checkpoints.GetParentAsync("c2", Ct));
+            Assert.Equal("c2", checkpoints.CurrentName);
+            Assert.Contains("<description>first</description>", await checkpoints.GetXmlAsync("c1", cancellationToken: Ct), StringComparison.Ordinal);
+        }
+
+        await client.DestroyDomainAsync(domain, cancellationToken: Ct);
+        await client.UndefineDomainAsync(domain, UndefineCheckpointsMetadata, Ct);
+    }
+
+    // libvirtd's checkpointDir, /var/lib/libvirt/qemu/checkpoint, lies in the private daemon's "lib" folder.
+    private static string CheckpointDirectory(PrivateLibvirtd libvirtd, string domain)
+        => Path.Combine(libvirtd.Directory.Path, "lib", "qemu", "checkpoint", domain);
 
     [Fact]
     public async Task Events_LifecycleAndJobCompleted()

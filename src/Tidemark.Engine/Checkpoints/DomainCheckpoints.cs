@@ -294,10 +294,12 @@ public sealed partial class DomainCheckpoints
     {
         try
         {
-            // Stored metadata always carries the secure data and the domain (spec §2.4).
+            // Stored metadata always carries the secure data and the domain (spec §2.4), below
+            // the edit warning libvirt writes (spec §6.1; qemuCheckpointWriteMetadata), so a
+            // file moved between libvirt and Tidemark reads the same on both sides.
             await AtomicFile.WriteAsync(
                 _domain.Store.CheckpointFile(_domain.Name, definition.Name!),
-                CheckpointFormatter.Format(definition, CheckpointFormatFlags.Secure),
+                EditWarning.For(EditWarning.CheckpointEdit) + CheckpointFormatter.Format(definition, CheckpointFormatFlags.Secure),
                 cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

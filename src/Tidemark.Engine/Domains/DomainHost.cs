@@ -15,7 +15,8 @@ namespace Tidemark.Engine.Domains;
 /// </summary>
 /// <remarks>
 /// Opening a host reloads every domain, its checkpoints and its current checkpoint (spec §1,
-/// §6.1), and removes what jobs cut short by a crash left behind (<see cref="JobRecord"/>) and
+/// §6.1), and removes what a crash left behind: temporary files of metadata writes
+/// (<see cref="AtomicFile"/>), the files of jobs (<see cref="JobRecord"/>) and
 /// the stray bitmaps of checkpoint creations a crash cut short (<see cref="CheckpointCreationRecord"/>).
 /// Domains always come back shut off: the process that ran them is gone, and with it the
 /// guests' connections. Disposing the host stops every running domain cleanly.
@@ -54,6 +55,14 @@ public sealed class DomainHost : IAsyncDisposable
     public static async Task<DomainHost> OpenAsync(string stateRoot, TimeProvider? clock = null, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
     {
         var host = new DomainHost(new StateDirectory(stateRoot), clock ?? TimeProvider.System, loggerFactory);
+
+        // Before anything reads or writes the directory: a kill during a metadata write leaves
+        // its temporary file beside an intact target (AtomicFile).
+        foreach (var file in host.State.RemoveStrayTemporaryFiles())
+        {
+            host.Logger.LogWarning("removed {File}, left by a metadata write that a crash cut short", file);
+        }
+
         host.RemovedJobFiles = JobRecord.CleanUp(host.State.JobsDirectory);
         foreach (var file in host.RemovedJobFiles)
         {

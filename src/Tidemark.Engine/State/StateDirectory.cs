@@ -66,6 +66,23 @@ public sealed class StateDirectory
 
     internal IEnumerable<string> CheckpointFiles(string domain) => ListXml(CheckpointDirectory(domain));
 
+    /// <summary>
+    /// Removes the temporary files of metadata writes that a kill cut short (<see cref="AtomicFile"/>)
+    /// from <c>domains/</c>, every <c>checkpoint/&lt;domain&gt;/</c> (including those of domains
+    /// no longer defined) and <c>jobs/</c>; nothing else. Returns the removed paths.
+    /// </summary>
+    internal IReadOnlyList<string> RemoveStrayTemporaryFiles()
+    {
+        var checkpoints = Path.Combine(Root, "checkpoint");
+        IEnumerable<string> directories = [DomainsDirectory, JobsDirectory];
+        if (Directory.Exists(checkpoints))
+        {
+            directories = directories.Concat(Directory.EnumerateDirectories(checkpoints).Order(StringComparer.Ordinal));
+        }
+
+        return [.. directories.SelectMany(AtomicFile.RemoveStrayTemporaryFiles)];
+    }
+
     internal void DeleteCheckpointDirectory(string domain)
     {
         var directory = CheckpointDirectory(domain);

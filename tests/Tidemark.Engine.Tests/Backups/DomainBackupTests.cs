@@ -111,6 +111,38 @@ public sealed class DomainBackupTests
         Assert.Equal(LibvirtErrorCode.NoDomainBackup, Assert.Throws<EngineException>(() => domain.GetBackupXml()).Code);
     }
 
+    [Theory]
+    [InlineData(true, "Read-only file system")]
+    [InlineData(false, "No space left on device")]
+    public async Task PushTargetThatCannotBeCreated_IsRefused_AndNothingChanged(bool readOnly, string cause)
+    {
+        await using var test = await TestHost.CreateAsync();
+        var vda = new TestDisk("vda");
+        var domain = await test.DefineAsync("t", Size, vda);
+        await domain.StartAsync(Ct);
+        await domain.Checkpoints.CreateAsync("<domaincheckpoint><name>c0</name></domaincheckpoint>", cancellationToken: Ct);
+        var directory = test.Directory.File("targets");
+        var target = Path.Combine(directory, "full.qcow2");
+        await using (readOnly ? await TmpfsMount.ReadOnlyAsync(directory) : await TmpfsMount.FullAsync(directory))
+        {
+            var error = await Assert.ThrowsAsync<BackupJobException>(() => domain.BeginBackupAsync(Push(target, incremental: null), "<domaincheckpoint><name>c1</name></domaincheckpoint>", cancellationToken: Ct));
+
+            Assert.Equal(LibvirtErrorCode.OperationFailed, error.Code);
+            Assert.Contains(cause, error.InnerException!.Message, StringComparison.Ordinal);
+            Assert.Equal($"operation failed: failed to create image file '{target}': {error.InnerException.Message}", error.Message);
+            Assert.False(File.Exists(target));
+        }
+
+        // No job, no checkpoint of the same instant, no record of files to remove.
+        Assert.Null(domain.Backup);
+        Assert.Equal(["c0"], await domain.Checkpoints.ListAsync(cancellationToken: Ct));
+        Assert.Equal("c0", domain.Checkpoints.CurrentName);
+        Assert.False(File.Exists(Path.Combine(test.StateRoot, "jobs", "t.files")));
+        Assert.False(File.Exists(Path.Combine(test.StateRoot, "checkpoint", "t", "c1.xml")));
+        await domain.DestroyAsync(Ct);
+        Assert.Equal(["c0"], await ImageBitmaps.NamesAsync(test.ImagePath("t", vda)));
+    }
+
     [Fact]
     public async Task Crash_DuringAJob_NextStartRemovesItsFiles_AndDestroyEndsARunningJob()
     {
