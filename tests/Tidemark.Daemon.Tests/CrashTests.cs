@@ -8,29 +8,38 @@ namespace Tidemark.Daemon.Tests;
 
 /// <summary>
 /// The daemon, in a child process (Tidemark.Daemon.CrashHost), is SIGKILLed at a random point
-/// while two NBD guests write and flush through a running domain's exports and a libvirt-python
-/// client drives it: nothing more, checkpoints in a loop, push backups in a loop (full and
-/// incremental, each with a checkpoint), or an incremental pull backup. Then the daemon is
-/// started again and judged by peers: stock virsh lists the same domain and the checkpoints
-/// the client saw created, both images pass <c>qemu-img check</c>, every flushed write reads
-/// back with qemu-io, the interrupted job's files are gone, and virsh's incremental backup from
-/// the latest checkpoint (its bitmap was IN_USE at the kill) is refused with libvirt's error.
+/// while two NBD guests write through a running domain's exports (each write flushed, or sent
+/// with NBD_CMD_FLAG_FUA and not flushed) and a libvirt-python client drives it: nothing
+/// more, checkpoints in a loop, push backups in a loop (full and incremental, each with a
+/// checkpoint), or an incremental pull backup. Then the daemon is started again and judged by
+/// peers: stock virsh lists the same domain and the checkpoints the client saw created, both
+/// images pass <c>qemu-img check</c>, every flushed or FUA-acknowledged write reads back with
+/// qemu-io (across the series some FUA write with no flush after it is judged), the
+/// interrupted job's files are gone, and virsh's incremental backup from the latest checkpoint (its bitmap was IN_USE at the kill) is refused with libvirt's error.
 /// </summary>
 /// <remarks>Seeded (<c>TIDEMARK_CRASH_SEED</c> overrides); a failure names the seed and the trial.</remarks>
 public sealed class CrashTests
 {
-    private const int TrialsPerScenario = 5;
+    private const int TrialsPerScenario = 8;
     private const long Size = 8 << 20;
     private const string Domain = "k";
     private static readonly string[] Scenarios = ["writes", "checkpoints", "push", "pull"];
     private static readonly string[] Disks = ["vda", "vdb"];
 
-    /// <summary>The client: defines and starts the domain with checkpoint c0, prints "ready", then runs the scenario.</summary>
+    /// <summary>The client: connects once the daemon listens, defines and starts the domain with checkpoint c0, prints "ready", then runs the scenario.</summary>
     private const string Client = """
         import sys, time, libvirt
 
         uri, domain_xml, scenario, work = sys.argv[1], open(sys.argv[2]).read(), sys.argv[3], sys.argv[4]
-        conn = libvirt.open(uri)
+        # Started beside the daemon, not after it: connect once it listens.
+        for _ in range(600):
+            try:
+                conn = libvirt.open(uri)
+                break
+            except libvirt.libvirtError:
+                time.sleep(0.05)
+        else:
+            sys.exit("no daemon at " + uri)
         dom = conn.defineXML(domain_xml)
         dom.create()
         dom.checkpointCreateXML("<domaincheckpoint><name>c0</name></domaincheckpoint>")
@@ -65,11 +74,22 @@ public sealed class CrashTests
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     [Fact]
-    public Task KilledDaemon_Restarted_VirshSeesTheSameState_FlushedWritesKept_BrokenBitmapRefused()
-        => CrashTrials.RunAsync(TrialsPerScenario, Scenarios, RunTrialAsync);
+    public async Task KilledDaemon_Restarted_VirshSeesTheSameState_FlushedAndFuaWritesKept_BrokenBitmapRefused()
+    {
+        var fuaOnly = 0;
+        await CrashTrials.RunAsync(TrialsPerScenario, Scenarios, async t =>
+        {
+            var (cut, judged) = await RunTrialAsync(t);
+            fuaOnly += judged;
+            return cut;
+        });
 
-    /// <summary>Runs one trial; true when the kill cut a backup job short.</summary>
-    private static async Task<bool> RunTrialAsync(CrashTrial trial)
+        // Some kill came after a FUA write and before any flush: FUA alone had to keep it.
+        Assert.True(fuaOnly > 0, "no trial judged a FUA write that no flush followed");
+    }
+
+    /// <summary>Runs one trial; true when the kill cut a backup job short, and how many judged writes only FUA made durable.</summary>
+    private static async Task<(bool Cut, int FuaOnly)> RunTrialAsync(CrashTrial trial)
     {
         var (scenario, killAfterMs, writeSeed) = (trial.Scenario, trial.Draw("kill after ms", 50, 500), trial.DrawSeed());
         using var directory = new TempDirectory("dk");
@@ -78,10 +98,15 @@ public sealed class CrashTests
         var uri = $"qemu+unix:///system?socket={socket}";
         var work = directory.File("work");
         Directory.CreateDirectory(work);
+
+        // The daemon and the client start while the images are made: process start-up is most
+        // of a trial's cost. The daemon is killed in the finally below (disposing twice is a no-op).
+        await using var daemon = FollowedProcess.Start("dotnet", [DaemonHost, state, socket]);
         var images = Disks.Select(d => directory.File($"{d}.qcow2")).ToArray();
-        foreach (var image in images)
+        await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", images[0], Size.ToString(CultureInfo.InvariantCulture));
+        foreach (var image in images.Skip(1))
         {
-            await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", image, Size.ToString(CultureInfo.InvariantCulture));
+            File.Copy(images[0], image);
         }
 
         var domainXml = directory.File("k.xml");
@@ -89,8 +114,7 @@ public sealed class CrashTests
         var script = directory.File("client.py");
         await File.WriteAllTextAsync(script, Client, Ct);
 
-        var writes = new FlushedWrites();
-        var daemon = await StartDaemonAsync(state, socket);
+        var writes = new FlushedWrites { FuaWrites = true };
         IReadOnlyList<string> reported;
         IReadOnlyList<string> done;
         await using (var client = FollowedProcess.Start("/usr/bin/python3", [script, uri, domainXml, scenario, work]))
@@ -99,6 +123,7 @@ public sealed class CrashTests
             Task[] writers = [];
             try
             {
+                await daemon.WaitForLineAsync("ready");
                 await client.WaitForLineAsync("ready");
                 var guest = Path.Combine(state, "run", Domain + ".sock");
                 writers = [.. Disks.Select((d, i) => Task.Run(() => writes.WriteAsync(c => ConnectAsync(guest, d, c), d, Size, new Random(writeSeed + i), stop.Token), Ct))];
@@ -134,9 +159,12 @@ public sealed class CrashTests
         Assert.All(recorded, f => Assert.False(File.Exists(f), $"{f} was left by the interrupted job"));
         var left = Directory.GetFileSystemEntries(work).Select(Path.GetFileName).Where(f => !done.Contains(f!.Split('-')[0])).ToList();
         Assert.True(recorded.Length > 0 || scenario == "pull" ? left.Count == 0 : left.Count is 0 or 2, $"unexpected files: {string.Join(", ", left)}");
-        Assert.Equal(Domain + "\n\n", await VirshAsync(uri, "list", "--all", "--name"));
-        Assert.Equal("shut off\n\n", await VirshAsync(uri, "domstate", Domain));
-        var listed = (await VirshAsync(uri, "checkpoint-list", Domain, "--name", "--topological")).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+
+        // One virsh for three commands: its output is theirs one after the other.
+        var shutOff = Domain + "\n\n" + "shut off\n\n";
+        var seen = await VirshAsync(uri, $"list --all --name; domstate {Domain}; checkpoint-list {Domain} --name --topological");
+        Assert.Equal(shutOff, seen[..Math.Min(shutOff.Length, seen.Length)]);
+        var listed = seen[shutOff.Length..].Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal(["c0", .. reported], listed.Take(reported.Count + 1));
         Assert.True(listed.Length <= reported.Count + 2, $"checkpoints nobody created: {string.Join(", ", listed)}");
 
@@ -148,7 +176,7 @@ public sealed class CrashTests
         Assert.Equal(1, refused.ExitCode);
         Assert.Equal($"error: checkpoint inconsistent: missing or broken bitmap '{last}' for disk 'vda'\n", refused.Stderr);
         Assert.False(File.Exists(Path.Combine(work, "refused-vda")));
-        return recorded.Length > 0;
+        return (recorded.Length > 0, writes.FuaOnlyJudged);
     }
 
     private static async Task<string> VirshAsync(string uri, params string[] arguments)
@@ -158,9 +186,11 @@ public sealed class CrashTests
         return r.Stdout;
     }
 
+    private static string DaemonHost => Path.Combine(AppContext.BaseDirectory, "Tidemark.Daemon.CrashHost.dll");
+
     private static async Task<FollowedProcess> StartDaemonAsync(string state, string socket)
     {
-        var daemon = FollowedProcess.Start("dotnet", [Path.Combine(AppContext.BaseDirectory, "Tidemark.Daemon.CrashHost.dll"), state, socket]);
+        var daemon = FollowedProcess.Start("dotnet", [DaemonHost, state, socket]);
         await daemon.WaitForLineAsync("ready");
         return daemon;
     }

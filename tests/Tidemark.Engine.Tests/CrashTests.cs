@@ -8,14 +8,16 @@ namespace Tidemark.Engine.Tests;
 
 /// <summary>
 /// A child process hosting the engine (Tidemark.Engine.CrashHost) is SIGKILLed at a random
-/// point while two NBD guests write and flush through its exports, in four scenarios: guest
-/// writes alone, checkpoint creation in a loop, push backups (full and incremental, each with a
-/// checkpoint) in a loop, and an incremental pull backup being read. Afterwards: both images
-/// pass <c>qemu-img check</c> (leaks allowed, no corruption), every write the guest saw
-/// flushed reads back (qemu-io), every checkpoint the child reported is in the reloaded
-/// metadata, every bitmap is reported broken (it was IN_USE or never stored) and an incremental
-/// from it is refused, and the next start removed what the interrupted job had created
-/// (targets, scratch files, the pull socket) while the targets of completed pushes remain.
+/// point while two NBD guests write through its exports (each write flushed, or sent with
+/// NBD_CMD_FLAG_FUA and not flushed), in four scenarios: guest writes alone, checkpoint
+/// creation in a loop, push backups (full and incremental, each with a checkpoint) in a loop,
+/// and an incremental pull backup being read. Afterwards: both images pass
+/// <c>qemu-img check</c> (leaks allowed, no corruption), every write the guest saw flushed or
+/// saw acknowledged with FUA reads back (qemu-io), and across the series some FUA write with no
+/// flush after it is judged; every checkpoint the child reported is in the reloaded metadata,
+/// every bitmap is reported broken (it was IN_USE or never stored) and an incremental from it
+/// is refused, and the next start removed what the interrupted job had created (targets,
+/// scratch files, the pull socket) while the targets of completed pushes remain.
 /// </summary>
 /// <remarks>
 /// The run is seeded (<c>TIDEMARK_CRASH_SEED</c> overrides the default) and every failure names
@@ -24,20 +26,33 @@ namespace Tidemark.Engine.Tests;
 /// </remarks>
 public sealed class CrashTests
 {
-    private const int TrialsPerScenario = 8;
     private const long Size = 16 << 20;
     private const string Domain = "k";
-    private static readonly string[] Scenarios = ["writes", "checkpoints", "push", "pull"];
+
+    // More push and pull trials: their kills land in a job at different stages. The class
+    // stays under ~90 s on two cores.
+    private static readonly (string, int)[] Scenarios = [("writes", 8), ("checkpoints", 8), ("push", 12), ("pull", 12)];
     private static readonly TestDisk[] Disks = [new("vda"), new("vdb")];
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     [Fact]
-    public Task KilledEngine_LeavesCleanImages_FlushedWrites_BrokenBitmapsRefused_NoLeftovers()
-        => CrashTrials.RunAsync(TrialsPerScenario, Scenarios, RunTrialAsync);
+    public async Task KilledEngine_LeavesCleanImages_FlushedAndFuaWrites_BrokenBitmapsRefused_NoLeftovers()
+    {
+        var fuaOnly = 0;
+        await CrashTrials.RunAsync(Scenarios, async t =>
+        {
+            var (cut, judged) = await RunTrialAsync(t);
+            fuaOnly += judged;
+            return cut;
+        });
 
-    /// <summary>Runs one trial; true when the kill cut a backup job short.</summary>
-    private static async Task<bool> RunTrialAsync(CrashTrial trial)
+        // Some kill came after a FUA write and before any flush: FUA alone had to keep it.
+        Assert.True(fuaOnly > 0, "no trial judged a FUA write that no flush followed");
+    }
+
+    /// <summary>Runs one trial; true when the kill cut a backup job short, and how many judged writes only FUA made durable.</summary>
+    private static async Task<(bool Cut, int FuaOnly)> RunTrialAsync(CrashTrial trial)
     {
         var scenario = trial.Scenario;
         var (pauseMs, killAfterMs, writeSeed) = (trial.Draw("pause ms", 5, 40), trial.Draw("kill after ms", 100, 600), trial.DrawSeed());
@@ -47,7 +62,7 @@ public sealed class CrashTests
         var work = test.Directory.File("work");
         Directory.CreateDirectory(work);
 
-        var writes = new FlushedWrites();
+        var writes = new FlushedWrites { FuaWrites = true };
         IReadOnlyList<string> reported;
         IReadOnlyList<string> done;
         await using (var child = StartChild(test, scenario, pauseMs, work))
@@ -120,7 +135,7 @@ public sealed class CrashTests
         var backup = await domain.BeginBackupAsync(PushXml(work, "again", "after"), null, cancellationToken: Ct);
         Assert.True((await backup.Completion.WaitAsync(TimeSpan.FromSeconds(60), Ct)).Success);
         await domain.DestroyAsync(Ct);
-        return recorded.Length > 0;
+        return (recorded.Length > 0, writes.FuaOnlyJudged);
     }
 
     private static FollowedProcess StartChild(TestHost test, string scenario, int pauseMs, string work)

@@ -3,7 +3,8 @@ using System.Globalization;
 namespace Tidemark.Testing;
 
 /// <summary>
-/// A seeded series of kill trials, the same number per scenario, run in turn. The default seed
+/// A seeded series of kill trials, a number per scenario, the scenarios taken in turn (one
+/// whose trials are used up drops out of the turn). The default seed
 /// is fixed (<c>TIDEMARK_CRASH_SEED</c> overrides it), every failure names the seed, the trial
 /// and the choices drawn for it, and a series with push trials fails unless some kill cut a
 /// push job short.
@@ -16,14 +17,24 @@ public static class CrashTrials
 
     /// <param name="run">Runs one trial; true when the kill cut short what the scenario is about (a backup job, a checkpoint creation).</param>
     /// <returns>How many trials' kills cut it short.</returns>
-    public static async Task<int> RunAsync(int trialsPerScenario, IReadOnlyList<string> scenarios, Func<CrashTrial, Task<bool>> run)
+    public static Task<int> RunAsync(int trialsPerScenario, IReadOnlyList<string> scenarios, Func<CrashTrial, Task<bool>> run)
+        => RunAsync([.. scenarios.Select(s => (s, trialsPerScenario))], run);
+
+    /// <param name="scenarios">Each scenario with its number of trials.</param>
+    /// <param name="run">Runs one trial; true when the kill cut short what the scenario is about (a backup job, a checkpoint creation).</param>
+    /// <returns>How many trials' kills cut it short.</returns>
+    public static async Task<int> RunAsync(IReadOnlyList<(string Scenario, int Trials)> scenarios, Func<CrashTrial, Task<bool>> run)
     {
         var seed = Environment.GetEnvironmentVariable("TIDEMARK_CRASH_SEED") is { Length: > 0 } s ? int.Parse(s, CultureInfo.InvariantCulture) : DefaultSeed;
         var random = new Random(seed);
         var (pushesCut, cut) = (0, 0);
-        for (var number = 0; number < trialsPerScenario * scenarios.Count; number++)
+
+        // Round by round, so with equal counts the order (and a seed's draws) is as it always was.
+        var order = Enumerable.Range(0, scenarios.Max(s => s.Trials))
+            .SelectMany(round => scenarios.Where(s => s.Trials > round).Select(s => s.Scenario)).ToList();
+        for (var number = 0; number < order.Count; number++)
         {
-            var trial = new CrashTrial(number, scenarios[number % scenarios.Count], random);
+            var trial = new CrashTrial(number, order[number], random);
             try
             {
                 var cutShort = await run(trial);
@@ -37,7 +48,7 @@ public static class CrashTrials
         }
 
         // The kills did land inside push jobs, not only between them.
-        Assert.True(pushesCut > 0 || !scenarios.Contains("push"), $"seed {seed}: no push trial was killed while a job ran");
+        Assert.True(pushesCut > 0 || !order.Contains("push"), $"seed {seed}: no push trial was killed while a job ran");
         return cut;
     }
 }
