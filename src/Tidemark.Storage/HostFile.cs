@@ -254,15 +254,16 @@ internal sealed class HostFile : IAsyncDisposable
 
     /// <summary>
     /// Writes <paramref name="data"/> at <paramref name="offset"/>. A write of at most
-    /// <see cref="InlineIoLimit"/> bytes is made on the calling thread (the page cache takes it
-    /// at once; ext4 refuses RWF_NOWAIT for buffered writes, so there is no asking first),
-    /// except into a file with <see cref="WriteBehind"/>, whose accounting may wait for the disk.
+    /// <see cref="InlineIoLimit"/> bytes is made on the calling thread: the page cache takes it
+    /// at once (ext4 refuses RWF_NOWAIT for buffered writes, so there is no asking first). With
+    /// <see cref="WriteBehind"/>, one such write in every few MiB also waits for the writeback of
+    /// a step that is already on its way to the disk, as a pool thread would.
     /// </summary>
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
         ThrowIfReadOnly();
 
-        return data.Length <= InlineIoLimit && _writeBehind is null
+        return data.Length <= InlineIoLimit
             ? WriteOnCallingThreadAsync(offset, data, cancellationToken)
             : WriteCountedAsync(offset, data, cancellationToken);
     }
