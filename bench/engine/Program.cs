@@ -608,7 +608,12 @@ namespace Tidemark.Bench.Engine
             ? string.Create(CultureInfo.InvariantCulture, $"{rates.Min / BlockSize:F0}–{rates.Max / BlockSize:F0}")
             : string.Create(CultureInfo.InvariantCulture, $"{rates.Min / 1048576:F0}–{rates.Max / 1048576:F0}");
 
-        public static FioPattern Random4K { get; } = new("random 4 KiB writes", "randwrite", 4096, 64L << 20, 257 * 4096);
+        /// <summary>
+        /// 256 MiB of random 4 KiB writes (65,536 requests, almost all to different blocks of a
+        /// 2 GiB disk): at Tidemark's 40,000 IOPS a 64 MiB job ended in under half a second, where
+        /// connecting and the first requests' compilation moved one round's figure by tens of percent.
+        /// </summary>
+        public static FioPattern Random4K { get; } = new("random 4 KiB writes", "randwrite", 4096, 256L << 20, 257 * 4096);
 
         public static FioPattern Sequential1M(long size) => new("sequential 1 MiB writes", "write", 1 << 20, Math.Min(512L << 20, size / 4), 1 << 20);
 

@@ -33,6 +33,9 @@ public enum EngineErrorReason
     /// <summary>"cannot undefine transient domain".</summary>
     TransientDomain,
 
+    /// <summary>"cannot both keep and delete nvram" (undefine with NVRAM and KEEP_NVRAM).</summary>
+    KeepAndDeleteNvram,
+
     /// <summary>A disk Tidemark cannot serve to the guest (a network or block source, an unknown format).</summary>
     UnsupportedDisk,
 
@@ -105,6 +108,7 @@ public static class EngineErrorReasons
         EngineErrorReason.DomainAlreadyRunning => LibvirtErrorCode.OperationInvalid,
         EngineErrorReason.InactiveDomainHasCheckpoints => LibvirtErrorCode.OperationInvalid,
         EngineErrorReason.TransientDomain => LibvirtErrorCode.OperationInvalid,
+        EngineErrorReason.KeepAndDeleteNvram => LibvirtErrorCode.OperationInvalid,
         EngineErrorReason.UnsupportedDisk => LibvirtErrorCode.ConfigUnsupported,
         EngineErrorReason.ImageLocked => LibvirtErrorCode.OperationFailed,
         EngineErrorReason.ImageFailed => LibvirtErrorCode.OperationFailed,

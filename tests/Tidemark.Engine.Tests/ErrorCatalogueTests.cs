@@ -46,7 +46,9 @@ public sealed class ErrorCatalogueTests
         await domain.Checkpoints.CreateAsync("<domaincheckpoint><name>c1</name></domaincheckpoint>", cancellationToken: Ct);
         await Expect(LibvirtErrorCode.OperationInvalid, "Requested operation is not valid: cannot delete inactive domain with 1 checkpoints", () => test.Host.UndefineAsync(domain, cancellationToken: Ct));
         Assert.True(File.Exists(Path.Combine(test.StateRoot, "domains", "e.xml")));
-        await Expect(LibvirtErrorCode.InvalidArg, "invalid argument: unsupported flags (0x20) in function qemuDomainUndefineFlags", () => test.Host.UndefineAsync(domain, (DomainUndefineFlags)0x20, Ct));
+        await Expect(LibvirtErrorCode.InvalidArg, "invalid argument: unsupported flags (0x80) in function qemuDomainUndefineFlags", () => test.Host.UndefineAsync(domain, (DomainUndefineFlags)0xe0, Ct));
+        await Expect(LibvirtErrorCode.OperationInvalid, "Requested operation is not valid: cannot both keep and delete nvram", () => test.Host.UndefineAsync(domain, DomainUndefineFlags.Nvram | DomainUndefineFlags.KeepNvram | DomainUndefineFlags.CheckpointsMetadata, Ct));
+        Assert.True(File.Exists(Path.Combine(test.StateRoot, "domains", "e.xml")));
 
         // A running domain undefined becomes transient, cannot be undefined again, and is gone once stopped.
         await domain.StartAsync(Ct);
@@ -56,6 +58,13 @@ public sealed class ErrorCatalogueTests
         await domain.DestroyAsync(Ct);
         Assert.Empty(test.Host.ListDomains());
         Assert.False(Directory.Exists(Path.Combine(test.StateRoot, "checkpoint", "e")));
+
+        // virt-manager's delete passes MANAGED_SAVE | KEEP_NVRAM | KEEP_TPM (0x49), which libvirt
+        // 9.0 accepts (the TPM flags are libvirt 8.9's).
+        var other = await test.Host.DefineAsync(test.DomainXml("g", new TestDisk("vda")), Ct);
+        await test.Host.UndefineAsync(other, (DomainUndefineFlags)0x49, Ct);
+        Assert.Empty(test.Host.ListDomains());
+        Assert.False(File.Exists(Path.Combine(test.StateRoot, "domains", "g.xml")));
     }
 
     [Fact]

@@ -194,8 +194,15 @@ public sealed class DomainHost : IAsyncDisposable
 
         Flags.Check(
             flags,
-            DomainUndefineFlags.ManagedSave | DomainUndefineFlags.SnapshotsMetadata | DomainUndefineFlags.Nvram | DomainUndefineFlags.KeepNvram | DomainUndefineFlags.CheckpointsMetadata,
+            DomainUndefineFlags.ManagedSave | DomainUndefineFlags.SnapshotsMetadata | DomainUndefineFlags.Nvram | DomainUndefineFlags.KeepNvram
+                | DomainUndefineFlags.CheckpointsMetadata | DomainUndefineFlags.Tpm | DomainUndefineFlags.KeepTpm,
             "qemuDomainUndefineFlags");
+        if (flags.HasFlag(DomainUndefineFlags.Nvram) && flags.HasFlag(DomainUndefineFlags.KeepNvram))
+        {
+            // qemuDomainUndefineFlags checks this pair itself, after the flags.
+            throw new EngineException(EngineErrorReason.KeepAndDeleteNvram, "cannot both keep and delete nvram");
+        }
+
         return domain.UndefineAsync(flags, cancellationToken);
     }
 

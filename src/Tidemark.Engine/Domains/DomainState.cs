@@ -30,4 +30,10 @@ public enum DomainUndefineFlags
 
     /// <summary><c>CHECKPOINTS_METADATA</c>: drop the checkpoint metadata of an inactive domain (the bitmaps stay in the images).</summary>
     CheckpointsMetadata = 1 << 4,
+
+    /// <summary><c>TPM</c> (libvirt 8.9): no TPM state is managed.</summary>
+    Tpm = 1 << 5,
+
+    /// <summary><c>KEEP_TPM</c> (libvirt 8.9): no TPM state is managed. virt-manager and many scripts pass it with KEEP_NVRAM.</summary>
+    KeepTpm = 1 << 6,
 }
