@@ -207,7 +207,7 @@ public sealed class NbdCommandTests
             File.Copy(dir.File($"{name}.pem"), Path.Combine(target, $"{name}.pem"));
         }
 
-        var port = FreePort();
+        var port = LoopbackPort.Free();
         await using var serve = await CliProcess.StartAsync("nbd", "serve", "-r", "-t", "-x", "vda", "-b", "127.0.0.1", "-p", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--tls-creds", server, image);
         await WaitForPortAsync(port);
 
@@ -221,13 +221,6 @@ public sealed class NbdCommandTests
         Assert.Contains("not permitted before TLS", error, StringComparison.Ordinal);
 
         Assert.Equal(0, (await serve.StopAsync()).ExitCode);
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        listener.Start();
-        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     private static async Task WaitForPortAsync(int port)

@@ -124,26 +124,5 @@ public sealed class GuestWriteTests
         Assert.False(File.Exists(Path.Combine(test.StateRoot, "checkpoint", "o", "off1.xml")));
     }
 
-    private static List<DirtyRun> Dirty(params (long Offset, long Length)[] runs)
-    {
-        var all = new List<DirtyRun>();
-        long at = 0;
-        foreach (var (offset, length) in runs)
-        {
-            if (offset > at)
-            {
-                all.Add(new DirtyRun(at, offset - at, false));
-            }
-
-            all.Add(new DirtyRun(offset, length, true));
-            at = offset + length;
-        }
-
-        if (at < Size)
-        {
-            all.Add(new DirtyRun(at, Size - at, false));
-        }
-
-        return QemuNbdExport.Coalesce(all);
-    }
+    private static List<DirtyRun> Dirty(params (long Offset, long Length)[] runs) => QemuNbdExport.Covering(Size, runs);
 }

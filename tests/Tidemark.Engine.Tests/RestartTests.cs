@@ -16,20 +16,6 @@ public sealed class RestartTests
 {
     private const long Size = 8 << 20;
 
-    // What libvirt writes above a checkpoint's metadata: virXMLEmitWarning (src/util/virxml.c)
-    // as qemuCheckpointWriteMetadata calls it, with command "checkpoint-edit" and no name
-    // (src/qemu/qemu_checkpoint.c). Copied from libvirt, not from the engine.
-    private const string LibvirtEditWarning = """
-        <!--
-        WARNING: THIS IS AN AUTO-GENERATED FILE. CHANGES TO IT ARE LIKELY TO BE
-        OVERWRITTEN AND LOST. Changes to this xml configuration should be made using:
-          virsh checkpoint-edit
-        or other application using the libvirt API.
-        -->
-
-
-        """;
-
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     [Fact]
@@ -53,7 +39,7 @@ public sealed class RestartTests
         Assert.Equal(domainXml, domain.GetXml());
         Assert.Equal(["c1", "c2"], await domain.Checkpoints.ListAsync(CheckpointListFlags.Topological, Ct));
         Assert.Equal(xml, await domain.Checkpoints.GetXmlAsync("c2", CheckpointFormatFlags.Secure, Ct));
-        Assert.Equal(LibvirtEditWarning + xml, await File.ReadAllTextAsync(Path.Combine(test.StateRoot, "checkpoint", "r", "c2.xml"), Ct));
+        Assert.Equal(LibvirtCheckpointFile.EditWarning + xml, await File.ReadAllTextAsync(Path.Combine(test.StateRoot, "checkpoint", "r", "c2.xml"), Ct));
 
         // One unbranched chain: its leaf is current again, and the bitmaps stored at stop are valid.
         Assert.Equal("c2", domain.Checkpoints.CurrentName);
@@ -97,12 +83,12 @@ public sealed class RestartTests
             Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(file));
         }
 
-        Assert.Equal(LibvirtEditWarning + xml, await File.ReadAllTextAsync(file, Ct));
+        Assert.Equal(LibvirtCheckpointFile.EditWarning + xml, await File.ReadAllTextAsync(file, Ct));
         Assert.Contains("<domain type='kvm'>", xml, StringComparison.Ordinal);
 
         // A file laid out as libvirt writes it, which the engine did not write, loads as the
         // checkpoint it describes.
-        await File.WriteAllTextAsync(Path.Combine(test.StateRoot, "checkpoint", "w", "c2.xml"), LibvirtEditWarning + xml.Replace("<name>c1</name>", "<name>c2</name>", StringComparison.Ordinal).Replace("<description>first</description>", "<parent>\n    <name>c1</name>\n  </parent>", StringComparison.Ordinal), Ct);
+        await File.WriteAllTextAsync(Path.Combine(test.StateRoot, "checkpoint", "w", "c2.xml"), LibvirtCheckpointFile.EditWarning + xml.Replace("<name>c1</name>", "<name>c2</name>", StringComparison.Ordinal).Replace("<description>first</description>", "<parent>\n    <name>c1</name>\n  </parent>", StringComparison.Ordinal), Ct);
         await test.RestartAsync();
         domain = test.Host.LookupByName("w");
         Assert.Equal(["c1", "c2"], await domain.Checkpoints.ListAsync(CheckpointListFlags.Topological, Ct));

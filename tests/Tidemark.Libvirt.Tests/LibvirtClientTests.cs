@@ -22,18 +22,6 @@ public sealed class LibvirtClientTests(PrivateLibvirtdFixture fixture) : IClassF
     // virDomainCheckpointXMLFlags VIR_DOMAIN_CHECKPOINT_XML_SECURE.
     private const uint CheckpointXmlSecure = 1 << 0;
 
-    // The comment libvirt's virXMLSaveFile puts above each checkpoint's metadata file.
-    private const string EditWarning = """
-        <!--
-        WARNING: THIS IS AN AUTO-GENERATED FILE. CHANGES TO IT ARE LIKELY TO BE
-        OVERWRITTEN AND LOST. Changes to this xml configuration should be made using:
-          virsh checkpoint-edit
-        or other application using the libvirt API.
-        -->
-
-
-        """;
-
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     [Fact]
@@ -196,7 +184,7 @@ public sealed class LibvirtClientTests(PrivateLibvirtdFixture fixture) : IClassF
                 Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(file));
             }
 
-            Assert.Equal(EditWarning + await client.GetCheckpointXmlAsync(checkpoint, CheckpointXmlSecure, Ct), await File.ReadAllTextAsync(file, Ct));
+            Assert.Equal(LibvirtCheckpointFile.EditWarning + await client.GetCheckpointXmlAsync(checkpoint, CheckpointXmlSecure, Ct), await File.ReadAllTextAsync(file, Ct));
         }
 
         // The same files, in an engine state directory beside libvirt's inactive domain

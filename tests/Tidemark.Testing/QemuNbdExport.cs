@@ -101,6 +101,30 @@ public sealed class QemuNbdExport : IAsyncDisposable
         return Coalesce(extents);
     }
 
+    /// <summary>A whole disk of <paramref name="size"/> bytes as runs: <paramref name="dirty"/> dirty, the rest clean, joined as <see cref="Coalesce"/> joins them.</summary>
+    public static List<DirtyRun> Covering(long size, params (long Offset, long Length)[] dirty)
+    {
+        var all = new List<DirtyRun>();
+        long at = 0;
+        foreach (var (offset, length) in dirty.OrderBy(r => r.Offset))
+        {
+            if (offset > at)
+            {
+                all.Add(new DirtyRun(at, offset - at, false));
+            }
+
+            all.Add(new DirtyRun(offset, length, true));
+            at = offset + length;
+        }
+
+        if (at < size)
+        {
+            all.Add(new DirtyRun(at, size - at, false));
+        }
+
+        return Coalesce(all);
+    }
+
     /// <summary>Joins adjacent extents of the same state, so two producers that split runs differently compare equal.</summary>
     public static List<DirtyRun> Coalesce(IEnumerable<DirtyRun> extents)
     {

@@ -173,7 +173,7 @@ public sealed class DomainBackupChainTests
         var image = test.ImagePath("t", vda);
         await Guest.RunAsync(domain.Running!.SocketPath, "vda", "write -P 0x91 0 1M", "write -P 0x92 5M 64k");
         var instant = await CaptureAsync(test, image, "i.raw");
-        var port = FreeTcpPort();
+        var port = (ushort)LoopbackPort.Free();
         var scratch = test.Directory.File("scratch.qcow2");
         var backup = await domain.BeginBackupAsync($"""
             <domainbackup mode='pull'>
@@ -293,35 +293,5 @@ public sealed class DomainBackupChainTests
     private static long Bytes((long Offset, long Length)[] runs) => runs.Sum(r => r.Length);
 
     /// <summary>The whole disk as dirty runs: the given ones dirty, the rest clean.</summary>
-    private static List<DirtyRun> Runs(params (long Offset, long Length)[] dirty)
-    {
-        var all = new List<DirtyRun>();
-        long at = 0;
-        foreach (var (offset, length) in dirty.OrderBy(r => r.Offset))
-        {
-            if (offset > at)
-            {
-                all.Add(new DirtyRun(at, offset - at, false));
-            }
-
-            all.Add(new DirtyRun(offset, length, true));
-            at = offset + length;
-        }
-
-        if (at < Size)
-        {
-            all.Add(new DirtyRun(at, Size - at, false));
-        }
-
-        return QemuNbdExport.Coalesce(all);
-    }
-
-    private static ushort FreeTcpPort()
-    {
-        var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        listener.Start();
-        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return (ushort)port;
-    }
+    private static List<DirtyRun> Runs(params (long Offset, long Length)[] dirty) => QemuNbdExport.Covering(Size, dirty);
 }

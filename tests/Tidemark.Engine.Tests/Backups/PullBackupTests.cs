@@ -121,7 +121,7 @@ public sealed class PullBackupTests
         await using var disk = await RunningDisk.StartAsync(dir, DiskKind.Qcow2);
         await disk.Guest.PauseAsync();
         var instant = await disk.CaptureAsync(dir, "instant.raw");
-        var port = FreeTcpPort();
+        var port = (ushort)LoopbackPort.Free();
         var backup = BackupDefaults.Apply(new BackupDefinition(BackupMode.Pull, null, new BackupServer(ServerTransport.Tcp, Name: "localhost", Port: port, Tls: true), [new BackupDisk("vda", Backup: true, Mode: BackupDiskMode.Full, Store: BackupStore.At(StoreType.File, dir.File("scratch.qcow2")))]));
         await using var job = await BackupJob.PrepareAsync(backup, [disk.Source()], new BackupJobOptions { TlsDirectory = pki.ServerDirectory }, Token);
         disk.Guest.Interceptor = job.InterceptorFor("vda");
@@ -137,15 +137,6 @@ public sealed class PullBackupTests
 
         var info = await job.AbortAsync().WaitAsync(JobTimeout, Token);
         Assert.Equal(BackupJobPhase.Completed, info.Phase);
-    }
-
-    private static ushort FreeTcpPort()
-    {
-        var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        listener.Start();
-        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return (ushort)port;
     }
 
     internal readonly record struct MapEntry(long Offset, long Length, int Type);

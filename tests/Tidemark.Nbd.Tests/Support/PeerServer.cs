@@ -34,7 +34,7 @@ public sealed class PeerServer : IAsyncDisposable
     /// <summary>Starts qemu-nbd on 127.0.0.1 with a free port.</summary>
     public static Task<PeerServer> QemuNbdTcpAsync(params string[] arguments)
     {
-        var port = FreePort();
+        var port = LoopbackPort.Free();
         return StartAsync("qemu-nbd", ["-b", "127.0.0.1", "-p", port.ToString(System.Globalization.CultureInfo.InvariantCulture), .. arguments], null, port);
     }
 
@@ -82,13 +82,6 @@ public sealed class PeerServer : IAsyncDisposable
 
             await Task.Delay(50);
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        listener.Start();
-        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     // The socket file appears at bind(), before listen(): only a connection proves readiness.
