@@ -4,6 +4,7 @@ using Tidemark.Engine.Checkpoints;
 using Tidemark.Engine.Disks;
 using Tidemark.Formats.Backups;
 using Tidemark.Formats.Checkpoints;
+using Tidemark.Storage;
 
 namespace Tidemark.Engine.Domains;
 
@@ -45,6 +46,12 @@ public sealed partial class Domain
     /// </summary>
     private void ResetStoreIndex(RunningDomain running)
         => _lastStoreIndex = (uint)running.Disks.Sum(d => BitmapChain.Layers(d.LiveImage).Count);
+
+    /// <summary>
+    /// Wraps each store the next jobs open (<see cref="BackupJobOptions.StoreWrapper"/>): a seam
+    /// for tests that hold or fail a running job's writes; production leaves it null.
+    /// </summary>
+    internal Func<IBlockImage, IBlockImage>? BackupStoreWrapper { get; set; }
 
     /// <summary>The running backup job, or null.</summary>
     public DomainBackup? Backup
@@ -137,6 +144,7 @@ public sealed partial class Domain
                 OnCreatingFile = async (path, ct) => await record.AddAsync(path, ct).ConfigureAwait(false),
                 TimeProvider = Clock,
                 LoggerFactory = _host.LoggerFactory,
+                StoreWrapper = BackupStoreWrapper,
             }, cancellationToken).ConfigureAwait(false);
             foreach (var disk in selected)
             {

@@ -3,6 +3,7 @@ using Tidemark.Engine.Domains;
 using Tidemark.Engine.Tests.Backups.Support;
 using Tidemark.Engine.Tests.Support;
 using Tidemark.Formats;
+using Tidemark.Formats.Backups;
 using Tidemark.Formats.Checkpoints;
 using Tidemark.Testing;
 
@@ -203,6 +204,69 @@ public sealed class DomainBackupTests
         await Documents.AssertCleanAsync(target);
         await Peer.RunCheckedAsync("qemu-img", "rebase", "-u", "-b", checkpoint, "-F", "raw", target);
         await Documents.AssertSameContentAsync(target, "qcow2", instant);
+    }
+
+    [Fact]
+    public async Task PushAbortedWhileCopying_EndsCancelled_RemovesItsTarget_KeepsTheCheckpointAndTheDisk()
+    {
+        await using var test = await TestHost.CreateAsync();
+        var vda = new TestDisk("vda");
+        var domain = await test.DefineAsync("a", Size, vda);
+        await domain.StartAsync(Ct);
+        var socket = domain.Running!.SocketPath;
+        var image = test.ImagePath("a", vda);
+        await Guest.RunAsync(socket, "vda", "write -P 0x41 0 1M", "write -P 0x42 8M 2M");
+        var instant = await CaptureAsync(test, image, "i.raw");
+
+        // Every write into the target waits at the gate, so the abort lands while the copy runs.
+        GatedImage? gate = null;
+        domain.BackupStoreWrapper = store => gate = new GatedImage(store);
+        var target = test.Directory.File("full.qcow2");
+        var backup = await domain.BeginBackupAsync(Push(target, incremental: null), "<domaincheckpoint><name>c1</name></domaincheckpoint>", cancellationToken: Ct);
+        await gate!.FirstArrival.WaitAsync(JobTimeout, Ct);
+
+        var running = backup.Job.Info;
+        Assert.Equal(BackupJobPhase.Running, running.Phase);
+        Assert.Equal(3 << 20, running.BytesTotal);
+        Assert.True(running.BytesProcessed < running.BytesTotal);
+        Assert.True(File.Exists(target));
+
+        domain.AbortBackup();
+        var info = await backup.Completion.WaitAsync(JobTimeout, Ct);
+
+        // An aborted push ends CANCELED, not COMPLETED as an aborted pull does, and the target
+        // libvirt created is deleted (spec §6.10, §6.11; qemuBackupJobTerminate).
+        Assert.Equal(BackupJobPhase.Cancelled, info.Phase);
+        Assert.False(info.Success);
+        Assert.Null(info.ErrorMessage);
+        Assert.Equal(BackupDiskState.Cancelled, backup.Job.Definition.Disks.Single(d => d.Name == "vda").State);
+        Assert.Equal(0, gate.Written);
+        Assert.False(File.Exists(target));
+        Assert.False(File.Exists(Path.Combine(test.StateRoot, "jobs", "a.files")));
+        Assert.Null(domain.Backup);
+        Assert.Null(domain.Running.DiskByTarget("vda")!.Guest.Interceptor);
+        var completed = domain.TakeCompletedBackupInfo(keep: false);
+        Assert.Equal(BackupJobPhase.Cancelled, completed!.Phase);
+        Assert.False(completed.Success);
+
+        // The checkpoint was finalized when the job began (spec §6.7 step 14); the abort does
+        // not roll it back.
+        Assert.Equal(["c1"], await domain.Checkpoints.ListAsync(cancellationToken: Ct));
+        Assert.Equal("c1", domain.Checkpoints.CurrentName);
+
+        // The guest's data is untouched, and the next job begins and copies the same content.
+        await Guest.RunAsync(socket, "vda", "read -P 0x41 0 1M", "read -P 0x42 8M 2M");
+        domain.BackupStoreWrapper = null;
+        var again = test.Directory.File("again.qcow2");
+        var second = await domain.BeginBackupAsync(Push(again, incremental: null), null, cancellationToken: Ct);
+        Assert.Equal(BackupJobPhase.Completed, (await second.Completion.WaitAsync(JobTimeout, Ct)).Phase);
+        await Documents.AssertCleanAsync(again);
+        await Documents.AssertSameContentAsync(again, "qcow2", instant);
+
+        await domain.DestroyAsync(Ct);
+        await Peer.RunCheckedAsync("qemu-img", "check", image);
+        await Documents.AssertSameContentAsync(image, "qcow2", instant);
+        Assert.Equal(["c1"], await ImageBitmaps.NamesAsync(image));
     }
 
     private static string Push(string target, string? incremental)

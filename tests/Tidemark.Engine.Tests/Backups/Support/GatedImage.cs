@@ -10,6 +10,7 @@ namespace Tidemark.Engine.Tests.Backups.Support;
 internal sealed class GatedImage(IBlockImage inner) : IBlockImage
 {
     private readonly TaskCompletionSource _gate = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _firstArrival = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _arrived;
     private int _written;
 
@@ -18,6 +19,9 @@ internal sealed class GatedImage(IBlockImage inner) : IBlockImage
 
     /// <summary>Writes that have reached the gate.</summary>
     public int Arrived => Volatile.Read(ref _arrived);
+
+    /// <summary>Completes when the first write reaches the gate.</summary>
+    public Task FirstArrival => _firstArrival.Task;
 
     /// <summary>Writes that have passed the gate and reached the inner image.</summary>
     public int Written => Volatile.Read(ref _written);
@@ -35,6 +39,7 @@ internal sealed class GatedImage(IBlockImage inner) : IBlockImage
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
     {
         Interlocked.Increment(ref _arrived);
+        _firstArrival.TrySetResult();
         await _gate.Task.WaitAsync(cancellationToken);
         if (Failing)
         {
