@@ -299,7 +299,7 @@ public sealed partial class DomainCheckpoints
             // file moved between libvirt and Tidemark reads the same on both sides.
             await AtomicFile.WriteAsync(
                 _domain.Store.CheckpointFile(_domain.Name, definition.Name!),
-                EditWarning.For(EditWarning.CheckpointEdit) + CheckpointFormatter.Format(definition, CheckpointFormatFlags.Secure),
+                EditWarning.Checkpoint + CheckpointFormatter.Format(definition, CheckpointFormatFlags.Secure),
                 cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

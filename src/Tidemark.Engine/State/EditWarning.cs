@@ -12,21 +12,12 @@ namespace Tidemark.Engine.State;
 /// </remarks>
 internal static class EditWarning
 {
-    /// <summary>The command libvirt names in checkpoint metadata files.</summary>
-    public const string CheckpointEdit = "checkpoint-edit";
-
-    private const string Prologue =
+    /// <summary>The comment above checkpoint metadata: command "checkpoint-edit", no name.</summary>
+    public const string Checkpoint =
         "<!--\n" +
         "WARNING: THIS IS AN AUTO-GENERATED FILE. CHANGES TO IT ARE LIKELY TO BE\n" +
         "OVERWRITTEN AND LOST. Changes to this xml configuration should be made using:\n" +
-        "  virsh ";
-
-    private const string Epilogue =
-        "\n" +
+        "  virsh checkpoint-edit\n" +
         "or other application using the libvirt API.\n" +
         "-->\n\n";
-
-    /// <summary>The comment for <paramref name="command"/>, followed by <paramref name="name"/> when given.</summary>
-    public static string For(string command, string? name = null)
-        => name is null ? Prologue + command + Epilogue : Prologue + command + " " + name + Epilogue;
 }

@@ -41,9 +41,9 @@ public sealed class DomainBackupChainTests
 
         // Incremental from c1, c2 in the same instant; the guest rewrites the dirty clusters
         // (and others) as soon as the job runs: copy-before-write keeps the instant's bytes.
-        var instant2 = await CaptureAsync(test, chain.Top, "i2.raw");
+        var instant2 = await DomainBackupTests.CaptureAsync(test, chain.Top, "i2.raw");
         var inc1 = test.Directory.File("inc1.qcow2");
-        var backup = await chain.Domain.BeginBackupAsync(Push(inc1, "qcow2", "c1"), "<domaincheckpoint><name>c2</name></domaincheckpoint>", cancellationToken: Ct);
+        var backup = await chain.Domain.BeginBackupAsync(DomainBackupTests.Push(inc1, "c1", "qcow2"), "<domaincheckpoint><name>c2</name></domaincheckpoint>", cancellationToken: Ct);
         await Guest.RunAsync(chain.Socket, "vda", "write -P 0x41 1M 64k", "write -P 0x42 3M 128k", "write -P 0x43 0 64k", "write -P 0x44 1540k 4k");
         var info = await backup.Completion.WaitAsync(JobTimeout, Ct);
 
@@ -67,9 +67,9 @@ public sealed class DomainBackupChainTests
         // c2 lives in the overlay only; the next incremental holds what the guest wrote during
         // the first job and after it, and the whole chain is the disk at c3.
         await Guest.RunAsync(chain.Socket, "vda", "write -P 0x51 2M 64k");
-        var instant3 = await CaptureAsync(test, chain.Top, "i3.raw");
+        var instant3 = await DomainBackupTests.CaptureAsync(test, chain.Top, "i3.raw");
         var inc2 = test.Directory.File("inc2.qcow2");
-        backup = await chain.Domain.BeginBackupAsync(Push(inc2, "qcow2", "c2"), "<domaincheckpoint><name>c3</name></domaincheckpoint>", cancellationToken: Ct);
+        backup = await chain.Domain.BeginBackupAsync(DomainBackupTests.Push(inc2, "c2", "qcow2"), "<domaincheckpoint><name>c3</name></domaincheckpoint>", cancellationToken: Ct);
         await Guest.RunAsync(chain.Socket, "vda", "write -P 0x61 0 4M");
         info = await backup.Completion.WaitAsync(JobTimeout, Ct);
 
@@ -88,7 +88,7 @@ public sealed class DomainBackupChainTests
     {
         await using var test = await TestHost.CreateAsync();
         var chain = await ChainAsync(test);
-        var instant = await CaptureAsync(test, chain.Top, "i.raw");
+        var instant = await DomainBackupTests.CaptureAsync(test, chain.Top, "i.raw");
         var socket = test.Directory.File("pull.sock");
         var scratch = test.Directory.File("scratch.qcow2");
         var backup = await chain.Domain.BeginBackupAsync($"""
@@ -130,9 +130,9 @@ public sealed class DomainBackupChainTests
     {
         await using var test = await TestHost.CreateAsync();
         var chain = await ChainAsync(test);
-        var instant = await CaptureAsync(test, chain.Top, "i.raw");
+        var instant = await DomainBackupTests.CaptureAsync(test, chain.Top, "i.raw");
         var target = test.Directory.File("inc.raw");
-        var backup = await chain.Domain.BeginBackupAsync(Push(target, "raw", "c1"), null, cancellationToken: Ct);
+        var backup = await chain.Domain.BeginBackupAsync(DomainBackupTests.Push(target, "c1", "raw"), null, cancellationToken: Ct);
         await Guest.RunAsync(chain.Socket, "vda", "write -P 0x81 1M 2M", "write -P 0x82 6M 64k");
         var info = await backup.Completion.WaitAsync(JobTimeout, Ct);
 
@@ -172,7 +172,7 @@ public sealed class DomainBackupChainTests
         await domain.StartAsync(Ct);
         var image = test.ImagePath("t", vda);
         await Guest.RunAsync(domain.Running!.SocketPath, "vda", "write -P 0x91 0 1M", "write -P 0x92 5M 64k");
-        var instant = await CaptureAsync(test, image, "i.raw");
+        var instant = await DomainBackupTests.CaptureAsync(test, image, "i.raw");
         var port = (ushort)LoopbackPort.Free();
         var scratch = test.Directory.File("scratch.qcow2");
         var backup = await domain.BeginBackupAsync($"""
@@ -251,7 +251,7 @@ public sealed class DomainBackupChainTests
 
         // A full backup with c1 at its instant: the chain's first backup.
         var full = test.Directory.File("full.qcow2");
-        var backup = await domain.BeginBackupAsync(Push(full, "qcow2", null), "<domaincheckpoint><name>c1</name></domaincheckpoint>", cancellationToken: Ct);
+        var backup = await domain.BeginBackupAsync(DomainBackupTests.Push(full, null, "qcow2"), "<domaincheckpoint><name>c1</name></domaincheckpoint>", cancellationToken: Ct);
         Assert.Equal(BackupJobPhase.Completed, (await backup.Completion.WaitAsync(JobTimeout, Ct)).Phase);
         await Guest.RunAsync(domain.Running.SocketPath, "vda", "write -P 0x21 1M 64k", "write -P 0x22 3M 128k");
         await domain.DestroyAsync(Ct);
@@ -267,20 +267,6 @@ public sealed class DomainBackupChainTests
         var socket = domain.Running!.SocketPath;
         await Guest.RunAsync(socket, "vda", "write -P 0x31 3M 64k", "write -P 0x32 6M 64k", "write -P 0x33 1536k 4k");
         return new Chain(domain, socket, basePath, top, full);
-    }
-
-    private static string Push(string target, string format, string? incremental)
-        => $"""
-            <domainbackup mode='push'>{(incremental is null ? "" : $"<incremental>{incremental}</incremental>")}
-              <disks><disk name='vda' type='file'><target file='{target}'/><driver type='{format}'/></disk></disks>
-            </domainbackup>
-            """;
-
-    private static async Task<string> CaptureAsync(TestHost test, string image, string name)
-    {
-        var copy = test.Directory.File(name);
-        await Peer.RunCheckedAsync("qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", image, copy);
-        return copy;
     }
 
     /// <summary>The clusters a qcow2 image holds itself (depth 0 in qemu-img map), as dirty runs over the whole disk.</summary>

@@ -269,14 +269,16 @@ public sealed class DomainBackupTests
         Assert.Equal(["c1"], await ImageBitmaps.NamesAsync(image));
     }
 
-    private static string Push(string target, string? incremental)
+    /// <summary>A push backup of vda into <paramref name="target"/>, full or incremental since <paramref name="incremental"/>.</summary>
+    internal static string Push(string target, string? incremental, string format = "qcow2")
         => $"""
             <domainbackup mode='push'>{(incremental is null ? "" : $"<incremental>{incremental}</incremental>")}
-              <disks><disk name='vda' type='file'><target file='{target}'/><driver type='qcow2'/></disk></disks>
+              <disks><disk name='vda' type='file'><target file='{target}'/><driver type='{format}'/></disk></disks>
             </domainbackup>
             """;
 
-    private static async Task<string> CaptureAsync(TestHost test, string image, string name)
+    /// <summary>A raw copy of a qcow2 image as it is now (read without its lock, while a domain runs).</summary>
+    internal static async Task<string> CaptureAsync(TestHost test, string image, string name)
     {
         var copy = test.Directory.File(name);
         await Peer.RunCheckedAsync("qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", image, copy);
