@@ -96,6 +96,34 @@ public sealed class RestartTests
         Assert.Equal("c1", await domain.Checkpoints.GetParentAsync("c2", Ct));
     }
 
+    [Theory]
+    [InlineData("w", true)]
+    [InlineData("vm.example-1_2", true)]
+    [InlineData("has space", false)]
+    [InlineData("a--b", false)]
+    [InlineData("semi;colon", false)]
+    public async Task DomainFile_AsLibvirtWritesIt_Mode0600_EditWarningNamingTheDomainOrItsUuid_AndReadBack(string name, bool shellSafe)
+    {
+        await using var test = await TestHost.CreateAsync();
+        var domain = await test.DefineAsync(name, Size, new TestDisk("vda"));
+        var file = Path.Combine(test.StateRoot, "domains", name + ".xml");
+
+        // virDomainDefSaveXML: virXMLSaveFile with the name when a shell would take it as one
+        // word, else the UUID (virXMLPickShellSafeComment).
+        if (!OperatingSystem.IsWindows())
+        {
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(file));
+        }
+
+        var text = await File.ReadAllTextAsync(file, Ct);
+        var warning = LibvirtDomainFile.EditWarning(shellSafe ? name : domain.Uuid.ToString("D"));
+        Assert.StartsWith(warning, text, StringComparison.Ordinal);
+        Assert.StartsWith("<domain type='kvm'>", text[warning.Length..], StringComparison.Ordinal);
+
+        await test.RestartAsync();
+        Assert.Equal(domain.Uuid, test.Host.LookupByName(name).Uuid);
+    }
+
     [Fact]
     public async Task StrayTemporaryFiles_OfMetadataWrites_AreRemovedAtStart_AndNothingElse()
     {

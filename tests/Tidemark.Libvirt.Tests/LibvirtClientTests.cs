@@ -164,7 +164,8 @@ public sealed class LibvirtClientTests(PrivateLibvirtdFixture fixture) : IClassF
     }
 
     [Fact]
-    public async Task CheckpointMetadataFiles_Mode0600_EditWarningThenSecureXml_LoadIntoTheEngine()
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public async Task CheckpointAndDomainFiles_Mode0600_EditWarningThenXml_LoadIntoTheEngine_WhichWritesTheSame()
     {
         var libvirtd = await fixture.GetAsync();
         var name = libvirtd.NewDomainName("md");
@@ -179,19 +180,23 @@ public sealed class LibvirtClientTests(PrivateLibvirtdFixture fixture) : IClassF
         foreach (var checkpoint in new[] { c1, c2 })
         {
             var file = Path.Combine(directory, checkpoint.Name + ".xml");
-            if (!OperatingSystem.IsWindows())
-            {
-                Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(file));
-            }
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(file));
 
             Assert.Equal(LibvirtCheckpointFile.EditWarning + await client.GetCheckpointXmlAsync(checkpoint, CheckpointXmlSecure, Ct), await File.ReadAllTextAsync(file, Ct));
         }
 
-        // The same files, in an engine state directory beside libvirt's inactive domain
-        // definition, load as the same tree.
+        // libvirtd's own definition file (virDomainDefSaveXML, mode 0600 and the edit warning
+        // naming the domain), which the engine writes the same way.
+        var definitionFile = Path.Combine(libvirtd.Directory.Path, "etc", "qemu", name + ".xml");
+        var definitionText = await File.ReadAllTextAsync(definitionFile, Ct);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(definitionFile));
+        Assert.StartsWith(LibvirtDomainFile.EditWarning(name), definitionText, StringComparison.Ordinal);
+
+        // The same files, in an engine state directory beside libvirt's definition file, load
+        // as the same tree.
         using var state = new TempDirectory("lvmd");
         Directory.CreateDirectory(state.File("domains"));
-        await File.WriteAllTextAsync(Path.Combine(state.File("domains"), name + ".xml"), await libvirtd.VirshOkAsync("dumpxml", "--inactive", name), Ct);
+        File.Copy(definitionFile, Path.Combine(state.File("domains"), name + ".xml"));
         Directory.CreateDirectory(Path.Combine(state.Path, "checkpoint", name));
         foreach (var file in Directory.GetFiles(directory))
         {
@@ -205,6 +210,12 @@ public sealed class LibvirtClientTests(PrivateLibvirtdFixture fixture) : IClassF
             Assert.Equal("c1", await checkpoints.GetParentAsync("c2", Ct));
             Assert.Equal("c2", checkpoints.CurrentName);
             Assert.Contains("<description>first</description>", await checkpoints.GetXmlAsync("c1", cancellationToken: Ct), StringComparison.Ordinal);
+
+            // Defined again through the engine, its file starts as libvirtd's does.
+            await host.DefineAsync(await libvirtd.VirshOkAsync("dumpxml", "--inactive", name), Ct);
+            var engineText = await File.ReadAllTextAsync(Path.Combine(state.File("domains"), name + ".xml"), Ct);
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(state.File("domains"), name + ".xml")));
+            Assert.Equal(definitionText[..(definitionText.IndexOf("-->\n\n", StringComparison.Ordinal) + 5)], engineText[..(engineText.IndexOf("-->\n\n", StringComparison.Ordinal) + 5)]);
         }
 
         await client.DestroyDomainAsync(domain, cancellationToken: Ct);

@@ -152,7 +152,9 @@ public sealed partial class Domain
 
     internal async Task RedefineAsync(DomainDefinition definition, CancellationToken cancellationToken)
     {
-        await AtomicFile.WriteAsync(Store.DomainFile(definition.Name), DomainFormatter.Format(definition), cancellationToken).ConfigureAwait(false);
+        // Below the edit warning libvirt writes (virDomainDefSaveXML), so the file reads the
+        // same as the one libvirt keeps in /etc/libvirt/qemu.
+        await AtomicFile.WriteAsync(Store.DomainFile(definition.Name), EditWarning.Domain(definition.Name, Uuid) + DomainFormatter.Format(definition), cancellationToken).ConfigureAwait(false);
         IsPersistent = true;
         if (Running is null)
         {
