@@ -308,6 +308,30 @@ internal sealed class HostFile : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Writes <paramref name="data"/> one after the other from <paramref name="offset"/> with one
+    /// vectored write (pwritev), on the calling thread as <see cref="WriteOnCallingThreadAsync"/>.
+    /// </summary>
+    public void WriteGatheredOnCallingThread(long offset, IReadOnlyList<ReadOnlyMemory<byte>> data)
+    {
+        ThrowIfReadOnly();
+        try
+        {
+            RandomAccess.Write(_handle, data, offset);
+            var length = 0L;
+            foreach (var piece in data)
+            {
+                length += piece.Length;
+            }
+
+            _writeBehind?.Written(offset, length);
+        }
+        finally
+        {
+            Changed();
+        }
+    }
+
     private async ValueTask WriteCountedAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
         try

@@ -27,15 +27,15 @@ internal sealed record OpenStore(IBlockImage Image, int Cluster, ZeroClusters Ze
 internal static class BackupStoreFile
 {
     /// <summary>
-    /// The scratch's cluster size: 2 MiB, the largest qcow2 allows, where libvirt's scratch gets
-    /// QEMU's default of 64 KiB. Copies aside are as small as 4 KiB
-    /// (<see cref="InstantClusters.ViewGranularity"/>) and land wherever the guest writes; the
-    /// first copy into a scratch cluster allocates it (refcount, L2 entry), later ones are plain
-    /// writes into it. At 64 KiB nearly every small copy of a random write load allocated a
-    /// cluster; at 2 MiB it is one in 32 at most. What no copy wrote of a fresh cluster stays a
-    /// hole in the file, so the scratch still takes the room of what was copied.
+    /// The scratch's cluster size: the job's copy granularity
+    /// (<see cref="InstantClusters.ViewGranularity"/>, 4 KiB up to 256 GiB disks), where
+    /// libvirt's scratch gets QEMU's default of 64 KiB (QEMU copies whole 64 KiB clusters
+    /// aside). Copies then fill whole scratch clusters, so the scratch writes them behind the
+    /// guest a batch at a time into clusters next to each other (<see cref="ScratchWriteBehind"/>,
+    /// <see cref="Qcow2Image.WriteGatheredAsync"/>): the file grows front to back, as a log,
+    /// and holds only what was copied. 2 MiB at most, the largest qcow2 allows.
     /// </summary>
-    private const int ScratchClusterSize = 2 << 20;
+    private static int ScratchClusterSize(long size) => (int)Math.Min(2 << 20, InstantClusters.ViewGranularity(size));
 
     /// <summary>A push target's cluster size over a raw disk: QEMU's default (over a qcow2 disk, the disk's own).</summary>
     private const int TargetClusterSize = 64 << 10;
@@ -161,7 +161,7 @@ internal static class BackupStoreFile
             var options = new Qcow2CreateOptions
             {
                 Size = size,
-                ClusterSize = mode == BackupMode.Pull ? ScratchClusterSize : (source.Live as Qcow2Image)?.ClusterSize ?? TargetClusterSize,
+                ClusterSize = mode == BackupMode.Pull ? ScratchClusterSize(size) : (source.Live as Qcow2Image)?.ClusterSize ?? TargetClusterSize,
                 BackingFile = overLiveDisk ? source.SourcePath : null,
                 BackingFormat = overLiveDisk ? source.SourceFormat : null,
             };

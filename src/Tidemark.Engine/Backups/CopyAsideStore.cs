@@ -1,4 +1,5 @@
 using Tidemark.Storage;
+using Tidemark.Storage.Qcow2;
 
 namespace Tidemark.Engine.Backups;
 
@@ -49,16 +50,9 @@ internal sealed class CopyAsideStore
         }
 
         // Runs of non-zero clusters become one write each; zero runs are skipped or zeroed.
-        var position = 0;
-        while (position < data.Length)
+        for (var position = 0; position < data.Length;)
         {
-            var zero = IsZero(data.Span, position);
-            var end = position;
-            while (end < data.Length && IsZero(data.Span, end) == zero)
-            {
-                end += Math.Min(_cluster, data.Length - end);
-            }
-
+            var end = RunEnd(data.Span, position, out var zero);
             if (!zero)
             {
                 await Image.WriteAsync(offset + position, data[position..end], WriteFlags.None, cancellationToken).ConfigureAwait(false);
@@ -70,6 +64,64 @@ internal sealed class CopyAsideStore
 
             position = end;
         }
+    }
+
+    /// <summary>
+    /// Writes several pieces, each at a cluster boundary: into a qcow2 store with one gathered
+    /// write (<see cref="Qcow2Image.WriteGatheredAsync"/>), which places scattered pieces next to
+    /// each other in the file; else one by one.
+    /// </summary>
+    public async ValueTask WriteGatheredAsync(IReadOnlyList<GuestData> pieces, CancellationToken cancellationToken)
+    {
+        if (Image is not Qcow2Image qcow2)
+        {
+            foreach (var piece in pieces)
+            {
+                await WriteAsync(piece.Offset, piece.Data, cancellationToken).ConfigureAwait(false);
+            }
+
+            return;
+        }
+
+        if (_zeroes == ZeroClusters.WriteData)
+        {
+            await qcow2.WriteGatheredAsync(pieces, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        var data = new List<GuestData>(pieces.Count);
+        foreach (var piece in pieces)
+        {
+            for (var position = 0; position < piece.Data.Length;)
+            {
+                var end = RunEnd(piece.Data.Span, position, out var zero);
+                if (!zero)
+                {
+                    data.Add(new GuestData(piece.Offset + position, piece.Data[position..end]));
+                }
+                else if (_zeroes == ZeroClusters.WriteZeroes)
+                {
+                    await Image.WriteZeroesAsync(piece.Offset + position, end - position, WriteFlags.MayUnmap, cancellationToken).ConfigureAwait(false);
+                }
+
+                position = end;
+            }
+        }
+
+        await qcow2.WriteGatheredAsync(data, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Where the run of clusters that are all zero, or all not, starting at <paramref name="position"/> ends.</summary>
+    private int RunEnd(ReadOnlySpan<byte> data, int position, out bool zero)
+    {
+        zero = IsZero(data, position);
+        var end = position;
+        while (end < data.Length && IsZero(data, end) == zero)
+        {
+            end += Math.Min(_cluster, data.Length - end);
+        }
+
+        return end;
     }
 
     private bool IsZero(ReadOnlySpan<byte> data, int position)

@@ -29,8 +29,8 @@ namespace Tidemark.Engine.Backups;
 /// job fails (every later view read and copy fails) and the guest write goes on.</item>
 /// <item>After <see cref="DetachAsync"/> (the job ended) every call returns at once.</item>
 /// </list>
-/// <para>A pull under <see cref="OnCopyBeforeWriteError.FailJob"/> writes copies larger than
-/// <see cref="InlineCopyBytes"/> into the scratch behind the guest (<see cref="ScratchWriteBehind"/>): "in the store" then means read into memory,
+/// <para>A pull under <see cref="OnCopyBeforeWriteError.FailJob"/> writes its copies into the
+/// scratch behind the guest (<see cref="ScratchWriteBehind"/>): "in the store" then means read into memory,
 /// where the view reads it until its scratch write completes. The guest write no longer waits
 /// for the scratch, which is private to the job and needs no ordering against the guest's
 /// writes: what the view must return is already fixed in memory. A failed scratch write fails
@@ -48,14 +48,6 @@ internal sealed class CopyBeforeWrite : IGuestWriteInterceptor
 {
     /// <summary>Bytes per store write: large enough for sequential speed, small enough for 8 in flight per disk.</summary>
     public const int MaxCopyBytes = 1 << 20;
-
-    /// <summary>
-    /// Pull: copies up to this size are written into the scratch before the guest write goes
-    /// on, not behind it. A small guest write's copy (a few 4 KiB blocks) is one page-cache
-    /// write; handing it to <see cref="ScratchWriteBehind"/> (a buffer held, a thread woken,
-    /// a lock taken twice) costs more than writing it.
-    /// </summary>
-    public const int InlineCopyBytes = 64 * 1024;
 
     private readonly Lock _lock = new();
     private readonly IBlockImage _live;
@@ -214,7 +206,7 @@ internal sealed class CopyBeforeWrite : IGuestWriteInterceptor
 
             foreach (var claim in mine)
             {
-                if (_writeBehind is { } writeBehind && claim.Length > InlineCopyBytes)
+                if (_writeBehind is { } writeBehind)
                 {
                     await CopyBehindAsync(claim, writeBehind, cancellationToken).ConfigureAwait(false);
                 }

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Runtime.ExceptionServices;
+using Tidemark.Storage.Qcow2;
 
 namespace Tidemark.Engine.Backups;
 
@@ -11,6 +12,13 @@ namespace Tidemark.Engine.Backups;
 /// for earlier writes to complete first.
 /// </summary>
 /// <remarks>
+/// <para>Copies are written in batches of at least <see cref="BatchBytes"/> (all at the end,
+/// <see cref="DrainAsync"/>), each with one gathered write into the scratch
+/// (<see cref="CopyAsideStore.WriteGatheredAsync"/>): a random small-write load copies 4 KiB
+/// pieces from all over the disk, and one write each, into a fresh cluster each, cost more
+/// than the guest's own write (a new page and a new extent of the file every time, and a
+/// thread hand-off); gathered, they are one sequential write into the file, and the writer is
+/// woken once per batch.</para>
 /// <para>Only for the fail-the-job policy: a guest write that has gone on cannot fail when
 /// its copy's write does later. A failed write calls the failure callback before the copy
 /// leaves memory, so a view read that then finds neither the copy nor the data in the scratch
@@ -29,6 +37,12 @@ internal sealed class ScratchWriteBehind
     /// <summary>Bytes of old content in memory at most, per disk: a few hundred 64 KiB clusters.</summary>
     public const long MaxBytes = 16 << 20;
 
+    /// <summary>Bytes of queued copies that wake the writer: one gathered write's worth.</summary>
+    public const long BatchBytes = 256 << 10;
+
+    /// <summary>Most bytes one gathered write takes from the queue.</summary>
+    private const long MaxBatchBytes = 1 << 20;
+
     private readonly Lock _lock = new();
     private readonly CopyAsideStore _store;
     private readonly Action<Exception> _onFailure;
@@ -44,6 +58,12 @@ internal sealed class ScratchWriteBehind
 
     /// <summary>Bytes reserved or in flight. Guarded by <see cref="_lock"/>.</summary>
     private long _bytes;
+
+    /// <summary>Bytes of the copies in <see cref="_queue"/>. Guarded by <see cref="_lock"/>.</summary>
+    private long _queuedBytes;
+
+    /// <summary>Set by <see cref="DrainAsync"/>: the writer writes what is queued, however little. Guarded by <see cref="_lock"/>.</summary>
+    private bool _draining;
 
     /// <summary>Completed when a write completes, for those waiting for room. Guarded by <see cref="_lock"/>.</summary>
     private TaskCompletionSource? _room;
@@ -115,7 +135,8 @@ internal sealed class ScratchWriteBehind
         {
             _copies.Add(copy);
             _queue.Enqueue(copy);
-            if (_writing)
+            _queuedBytes += length;
+            if (_writing || (_queuedBytes < BatchBytes && !_draining))
             {
                 return;
             }
@@ -167,17 +188,31 @@ internal sealed class ScratchWriteBehind
         }
     }
 
-    /// <summary>Completes once every write started so far has completed (the scratch may then be closed).</summary>
+    /// <summary>Writes what is queued, however little, and completes once every copy started so far is in the scratch (which may then be closed).</summary>
     public Task DrainAsync()
     {
+        Task drained;
+        var start = false;
         lock (_lock)
         {
-            return Task.WhenAll(_copies.Select(c => c.Written.Task));
+            drained = Task.WhenAll(_copies.Select(c => c.Written.Task));
+            _draining = true;
+            if (!_writing && _queue.Count > 0)
+            {
+                _writing = start = true;
+            }
         }
+
+        if (start)
+        {
+            _ = Task.Run(WriteQueueAsync);
+        }
+
+        return drained;
     }
 
     /// <summary>
-    /// Writes the queued copies one after the other. The scratch takes one write at a time
+    /// Writes the queued copies, a batch at a time. The scratch takes one write at a time
     /// anyway (its metadata lock), and one writer continuing from each completed write to the
     /// next costs fewer thread hand-offs than many writers queued on that lock.
     /// </summary>
@@ -189,19 +224,29 @@ internal sealed class ScratchWriteBehind
         Exception? callbackError = null;
         while (true)
         {
-            Copy copy;
+            var batch = new List<Copy>();
             lock (_lock)
             {
-                if (!_queue.TryDequeue(out copy!))
+                // Less than a batch waits in memory for more copies, or for the drain.
+                if (_queue.Count == 0 || (_queuedBytes < BatchBytes && !_draining))
                 {
                     _writing = false;
                     break;
                 }
+
+                var bytes = 0L;
+                while (bytes < MaxBatchBytes && _queue.TryDequeue(out var copy))
+                {
+                    batch.Add(copy);
+                    bytes += copy.Length;
+                }
+
+                _queuedBytes -= bytes;
             }
 
             try
             {
-                await WriteAsync(copy).ConfigureAwait(false);
+                await WriteAsync(batch).ConfigureAwait(false);
             }
             catch (Exception e)
             {
@@ -215,15 +260,15 @@ internal sealed class ScratchWriteBehind
         }
     }
 
-    private async Task WriteAsync(Copy copy)
+    private async Task WriteAsync(List<Copy> batch)
     {
         try
         {
-            await _store.WriteAsync(copy.Offset, copy.Buffer.AsMemory(0, copy.Length), CancellationToken.None).ConfigureAwait(false);
+            await _store.WriteGatheredAsync(batch.ConvertAll(c => new GuestData(c.Offset, c.Buffer.AsMemory(0, c.Length))), CancellationToken.None).ConfigureAwait(false);
         }
         catch (Exception e)
         {
-            // The copy stays in memory until the failure is known, whatever the callback does:
+            // The copies stay in memory until the failure is known, whatever the callback does:
             // a copy that never left would hold the drain and the memory bound for ever.
             try
             {
@@ -231,29 +276,38 @@ internal sealed class ScratchWriteBehind
             }
             finally
             {
-                Release(copy);
+                Release(batch);
             }
 
             return;
         }
 
-        Release(copy);
+        Release(batch);
     }
 
-    /// <summary>Takes a copy out of memory (written, or its failure reported) and wakes whoever waits for room or for the drain.</summary>
-    private void Release(Copy copy)
+    /// <summary>Takes a batch out of memory (written, or its failure reported) and wakes whoever waits for room or for the drain.</summary>
+    private void Release(List<Copy> batch)
     {
         TaskCompletionSource? room;
         lock (_lock)
         {
-            _copies.Remove(copy);
-            _bytes -= copy.Length;
+            // The queue hands out copies in the order they were registered, and one writer
+            // releases its batches in the order it took them: the batch leads the list.
+            _copies.RemoveRange(0, batch.Count);
+            foreach (var copy in batch)
+            {
+                _bytes -= copy.Length;
+            }
+
             room = TakeRoomLocked();
         }
 
-        ArrayPool<byte>.Shared.Return(copy.Buffer);
         room?.TrySetResult();
-        copy.Written.TrySetResult();
+        foreach (var copy in batch)
+        {
+            ArrayPool<byte>.Shared.Return(copy.Buffer);
+            copy.Written.TrySetResult();
+        }
     }
 
     private TaskCompletionSource? TakeRoomLocked()

@@ -46,11 +46,20 @@ internal sealed class ClusterMap
     public bool IsDirty => _dirtyL1.Count > 0 || _cache.Values.Any(t => t.Dirty);
 
     /// <summary>True when dirty tables fill half the cache: the image should write metadata back.</summary>
-    /// <remarks>Asked after every change, so it counts without LINQ's enumerator allocation.</remarks>
+    /// <remarks>
+    /// Asked after every change, so it counts without LINQ's enumerator allocation, and only
+    /// when the cache could hold that many: an image with small clusters keeps thousands of
+    /// tables, and counting them on every write was most of a 4 KiB write's time.
+    /// </remarks>
     public bool NeedsWriteBack
     {
         get
         {
+            if (_cache.Count * (long)ClusterSize <= CacheBytes / 2)
+            {
+                return false;
+            }
+
             var dirty = 0L;
             foreach (var table in _cache.Values)
             {

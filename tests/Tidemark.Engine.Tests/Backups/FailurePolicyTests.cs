@@ -33,7 +33,8 @@ public sealed class FailurePolicyTests
         job.Start();
         scratchImage!.Failing = true;
 
-        var write = await Peer.RunAsync("qemu-io", ["-f", "raw", "-c", "write -P 0x77 0 64k", disk.Uri]);
+        // One batch of copies (ScratchWriteBehind.BatchBytes): the scratch write comes at once.
+        var write = await Peer.RunAsync("qemu-io", ["-f", "raw", "-c", "write -P 0x77 0 256k", disk.Uri]);
 
         Assert.DoesNotContain("failed", write.Stdout + write.Stderr, StringComparison.Ordinal);
         var info = await job.Completion.WaitAsync(JobTimeout, Token);
@@ -42,7 +43,7 @@ public sealed class FailurePolicyTests
         Assert.Equal(BackupDiskState.Failed, job.Definition.Disks[0].State);
         Assert.Equal(0, disk.Guest.FailedWrites);
         Assert.False(File.Exists(scratch));
-        var read = await Peer.RunCheckedAsync("qemu-io", "-f", "raw", "-c", "read -P 0x77 0 64k", disk.Uri);
+        var read = await Peer.RunCheckedAsync("qemu-io", "-f", "raw", "-c", "read -P 0x77 0 256k", disk.Uri);
         Assert.DoesNotContain("Pattern verification failed", read, StringComparison.Ordinal);
 
         // The ended job no longer copies anything: later guest writes pass untouched.

@@ -7,12 +7,12 @@ namespace Tidemark.Engine.Tests.Backups;
 /// A pull under the fail-the-job policy lets the guest write go on once a cluster's old content
 /// is in memory, and writes the scratch behind it. While that write is in flight the view
 /// serves the old content from memory; if the write fails, the job fails and the view never
-/// serves the guest's new data. A small copy is written before the guest write goes on.
+/// serves the guest's new data. Copies are written a batch at a time.
 /// </summary>
 public sealed class ScratchWriteBehindTests
 {
-    /// <summary>Past <see cref="CopyBeforeWrite.InlineCopyBytes"/>: each copy goes behind the guest.</summary>
-    private const int Cluster = 2 * CopyBeforeWrite.InlineCopyBytes;
+    /// <summary>One <see cref="ScratchWriteBehind.BatchBytes"/>: each copy of a cluster wakes the writer.</summary>
+    private const int Cluster = (int)ScratchWriteBehind.BatchBytes;
     private static readonly TimeSpan Deadlock = TimeSpan.FromMinutes(1);
 
     private static CancellationToken Token => TestContext.Current.CancellationToken;
@@ -119,28 +119,55 @@ public sealed class ScratchWriteBehindTests
     }
 
     [Fact]
-    public async Task SmallCopy_IsWrittenBeforeTheGuestWriteGoesOn()
+    public async Task SmallCopies_LetTheGuestGoOnAtOnce_AndAreWrittenABatchAtATime()
     {
+        const int Block = (int)InstantClusters.MinViewGranularity;
+        const int PerBatch = (int)(ScratchWriteBehind.BatchBytes / Block);
         var (live, instant) = Live(4);
         var gated = new GatedImage(new TracedMemoryImage(new byte[4 * Cluster], new bool[4], Cluster, 6));
-        var atInstant = await InstantClusters.AllocatedAsync(live, InstantClusters.MinViewGranularity, Token);
-        var copyBeforeWrite = new CopyBeforeWrite("vda", live, new CopyAsideStore(gated, (int)InstantClusters.MinViewGranularity, ZeroClusters.Skip), atInstant.Clone(), trackCopies: true, OnCopyBeforeWriteError.FailJob, _ => { });
+        var atInstant = await InstantClusters.AllocatedAsync(live, Block, Token);
+        var copyBeforeWrite = new CopyBeforeWrite("vda", live, new CopyAsideStore(gated, Block, ZeroClusters.Skip), atInstant.Clone(), trackCopies: true, OnCopyBeforeWriteError.FailJob, _ => { });
         var view = new PointInTimeView(copyBeforeWrite, atInstant, live.VirtualSize);
 
-        var write = copyBeforeWrite.BeforeGuestWriteAsync(Cluster + 512, 4096, Token).AsTask();
-        await Task.Delay(50, Token);
-        Assert.False(write.IsCompleted, "the guest write went on before its 8 KiB copy was in the scratch");
-        Assert.Equal(0, copyBeforeWrite.BytesInMemory);
+        // One block short of a batch: every guest write goes on at once, nothing reaches the scratch.
+        async Task GuestWriteAsync(int i)
+        {
+            var offset = (long)((i * 61) % (4 * PerBatch)) * Block;
+            await copyBeforeWrite.BeforeGuestWriteAsync(offset, Block, Token).AsTask().WaitAsync(Deadlock, Token);
+            await live.WriteAsync(offset, Filled(Block, 0xee), cancellationToken: Token);
+        }
 
-        gated.Open();
-        await write.WaitAsync(Deadlock, Token);
-        Assert.Equal(1, gated.Written);
-        Assert.Equal(8192, copyBeforeWrite.CopiedBytes);
-        await live.WriteAsync(Cluster + 512, Filled(4096, 0xee), cancellationToken: Token);
+        for (var i = 0; i < PerBatch - 1; i++)
+        {
+            await GuestWriteAsync(i);
+        }
+
+        Assert.Equal(0, gated.Arrived);
+        Assert.Equal((PerBatch - 1) * Block, copyBeforeWrite.BytesInMemory);
         var read = new byte[4 * Cluster];
         await view.ReadAsync(0, read, Token);
-        Assert.True(read.AsSpan().SequenceEqual(instant), "the view is the instant");
+        Assert.True(read.AsSpan().SequenceEqual(instant), "the view serves the copies from memory");
+
+        // The block that completes a batch wakes the writer; the guest write still goes on at once.
+        await GuestWriteAsync(PerBatch - 1);
+        await gated.FirstArrival.WaitAsync(Deadlock, Token);
+        await GuestWriteAsync(PerBatch);
+        gated.Open();
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (gated.Written < PerBatch)
+        {
+            Assert.True(waited.Elapsed < Deadlock, "the batch never reached the scratch");
+            await Task.Delay(1, Token);
+        }
+
+        // Less than a batch waits in memory for more, or for the end of the job.
+        Assert.Equal(Block, copyBeforeWrite.BytesInMemory);
+        await view.ReadAsync(0, read, Token);
+        Assert.True(read.AsSpan().SequenceEqual(instant), "the view reads the scratch and memory");
         await copyBeforeWrite.DetachAsync().WaitAsync(Deadlock, Token);
+        Assert.Equal(PerBatch + 1, gated.Written);
+        Assert.Equal(0, copyBeforeWrite.BytesInMemory);
+        Assert.Equal((PerBatch + 1) * Block, copyBeforeWrite.CopiedBytes);
     }
 
     /// <summary>A live disk of <paramref name="clusters"/> allocated clusters of random bytes, and its content.</summary>
