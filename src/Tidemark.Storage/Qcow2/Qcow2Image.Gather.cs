@@ -84,14 +84,21 @@ public sealed partial class Qcow2Image
             return false;
         }
 
+        // One L2 table at a time: a 1 MiB piece is 256 clusters of a 4 KiB scratch.
         var first = piece.Offset >> _header.ClusterBits;
-        for (var cluster = first; cluster < first + (piece.Data.Length >> _header.ClusterBits); cluster++)
+        var end = first + (piece.Data.Length >> _header.ClusterBits);
+        for (var cluster = first; cluster < end;)
         {
-            var entry = await _map.GetEntryAsync(cluster, cancellationToken).ConfigureAwait(false);
-            var (l1, _) = _map.Locate(cluster);
-            if (entry.Kind == ClusterKind.Normal && entry.IsCopied && (_map.L1Entry(l1) & Qcow2Layout.OflagCopied) != 0)
+            var (l1, l2) = _map.Locate(cluster);
+            var table = await _map.GetL2Async(l1, cancellationToken).ConfigureAwait(false);
+            var tableCopied = (_map.L1Entry(l1) & Qcow2Layout.OflagCopied) != 0;
+            for (; cluster < end && l2 < _header.L2Entries; cluster++, l2++)
             {
-                return false;
+                var entry = _map.EntryOf(table, l2);
+                if (tableCopied && entry.Kind == ClusterKind.Normal && entry.IsCopied)
+                {
+                    return false;
+                }
             }
         }
 
@@ -101,12 +108,15 @@ public sealed partial class Qcow2Image
     private async ValueTask WriteGatheredLockedAsync(List<GuestData> pieces, int clusters, CancellationToken cancellationToken)
     {
         var bits = _header.ClusterBits;
+
+        // Every L2 table the pieces need, before the data clusters, so that none splits the run.
         foreach (var piece in pieces)
         {
             var first = piece.Offset >> bits;
-            for (var cluster = first; cluster < first + (piece.Data.Length >> bits); cluster++)
+            var last = first + (piece.Data.Length >> bits) - 1;
+            for (var l1 = _map.Locate(first).L1; l1 <= _map.Locate(last).L1; l1++)
             {
-                await EnsureWritableL2Async(cluster, cancellationToken).ConfigureAwait(false);
+                await EnsureWritableL2Async(Math.Max(first, (long)l1 * _header.L2Entries), cancellationToken).ConfigureAwait(false);
             }
         }
 
@@ -116,12 +126,17 @@ public sealed partial class Qcow2Image
         foreach (var piece in pieces)
         {
             var first = piece.Offset >> bits;
-            for (var cluster = first; cluster < first + (piece.Data.Length >> bits); cluster++)
+            var end = first + (piece.Data.Length >> bits);
+            for (var cluster = first; cluster < end;)
             {
-                var old = await _map.GetEntryAsync(cluster, cancellationToken).ConfigureAwait(false);
-                await SetEntryAsync(cluster, (ulong)next | Qcow2Layout.OflagCopied, cancellationToken).ConfigureAwait(false);
-                Release(old);
-                next += _header.ClusterSize;
+                var table = await EnsureWritableL2Async(cluster, cancellationToken).ConfigureAwait(false);
+                for (var (_, l2) = _map.Locate(cluster); cluster < end && l2 < _header.L2Entries; cluster++, l2++)
+                {
+                    var old = _map.EntryOf(table, l2);
+                    table.Set(l2, (ulong)next | Qcow2Layout.OflagCopied);
+                    Release(old);
+                    next += _header.ClusterSize;
+                }
             }
         }
     }
