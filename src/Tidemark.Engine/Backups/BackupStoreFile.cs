@@ -86,7 +86,10 @@ internal static class BackupStoreFile
             created(path);
             image = await CreateAsync(path, imageFormat, mode, source, incrementalTarget, cancellationToken).ConfigureAwait(false);
             zeroes = incrementalTarget ? ZeroClusters.WriteData : ZeroClusters.Skip;
-            StreamToDisk(image);
+            if (mode == BackupMode.Push)
+            {
+                StreamToDisk(image);
+            }
         }
 
         if (mode == BackupMode.Pull)
@@ -108,13 +111,12 @@ internal static class BackupStoreFile
     /// A push ends with an fsync of its whole target (a completed push must survive a crash), so
     /// the target is streamed to the disk as the copy goes (<see cref="Qcow2Image.WriteBehind"/>,
     /// as the backup client's chain files are): that fsync then finds almost nothing left to
-    /// write, instead of the whole backup waiting in the page cache for it. A new pull scratch is
-    /// streamed too, though it is never fsynced: it grows front to back as guest writes copy
-    /// clusters aside, and streaming keeps the page cache it holds to the write-behind window,
-    /// so the copies reuse the same pages instead of each taking fresh ones (the costly part of
-    /// a buffered write on a virtual machine, see <see cref="Qcow2Image.WriteBehind"/>); the
-    /// view reads what has left the cache back from the disk. Only a new store: a reused one
-    /// may be a file whose cached pages someone else wants.
+    /// write, instead of the whole backup waiting in the page cache for it. A pull scratch is
+    /// not: it is never fsynced, and the backup client reads back what was copied into it, in
+    /// the order of the disk, from clusters laid down in the order of the copies. Streamed, the
+    /// scratch left the page cache as it was written, and reading back a disk whose 4 KiB
+    /// blocks guest writes had copied one by one (30,000 of them) took 1.3–1.6 s instead of
+    /// 0.7–0.8 s, for no gain on the guest's side.
     /// </summary>
     private static void StreamToDisk(IBlockImage image)
     {
