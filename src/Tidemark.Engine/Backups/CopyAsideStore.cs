@@ -49,21 +49,7 @@ internal sealed class CopyAsideStore
             return;
         }
 
-        // Runs of non-zero clusters become one write each; zero runs are skipped or zeroed.
-        for (var position = 0; position < data.Length;)
-        {
-            var end = RunEnd(data.Span, position, out var zero);
-            if (!zero)
-            {
-                await Image.WriteAsync(offset + position, data[position..end], WriteFlags.None, cancellationToken).ConfigureAwait(false);
-            }
-            else if (_zeroes == ZeroClusters.WriteZeroes)
-            {
-                await Image.WriteZeroesAsync(offset + position, end - position, WriteFlags.MayUnmap, cancellationToken).ConfigureAwait(false);
-            }
-
-            position = end;
-        }
+        await SplitAsync(new GuestData(offset, data), null, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -92,23 +78,41 @@ internal sealed class CopyAsideStore
         var data = new List<GuestData>(pieces.Count);
         foreach (var piece in pieces)
         {
-            for (var position = 0; position < piece.Data.Length;)
-            {
-                var end = RunEnd(piece.Data.Span, position, out var zero);
-                if (!zero)
-                {
-                    data.Add(new GuestData(piece.Offset + position, piece.Data[position..end]));
-                }
-                else if (_zeroes == ZeroClusters.WriteZeroes)
-                {
-                    await Image.WriteZeroesAsync(piece.Offset + position, end - position, WriteFlags.MayUnmap, cancellationToken).ConfigureAwait(false);
-                }
-
-                position = end;
-            }
+            await SplitAsync(piece, data, cancellationToken).ConfigureAwait(false);
         }
 
         await qcow2.WriteGatheredAsync(data, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Splits <paramref name="piece"/> into runs of non-zero and of zero clusters: a non-zero run
+    /// is written at once, or added to <paramref name="gathered"/> when given; a zero run is
+    /// skipped or zeroed (<see cref="ZeroClusters"/>).
+    /// </summary>
+    private async ValueTask SplitAsync(GuestData piece, List<GuestData>? gathered, CancellationToken cancellationToken)
+    {
+        for (var position = 0; position < piece.Data.Length;)
+        {
+            var end = RunEnd(piece.Data.Span, position, out var zero);
+            var run = new GuestData(piece.Offset + position, piece.Data[position..end]);
+            if (zero)
+            {
+                if (_zeroes == ZeroClusters.WriteZeroes)
+                {
+                    await Image.WriteZeroesAsync(run.Offset, run.Data.Length, WriteFlags.MayUnmap, cancellationToken).ConfigureAwait(false);
+                }
+            }
+            else if (gathered is not null)
+            {
+                gathered.Add(run);
+            }
+            else
+            {
+                await Image.WriteAsync(run.Offset, run.Data, WriteFlags.None, cancellationToken).ConfigureAwait(false);
+            }
+
+            position = end;
+        }
     }
 
     /// <summary>Where the run of clusters that are all zero, or all not, starting at <paramref name="position"/> ends.</summary>
