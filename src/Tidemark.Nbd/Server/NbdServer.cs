@@ -203,8 +203,8 @@ public sealed class NbdServer : IAsyncDisposable
                 // TCP keeps the kernel's buffer autotuning (setting SO_SNDBUF turns it off).
                 socket.NoDelay = true;
             }
-            connection = new ServerConnection(this, new NetworkStream(socket, ownsSocket: true), peer, _logger);
-            var run = connection.RunAsync(_shutdown.Token);
+            connection = new ServerConnection(this, new BlockingSocketStream(socket), peer, _logger);
+            var run = RunOnOwnThreadAsync(connection);
             _connections[connection] = run;
             _logger.LogDebug("{Peer}: connected", peer);
             await run.ConfigureAwait(false);
@@ -232,6 +232,35 @@ public sealed class NbdServer : IAsyncDisposable
                 _ = StopAsync();
             }
         }
+    }
+
+    /// <summary>
+    /// Runs a connection on a thread of its own: its socket blocks (<see cref="BlockingSocketStream"/>),
+    /// so each request is read, carried out and answered on this thread while nothing else waits;
+    /// only requests that wait for something (a lock, a pool read) go on elsewhere.
+    /// </summary>
+    private Task RunOnOwnThreadAsync(ServerConnection connection)
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var token = _shutdown.Token;
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                connection.RunAsync(token).GetAwaiter().GetResult();
+                done.SetResult();
+            }
+            catch (Exception e)
+            {
+                done.SetException(e);
+            }
+        })
+        {
+            IsBackground = true,
+            Name = "NBD connection",
+        };
+        thread.UnsafeStart();
+        return done.Task;
     }
 
     /// <summary>

@@ -19,21 +19,14 @@ internal sealed class ReplyWriter : IDisposable
     private readonly Stream _stream;
 
     // The plain socket under the stream (null under TLS, whose bytes the kernel cannot send
-    // from a file), and the one operation object its frames go out through; both are used only
-    // under _writeLock.
-    private readonly Socket? _socket;
-    private readonly SocketAsyncEventArgs? _packets;
+    // from a file); used only under _writeLock.
+    private readonly BlockingSocketStream? _socket;
 
     public ReplyWriter(Stream stream, bool structured)
     {
         _stream = stream;
         Structured = structured;
-        if (stream is NetworkStream network)
-        {
-            _socket = network.Socket;
-            _packets = new SocketAsyncEventArgs();
-            _packets.Completed += static (_, e) => ((TaskCompletionSource)e.UserToken!).TrySetResult();
-        }
+        _socket = stream as BlockingSocketStream;
     }
 
     /// <summary>Structured replies were negotiated.</summary>
@@ -52,7 +45,7 @@ internal sealed class ReplyWriter : IDisposable
     /// <exception cref="NbdException">ConnectionClosed: the transport failed or the frame came out short.</exception>
     public async ValueTask WritePacketsAsync(SendPacketsElement[] elements, long length, CancellationToken cancellationToken)
     {
-        if (_socket is null || _packets is null)
+        if (_socket is null)
         {
             throw new InvalidOperationException("file ranges can only be sent on a plain socket");
         }
@@ -60,32 +53,23 @@ internal sealed class ReplyWriter : IDisposable
         await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var completion = new TaskCompletionSource();
-            _packets.SendPacketsElements = elements;
-            _packets.UserToken = completion;
-            if (_socket.SendPacketsAsync(_packets))
+            long sent;
+            using (cancellationToken.UnsafeRegister(static socket => ((BlockingSocketStream)socket!).Abort(), _socket))
             {
-                await completion.Task.ConfigureAwait(false);
+                sent = _socket.SendPackets(elements);
             }
 
-            if (_packets.SocketError != SocketError.Success)
+            if (sent != length)
             {
-                throw new NbdException(NbdErrorReason.ConnectionClosed, $"cannot write a reply: {_packets.SocketError}");
-            }
-
-            if (_packets.BytesTransferred != length)
-            {
-                throw new NbdException(NbdErrorReason.ConnectionClosed, $"a reply came out short ({_packets.BytesTransferred} of {length} bytes): the image file shrank");
+                throw new NbdException(NbdErrorReason.ConnectionClosed, $"a reply came out short ({sent} of {length} bytes): the image file shrank");
             }
         }
-        catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException)
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
         {
             throw new NbdException(NbdErrorReason.ConnectionClosed, $"cannot write a reply: {e.Message}", e);
         }
         finally
         {
-            _packets.SendPacketsElements = null;
-            _packets.UserToken = null;
             _writeLock.Release();
         }
     }
@@ -184,9 +168,5 @@ internal sealed class ReplyWriter : IDisposable
         BinaryPrimitives.WriteUInt32BigEndian(destination[16..], length);
     }
 
-    public void Dispose()
-    {
-        _packets?.Dispose();
-        _writeLock.Dispose();
-    }
+    public void Dispose() => _writeLock.Dispose();
 }

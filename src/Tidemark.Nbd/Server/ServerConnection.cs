@@ -36,7 +36,14 @@ internal sealed class ServerConnection : IAsyncDisposable
         Peer = peer;
         _logger = logger;
         Reader = new NbdStreamReader(stream, ReadBufferSize);
+        Blocks = stream is BlockingSocketStream;
     }
+
+    /// <summary>
+    /// The transport blocks the calling thread (<see cref="BlockingSocketStream"/>, maybe under
+    /// TLS): the connection runs on a thread of its own, which may also wait synchronously.
+    /// </summary>
+    public bool Blocks { get; }
 
     /// <summary>
     /// 256 KiB: holds a burst of pipelined request headers (nbdcopy sends 64 at once) and small

@@ -9,7 +9,10 @@ namespace Tidemark.Nbd.Server;
 /// read, validate, execute, reply. Reading is sequential; each valid request then executes
 /// concurrently (up to <see cref="NbdServerLimits.MaxInFlightRequestsPerConnection"/>) and
 /// writes its reply through the <see cref="ReplyWriter"/>, so replies may come out of order as
-/// the protocol allows. An invalid request gets an error reply after its payload has been read
+/// the protocol allows. On a server's own connections this runs on the connection's thread
+/// (<see cref="BlockingSocketStream"/>): a request that never waits (a write into the page
+/// cache) is carried out and answered there before the next is read; one that waits (a lock,
+/// a read from the disk) lets the thread read on, and finishes on the thread pool. An invalid request gets an error reply after its payload has been read
 /// and dropped, so the stream stays framed; only a bad magic or a short read ends the connection.
 /// </summary>
 internal sealed partial class TransmissionPhase : IDisposable
@@ -77,7 +80,16 @@ internal sealed partial class TransmissionPhase : IDisposable
                     return;
                 }
 
-                await _inFlight.WaitAsync(token).ConfigureAwait(false);
+                // On a blocking transport the connection's own thread waits here: there is
+                // nothing else for it to do (BlockingSocketStream).
+                if (_connection.Blocks)
+                {
+                    _inFlight.Wait(token);
+                }
+                else
+                {
+                    await _inFlight.WaitAsync(token).ConfigureAwait(false);
+                }
                 byte[]? payload = null;
                 if (request.Command == NbdCommand.Write)
                 {
@@ -94,8 +106,18 @@ internal sealed partial class TransmissionPhase : IDisposable
                     }
                 }
 
-                // 3 and 4 run concurrently with the next read; ExecuteAsync never throws.
-                _ = ExecuteAsync(request, payload, token);
+                // 3 and 4 run concurrently with the next read; ExecuteAsync never throws. On the
+                // connection's own thread a small request runs here until it waits, if ever: a
+                // hand-off would cost more than the request. A long one goes to the thread pool
+                // at once, so that the thread reads the next requests meanwhile.
+                if (_connection.Blocks && TakesLong(request))
+                {
+                    ThreadPool.UnsafeQueueUserWorkItem(static state => _ = state.Phase.ExecuteAsync(state.Request, state.Payload, state.Token), (Phase: this, Request: request, Payload: payload, Token: token), preferLocal: false);
+                }
+                else
+                {
+                    _ = ExecuteAsync(request, payload, token);
+                }
             }
         }
         catch (OperationCanceledException) when (_broken.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
@@ -108,7 +130,14 @@ internal sealed partial class TransmissionPhase : IDisposable
             // other end, waiting keeps buffers from returning to the pool while still in use.
             for (var i = 0; i < _maxInFlight; i++)
             {
-                await _inFlight.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+                if (_connection.Blocks)
+                {
+                    _inFlight.Wait(CancellationToken.None);
+                }
+                else
+                {
+                    await _inFlight.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+                }
             }
 
         }
@@ -120,6 +149,16 @@ internal sealed partial class TransmissionPhase : IDisposable
         _inFlight.Dispose();
         _replies.Dispose();
     }
+
+    /// <summary>
+    /// A request worth a thread hand-off: a flush or FUA (an fdatasync, milliseconds), or one
+    /// that moves <see cref="LongRequestBytes"/> or more (a 1 MiB write copies for about as
+    /// long as twenty 4 KiB writes take in all).
+    /// </summary>
+    private static bool TakesLong(in NbdRequest request)
+        => request.Command == NbdCommand.Flush || (request.Flags & NbdCommandFlags.Fua) != 0 || request.Length >= LongRequestBytes;
+
+    private const uint LongRequestBytes = 64 * 1024;
 
     /// <summary>Checks a request completely, so that execution can rely on it (formats.md §4.4, §4.6).</summary>
     internal (NbdErrno Error, string Why) Validate(in NbdRequest request)
