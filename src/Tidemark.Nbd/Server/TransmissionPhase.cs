@@ -9,11 +9,12 @@ namespace Tidemark.Nbd.Server;
 /// read, validate, execute, reply. Reading is sequential; each valid request then executes
 /// concurrently (up to <see cref="NbdServerLimits.MaxInFlightRequestsPerConnection"/>) and
 /// writes its reply through the <see cref="ReplyWriter"/>, so replies may come out of order as
-/// the protocol allows. On a server's own connections this runs on the connection's thread
+/// the protocol allows. An invalid request gets an error reply after its payload has been read
+/// and dropped, so the stream stays framed; only a bad magic or a short read ends the connection.
+/// On a server's own connections this runs on the connection's thread
 /// (<see cref="BlockingSocketStream"/>): a request that never waits (a write into the page
 /// cache) is carried out and answered there before the next is read; one that waits (a lock,
-/// a read from the disk) lets the thread read on, and finishes on the thread pool. An invalid request gets an error reply after its payload has been read
-/// and dropped, so the stream stays framed; only a bad magic or a short read ends the connection.
+/// a read from the disk) lets the thread read on, and finishes on the thread pool.
 /// </summary>
 internal sealed partial class TransmissionPhase : IDisposable
 {
@@ -90,6 +91,7 @@ internal sealed partial class TransmissionPhase : IDisposable
                 {
                     await _inFlight.WaitAsync(token).ConfigureAwait(false);
                 }
+
                 byte[]? payload = null;
                 if (request.Command == NbdCommand.Write)
                 {
