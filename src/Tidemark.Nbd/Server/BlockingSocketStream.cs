@@ -153,9 +153,10 @@ internal sealed class BlockingSocketStream : Stream
     /// Sends the elements in order, file ranges with sendfile(2) straight from the page cache.
     /// Returns the bytes sent: fewer than asked when a file ended early.
     /// </summary>
-    /// <exception cref="IOException">The transport failed.</exception>
-    public long SendPackets(IReadOnlyList<SendPacketsElement> elements)
+    /// <exception cref="IOException">The transport failed (or <paramref name="cancellationToken"/> shut it down).</exception>
+    public long SendPackets(IReadOnlyList<SendPacketsElement> elements, CancellationToken cancellationToken)
     {
+        using var abort = AbortOn(cancellationToken);
         long sent = 0;
         foreach (var element in elements)
         {

@@ -53,12 +53,7 @@ internal sealed class ReplyWriter : IDisposable
         await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            long sent;
-            using (cancellationToken.UnsafeRegister(static socket => ((BlockingSocketStream)socket!).Abort(), _socket))
-            {
-                sent = _socket.SendPackets(elements);
-            }
-
+            var sent = _socket.SendPackets(elements, cancellationToken);
             if (sent != length)
             {
                 throw new NbdException(NbdErrorReason.ConnectionClosed, $"a reply came out short ({sent} of {length} bytes): the image file shrank");

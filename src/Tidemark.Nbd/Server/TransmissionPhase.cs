@@ -81,16 +81,7 @@ internal sealed partial class TransmissionPhase : IDisposable
                     return;
                 }
 
-                // On a blocking transport the connection's own thread waits here: there is
-                // nothing else for it to do (BlockingSocketStream).
-                if (_connection.Blocks)
-                {
-                    _inFlight.Wait(token);
-                }
-                else
-                {
-                    await _inFlight.WaitAsync(token).ConfigureAwait(false);
-                }
+                await WaitForSlotAsync(token).ConfigureAwait(false);
 
                 byte[]? payload = null;
                 if (request.Command == NbdCommand.Write)
@@ -132,14 +123,7 @@ internal sealed partial class TransmissionPhase : IDisposable
             // other end, waiting keeps buffers from returning to the pool while still in use.
             for (var i = 0; i < _maxInFlight; i++)
             {
-                if (_connection.Blocks)
-                {
-                    _inFlight.Wait(CancellationToken.None);
-                }
-                else
-                {
-                    await _inFlight.WaitAsync(CancellationToken.None).ConfigureAwait(false);
-                }
+                await WaitForSlotAsync(CancellationToken.None).ConfigureAwait(false);
             }
 
         }
@@ -150,6 +134,21 @@ internal sealed partial class TransmissionPhase : IDisposable
         _broken.Dispose();
         _inFlight.Dispose();
         _replies.Dispose();
+    }
+
+    /// <summary>
+    /// Takes an in-flight slot. On a blocking transport the connection's own thread waits for it
+    /// synchronously: there is nothing else for it to do (<see cref="BlockingSocketStream"/>).
+    /// </summary>
+    private ValueTask WaitForSlotAsync(CancellationToken cancellationToken)
+    {
+        if (_connection.Blocks)
+        {
+            _inFlight.Wait(cancellationToken);
+            return ValueTask.CompletedTask;
+        }
+
+        return new ValueTask(_inFlight.WaitAsync(cancellationToken));
     }
 
     /// <summary>
