@@ -85,4 +85,64 @@ public sealed class ConnectionThreadTests
         var dump = (await Peer.RunAsync("qemu-io", ["-f", "raw", "-r", "-c", "read -P 0x5a 10240 2048", "-c", "read -P 0 8192 2048", server.UnixUri("vda")])).EnsureSuccess().Stdout;
         Assert.DoesNotContain("Pattern verification failed", dump, StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ABurstOfPipelinedRequests_GetsEveryReply_AndDisconnectSendsThemFirst(bool disconnect)
+    {
+        // 64 writes, an invalid request and (maybe) NBD_CMD_DISC in one send: the connection's
+        // thread holds small replies back while it still has requests in hand, so it must send
+        // them once it has none left (or before it closes), with nothing more from the client.
+        using var dir = new TempDirectory("nbd-threads-burst");
+        var path = dir.File("disk.raw");
+        await using var image = RawImage.Create(path, 1 << 20);
+        await using var server = await TestServer.StartAsync(dir, [new NbdExport("vda", image)]);
+        await using var connection = await RawNbdConnection.ConnectAsync(server.SocketPath);
+        await connection.GreetAsync();
+        await connection.GoAsync("vda");
+
+        const int Writes = 64;
+        var burst = new MemoryStream();
+        for (var i = 0; i < Writes; i++)
+        {
+            var frame = new byte[NbdWire.RequestLength + 4096];
+            new NbdRequest(NbdCommandFlags.None, NbdCommand.Write, (ulong)i + 1, (ulong)i * 4096, 4096).Encode(frame);
+            Array.Fill(frame, (byte)(i + 1), NbdWire.RequestLength, 4096);
+            burst.Write(frame);
+        }
+
+        var pastEnd = new byte[NbdWire.RequestLength];
+        new NbdRequest(NbdCommandFlags.None, NbdCommand.Read, 1000, 1 << 20, 4096).Encode(pastEnd);
+        burst.Write(pastEnd);
+        if (disconnect)
+        {
+            var disc = new byte[NbdWire.RequestLength];
+            new NbdRequest(NbdCommandFlags.None, NbdCommand.Disconnect, 2000, 0, 0).Encode(disc);
+            burst.Write(disc);
+        }
+
+        await connection.SendAsync(burst.ToArray());
+
+        var replies = new Dictionary<ulong, uint>();
+        for (var i = 0; i <= Writes; i++)
+        {
+            var (error, cookie) = await connection.ReadSimpleReplyAsync();
+            replies.Add(cookie, error);
+        }
+
+        Assert.Equal([.. Enumerable.Range(1, Writes).Select(i => (ulong)i), 1000UL], replies.Keys.Order());
+        Assert.All(Enumerable.Range(1, Writes), i => Assert.Equal(0u, replies[(ulong)i]));
+        Assert.Equal((uint)NbdErrno.EINVAL, replies[1000]);
+        if (disconnect)
+        {
+            Assert.True(await connection.IsClosedByServerAsync());
+        }
+
+        var written = await File.ReadAllBytesAsync(path, Token);
+        for (var i = 0; i < Writes; i++)
+        {
+            Assert.True(written.AsSpan(i * 4096, 4096).IndexOfAnyExcept((byte)(i + 1)) < 0, $"block {i} holds what write {i + 1} wrote");
+        }
+    }
 }

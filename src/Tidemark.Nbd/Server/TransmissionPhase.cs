@@ -49,11 +49,17 @@ internal sealed partial class TransmissionPhase : IDisposable
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _broken.Token);
         var token = linked.Token;
         var header = new byte[NbdWire.RequestLength];
+        if (_connection.Blocks)
+        {
+            _replies.DeferOnThisThread();
+        }
+
         try
         {
             while (true)
             {
-                // 1. Read.
+                // 1. Read. Replies held back go out before the thread waits for the client.
+                SendDeferredUnless(NbdWire.RequestLength);
                 if (!await _connection.Reader.TryReadExactAsync(header, token).ConfigureAwait(false))
                 {
                     _logger.LogDebug("{Peer}: client closed the connection without NBD_CMD_DISC", _connection.Peer);
@@ -70,6 +76,7 @@ internal sealed partial class TransmissionPhase : IDisposable
                 if (error != NbdErrno.None)
                 {
                     _logger.LogInformation("{Peer}: invalid request: {Command}: {Why}", _connection.Peer, CommandName(request.Command), why);
+                    SendDeferredUnless((int)Math.Min(request.PayloadLength, int.MaxValue));
                     await _connection.Reader.SkipAsync(request.PayloadLength, token).ConfigureAwait(false);
                     await _replies.WriteErrorAsync(request.Cookie, error, why, token).ConfigureAwait(false);
                     continue;
@@ -89,6 +96,7 @@ internal sealed partial class TransmissionPhase : IDisposable
                     payload = PayloadPool.Shared.Rent((int)request.Length);
                     try
                     {
+                        SendDeferredUnless((int)request.Length);
                         await _connection.Reader.ReadExactAsync(payload.AsMemory(0, (int)request.Length), token).ConfigureAwait(false);
                     }
                     catch
@@ -126,6 +134,7 @@ internal sealed partial class TransmissionPhase : IDisposable
                 await WaitForSlotAsync(CancellationToken.None).ConfigureAwait(false);
             }
 
+            SendDeferredOrBreak();
         }
     }
 
@@ -144,11 +153,47 @@ internal sealed partial class TransmissionPhase : IDisposable
     {
         if (_connection.Blocks)
         {
-            _inFlight.Wait(cancellationToken);
+            if (!_inFlight.Wait(0, CancellationToken.None))
+            {
+                // Every slot is taken: the held replies go out before the thread waits.
+                SendDeferredOrBreak();
+                _inFlight.Wait(cancellationToken);
+            }
+
             return ValueTask.CompletedTask;
         }
 
         return new ValueTask(_inFlight.WaitAsync(cancellationToken));
+    }
+
+    /// <summary>
+    /// Sends the replies held back unless the next <paramref name="bytes"/> the thread reads are
+    /// already buffered, so that reading them cannot wait for the client (and they have not been
+    /// held too long).
+    /// </summary>
+    private void SendDeferredUnless(int bytes)
+    {
+        if (_connection.Reader.Buffered < bytes)
+        {
+            _replies.SendDeferred();
+        }
+        else
+        {
+            _replies.SendDeferredIfDue();
+        }
+    }
+
+    /// <summary>Sends the replies held back; a transport that fails breaks the connection, as a failed reply does.</summary>
+    private void SendDeferredOrBreak()
+    {
+        try
+        {
+            _replies.SendDeferred();
+        }
+        catch (NbdException)
+        {
+            Break();
+        }
     }
 
     /// <summary>
