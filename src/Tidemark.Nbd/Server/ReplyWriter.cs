@@ -21,7 +21,9 @@ namespace Tidemark.Nbd.Server;
 /// each wake-up of a client asleep in poll(2) costs both sides a context switch, which under a
 /// hypervisor takes several microseconds, as long as a 4 KiB write into the page cache. A reply
 /// is held only once its request is done, so holding it never acknowledges anything early; any
-/// other write sends the held replies first.
+/// other write sends the held replies first. The cost: a request carried out on the thread that
+/// blocks (a write the kernel throttles for its dirty-page limit) holds the replies before it for
+/// as long as it blocks, as it holds every request behind it in any case.
 /// </remarks>
 internal sealed class ReplyWriter : IDisposable
 {
