@@ -56,6 +56,7 @@ internal sealed class ReplyWriter : IDisposable
     private int _deferredCount;
     private int _deferringThread = -1;
     private long _deferredSince;
+    private CancellationToken _deferredToken;
 
     public ReplyWriter(Stream stream, bool structured)
     {
@@ -75,14 +76,17 @@ internal sealed class ReplyWriter : IDisposable
     /// <see cref="SendDeferred"/>. Only from the thread that reads the requests, on a transport
     /// whose writes block (<see cref="BlockingSocketStream"/>, maybe under TLS).
     /// </summary>
-    public void DeferOnThisThread()
+    /// <param name="cancellationToken">The connection's: it aborts a send of held replies that waits for a client that does not read.</param>
+    public void DeferOnThisThread(CancellationToken cancellationToken)
     {
         _deferred = new byte[MaxDeferredReplies * MaxDeferredFrameBytes];
         _deferringThread = Environment.CurrentManagedThreadId;
+        _deferredToken = cancellationToken;
     }
 
     /// <summary>Sends the replies held back, if any; the caller is about to wait for the client.</summary>
     /// <exception cref="NbdException">ConnectionClosed: the transport failed; the connection is lost.</exception>
+    /// <exception cref="OperationCanceledException">The connection's token aborted the send.</exception>
     public void SendDeferred()
     {
         if (Volatile.Read(ref _deferredCount) == 0)
@@ -199,7 +203,12 @@ internal sealed class ReplyWriter : IDisposable
         var length = _deferredLength;
         _deferredLength = 0;
         Volatile.Write(ref _deferredCount, 0);
-        _stream.Write(_deferred.AsSpan(0, length));
+
+        // Through WriteAsync, which on a blocking transport writes on this thread, so that the
+        // connection's token can abort a send stuck behind a client that stopped reading (as
+        // BlockingSocketStream aborts it); the replies are only 16 bytes each, but the socket's
+        // buffer may already be full of read data.
+        _stream.WriteAsync(_deferred.AsMemory(0, length), _deferredToken).AsTask().GetAwaiter().GetResult();
     }
 
     /// <summary>A successful reply without payload: a simple reply, which structured clients also accept.</summary>

@@ -51,7 +51,7 @@ internal sealed partial class TransmissionPhase : IDisposable
         var header = new byte[NbdWire.RequestLength];
         if (_connection.Blocks)
         {
-            _replies.DeferOnThisThread();
+            _replies.DeferOnThisThread(token);
         }
 
         try
@@ -183,14 +183,14 @@ internal sealed partial class TransmissionPhase : IDisposable
         }
     }
 
-    /// <summary>Sends the replies held back; a transport that fails breaks the connection, as a failed reply does.</summary>
+    /// <summary>Sends the replies held back; a transport that fails (or a send aborted as the connection ends) breaks the connection, as a failed reply does.</summary>
     private void SendDeferredOrBreak()
     {
         try
         {
             _replies.SendDeferred();
         }
-        catch (NbdException)
+        catch (Exception e) when (e is NbdException or OperationCanceledException)
         {
             Break();
         }
