@@ -11,9 +11,10 @@ using Tidemark.Engine.Domains;
 //
 // Push and export rows: each Tidemark/peer pair alternates RUNS times, best of each kept (sync(1)
 // before each). Guest-write rows: two warm-up jobs, then ROUNDS rounds, each running every
-// configuration once in an order shuffled per round (fixed seed); the median and range over the rounds, and each configuration's rate
-// against the 0-checkpoint rate of the same round (paired), so that a few per cent can be told
-// from the ±30 % the same configuration moves between runs.
+// configuration once in an order shuffled per round (fixed seed); the median and range over the
+// rounds, and each configuration's rate against the 0-checkpoint rate of the same round
+// (paired), so that a few per cent can be told from the ±30 % the same configuration moves
+// between runs.
 //
 // Rows:
 //   full push, LAYOUT: BeginBackupAsync(push, full, qcow2 target) from begin to the job's end
