@@ -141,6 +141,21 @@ public sealed partial class DirtyBitmap
 
         var first = offset >> GranularityBits;
         var last = (end - 1) >> GranularityBits;
+
+        // A range already dirty changes nothing, and once a workload's clusters are marked most
+        // of its writes are such: one read of a word instead of the lock. Bits are only ever set
+        // under the lock, so a set bit seen here is a set bit; a clear racing with this call is
+        // simply ordered after it, as it could be with the lock taken.
+        var index = first >> 6;
+        if (index == last >> 6)
+        {
+            var mask = RangeMask(index, first, last + 1);
+            if ((Volatile.Read(ref _words[index]) & mask) == mask)
+            {
+                return;
+            }
+        }
+
         lock (_lock)
         {
             SetBits(first, last + 1);
