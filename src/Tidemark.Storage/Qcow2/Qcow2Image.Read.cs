@@ -18,7 +18,7 @@ public sealed partial class Qcow2Image
     {
         CheckRange(offset, buffer.Length);
         cancellationToken.ThrowIfCancellationRequested();
-        List<DataRun>? runs;
+        DataRuns runs;
         await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
@@ -45,8 +45,9 @@ public sealed partial class Qcow2Image
                 await seam().ConfigureAwait(false);
             }
 
-            foreach (var run in runs)
+            for (var i = 0; i < runs.Count; i++)
             {
+                var run = runs[i];
                 var target = buffer.Slice(run.BufferOffset, run.Length);
                 if (run.Host >= 0)
                 {
@@ -65,23 +66,16 @@ public sealed partial class Qcow2Image
     }
 
     /// <summary>
-    /// One part of a request whose data moves outside the lock: <see cref="Length"/> bytes at
-    /// <see cref="BufferOffset"/> of the caller's buffer, to or from the host file at
-    /// <see cref="Host"/>, or (reads only, <see cref="Host"/> negative) from the backing file.
-    /// </summary>
-    private readonly record struct DataRun(int BufferOffset, int Length, long Host);
-
-    /// <summary>
     /// Resolves a read under the lock: zero clusters are filled here, compressed clusters and
     /// extended-L2 subclusters are read here (their decoding needs the mapping to stay put), and
     /// the returned runs (plain data clusters, host-contiguous, and backing-file ranges) are left
     /// for the caller to read after releasing the lock.
     /// </summary>
-    private async ValueTask<List<DataRun>> ResolveReadLockedAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
+    private async ValueTask<DataRuns> ResolveReadLockedAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
     {
         var bits = _header.ClusterBits;
         var clusterSize = _header.ClusterSize;
-        var runs = new List<DataRun>();
+        var runs = default(DataRuns);
         var done = 0;
         while (done < buffer.Length)
         {

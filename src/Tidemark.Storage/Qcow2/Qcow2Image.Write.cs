@@ -39,7 +39,7 @@ public sealed partial class Qcow2Image
         CheckWritable();
         CheckRange(offset, data.Length);
         cancellationToken.ThrowIfCancellationRequested();
-        List<DataRun>? inPlace;
+        DataRuns? inPlace;
         await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
@@ -78,8 +78,10 @@ public sealed partial class Qcow2Image
                 await seam().ConfigureAwait(false);
             }
 
-            foreach (var run in inPlace)
+            var runs = inPlace.Value;
+            for (var i = 0; i < runs.Count; i++)
             {
+                var run = runs[i];
                 await _file.WriteAsync(run.Host, data.Slice(run.BufferOffset, run.Length), cancellationToken).ConfigureAwait(false);
             }
         }
@@ -94,12 +96,11 @@ public sealed partial class Qcow2Image
     /// is not shared (both COPIED flags), so it overwrites in place and changes no metadata; null
     /// when some cluster needs an allocation or a copy on write.
     /// </summary>
-    private async ValueTask<List<DataRun>?> ResolveInPlaceLockedAsync(long offset, int length, CancellationToken cancellationToken)
+    private async ValueTask<DataRuns?> ResolveInPlaceLockedAsync(long offset, int length, CancellationToken cancellationToken)
     {
         var bits = _header.ClusterBits;
         var clusterSize = _header.ClusterSize;
-        // Made at the first cluster that can be overwritten: an allocating write allocates nothing here.
-        List<DataRun>? runs = null;
+        var runs = default(DataRuns);
         var done = 0;
         while (done < length)
         {
@@ -115,20 +116,11 @@ public sealed partial class Qcow2Image
 
             var n = Math.Min(clusterSize - inCluster, length - done);
             var host = entry.HostOffset + inCluster;
-            runs ??= [];
-            if (runs.Count > 0 && runs[^1].Host + runs[^1].Length == host)
-            {
-                runs[^1] = runs[^1] with { Length = runs[^1].Length + n };
-            }
-            else
-            {
-                runs.Add(new DataRun(done, n, host));
-            }
-
+            runs.AddOrExtend(new DataRun(done, n, host));
             done += n;
         }
 
-        return runs ?? [];
+        return runs;
     }
 
     public async ValueTask WriteZeroesAsync(long offset, long length, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
