@@ -330,7 +330,7 @@ namespace Tidemark.Bench.Engine
                     var mine = results[name];
                     var rate = Spread.Of(mine.Select(r => r.BytesPerSecond));
                     var cpu = Spread.Of(mine.Select(r => r.ServerCpu));
-                    var paired = Spread.Of(mine.Select((r, i) => (1 - (r.BytesPerSecond / zero[i].BytesPerSecond)) * 100));
+                    var paired = Spread.Of(mine.Select((r, i) => r.OverheadAgainst(zero[i])));
                     var againstQemu = Spread.Of(mine.Select((r, i) => r.BytesPerSecond / results["qemu-nbd"][i].BytesPerSecond));
                     table.Add(
                         $"guest {pattern.Name}, Tidemark {name}",
@@ -346,7 +346,7 @@ namespace Tidemark.Bench.Engine
                 var plain = results[QsdPlain];
                 var fleecing = results[QsdFleecing];
                 var qemuRate = Spread.Of(fleecing.Select(r => r.BytesPerSecond));
-                var qemuOverhead = Spread.Of(fleecing.Select((r, i) => (1 - (r.BytesPerSecond / plain[i].BytesPerSecond)) * 100));
+                var qemuOverhead = Spread.Of(fleecing.Select((r, i) => r.OverheadAgainst(plain[i])));
                 var plainRate = Spread.Of(plain.Select(r => r.BytesPerSecond));
                 table.Add(
                     $"guest {pattern.Name}, QEMU during a pull backup",
@@ -398,7 +398,7 @@ namespace Tidemark.Bench.Engine
 
             var zeroRate = Spread.Of(measured.Select(p => p.Zero.BytesPerSecond));
             var tenRate = Spread.Of(measured.Select(p => p.Ten.BytesPerSecond));
-            var overhead = Spread.Of(measured.Select(p => (1 - (p.Ten.BytesPerSecond / p.Zero.BytesPerSecond)) * 100));
+            var overhead = Spread.Of(measured.Select(p => p.Ten.OverheadAgainst(p.Zero)));
             var cpu = Spread.Of(measured.Select(p => ((p.Ten.ServerCpu / p.Zero.ServerCpu) - 1) * 100));
             table.Add(
                 $"guest {pattern.Name}, Tidemark 10 checkpoints vs 0, back to back",
@@ -695,6 +695,9 @@ namespace Tidemark.Bench.Engine
     internal sealed record Throughput(long Bytes, double Seconds, int BlockSize, double ServerCpu)
     {
         public double BytesPerSecond => Bytes / Seconds;
+
+        /// <summary>Per cent of <paramref name="baseline"/>'s rate lost in this run (negative: faster).</summary>
+        public double OverheadAgainst(Throughput baseline) => (1 - (BytesPerSecond / baseline.BytesPerSecond)) * 100;
 
         public string Describe() => BlockSize <= 4096
             ? string.Create(CultureInfo.InvariantCulture, $"{BytesPerSecond / BlockSize:F0} IOPS")

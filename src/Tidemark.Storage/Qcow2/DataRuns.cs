@@ -13,7 +13,7 @@ internal struct DataRuns
 
     public int Count { get; private set; }
 
-    public readonly DataRun this[int index] => index == 0 && Count > 0 ? _first : _more![index - 1];
+    public readonly DataRun this[int index] => index == 0 ? _first : _more![index - 1];
 
     /// <summary>Appends <paramref name="run"/>, or lengthens the last run when the host bytes follow on from it.</summary>
     public void AddOrExtend(DataRun run)
