@@ -1,3 +1,4 @@
+using Microsoft.Win32.SafeHandles;
 using Tidemark.Remote;
 using Tidemark.Remote.Protocol;
 using Tidemark.Remote.Server;
@@ -29,6 +30,20 @@ internal sealed class FuzzHypervisor : IRemoteHypervisor
     public ValueTask<string> GetHostnameAsync(CancellationToken cancellationToken) => new("fuzz");
 
     public ValueTask<string> GetUriAsync(CancellationToken cancellationToken) => new("qemu:///system");
+
+    public void ConnectionClosed(object connection)
+    {
+    }
+
+    public ValueTask AssociateFdsAsync(RemoteDomain domain, string name, IReadOnlyList<SafeFileHandle> fds, uint flags, object connection, CancellationToken cancellationToken)
+    {
+        foreach (var fd in fds)
+        {
+            fd.Dispose();
+        }
+
+        return ValueTask.CompletedTask;
+    }
 
     public ValueTask<IReadOnlyList<RemoteDomain>> ListAllDomainsAsync(uint flags, CancellationToken cancellationToken) => new([Domain]);
 

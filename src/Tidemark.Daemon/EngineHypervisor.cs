@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Globalization;
 using System.Xml.Linq;
 using Microsoft.Extensions.Logging;
+using Microsoft.Win32.SafeHandles;
 using Tidemark.Engine.Domains;
 using Tidemark.Remote;
 using Tidemark.Remote.Protocol;
@@ -67,6 +68,34 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
     public ValueTask<string> GetHostnameAsync(CancellationToken cancellationToken) => ValueTask.FromResult(Environment.MachineName);
 
     public ValueTask<string> GetUriAsync(CancellationToken cancellationToken) => ValueTask.FromResult("qemu:///system");
+
+    public void ConnectionClosed(object connection)
+    {
+        foreach (var domain in _host.ListDomains())
+        {
+            domain.ReleaseFdGroups(connection);
+        }
+    }
+
+    public ValueTask AssociateFdsAsync(RemoteDomain domain, string name, IReadOnlyList<SafeFileHandle> fds, uint flags, object connection, CancellationToken cancellationToken) => Call(() =>
+    {
+        EngineDomain found;
+        try
+        {
+            found = Find(domain);
+        }
+        catch
+        {
+            foreach (var fd in fds)
+            {
+                fd.Dispose();
+            }
+
+            throw;
+        }
+
+        found.AssociateFds(name, fds, (FdAssociateFlags)flags, connection);
+    });
 
     public ValueTask<IReadOnlyList<RemoteDomain>> ListAllDomainsAsync(uint flags, CancellationToken cancellationToken)
     {

@@ -24,6 +24,16 @@ public sealed record DaemonOptions
     /// </summary>
     public bool GuestTcp { get; init; }
 
+    /// <summary>
+    /// <c>backup_tls_x509_cert_dir</c>: where a pull backup with <c>tls='yes'</c> finds
+    /// <c>ca-cert.pem</c>, <c>server-cert.pem</c> and <c>server-key.pem</c>; libvirt's default
+    /// TLS directory unless set. Null refuses such backups.
+    /// </summary>
+    public string? BackupTlsDirectory { get; init; } = "/etc/pki/qemu";
+
+    /// <summary><c>backup_tls_x509_verify</c>: TLS pull clients must present a certificate signed by the CA.</summary>
+    public bool BackupTlsVerifyPeer { get; init; } = true;
+
     /// <summary>The socket path in effect.</summary>
     public string EffectiveSocketPath => Path.GetFullPath(SocketPath ?? Path.Combine(StateDirectory, "tidemark-sock"));
 }
@@ -94,6 +104,8 @@ public sealed class TidemarkDaemon : IHostedService, IAsyncDisposable
         try
         {
             _host = await DomainHost.OpenAsync(stateRoot, loggerFactory: _loggerFactory, cancellationToken: cancellationToken).ConfigureAwait(false);
+            _host.BackupTlsDirectory = _options.BackupTlsDirectory;
+            _host.BackupTlsVerifyPeer = _options.BackupTlsVerifyPeer;
             var hypervisor = new EngineHypervisor(_host, new AutostartMarks(stateRoot), _loggerFactory.CreateLogger<EngineHypervisor>())
             {
                 StartFlags = _options.GuestTcp ? DomainStartFlags.GuestTcp : DomainStartFlags.None,

@@ -15,6 +15,9 @@ public enum EngineErrorReason
     /// <summary>Two flags that exclude each other, or one that requires another.</summary>
     ConflictingFlags,
 
+    /// <summary>An fd group without descriptors: "nfds in virDomainFDAssociate must not be zero".</summary>
+    NoFileDescriptors,
+
     /// <summary>"no domain with matching name '%s'" (or uuid, or id).</summary>
     NoSuchDomain,
 
@@ -102,6 +105,7 @@ public static class EngineErrorReasons
     {
         EngineErrorReason.UnsupportedFlags => LibvirtErrorCode.InvalidArg,
         EngineErrorReason.ConflictingFlags => LibvirtErrorCode.InvalidArg,
+        EngineErrorReason.NoFileDescriptors => LibvirtErrorCode.InvalidArg,
         EngineErrorReason.NoSuchDomain => LibvirtErrorCode.NoDomain,
         EngineErrorReason.DomainExists => LibvirtErrorCode.OperationFailed,
         EngineErrorReason.DomainNotRunning => LibvirtErrorCode.OperationInvalid,

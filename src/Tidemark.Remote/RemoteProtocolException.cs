@@ -39,6 +39,12 @@ public enum RemoteProtocolErrorReason
     /// <summary>The peer closed the connection, or it broke, before a complete message arrived.</summary>
     ConnectionClosed,
 
+    /// <summary>A call with more file descriptors than a message may carry.</summary>
+    TooManyFds,
+
+    /// <summary>File descriptors that do not match their call: missing, lost in transit, or sent with no call to take them.</summary>
+    UnmatchedFds,
+
     /// <summary>A URI could not be parsed or names a transport this library does not speak.</summary>
     InvalidUri,
 }

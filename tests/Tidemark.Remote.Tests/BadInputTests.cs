@@ -96,6 +96,32 @@ public sealed class BadInputTests : IAsyncLifetime
         await AssertOthersStillServedAsync();
     }
 
+    /// <summary>A call with file descriptors announcing more than a message may carry (VIR_NET_MESSAGE_NUM_FDS_MAX).</summary>
+    [Fact]
+    public async Task CallWithTooManyFds_Closes()
+    {
+        await using var c = await RawRemoteConnection.ConnectAsync(_server.SocketPath);
+        await c.OpenAsync();
+        var count = new byte[4];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(count, RemoteWire.MaxFdsPerMessage + 1);
+        await c.SendAsync(RawRemoteConnection.Header(32, RemoteWire.RemoteProgram, (uint)RemoteProcedure.ConnectGetType, type: (uint)RemoteMessageType.CallWithFds, serial: 7).Concat(count).ToArray());
+        Assert.Null(await c.ReadAsync());
+        await AssertOthersStillServedAsync();
+    }
+
+    /// <summary>A call announcing a descriptor whose byte comes without one (a plain write, no SCM_RIGHTS).</summary>
+    [Fact]
+    public async Task CallWithFds_WhoseDescriptorNeverCame_Closes()
+    {
+        await using var c = await RawRemoteConnection.ConnectAsync(_server.SocketPath);
+        await c.OpenAsync();
+        var count = new byte[4];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(count, 1);
+        await c.SendAsync(RawRemoteConnection.Header(32, RemoteWire.RemoteProgram, (uint)RemoteProcedure.ConnectGetType, type: (uint)RemoteMessageType.CallWithFds, serial: 7).Concat(count).Append((byte)0).ToArray());
+        Assert.Null(await c.ReadAsync());
+        await AssertOthersStillServedAsync();
+    }
+
     /// <summary>A whole frame whose XDR is garbage: an RPC error says why, then the connection is closed.</summary>
     [Fact]
     public async Task GarbageXdr_RepliesWhyThenCloses()

@@ -57,4 +57,68 @@ public sealed class PythonTests
             "3 this function is not supported by the connection driver: virDomainGetHostname\n",
             r.Stdout);
     }
+
+    private const string FdScript = """
+        import os, sys, libvirt
+        conn = libvirt.open(sys.argv[1])
+        dom = conn.lookupByName('vm1')
+        r1, w1 = os.pipe()
+        r2, w2 = os.pipe()
+        dom.FDAssociate('pair', [r1, w2], 0)
+        print(os.fstat(r1).st_ino, os.fstat(w2).st_ino)
+        sys.stdout.flush()
+        # The server holds its own copies: the pipe written here reaches its read end there.
+        os.write(w1, b'through')
+        os.close(r1); os.close(w1); os.close(w2)
+        sys.stdin.readline()
+        print(os.read(r2, 100).decode())
+        conn.close()
+        """;
+
+    [Fact]
+    public async Task LibvirtPython_FdAssociate_PassesTheDescriptorsThemselves_HeldUntilTheConnectionCloses()
+    {
+        await using var server = await TestRemoteServer.StartAsync();
+        server.Hypervisor.AddDomain("vm1", running: true);
+        var python = new System.Diagnostics.Process
+        {
+            StartInfo = new("/usr/bin/python3", ["-c", FdScript, server.Uri]) { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true },
+        };
+        var errors = new System.Text.StringBuilder();
+        python.ErrorDataReceived += (_, e) => errors.AppendLine(e.Data);
+        python.Start();
+        python.BeginErrorReadLine();
+        var inodes = (await LineAsync(python))?.Split(' ');
+        Assert.True(inodes is { Length: 2 }, errors.ToString());
+
+        var (fds, _) = server.Hypervisor.FdGroups["pair"];
+        Assert.Equal(2, fds.Count);
+        Assert.Equal(inodes[0], Inode(fds[0]));
+        Assert.Equal(inodes[1], Inode(fds[1]));
+        var buffer = new byte[7];
+        using (var read = new FileStream(fds[0], FileAccess.Read, 1))
+        {
+            await read.ReadExactlyAsync(buffer, TestContext.Current.CancellationToken).AsTask().WaitAsync(TimeSpan.FromSeconds(20), TestContext.Current.CancellationToken);
+        }
+
+        Assert.Equal("through", System.Text.Encoding.ASCII.GetString(buffer));
+        using (var write = new FileStream(fds[1], FileAccess.Write, 1))
+        {
+            await write.WriteAsync("back"u8.ToArray(), TestContext.Current.CancellationToken);
+        }
+
+        await python.StandardInput.WriteLineAsync();
+        await python.StandardInput.FlushAsync(TestContext.Current.CancellationToken);
+        Assert.Equal("back", await LineAsync(python));
+        await python.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(20), TestContext.Current.CancellationToken);
+        Assert.Equal(0, python.ExitCode);
+        Assert.Empty(server.Hypervisor.FdGroups);
+    }
+
+    /// <summary>The child's next line, read off the test's thread (a redirected stream's reads block).</summary>
+    private static Task<string?> LineAsync(System.Diagnostics.Process process)
+        => Task.Run(process.StandardOutput.ReadLine, TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+
+    private static string Inode(Microsoft.Win32.SafeHandles.SafeFileHandle fd)
+        => new FileInfo($"/proc/self/fd/{fd.DangerousGetHandle()}").LinkTarget is { } target && target.StartsWith("pipe:[", StringComparison.Ordinal) ? target[6..^1] : "?";
 }

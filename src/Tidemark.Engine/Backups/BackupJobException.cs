@@ -26,6 +26,12 @@ public enum BackupErrorReason
     /// <summary>The pull NBD server cannot listen where the document says.</summary>
     ServerFailed,
 
+    /// <summary>
+    /// The server's fd group is not associated with the domain, or does not hold exactly one
+    /// descriptor: "file descriptor group '%s' was not associated with the domain".
+    /// </summary>
+    UnusableFdGroup,
+
     /// <summary>Copying a cluster's point-in-time content aside failed (the failure policy decides who sees it).</summary>
     CopyBeforeWriteFailed,
 
@@ -68,6 +74,7 @@ public sealed class BackupJobException : Exception
         BackupErrorReason.Unsupported => LibvirtErrorCode.ConfigUnsupported,
         BackupErrorReason.TlsNotConfigured => LibvirtErrorCode.OperationInvalid,
         BackupErrorReason.ServerFailed => LibvirtErrorCode.OperationFailed,
+        BackupErrorReason.UnusableFdGroup => LibvirtErrorCode.InvalidArg,
         BackupErrorReason.CopyBeforeWriteFailed => LibvirtErrorCode.OperationFailed,
         BackupErrorReason.CopyFailed => LibvirtErrorCode.OperationFailed,
         BackupErrorReason.JobEnded => LibvirtErrorCode.OperationInvalid,

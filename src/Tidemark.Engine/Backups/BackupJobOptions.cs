@@ -21,6 +21,13 @@ public sealed class BackupJobOptions
     /// </summary>
     public string? TlsDirectory { get; init; }
 
+    /// <summary>
+    /// The pull server's socket for <c>transport='fd'</c>: a socket of the caller's, bound (and
+    /// perhaps listening), which the job's server listens on and closes when it stops. Null
+    /// refuses that transport.
+    /// </summary>
+    public System.Net.Sockets.Socket? ServerSocket { get; init; }
+
     /// <summary><c>backup_tls_x509_verify</c>: TLS clients must present a certificate signed by the CA.</summary>
     public bool TlsVerifyPeer { get; init; } = true;
 

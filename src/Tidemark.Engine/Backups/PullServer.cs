@@ -17,13 +17,18 @@ internal static class PullServer
     /// <exception cref="BackupJobException">An unsupported transport, TLS without a directory, unreadable credentials, or an address that cannot be bound.</exception>
     public static async ValueTask<NbdServer> StartAsync(BackupServer server, IEnumerable<NbdExport> exports, BackupJobOptions options, CancellationToken cancellationToken)
     {
-        var endPoint = server.Transport switch
+        EndPoint? endPoint = server.Transport switch
         {
             ServerTransport.Unix => new UnixDomainSocketEndPoint(server.Socket ?? throw new ArgumentException("missing socket for unix transport", nameof(server))),
             ServerTransport.Tcp => await TcpEndPointAsync(server, cancellationToken).ConfigureAwait(false),
+            ServerTransport.Fd when options.ServerSocket is not null => null,
             ServerTransport.Rdma => throw new BackupJobException(BackupErrorReason.Unsupported, "transport rdma is not supported for <server>"),
             _ => throw new BackupJobException(BackupErrorReason.Unsupported, $"transport '{BackupNames.Of(server.Transport)}' is not supported for <server>"),
         };
+        if (endPoint is null)
+        {
+            Listen(options.ServerSocket!, server);
+        }
 
         NbdTlsCredentials? tls = null;
         if (server.Tls == true)
@@ -44,7 +49,15 @@ internal static class PullServer
         }
 
         var serverOptions = new NbdServerOptions { Tls = tls, Persistent = true };
-        serverOptions.EndPoints.Add(endPoint);
+        if (endPoint is null)
+        {
+            serverOptions.Listeners.Add(options.ServerSocket!);
+        }
+        else
+        {
+            serverOptions.EndPoints.Add(endPoint);
+        }
+
         var nbd = new NbdServer(serverOptions, exports, options.LoggerFactory);
         try
         {
@@ -79,6 +92,32 @@ internal static class PullServer
         return new IPEndPoint(address, server.Port);
     }
 
-    private static string Describe(BackupServer server)
-        => server.Transport == ServerTransport.Unix ? $"unix socket '{server.Socket}'" : $"'{server.Name}:{server.Port}'";
+    /// <summary>
+    /// Listens on a handed-over socket, as QEMU's <c>nbd-server-start</c> does with an fd address:
+    /// the caller may have only bound it (libvirt's documented use), and listening again on a
+    /// listening socket only sets its backlog.
+    /// </summary>
+    private static void Listen(Socket socket, BackupServer server)
+    {
+        try
+        {
+            if (socket.SocketType != SocketType.Stream)
+            {
+                throw new SocketException((int)SocketError.SocketNotSupported);
+            }
+
+            socket.Listen(128);
+        }
+        catch (SocketException e)
+        {
+            throw new BackupJobException(BackupErrorReason.ServerFailed, $"cannot start the backup NBD server on {Describe(server)}: {e.Message}", e);
+        }
+    }
+
+    private static string Describe(BackupServer server) => server.Transport switch
+    {
+        ServerTransport.Unix => $"unix socket '{server.Socket}'",
+        ServerTransport.Fd => $"file descriptor group '{server.FdGroup}'",
+        _ => $"'{server.Name}:{server.Port}'",
+    };
 }

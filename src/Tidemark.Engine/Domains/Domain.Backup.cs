@@ -122,8 +122,21 @@ public sealed partial class Domain
             await record.AddAsync(socket, cancellationToken).ConfigureAwait(false);
         }
 
+        // libvirt looks the group up while preparing the job (§6.7 step 12), before the instant.
+        // The job's server owns the socket once the job is prepared; until then, a failure closes it.
+        var serverSocket = aligned.Server is { Transport: ServerTransport.Fd, FdGroup: { } fdGroup } ? DuplicateServerSocket(fdGroup) : null;
         BackupJob? job = null;
-        var closure = await running.Barrier.CloseAsync(cancellationToken).ConfigureAwait(false);
+        BarrierClosure closure;
+        try
+        {
+            closure = await running.Barrier.CloseAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            serverSocket?.Dispose();
+            throw;
+        }
+
         try
         {
             // The instant: no guest write is in flight, none passes until the barrier opens.
@@ -145,6 +158,9 @@ public sealed partial class Domain
                 TimeProvider = Clock,
                 LoggerFactory = _host.LoggerFactory,
                 StoreWrapper = BackupStoreWrapper,
+                ServerSocket = serverSocket,
+                TlsDirectory = _host.BackupTlsDirectory,
+                TlsVerifyPeer = _host.BackupTlsVerifyPeer,
             }, cancellationToken).ConfigureAwait(false);
             foreach (var disk in selected)
             {
@@ -168,6 +184,8 @@ public sealed partial class Domain
             {
                 await job.DisposeAsync().ConfigureAwait(false);
             }
+
+            serverSocket?.Dispose();
 
             if (alignedCheckpoint is not null)
             {

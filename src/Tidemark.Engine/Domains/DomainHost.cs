@@ -38,6 +38,16 @@ public sealed class DomainHost : IAsyncDisposable
     /// <summary>The state directory.</summary>
     public StateDirectory State { get; }
 
+    /// <summary>
+    /// <c>backup_tls_x509_cert_dir</c>: where a pull backup with <c>tls='yes'</c> finds
+    /// <c>ca-cert.pem</c>, <c>server-cert.pem</c> and <c>server-key.pem</c>, read when each job
+    /// begins. Null refuses such a backup ("backup TLS directory not configured", spec §6.7 step 6).
+    /// </summary>
+    public string? BackupTlsDirectory { get; set; }
+
+    /// <summary><c>backup_tls_x509_verify</c>: a TLS pull client must present a certificate signed by the CA.</summary>
+    public bool BackupTlsVerifyPeer { get; set; } = true;
+
     /// <summary>Files that jobs cut short by a crash had created, removed when the host was opened.</summary>
     public IReadOnlyList<string> RemovedJobFiles { get; private set; } = [];
 
@@ -220,6 +230,11 @@ public sealed class DomainHost : IAsyncDisposable
                 Logger.LogError("stopping domain {Domain}: {Error}", domain.Name, e.Message);
             }
         }
+
+        foreach (var domain in ListDomains())
+        {
+            domain.CloseFdGroups();
+        }
     }
 
     internal int NextId() => Interlocked.Increment(ref _lastId);
@@ -230,6 +245,8 @@ public sealed class DomainHost : IAsyncDisposable
         {
             _domains.Remove(domain);
         }
+
+        domain.CloseFdGroups();
     }
 
     private Domain? Find(Predicate<Domain> match)

@@ -33,6 +33,9 @@ public sealed class NbdServer : IAsyncDisposable
     private readonly List<Socket> _listeners = [];
     private readonly List<Task> _acceptLoops = [];
     private readonly List<EndPoint> _boundEndPoints = [];
+
+    // The unix socket paths this server bound (not those of handed-over listeners), removed when it stops.
+    private readonly List<string> _boundPaths = [];
     private readonly CancellationTokenSource _shutdown = new();
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ILogger _logger;
@@ -85,7 +88,7 @@ public sealed class NbdServer : IAsyncDisposable
 
     internal NbdExport? FindExport(string name) => _exports.TryGetValue(name, out var export) ? export : null;
 
-    /// <summary>Binds every endpoint and starts accepting.</summary>
+    /// <summary>Binds every endpoint and starts accepting on them and on the handed-over listeners.</summary>
     /// <exception cref="SocketException">An endpoint cannot be bound (in use, no permission).</exception>
     public Task StartAsync(CancellationToken cancellationToken = default)
     {
@@ -93,6 +96,19 @@ public sealed class NbdServer : IAsyncDisposable
         if (Interlocked.Exchange(ref _started, 1) != 0)
         {
             throw new InvalidOperationException("the server is already started");
+        }
+
+        // Adopted first: should binding an endpoint fail, disposing the server closes them too.
+        foreach (var listener in Options.Listeners)
+        {
+            _listeners.Add(listener);
+            var endPoint = listener.LocalEndPoint;
+            if (endPoint is not null)
+            {
+                _boundEndPoints.Add(endPoint);
+            }
+
+            _logger.LogInformation("NBD server listening on {EndPoint}, a socket handed over", endPoint is null ? "?" : Describe(endPoint));
         }
 
         foreach (var endPoint in Options.EndPoints)
@@ -121,13 +137,20 @@ public sealed class NbdServer : IAsyncDisposable
             }
 
             _listeners.Add(socket);
+            if (endPoint is UnixDomainSocketEndPoint path)
+            {
+                _boundPaths.Add(path.ToString());
+            }
+
             _boundEndPoints.Add(socket.LocalEndPoint ?? endPoint);
             _logger.LogInformation("NBD server listening on {EndPoint}", Describe(socket.LocalEndPoint ?? endPoint));
         }
 
         foreach (var listener in _listeners)
         {
-            _acceptLoops.Add(AcceptLoopAsync(listener));
+            _acceptLoops.Add(Options.Listeners.Contains(listener)
+                ? Task.Factory.StartNew(() => AcceptHandedOver(listener), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)
+                : AcceptLoopAsync(listener));
         }
 
         return Task.CompletedTask;
@@ -154,19 +177,7 @@ public sealed class NbdServer : IAsyncDisposable
         {
             while (!_shutdown.IsCancellationRequested)
             {
-                var socket = await listener.AcceptAsync(_shutdown.Token).ConfigureAwait(false);
-                if (Interlocked.Increment(ref _waiting) > Options.Limits.MaxQueuedConnections + _slots.CurrentCount)
-                {
-                    Interlocked.Decrement(ref _waiting);
-                    _logger.LogWarning(
-                        "refusing a connection: all {Limit} connection slots are taken and the queue of {Queued} is full",
-                        Options.Limits.MaxConnections,
-                        Options.Limits.MaxQueuedConnections);
-                    socket.Dispose();
-                    continue;
-                }
-
-                _ = RunConnectionAsync(socket);
+                Admit(await listener.AcceptAsync(_shutdown.Token).ConfigureAwait(false));
             }
         }
         catch (OperationCanceledException) when (_shutdown.IsCancellationRequested)
@@ -179,6 +190,45 @@ public sealed class NbdServer : IAsyncDisposable
         {
             _logger.LogCritical(e, "the accept loop failed; no new connections are accepted");
         }
+    }
+
+    /// <summary>The accept loop of a handed-over listener (<see cref="HandedOverListener"/>), on its own thread.</summary>
+    private void AcceptHandedOver(Socket listener)
+    {
+        try
+        {
+            while (!_shutdown.IsCancellationRequested)
+            {
+                if (HandedOverListener.TryAccept(listener) is { } socket)
+                {
+                    Admit(socket);
+                }
+            }
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException && _shutdown.IsCancellationRequested)
+        {
+        }
+        catch (Exception e)
+        {
+            _logger.LogCritical(e, "the accept loop failed; no new connections are accepted");
+        }
+    }
+
+    /// <summary>Queues an accepted connection for a slot, or closes it when the queue is full.</summary>
+    private void Admit(Socket socket)
+    {
+        if (Interlocked.Increment(ref _waiting) > Options.Limits.MaxQueuedConnections + _slots.CurrentCount)
+        {
+            Interlocked.Decrement(ref _waiting);
+            _logger.LogWarning(
+                "refusing a connection: all {Limit} connection slots are taken and the queue of {Queued} is full",
+                Options.Limits.MaxConnections,
+                Options.Limits.MaxQueuedConnections);
+            socket.Dispose();
+            return;
+        }
+
+        _ = RunConnectionAsync(socket);
     }
 
     private async Task RunConnectionAsync(Socket socket)
@@ -318,16 +368,23 @@ public sealed class NbdServer : IAsyncDisposable
             await _shutdown.CancelAsync().ConfigureAwait(false);
         }
 
-        foreach (var listener in _listeners)
+        // A handed-over listener is closed only once its loop has let go of it: closing a socket
+        // still in use makes .NET shut it down, which would end the owner's socket too.
+        foreach (var listener in _listeners.Except(Options.Listeners))
         {
             listener.Dispose();
         }
 
         await Task.WhenAll(_acceptLoops).ConfigureAwait(false);
-        await Task.WhenAll(_connections.Values).ConfigureAwait(false);
-        foreach (var endPoint in _boundEndPoints.OfType<UnixDomainSocketEndPoint>())
+        foreach (var listener in Options.Listeners)
         {
-            RemoveStaleSocket(endPoint.ToString());
+            listener.Dispose();
+        }
+
+        await Task.WhenAll(_connections.Values).ConfigureAwait(false);
+        foreach (var path in _boundPaths)
+        {
+            RemoveStaleSocket(path);
         }
 
         _completion.TrySetResult();

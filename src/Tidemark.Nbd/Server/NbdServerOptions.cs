@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 
 namespace Tidemark.Nbd.Server;
 
@@ -11,6 +12,14 @@ public sealed class NbdServerOptions
     /// connections handed to <see cref="NbdServer.ServeAsync"/>.
     /// </summary>
     public IList<EndPoint> EndPoints { get; } = [];
+
+    /// <summary>
+    /// Sockets already bound and listening that the server accepts on too, handed over by whoever
+    /// made them (libvirt's fd transport: the client's own listening socket, passed as a file
+    /// descriptor). The server owns them from <see cref="NbdServer.StartAsync"/> on and closes
+    /// them when it stops; a unix socket's path is the creator's and is left in place.
+    /// </summary>
+    public IList<Socket> Listeners { get; } = [];
 
     /// <summary>
     /// X.509 credentials. When set the server is in TLS-required mode (as qemu-nbd with

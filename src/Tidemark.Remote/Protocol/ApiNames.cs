@@ -87,6 +87,7 @@ public static class ApiNames
         [421] = "virDomainBackupBegin",
         [422] = "virDomainBackupGetXMLDesc",
         [442] = "virDomainAbortJobFlags",
+        [443] = "virDomainFDAssociate",
     };
 
     /// <summary>libvirt's API name for <paramref name="procedure"/>, or "procedure N" when it is not in the table.</summary>

@@ -49,9 +49,47 @@ public static class MessageFramer
             return false;
         }
 
+        if (parsed.Type == RemoteMessageType.CallWithFds)
+        {
+            return TryReadWithFds(ref buffer, parsed, out message);
+        }
+
         var payload = buffer.Slice(RemoteWire.HeaderLength, parsed.PayloadLength).ToArray();
         buffer = buffer.Slice(length);
         message = new RemoteMessage(parsed, payload);
+        return true;
+    }
+
+    /// <summary>
+    /// A CALL_WITH_FDS: the descriptor count (u32, right after the header, before the arguments)
+    /// and the count's data bytes after the message, one per descriptor, which carried them and
+    /// are taken off with it (virnetmessage.c, virsocket.c: one byte and one SCM_RIGHTS each).
+    /// </summary>
+    private static bool TryReadWithFds(ref ReadOnlySequence<byte> buffer, MessageHeader header, out RemoteMessage? message)
+    {
+        message = null;
+        if (header.PayloadLength < sizeof(uint))
+        {
+            throw new RemoteProtocolException(RemoteProtocolErrorReason.MessageTooShort, $"a call with file descriptors of {header.Length} bytes has no room for their count");
+        }
+
+        Span<byte> word = stackalloc byte[sizeof(uint)];
+        buffer.Slice(RemoteWire.HeaderLength, sizeof(uint)).CopyTo(word);
+        var count = BinaryPrimitives.ReadUInt32BigEndian(word);
+        if (count > RemoteWire.MaxFdsPerMessage)
+        {
+            // libvirt's words (virNetMessageDecodeNumFDs).
+            throw new RemoteProtocolException(RemoteProtocolErrorReason.TooManyFds, $"Received too many FDs {count}, expected {RemoteWire.MaxFdsPerMessage} maximum");
+        }
+
+        if (buffer.Length < header.Length + count)
+        {
+            return false;
+        }
+
+        var payload = buffer.Slice(RemoteWire.HeaderLength + sizeof(uint), header.PayloadLength - sizeof(uint)).ToArray();
+        buffer = buffer.Slice(header.Length + count);
+        message = new RemoteMessage(header, payload, (int)count);
         return true;
     }
 }

@@ -69,4 +69,5 @@ public enum RemoteProcedure : uint
     DomainBackupBegin = 421,
     DomainBackupGetXmlDesc = 422,
     DomainAbortJobFlags = 442,
+    DomainFdAssociate = 443,
 }

@@ -51,6 +51,13 @@ public static class RemoteWire
 
     /// <summary>VIR_UUID_BUFLEN.</summary>
     public const int UuidLength = 16;
+
+    /// <summary>
+    /// VIR_NET_MESSAGE_NUM_FDS_MAX: file descriptors one CALL_WITH_FDS may carry. Their count is
+    /// a u32 right after the header, before the arguments; the descriptors follow the message,
+    /// one per data byte (SCM_RIGHTS on the unix socket).
+    /// </summary>
+    public const int MaxFdsPerMessage = 32;
 }
 
 /// <summary>The message <c>type</c> word (virNetMessageType).</summary>
@@ -89,6 +96,9 @@ public enum KeepaliveProcedure : uint
 /// <summary>Features a client asks about with CONNECT_SUPPORTS_FEATURE (§4, VIR_DRV_FEATURE_*).</summary>
 public enum RemoteFeature
 {
+    /// <summary>File descriptors may be passed with calls (CALL_WITH_FDS); virDomainFDAssociate asks first.</summary>
+    FdPassing = 8,
+
     /// <summary>String typed parameters may appear in replies.</summary>
     TypedParamString = 9,
 

@@ -1,3 +1,4 @@
+using Microsoft.Win32.SafeHandles;
 using Tidemark.Remote.Protocol;
 using Tidemark.Remote.Xdr;
 
@@ -13,6 +14,19 @@ internal sealed class CallContext(RemoteConnection connection, RemoteMessage cal
     public CancellationToken CancellationToken { get; } = cancellationToken;
 
     public RemoteProcedure Procedure => (RemoteProcedure)call.Header.Procedure;
+
+    /// <summary>The file descriptors that came with the call (CALL_WITH_FDS), closed after it unless taken.</summary>
+    public SafeFileHandle[] Fds { get; init; } = [];
+
+    /// <summary>Whether <see cref="TakeFds"/> handed the descriptors on.</summary>
+    public bool FdsTaken { get; private set; }
+
+    /// <summary>The call's descriptors, now the taker's to close.</summary>
+    public SafeFileHandle[] TakeFds()
+    {
+        FdsTaken = true;
+        return Fds;
+    }
 
     /// <summary>The call's arguments, decoded completely: a payload with bytes left over is malformed.</summary>
     public T Args<T>(XdrDecoder<T> decode)

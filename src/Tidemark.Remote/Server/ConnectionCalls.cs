@@ -42,7 +42,7 @@ internal static class ConnectionCalls
     private static Task<MessageBuilder> SupportsFeature(CallContext c)
     {
         var feature = c.Args((ref XdrReader r) => r.ReadInt32());
-        var supported = (RemoteFeature)feature is RemoteFeature.TypedParamString or RemoteFeature.ProgramKeepalive
+        var supported = (RemoteFeature)feature is RemoteFeature.FdPassing or RemoteFeature.TypedParamString or RemoteFeature.ProgramKeepalive
             or RemoteFeature.RemoteEventCallback or RemoteFeature.RemoteCloseCallback;
         return Task.FromResult(c.Reply(w => w.WriteInt32(supported ? 1 : 0)));
     }
@@ -65,6 +65,10 @@ internal static class ConnectionCalls
     {
         c.NoArgs();
         c.Connection.ClearEventCallbacks();
+
+        // Before the reply, as libvirtd runs its close callbacks: a client that opens a new
+        // connection next finds the old one's fd groups gone.
+        c.Hypervisor.ConnectionClosed(c.Connection);
         return Task.FromResult(c.Reply());
     }
 

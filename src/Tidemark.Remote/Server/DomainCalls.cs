@@ -38,8 +38,17 @@ internal static class DomainCalls
         RemoteProcedure.DomainFsFreeze => FreezeAsync(c, c.Hypervisor.FreezeFilesystemsAsync),
         RemoteProcedure.DomainFsThaw => FreezeAsync(c, c.Hypervisor.ThawFilesystemsAsync),
         RemoteProcedure.StoragePoolLookupByTargetPath => LookupPoolAsync(c),
+        RemoteProcedure.DomainFdAssociate => AssociateFdsAsync(c),
         _ => null,
     };
+
+    /// <summary>remote_domain_fd_associate_args { dom, name, flags }, the descriptors riding with the call.</summary>
+    private static async Task<MessageBuilder> AssociateFdsAsync(CallContext c)
+    {
+        var (domain, name, flags) = c.Args((ref XdrReader r) => (RemoteDomain.Read(ref r), r.ReadString(RemoteWire.MaxStringLength), r.ReadUInt32()));
+        await c.Hypervisor.AssociateFdsAsync(domain, name, c.TakeFds(), flags, c.Connection, c.CancellationToken).ConfigureAwait(false);
+        return c.Reply();
+    }
 
     private static (RemoteDomain Domain, uint Flags) DomainOnly(CallContext c) => c.Args((ref XdrReader r) => (RemoteDomain.Read(ref r), 0u));
 

@@ -1,3 +1,4 @@
+using Microsoft.Win32.SafeHandles;
 using Tidemark.Remote.Protocol;
 
 namespace Tidemark.Remote.Server;
@@ -35,6 +36,13 @@ public interface IConnectionProcedures
 
     /// <summary>CONNECT_GET_URI: the canonical URI of the connection.</summary>
     ValueTask<string> GetUriAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// A client connection has ended (closed, dropped or refused): what it held goes (libvirt's
+    /// close callbacks; here the fd groups it associated). <paramref name="connection"/> is the
+    /// token it passed to the calls that took such things.
+    /// </summary>
+    void ConnectionClosed(object connection);
 }
 
 /// <summary>Domain lookup, definition, life cycle and queries.</summary>
@@ -54,6 +62,14 @@ public interface IDomainProcedures
 
     /// <summary>DOMAIN_DEFINE_XML (flags 0) and DOMAIN_DEFINE_XML_FLAGS.</summary>
     ValueTask<RemoteDomain> DefineDomainAsync(string xml, uint flags, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// DOMAIN_FD_ASSOCIATE (443; flags 1 SECLABEL_RESTORE, 2 SECLABEL_WRITABLE): keeps the call's
+    /// file descriptors under <paramref name="name"/> for <paramref name="connection"/>, until
+    /// <see cref="IConnectionProcedures.ConnectionClosed"/>. The backend owns
+    /// <paramref name="fds"/> from the call on, also when it throws.
+    /// </summary>
+    ValueTask AssociateFdsAsync(RemoteDomain domain, string name, IReadOnlyList<SafeFileHandle> fds, uint flags, object connection, CancellationToken cancellationToken);
 
     /// <summary>DOMAIN_UNDEFINE (flags 0) and DOMAIN_UNDEFINE_FLAGS (e.g. 32 CHECKPOINTS_METADATA).</summary>
     ValueTask UndefineDomainAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken);

@@ -3,6 +3,7 @@ using System.IO.Pipelines;
 using System.Net.Sockets;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
+using Microsoft.Win32.SafeHandles;
 using Tidemark.Remote.Protocol;
 
 namespace Tidemark.Remote.Server;
@@ -20,6 +21,7 @@ internal sealed class RemoteConnection : IAsyncDisposable
     private readonly Socket _socket;
     private readonly NetworkStream _stream;
     private readonly PipeReader _reader;
+    private readonly UnixSocketReceiver? _receiver;
     private readonly RemoteServer _server;
     private readonly ILogger _logger;
     private readonly Channel<ReadOnlyMemory<byte>> _outgoing;
@@ -35,7 +37,17 @@ internal sealed class RemoteConnection : IAsyncDisposable
         _server = server;
         _socket = socket;
         _stream = new NetworkStream(socket, ownsSocket: true);
-        _reader = PipeReader.Create(_stream, new StreamPipeReaderOptions(bufferSize: ReadBufferSize, leaveOpen: true));
+        if (socket.AddressFamily == AddressFamily.Unix)
+        {
+            // Only a unix socket carries file descriptors (CALL_WITH_FDS).
+            _receiver = new UnixSocketReceiver(socket);
+            _reader = PipeReader.Create(_receiver, new StreamPipeReaderOptions(bufferSize: ReadBufferSize, leaveOpen: true));
+        }
+        else
+        {
+            _reader = PipeReader.Create(_stream, new StreamPipeReaderOptions(bufferSize: ReadBufferSize, leaveOpen: true));
+        }
+
         _logger = logger;
         Peer = peer;
         _callSlots = new SemaphoreSlim(Limits.MaxConcurrentCallsPerConnection);
@@ -160,6 +172,16 @@ internal sealed class RemoteConnection : IAsyncDisposable
             await Task.WhenAll(_calls.Keys).ConfigureAwait(false);
             _outgoing.Writer.TryComplete();
             await writer.ConfigureAwait(false);
+
+            // What the connection held goes with it (libvirt: its close callbacks, e.g. fd groups).
+            try
+            {
+                _server.Hypervisor.ConnectionClosed(this);
+            }
+            catch (Exception e)
+            {
+                _logger.LogWarning(e, "{Peer}: releasing what the connection held failed", Peer);
+            }
         }
     }
 
@@ -202,13 +224,24 @@ internal sealed class RemoteConnection : IAsyncDisposable
             return;
         }
 
-        if (header.Type != RemoteMessageType.Call || header.Status != RemoteMessageStatus.Ok)
+        if (header.Type is not (RemoteMessageType.Call or RemoteMessageType.CallWithFds) || header.Status != RemoteMessageStatus.Ok)
         {
             throw new RemoteProtocolException(RemoteProtocolErrorReason.UnexpectedMessage, $"unexpected message type {(uint)header.Type} status {(uint)header.Status} for procedure {header.Procedure}; only calls are accepted");
         }
 
-        await _callSlots.WaitAsync(cancellationToken).ConfigureAwait(false);
-        var call = Task.Run(() => CallAsync(message, cancellationToken), CancellationToken.None);
+        var fds = message.FdCount == 0 ? []
+            : _receiver?.TakeFds(message.FdCount) ?? throw new RemoteProtocolException(RemoteProtocolErrorReason.UnmatchedFds, "file descriptors can only be passed on a unix socket");
+        try
+        {
+            await _callSlots.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            Close(fds);
+            throw;
+        }
+
+        var call = Task.Run(() => CallAsync(message, fds, cancellationToken), CancellationToken.None);
         _calls[call] = true;
         _ = call.ContinueWith(t => _calls.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
@@ -228,15 +261,16 @@ internal sealed class RemoteConnection : IAsyncDisposable
         }
     }
 
-    private async Task CallAsync(RemoteMessage message, CancellationToken cancellationToken)
+    private async Task CallAsync(RemoteMessage message, SafeFileHandle[] fds, CancellationToken cancellationToken)
     {
+        var context = new CallContext(this, message, _server.Hypervisor, cancellationToken) { Fds = fds };
         try
         {
             var closeAfterReply = false;
             MessageBuilder reply;
             try
             {
-                reply = await RemoteDispatcher.DispatchAsync(new CallContext(this, message, _server.Hypervisor, cancellationToken)).ConfigureAwait(false);
+                reply = await RemoteDispatcher.DispatchAsync(context).ConfigureAwait(false);
             }
             catch (LibvirtError e)
             {
@@ -282,7 +316,20 @@ internal sealed class RemoteConnection : IAsyncDisposable
         }
         finally
         {
+            if (!context.FdsTaken)
+            {
+                Close(fds);
+            }
+
             _callSlots.Release();
+        }
+    }
+
+    private static void Close(SafeFileHandle[] fds)
+    {
+        foreach (var fd in fds)
+        {
+            fd.Dispose();
         }
     }
 
@@ -323,6 +370,11 @@ internal sealed class RemoteConnection : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _reader.CompleteAsync().ConfigureAwait(false);
+        if (_receiver is not null)
+        {
+            await _receiver.DisposeAsync().ConfigureAwait(false);
+        }
+
         await _stream.DisposeAsync().ConfigureAwait(false);
         _closing.Dispose();
         _callSlots.Dispose();

@@ -27,11 +27,18 @@ internal sealed class TestDaemon : IAsyncDisposable
 
     public static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    public static async Task<TestDaemon> StartAsync()
+    /// <param name="configure">Changes to the daemon's options (its state directory is the test's).</param>
+    public static async Task<TestDaemon> StartAsync(Func<TempDirectory, DaemonOptions, Task<DaemonOptions>>? configure = null)
     {
         // Short names: every domain's unix socket lives under the state directory.
         var directory = new TempDirectory("td");
-        var daemon = new TidemarkDaemon(new DaemonOptions { StateDirectory = directory.File("state") }, NullLoggerFactory.Instance);
+        var options = new DaemonOptions { StateDirectory = directory.File("state") };
+        if (configure is not null)
+        {
+            options = await configure(directory, options);
+        }
+
+        var daemon = new TidemarkDaemon(options, NullLoggerFactory.Instance);
         await daemon.StartAsync(Ct);
         return new TestDaemon(directory, daemon);
     }

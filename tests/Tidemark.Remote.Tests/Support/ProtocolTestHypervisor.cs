@@ -104,6 +104,30 @@ internal sealed class ProtocolTestHypervisor : IRemoteHypervisor, IAsyncDisposab
 
     public ValueTask<string> GetUriAsync(CancellationToken cancellationToken) => ValueTask.FromResult("qemu:///system");
 
+    /// <summary>The fd groups associated, by name: the descriptors and the connection that passed them.</summary>
+    public System.Collections.Concurrent.ConcurrentDictionary<string, (IReadOnlyList<Microsoft.Win32.SafeHandles.SafeFileHandle> Fds, object Connection)> FdGroups { get; } = new();
+
+    public void ConnectionClosed(object connection)
+    {
+        foreach (var (name, group) in FdGroups)
+        {
+            if (group.Connection == connection && FdGroups.TryRemove(name, out _))
+            {
+                foreach (var fd in group.Fds)
+                {
+                    fd.Dispose();
+                }
+            }
+        }
+    }
+
+    public ValueTask AssociateFdsAsync(RemoteDomain domain, string name, IReadOnlyList<Microsoft.Win32.SafeHandles.SafeFileHandle> fds, uint flags, object connection, CancellationToken cancellationToken)
+    {
+        Log($"AssociateFds {name} {fds.Count} {flags}");
+        FdGroups[name] = (fds, connection);
+        return ValueTask.CompletedTask;
+    }
+
     public ValueTask<IReadOnlyList<RemoteDomain>> ListAllDomainsAsync(uint flags, CancellationToken cancellationToken)
     {
         Log($"ListAllDomains {flags}");

@@ -17,6 +17,8 @@ internal static class DaemonCommand
             StateDirectory = result.GetValue(D.StateDirectory) is { } state ? Path.GetFullPath(state) : defaults.StateDirectory,
             SocketPath = result.GetValue(D.Socket),
             GuestTcp = result.GetValue(D.GuestTcp),
+            BackupTlsDirectory = result.GetValue(D.BackupTlsDirectory) is { } tls ? Path.GetFullPath(tls) : defaults.BackupTlsDirectory,
+            BackupTlsVerifyPeer = !result.GetValue(D.BackupTlsNoVerify),
         };
         using var host = TidemarkDaemon.CreateHost(options, result.GetValue(D.Verbose) ? LogLevel.Debug : LogLevel.Information);
         try

@@ -3,7 +3,7 @@ using System.CommandLine;
 namespace Tidemark.Cli.Commands.Daemon;
 
 /// <summary>
-/// <c>tidemark daemon [--state-dir DIR] [--socket PATH] [--guest-tcp]</c>: runs Tidemark's daemon in the
+/// <c>tidemark daemon [--state-dir DIR] [--socket PATH] [--guest-tcp] [--backup-tls-dir DIR] [--backup-tls-no-verify]</c>: runs Tidemark's daemon in the
 /// foreground; virsh, libvirt-python and virtnbdbackup connect with
 /// <c>qemu+unix:///system?socket=PATH</c>.
 /// </summary>
@@ -12,13 +12,15 @@ internal static class DaemonCommandDefinition
     public static readonly Option<string?> StateDirectory = new("--state-dir") { Description = "The state directory (default: /var/lib/tidemark as root, else $XDG_STATE_HOME/tidemark)." };
     public static readonly Option<string?> Socket = new("--socket") { Description = "The libvirt protocol socket (default: <state-dir>/tidemark-sock, mode 0600)." };
     public static readonly Option<bool> GuestTcp = new("--guest-tcp") { Description = "Serve every running domain's disks on 127.0.0.1 too (nbd://127.0.0.1:PORT/vda; see domnbd), not only on its unix socket." };
+    public static readonly Option<string?> BackupTlsDirectory = new("--backup-tls-dir") { Description = "Where pull backups with tls='yes' find ca-cert.pem, server-cert.pem and server-key.pem (libvirt's backup_tls_x509_cert_dir; default: /etc/pki/qemu)." };
+    public static readonly Option<bool> BackupTlsNoVerify = new("--backup-tls-no-verify") { Description = "Let TLS pull clients connect without a client certificate (libvirt's backup_tls_x509_verify = 0)." };
     public static readonly Option<bool> Verbose = new("--verbose", "-v") { Description = "Log each connection and call failure in detail." };
 
     public static Command Create(CliConsole console)
     {
         var command = new Command("daemon", "Run the daemon: domains, checkpoints and backups behind libvirt's remote protocol.")
         {
-            StateDirectory, Socket, GuestTcp, Verbose,
+            StateDirectory, Socket, GuestTcp, BackupTlsDirectory, BackupTlsNoVerify, Verbose,
         };
         command.SetAction((result, cancellationToken) => DaemonCommand.RunAsync(result, console, cancellationToken));
         return command;
