@@ -20,12 +20,7 @@ public sealed class BackupTlsTests
             pki = await X509Credentials.CreateAsync(directory);
             return options with { BackupTlsDirectory = pki.ServerDirectory };
         });
-        var image = await test.CreateImageAsync("tls", "vda");
-        await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "write -P 0x74 0 2M", image);
-        var domainXml = test.Directory.File("tls.xml");
-        await File.WriteAllTextAsync(domainXml, TestDaemon.DomainXml("tls", ("vda", image)), TestDaemon.Ct);
-        await Virsh.RunOkAsync(test, "define", domainXml);
-        await Virsh.RunOkAsync(test, "start", "tls");
+        var image = await test.StartDomainAsync("tls", "write -P 0x74 0 2M");
         var instant = await test.CaptureAsync(image, "instant.raw");
         var port = LoopbackPort.Free();
         var pull = test.Directory.File("pull.xml");

@@ -89,12 +89,7 @@ public sealed class FdAssociateTests
     public async Task PythonAndVirsh_PassTheirSocket_AndThePullBackupIsServedOnIt()
     {
         await using var test = await TestDaemon.StartAsync();
-        var image = await test.CreateImageAsync("fd", "vda");
-        await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "write -P 0x66 0 3M", image);
-        var domainXml = test.Directory.File("fd.xml");
-        await File.WriteAllTextAsync(domainXml, TestDaemon.DomainXml("fd", ("vda", image)), TestDaemon.Ct);
-        await Virsh.RunOkAsync(test, "define", domainXml);
-        await Virsh.RunOkAsync(test, "start", "fd");
+        var image = await test.StartDomainAsync("fd", "write -P 0x66 0 3M");
         var instant = await test.CaptureAsync(image, "instant.raw");
         var script = test.Directory.File("fd.py");
         await File.WriteAllTextAsync(script, Script, TestDaemon.Ct);

@@ -100,24 +100,24 @@ public sealed class BadInputTests : IAsyncLifetime
     [Fact]
     public async Task CallWithTooManyFds_Closes()
     {
-        await using var c = await RawRemoteConnection.ConnectAsync(_server.SocketPath);
-        await c.OpenAsync();
-        var count = new byte[4];
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(count, RemoteWire.MaxFdsPerMessage + 1);
-        await c.SendAsync(RawRemoteConnection.Header(32, RemoteWire.RemoteProgram, (uint)RemoteProcedure.ConnectGetType, type: (uint)RemoteMessageType.CallWithFds, serial: 7).Concat(count).ToArray());
-        Assert.Null(await c.ReadAsync());
-        await AssertOthersStillServedAsync();
+        await AssertCallWithFdsClosesAsync((uint)RemoteWire.MaxFdsPerMessage + 1, []);
     }
 
     /// <summary>A call announcing a descriptor whose byte comes without one (a plain write, no SCM_RIGHTS).</summary>
     [Fact]
     public async Task CallWithFds_WhoseDescriptorNeverCame_Closes()
     {
+        await AssertCallWithFdsClosesAsync(1, [0]);
+    }
+
+    /// <summary>CONNECT_GET_TYPE as a call with <paramref name="count"/> descriptors, <paramref name="after"/> written plainly after it: the connection closes, others go on.</summary>
+    private async Task AssertCallWithFdsClosesAsync(uint count, byte[] after)
+    {
         await using var c = await RawRemoteConnection.ConnectAsync(_server.SocketPath);
         await c.OpenAsync();
-        var count = new byte[4];
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(count, 1);
-        await c.SendAsync(RawRemoteConnection.Header(32, RemoteWire.RemoteProgram, (uint)RemoteProcedure.ConnectGetType, type: (uint)RemoteMessageType.CallWithFds, serial: 7).Concat(count).Append((byte)0).ToArray());
+        var word = new byte[4];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(word, count);
+        await c.SendAsync(RawRemoteConnection.Header(32, RemoteWire.RemoteProgram, (uint)RemoteProcedure.ConnectGetType, type: (uint)RemoteMessageType.CallWithFds, serial: 7).Concat(word).Concat(after).ToArray());
         Assert.Null(await c.ReadAsync());
         await AssertOthersStillServedAsync();
     }

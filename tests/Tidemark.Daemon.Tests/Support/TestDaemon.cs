@@ -51,6 +51,21 @@ internal sealed class TestDaemon : IAsyncDisposable
         return path;
     }
 
+    /// <summary>
+    /// Defines and starts (with stock virsh) domain <paramref name="domain"/> with one qcow2 disk
+    /// vda, written by qemu-io with <paramref name="write"/> before the start; returns the image.
+    /// </summary>
+    public async Task<string> StartDomainAsync(string domain, string write)
+    {
+        var image = await CreateImageAsync(domain, "vda");
+        await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", write, image);
+        var xml = Directory.File($"{domain}.xml");
+        await File.WriteAllTextAsync(xml, DomainXml(domain, ("vda", image)), Ct);
+        await Virsh.RunOkAsync(this, "define", xml);
+        await Virsh.RunOkAsync(this, "start", domain);
+        return image;
+    }
+
     /// <summary>A libvirt domain document with one qcow2 virtio disk per (target, image).</summary>
     public static string DomainXml(string name, params (string Target, string Image)[] disks) => DomainDocuments.WithQcow2Disks(name, disks);
 
