@@ -203,6 +203,49 @@ public sealed class XdrProperties
         return firstOk && secondOk && twice.Length == 0 && first!.Header.Serial == serial && second!.Payload.Length == bytes.Length - RemoteWire.HeaderLength;
     }
 
+    /// <summary>
+    /// A call with file descriptors: the count word after the header is not part of the
+    /// arguments, and the message is whole only once the count's descriptor bytes after it are in
+    /// (fed one byte at a time, as a socket may deliver them); the next message follows them.
+    /// </summary>
+    [FsCheck.Xunit.Property(MaxTest = 200)]
+    public bool Framer_CallWithFds_TakesTheCountAndTheDescriptorBytes(byte[] args, byte fdCount)
+    {
+        var count = fdCount % (RemoteWire.MaxFdsPerMessage + 1);
+        var message = MessageBuilder.Remote(RemoteProcedure.DomainFdAssociate, RemoteMessageType.CallWithFds, 5);
+        message.Payload.WriteUInt32((uint)count);
+        message.Payload.WriteFixedOpaque(args);
+        var next = MessageBuilder.Remote(RemoteProcedure.ConnectGetType, RemoteMessageType.Call, 6).Finish().ToArray();
+        var bytes = message.Finish().ToArray().Concat(new byte[count]).Concat(next).ToArray();
+        var framed = bytes.Length - next.Length;
+        for (var fed = 0; fed < framed; fed++)
+        {
+            var partial = new ReadOnlySequence<byte>(bytes, 0, fed);
+            if (MessageFramer.TryRead(ref partial, RemoteWire.MaxMessageLength, out _))
+            {
+                return false;
+            }
+        }
+
+        var whole = new ReadOnlySequence<byte>(bytes);
+        return MessageFramer.TryRead(ref whole, RemoteWire.MaxMessageLength, out var call)
+            && call!.FdCount == count
+            && call.Payload.Span.SequenceEqual(Encode(w => w.WriteFixedOpaque(args)))
+            && MessageFramer.TryRead(ref whole, RemoteWire.MaxMessageLength, out var after)
+            && after!.Header.Serial == 6 && whole.Length == 0;
+    }
+
+    [Fact]
+    public void Framer_CallWithFdsAboveTheMaximum_IsRefused()
+    {
+        var message = MessageBuilder.Remote(RemoteProcedure.DomainFdAssociate, RemoteMessageType.CallWithFds, 5);
+        message.Payload.WriteUInt32(RemoteWire.MaxFdsPerMessage + 1);
+        var sequence = new ReadOnlySequence<byte>(message.Finish());
+        var e = Assert.Throws<RemoteProtocolException>(() => MessageFramer.TryRead(ref sequence, RemoteWire.MaxMessageLength, out _));
+        Assert.Equal(RemoteProtocolErrorReason.TooManyFds, e.Reason);
+        Assert.Equal("Received too many FDs 33, expected 32 maximum", e.Message);
+    }
+
     [Fact]
     public void Framer_LengthOverMaximum_IsRefusedFromTheLengthWordAlone()
     {
