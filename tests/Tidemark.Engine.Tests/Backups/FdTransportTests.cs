@@ -82,6 +82,24 @@ public sealed class FdTransportTests
     }
 
     [Fact]
+    public async Task PullOnTheCallersTcpSocket_IsServedThere()
+    {
+        await using var test = await TestHost.CreateAsync();
+        var domain = await test.DefineAsync("n", Size, new TestDisk("vda"));
+        await domain.StartAsync(Ct);
+        using var mine = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        mine.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        var port = ((System.Net.IPEndPoint)mine.LocalEndPoint!).Port;
+        domain.AssociateFds("tcp", [mine.SafeHandle]);
+
+        var backup = await domain.BeginBackupAsync(Pull("tcp", test.Directory.File("scratch.qcow2")), null, cancellationToken: Ct);
+
+        Assert.Equal(Size.ToString(System.Globalization.CultureInfo.InvariantCulture), (await Peer.RunCheckedAsync("nbdinfo", "--size", $"nbd://127.0.0.1:{port}/vda")).Trim());
+        domain.AbortBackup();
+        Assert.Equal(BackupJobPhase.Completed, (await backup.Completion.WaitAsync(JobTimeout, Ct)).Phase);
+    }
+
+    [Fact]
     public async Task UnusableGroups_AreRefusedWithLibvirtsWords_AndNothingIsLeftOnDisk()
     {
         await using var test = await TestHost.CreateAsync();
