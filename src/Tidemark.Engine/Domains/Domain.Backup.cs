@@ -114,6 +114,10 @@ public sealed partial class Domain
         }
 
         var alignedCheckpoint = checkpoint is null ? null : Checkpoints.PrepareWithBackup(checkpoint, running);
+
+        // libvirt looks the group up while preparing the job (§6.7 step 12), before the instant.
+        // The job's server owns the socket once the job is prepared; until then, a failure closes it.
+        var serverSocket = aligned.Server is { Transport: ServerTransport.Fd, FdGroup: { } fdGroup } ? DuplicateServerSocket(fdGroup) : null;
         var record = CreateJobRecord();
         if (aligned.Server is { Transport: ServerTransport.Unix, Socket: { } socket })
         {
@@ -122,9 +126,6 @@ public sealed partial class Domain
             await record.AddAsync(socket, cancellationToken).ConfigureAwait(false);
         }
 
-        // libvirt looks the group up while preparing the job (§6.7 step 12), before the instant.
-        // The job's server owns the socket once the job is prepared; until then, a failure closes it.
-        var serverSocket = aligned.Server is { Transport: ServerTransport.Fd, FdGroup: { } fdGroup } ? DuplicateServerSocket(fdGroup) : null;
         BackupJob? job = null;
         BarrierClosure closure;
         try
@@ -134,6 +135,7 @@ public sealed partial class Domain
         catch
         {
             serverSocket?.Dispose();
+            await record.CompleteAsync(CancellationToken.None).ConfigureAwait(false);
             throw;
         }
 
