@@ -78,13 +78,13 @@ public sealed partial class Domain
     public void ReleaseFdGroups(object owner)
     {
         ArgumentNullException.ThrowIfNull(owner);
-        List<FdGroup> released;
+        List<FdGroup> released = [];
         lock (_fdGroupsLock)
         {
-            released = [.. _fdGroups.Values.Where(g => g.Owner == owner)];
-            foreach (var name in _fdGroups.Where(g => g.Value.Owner == owner).Select(g => g.Key).ToList())
+            foreach (var (name, group) in _fdGroups.Where(g => g.Value.Owner == owner).ToList())
             {
                 _fdGroups.Remove(name);
+                released.Add(group);
             }
         }
 
