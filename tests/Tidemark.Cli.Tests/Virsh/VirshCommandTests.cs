@@ -188,7 +188,11 @@ public sealed class VirshCommandTests
 
         var expected = await virsh;
         Assert.Equal("event 'lifecycle' for domain 'vm': Started Booted\nevents received: 1\n\n", expected.Stdout);
-        Assert.Equal(expected, await tidemark);
+
+        // virsh 9.0 sometimes closes its connection while its event loop thread still holds the
+        // event's domain, and says so; that line is virsh's own race, not part of the answer.
+        const string VirshRace = "error: One or more references were leaked after disconnect from the hypervisor\n";
+        Assert.Equal(expected with { Stderr = expected.Stderr.Replace(VirshRace, "", StringComparison.Ordinal) }, await tidemark);
     }
 
     [Fact]
