@@ -116,7 +116,7 @@ public sealed class TidemarkDaemon : IHostedService, IAsyncDisposable
             {
                 await _server.StartAsync(cancellationToken).ConfigureAwait(false);
             }
-            catch (SocketException e)
+            catch (Exception e) when (e is SocketException or IOException)
             {
                 throw new DaemonException(DaemonErrorReason.SocketUnavailable, $"cannot listen on '{SocketPath}': {e.Message}", e);
             }

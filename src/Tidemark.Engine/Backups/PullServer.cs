@@ -63,7 +63,7 @@ internal static class PullServer
         {
             await nbd.StartAsync(cancellationToken).ConfigureAwait(false);
         }
-        catch (SocketException e)
+        catch (Exception e) when (e is SocketException or IOException)
         {
             await nbd.DisposeAsync().ConfigureAwait(false);
             tls?.Dispose();

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Tidemark.Storage;
 
 namespace Tidemark.Nbd.Server;
 
@@ -35,7 +36,6 @@ public sealed class NbdServer : IAsyncDisposable
     private readonly List<EndPoint> _boundEndPoints = [];
 
     // The unix socket paths this server bound (not those of handed-over listeners), removed when it stops.
-    private readonly List<string> _boundPaths = [];
     private readonly CancellationTokenSource _shutdown = new();
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ILogger _logger;
@@ -90,6 +90,7 @@ public sealed class NbdServer : IAsyncDisposable
 
     /// <summary>Binds every endpoint and starts accepting on them and on the handed-over listeners.</summary>
     /// <exception cref="SocketException">An endpoint cannot be bound (in use, no permission).</exception>
+    /// <exception cref="IOException">A unix socket's path holds something other than a stale socket (<see cref="UnixSocketPath"/>).</exception>
     public Task StartAsync(CancellationToken cancellationToken = default)
     {
         cancellationToken.ThrowIfCancellationRequested();
@@ -120,14 +121,16 @@ public sealed class NbdServer : IAsyncDisposable
             {
                 if (endPoint is UnixDomainSocketEndPoint unix)
                 {
-                    RemoveStaleSocket(unix.ToString());
+                    // Disposing the listener removes its file.
+                    UnixSocketPath.Claim(unix.ToString());
+                    socket.Bind(endPoint);
                 }
                 else
                 {
                     socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+                    socket.Bind(endPoint);
                 }
 
-                socket.Bind(endPoint);
                 socket.Listen(128);
             }
             catch
@@ -137,10 +140,6 @@ public sealed class NbdServer : IAsyncDisposable
             }
 
             _listeners.Add(socket);
-            if (endPoint is UnixDomainSocketEndPoint path)
-            {
-                _boundPaths.Add(path.ToString());
-            }
 
             _boundEndPoints.Add(socket.LocalEndPoint ?? endPoint);
             _logger.LogInformation("NBD server listening on {EndPoint}", Describe(socket.LocalEndPoint ?? endPoint));
@@ -382,11 +381,6 @@ public sealed class NbdServer : IAsyncDisposable
         }
 
         await Task.WhenAll(_connections.Values).ConfigureAwait(false);
-        foreach (var path in _boundPaths)
-        {
-            RemoveStaleSocket(path);
-        }
-
         _completion.TrySetResult();
     }
 
@@ -397,17 +391,6 @@ public sealed class NbdServer : IAsyncDisposable
 
         // _slots is not disposed: a connection task may still give its slot back after the
         // server stopped, and a SemaphoreSlim whose wait handle was never asked for holds nothing.
-    }
-
-    // QEMU unlinks a unix socket path before binding it (util/qemu-sockets.c), so a socket left
-    // by a killed server does not block the next one; Tidemark does the same, and removes its
-    // own socket when it stops.
-    private static void RemoveStaleSocket(string path)
-    {
-        if (File.Exists(path))
-        {
-            File.Delete(path);
-        }
     }
 
     private static string Describe(EndPoint endPoint) => endPoint is UnixDomainSocketEndPoint unix ? $"unix:{unix}" : endPoint.ToString() ?? "?";

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Tidemark.Storage;
 
 namespace Tidemark.Remote.Server;
 
@@ -40,6 +41,7 @@ public sealed class RemoteServer : IAsyncDisposable
 
     /// <summary>Binds the socket (mode <see cref="RemoteServerOptions.SocketMode"/>) and starts accepting.</summary>
     /// <exception cref="SocketException">The path cannot be bound.</exception>
+    /// <exception cref="IOException">The path holds something other than a stale socket (<see cref="UnixSocketPath"/>).</exception>
     public Task StartAsync(CancellationToken cancellationToken = default)
     {
         cancellationToken.ThrowIfCancellationRequested();
@@ -49,12 +51,15 @@ public sealed class RemoteServer : IAsyncDisposable
         }
 
         var path = Options.SocketPath;
-        RemoveStaleSocket(path);
         var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
-            // The mode is set between bind and listen: before listen() nobody can connect, so
-            // there is no moment when the socket is reachable with the umask's wider mode.
+            // A socket left by a killed daemon is replaced, anything else refused (the lock on
+            // the state directory keeps two daemons apart, not the socket file); disposing the
+            // listener removes the file. The mode is set between bind and listen: before
+            // listen() nobody can connect, so there is no moment when the socket is reachable
+            // with the umask's wider mode.
+            UnixSocketPath.Claim(path);
             listener.Bind(new UnixDomainSocketEndPoint(path));
             if (!OperatingSystem.IsWindows())
             {
@@ -159,26 +164,11 @@ public sealed class RemoteServer : IAsyncDisposable
         _listener?.Dispose();
         await _acceptLoop.ConfigureAwait(false);
         await Task.WhenAll(_connections.Values).ConfigureAwait(false);
-        if (_listener is not null)
-        {
-            RemoveStaleSocket(Options.SocketPath);
-        }
     }
 
     public async ValueTask DisposeAsync()
     {
         await StopAsync().ConfigureAwait(false);
         _stopping.Dispose();
-    }
-
-    // A socket file left by a killed server would make bind fail; like QEMU and Tidemark's NBD
-    // server, the path is unlinked before binding (the daemon's lock on its state directory is
-    // what keeps two servers apart, not the socket file).
-    private static void RemoveStaleSocket(string path)
-    {
-        if (File.Exists(path))
-        {
-            File.Delete(path);
-        }
     }
 }

@@ -1,3 +1,5 @@
+using System.Globalization;
+using System.Net.Sockets;
 using Tidemark.Engine.Backups;
 using Tidemark.Engine.Tests.Backups.Support;
 using Tidemark.Formats;
@@ -25,6 +27,57 @@ public sealed class BackupErrorTests
         Assert.Equal(LibvirtErrorCode.InvalidArg, e.Code);
         Assert.Equal($"invalid argument: store '{target}' for backup of 'vda' exists", e.Message);
         Assert.Equal("mine", await File.ReadAllTextAsync(target, Token));
+    }
+
+    [Fact]
+    public async Task PullSocketPath_NamingTheDiskImage_IsRefusedAndTheImageIsLeftAlone()
+    {
+        // QEMU would unlink the path before binding; a root daemon doing so deletes the disk.
+        using var dir = new TempDirectory("err-sock-image");
+        await using var disk = await RunningDisk.StartAsync(dir, DiskKind.Qcow2);
+        var before = await File.ReadAllBytesAsync(disk.Path, Token);
+        var scratch = dir.File("scratch.qcow2");
+
+        var e = await Assert.ThrowsAsync<BackupJobException>(() => BackupJob.PrepareAsync(Documents.Pull(disk.Path, scratch), [disk.Source()], new BackupJobOptions(), Token));
+
+        Assert.Equal(BackupErrorReason.ServerFailed, e.Reason);
+        Assert.Equal($"operation failed: cannot start the backup NBD server on unix socket '{disk.Path}': '{disk.Path}' exists and is not a socket: refusing to replace it with one", e.Message);
+        Assert.Equal(before, await File.ReadAllBytesAsync(disk.Path, Token));
+        Assert.False(File.Exists(scratch));
+        await Peer.RunCheckedAsync("qemu-img", "check", "-U", disk.Path);
+    }
+
+    [Fact]
+    public async Task PullSocketPath_OfAListeningServer_IsRefused_AndAStaleOneIsReplaced()
+    {
+        using var dir = new TempDirectory("err-sock-live");
+        await using var disk = await RunningDisk.StartAsync(dir, DiskKind.Qcow2);
+        var path = dir.File("backup.sock");
+        using var live = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        live.Bind(new UnixDomainSocketEndPoint(path));
+        live.Listen(1);
+
+        var e = await Assert.ThrowsAsync<BackupJobException>(() => BackupJob.PrepareAsync(Documents.Pull(path, dir.File("s1.qcow2")), [disk.Source()], new BackupJobOptions(), Token));
+
+        Assert.Equal($"operation failed: cannot start the backup NBD server on unix socket '{path}': '{path}' is the socket of a server that is still listening", e.Message);
+
+        // A socket file nobody listens on (a server killed before it could remove it): the
+        // job takes the path, and removes its socket at the end.
+        // (.NET's Socket removes its file when closed; Python's does not.)
+        live.Close();
+        await Peer.RunCheckedAsync("/usr/bin/python3", "-c", $"import socket; socket.socket(socket.AF_UNIX).bind('{path}')");
+        Assert.True(File.Exists(path));
+        await using (var job = await BackupJob.PrepareAsync(Documents.Pull(path, dir.File("s2.qcow2")), [disk.Source()], new BackupJobOptions(), Token))
+        {
+            disk.Guest.Interceptor = job.InterceptorFor("vda");
+            job.Start();
+            var size = await Peer.RunCheckedAsync("nbdinfo", "--size", $"nbd+unix:///vda?socket={path}");
+            Assert.Equal(RunningDisk.Size.ToString(CultureInfo.InvariantCulture), size.Trim());
+            await job.AbortAsync().WaitAsync(TimeSpan.FromMinutes(1), Token);
+            disk.Guest.Interceptor = null;
+        }
+
+        Assert.False(File.Exists(path));
     }
 
     [Fact]

@@ -84,7 +84,7 @@ internal static class NbdServeCommand
                 {
                     await server.StartAsync(cancellationToken).ConfigureAwait(false);
                 }
-                catch (SocketException e)
+                catch (Exception e) when (e is SocketException or IOException)
                 {
                     throw new CliException($"cannot listen on {options.EndPoints[0]}: {e.Message}", e);
                 }
