@@ -116,7 +116,7 @@ internal sealed partial class EngineHypervisor
             {
                 list.Add(TypedParameter.String("errmsg", error));
             }
-            else if (info.Mode == BackupMode.Pull)
+            else if (info.Mode == BackupMode.Pull && info.Phase == BackupJobPhase.Completed)
             {
                 // A pull backup only ends by abort, and libvirt words its end so even when it
                 // succeeded (libvirt 9.0 + QEMU 7.2: success true, errmsg "Operation canceled").

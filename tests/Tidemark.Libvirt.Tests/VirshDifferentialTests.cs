@@ -57,6 +57,7 @@ public sealed class VirshDifferentialTests(PrivateLibvirtdFixture fixture) : ICl
         Assert.Contains("Job type:         Completed   \nOperation:        Backup      \n", real, StringComparison.Ordinal);
         Assert.Contains("Error message:    Operation canceled\n", real, StringComparison.Ordinal);
         Assert.Contains("error: Operation not supported: cannot perform disk backup for inactive domain\n", real, StringComparison.Ordinal);
+        Assert.Contains("$ virsh destroy pb\nDomain 'pb' destroyed\n\n[exit 0]\n$ virsh domjobinfo pb --completed\nJob type:         Cancelled   \n", real, StringComparison.Ordinal);
     }
 
     private static async Task<string> RunBackupAsync(VirshTranscript virsh, string directory)
@@ -88,7 +89,11 @@ public sealed class VirshDifferentialTests(PrivateLibvirtdFixture fixture) : ICl
         await virsh.RunAsync("domjobabort", "pb");
         await virsh.WaitForNoJobAsync("pb");
         await virsh.RunAsync("checkpoint-list", "pb", "--name");
+
+        // The domain stops during a pull: the job ends cancelled, not completed (§6.11).
+        await virsh.RunAsync("backup-begin", "pb", full);
         await virsh.RunAsync("destroy", "pb");
+        await virsh.RunAsync("domjobinfo", "pb", "--completed");
         await virsh.RunAsync("backup-begin", "pb", full);
         await virsh.RunAsync("undefine", "pb", "--checkpoints-metadata");
         return virsh.Mask(directory);

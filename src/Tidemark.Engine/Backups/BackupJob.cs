@@ -46,6 +46,9 @@ public sealed class BackupJob : IAsyncDisposable
     private TimeSpan? _elapsedAtEnd;
     private Task? _termination;
 
+    /// <summary>Set when the domain's stop ends the job: it ends cancelled, even a pull. Guarded by <see cref="_lock"/>.</summary>
+    private bool _domainStopped;
+
     private BackupJob(BackupDefinition definition, IReadOnlyList<DiskBackup> disks, NbdServer? server, BackupJobOptions options, long started)
     {
         _definition = definition;
@@ -226,6 +229,23 @@ public sealed class BackupJob : IAsyncDisposable
     {
         lock (_lock)
         {
+            BeginTermination(cancel: true);
+        }
+
+        return Completion;
+    }
+
+    /// <summary>
+    /// Ends the job because its domain stops (shutdown, destroy): as <see cref="AbortAsync"/>,
+    /// but the job ends cancelled whatever its mode, where an aborted pull counts as completed
+    /// (spec §6.11: "If the domain stops … during a backup, the backup is terminated as
+    /// CANCELED").
+    /// </summary>
+    public Task<BackupJobInfo> AbortForDomainStopAsync()
+    {
+        lock (_lock)
+        {
+            _domainStopped = true;
             BeginTermination(cancel: true);
         }
 
@@ -421,7 +441,7 @@ public sealed class BackupJob : IAsyncDisposable
         lock (_lock)
         {
             final = _firstError is not null ? BackupJobPhase.Failed
-                : Mode == BackupMode.Pull || _phase == BackupJobPhase.Running ? BackupJobPhase.Completed
+                : (Mode == BackupMode.Pull && !_domainStopped) || _phase == BackupJobPhase.Running ? BackupJobPhase.Completed
                 : BackupJobPhase.Cancelled;
         }
 

@@ -36,7 +36,7 @@ internal static class BackupJobStates
         (BackupJobPhase.Running, BackupJobPhase.Failed, "push: every cluster was copied, but a target failed to close"),
         (BackupJobPhase.Running, BackupJobPhase.Cancelling, "abort, or a disk failed: the other disks are stopped too"),
         (BackupJobPhase.Cancelling, BackupJobPhase.Completed, "pull ended by abort without a failure: libvirt counts it completed"),
-        (BackupJobPhase.Cancelling, BackupJobPhase.Cancelled, "push ended by abort"),
+        (BackupJobPhase.Cancelling, BackupJobPhase.Cancelled, "push ended by abort, or any job ended by its domain's stop"),
         (BackupJobPhase.Cancelling, BackupJobPhase.Failed, "a disk failed (its first error is the job's)"),
     ];
 

@@ -265,7 +265,7 @@ public sealed partial class Domain
     {
         if (Backup is { } backup)
         {
-            await backup.Job.AbortAsync().ConfigureAwait(false);
+            await backup.Job.AbortForDomainStopAsync().ConfigureAwait(false);
             await backup.Completion.ConfigureAwait(false);
         }
     }

@@ -168,9 +168,12 @@ public sealed class DomainBackupTests
         Assert.False(File.Exists(scratch));
         Assert.False(File.Exists(socket));
 
-        // Stopping a domain ends its job first (spec §6.11), and its disks close cleanly.
+        // Stopping a domain ends its job first, cancelled even though an aborted pull counts
+        // as completed (spec §6.11), and its disks close cleanly.
         await domain.DestroyAsync(Ct);
         Assert.True(backup.Completion.IsCompleted);
+        Assert.Equal(BackupJobPhase.Cancelled, (await backup.Completion).Phase);
+        Assert.Equal(BackupJobPhase.Cancelled, domain.TakeCompletedBackupInfo(keep: true)?.Phase);
         Assert.Null(domain.Backup);
         await crashed.DisposeAsync();
         await Peer.RunCheckedAsync("qemu-img", "check", test.ImagePath("c", new TestDisk("vda")));
