@@ -133,6 +133,7 @@ public sealed class RestartTests
         var checkpoints = Path.Combine(test.StateRoot, "checkpoint", "t");
         var orphan = Path.Combine(test.StateRoot, "checkpoint", "gone");
         Directory.CreateDirectory(orphan);
+        await File.WriteAllTextAsync(Path.Combine(orphan, "c9.xml"), "<domaincheckpoint/>", Ct);
 
         // What a kill between creating and renaming leaves, partly written: named by the writer
         // itself (this process's pid, which a restarted daemon can have again) beside a
@@ -166,7 +167,6 @@ public sealed class RestartTests
             Path.Combine(checkpoints, $".c1.xml.12.{guid}.tmp.xml"),
             Path.Combine(checkpoints, "c1.xml.new"),
             Path.Combine(checkpoints, "notes.tmp"),
-            Path.Combine(orphan, "c9.xml"),
         ];
         foreach (var file in kept)
         {
@@ -181,6 +181,10 @@ public sealed class RestartTests
         Assert.All(strays, s => Assert.False(File.Exists(s), s));
         Assert.All(kept, k => Assert.True(File.Exists(k), k));
         Assert.True(Directory.Exists(folder));
+
+        // The folder of a domain no longer defined goes whole (a transient domain's, which a
+        // kill ended).
+        Assert.False(Directory.Exists(orphan));
         domain = test.Host.LookupByName("t");
         Assert.Equal(["c1"], await domain.Checkpoints.ListAsync(cancellationToken: Ct));
         Assert.Equal("c1", domain.Checkpoints.CurrentName);
@@ -284,5 +288,27 @@ public sealed class RestartTests
         await test.ReopenAfterCrashAsync();
         Assert.Empty(test.Host.RemovedJobFiles);
         Assert.True(File.Exists(created));
+    }
+
+    [Fact]
+    public async Task TransientDomainEndedByACrash_ItsCheckpointMetadataGoes_ANewDomainOfTheNameStartsWithNone()
+    {
+        await using var test = await TestHost.CreateAsync();
+        var domain = await test.DefineAsync("t", Size, new TestDisk("vda"));
+        await domain.StartAsync(Ct);
+        await domain.Checkpoints.CreateAsync("<domaincheckpoint><name>t1</name></domaincheckpoint>", cancellationToken: Ct);
+        await test.Host.UndefineAsync(domain, cancellationToken: Ct);
+        Assert.False(domain.IsPersistent);
+        var crashed = test.Host;
+
+        await test.ReopenAfterCrashAsync();
+
+        Assert.Empty(test.Host.ListDomains());
+        Assert.False(Directory.Exists(Path.Combine(test.StateRoot, "checkpoint", "t")));
+        await crashed.DisposeAsync();
+        var again = await test.DefineAsync("t", Size, new TestDisk("vda"));
+        Assert.Equal(0, again.Checkpoints.Count);
+        await test.ReopenAfterCrashAsync();
+        Assert.Equal(0, test.Host.LookupByName("t").Checkpoints.Count);
     }
 }

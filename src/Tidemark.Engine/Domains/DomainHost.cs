@@ -97,6 +97,15 @@ public sealed class DomainHost : IAsyncDisposable
             host._domains.Add(new Domain(host, definition, ParseUuid(definition), persistent: true, tree));
         }
 
+        // A transient domain lives only in this process: a kill ends it without the removal of
+        // its checkpoint metadata that its stop does (spec §4.5; libvirt drops it when it
+        // reconnects to the dead QEMU), so a later domain of the same name would inherit it.
+        foreach (var domain in host.State.CheckpointDirectoriesWithoutDomain())
+        {
+            host.State.DeleteCheckpointDirectory(domain);
+            host.Logger.LogWarning("removed the checkpoint metadata of domain {Domain}: no longer defined (a transient domain ended by a crash)", domain);
+        }
+
         // Checkpoint creations on inactive domains that a crash cut short: the checkpoint
         // exists, or its stray bitmaps are removed (CheckpointCreationRecord).
         var pending = CheckpointCreationRecord.Pending(host.State.JobsDirectory, f => host.Logger.LogWarning("removed {File}: not a checkpoint creation record", f));

@@ -83,6 +83,19 @@ public sealed class StateDirectory
         return [.. directories.SelectMany(AtomicFile.RemoveStrayTemporaryFiles)];
     }
 
+    /// <summary>
+    /// The domains that have a <c>checkpoint/&lt;domain&gt;/</c> directory but no definition file
+    /// at all (one that fails to parse still counts as there): transient domains a kill ended,
+    /// whose checkpoint metadata would otherwise outlive them.
+    /// </summary>
+    internal IReadOnlyList<string> CheckpointDirectoriesWithoutDomain()
+    {
+        var checkpoints = Path.Combine(Root, "checkpoint");
+        return Directory.Exists(checkpoints)
+            ? [.. Directory.EnumerateDirectories(checkpoints).Select(d => Path.GetFileName(d)).Where(d => !File.Exists(DomainFile(d))).Order(StringComparer.Ordinal)]
+            : [];
+    }
+
     internal void DeleteCheckpointDirectory(string domain)
     {
         var directory = CheckpointDirectory(domain);
