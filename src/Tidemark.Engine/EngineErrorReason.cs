@@ -48,6 +48,9 @@ public enum EngineErrorReason
     /// <summary>An image cannot be opened, read or written.</summary>
     ImageFailed,
 
+    /// <summary>A disk's file cannot be opened at all (a system error): "Cannot access storage file '%s': strerror".</summary>
+    ImageInaccessible,
+
     /// <summary>"no domain checkpoint with matching name '%s'".</summary>
     NoSuchCheckpoint,
 
@@ -116,6 +119,7 @@ public static class EngineErrorReasons
         EngineErrorReason.UnsupportedDisk => LibvirtErrorCode.ConfigUnsupported,
         EngineErrorReason.ImageLocked => LibvirtErrorCode.OperationFailed,
         EngineErrorReason.ImageFailed => LibvirtErrorCode.OperationFailed,
+        EngineErrorReason.ImageInaccessible => LibvirtErrorCode.SystemError,
         EngineErrorReason.NoSuchCheckpoint => LibvirtErrorCode.NoDomainCheckpoint,
         EngineErrorReason.NoParent => LibvirtErrorCode.NoDomainCheckpoint,
         EngineErrorReason.CheckpointExists => LibvirtErrorCode.OperationFailed,

@@ -16,7 +16,7 @@ namespace Tidemark.Engine;
 public sealed class EngineException : Exception
 {
     public EngineException(EngineErrorReason reason, string detail, Exception? innerException = null)
-        : base($"{LibvirtErrorPrefix.Of(EngineErrorReasons.CodeOf(reason))}: {detail}", innerException)
+        : base(LibvirtErrorPrefix.Format(EngineErrorReasons.CodeOf(reason), detail), innerException)
     {
         Reason = reason;
         Detail = detail;

@@ -38,6 +38,9 @@ public enum LibvirtErrorCode
     /// <summary><c>VIR_ERR_NO_DOMAIN_CHECKPOINT</c>.</summary>
     NoDomainCheckpoint = 103,
 
+    /// <summary><c>VIR_ERR_SYSTEM_ERROR</c>: a failed system call, "what: strerror" with no prefix.</summary>
+    SystemError = 38,
+
     /// <summary><c>VIR_ERR_NO_DOMAIN_BACKUP</c>.</summary>
     NoDomainBackup = 104,
 
@@ -48,6 +51,10 @@ public enum LibvirtErrorCode
 /// <summary>The client-visible prefix of each <see cref="LibvirtErrorCode"/> (spec §9), in one table.</summary>
 public static class LibvirtErrorPrefix
 {
+    /// <summary>The message libvirt makes of <paramref name="detail"/> for <paramref name="code"/>: "prefix: detail", the detail alone for a system error.</summary>
+    public static string Format(LibvirtErrorCode code, string detail)
+        => code == LibvirtErrorCode.SystemError ? detail : $"{Of(code)}: {detail}";
+
     /// <summary>The text libvirt puts before ": detail" for <paramref name="code"/>.</summary>
     public static string Of(LibvirtErrorCode code) => code switch
     {

@@ -94,8 +94,8 @@ public sealed class ErrorCatalogueTests
         await domain.DestroyAsync(Ct);
 
         File.Delete(test.ImagePath("d", vdb));
-        var missing = await Expect(LibvirtErrorCode.OperationFailed, null, () => domain.StartAsync(Ct));
-        Assert.StartsWith("operation failed: cannot open disk 'vdb'", missing.Message, StringComparison.Ordinal);
+        var missing = await Expect(LibvirtErrorCode.SystemError, null, () => domain.StartAsync(Ct));
+        Assert.Equal($"Cannot access storage file '{test.ImagePath("d", vdb)}': No such file or directory", missing.Message);
 
         var network = await test.Host.DefineAsync(
             """

@@ -311,4 +311,31 @@ public sealed class RestartTests
         await test.ReopenAfterCrashAsync();
         Assert.Equal(0, test.Host.LookupByName("t").Checkpoints.Count);
     }
+
+    [Fact]
+    public async Task Destroy_WhenTheBitmapsCannotBeStored_StopsTheDomain_AndAnIncrementalFromThemIsRefused()
+    {
+        await using var test = await TestHost.CreateAsync();
+        var small = test.Directory.File("small");
+        var vda = new TestDisk("vda", Path: Path.Combine(small, "vda.qcow2"));
+        await using var mount = await TmpfsMount.SmallAsync(small, 2 << 20);
+        var domain = await test.DefineAsync("f", Size, vda);
+        await domain.StartAsync(Ct);
+        await domain.Checkpoints.CreateAsync("<domaincheckpoint><name>c1</name></domaincheckpoint>", cancellationToken: Ct);
+
+        // The guest fills the file system; its writes past that fail, and so does storing c1's
+        // bitmap at the stop. The domain stops all the same, as libvirt's destroy does.
+        await Peer.RunAsync("qemu-io", ["-f", "raw", "-c", "write -P 0x66 0 8M", "-c", "flush", $"nbd+unix:///vda?socket={domain.Running!.SocketPath}"]);
+        await domain.DestroyAsync(Ct);
+
+        Assert.False(domain.IsActive);
+        await Peer.RunCheckedAsync("mount", "-o", "remount,size=64m", small);
+        await domain.StartAsync(Ct);
+        var refused = await Assert.ThrowsAsync<EngineException>(() => domain.BeginBackupAsync(
+            $"<domainbackup><incremental>c1</incremental><disks><disk name='vda' type='file'><target file='{test.Directory.File("inc.qcow2")}'/><driver type='qcow2'/></disk></disks></domainbackup>",
+            null,
+            cancellationToken: Ct));
+        Assert.Equal("checkpoint inconsistent: missing or broken bitmap 'c1' for disk 'vda'", refused.Message);
+        await domain.DestroyAsync(Ct);
+    }
 }

@@ -57,6 +57,7 @@ public sealed class VirshDifferentialTests(PrivateLibvirtdFixture fixture) : ICl
         Assert.Contains("Job type:         Completed   \nOperation:        Backup      \n", real, StringComparison.Ordinal);
         Assert.Contains("Error message:    Operation canceled\n", real, StringComparison.Ordinal);
         Assert.Contains("error: Operation not supported: cannot perform disk backup for inactive domain\n", real, StringComparison.Ordinal);
+        Assert.Contains("error: failed to create image file 'DIR/pb/no-such-dir/vda.qcow2': No such file or directory\n", real, StringComparison.Ordinal);
         Assert.Contains("$ virsh destroy pb\nDomain 'pb' destroyed\n\n[exit 0]\n$ virsh domjobinfo pb --completed\nJob type:         Cancelled   \n", real, StringComparison.Ordinal);
     }
 
@@ -89,6 +90,12 @@ public sealed class VirshDifferentialTests(PrivateLibvirtdFixture fixture) : ICl
         await virsh.RunAsync("domjobabort", "pb");
         await virsh.WaitForNoJobAsync("pb");
         await virsh.RunAsync("checkpoint-list", "pb", "--name");
+
+        // A push target in a directory that does not exist: a system error, no job.
+        var nowhere = Path.Combine(directory, "pb", "push-nowhere.xml");
+        await File.WriteAllTextAsync(nowhere, $"<domainbackup><disks><disk name='vda' type='file'><target file='{Path.Combine(directory, "pb", "no-such-dir", "vda.qcow2")}'/><driver type='qcow2'/></disk><disk name='vdb' backup='no'/></disks></domainbackup>", Ct);
+        await virsh.RunAsync("backup-begin", "pb", nowhere);
+        await virsh.RunAsync("domjobinfo", "pb");
 
         // The domain stops during a pull: the job ends cancelled, not completed (§6.11).
         await virsh.RunAsync("backup-begin", "pb", full);

@@ -20,6 +20,9 @@ public sealed class TmpfsMount : IAsyncDisposable
     /// <summary>Mounts an empty read-only tmpfs over <paramref name="path"/> (created when missing).</summary>
     public static Task<TmpfsMount> ReadOnlyAsync(string path) => MountAsync(path, "ro,size=1m");
 
+    /// <summary>Mounts an empty tmpfs of <paramref name="bytes"/> over <paramref name="path"/> (created when missing): the file system to fill.</summary>
+    public static Task<TmpfsMount> SmallAsync(string path, long bytes) => MountAsync(path, string.Create(System.Globalization.CultureInfo.InvariantCulture, $"size={bytes}"));
+
     /// <summary>Mounts a 1 MiB tmpfs over <paramref name="path"/> and fills it: creating a file still works, writing any byte fails.</summary>
     public static async Task<TmpfsMount> FullAsync(string path)
     {

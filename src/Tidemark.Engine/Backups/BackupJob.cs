@@ -185,9 +185,18 @@ public sealed class BackupJob : IAsyncDisposable
                 await store.DisposeAsync().ConfigureAwait(false);
             }
 
+            // Each file as far as it got: one whose creation failed may not exist, nor its
+            // directory (File.Delete throws then), and the creation's own error is the one to tell.
             foreach (var path in created)
             {
-                File.Delete(path);
+                try
+                {
+                    File.Delete(path);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    options.LoggerFactory?.CreateLogger<BackupJob>().LogWarning(e, "removing backup store '{Path}' failed", path);
+                }
             }
 
             throw;

@@ -17,6 +17,9 @@ public enum BackupErrorReason
     /// <summary>A store cannot be created or opened: "failed to create image file '%s'".</summary>
     StoreCreationFailed,
 
+    /// <summary>A store's file cannot be created (a system error): "failed to create image file '%s': strerror".</summary>
+    StoreFileNotCreated,
+
     /// <summary>A store or server setting Tidemark does not implement (named in the message).</summary>
     Unsupported,
 
@@ -49,7 +52,7 @@ public enum BackupErrorReason
 public sealed class BackupJobException : Exception
 {
     public BackupJobException(BackupErrorReason reason, string detail, Exception? innerException = null)
-        : base($"{LibvirtErrorPrefix.Of(CodeOf(reason))}: {detail}", innerException)
+        : base(LibvirtErrorPrefix.Format(CodeOf(reason), detail), innerException)
     {
         Reason = reason;
         Detail = detail;
@@ -71,6 +74,7 @@ public sealed class BackupJobException : Exception
         BackupErrorReason.NoSuchDisk => LibvirtErrorCode.InvalidArg,
         BackupErrorReason.StoreExists => LibvirtErrorCode.InvalidArg,
         BackupErrorReason.StoreCreationFailed => LibvirtErrorCode.OperationFailed,
+        BackupErrorReason.StoreFileNotCreated => LibvirtErrorCode.SystemError,
         BackupErrorReason.Unsupported => LibvirtErrorCode.ConfigUnsupported,
         BackupErrorReason.TlsNotConfigured => LibvirtErrorCode.OperationInvalid,
         BackupErrorReason.ServerFailed => LibvirtErrorCode.OperationFailed,

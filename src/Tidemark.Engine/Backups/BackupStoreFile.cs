@@ -176,7 +176,10 @@ internal static class BackupStoreFile
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or StorageException)
         {
-            throw new BackupJobException(BackupErrorReason.StoreCreationFailed, $"failed to create image file '{path}': {e.Message}", e);
+            // libvirt reports the creation of the file as a system error (qemuBackupDiskPrepareOneStorage).
+            throw HostErrno.Of(e) is null
+                ? new BackupJobException(BackupErrorReason.StoreCreationFailed, $"failed to create image file '{path}': {e.Message}", e)
+                : new BackupJobException(BackupErrorReason.StoreFileNotCreated, $"failed to create image file '{path}': {HostErrno.Describe(e)}", e);
         }
     }
 

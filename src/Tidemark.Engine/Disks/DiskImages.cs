@@ -41,7 +41,10 @@ internal static class DiskImages
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new EngineException(EngineErrorReason.ImageFailed, $"cannot open disk '{disk.TargetDev}' ({disk.SourcePath}): {e.Message}", e);
+            // libvirt's own check before QEMU starts (virStorageSourceReportBrokenChain).
+            throw HostErrno.Of(e) is null
+                ? new EngineException(EngineErrorReason.ImageFailed, $"cannot open disk '{disk.TargetDev}' ({disk.SourcePath}): {e.Message}", e)
+                : new EngineException(EngineErrorReason.ImageInaccessible, $"Cannot access storage file '{disk.SourcePath}': {HostErrno.Describe(e)}", e);
         }
     }
 
