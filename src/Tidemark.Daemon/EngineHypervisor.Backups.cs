@@ -132,7 +132,42 @@ internal sealed partial class EngineHypervisor
         var info = await backup.Completion.ConfigureAwait(false);
         var domain = backup.Domain;
         _logger.LogInformation("domain {Domain}: backup job {Phase}", domain.Name, info.Phase);
-        Events?.PublishJobCompleted(new RemoteDomain(domain.Name, domain.Uuid, domain.Id), Statistics(info, completed: true));
+        var remote = new RemoteDomain(domain.Name, domain.Uuid, domain.Id);
+
+        // Each disk's block job ended too (BLOCK_JOB and BLOCK_JOB_2, type BACKUP), as QEMU
+        // reports them to libvirt: the disk whose end ends the job is announced after the job
+        // (libvirt terminates the job while handling that disk's event, then emits the disk's),
+        // the others before it. A domain that stopped took its block jobs with it: libvirt has
+        // none to report then.
+        var ended = new List<(string Path, string Dev, BlockJobStatus Status)>();
+        if (!backup.Job.EndedByDomainStop)
+        {
+            foreach (var disk in backup.Job.Definition.Disks)
+            {
+                BlockJobStatus? status = disk.State switch
+                {
+                    BackupDiskState.Complete => BlockJobStatus.Completed,
+                    BackupDiskState.Failed => BlockJobStatus.Failed,
+                    BackupDiskState.Cancelled => BlockJobStatus.Canceled,
+                    _ => null,
+                };
+                if (status is { } state)
+                {
+                    ended.Add((domain.Definition.Disks.FirstOrDefault(d => d.TargetDev == disk.Name)?.SourcePath ?? disk.Name, disk.Name, state));
+                }
+            }
+        }
+
+        for (var i = 0; i < ended.Count - 1; i++)
+        {
+            Events?.PublishBlockJob(remote, ended[i].Path, ended[i].Dev, BlockJobType.Backup, ended[i].Status);
+        }
+
+        Events?.PublishJobCompleted(remote, Statistics(info, completed: true));
+        if (ended.Count > 0)
+        {
+            Events?.PublishBlockJob(remote, ended[^1].Path, ended[^1].Dev, BlockJobType.Backup, ended[^1].Status);
+        }
     }
 
     // A running push knows its total (BOUNDED); a pull runs until aborted (UNBOUNDED).

@@ -61,6 +61,81 @@ public sealed class VirshDifferentialTests(PrivateLibvirtdFixture fixture) : ICl
         Assert.Contains("$ virsh destroy pb\nDomain 'pb' destroyed\n\n[exit 0]\n$ virsh domjobinfo pb --completed\nJob type:         Cancelled   \n", real, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// The events a backup raises, as a libvirt-python client with an event loop receives them:
+    /// the job's JOB_COMPLETED, then its (one) disk's block job ending (BLOCK_JOB by source path,
+    /// BLOCK_JOB_2 by target, type 5 BACKUP): a completed push's as completed, an aborted pull's
+    /// as cancelled.
+    /// </summary>
+    [Fact]
+    public async Task BackupEvents_AreTheSameOnBoth()
+    {
+        var libvirtd = await fixture.GetAsync();
+        using var tidemarkDir = new TempDirectory("tde");
+        await using var daemon = new TidemarkDaemon(new DaemonOptions { StateDirectory = tidemarkDir.File("state") }, NullLoggerFactory.Instance);
+        await daemon.StartAsync(Ct);
+
+        var real = await RunEventsAsync(libvirtd.Uri, libvirtd.Directory.Path);
+        var ours = await RunEventsAsync($"qemu+unix:///system?socket={daemon.SocketPath}", tidemarkDir.Path);
+
+        Assert.Equal(real, ours);
+        Assert.Equal(
+            """
+            job-completed success True
+            block-job DIR/ev/vda.qcow2 type 5 status 0
+            block-job-2 vda type 5 status 0
+            job-completed success True
+            block-job DIR/ev/vda.qcow2 type 5 status 2
+            block-job-2 vda type 5 status 2
+
+            """,
+            real);
+    }
+
+    private static async Task<string> RunEventsAsync(string uri, string directory)
+    {
+        var virsh = new VirshTranscript(uri);
+        var xml = await CreateDomainAsync(directory, "ev");
+        await virsh.RunAsync("define", xml);
+        await virsh.RunAsync("start", "ev");
+        var push = $"<domainbackup><disks><disk name='vda' type='file'><target file='{Path.Combine(directory, "ev", "full.qcow2")}'/><driver type='qcow2'/></disk><disk name='vdb' backup='no'/></disks></domainbackup>";
+        var pull = $"<domainbackup mode='pull'><server transport='unix' socket='{Path.Combine(directory, "ev", "nbd.sock")}'/><disks><disk name='vda' type='file'><scratch file='{Path.Combine(directory, "ev", "vda.scratch")}'/></disk><disk name='vdb' backup='no'/></disks></domainbackup>";
+        var script = """
+            import sys, threading, time, libvirt
+            uri, push, pull = sys.argv[1:4]
+            libvirt.virEventRegisterDefaultImpl()
+            conn = libvirt.open(uri)
+            dom = conn.lookupByName('ev')
+            seen = []
+            done = threading.Semaphore(0)
+            def block(c, d, disk, type, status, event):
+                seen.append('%s %s type %d status %d' % (event, disk, type, status))
+            def completed(c, d, params, opaque):
+                seen.append('job-completed success %s' % params.get('success'))
+                done.release()
+            conn.domainEventRegisterAny(dom, libvirt.VIR_DOMAIN_EVENT_ID_BLOCK_JOB, block, 'block-job')
+            conn.domainEventRegisterAny(dom, libvirt.VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2, block, 'block-job-2')
+            conn.domainEventRegisterAny(dom, libvirt.VIR_DOMAIN_EVENT_ID_JOB_COMPLETED, completed, None)
+            def loop():
+                while True:
+                    libvirt.virEventRunDefaultImpl()
+            threading.Thread(target=loop, daemon=True).start()
+            dom.backupBegin(push, None)
+            if not done.acquire(timeout=60): sys.exit('no job-completed for the push')
+            dom.backupBegin(pull, None)
+            dom.abortJob()
+            if not done.acquire(timeout=60): sys.exit('no job-completed for the pull')
+            # Block-job events may follow the job's own: wait for stragglers.
+            time.sleep(3)
+            print('\n'.join(seen))
+            """;
+        var result = await Peer.RunAsync("/usr/bin/python3", ["-c", script, uri, push, pull], timeout: TimeSpan.FromMinutes(3));
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        await virsh.RunAsync("destroy", "ev");
+        await virsh.RunAsync("undefine", "ev");
+        return result.Stdout.Replace(directory, "DIR", StringComparison.Ordinal);
+    }
+
     private static async Task<string> RunBackupAsync(VirshTranscript virsh, string directory)
     {
         var xml = await CreateDomainAsync(directory, "pb");

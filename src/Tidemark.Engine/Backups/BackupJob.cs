@@ -244,6 +244,18 @@ public sealed class BackupJob : IAsyncDisposable
         return Completion;
     }
 
+    /// <summary>Whether the job was ended by its domain's stop (<see cref="AbortForDomainStopAsync"/>).</summary>
+    public bool EndedByDomainStop
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _domainStopped;
+            }
+        }
+    }
+
     /// <summary>
     /// Ends the job because its domain stops (shutdown, destroy): as <see cref="AbortAsync"/>,
     /// but the job ends cancelled whatever its mode, where an aborted pull counts as completed

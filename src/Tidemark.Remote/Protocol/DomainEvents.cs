@@ -4,7 +4,17 @@ namespace Tidemark.Remote.Protocol;
 public enum DomainEventId
 {
     Lifecycle = 0,
+    BlockJob = 8,
+    BlockJob2 = 16,
     JobCompleted = 21,
+}
+
+/// <summary>virConnectDomainEventBlockJobStatus: how a disk's block job ended (326, 339).</summary>
+public enum BlockJobStatus
+{
+    Completed = 0,
+    Failed = 1,
+    Canceled = 2,
 }
 
 /// <summary>virDomainEventType: the <c>event</c> of a lifecycle event (318).</summary>

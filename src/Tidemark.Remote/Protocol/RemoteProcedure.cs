@@ -49,8 +49,14 @@ public enum RemoteProcedure : uint
 
     /// <summary>MESSAGE server→client: a lifecycle event for a registered callback.</summary>
     DomainEventCallbackLifecycle = 318,
+
+    /// <summary>MESSAGE server→client: a disk's block job ended (BLOCK_JOB, the disk's source path).</summary>
+    DomainEventCallbackBlockJob = 326,
     DomainFsFreeze = 335,
     DomainFsThaw = 336,
+
+    /// <summary>MESSAGE server→client: a disk's block job ended (BLOCK_JOB_2, the disk's target dev).</summary>
+    DomainEventBlockJob2 = 339,
     DomainDefineXmlFlags = 350,
     ConnectRegisterCloseCallback = 360,
     ConnectUnregisterCloseCallback = 361,

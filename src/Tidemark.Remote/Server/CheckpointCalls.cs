@@ -28,6 +28,7 @@ internal static class CheckpointCalls
     private static async Task<MessageBuilder> GetXmlAsync(CallContext c)
     {
         var (checkpoint, flags) = c.Args((ref XdrReader r) => (RemoteCheckpoint.Read(ref r), r.ReadUInt32()));
+        ReadOnlyAccess.CheckCheckpointXml(c.Connection, flags);
         var xml = await c.Hypervisor.GetCheckpointXmlAsync(checkpoint, flags, c.CancellationToken).ConfigureAwait(false);
         return c.Reply(w => w.WriteString(xml, RemoteWire.MaxStringLength));
     }

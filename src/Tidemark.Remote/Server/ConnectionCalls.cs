@@ -56,7 +56,7 @@ internal static class ConnectionCalls
         }
 
         await c.Hypervisor.OpenAsync(name, flags, c.CancellationToken).ConfigureAwait(false);
-        c.Connection.MarkOpened(name);
+        c.Connection.MarkOpened(name, (flags & ReadOnlyAccess.ConnectReadOnly) != 0);
         return c.Reply();
     }
 

@@ -145,6 +145,7 @@ internal static class DomainCalls
     private static async Task<MessageBuilder> GetXmlAsync(CallContext c)
     {
         var (domain, flags) = DomainAndFlags(c);
+        ReadOnlyAccess.CheckDomainXml(c.Connection, flags);
         var xml = await c.Hypervisor.GetDomainXmlAsync(domain, flags, c.CancellationToken).ConfigureAwait(false);
         return c.Reply(w => w.WriteString(xml, RemoteWire.MaxStringLength));
     }

@@ -40,6 +40,33 @@ public sealed class DomainEventPublisher
         }
     }
 
+    /// <summary>
+    /// A disk's block job ended: DOMAIN_EVENT_CALLBACK_BLOCK_JOB (326, naming the disk by its
+    /// source <paramref name="path"/>) and DOMAIN_EVENT_BLOCK_JOB_2 (339, by its target
+    /// <paramref name="dev"/>), as libvirt's qemuBlockJobEmitEvents sends both for a local disk.
+    /// </summary>
+    public void PublishBlockJob(RemoteDomain domain, string path, string dev, BlockJobType type, BlockJobStatus status)
+    {
+        ArgumentNullException.ThrowIfNull(domain);
+        foreach (var connection in _connections())
+        {
+            foreach (var (eventId, procedure, disk) in new[] { (DomainEventId.BlockJob, RemoteProcedure.DomainEventCallbackBlockJob, path), (DomainEventId.BlockJob2, RemoteProcedure.DomainEventBlockJob2, dev) })
+            {
+                foreach (var callbackId in connection.CallbacksFor(eventId, domain))
+                {
+                    var message = MessageBuilder.Remote(procedure, RemoteMessageType.Message, 0);
+                    var w = message.Payload;
+                    w.WriteInt32(callbackId);
+                    domain.Write(w);
+                    w.WriteString(disk, RemoteWire.MaxStringLength);
+                    w.WriteInt32((int)type);
+                    w.WriteInt32((int)status);
+                    connection.SendEvent(message.Finish());
+                }
+            }
+        }
+    }
+
     /// <summary>DOMAIN_EVENT_CALLBACK_JOB_COMPLETED (363): the same statistics as GET_JOB_STATS with flag COMPLETED.</summary>
     public void PublishJobCompleted(RemoteDomain domain, IReadOnlyList<TypedParameter> statistics)
     {

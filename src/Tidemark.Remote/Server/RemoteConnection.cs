@@ -72,9 +72,13 @@ internal sealed class RemoteConnection : IAsyncDisposable
 
     private RemoteServerLimits Limits => _server.Options.Limits;
 
-    internal void MarkOpened(string? name)
+    /// <summary>Opened with VIR_CONNECT_RO: calls that change anything are refused (<see cref="ReadOnlyAccess"/>).</summary>
+    public bool IsReadOnly { get; private set; }
+
+    internal void MarkOpened(string? name, bool readOnly)
     {
         OpenedName = name;
+        IsReadOnly = readOnly;
         _opened = true;
     }
 
@@ -266,7 +270,6 @@ internal sealed class RemoteConnection : IAsyncDisposable
         var context = new CallContext(this, message, _server.Hypervisor, cancellationToken) { Fds = fds };
         try
         {
-            var closeAfterReply = false;
             MessageBuilder reply;
             try
             {
@@ -278,11 +281,11 @@ internal sealed class RemoteConnection : IAsyncDisposable
             }
             catch (RemoteProtocolException e)
             {
-                // The frame was whole but its XDR was not: say why, then drop the connection,
-                // since a client that sends garbage cannot be trusted with the next call.
+                // The frame was whole but its XDR was not: say why and serve the next call, as
+                // libvirtd does (virNetServerProgramDispatchCall replies with the error and keeps
+                // the client); the frame's length kept the stream in step.
                 _logger.LogInformation("{Peer}: {Api}: {Message}", Peer, ApiNames.Of(message.Header.Procedure), e.Message);
                 reply = CallContext.ErrorReply(message.Header, LibvirtError.Create(VirErrorNumber.RpcError, VirErrorDomain.Rpc, $"Unable to decode message payload: {e.Message}"));
-                closeAfterReply = true;
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
@@ -305,10 +308,6 @@ internal sealed class RemoteConnection : IAsyncDisposable
             }
 
             await _outgoing.Writer.WriteAsync(bytes, cancellationToken).ConfigureAwait(false);
-            if (closeAfterReply)
-            {
-                _outgoing.Writer.TryComplete();
-            }
         }
         catch (Exception e) when (e is OperationCanceledException or ChannelClosedException)
         {

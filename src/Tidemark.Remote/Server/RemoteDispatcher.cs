@@ -15,6 +15,7 @@ internal static class RemoteDispatcher
             throw LibvirtError.Create(VirErrorNumber.InternalError, VirErrorDomain.Rpc, "connection not open");
         }
 
+        ReadOnlyAccess.Check(c.Connection, c.Procedure);
         return ConnectionCalls.TryDispatch(c)
             ?? DomainCalls.TryDispatch(c)
             ?? CheckpointCalls.TryDispatch(c)

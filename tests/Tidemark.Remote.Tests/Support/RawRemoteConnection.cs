@@ -44,13 +44,13 @@ internal sealed class RawRemoteConnection : IAsyncDisposable
         return serial;
     }
 
-    /// <summary>CONNECT_OPEN as virsh sends it, and its reply.</summary>
-    public async Task OpenAsync()
+    /// <summary>CONNECT_OPEN as virsh sends it (with VIR_CONNECT_RO = 1 in <paramref name="flags"/> as virsh -r does), and its reply.</summary>
+    public async Task OpenAsync(uint flags = 0)
     {
         await CallAsync(RemoteProcedure.ConnectOpen, w =>
         {
             w.WriteOptionalString("qemu:///system", 100);
-            w.WriteUInt32(0);
+            w.WriteUInt32(flags);
         });
         var reply = await ReadAsync();
         Assert.NotNull(reply);
