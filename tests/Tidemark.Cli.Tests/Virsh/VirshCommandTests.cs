@@ -103,6 +103,9 @@ public sealed class VirshCommandTests
         await twins.RunAsync("define", "{dir}/vm.xml");
         await twins.RunAsync("checkpoint-create-as", "vm", "c0");
         await twins.RunAsync("start", "vm");
+        Assert.Contains(" vm ", (await twins.RunAsync("list", "--with-checkpoint")).Stdout, StringComparison.Ordinal);
+        await twins.RunAsync("list", "--all", "--without-checkpoint", "--name");
+        await twins.RunAsync("list", "--all", "--with-checkpoint", "--without-checkpoint", "--name");
 
         await twins.RunAsync("checkpoint-create-as", "vm", "c1", "first");
         await twins.RunAsync("checkpoint-create", "vm", "{dir}/c2.xml");

@@ -14,6 +14,8 @@ internal static class DomainQueryCommands
     // virConnectListAllDomainsFlags.
     private const uint ListActive = 1;
     private const uint ListInactive = 2;
+    private const uint ListHasCheckpoint = 1 << 14;
+    private const uint ListNoCheckpoint = 1 << 15;
 
     // virDomainXMLFlags.
     private const uint XmlInactive = 2;
@@ -36,11 +38,14 @@ internal static class DomainQueryCommands
         var inactive = new Option<bool>("--inactive") { Description = "list inactive domains" };
         var name = new Option<bool>("--name") { Description = "list domain names only" };
         var uuid = new Option<bool>("--uuid") { Description = "list uuid's only" };
+        var withCheckpoint = new Option<bool>("--with-checkpoint") { Description = "list domains with existing checkpoint" };
+        var withoutCheckpoint = new Option<bool>("--without-checkpoint") { Description = "list domains without a checkpoint" };
         var json = new Option<bool>("--json") { Description = "print JSON (Tidemark's addition)" };
-        var command = new Command("list", "List domains.") { all, inactive, name, uuid, json };
+        var command = new Command("list", "List domains.") { all, inactive, name, uuid, withCheckpoint, withoutCheckpoint, json };
         VirshAction.Set(command, console, async s =>
         {
             var flags = s.Has(all) ? 0 : s.Has(inactive) ? ListInactive : ListActive;
+            flags |= (s.Has(withCheckpoint) ? ListHasCheckpoint : 0) | (s.Has(withoutCheckpoint) ? ListNoCheckpoint : 0);
             var domains = await s.Client.ListAllDomainsAsync(flags, s.CancellationToken).ConfigureAwait(false);
 
             // virsh's order: running domains by id, then inactive ones by name.
