@@ -212,6 +212,10 @@ public sealed class RestartTests
         domain = test.Host.LookupByName("m");
         Assert.Null(domain.Checkpoints.CurrentName);
         Assert.Equal(["c2"], await domain.Checkpoints.ListAsync(CheckpointListFlags.Roots, Ct));
+
+        // A root of the tree, yet its parent is still the one its definition names, as
+        // qemuDomainCheckpointGetParent answers from the definition.
+        Assert.Equal("c1", await domain.Checkpoints.GetParentAsync("c2", Ct));
     }
 
     [Fact]

@@ -75,13 +75,18 @@ public sealed partial class DomainCheckpoints
         return Tree.Get(name).Definition;
     }
 
-    /// <summary><c>virDomainCheckpointGetParent</c>: the parent's name.</summary>
+    /// <summary>
+    /// <c>virDomainCheckpointGetParent</c>: the parent's name, as the checkpoint's definition
+    /// names it. Like qemuDomainCheckpointGetParent, that is the stored name even when that
+    /// parent is missing (its file lost): the tree then treats the checkpoint as a root, and
+    /// the relations as inconsistent (§1), but the checkpoint still says whose child it was.
+    /// </summary>
     /// <exception cref="EngineException">An unknown checkpoint, or "checkpoint '%s' does not have a parent" (NO_DOMAIN_CHECKPOINT, which virsh relies on).</exception>
     public async Task<string> GetParentAsync(string name, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(name);
         using var held = await _domain.LockAsync(cancellationToken).ConfigureAwait(false);
-        return Tree.Get(name).Parent?.Name
+        return Tree.Get(name).Definition.Parent
                ?? throw new EngineException(EngineErrorReason.NoParent, $"checkpoint '{name}' does not have a parent");
     }
 
