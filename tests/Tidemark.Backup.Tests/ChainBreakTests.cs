@@ -150,6 +150,55 @@ public sealed class ChainBreakTests
         Assert.Equal([next.Checkpoint], await host.HostCheckpointsAsync());
     }
 
+    /// <summary>
+    /// Leftovers are only this client's own files of the domain backed up: a disk image a user
+    /// keeps under the repository, a file under another domain's directory and a chain file
+    /// whose manifest was lost but that later backups build on all stay, and the chain still
+    /// restores.
+    /// </summary>
+    [Fact]
+    public async Task Leftovers_AreOnlyTheClientsOwnFiles_AndNeverAFileALaterBackupBuildsOn()
+    {
+        await using var host = await BackupHost.StartAsync(("vda", "16M"));
+        await host.GuestWriteAsync("vda", "write -P 0x51 0 1M");
+        var full = await host.BackupAsync();
+        await host.GuestWriteAsync("vda", "write -P 0x52 1M 1M");
+        var first = await host.BackupAsync();
+        await host.GuestWriteAsync("vda", "write -P 0x53 2M 1M");
+        var second = await host.BackupAsync();
+
+        string[] foreign =
+        [
+            Path.Combine(host.Repository.Root, "images", "prod-vm.qcow2"),
+            Path.Combine(host.Repository.Root, "other", "vda", "disk.qcow2"),
+            host.Repository.PathOf("dom", "vda/mine.qcow2"),
+            host.Repository.PathOf("dom", "notes.domain.xml"),
+        ];
+        foreach (var file in foreign)
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(file)!);
+            await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", file, "1M");
+        }
+
+        // The middle backup's manifest is lost; its chain file is the backing file of the last.
+        File.Delete(host.Repository.ManifestPath("dom", first.Checkpoint));
+        var lines = new List<string>();
+        await host.GuestWriteAsync("vda", "write -P 0x54 3M 1M");
+        var capture = await host.CaptureAsync("vda", "last.raw");
+        var last = await host.BackupAsync(LevelRequest.Auto, lines);
+
+        Assert.DoesNotContain(lines, l => l.StartsWith("removed leftover", StringComparison.Ordinal));
+        Assert.All(foreign, f => Assert.True(File.Exists(f), f));
+        Assert.True(File.Exists(host.Repository.PathOf("dom", BackupRepository.ChainFileName("vda", first.Checkpoint))));
+        Assert.Equal(BackupLevel.Incremental, last.Disks.Single().Level);
+        Assert.Equal(second.Checkpoint, last.Parent);
+        var restored = host.Directory.File("restored.raw");
+        await DiskRestore.RunAsync(new RestoreOptions { Repository = host.Repository, Domain = "dom", Output = restored }, Ct);
+        var compare = await Peer.RunAsync("qemu-img", ["compare", "-f", "raw", "-F", "raw", restored, capture]);
+        Assert.True(compare.ExitCode == 0, compare.Stdout + compare.Stderr);
+        Assert.NotNull(full);
+    }
+
     [Fact]
     public async Task SecondWriter_IsRefusedWhileTheLockIsHeld()
     {

@@ -172,7 +172,7 @@ public static class ChainFold
 
         DurableFile.SyncDirectory(directory);
         afterStep?.Invoke(FoldStep.ManifestsDropped);
-        foreach (var leftover in await repository.RemoveLeftoversAsync(cancellationToken).ConfigureAwait(false))
+        foreach (var leftover in await repository.RemoveLeftoversAsync(domain, cancellationToken).ConfigureAwait(false))
         {
             report?.Invoke($"removed {leftover}");
         }

@@ -1,4 +1,6 @@
 using System.Text.Json;
+using Tidemark.Storage;
+using Tidemark.Storage.Qcow2;
 
 namespace Tidemark.Backup.Repository;
 
@@ -17,7 +19,7 @@ namespace Tidemark.Backup.Repository;
 /// So <c>qemu-img info --backing-chain</c>, <c>qemu-img compare</c> and QEMU open any point of
 /// a chain directly.
 /// </summary>
-public sealed class BackupRepository
+public sealed partial class BackupRepository
 {
     public const string ManifestSuffix = ".json";
     public const string DomainXmlSuffix = ".domain.xml";
@@ -190,36 +192,111 @@ public sealed class BackupRepository
         DurableFile.WriteAsync(path, System.Text.Encoding.UTF8.GetBytes(text), cancellationToken);
 
     /// <summary>
-    /// Removes what interrupted runs left: temporary files, and chain files and documents that
-    /// no manifest names (a backup that never completed). The caller holds the lock, so nothing
-    /// is being written. Returns the removed paths, relative to the repository.
+    /// Removes what interrupted runs of <paramref name="domain"/> left: temporary files, and
+    /// chain files and documents of a backup that never completed (no manifest names them).
+    /// Only names this client gives its files are candidates, in the places it puts them, and a
+    /// chain file that a kept chain file builds on (its backing file, all the way down) is kept
+    /// even when its own manifest is gone: the backups after it still need it. Nothing of
+    /// another domain's directory, or of a file the client did not write, is touched. The caller
+    /// holds the lock, so nothing is being written. Returns the removed paths, relative to the
+    /// repository.
     /// </summary>
-    public async Task<IReadOnlyList<string>> RemoveLeftoversAsync(CancellationToken cancellationToken = default)
+    public async Task<IReadOnlyList<string>> RemoveLeftoversAsync(string domain, CancellationToken cancellationToken = default)
     {
         var removed = new List<string>();
-        foreach (var domain in Domains())
+        var directory = DomainDirectory(domain);
+        if (!Directory.Exists(directory))
         {
-            var directory = DomainDirectory(domain);
-            var manifests = await ReadManifestsAsync(domain, cancellationToken).ConfigureAwait(false);
-            var checkpoints = manifests.Select(m => m.Checkpoint).ToHashSet(StringComparer.Ordinal);
-            var chainFiles = manifests.SelectMany(m => m.Disks).Select(d => PathOf(domain, d.File)).ToHashSet(StringComparer.Ordinal);
-            foreach (var file in Directory.EnumerateFiles(directory, "*", SearchOption.AllDirectories))
+            return removed;
+        }
+
+        var manifests = await ReadManifestsAsync(domain, cancellationToken).ConfigureAwait(false);
+        var kept = await KeptChainFilesAsync(manifests.SelectMany(m => m.Disks).Select(d => PathOf(domain, d.File)), cancellationToken).ConfigureAwait(false);
+
+        // A backup's documents stay with its manifest, or with a chain file of it that is kept.
+        var checkpoints = manifests.Select(m => m.Checkpoint)
+            .Concat(kept.Select(f => Path.GetFileName(f)).Where(n => n.EndsWith(ChainFileSuffix, StringComparison.Ordinal)).Select(n => n[..^ChainFileSuffix.Length]))
+            .ToHashSet(StringComparer.Ordinal);
+        foreach (var file in Directory.EnumerateFiles(directory, "*", SearchOption.AllDirectories))
+        {
+            var name = Path.GetFileName(file);
+            var depth = Path.GetRelativePath(directory, file).Count(c => c == Path.DirectorySeparatorChar);
+            var leftover = depth <= 1 && IsOwnTemporary(name)
+                || (depth == 1 && name.EndsWith(ChainFileSuffix, StringComparison.Ordinal) && IsOwnCheckpoint(name[..^ChainFileSuffix.Length]) && !kept.Contains(file))
+                || (depth == 0 && DocumentCheckpoint(name) is { } checkpoint && IsOwnCheckpoint(checkpoint) && !checkpoints.Contains(checkpoint));
+            if (leftover)
             {
-                var name = Path.GetFileName(file);
-                var leftover = name.EndsWith(DurableFile.TempSuffix, StringComparison.Ordinal)
-                    || (name.EndsWith(ChainFileSuffix, StringComparison.Ordinal) && !chainFiles.Contains(file))
-                    || (Path.GetDirectoryName(file) == directory && DocumentCheckpoint(name) is { } checkpoint && !checkpoints.Contains(checkpoint));
-                if (leftover)
-                {
-                    File.Delete(file);
-                    DurableFile.SyncDirectory(Path.GetDirectoryName(file)!);
-                    removed.Add(Path.GetRelativePath(Root, file));
-                }
+                File.Delete(file);
+                DurableFile.SyncDirectory(Path.GetDirectoryName(file)!);
+                removed.Add(Path.GetRelativePath(Root, file));
             }
         }
 
         return removed;
     }
+
+    /// <summary>The chain files <paramref name="named"/> and every file below them in their backing chains.</summary>
+    private static async Task<HashSet<string>> KeptChainFilesAsync(IEnumerable<string> named, CancellationToken cancellationToken)
+    {
+        var kept = new HashSet<string>(named, StringComparer.Ordinal);
+        var queue = new Queue<string>(kept);
+        while (queue.TryDequeue(out var file))
+        {
+            string? backing;
+            try
+            {
+                var image = await Qcow2Image.OpenAsync(file, readOnly: true, cancellationToken).ConfigureAwait(false);
+                await using (image.ConfigureAwait(false))
+                {
+                    backing = image.BackingFileName;
+                }
+            }
+            catch (Exception e) when (e is StorageException or IOException or UnauthorizedAccessException)
+            {
+                // Missing or damaged: verify reports it; what it builds on cannot be told, and
+                // the files below it stay only if something else names them.
+                continue;
+            }
+
+            if (backing is not null && kept.Add(Path.GetFullPath(backing, Path.GetDirectoryName(file)!)))
+            {
+                queue.Enqueue(Path.GetFullPath(backing, Path.GetDirectoryName(file)!));
+            }
+        }
+
+        return kept;
+    }
+
+    /// <summary>A checkpoint name of this client's: <c>tidemark.CHAIN.SEQUENCE</c> (<c>BackupRunner</c>).</summary>
+    private static bool IsOwnCheckpoint(string name) => OwnCheckpoint().IsMatch(name);
+
+    /// <summary>A temporary file of <see cref="DurableFile"/> for one of this client's files.</summary>
+    private static bool IsOwnTemporary(string name)
+    {
+        if (!name.StartsWith('.') || !name.EndsWith(DurableFile.TempSuffix, StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        var target = name[1..^DurableFile.TempSuffix.Length];
+        if (target == PendingFileName)
+        {
+            return true;
+        }
+
+        foreach (var suffix in (ReadOnlySpan<string>)[ManifestSuffix, DomainXmlSuffix, CheckpointXmlSuffix, ChainFileSuffix])
+        {
+            if (target.EndsWith(suffix, StringComparison.Ordinal) && IsOwnCheckpoint(target[..^suffix.Length]))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"\Atidemark\.[0-9a-z]+\.[0-9]+\z", System.Text.RegularExpressions.RegexOptions.CultureInvariant)]
+    private static partial System.Text.RegularExpressions.Regex OwnCheckpoint();
 
     private static string? DocumentCheckpoint(string name)
     {

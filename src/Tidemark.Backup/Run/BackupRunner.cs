@@ -38,7 +38,7 @@ public static partial class BackupRunner
         var report = options.Report ?? (_ => { });
         using var repositoryLock = RepositoryLock.Acquire(repository.Root);
         await Prune.ChainFold.FinishPendingAsync(repository, options.Domain, report, cancellationToken).ConfigureAwait(false);
-        foreach (var leftover in await repository.RemoveLeftoversAsync(cancellationToken).ConfigureAwait(false))
+        foreach (var leftover in await repository.RemoveLeftoversAsync(options.Domain, cancellationToken).ConfigureAwait(false))
         {
             report($"removed leftover of an interrupted backup: {leftover}");
         }
