@@ -54,4 +54,44 @@ public sealed class VerifyTests
         Assert.Equal(1, upToFull.ChainFiles);
         Assert.Single(upToFull.Findings);
     }
+
+    /// <summary>
+    /// A chain file whose data was changed after its backup still opens and reads: restore and
+    /// prune check the checksums first and refuse, naming the file and the offset, so neither
+    /// hands back a wrong disk nor folds the damage into a new base with fresh checksums.
+    /// </summary>
+    [Fact]
+    public async Task FlippedByte_RestoreAndPruneRefuse_NothingWrittenOrFolded()
+    {
+        await using var host = await BackupHost.StartAsync(("vda", "16M"));
+        await host.GuestWriteAsync("vda", "write -P 0x61 0 1M", "write -P 0x62 8M 1M");
+        var full = await host.BackupAsync();
+        await host.GuestWriteAsync("vda", "write -P 0x63 12M 1M");
+        var inc = await host.BackupAsync();
+        var fullFile = host.Repository.PathOf("dom", full.Disks.Single().File);
+        var map = await Peer.RunCheckedAsync("qemu-img", "map", "--output=json", "-f", "qcow2", fullFile);
+        var hostOffset = long.Parse(Regex.Match(map, "\"start\": 8388608, .*?\"offset\": (\\d+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        await using (var stream = new FileStream(fullFile, FileMode.Open, FileAccess.ReadWrite))
+        {
+            stream.Position = hostOffset + 100;
+            var b = stream.ReadByte();
+            stream.Position = hostOffset + 100;
+            stream.WriteByte((byte)(b ^ 0xff));
+        }
+
+        var output = host.Directory.File("restored.raw");
+        var refused = await Assert.ThrowsAsync<BackupException>(() => Restore.DiskRestore.RunAsync(new Restore.RestoreOptions { Repository = host.Repository, Domain = "dom", Output = output }, Ct));
+        Assert.Equal(BackupErrorReason.RepositoryDamaged, refused.Reason);
+        Assert.StartsWith($"backup {inc.Checkpoint} of domain 'dom' is damaged; nothing was restored: dom/{full.Disks.Single().File}: offset 8388608: ", refused.Message, StringComparison.Ordinal);
+        Assert.False(File.Exists(output));
+
+        var pruned = await Assert.ThrowsAsync<BackupException>(() => Prune.ChainFold.PruneAsync(host.Repository, "dom", keep: 1, cancellationToken: Ct));
+        Assert.StartsWith($"domain 'dom': the backups up to {inc.Checkpoint} are damaged; nothing was folded: dom/{full.Disks.Single().File}: offset 8388608: ", pruned.Message, StringComparison.Ordinal);
+        Assert.Equal(2, (await host.Repository.ReadManifestsAsync("dom", Ct)).Count);
+        Assert.False((await RepositoryVerifier.RunAsync(host.Repository, "dom", null, Ct)).Passed);
+
+        // Asked to, restore skips the check and copies what is there.
+        await Restore.DiskRestore.RunAsync(new Restore.RestoreOptions { Repository = host.Repository, Domain = "dom", Output = output, SkipVerify = true }, Ct);
+        Assert.True(File.Exists(output));
+    }
 }

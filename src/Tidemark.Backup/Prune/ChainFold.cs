@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Tidemark.Backup.Repository;
 using Tidemark.Backup.Run;
+using Tidemark.Backup.Verify;
 using Tidemark.Storage;
 using Tidemark.Storage.Qcow2;
 
@@ -115,6 +116,14 @@ public static class ChainFold
         {
             report?.Invoke($"domain '{domain}': {newBase} is already the oldest backup; nothing to fold");
             return new FoldResult(domain, newBase, [], []);
+        }
+
+        // The fold copies what it reads into the new base and records fresh checksums for it:
+        // a damaged chain file folded in would pass every later verify. So it must pass first.
+        var check = await RepositoryVerifier.CheckPointAsync(repository, domain, newBase, cancellationToken).ConfigureAwait(false);
+        if (!check.Passed)
+        {
+            throw RepositoryVerifier.Damaged(check, $"domain '{domain}': the backups up to {newBase} are damaged; nothing was folded");
         }
 
         await DurableFile.WriteAsync(PendingPath(repository, domain), JsonSerializer.SerializeToUtf8Bytes(pending, ManifestJsonContext.Default.PendingFold), cancellationToken).ConfigureAwait(false);

@@ -68,6 +68,22 @@ public static class RepositoryVerifier
         return await CheckAsync(repository, domain, domains, checkpoint, cancellationToken).ConfigureAwait(false) with { FinishedFolds = finished };
     }
 
+    /// <summary>
+    /// Checks what restoring <paramref name="checkpoint"/> of <paramref name="domain"/> reads: every
+    /// chain file of the backups up to it, structure and checksums, as <c>verify --checkpoint</c>
+    /// does, without finishing folds (the caller holds the lock or finished them).
+    /// </summary>
+    public static Task<VerifyResult> CheckPointAsync(BackupRepository repository, string domain, string checkpoint, CancellationToken cancellationToken = default) =>
+        CheckAsync(repository, domain, [domain], checkpoint, cancellationToken);
+
+    /// <summary>The exception for a damaged backup: the first finding, and how many more there are.</summary>
+    public static BackupException Damaged(VerifyResult result, string what)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        var more = result.Findings.Count > 1 ? $" (and {result.Findings.Count - 1} more problem(s); 'backup verify' lists them)" : "";
+        return new BackupException(BackupErrorReason.RepositoryDamaged, $"{what}: {result.Findings[0]}{more}");
+    }
+
     private static async Task<VerifyResult> CheckAsync(BackupRepository repository, string? domain, IReadOnlyList<string> domains, string? checkpoint, CancellationToken cancellationToken)
     {
         var findings = new List<VerifyFinding>();
