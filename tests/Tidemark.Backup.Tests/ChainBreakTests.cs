@@ -199,6 +199,43 @@ public sealed class ChainBreakTests
         Assert.NotNull(full);
     }
 
+    /// <summary>
+    /// The host died mid-backup before it stored the new checkpoint's bitmap: the checkpoint
+    /// is on the host without it. The next run deletes it anyway and goes on, where a plain
+    /// delete failed ("bitmap … not found in backing chain") on every run after.
+    /// </summary>
+    [Fact]
+    public async Task HostDiedBeforeStoringTheNewCheckpointsBitmap_NextRunDeletesItAndBacksUp()
+    {
+        await using var host = await BackupHost.StartAsync(("vda", "16M"));
+        await host.GuestWriteAsync("vda", "write -P 0x51 0 1M");
+        var full = await host.BackupAsync();
+        var work = host.Directory.File("w");
+        Directory.CreateDirectory(work);
+        var socket = Path.Combine(work, "nbd.sock");
+        var dead = $"tidemark.{full.Chain}.1";
+        await host.Repository.WritePendingAsync(new PendingBackup("dom", dead, socket, work, DateTimeOffset.UtcNow), Ct);
+        await using (var client = await host.ConnectAsync())
+        {
+            var domain = await client.LookupDomainByNameAsync("dom", Ct);
+            await client.BeginBackupAsync(
+                domain,
+                $"<domainbackup mode='pull'><incremental>{full.Checkpoint}</incremental><server transport='unix' socket='{socket}'/><disks><disk name='vda' type='file'><scratch file='{work}/vda.scratch'/></disk></disks></domainbackup>",
+                $"<domaincheckpoint><name>{dead}</name></domaincheckpoint>",
+                0,
+                Ct);
+        }
+
+        await host.RestartAsync(() => Peer.RunCheckedAsync("qemu-img", "bitmap", "--remove", host.Images["vda"], dead));
+        await host.GuestWriteAsync("vda", "write -P 0x52 1M 1M");
+        var lines = new List<string>();
+        var next = await host.BackupAsync(LevelRequest.Auto, lines);
+
+        Assert.Contains($"deleted checkpoint {dead} of an interrupted backup from the host", lines);
+        Assert.Equal(BackupLevel.Incremental, next.Disks.Single().Level);
+        Assert.Equal([next.Checkpoint], await host.HostCheckpointsAsync());
+    }
+
     [Fact]
     public async Task SecondWriter_IsRefusedWhileTheLockIsHeld()
     {

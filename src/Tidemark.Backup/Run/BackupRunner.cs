@@ -313,8 +313,10 @@ public static partial class BackupRunner
         {
             try
             {
+                // A host killed before it stored the checkpoint's bitmaps has the checkpoint
+                // without them: deleted the way older checkpoints whose bitmap is gone are.
                 var checkpoint = await client.LookupCheckpointByNameAsync(domain, pending.Checkpoint, 0, cancellationToken).ConfigureAwait(false);
-                await client.DeleteCheckpointAsync(checkpoint, 0, cancellationToken).ConfigureAwait(false);
+                await DeleteCheckpointAsync(client, domain, checkpoint, report, cancellationToken).ConfigureAwait(false);
                 report($"deleted checkpoint {pending.Checkpoint} of an interrupted backup from the host");
             }
             catch (LibvirtError e) when (e.Code == VirErrorNumber.NoDomainCheckpoint)
