@@ -74,6 +74,15 @@ public sealed class BackupCommandTests
         Assert.Equal(1, again.ExitCode);
         Assert.Equal($"error: output '{restored0}' exists; use --force to replace it\n", again.Stderr);
 
+        // An output the host refuses: one error line, exit 1, no crash.
+        foreach (var refused in new[] { dir.File("no-such-dir/x.raw"), "/proc/tidemark-x.raw" })
+        {
+            var failed = await CliRun.RunAsync("restore", "--repo", repo, "--domain", "vm", "--output", refused);
+            Assert.Equal(1, failed.ExitCode);
+            Assert.StartsWith("error: ", failed.Stderr, StringComparison.Ordinal);
+            Assert.Single(failed.Stderr.TrimEnd('\n').Split('\n'));
+        }
+
         var verified = await CliRun.RunAsync("verify", "--repo", repo);
         Assert.True(verified.ExitCode == 0, verified.Stdout + verified.Stderr);
         Assert.StartsWith("verify passed: 2 backup(s), 2 chain file(s)", verified.Stdout, StringComparison.Ordinal);

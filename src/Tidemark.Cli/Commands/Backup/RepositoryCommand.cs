@@ -37,6 +37,12 @@ internal static class RepositoryCommand
         {
             throw new CliException(e.Message, e);
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Net.Sockets.SocketException)
+        {
+            // The host's refusal (an output in a missing directory or under /proc, a port in
+            // use): one error line with the system's words, not a crash.
+            throw new CliException(e.Message, e);
+        }
     }
 
     /// <summary>Refuses a repository that does not exist (a reading command creates nothing).</summary>
