@@ -52,5 +52,13 @@ public sealed class RestoreDefineTests
         Assert.NotEqual(original, copy);
         Assert.Contains("shut off", await Peer.RunCheckedAsync("virsh", "-c", host.Uri, "domstate", "dom-restored"), StringComparison.Ordinal);
         Assert.Equal(backup.Checkpoint, (await host.Repository.FindAsync("dom", null, Ct)).Manifest.Checkpoint);
+
+        // A copy of vda alone: vdb, not restored, is left out rather than left naming the
+        // original domain's image, which the copy would then write into.
+        await DiskRestore.RunAsync(new RestoreOptions { Repository = host.Repository, Domain = "dom", Disks = ["vda"], Output = host.Directory.File("only-vda.raw"), DefineUri = host.Uri, DefineName = "dom-vda" }, Ct);
+        var vdaOnly = await Peer.RunCheckedAsync("virsh", "-c", host.Uri, "dumpxml", "dom-vda");
+        Assert.DoesNotContain("dev='vdb'", vdaOnly, StringComparison.Ordinal);
+        Assert.DoesNotContain(host.Images["vdb"], vdaOnly, StringComparison.Ordinal);
+        Assert.Contains($"<source file='{host.Directory.File("only-vda.raw")}'", vdaOnly, StringComparison.Ordinal);
     }
 }

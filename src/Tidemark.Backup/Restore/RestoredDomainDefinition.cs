@@ -67,6 +67,9 @@ public static class RestoredDomainDefinition
     /// The saved domain XML with each restored disk a file disk of the restored image
     /// (<c>&lt;source file&gt;</c>, driver type raw or qcow2, no backing store); renamed, the
     /// uuid dropped so the host gives the copy its own; the live-only <c>id</c> and run metadata removed.
+    /// A copy (another name) leaves out every writable disk that was not restored (a disk the
+    /// backup does not hold, or one not asked for): kept, it would name the original domain's
+    /// own image, and the copy would write into it. Read-only disks and CD-ROMs stay.
     /// </summary>
     public static string Rewrite(string domainXml, IReadOnlyList<RestoredDisk> disks, ImageFormat format, string name)
     {
@@ -86,11 +89,18 @@ public static class RestoredDomainDefinition
             metadata.Remove();
         }
 
-        foreach (var element in root.Element("devices")?.Elements("disk") ?? [])
+        var copy = root.Attribute("uuid") is null && root.Element("uuid") is null;
+        foreach (var element in (root.Element("devices")?.Elements("disk") ?? []).ToList())
         {
             var target = (string?)element.Element("target")?.Attribute("dev");
             if (disks.FirstOrDefault(d => d.Disk == target) is not { } restored)
             {
+                var writable = ((string?)element.Attribute("device") ?? "disk") == "disk" && element.Element("readonly") is null;
+                if (copy && writable)
+                {
+                    element.Remove();
+                }
+
                 continue;
             }
 
