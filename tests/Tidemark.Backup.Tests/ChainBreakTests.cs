@@ -123,21 +123,7 @@ public sealed class ChainBreakTests
 
         // What a client killed mid-copy leaves: the pending record, the job and its checkpoint
         // on the host, and a half-written chain file.
-        var work = host.Directory.File("w");
-        Directory.CreateDirectory(work);
-        var socket = Path.Combine(work, "nbd.sock");
-        var dead = $"tidemark.{full.Chain}.1";
-        await host.Repository.WritePendingAsync(new PendingBackup("dom", dead, socket, work, DateTimeOffset.UtcNow), Ct);
-        await using (var client = await host.ConnectAsync())
-        {
-            var domain = await client.LookupDomainByNameAsync("dom", Ct);
-            await client.BeginBackupAsync(
-                domain,
-                $"<domainbackup mode='pull'><incremental>{full.Checkpoint}</incremental><server transport='unix' socket='{socket}'/><disks><disk name='vda' type='file'><scratch file='{work}/vda.scratch'/></disk></disks></domainbackup>",
-                $"<domaincheckpoint><name>{dead}</name></domaincheckpoint>",
-                0,
-                Ct);
-        }
+        var dead = await LeaveInterruptedRunAsync(host, full);
 
         await File.WriteAllTextAsync(host.Repository.PathOf("dom", BackupRepository.ChainFileName("vda", dead)), "partial", Ct);
 
@@ -210,21 +196,7 @@ public sealed class ChainBreakTests
         await using var host = await BackupHost.StartAsync(("vda", "16M"));
         await host.GuestWriteAsync("vda", "write -P 0x51 0 1M");
         var full = await host.BackupAsync();
-        var work = host.Directory.File("w");
-        Directory.CreateDirectory(work);
-        var socket = Path.Combine(work, "nbd.sock");
-        var dead = $"tidemark.{full.Chain}.1";
-        await host.Repository.WritePendingAsync(new PendingBackup("dom", dead, socket, work, DateTimeOffset.UtcNow), Ct);
-        await using (var client = await host.ConnectAsync())
-        {
-            var domain = await client.LookupDomainByNameAsync("dom", Ct);
-            await client.BeginBackupAsync(
-                domain,
-                $"<domainbackup mode='pull'><incremental>{full.Checkpoint}</incremental><server transport='unix' socket='{socket}'/><disks><disk name='vda' type='file'><scratch file='{work}/vda.scratch'/></disk></disks></domainbackup>",
-                $"<domaincheckpoint><name>{dead}</name></domaincheckpoint>",
-                0,
-                Ct);
-        }
+        var dead = await LeaveInterruptedRunAsync(host, full);
 
         await host.RestartAsync(() => Peer.RunCheckedAsync("qemu-img", "bitmap", "--remove", host.Images["vda"], dead));
         await host.GuestWriteAsync("vda", "write -P 0x52 1M 1M");
@@ -249,5 +221,27 @@ public sealed class ChainBreakTests
 
         Assert.Empty(await host.HostCheckpointsAsync());
         await host.BackupAsync();
+    }
+
+    /// <summary>
+    /// What a client killed after it began its next backup leaves: the pending record, and the
+    /// pull job with its checkpoint on the host. Returns the checkpoint's name.
+    /// </summary>
+    private static async Task<string> LeaveInterruptedRunAsync(BackupHost host, BackupManifest full)
+    {
+        var work = host.Directory.File("w");
+        Directory.CreateDirectory(work);
+        var socket = Path.Combine(work, "nbd.sock");
+        var dead = $"tidemark.{full.Chain}.1";
+        await host.Repository.WritePendingAsync(new PendingBackup("dom", dead, socket, work, DateTimeOffset.UtcNow), Ct);
+        await using var client = await host.ConnectAsync();
+        var domain = await client.LookupDomainByNameAsync("dom", Ct);
+        await client.BeginBackupAsync(
+            domain,
+            $"<domainbackup mode='pull'><incremental>{full.Checkpoint}</incremental><server transport='unix' socket='{socket}'/><disks><disk name='vda' type='file'><scratch file='{work}/vda.scratch'/></disk></disks></domainbackup>",
+            $"<domaincheckpoint><name>{dead}</name></domaincheckpoint>",
+            0,
+            Ct);
+        return dead;
     }
 }

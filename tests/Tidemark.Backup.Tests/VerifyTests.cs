@@ -20,17 +20,8 @@ public sealed class VerifyTests
         var inc = await host.BackupAsync();
         Assert.True((await RepositoryVerifier.RunAsync(host.Repository, null, null, Ct)).Passed);
 
-        // Flip one byte of guest offset 8M + 100 where the full stores it (qemu-img map's host offset).
-        var fullFile = host.Repository.PathOf("dom", full.Disks.Single().File);
-        var map = await Peer.RunCheckedAsync("qemu-img", "map", "--output=json", "-f", "qcow2", fullFile);
-        var hostOffset = long.Parse(Regex.Match(map, "\"start\": 8388608, .*?\"offset\": (\\d+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
-        await using (var stream = new FileStream(fullFile, FileMode.Open, FileAccess.ReadWrite))
-        {
-            stream.Position = hostOffset + 100;
-            var b = stream.ReadByte();
-            stream.Position = hostOffset + 100;
-            stream.WriteByte((byte)(b ^ 0xff));
-        }
+        // Flip one byte of guest offset 8M + 100 where the full stores it.
+        await FlipByteAsync(host, full);
 
         var flipped = await RepositoryVerifier.RunAsync(host.Repository, "dom", null, Ct);
         var finding = Assert.Single(flipped.Findings);
@@ -68,16 +59,7 @@ public sealed class VerifyTests
         var full = await host.BackupAsync();
         await host.GuestWriteAsync("vda", "write -P 0x63 12M 1M");
         var inc = await host.BackupAsync();
-        var fullFile = host.Repository.PathOf("dom", full.Disks.Single().File);
-        var map = await Peer.RunCheckedAsync("qemu-img", "map", "--output=json", "-f", "qcow2", fullFile);
-        var hostOffset = long.Parse(Regex.Match(map, "\"start\": 8388608, .*?\"offset\": (\\d+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
-        await using (var stream = new FileStream(fullFile, FileMode.Open, FileAccess.ReadWrite))
-        {
-            stream.Position = hostOffset + 100;
-            var b = stream.ReadByte();
-            stream.Position = hostOffset + 100;
-            stream.WriteByte((byte)(b ^ 0xff));
-        }
+        await FlipByteAsync(host, full);
 
         var output = host.Directory.File("restored.raw");
         var refused = await Assert.ThrowsAsync<BackupException>(() => Restore.DiskRestore.RunAsync(new Restore.RestoreOptions { Repository = host.Repository, Domain = "dom", Output = output }, Ct));
@@ -93,5 +75,18 @@ public sealed class VerifyTests
         // Asked to, restore skips the check and copies what is there.
         await Restore.DiskRestore.RunAsync(new Restore.RestoreOptions { Repository = host.Repository, Domain = "dom", Output = output, SkipVerify = true }, Ct);
         Assert.True(File.Exists(output));
+    }
+
+    /// <summary>Flips one byte of guest offset 8M + 100 where <paramref name="backup"/>'s chain file stores it (qemu-img map's host offset).</summary>
+    private static async Task FlipByteAsync(BackupHost host, Repository.BackupManifest backup)
+    {
+        var file = host.Repository.PathOf("dom", backup.Disks.Single().File);
+        var map = await Peer.RunCheckedAsync("qemu-img", "map", "--output=json", "-f", "qcow2", file);
+        var hostOffset = long.Parse(Regex.Match(map, "\"start\": 8388608, .*?\"offset\": (\\d+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        await using var stream = new FileStream(file, FileMode.Open, FileAccess.ReadWrite);
+        stream.Position = hostOffset + 100;
+        var b = stream.ReadByte();
+        stream.Position = hostOffset + 100;
+        stream.WriteByte((byte)(b ^ 0xff));
     }
 }
