@@ -96,8 +96,20 @@ public sealed class ChainBreakTests
 
         // Cancelled once the job has begun and the checkpoint exists, before the copy ends.
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(Ct);
-        var options = host.Options() with { Report = line => { if (line.StartsWith("vda: incremental", StringComparison.Ordinal)) cancel.Cancel(); } };
+        var reported = new List<string>();
+        var options = host.Options() with
+        {
+            Report = line =>
+            {
+                reported.Add(line);
+                if (line.StartsWith("vda: incremental", StringComparison.Ordinal))
+                {
+                    cancel.Cancel();
+                }
+            },
+        };
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => BackupRunner.RunAsync(options, cancel.Token));
+        Assert.Contains(reported, l => l.StartsWith("cleaned up after the failed backup: its checkpoint tidemark.", StringComparison.Ordinal) && l.EndsWith(" deleted from the host", StringComparison.Ordinal));
 
         Assert.Equal([full.Checkpoint], await host.HostCheckpointsAsync());
         Assert.Equal([full.Checkpoint], (await host.Repository.ReadManifestsAsync("dom", Ct)).Select(m => m.Checkpoint));

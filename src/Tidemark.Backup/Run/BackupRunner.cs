@@ -210,7 +210,7 @@ public static partial class BackupRunner
                 }
                 catch (Exception e) when (e is LibvirtError or RemoteProtocolException or BackupException or OperationCanceledException)
                 {
-                    report($"could not end the backup job on the host ({e.Message}); the next run will");
+                    report($"could not end the backup job on the host ({e.Message}); the next run ends it and deletes its checkpoint");
                 }
             }
 
@@ -230,7 +230,7 @@ public static partial class BackupRunner
         if (!succeeded && created is not null)
         {
             await client.DeleteCheckpointAsync(created, 0, timeout.Token).ConfigureAwait(false);
-            report($"backup failed: checkpoint {created.Name} deleted from the host");
+            report($"cleaned up after the failed backup: its checkpoint {created.Name} deleted from the host");
         }
     }
 
