@@ -211,7 +211,7 @@ public sealed partial class BackupRepository
         }
 
         var manifests = await ReadManifestsAsync(domain, cancellationToken).ConfigureAwait(false);
-        var kept = await KeptChainFilesAsync(manifests.SelectMany(m => m.Disks).Select(d => PathOf(domain, d.File)), cancellationToken).ConfigureAwait(false);
+        var kept = await KeptChainFilesAsync(domain, manifests, cancellationToken).ConfigureAwait(false);
 
         // A backup's documents stay with its manifest, or with a chain file of it that is kept.
         var checkpoints = manifests.Select(m => m.Checkpoint)
@@ -235,36 +235,51 @@ public sealed partial class BackupRepository
         return removed;
     }
 
-    /// <summary>The chain files <paramref name="named"/> and every file below them in their backing chains.</summary>
-    private static async Task<HashSet<string>> KeptChainFilesAsync(IEnumerable<string> named, CancellationToken cancellationToken)
+    /// <summary>
+    /// The chain files the manifests name and every file below them in their backing chains.
+    /// A manifest records its file's backing name; only a file whose own manifest is gone is
+    /// opened to read it, so a run does not open every chain file of the domain.
+    /// </summary>
+    private async Task<HashSet<string>> KeptChainFilesAsync(string domain, IReadOnlyList<BackupManifest> manifests, CancellationToken cancellationToken)
     {
-        var kept = new HashSet<string>(named, StringComparer.Ordinal);
+        var backingOf = new Dictionary<string, string?>(StringComparer.Ordinal);
+        foreach (var disk in manifests.SelectMany(m => m.Disks))
+        {
+            var file = PathOf(domain, disk.File);
+            backingOf[file] = disk.BackingFile is { } backing ? Path.GetFullPath(backing, Path.GetDirectoryName(file)!) : null;
+        }
+
+        var kept = new HashSet<string>(backingOf.Keys, StringComparer.Ordinal);
         var queue = new Queue<string>(kept);
         while (queue.TryDequeue(out var file))
         {
-            string? backing;
-            try
+            var backing = backingOf.TryGetValue(file, out var recorded) ? recorded : await ReadBackingFileAsync(file, cancellationToken).ConfigureAwait(false);
+            if (backing is not null && kept.Add(backing))
             {
-                var image = await Qcow2Image.OpenAsync(file, readOnly: true, cancellationToken).ConfigureAwait(false);
-                await using (image.ConfigureAwait(false))
-                {
-                    backing = image.BackingFileName;
-                }
-            }
-            catch (Exception e) when (e is StorageException or IOException or UnauthorizedAccessException)
-            {
-                // Missing or damaged: verify reports it; what it builds on cannot be told, and
-                // the files below it stay only if something else names them.
-                continue;
-            }
-
-            if (backing is not null && kept.Add(Path.GetFullPath(backing, Path.GetDirectoryName(file)!)))
-            {
-                queue.Enqueue(Path.GetFullPath(backing, Path.GetDirectoryName(file)!));
+                queue.Enqueue(backing);
             }
         }
 
         return kept;
+    }
+
+    /// <summary>The full path of <paramref name="file"/>'s backing file from its qcow2 header, or null.</summary>
+    private static async Task<string?> ReadBackingFileAsync(string file, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var image = await Qcow2Image.OpenAsync(file, readOnly: true, cancellationToken).ConfigureAwait(false);
+            await using (image.ConfigureAwait(false))
+            {
+                return image.BackingFileName is { } backing ? Path.GetFullPath(backing, Path.GetDirectoryName(file)!) : null;
+            }
+        }
+        catch (Exception e) when (e is StorageException or IOException or UnauthorizedAccessException)
+        {
+            // Missing or damaged: verify reports it; what it builds on cannot be told, and the
+            // files below it stay only if something else names them.
+            return null;
+        }
     }
 
     /// <summary>A checkpoint name of this client's: <c>tidemark.CHAIN.SEQUENCE</c> (<c>BackupRunner</c>).</summary>
