@@ -4,6 +4,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Tidemark.Engine.Domains;
 using Tidemark.Engine.State;
+using Tidemark.Remote;
 using Tidemark.Remote.Server;
 
 namespace Tidemark.Daemon;
@@ -33,6 +34,15 @@ public sealed record DaemonOptions
 
     /// <summary><c>backup_tls_x509_verify</c>: TLS pull clients must present a certificate signed by the CA.</summary>
     public bool BackupTlsVerifyPeer { get; init; } = true;
+
+    /// <summary>
+    /// libvirtd's <c>keepalive_interval</c>: seconds of silence after which a client that speaks
+    /// keepalive is sent a PING (default 5); 0 or less never pings.
+    /// </summary>
+    public int KeepaliveInterval { get; init; } = 5;
+
+    /// <summary>libvirtd's <c>keepalive_count</c>: unanswered PINGs before such a client is disconnected (default 5).</summary>
+    public int KeepaliveCount { get; init; } = 5;
 
     /// <summary>The socket path in effect.</summary>
     public string EffectiveSocketPath => Path.GetFullPath(SocketPath ?? Path.Combine(StateDirectory, "tidemark-sock"));
@@ -110,7 +120,12 @@ public sealed class TidemarkDaemon : IHostedService, IAsyncDisposable
             {
                 StartFlags = _options.GuestTcp ? DomainStartFlags.GuestTcp : DomainStartFlags.None,
             };
-            _server = new RemoteServer(new RemoteServerOptions { SocketPath = SocketPath }, hypervisor, _loggerFactory);
+            var limits = new RemoteServerLimits
+            {
+                KeepaliveInterval = TimeSpan.FromSeconds(_options.KeepaliveInterval),
+                KeepaliveCount = _options.KeepaliveCount,
+            };
+            _server = new RemoteServer(new RemoteServerOptions { SocketPath = SocketPath, Limits = limits }, hypervisor, _loggerFactory);
             hypervisor.Events = _server.Events;
             try
             {

@@ -16,6 +16,7 @@ public sealed class RemoteServerLimits
     private int _maxPendingRepliesPerConnection = 64;
     private int _maxConnections = 512;
     private int _maxEventCallbacksPerConnection = 256;
+    private int _keepaliveCount = 5;
 
     /// <summary>
     /// Largest whole message (length word included). Default 32 MiB: libvirt's
@@ -92,6 +93,29 @@ public sealed class RemoteServerLimits
         {
             ArgumentOutOfRangeException.ThrowIfLessThan(value, 1, nameof(MaxEventCallbacksPerConnection));
             _maxEventCallbacksPerConnection = value;
+        }
+    }
+
+    /// <summary>
+    /// Silence after which a client that asked for keepalive (feature PROGRAM_KEEPALIVE) is sent
+    /// a PING; zero or less never pings (libvirtd's <c>keepalive_interval</c>, default 5 s,
+    /// -1 to disable). Clients that never asked are never pinged, as with libvirtd: libvirt's
+    /// client asks only when it has an event loop to answer with.
+    /// </summary>
+    public TimeSpan KeepaliveInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// PINGs left unanswered before the connection is closed: a client silent for
+    /// <see cref="KeepaliveInterval"/> × (count + 1) is dropped, its calls cancelled (libvirtd's
+    /// <c>keepalive_count</c>, default 5; 0 closes after one silent interval without a PING).
+    /// </summary>
+    public int KeepaliveCount
+    {
+        get => _keepaliveCount;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(value, nameof(KeepaliveCount));
+            _keepaliveCount = value;
         }
     }
 }

@@ -32,15 +32,7 @@ public sealed class PythonTests
     [Fact]
     public async Task LibvirtPython_OpensLooksUpListsAndBranchesOnErrorCodes()
     {
-        if (!File.Exists("/usr/bin/python3") || (await Peer.RunAsync("/usr/bin/python3", ["-c", "import libvirt"])).ExitCode != 0)
-        {
-            if (Peer.InCi)
-            {
-                Assert.Fail("/usr/bin/python3 with the libvirt module is not installed");
-            }
-
-            Assert.Skip("/usr/bin/python3 with the libvirt module is not installed");
-        }
+        await PythonLibvirt.RequireAsync();
 
         await using var server = await TestRemoteServer.StartAsync();
         var vm1 = server.Hypervisor.AddDomain("vm1", running: true);

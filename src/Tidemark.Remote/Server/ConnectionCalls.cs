@@ -44,6 +44,14 @@ internal static class ConnectionCalls
         var feature = c.Args((ref XdrReader r) => r.ReadInt32());
         var supported = (RemoteFeature)feature is RemoteFeature.FdPassing or RemoteFeature.TypedParamString or RemoteFeature.ProgramKeepalive
             or RemoteFeature.RemoteEventCallback or RemoteFeature.RemoteCloseCallback;
+
+        // libvirtd starts pinging a client when it asks about keepalive (daemon/remote.c,
+        // remoteDispatchConnectSupportsFeature).
+        if ((RemoteFeature)feature == RemoteFeature.ProgramKeepalive)
+        {
+            c.Connection.StartKeepalive();
+        }
+
         return Task.FromResult(c.Reply(w => w.WriteInt32(supported ? 1 : 0)));
     }
 

@@ -29,6 +29,8 @@ internal sealed class RemoteConnection : IAsyncDisposable
     private readonly CancellationTokenSource _closing = new();
     private readonly ConcurrentDictionary<Task, bool> _calls = new();
     private readonly ConcurrentDictionary<int, (DomainEventId EventId, Guid? Domain)> _callbacks = new();
+    private readonly ServerKeepalive _keepalive;
+    private Task _keepaliveLoop = Task.CompletedTask;
     private int _nextCallbackId;
     private volatile bool _opened;
 
@@ -51,6 +53,7 @@ internal sealed class RemoteConnection : IAsyncDisposable
         _logger = logger;
         Peer = peer;
         _callSlots = new SemaphoreSlim(Limits.MaxConcurrentCallsPerConnection);
+        _keepalive = new ServerKeepalive(Limits.KeepaliveInterval, Limits.KeepaliveCount);
         _outgoing = Channel.CreateBounded<ReadOnlyMemory<byte>>(new BoundedChannelOptions(Limits.MaxPendingRepliesPerConnection)
         {
             SingleReader = true,
@@ -125,6 +128,38 @@ internal sealed class RemoteConnection : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// The client asked whether the server speaks keepalive (libvirt's client asks only when
+    /// it has an event loop to answer PINGs with): from now on a silent client is pinged, and
+    /// dropped when it stays silent (<see cref="ServerKeepalive"/>), as libvirtd does.
+    /// </summary>
+    internal void StartKeepalive()
+    {
+        if (_keepalive.TryStart())
+        {
+            Volatile.Write(ref _keepaliveLoop, Task.Run(() => KeepaliveAsync(_closing.Token), CancellationToken.None));
+        }
+    }
+
+    private async Task KeepaliveAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _keepalive.RunAsync(
+                () => SendEvent(new MessageBuilder(RemoteWire.KeepaliveProgram, (uint)KeepaliveProcedure.Ping, RemoteMessageType.Message, 0, RemoteMessageStatus.Ok).Finish()),
+                silentSeconds =>
+                {
+                    _logger.LogInformation("{Peer}: dropping connection: no response to {Count} keepalive messages in {Seconds:0} seconds", Peer, Limits.KeepaliveCount, silentSeconds);
+                    Abort();
+                },
+                cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // The connection ended first.
+        }
+    }
+
     /// <summary>Queues an event; a client too far behind to take it is disconnected rather than waited for.</summary>
     internal void SendEvent(ReadOnlyMemory<byte> message)
     {
@@ -174,6 +209,9 @@ internal sealed class RemoteConnection : IAsyncDisposable
             Abort();
             _callbacks.Clear();
             await Task.WhenAll(_calls.Keys).ConfigureAwait(false);
+
+            // Only a call starts keepalive, and every call has ended.
+            await Volatile.Read(ref _keepaliveLoop).ConfigureAwait(false);
             _outgoing.Writer.TryComplete();
             await writer.ConfigureAwait(false);
 
@@ -221,6 +259,7 @@ internal sealed class RemoteConnection : IAsyncDisposable
 
     private async Task HandleAsync(RemoteMessage message, CancellationToken cancellationToken)
     {
+        _keepalive.MessageReceived();
         var header = message.Header;
         if (header.Program == RemoteWire.KeepaliveProgram)
         {
@@ -250,7 +289,7 @@ internal sealed class RemoteConnection : IAsyncDisposable
         _ = call.ContinueWith(t => _calls.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
-    /// <summary>PING is answered with PONG; a PONG needs nothing (this server sends no PINGs).</summary>
+    /// <summary>PING is answered with PONG; a PONG needs nothing more (any message restarts <see cref="ServerKeepalive"/>'s count).</summary>
     private void HandleKeepalive(MessageHeader header)
     {
         if (header.Type != RemoteMessageType.Message)

@@ -19,6 +19,8 @@ internal static class DaemonCommand
             GuestTcp = result.GetValue(D.GuestTcp),
             BackupTlsDirectory = result.GetValue(D.BackupTlsDirectory) is { } tls ? Path.GetFullPath(tls) : defaults.BackupTlsDirectory,
             BackupTlsVerifyPeer = !result.GetValue(D.BackupTlsNoVerify),
+            KeepaliveInterval = result.GetValue(D.KeepaliveInterval),
+            KeepaliveCount = result.GetValue(D.KeepaliveCount),
         };
         using var host = TidemarkDaemon.CreateHost(options, result.GetValue(D.Verbose) ? LogLevel.Debug : LogLevel.Information);
         try

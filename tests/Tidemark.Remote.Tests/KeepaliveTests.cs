@@ -1,0 +1,162 @@
+using Tidemark.Remote.Protocol;
+using Tidemark.Remote.Tests.Support;
+using Tidemark.Remote.Xdr;
+using Tidemark.Testing;
+
+namespace Tidemark.Remote.Tests;
+
+/// <summary>
+/// The server's keepalive, as libvirtd's (src/rpc/virkeepalive.c): a client that asked about
+/// feature PROGRAM_KEEPALIVE is pinged when silent and dropped after KeepaliveCount unanswered
+/// PINGs; any message restarts the count; a client that never asked is never pinged. Intervals
+/// are shortened here (300 ms instead of libvirtd's 5 s) so a dead client is found in a second.
+/// </summary>
+public sealed class KeepaliveTests
+{
+    private static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(300);
+
+    private static CancellationToken Token => TestContext.Current.CancellationToken;
+
+    private static RemoteServerLimits Limits(int count) => new() { KeepaliveInterval = Interval, KeepaliveCount = count };
+
+    [Fact]
+    public async Task SilentClientThatAskedForKeepalive_IsPingedCountTimes_ThenDisconnected()
+    {
+        await using var server = await TestRemoteServer.StartAsync(Limits(count: 2));
+        await using var c = await RawRemoteConnection.ConnectAsync(server.SocketPath);
+        await c.OpenAsync();
+        Assert.True(await AskForKeepaliveAsync(c));
+
+        var pings = 0;
+        while (await c.ReadAsync(TimeSpan.FromSeconds(20)) is { } message)
+        {
+            Assert.True(IsPing(message), $"unexpected message: program {message.Header.Program:x} procedure {message.Header.Procedure}");
+            pings++;
+        }
+
+        Assert.Equal(2, pings);
+
+        // Only the dead client was dropped.
+        await using var other = await RawRemoteConnection.ConnectAsync(server.SocketPath);
+        await other.OpenAsync();
+    }
+
+    [Fact]
+    public async Task ClientAnsweringEveryPing_StaysConnectedAndIsServed()
+    {
+        await using var server = await TestRemoteServer.StartAsync(Limits(count: 1));
+        await using var c = await RawRemoteConnection.ConnectAsync(server.SocketPath);
+        await c.OpenAsync();
+        Assert.True(await AskForKeepaliveAsync(c));
+
+        // Three times the silence that drops a client (interval × (count + 1) = 600 ms).
+        var pings = 0;
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(1.8);
+        while (DateTime.UtcNow < until)
+        {
+            var message = await c.ReadAsync(TimeSpan.FromSeconds(20));
+            Assert.NotNull(message);
+            Assert.True(IsPing(message));
+            pings++;
+            await c.SendAsync(RawRemoteConnection.Header(28, RemoteWire.KeepaliveProgram, (uint)KeepaliveProcedure.Pong, type: (uint)RemoteMessageType.Message));
+        }
+
+        Assert.True(pings >= 3, $"{pings} pings in 1.8 s of silence at a 300 ms interval");
+        await c.CallAsync(RemoteProcedure.ConnectGetType);
+        var reply = await NextReplyAsync(c);
+        Assert.Equal(RemoteMessageStatus.Ok, reply.Header.Status);
+    }
+
+    [Fact]
+    public async Task ClientThatNeverAskedForKeepalive_IsNeverPinged()
+    {
+        await using var server = await TestRemoteServer.StartAsync(Limits(count: 0));
+        await using var c = await RawRemoteConnection.ConnectAsync(server.SocketPath);
+        await c.OpenAsync();
+
+        // Five intervals of silence, where a client that asked would have been dropped after one.
+        using var quiet = new CancellationTokenSource(TimeSpan.FromSeconds(1.5));
+        var buffer = new byte[1];
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await c.Socket.ReceiveAsync(buffer, quiet.Token));
+
+        await c.CallAsync(RemoteProcedure.ConnectGetType);
+        Assert.Equal(RemoteMessageStatus.Ok, (await NextReplyAsync(c)).Header.Status);
+    }
+
+    /// <summary>virsh runs libvirt's event loop, which answers the server's PINGs while it waits for events.</summary>
+    [Fact]
+    public async Task Virsh_WaitingForEvents_AnswersThePings()
+    {
+        await using var server = await TestRemoteServer.StartAsync(Limits(count: 1));
+        server.Hypervisor.AddDomain("vm1", running: true);
+        var r = await Virsh.RunAsync(server, "event", "--all", "--loop", "--timeout", "3");
+
+        // virsh ends a wait that timed out with status 1; a dropped connection would print
+        // "Disconnected from … due to end of file" instead, as before keepalive was answered.
+        Assert.Equal("event loop timed out\nevents received: 0\n\n", r.Stdout);
+        Assert.Equal(string.Empty, r.Stderr);
+    }
+
+    private const string PythonScript = """
+        import sys, threading, time, libvirt
+        libvirt.registerErrorHandler(lambda ctx, err: None, None)
+        # With an event implementation registered, libvirt's client asks the server about
+        # keepalive; it answers PINGs only while the loop runs.
+        libvirt.virEventRegisterDefaultImpl()
+        conn = libvirt.open(sys.argv[1])
+        if sys.argv[2] == 'loop':
+            def run():
+                while True:
+                    libvirt.virEventRunDefaultImpl()
+            threading.Thread(target=run, daemon=True).start()
+        time.sleep(2)
+        try:
+            print(conn.getLibVersion())
+        except libvirt.libvirtError as e:
+            print('error', e.get_error_code())
+        """;
+
+    /// <summary>
+    /// libvirt-python with an event implementation that runs answers; one that never runs its
+    /// loop is a client that cannot answer, and the server drops it: its next call fails.
+    /// </summary>
+    [Theory]
+    [InlineData("loop", "9000000\n")]
+    [InlineData("stalled", "error 38\n")]
+    public async Task LibvirtPython_IsKeptWhileItsEventLoopRuns_AndDroppedWhenItStalls(string mode, string expected)
+    {
+        await PythonLibvirt.RequireAsync();
+        await using var server = await TestRemoteServer.StartAsync(Limits(count: 1));
+        var r = await Peer.RunAsync(PythonLibvirt.Python, ["-c", PythonScript, server.Uri, mode]);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Equal(expected, r.Stdout);
+    }
+
+    private static async Task<bool> AskForKeepaliveAsync(RawRemoteConnection c)
+    {
+        await c.CallAsync(RemoteProcedure.ConnectSupportsFeature, w => w.WriteInt32((int)RemoteFeature.ProgramKeepalive));
+        var reply = await NextReplyAsync(c);
+        Assert.Equal(RemoteMessageStatus.Ok, reply.Header.Status);
+        var reader = new XdrReader(reply.Payload.Span);
+        return reader.ReadInt32() == 1;
+    }
+
+    /// <summary>The next reply, answering the PINGs that come before it.</summary>
+    private static async Task<RemoteMessage> NextReplyAsync(RawRemoteConnection c)
+    {
+        while (true)
+        {
+            var message = await c.ReadAsync(TimeSpan.FromSeconds(20));
+            Assert.NotNull(message);
+            if (!IsPing(message))
+            {
+                return message;
+            }
+
+            await c.SendAsync(RawRemoteConnection.Header(28, RemoteWire.KeepaliveProgram, (uint)KeepaliveProcedure.Pong, type: (uint)RemoteMessageType.Message));
+        }
+    }
+
+    private static bool IsPing(RemoteMessage message) =>
+        message.Header is { Program: RemoteWire.KeepaliveProgram, Type: RemoteMessageType.Message, Serial: 0 } && message.Header.Procedure == (uint)KeepaliveProcedure.Ping;
+}
