@@ -57,20 +57,6 @@ public sealed class DaemonCommandTests
         Assert.DoesNotContain("in-use", info, StringComparison.Ordinal);
     }
 
-    private const string StalledClient = """
-        import sys, time, libvirt
-        libvirt.registerErrorHandler(lambda ctx, err: None, None)
-        # An event implementation whose loop never runs: the client asks for keepalive but
-        # cannot answer a PING, as a client whose host froze.
-        libvirt.virEventRegisterDefaultImpl()
-        conn = libvirt.open(sys.argv[1])
-        time.sleep(2.5)
-        try:
-            print(conn.getLibVersion() > 0)
-        except libvirt.libvirtError as e:
-            print('error', e.get_error_code())
-        """;
-
     /// <summary>The daemon's keepalive options reach its server: a silent client is dropped after one second at --keepalive-interval 1 --keepalive-count 0, and never with -1.</summary>
     [Theory]
     [InlineData("1", "error 38\n")]
@@ -84,7 +70,7 @@ public sealed class DaemonCommandTests
         await using (var daemon = await CliProcess.StartAsync("daemon", "--state-dir", dir.File("state"), "--socket", socket, "--keepalive-interval", interval, "--keepalive-count", "0"))
         {
             await UnixSocketListener.WaitAsync(socket, cancellationToken: Token);
-            var client = await Peer.RunAsync("/usr/bin/python3", ["-c", StalledClient, $"qemu+unix:///system?socket={socket}"]);
+            var client = await KeepaliveClient.RunAsync($"qemu+unix:///system?socket={socket}", loop: false, TimeSpan.FromSeconds(2.5));
             Assert.True(client.ExitCode == 0, client.Stderr);
             Assert.Equal(expected, client.Stdout);
             stopped = await daemon.StopAsync(CliProcess.SIGTERM);
