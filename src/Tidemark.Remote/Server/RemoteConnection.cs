@@ -276,7 +276,12 @@ internal sealed class RemoteConnection : IAsyncDisposable
             : _receiver?.TakeFds(message.FdCount) ?? throw new RemoteProtocolException(RemoteProtocolErrorReason.UnmatchedFds, "file descriptors can only be passed on a unix socket");
         try
         {
-            await _callSlots.WaitAsync(cancellationToken).ConfigureAwait(false);
+            if (!_callSlots.Wait(0, CancellationToken.None))
+            {
+                _keepalive.ReadingPaused();
+                await _callSlots.WaitAsync(cancellationToken).ConfigureAwait(false);
+                _keepalive.ReadingResumed();
+            }
         }
         catch
         {

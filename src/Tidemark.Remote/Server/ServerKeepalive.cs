@@ -19,11 +19,24 @@ internal sealed class ServerKeepalive(TimeSpan interval, int count)
 
     private int _started;
 
+    /// <summary>1 while the server itself stops reading the client (all its call slots busy): PONGs then wait unread, and silence proves nothing.</summary>
+    private int _readingPaused;
+
     /// <summary>Called for every whole message read from the client.</summary>
     public void MessageReceived()
     {
         Volatile.Write(ref _lastReceived, Environment.TickCount64);
         Interlocked.Increment(ref _received);
+    }
+
+    /// <summary>The server stops reading the client until one of its calls ends.</summary>
+    public void ReadingPaused() => Volatile.Write(ref _readingPaused, 1);
+
+    /// <summary>The server reads the client again; the silence is counted from now.</summary>
+    public void ReadingResumed()
+    {
+        Volatile.Write(ref _readingPaused, 0);
+        MessageReceived();
     }
 
     /// <summary>True the first time it is called on a connection where keepalive is configured; the caller then runs <see cref="RunAsync"/>.</summary>
@@ -44,14 +57,20 @@ internal sealed class ServerKeepalive(TimeSpan interval, int count)
         while (true)
         {
             var received = Interlocked.Read(ref _received);
-            if (received != seen)
+            var now = Environment.TickCount64;
+            if (Volatile.Read(ref _readingPaused) != 0)
+            {
+                seen = received;
+                countToDeath = count;
+                intervalStart = now;
+            }
+            else if (received != seen)
             {
                 seen = received;
                 countToDeath = count;
                 intervalStart = Volatile.Read(ref _lastReceived);
             }
 
-            var now = Environment.TickCount64;
             var wait = intervalStart + intervalMs - now;
             if (wait > 0)
             {
