@@ -77,6 +77,50 @@ public sealed class VerifyTests
         Assert.True(File.Exists(output));
     }
 
+    /// <summary>
+    /// A manifest's level must agree with its chain file's qcow2 backing header: a manifest
+    /// edited to "full" over a file that has a backing file, an incremental whose file was
+    /// rebased to none (qemu-img rebase -u), and an incremental backed by a file other than the
+    /// previous point's are each named with the file and the mismatch.
+    /// </summary>
+    [Fact]
+    public async Task ManifestLevel_DisagreesWithBackingHeader_IsNamed()
+    {
+        await using var host = await BackupHost.StartAsync(("vda", "16M"));
+        await host.GuestWriteAsync("vda", "write -P 0x61 0 1M");
+        var full = await host.BackupAsync();
+        await host.GuestWriteAsync("vda", "write -P 0x62 4M 64k");
+        var inc1 = await host.BackupAsync();
+        await host.GuestWriteAsync("vda", "write -P 0x63 8M 64k");
+        var inc2 = await host.BackupAsync();
+        Assert.True((await RepositoryVerifier.RunAsync(host.Repository, "dom", null, Ct)).Passed);
+        var inc1File = $"dom/{inc1.Disks.Single().File}";
+        var inc2File = $"dom/{inc2.Disks.Single().File}";
+
+        // The manifest edited to "full"; the backing name it records still agrees with the header.
+        var manifest = host.Repository.ManifestPath("dom", inc1.Checkpoint);
+        var original = await File.ReadAllTextAsync(manifest, Ct);
+        await File.WriteAllTextAsync(manifest, original.Replace("\"level\": \"incremental\"", "\"level\": \"full\"", StringComparison.Ordinal), Ct);
+        var edited = await RepositoryVerifier.RunAsync(host.Repository, "dom", null, Ct);
+        var finding = Assert.Single(edited.Findings);
+        Assert.Equal(inc1File, finding.File);
+        Assert.Equal($"the manifest says level 'full', but the chain file has backing file '{Path.GetFileName(full.Disks.Single().File)}' (a full has none)", finding.Problem);
+        await File.WriteAllTextAsync(manifest, original, Ct);
+
+        // An incremental whose header names a file other than the previous point's.
+        var inc2Path = host.Repository.PathOf("dom", inc2.Disks.Single().File);
+        var fullName = Path.GetFileName(full.Disks.Single().File);
+        await Peer.RunCheckedAsync("qemu-img", "rebase", "-u", "-f", "qcow2", "-b", fullName, "-F", "qcow2", inc2Path);
+        var skipping = await RepositoryVerifier.RunAsync(host.Repository, "dom", null, Ct);
+        Assert.Contains(new VerifyFinding(inc2File, null, $"the manifest says level 'incremental', but the chain file's backing file '{fullName}' is not the previous point's file '{Path.GetFileName(inc1.Disks.Single().File)}'"), skipping.Findings);
+
+        // An incremental with no backing file at all.
+        await Peer.RunCheckedAsync("qemu-img", "rebase", "-u", "-f", "qcow2", "-b", "", inc2Path);
+        var unbacked = await RepositoryVerifier.RunAsync(host.Repository, "dom", null, Ct);
+        Assert.Contains(new VerifyFinding(inc2File, null, $"the manifest says level 'incremental', but the chain file has no backing file (an incremental is backed by the disk's previous chain file '{Path.GetFileName(inc1.Disks.Single().File)}')"), unbacked.Findings);
+        Assert.DoesNotContain(unbacked.Findings, f => f.File == inc1File);
+    }
+
     /// <summary>Flips one byte of guest offset 8M + 100 where <paramref name="backup"/>'s chain file stores it (qemu-img map's host offset).</summary>
     private static async Task FlipByteAsync(BackupHost host, Repository.BackupManifest backup)
     {

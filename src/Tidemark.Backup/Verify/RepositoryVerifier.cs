@@ -162,6 +162,11 @@ public static class RepositoryVerifier
                 findings.Add(new VerifyFinding(shown, null, $"backing file '{image.BackingFileName}', the manifest says '{disk.BackingFile}'"));
             }
 
+            if (LevelMismatch(disk, previous, image.BackingFileName) is { } mismatch)
+            {
+                findings.Add(new VerifyFinding(shown, null, mismatch));
+            }
+
             if (disk.BackingFile is not null && image.BackingFormat != "qcow2")
             {
                 findings.Add(new VerifyFinding(shown, null, $"backing format '{image.BackingFormat}', expected 'qcow2'"));
@@ -180,6 +185,34 @@ public static class RepositoryVerifier
         }
 
         return bytes;
+    }
+
+    /// <summary>
+    /// What is wrong when the manifest's level disagrees with the chain file's qcow2 header, or
+    /// null. The header decides what a restore reads: a "full" with a backing file reads the
+    /// older files through it, and an "incremental" without one reads zeroes wherever it
+    /// stored nothing. So an edited or mixed-up level is damage even when the manifest's
+    /// recorded backing name was edited to agree with it.
+    /// </summary>
+    private static string? LevelMismatch(DiskManifest disk, DiskManifest? previous, string? headerBacking)
+    {
+        if (disk.Level == BackupLevel.Full)
+        {
+            return headerBacking is null ? null : $"the manifest says level 'full', but the chain file has backing file '{headerBacking}' (a full has none)";
+        }
+
+        if (headerBacking is null)
+        {
+            return $"the manifest says level 'incremental', but the chain file has no backing file (an incremental is backed by the disk's previous chain file{(previous is null ? "" : $" '{Path.GetFileName(previous.File)}'")})";
+        }
+
+        if (previous is null)
+        {
+            return $"the manifest says level 'incremental', but the disk has no previous backup for backing file '{headerBacking}' to be";
+        }
+
+        var expected = Path.GetFileName(previous.File);
+        return headerBacking == expected ? null : $"the manifest says level 'incremental', but the chain file's backing file '{headerBacking}' is not the previous point's file '{expected}'";
     }
 
     private static async Task<string?> CheckExtentAsync(Qcow2Image image, ExtentRecord extent, byte[] buffer, CancellationToken cancellationToken)
