@@ -21,9 +21,20 @@ public sealed class RepositoryLock : IDisposable
         Directory.CreateDirectory(root);
         var path = Path.Combine(root, FileName);
         FileStream stream;
+        var attempt = 0;
         try
         {
             stream = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+
+            // A command that created the lock file deletes it when it fails having stored
+            // nothing (RepositoryFootprint), still holding it. Opened just before that and
+            // locked just after, the lock is on a file no one else will ever open: take the
+            // file now at the path instead. Bounded: each retry means another writer came and went.
+            while (IsUnlinked(stream) && ++attempt < 8)
+            {
+                stream.Dispose();
+                stream = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            }
         }
         catch (IOException e)
         {
@@ -53,4 +64,11 @@ public sealed class RepositoryLock : IDisposable
     }
 
     public void Dispose() => _stream.Dispose();
+
+    /// <summary>The open file has no name left (Linux shows its descriptor's link as "PATH (deleted)").</summary>
+    private static bool IsUnlinked(FileStream stream)
+    {
+        var link = new FileInfo($"/proc/self/fd/{stream.SafeFileHandle.DangerousGetHandle()}").LinkTarget;
+        return link is not null && link.EndsWith(" (deleted)", StringComparison.Ordinal);
+    }
 }

@@ -14,8 +14,10 @@ namespace Tidemark.Backup.Run;
 /// <remarks>
 /// Order, and what each failure leaves:
 /// <list type="number">
-/// <item>Lock the repository; finish a fold (<c>backup prune</c>) a killed command left; remove the leftovers of interrupted runs; undo a backup the last
-/// run left pending on the host (job ended, checkpoint deleted).</item>
+/// <item>Lock the repository; finish a fold (<c>backup prune</c>) a killed command left;
+/// remove the leftovers of interrupted runs; undo a backup the last run left pending on the
+/// host (job ended, checkpoint deleted). A run that fails having stored nothing removes the
+/// directories and lock file it created (<see cref="RepositoryFootprint"/>).</item>
 /// <item>Decide each disk's level (<see cref="ChainDecision"/>), then record the backup as
 /// pending and begin it with its new checkpoint in the same call (libvirt makes the two
 /// atomic). A disk whose bitmap the host finds broken is retried as a full.</item>
@@ -36,7 +38,25 @@ public static partial class BackupRunner
         ArgumentNullException.ThrowIfNull(options);
         var repository = options.Repository;
         var report = options.Report ?? (_ => { });
+        var footprint = RepositoryFootprint.Before(repository, options.Domain);
         using var repositoryLock = RepositoryLock.Acquire(repository.Root);
+        try
+        {
+            return await RunLockedAsync(options, report, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception) when (!File.Exists(repository.PendingPath(options.Domain)))
+        {
+            // Nothing of this run is stored (a backup exists once its manifest does, and a
+            // failed run deleted its files): a first run against an unreachable host or an
+            // unknown domain leaves no empty repository. A pending record stays for the next run.
+            footprint.Remove();
+            throw;
+        }
+    }
+
+    private static async Task<BackupManifest> RunLockedAsync(BackupRunOptions options, Action<string> report, CancellationToken cancellationToken)
+    {
+        var repository = options.Repository;
         await Prune.ChainFold.FinishPendingAsync(repository, options.Domain, report, cancellationToken).ConfigureAwait(false);
         foreach (var leftover in await repository.RemoveLeftoversAsync(options.Domain, cancellationToken).ConfigureAwait(false))
         {
