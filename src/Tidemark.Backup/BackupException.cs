@@ -20,6 +20,9 @@ public enum BackupErrorReason
 
     /// <summary>The host refused or lost the backup job.</summary>
     HostFailed,
+
+    /// <summary>A domain's directory holds another domain's backups (another name, or another uuid under the same name).</summary>
+    OtherDomain,
 }
 
 /// <summary>A backup repository operation failed; the message names the file, disk or checkpoint.</summary>

@@ -78,7 +78,46 @@ public sealed partial class BackupRepository
             manifests.Add(await ReadManifestAsync(path, cancellationToken).ConfigureAwait(false));
         }
 
+        RequireOneDomain(domain, manifests);
         return manifests.OrderBy(m => m.Completed).ThenBy(m => m.Sequence).ToList();
+    }
+
+    /// <summary>
+    /// Refuses a domain directory whose manifests are not all of the domain it is named after,
+    /// with one uuid: a directory copied or renamed from another domain's, or two domains of the
+    /// same name (one undefined, another defined) backed up into one place. Their chains are not
+    /// one chain, and a manifest's files are found under the domain it records, not this
+    /// directory, so nothing may be backed up into it, restored or folded from it.
+    /// </summary>
+    /// <exception cref="BackupException"><see cref="BackupErrorReason.OtherDomain"/>.</exception>
+    private void RequireOneDomain(string domain, List<BackupManifest> manifests)
+    {
+        if (manifests.FirstOrDefault(m => m.Domain != domain) is { } stranger)
+        {
+            throw new BackupException(BackupErrorReason.OtherDomain, $"repository directory '{DomainDirectory(domain)}' holds backups of domain '{stranger.Domain}' ({ManifestPath(domain, stranger.Checkpoint)}), not of domain '{domain}'");
+        }
+
+        var uuids = manifests.Select(m => m.DomainUuid).OfType<string>().Distinct(StringComparer.OrdinalIgnoreCase).ToList();
+        if (uuids.Count > 1)
+        {
+            throw new BackupException(BackupErrorReason.OtherDomain, $"repository directory '{DomainDirectory(domain)}' holds backups of two domains named '{domain}', with uuids {uuids[0]} and {uuids[1]}");
+        }
+    }
+
+    /// <summary>
+    /// Refuses to back <paramref name="domain"/> with uuid <paramref name="uuid"/> up into a
+    /// directory holding the backups of another domain of that name (the name was given to a new
+    /// domain): its incrementals would build on another disk's chain.
+    /// </summary>
+    /// <exception cref="BackupException"><see cref="BackupErrorReason.OtherDomain"/>.</exception>
+    public void RequireDomainUuid(string domain, Guid uuid, IReadOnlyList<BackupManifest> manifests)
+    {
+        ArgumentNullException.ThrowIfNull(manifests);
+        var expected = uuid.ToString();
+        if (manifests.FirstOrDefault(m => m.DomainUuid is { } recorded && !string.Equals(recorded, expected, StringComparison.OrdinalIgnoreCase)) is { } other)
+        {
+            throw new BackupException(BackupErrorReason.OtherDomain, $"repository directory '{DomainDirectory(domain)}' holds backups of domain '{other.Domain}' with uuid {other.DomainUuid}, not of domain '{domain}' with uuid {expected} on the host: another domain of the same name; back it up into another repository");
+        }
     }
 
     /// <summary>The backup of <paramref name="domain"/> at <paramref name="checkpoint"/>, or the latest when null.</summary>

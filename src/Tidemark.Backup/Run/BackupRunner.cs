@@ -14,7 +14,8 @@ namespace Tidemark.Backup.Run;
 /// <remarks>
 /// Order, and what each failure leaves:
 /// <list type="number">
-/// <item>Lock the repository; finish a fold (<c>backup prune</c>) a killed command left;
+/// <item>Lock the repository; connect and check that the domain's directory holds only this
+/// domain's backups (name and uuid); finish a fold (<c>backup prune</c>) a killed command left;
 /// remove the leftovers of interrupted runs; undo a backup the last run left pending on the
 /// host (job ended, checkpoint deleted). A run that fails having stored nothing removes the
 /// directories and lock file it created (<see cref="RepositoryFootprint"/>).</item>
@@ -57,16 +58,19 @@ public static partial class BackupRunner
     private static async Task<BackupManifest> RunLockedAsync(BackupRunOptions options, Action<string> report, CancellationToken cancellationToken)
     {
         var repository = options.Repository;
-        await Prune.ChainFold.FinishPendingAsync(repository, options.Domain, report, cancellationToken).ConfigureAwait(false);
-        foreach (var leftover in await repository.RemoveLeftoversAsync(options.Domain, cancellationToken).ConfigureAwait(false))
-        {
-            report($"removed leftover of an interrupted backup: {leftover}");
-        }
-
         var client = await LibvirtClient.ConnectAsync(options.ConnectionUri, null, cancellationToken).ConfigureAwait(false);
         await using (client.ConfigureAwait(false))
         {
             var domain = await client.LookupDomainByNameAsync(options.Domain, cancellationToken).ConfigureAwait(false);
+
+            // Before anything in the domain's directory is changed: it must be this domain's.
+            repository.RequireDomainUuid(options.Domain, domain.Uuid, await repository.ReadManifestsAsync(options.Domain, cancellationToken).ConfigureAwait(false));
+            await Prune.ChainFold.FinishPendingAsync(repository, options.Domain, report, cancellationToken).ConfigureAwait(false);
+            foreach (var leftover in await repository.RemoveLeftoversAsync(options.Domain, cancellationToken).ConfigureAwait(false))
+            {
+                report($"removed leftover of an interrupted backup: {leftover}");
+            }
+
             await RepairPendingAsync(client, domain, repository, report, cancellationToken).ConfigureAwait(false);
             var domainXml = await client.GetDomainXmlAsync(domain, 0, cancellationToken).ConfigureAwait(false);
             var definition = DomainParser.Parse(domainXml, $"domain '{options.Domain}'", cancellationToken);
