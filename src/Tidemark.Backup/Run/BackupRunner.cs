@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using Tidemark.Backup.Repository;
 using Tidemark.Formats.Domains;
+using Tidemark.Nbd;
 using Tidemark.Remote;
 using Tidemark.Remote.Client;
 using Tidemark.Remote.Protocol;
@@ -195,10 +196,18 @@ public static partial class BackupRunner
             }
 
             var disks = new DiskManifest[plans.Count];
-            await Parallel.ForEachAsync(
-                Enumerable.Range(0, plans.Count),
-                new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, options.ParallelDisks), CancellationToken = cancellationToken },
-                async (i, token) => disks[i] = await CopyDiskAsync(repository, options, plans[i], name, socket, report, token).ConfigureAwait(false)).ConfigureAwait(false);
+            try
+            {
+                await Parallel.ForEachAsync(
+                    Enumerable.Range(0, plans.Count),
+                    new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, options.ParallelDisks), CancellationToken = cancellationToken },
+                    async (i, token) => disks[i] = await CopyDiskAsync(repository, options, plans[i], name, socket, report, token).ConfigureAwait(false)).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is NbdException or IOException or System.Net.Sockets.SocketException && !cancellationToken.IsCancellationRequested)
+            {
+                // The export went away under the copy. Only the host can tell why.
+                throw await StoppedDomain.ExplainAsync(client, domain, history, e).ConfigureAwait(false) ?? e;
+            }
 
             var checkpointXml = await client.GetCheckpointXmlAsync(created, 0, cancellationToken).ConfigureAwait(false);
             await BackupRepository.WriteTextAsync(repository.DomainXmlPath(options.Domain, name), domainXml, cancellationToken).ConfigureAwait(false);
@@ -229,8 +238,7 @@ public static partial class BackupRunner
             {
                 try
                 {
-                    await EndAsync(client, domain, created, succeeded, report).ConfigureAwait(false);
-                    hostClean = true;
+                    hostClean = await EndAsync(client, domain, created, succeeded, report).ConfigureAwait(false);
                 }
                 catch (Exception e) when (e is LibvirtError or RemoteProtocolException or BackupException or OperationCanceledException)
                 {
@@ -247,15 +255,30 @@ public static partial class BackupRunner
         }
     }
 
-    private static async Task EndAsync(LibvirtClient client, RemoteDomain domain, RemoteCheckpoint? created, bool succeeded, Action<string> report)
+    /// <summary>Ends the job and, after a failure, deletes its checkpoint; false when the checkpoint stays on the host for the next run.</summary>
+    private static async Task<bool> EndAsync(LibvirtClient client, RemoteDomain domain, RemoteCheckpoint? created, bool succeeded, Action<string> report)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
         await PullJob.EndAsync(client, domain, timeout.Token).ConfigureAwait(false);
         if (!succeeded && created is not null)
         {
-            await client.DeleteCheckpointAsync(created, 0, timeout.Token).ConfigureAwait(false);
+            try
+            {
+                await client.DeleteCheckpointAsync(created, 0, timeout.Token).ConfigureAwait(false);
+            }
+            catch (LibvirtError e)
+            {
+                // libvirt deletes no checkpoint of an inactive domain ("cannot delete checkpoint
+                // for inactive domain"): after the domain stopped mid-backup the job is over,
+                // but its checkpoint stays, with the pending record, until the next run.
+                report($"the backup job has ended, but its checkpoint {created.Name} could not be deleted from the host ({e.Message}); the next run deletes it");
+                return false;
+            }
+
             report($"cleaned up after the failed backup: its checkpoint {created.Name} deleted from the host");
         }
+
+        return true;
     }
 
     private static async Task<List<DiskPlan>> BeginAsync(LibvirtClient client, RemoteDomain domain, string name, string socket, string work, List<DiskPlan> plans, IReadOnlyList<string> others, Action<string> report, CancellationToken cancellationToken)
