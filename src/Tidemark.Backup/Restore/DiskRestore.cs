@@ -102,24 +102,56 @@ public static class DiskRestore
             await RestoredDomainDefinition.CheckNameFreeAsync(uri, options.DefineName ?? options.Domain, cancellationToken).ConfigureAwait(false);
         }
 
+        var createdDirectory = toDirectory && !Directory.Exists(options.Output);
         if (toDirectory)
         {
             Directory.CreateDirectory(options.Output);
         }
 
         var restored = new RestoredDisk[targets.Count];
-        await Parallel.ForEachAsync(Enumerable.Range(0, targets.Count), cancellationToken, async (i, token) =>
+        try
         {
-            var (disk, path) = targets[i];
-            await RestoreDiskAsync(options.Repository.PathOf(options.Domain, disk.File), path, options.Format, disk.Name, options.Progress, token).ConfigureAwait(false);
-            restored[i] = new RestoredDisk(disk.Name, path, disk.VirtualSize);
-        }).ConfigureAwait(false);
+            await Parallel.ForEachAsync(Enumerable.Range(0, targets.Count), cancellationToken, async (i, token) =>
+            {
+                var (disk, path) = targets[i];
+                await RestoreDiskAsync(options.Repository.PathOf(options.Domain, disk.File), path, options.Format, disk.Name, options.Progress, token).ConfigureAwait(false);
+                restored[i] = new RestoredDisk(disk.Name, path, disk.VirtualSize);
+            }).ConfigureAwait(false);
+        }
+        catch
+        {
+            // Interrupted (SIGINT, SIGTERM) or failed: a disk already renamed into place is
+            // complete on its own but not the restore asked for, and the directory made for the
+            // disks would look like one; both go. The disk being copied was only a temporary file.
+            RemoveOutputs(restored, createdDirectory ? options.Output : null);
+            throw;
+        }
         if (options.DefineUri is { } host)
         {
             await RestoredDomainDefinition.DefineAsync(options.Repository, manifest, restored, options.Format, host, options.DefineName ?? options.Domain, cancellationToken).ConfigureAwait(false);
         }
 
         return restored;
+    }
+
+    private static void RemoveOutputs(RestoredDisk?[] restored, string? createdDirectory)
+    {
+        foreach (var disk in restored.OfType<RestoredDisk>())
+        {
+            File.Delete(disk.Path);
+        }
+
+        try
+        {
+            if (createdDirectory is not null && !Directory.EnumerateFileSystemEntries(createdDirectory).Any())
+            {
+                Directory.Delete(createdDirectory);
+            }
+        }
+        catch (IOException)
+        {
+            // Something else was put in it meanwhile: it stays.
+        }
     }
 
     private static async Task RestoreDiskAsync(string chainFile, string output, ImageFormat format, string disk, IBackupProgress? progress, CancellationToken cancellationToken)
