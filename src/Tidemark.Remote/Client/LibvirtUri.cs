@@ -12,6 +12,9 @@ public sealed record LibvirtUri(string Driver, string Path, string SocketPath)
     /// <summary>libvirtd's system socket (LOCALSTATEDIR/run/libvirt/libvirt-sock).</summary>
     public const string SystemSocket = "/var/run/libvirt/libvirt-sock";
 
+    /// <summary>The transports libvirt's remote driver knows, in the order its error lists them.</summary>
+    private static readonly string[] KnownTransports = ["tls", "unix", "ssh", "ext", "tcp", "libssh2", "libssh"];
+
     /// <summary>What CONNECT_OPEN carries, e.g. "qemu:///system".</summary>
     public string Name => $"{Driver}://{Path}";
 
@@ -35,6 +38,15 @@ public sealed record LibvirtUri(string Driver, string Path, string SocketPath)
         var plus = scheme.IndexOf('+', StringComparison.Ordinal);
         var driver = plus < 0 ? scheme : scheme[..plus];
         var transport = plus < 0 ? null : scheme[(plus + 1)..];
+        if (transport is not null && !KnownTransports.Contains(transport))
+        {
+            // libvirt's remote driver refuses it before it connects, in these words (virsh -c
+            // qemu+bogus:///system). An unknown driver (bogus:///) is different: the client
+            // cannot tell it from a driver of the host's, so it connects to the default socket
+            // as virsh does, and the daemon there refuses it ("no connection driver available").
+            throw new RemoteProtocolException(RemoteProtocolErrorReason.InvalidUri, $"invalid argument: remote_open: transport in URL not recognised (should be {string.Join('|', KnownTransports)})");
+        }
+
         if (transport is not null && transport != "unix")
         {
             throw Invalid(uri, $"transport '{transport}' is not supported, only unix sockets are");
