@@ -57,7 +57,11 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
     /// <summary>Where events go; set once the server exists.</summary>
     public DomainEventPublisher? Events { get; set; }
 
-    public ValueTask OpenAsync(string? name, uint flags, CancellationToken cancellationToken) => ValueTask.CompletedTask;
+    public ValueTask OpenAsync(string? name, uint flags, CancellationToken cancellationToken)
+    {
+        ConnectionName.Check(name);
+        return ValueTask.CompletedTask;
+    }
 
     public ValueTask<string> GetTypeAsync(CancellationToken cancellationToken) => ValueTask.FromResult("QEMU");
 

@@ -14,6 +14,9 @@ public enum VirErrorNumber
 
     /// <summary>A procedure or feature the driver lacks; virsh falls back where it can.</summary>
     NoSupport = 3,
+
+    /// <summary>No driver accepted the name a client opened ("no connection driver available for NAME").</summary>
+    NoConnect = 5,
     InvalidArg = 8,
     OperationFailed = 9,
 

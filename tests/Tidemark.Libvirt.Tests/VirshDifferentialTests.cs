@@ -62,6 +62,40 @@ public sealed class VirshDifferentialTests(PrivateLibvirtdFixture fixture) : ICl
     }
 
     /// <summary>
+    /// The name a client opens is checked as libvirtd checks it: only the QEMU driver, at
+    /// /system or /session; any other driver or path is refused at open, with libvirt's words.
+    /// (libvirtd also hosts libvirt's mock driver, <c>test:///default</c>, which Tidemark does
+    /// not: it answers that name as any other unknown driver.)
+    /// </summary>
+    [Fact]
+    public async Task ConnectionNames_AreAcceptedAndRefusedAsOnLibvirtd()
+    {
+        var libvirtd = await fixture.GetAsync();
+        using var tidemarkDir = new TempDirectory("tdn");
+        await using var daemon = new TidemarkDaemon(new DaemonOptions { StateDirectory = tidemarkDir.File("state") }, NullLoggerFactory.Instance);
+        await daemon.StartAsync(Ct);
+
+        string[] names = ["qemu+unix:///system", "qemu+unix:///session", "qemu+unix:///foo", "bogus+unix:///system"];
+        async Task<string> TranscriptAsync(string socket)
+        {
+            var text = new System.Text.StringBuilder();
+            foreach (var name in names)
+            {
+                var r = await Peer.RunAsync("virsh", ["-c", $"{name}?socket={socket}", "domstate", "nosuch"]);
+                text.Append($"$ {name}\n{r.Stdout}{r.Stderr}[exit {r.ExitCode}]\n").Replace(socket, "SOCKET");
+            }
+
+            return text.ToString();
+        }
+
+        var real = await TranscriptAsync(libvirtd.SocketPath);
+        var ours = await TranscriptAsync(daemon.SocketPath);
+        Assert.Equal(real, ours);
+        Assert.Contains("error: no connection driver available for bogus:///system\n", real, StringComparison.Ordinal);
+        Assert.Contains("error: internal error: unexpected qemu URI path '/foo', try qemu:///system\n", real, StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// The events a backup raises, as a libvirt-python client with an event loop receives them:
     /// the job's JOB_COMPLETED, then its (one) disk's block job ending (BLOCK_JOB by source path,
     /// BLOCK_JOB_2 by target, type 5 BACKUP): a completed push's as completed, an aborted pull's
