@@ -4,6 +4,7 @@ using System.Xml.Linq;
 using Microsoft.Extensions.Logging;
 using Microsoft.Win32.SafeHandles;
 using Tidemark.Engine.Domains;
+using Tidemark.Formats.Domains;
 using Tidemark.Remote;
 using Tidemark.Remote.Protocol;
 using Tidemark.Remote.Server;
@@ -123,7 +124,8 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         // VIR_DOMAIN_DEFINE_VALIDATE: the engine validates every definition anyway.
         CheckFlags(flags, 1, "qemuDomainDefineXMLFlags");
         var existed = TryParseName(xml) is { } name && _host.ListDomains().Any(d => d.Name == name);
-        var domain = await _host.DefineAsync(xml, cancellationToken).ConfigureAwait(false);
+        var definition = RunningDomainXml.WithoutRunState(DomainParser.Parse(xml, cancellationToken: cancellationToken));
+        var domain = await _host.DefineAsync(definition, cancellationToken).ConfigureAwait(false);
         Events?.PublishLifecycle(Ref(domain), DomainLifecycleEvent.Defined, existed ? 1 : 0);
         return Ref(domain);
     });

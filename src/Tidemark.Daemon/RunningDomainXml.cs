@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Security;
 using System.Text;
+using System.Xml.Linq;
 using Tidemark.Engine.Disks;
 using Tidemark.Formats.Domains;
 
@@ -24,7 +25,8 @@ public static class RunningDomainXml
     /// <summary>The definition with each running disk's NBD URI in its metadata.</summary>
     public static string Format(DomainDefinition definition, RunningDomain running)
     {
-        var xml = DomainFormatter.Format(definition);
+        // A definition saved before define dropped the element could still hold an old run's.
+        var xml = DomainFormatter.Format(WithoutRunState(definition));
         var element = new StringBuilder();
         element.Append("    <").Append(Prefix).Append(":disks xmlns:").Append(Prefix).Append("='").Append(Namespace).Append("'>\n");
         foreach (var disk in running.Disks)
@@ -53,6 +55,35 @@ public static class RunningDomainXml
         var anchor = LastLineOf(xml, "  <description>") ?? LastLineOf(xml, "  <title>") ?? LastLineOf(xml, "  <uuid>") ?? LastLineOf(xml, "  <name>");
         var block = "  <metadata>\n" + element + "  </metadata>\n";
         return anchor is { } at ? xml.Insert(at, block) : xml;
+    }
+
+    /// <summary>
+    /// <paramref name="definition"/> without the element <see cref="Format"/> adds. A definition
+    /// is often made from a running domain's XML (<c>virsh dumpxml</c> then <c>define</c>;
+    /// <c>virtnbdrestore --define</c> of the XML virtnbdbackup saved during the backup, under a
+    /// new name): the element describes that run of that domain, and kept it would name the old
+    /// domain's socket in the new definition, ahead of the new domain's own once it runs. libvirt
+    /// likewise keeps none of a document's live-only state when it defines it (parsed without
+    /// VIR_DOMAIN_DEF_PARSE_STATUS). Other metadata is the user's and stays.
+    /// </summary>
+    public static DomainDefinition WithoutRunState(DomainDefinition definition)
+    {
+        ArgumentNullException.ThrowIfNull(definition);
+        var name = XName.Get("disks", Namespace);
+        if (definition.Element.Element("metadata")?.Element(name) is null)
+        {
+            return definition;
+        }
+
+        var copy = new XElement(definition.Element);
+        var metadata = copy.Element("metadata")!;
+        metadata.Elements(name).Remove();
+        if (!metadata.HasElements)
+        {
+            metadata.Remove();
+        }
+
+        return DomainParser.Parse(copy);
     }
 
     /// <summary>The URI of disk <paramref name="target"/> of a running domain, as libnbd and qemu write it.</summary>

@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using Tidemark.Daemon.Tests.Support;
 using Tidemark.Testing;
 
@@ -57,6 +58,40 @@ public sealed class VirtNbdBackupTests
         Assert.True(last.ExitCode == 0, last.Stdout + last.Stderr);
         var latestDisk = Directory.GetFiles(latest).Single(f => !f.EndsWith(".xml", StringComparison.Ordinal) && !f.EndsWith(".config", StringComparison.Ordinal));
         Assert.Equal(0, (await Peer.RunAsync("qemu-img", ["compare", "-F", "raw", latestDisk, instants[^1]])).ExitCode);
+    }
+
+    /// <summary>
+    /// <c>virtnbdrestore -c -D -N</c> defines the restored domain through the daemon from the XML
+    /// virtnbdbackup saved, which is the running domain's: it carries the NBD URIs Tidemark
+    /// reports under <c>&lt;metadata&gt;</c>, naming the original domain's socket. The new
+    /// domain keeps none of them, and once started it reports only its own socket (a guest that
+    /// followed the first URI would otherwise write to the original domain's disk).
+    /// </summary>
+    [Fact]
+    public async Task RestoreDefine_UnderANewName_TheNewDomainNamesOnlyItsOwnSocket()
+    {
+        Peer.Require("virtnbdbackup");
+        Peer.Require("qemu-nbd");
+        await using var test = await TestDaemon.StartAsync();
+        var image = await test.StartDomainAsync("nb", "write -P 0x61 0 1M");
+        var output = test.Directory.File("backup");
+        await BackupAsync(test, "full", output);
+        var instant = await test.CaptureAsync(image, "i0.raw");
+
+        var restored = test.Directory.File("restored");
+        var restore = await Peer.RunAsync("virtnbdrestore", ["-U", Uri(test), "-i", output, "-o", restored, "-n", "-f", test.Directory.File("nbdr.sock"), "-c", "-D", "-N", "nb2"], timeout: TimeSpan.FromMinutes(3));
+        Assert.True(restore.ExitCode == 0, $"virtnbdrestore -c -D -N nb2: {restore.Stdout}{restore.Stderr}");
+        var disk = Path.Combine(restored, Path.GetFileName(image));
+        Assert.Equal(0, (await Peer.RunAsync("qemu-img", ["compare", "-F", "raw", disk, instant])).ExitCode);
+
+        var defined = await Virsh.RunOkAsync(test, "dumpxml", "nb2", "--inactive");
+        Assert.Contains($"<source file='{disk}'/>", defined, StringComparison.Ordinal);
+        Assert.DoesNotContain(RunningDomainXml.Namespace, defined, StringComparison.Ordinal);
+
+        await Virsh.RunOkAsync(test, "start", "nb2");
+        var live = await Virsh.RunOkAsync(test, "dumpxml", "nb2");
+        var uris = Regex.Matches(live, "uri='([^']*)'").Select(m => m.Groups[1].Value);
+        Assert.Equal([$"nbd+unix:///vda?socket={test.GuestSocket("nb2")}"], uris);
     }
 
     private static async Task BackupAsync(TestDaemon test, string level, string output)

@@ -158,10 +158,18 @@ public sealed class DomainHost : IAsyncDisposable
     /// </summary>
     /// <exception cref="DocumentException">The XML cannot be read or breaks the schema of its modelled part.</exception>
     /// <exception cref="EngineException">Another domain has the name or the UUID.</exception>
-    public async Task<Domain> DefineAsync(string xml, CancellationToken cancellationToken = default)
+    public Task<Domain> DefineAsync(string xml, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(xml);
-        var definition = WithUuid(DomainParser.Parse(xml, cancellationToken: cancellationToken));
+        return DefineAsync(DomainParser.Parse(xml, cancellationToken: cancellationToken), cancellationToken);
+    }
+
+    /// <summary>As <see cref="DefineAsync(string, CancellationToken)"/>, from a parsed definition.</summary>
+    /// <exception cref="EngineException">Another domain has the name or the UUID.</exception>
+    public async Task<Domain> DefineAsync(DomainDefinition parsed, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(parsed);
+        var definition = WithUuid(parsed);
         var uuid = ParseUuid(definition);
         Domain? existing;
         lock (_lock)
