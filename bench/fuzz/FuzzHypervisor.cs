@@ -59,6 +59,8 @@ internal sealed class FuzzHypervisor : IRemoteHypervisor
 
     public ValueTask<RemoteDomain> StartDomainAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport(nameof(StartDomainAsync));
 
+    public ValueTask<RemoteDomain> CreateDomainAsync(string xml, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport(nameof(CreateDomainAsync));
+
     public ValueTask DestroyDomainAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport(nameof(DestroyDomainAsync));
 
     public ValueTask ShutdownDomainAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport(nameof(ShutdownDomainAsync));

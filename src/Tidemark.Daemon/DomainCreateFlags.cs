@@ -1,7 +1,7 @@
 namespace Tidemark.Daemon;
 
 /// <summary>
-/// Tidemark's own bit of <c>virDomainCreateWithFlags</c>, beside libvirt's
+/// Tidemark's own bit of <c>virDomainCreateWithFlags</c> and <c>virDomainCreateXML</c>, beside libvirt's
 /// <c>virDomainCreateFlags</c> (PAUSED 0x1 … RESET_NVRAM 0x20, none of which applies to a guest
 /// that is an NBD client).
 /// </summary>

@@ -149,6 +149,19 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         return Ref(found);
     });
 
+    public ValueTask<RemoteDomain> CreateDomainAsync(string xml, uint flags, CancellationToken cancellationToken) => CallAsync(async () =>
+    {
+        // VIR_DOMAIN_START_VALIDATE (0x10): the engine validates every definition anyway. PAUSED,
+        // AUTODESTROY, BYPASS_CACHE and FORCE_BOOT have nothing to act on here, as with start.
+        CheckFlags(flags, DomainCreateFlags.GuestTcp | 0x10, "qemuDomainCreateXML");
+        var definition = RunningDomainXml.WithoutRunState(DomainParser.Parse(xml, cancellationToken: cancellationToken));
+        var start = StartFlags | ((flags & DomainCreateFlags.GuestTcp) != 0 ? DomainStartFlags.GuestTcp : DomainStartFlags.None);
+        var created = await _host.CreateAsync(definition, start, cancellationToken).ConfigureAwait(false);
+        _shutoffReasons.TryRemove(created.Uuid, out _);
+        Events?.PublishLifecycle(Ref(created), DomainLifecycleEvent.Started, 0);
+        return Ref(created);
+    });
+
     public ValueTask DestroyDomainAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => CallAsync(async () =>
     {
         // VIR_DOMAIN_DESTROY_GRACEFUL: every stop is graceful here (images flushed and closed).

@@ -42,15 +42,7 @@ public sealed class VirtNbdBackupTests
         Assert.Null(test.Daemon.Host!.LookupByName("nb").Backup);
 
         // Every point of the chain, restored by virtnbdrestore (through a local qemu-nbd).
-        for (var point = 0; point < instants.Count; point++)
-        {
-            var restored = test.Directory.File($"restore{point}");
-            var restore = await Peer.RunAsync("virtnbdrestore", ["-U", Uri(test), "-i", output, "-o", restored, "--until", $"virtnbdbackup.{point}"], timeout: TimeSpan.FromMinutes(3));
-            Assert.True(restore.ExitCode == 0, $"virtnbdrestore --until virtnbdbackup.{point}: {restore.Stdout}{restore.Stderr}");
-            var disk = Directory.GetFiles(restored).Single(f => !f.EndsWith(".xml", StringComparison.Ordinal) && !f.EndsWith(".config", StringComparison.Ordinal));
-            var compare = await Peer.RunAsync("qemu-img", ["compare", "-F", "raw", disk, instants[point]]);
-            Assert.True(compare.ExitCode == 0, $"point {point}: {compare.Stdout}{compare.Stderr}");
-        }
+        await RestoreEachPointAsync(test, output, instants);
 
         // Without --until: the latest point.
         var latest = test.Directory.File("restore-latest");
@@ -92,6 +84,57 @@ public sealed class VirtNbdBackupTests
         var live = await Virsh.RunOkAsync(test, "dumpxml", "nb2");
         var uris = Regex.Matches(live, "uri='([^']*)'").Select(m => m.Groups[1].Value);
         Assert.Equal([$"nbd+unix:///vda?socket={test.GuestSocket("nb2")}"], uris);
+    }
+
+    /// <summary>
+    /// A transient domain (<c>virsh create</c>, virDomainCreateXML) started on an image whose
+    /// checkpoints' metadata is gone, its bitmaps still in the image: virtnbdbackup redefines
+    /// the checkpoints from its backup folder (REDEFINE|REDEFINE_VALIDATE, libvirt-rpc.md §3)
+    /// and the chain goes on, as on libvirtd 9.0; the domain and its checkpoints go when it
+    /// stops.
+    /// </summary>
+    [Fact]
+    public async Task TransientDomain_CheckpointsRedefinedFromTheBackupFolder_TheChainGoesOn()
+    {
+        Peer.Require("virtnbdbackup");
+        Peer.Require("qemu-nbd");
+        await using var test = await TestDaemon.StartAsync();
+        var image = await test.StartDomainAsync("nb", "write -P 0x61 0 1M");
+        var output = test.Directory.File("backup");
+        var instants = new List<string> { await test.CaptureAsync(image, "i0.raw") };
+        await BackupAsync(test, "full", output);
+        await test.GuestWriteAsync("nb", "vda", "write -P 0x62 4M 1M");
+        instants.Add(await test.CaptureAsync(image, "i1.raw"));
+        await BackupAsync(test, "inc", output);
+
+        var definition = await WriteAsync(test, "nb-inactive.xml", await Virsh.RunOkAsync(test, "dumpxml", "nb", "--inactive"));
+        await Virsh.RunOkAsync(test, "destroy", "nb");
+        await Virsh.RunOkAsync(test, "undefine", "nb", "--checkpoints-metadata");
+        Assert.Equal($"Domain 'nb' created from {definition}\n\n", await Virsh.RunOkAsync(test, "create", definition));
+        Assert.Contains("Persistent:     no\n", await Virsh.RunOkAsync(test, "dominfo", "nb"), StringComparison.Ordinal);
+        Assert.Equal("", (await Virsh.RunOkAsync(test, "checkpoint-list", "nb", "--name")).Trim());
+
+        await test.GuestWriteAsync("nb", "vda", "write -P 0x63 8M 1M");
+        instants.Add(await test.CaptureAsync(image, "i2.raw"));
+        await BackupAsync(test, "inc", output);
+        Assert.Equal("virtnbdbackup.0\nvirtnbdbackup.1\nvirtnbdbackup.2\n\n", await Virsh.RunOkAsync(test, "checkpoint-list", "nb", "--name", "--topological"));
+        await RestoreEachPointAsync(test, output, instants);
+
+        await Virsh.RunOkAsync(test, "destroy", "nb");
+        Assert.Equal("\n", await Virsh.RunOkAsync(test, "list", "--all", "--name"));
+    }
+
+    private static async Task RestoreEachPointAsync(TestDaemon test, string output, List<string> instants)
+    {
+        for (var point = 0; point < instants.Count; point++)
+        {
+            var restored = test.Directory.File($"restore{point}");
+            var restore = await Peer.RunAsync("virtnbdrestore", ["-U", Uri(test), "-i", output, "-o", restored, "--until", $"virtnbdbackup.{point}"], timeout: TimeSpan.FromMinutes(3));
+            Assert.True(restore.ExitCode == 0, $"virtnbdrestore --until virtnbdbackup.{point}: {restore.Stdout}{restore.Stderr}");
+            var disk = Directory.GetFiles(restored).Single(f => !f.EndsWith(".xml", StringComparison.Ordinal) && !f.EndsWith(".config", StringComparison.Ordinal));
+            var compare = await Peer.RunAsync("qemu-img", ["compare", "-F", "raw", disk, instants[point]]);
+            Assert.True(compare.ExitCode == 0, $"point {point}: {compare.Stdout}{compare.Stderr}");
+        }
     }
 
     private static async Task BackupAsync(TestDaemon test, string level, string output)

@@ -93,6 +93,42 @@ public sealed partial class Domain
             throw new EngineException(EngineErrorReason.DomainAlreadyRunning, "domain is already running");
         }
 
+        await StartLockedAsync(flags, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Starts the domain with <paramref name="live"/> as its running definition
+    /// (virDomainCreateXML of a defined, inactive domain of the same name and UUID): the
+    /// domain's own definition takes over again when it stops, as libvirt keeps the persistent
+    /// one aside (its newDef) while the live one runs.
+    /// </summary>
+    /// <exception cref="EngineException">"domain '%s' is already active"; the start failed (then the domain keeps its own definition).</exception>
+    internal async Task StartAsync(DomainDefinition live, DomainStartFlags flags, CancellationToken cancellationToken)
+    {
+        using var held = await LockAsync(cancellationToken).ConfigureAwait(false);
+        if (Running is not null)
+        {
+            throw new EngineException(EngineErrorReason.DomainAlreadyRunning, $"domain '{Name}' is already active");
+        }
+
+        var own = Definition;
+        Definition = live;
+        try
+        {
+            await StartLockedAsync(flags, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            Definition = own;
+            throw;
+        }
+
+        _nextDefinition = own;
+    }
+
+    // Under the domain's lock, with the domain shut off.
+    internal async Task StartLockedAsync(DomainStartFlags flags, CancellationToken cancellationToken)
+    {
         Running = await RunningDomain.StartAsync(Definition, Store.SocketPath(Name), flags.HasFlag(DomainStartFlags.GuestTcp), _host.LoggerFactory, cancellationToken).ConfigureAwait(false);
         Id = _host.NextId();
         ResetStoreIndex(Running);

@@ -206,6 +206,65 @@ public sealed class DomainHost : IAsyncDisposable
     }
 
     /// <summary>
+    /// Starts a domain from its XML without defining it (virDomainCreateXML): a transient
+    /// domain, which disappears with its checkpoint metadata when it stops (spec §4.5). A
+    /// defined, inactive domain of the same name and UUID starts with this definition instead
+    /// and takes its own back when it stops, as libvirt's does. Nothing is written to the state
+    /// directory: a transient domain lives only in this process.
+    /// </summary>
+    /// <exception cref="EngineException">Unknown flags; another domain has the name or the UUID; the domain of that name and UUID is running; the start failed (then no transient domain is left).</exception>
+    public async Task<Domain> CreateAsync(DomainDefinition parsed, DomainStartFlags flags = DomainStartFlags.None, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(parsed);
+        Flags.Check(flags, DomainStartFlags.GuestTcp, "virDomainCreateXML");
+        var definition = WithUuid(parsed);
+        var uuid = ParseUuid(definition);
+
+        // The new domain's lock is held from before it is listed until it has started (or is
+        // gone again), so no other call can act on it in between.
+        var created = new Domain(this, definition, uuid, persistent: false, new CheckpointTree());
+        using var held = await created.LockAsync(cancellationToken).ConfigureAwait(false);
+        Domain? existing;
+        lock (_lock)
+        {
+            // libvirt's order (virDomainObjListAddLocked): by UUID first, then by name.
+            existing = _domains.Find(d => d.Uuid == uuid);
+            if (existing is not null && existing.Name != definition.Name)
+            {
+                throw new EngineException(EngineErrorReason.DomainExists, $"domain '{existing.Name}' is already defined with uuid {uuid:D}");
+            }
+
+            if (existing is null && _domains.Find(d => d.Name == definition.Name) is { } other)
+            {
+                throw new EngineException(EngineErrorReason.DomainExists, $"domain '{other.Name}' already exists with uuid {other.Uuid:D}");
+            }
+
+            if (existing is null)
+            {
+                _domains.Add(created);
+            }
+        }
+
+        if (existing is not null)
+        {
+            await existing.StartAsync(definition, flags, cancellationToken).ConfigureAwait(false);
+            return existing;
+        }
+
+        try
+        {
+            await created.StartLockedAsync(flags, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            Forget(created);
+            throw;
+        }
+
+        return created;
+    }
+
+    /// <summary>
     /// Undefines <paramref name="domain"/> (spec §4.5): an inactive domain disappears (with
     /// checkpoints only under <see cref="DomainUndefineFlags.CheckpointsMetadata"/>, which drops
     /// their metadata and leaves the bitmaps in the images); a running one becomes transient.

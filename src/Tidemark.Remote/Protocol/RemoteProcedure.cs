@@ -11,6 +11,7 @@ public enum RemoteProcedure : uint
     ConnectGetType = 3,
     ConnectGetVersion = 4,
     DomainCreate = 9,
+    DomainCreateXml = 10,
     DomainDefineXml = 11,
     DomainDestroy = 12,
     DomainGetXmlDesc = 14,

@@ -18,6 +18,7 @@ internal static class DomainCalls
         RemoteProcedure.DomainUndefineFlags => VoidAsync(c, DomainAndFlags(c), c.Hypervisor.UndefineDomainAsync),
         RemoteProcedure.DomainCreate => StartAsync(c, DomainOnly(c), plain: true),
         RemoteProcedure.DomainCreateWithFlags => StartAsync(c, DomainAndFlags(c), plain: false),
+        RemoteProcedure.DomainCreateXml => CreateAsync(c, c.Args((ref XdrReader r) => (r.ReadString(RemoteWire.MaxStringLength), r.ReadUInt32()))),
         RemoteProcedure.DomainDestroy => VoidAsync(c, DomainOnly(c), c.Hypervisor.DestroyDomainAsync),
         RemoteProcedure.DomainDestroyFlags => VoidAsync(c, DomainAndFlags(c), c.Hypervisor.DestroyDomainAsync),
         RemoteProcedure.DomainShutdown => VoidAsync(c, DomainOnly(c), c.Hypervisor.ShutdownDomainAsync),
@@ -84,6 +85,13 @@ internal static class DomainCalls
     private static async Task<MessageBuilder> DefineAsync(CallContext c, (string Xml, uint Flags) args)
     {
         var domain = await c.Hypervisor.DefineDomainAsync(args.Xml, args.Flags, c.CancellationToken).ConfigureAwait(false);
+        return c.Reply(domain.Write);
+    }
+
+    /// <summary>remote_domain_create_xml_args { xml_desc, flags } → remote_domain_create_xml_ret { dom }.</summary>
+    private static async Task<MessageBuilder> CreateAsync(CallContext c, (string Xml, uint Flags) args)
+    {
+        var domain = await c.Hypervisor.CreateDomainAsync(args.Xml, args.Flags, c.CancellationToken).ConfigureAwait(false);
         return c.Reply(domain.Write);
     }
 

@@ -77,6 +77,12 @@ public interface IDomainProcedures
     /// <summary>DOMAIN_CREATE (flags 0) and DOMAIN_CREATE_WITH_FLAGS: start; returns the domain with its new id.</summary>
     ValueTask<RemoteDomain> StartDomainAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// DOMAIN_CREATE_XML (10): starts a domain from its XML without defining it (a transient
+    /// domain, gone when it stops); returns it with its id.
+    /// </summary>
+    ValueTask<RemoteDomain> CreateDomainAsync(string xml, uint flags, CancellationToken cancellationToken);
+
     /// <summary>DOMAIN_DESTROY (flags 0) and DOMAIN_DESTROY_FLAGS.</summary>
     ValueTask DestroyDomainAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken);
 

@@ -57,7 +57,7 @@ internal static class ReadOnlyAccess
         RemoteProcedure.DomainAbortJob or RemoteProcedure.DomainAbortJobFlags
         or RemoteProcedure.DomainBackupBegin
         or RemoteProcedure.DomainCheckpointCreateXml or RemoteProcedure.DomainCheckpointDelete
-        or RemoteProcedure.DomainCreate or RemoteProcedure.DomainCreateWithFlags
+        or RemoteProcedure.DomainCreate or RemoteProcedure.DomainCreateWithFlags or RemoteProcedure.DomainCreateXml
         or RemoteProcedure.DomainDefineXml or RemoteProcedure.DomainDefineXmlFlags
         or RemoteProcedure.DomainDestroy or RemoteProcedure.DomainDestroyFlags
         or RemoteProcedure.DomainFdAssociate
