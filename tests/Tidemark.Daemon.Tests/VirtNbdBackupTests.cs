@@ -124,6 +124,33 @@ public sealed class VirtNbdBackupTests
         Assert.Equal("\n", await Virsh.RunOkAsync(test, "list", "--all", "--name"));
     }
 
+    /// <summary>
+    /// A domain whose name has a space and a non-ASCII letter, as libvirt allows: the disk URI
+    /// its running XML reports is one qemu-io opens (the socket path percent-encoded, as
+    /// RFC 3986 wants a query value), and virtnbdbackup and virtnbdrestore handle it as any.
+    /// </summary>
+    [Fact]
+    public async Task DomainNameWithASpace_TheReportedDiskUriOpens_AndTheBackupRestores()
+    {
+        Peer.Require("virtnbdbackup");
+        Peer.Require("qemu-nbd");
+        const string name = "web 01 \u00fc";
+        await using var test = await TestDaemon.StartAsync();
+        var image = await test.CreateImageAsync("web", "vda");
+        await Virsh.RunOkAsync(test, "define", await WriteAsync(test, "web.xml", TestDaemon.DomainXml(name, ("vda", image))));
+        await Virsh.RunOkAsync(test, "start", name);
+
+        var uri = Regex.Match(await Virsh.RunOkAsync(test, "dumpxml", name), "uri='([^']*)'").Groups[1].Value;
+        Assert.Equal($"nbd+unix:///vda?socket={test.StateRoot}/run/web%2001%20%C3%BC.sock", uri);
+        var write = await Peer.RunAsync("qemu-io", ["-f", "raw", "-c", "write -P 0x61 0 1M", "-c", "flush", uri]);
+        Assert.True(write.ExitCode == 0 && !write.Stderr.Contains("can't open", StringComparison.Ordinal), $"qemu-io {uri}: {write.Stdout}{write.Stderr}");
+
+        var output = test.Directory.File("backup");
+        var instants = new List<string> { await test.CaptureAsync(image, "i0.raw") };
+        await BackupAsync(test, "full", output, name);
+        await RestoreEachPointAsync(test, output, instants);
+    }
+
     private static async Task RestoreEachPointAsync(TestDaemon test, string output, List<string> instants)
     {
         for (var point = 0; point < instants.Count; point++)
@@ -137,16 +164,16 @@ public sealed class VirtNbdBackupTests
         }
     }
 
-    private static async Task BackupAsync(TestDaemon test, string level, string output)
+    private static async Task BackupAsync(TestDaemon test, string level, string output, string domain = "nb")
     {
         var result = await Peer.RunAsync(
             "virtnbdbackup",
-            ["-U", Uri(test), "-d", "nb", "-l", level, "-o", output, "-n", "-S", test.Directory.Path, "-f", test.Directory.File("nbd.sock")],
+            ["-U", Uri(test), "-d", domain, "-l", level, "-o", output, "-n", "-S", test.Directory.Path, "-f", test.Directory.File("nbd.sock")],
             timeout: TimeSpan.FromMinutes(3));
         Assert.True(result.ExitCode == 0, $"virtnbdbackup -l {level}: exit {result.ExitCode}\n{result.Stdout}{result.Stderr}");
 
         // virtnbdbackup ends a pull backup with an abort; the daemon then removes the scratch.
-        await test.WaitForJobEndAsync("nb");
+        await test.WaitForJobEndAsync(domain);
         Assert.Empty(Directory.GetFiles(test.Directory.Path, "*.partial"));
     }
 
