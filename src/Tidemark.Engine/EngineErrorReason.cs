@@ -48,7 +48,7 @@ public enum EngineErrorReason
     /// <summary>An image cannot be opened, read or written.</summary>
     ImageFailed,
 
-    /// <summary>A disk's file cannot be opened at all (a system error): "Cannot access storage file '%s': strerror".</summary>
+    /// <summary>A disk's file cannot be opened at all (a system error): "Cannot access storage file '%s' (as uid:%u, gid:%u): strerror".</summary>
     ImageInaccessible,
 
     /// <summary>"no domain checkpoint with matching name '%s'".</summary>

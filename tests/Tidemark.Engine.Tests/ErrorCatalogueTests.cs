@@ -3,6 +3,7 @@ using Tidemark.Engine.Domains;
 using Tidemark.Engine.Tests.Support;
 using Tidemark.Formats;
 using Tidemark.Formats.Checkpoints;
+using Tidemark.Storage;
 using Tidemark.Testing;
 
 namespace Tidemark.Engine.Tests;
@@ -95,7 +96,7 @@ public sealed class ErrorCatalogueTests
 
         File.Delete(test.ImagePath("d", vdb));
         var missing = await Expect(LibvirtErrorCode.SystemError, null, () => domain.StartAsync(Ct));
-        Assert.Equal($"Cannot access storage file '{test.ImagePath("d", vdb)}': No such file or directory", missing.Message);
+        Assert.Equal($"Cannot access storage file '{test.ImagePath("d", vdb)}' (as uid:{ProcessIdentity.UserId}, gid:{ProcessIdentity.GroupId}): No such file or directory", missing.Message);
 
         var network = await test.Host.DefineAsync(
             """

@@ -40,6 +40,7 @@ public sealed class VirshDifferentialTests(PrivateLibvirtdFixture fixture) : ICl
         Assert.Contains("OS Type:        hvm\nState:          running\n", real, StringComparison.Ordinal);
         Assert.Contains("<disk name='vda' checkpoint='bitmap' bitmap='c1' size='1048576'/>", real, StringComparison.Ordinal);
         Assert.Contains("c1\n  |\n  +- c3\n", real, StringComparison.Ordinal);
+        Assert.Contains("error: Cannot access storage file 'DIR/dv/vdb.qcow2' (as uid:0, gid:0): No such file or directory\n", real, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -280,6 +281,12 @@ public sealed class VirshDifferentialTests(PrivateLibvirtdFixture fixture) : ICl
         await virsh.RunAsync("undefine", "dv");
         await virsh.RunAsync("undefine", "dv", "--checkpoints-metadata");
         await virsh.RunAsync("domstate", "dv");
+
+        // A disk image gone: the start fails naming it, and who could not reach it.
+        File.Move(Path.Combine(directory, "dv", "vdb.qcow2"), Path.Combine(directory, "dv", "vdb.gone"));
+        await virsh.RunAsync("define", xml);
+        await virsh.RunAsync("start", "dv");
+        await virsh.RunAsync("undefine", "dv");
         return virsh.Mask(directory);
     }
 }

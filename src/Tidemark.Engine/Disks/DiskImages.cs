@@ -44,7 +44,7 @@ internal static class DiskImages
             // libvirt's own check before QEMU starts (virStorageSourceReportBrokenChain).
             throw HostErrno.Of(e) is null
                 ? new EngineException(EngineErrorReason.ImageFailed, $"cannot open disk '{disk.TargetDev}' ({disk.SourcePath}): {e.Message}", e)
-                : new EngineException(EngineErrorReason.ImageInaccessible, $"Cannot access storage file '{disk.SourcePath}': {HostErrno.Describe(e)}", e);
+                : new EngineException(EngineErrorReason.ImageInaccessible, $"Cannot access storage file '{disk.SourcePath}' (as uid:{ProcessIdentity.UserId}, gid:{ProcessIdentity.GroupId}): {HostErrno.Describe(e)}", e);
         }
     }
 
