@@ -33,6 +33,7 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
     private const int ShutoffUnknown = 0;
     private const int ShutoffShutdown = 1;
     private const int ShutoffDestroyed = 2;
+    private const int ShutoffCrashed = 3;
 
     // virConnectListAllDomainsFlags, in the groups libvirt filters by (a domain must match one set bit of each group used).
     private static readonly uint[] ListFilterGroups = [1 | 2, 4 | 8, 16 | 32 | 64 | 128, 256 | 512, 1024 | 2048, 4096 | 8192, 16384 | 32768];
@@ -194,7 +195,7 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         var found = Find(domain);
         return found.IsActive
             ? new DomainStateInfo(WireState.Running, 1)
-            : new DomainStateInfo(WireState.Shutoff, _shutoffReasons.GetValueOrDefault(found.Uuid, ShutoffUnknown));
+            : new DomainStateInfo(WireState.Shutoff, _shutoffReasons.GetValueOrDefault(found.Uuid, found.EndedByHostCrash ? ShutoffCrashed : ShutoffUnknown));
     });
 
     public ValueTask<string> GetOsTypeAsync(RemoteDomain domain, CancellationToken cancellationToken) =>

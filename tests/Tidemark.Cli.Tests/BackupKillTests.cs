@@ -63,7 +63,10 @@ public sealed class BackupKillTests
         await host.KillDaemonAsync();
         var info = await Peer.RunCheckedAsync("qemu-img", "info", "-U", "--output=json", host.Image);
         Assert.DoesNotContain(first.Checkpoint, info, StringComparison.Ordinal);
-        await host.RestartDaemonAsync();
+
+        // As libvirtd reports a domain whose QEMU died while it was not running.
+        await host.RestartDaemonAsync(beforeStart: async () =>
+            Assert.Equal("shut off (crashed)\n\n", await Peer.RunCheckedAsync("virsh", "-c", host.Uri, "domstate", "vm", "--reason")));
         await host.GuestWriteAsync("write -P 0x53 12M 1M");
         var second = await host.BackupAsync();
 

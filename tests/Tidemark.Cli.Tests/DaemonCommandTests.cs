@@ -47,6 +47,7 @@ public sealed class DaemonCommandTests
 
         Assert.True(stopped.ExitCode == 0, $"exit {stopped.ExitCode}: {stopped.Stderr}");
         Assert.False(File.Exists(socket));
+        Assert.False(File.Exists(Path.Combine(state, "run", "vm.sock")));
         Assert.False(File.Exists(scratch));
         Assert.Empty(Directory.GetFiles(Path.Combine(state, "jobs")));
 

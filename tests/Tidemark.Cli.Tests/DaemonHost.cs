@@ -61,10 +61,16 @@ internal sealed class DaemonHost : IAsyncDisposable
     }
 
     /// <summary>Starts the daemon again on the same state directory and starts the domain.</summary>
-    public async Task RestartDaemonAsync()
+    /// <summary>Starts the daemon again and the domain in it, after <paramref name="beforeStart"/> (checks of the shut-off domain).</summary>
+    public async Task RestartDaemonAsync(Func<Task>? beforeStart = null)
     {
         await _daemon.DisposeAsync();
         _daemon = await StartDaemonAsync(_dir);
+        if (beforeStart is not null)
+        {
+            await beforeStart();
+        }
+
         await Peer.RunCheckedAsync("virsh", "-c", Uri, "start", "vm");
     }
 

@@ -58,6 +58,13 @@ public sealed partial class Domain
     /// <summary>The open disks and the NBD server while running; null when shut off.</summary>
     public RunningDomain? Running { get; private set; }
 
+    /// <summary>
+    /// Shut off because the process hosting it died while it ran (its guest socket outlived it):
+    /// until its next start, libvirt's "shut off (crashed)", as libvirtd reports a domain whose
+    /// QEMU died while libvirtd was not running (qemuProcessReconnect).
+    /// </summary>
+    public bool EndedByHostCrash { get; internal set; }
+
     /// <summary>The domain's checkpoints.</summary>
     public DomainCheckpoints Checkpoints { get; }
 
@@ -130,6 +137,7 @@ public sealed partial class Domain
     internal async Task StartLockedAsync(DomainStartFlags flags, CancellationToken cancellationToken)
     {
         Running = await RunningDomain.StartAsync(Definition, Store.SocketPath(Name), flags.HasFlag(DomainStartFlags.GuestTcp), _host.LoggerFactory, cancellationToken).ConfigureAwait(false);
+        EndedByHostCrash = false;
         Id = _host.NextId();
         ResetStoreIndex(Running);
         Logger.LogInformation("domain {Domain} started; disks served on {Socket} {Tcp}", Name, Running.SocketPath, Running.TcpEndPoint?.ToString() ?? "");

@@ -97,6 +97,20 @@ public sealed class DomainHost : IAsyncDisposable
             host._domains.Add(new Domain(host, definition, ParseUuid(definition), persistent: true, tree));
         }
 
+        // A stop closes the domain's guest socket, which removes its file; a file still there is
+        // the socket of a domain that ran when its host was killed. It is stale (this process
+        // holds the state directory, so no one listens on it) and goes; the domain crashed.
+        foreach (var domain in host._domains)
+        {
+            var socket = host.State.SocketPath(domain.Name);
+            if (File.Exists(socket))
+            {
+                domain.EndedByHostCrash = true;
+                File.Delete(socket);
+                host.Logger.LogWarning("domain {Domain} was running when its host was killed: it is shut off (crashed)", domain.Name);
+            }
+        }
+
         // A transient domain lives only in this process: a kill ends it without the removal of
         // its checkpoint metadata that its stop does (spec §4.5; libvirt drops it when it
         // reconnects to the dead QEMU), so a later domain of the same name would inherit it.
