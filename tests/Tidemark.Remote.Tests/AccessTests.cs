@@ -30,7 +30,7 @@ public sealed class AccessTests
     [Fact]
     public async Task OtherUid_IsRefusedUnlessAllowed()
     {
-        if (PeerCredentials.CurrentUserId != 0)
+        if (Tidemark.Storage.ProcessIdentity.UserId != 0)
         {
             Assert.Skip("needs root to run a client as another uid");
         }

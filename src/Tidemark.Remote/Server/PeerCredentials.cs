@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 
 namespace Tidemark.Remote.Server;
 
@@ -30,15 +29,5 @@ public readonly record struct PeerCredentials(int ProcessId, uint UserId, uint G
             BinaryPrimitives.ReadUInt32LittleEndian(ucred[8..]));
     }
 
-    /// <summary>The effective uid of this process.</summary>
-    public static uint CurrentUserId => NativeMethods.geteuid();
-
     public override string ToString() => $"uid {UserId} pid {ProcessId}";
-}
-
-internal static partial class NativeMethods
-{
-    [LibraryImport("libc")]
-    [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
-    internal static partial uint geteuid();
 }

@@ -82,7 +82,7 @@ public sealed class RemoteServer : IAsyncDisposable
 
     private async Task AcceptLoopAsync(Socket listener)
     {
-        var ownUid = PeerCredentials.CurrentUserId;
+        var ownUid = Tidemark.Storage.ProcessIdentity.UserId;
         try
         {
             while (!_stopping.IsCancellationRequested)
