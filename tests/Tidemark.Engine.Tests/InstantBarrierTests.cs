@@ -8,45 +8,55 @@ public sealed class InstantBarrierTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    [Fact]
+    // A broken barrier hangs rather than fails; the timeout turns that into a failure naming the test.
+    [Fact(Timeout = 60_000)]
     public async Task Close_DrainsInFlight_HoldsNewRequests_OpenReleasesThem()
     {
+        var ct = TestContext.Current.CancellationToken;
         var barrier = new InstantBarrier();
-        var inFlight = await barrier.EnterAsync(Ct);
+        var inFlight = await barrier.EnterAsync(ct);
 
-        var closing = barrier.CloseAsync(Ct);
+        var closing = barrier.CloseAsync(ct);
         Assert.False(closing.IsCompleted);
         Assert.True(barrier.IsClosed);
 
-        var waiting = barrier.EnterAsync(Ct).AsTask();
+        var waiting = barrier.EnterAsync(ct).AsTask();
         Assert.False(waiting.IsCompleted);
 
         inFlight.Dispose();
         var closure = await closing;
         Assert.False(waiting.IsCompleted);
 
-        // A second closer waits for the first to open.
-        var second = barrier.CloseAsync(Ct);
-        Assert.False(second.IsCompleted);
+        closure.Dispose();
+        closure.Dispose();
+        Assert.False(barrier.IsClosed);
+        var released = await waiting;
 
-        closure.Dispose();
-        closure.Dispose();
-        (await second).Dispose();
-        (await waiting).Dispose();
+        // The next closer waits for the released request, and a third closer for the second to open.
+        // (Each step is forced by the one before: a closer racing a released waiter would be timing.)
+        var second = barrier.CloseAsync(ct);
+        Assert.False(second.IsCompleted);
+        var third = barrier.CloseAsync(ct);
+        released.Dispose();
+        var secondClosure = await second;
+        Assert.False(third.IsCompleted);
+        secondClosure.Dispose();
+        (await third).Dispose();
         Assert.False(barrier.IsClosed);
     }
 
-    [Fact]
+    [Fact(Timeout = 60_000)]
     public async Task CancelledClose_OpensTheBarrierAgain()
     {
+        var ct = TestContext.Current.CancellationToken;
         var barrier = new InstantBarrier();
-        var inFlight = await barrier.EnterAsync(Ct);
+        var inFlight = await barrier.EnterAsync(ct);
         using var cancel = new CancellationTokenSource();
         var closing = barrier.CloseAsync(cancel.Token);
         await cancel.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => closing);
         Assert.False(barrier.IsClosed);
-        (await barrier.EnterAsync(Ct)).Dispose();
+        (await barrier.EnterAsync(ct)).Dispose();
         inFlight.Dispose();
     }
 
