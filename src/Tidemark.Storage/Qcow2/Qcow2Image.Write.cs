@@ -190,16 +190,21 @@ public sealed partial class Qcow2Image
             var endCluster = offset + length == VirtualSize ? (VirtualSize + _header.ClusterSize - 1) >> bits : (offset + length) >> bits;
 
             // Only whole clusters are discarded; partial ones keep their data, which discard allows.
+            // Over a backing file, v3 masks every discarded cluster with a zero entry, the
+            // unallocated ones too, so that a discarded range reads as zeroes rather than as the
+            // backing file's data (QEMU's discard_in_l2_slice: "make sure that a discarded area
+            // reads back as zeroes for unallocated and preallocated clusters as well"); v2 has
+            // no zero flag and lets the backing data show through.
+            var replacement = _backing is not null && _header.Version >= 3 ? Qcow2Layout.OflagZero : 0;
             for (var cluster = first; cluster < endCluster; cluster++)
             {
                 var entry = await _map.GetEntryAsync(cluster, cancellationToken).ConfigureAwait(false);
-                if (entry.Kind == ClusterKind.Unallocated || (entry.Kind == ClusterKind.ZeroPlain && _backing is not null))
+                var unchanged = replacement == 0 ? entry.Kind == ClusterKind.Unallocated : entry.Kind == ClusterKind.ZeroPlain;
+                if (unchanged)
                 {
                     continue;
                 }
 
-                // Over a backing file, v3 masks it with a zero entry; v2 lets the backing data show through.
-                var replacement = _backing is not null && _header.Version >= 3 ? Qcow2Layout.OflagZero : 0;
                 await SetEntryAsync(cluster, replacement, cancellationToken).ConfigureAwait(false);
                 Release(entry);
             }
