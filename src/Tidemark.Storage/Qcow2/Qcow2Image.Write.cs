@@ -137,15 +137,13 @@ public sealed partial class Qcow2Image
         try
         {
             var bits = _header.ClusterBits;
-            var mask = _header.ClusterSize - 1L;
-            var canFlagZero = _header.Version >= 3;
-            if ((flags & WriteFlags.FastZero) != 0 && ((offset & mask) != 0 || ((offset + length) & mask) != 0 || (!canFlagZero && _backing is not null)))
+            var end = offset + length;
+            if ((flags & WriteFlags.FastZero) != 0)
             {
-                throw new NotSupportedException($"{Path}: zeroing this range would write data (unaligned to clusters, or a v2 image over a backing file)");
+                await CheckFastZeroAsync(offset, end, cancellationToken).ConfigureAwait(false);
             }
 
             MarkBitmapsDirty(offset, length);
-            var end = offset + length;
             var position = offset;
             while (position < end)
             {
@@ -154,12 +152,12 @@ public sealed partial class Qcow2Image
                 var clusterEnd = Math.Min(clusterStart + _header.ClusterSize, VirtualSize);
                 var stop = Math.Min(end, clusterEnd);
                 var entry = await _map.GetEntryAsync(cluster, cancellationToken).ConfigureAwait(false);
-                var readsZero = entry.Kind is ClusterKind.ZeroPlain or ClusterKind.ZeroAllocated || (entry.Kind == ClusterKind.Unallocated && _backing is null);
+                var readsZero = ReadsZero(entry);
                 if (position == clusterStart && stop == clusterEnd)
                 {
                     await ZeroClusterAsync(cluster, entry, readsZero, (flags & WriteFlags.MayUnmap) != 0, cancellationToken).ConfigureAwait(false);
                 }
-                else if (!readsZero)
+                else if (!readsZero && !await BackingReadsZeroAsync(cluster, entry, cancellationToken).ConfigureAwait(false))
                 {
                     await WriteLockedAsync(position, new byte[stop - position], cancellationToken).ConfigureAwait(false);
                 }
@@ -173,6 +171,82 @@ public sealed partial class Qcow2Image
         {
             _lock.Release();
         }
+    }
+
+    /// <summary>
+    /// Refuses, before anything changes, a FAST_ZERO request that would have to write data:
+    /// over a backing file in a v2 image (no zero flag), or into a partial cluster that does not
+    /// read as zero already. A partial cluster that does (a zero cluster, or an unallocated one
+    /// with no backing file) needs nothing written, so the request is fast, as QEMU's
+    /// qcow2_co_pwrite_zeroes finds when it checks the rest of such a cluster. The last cluster
+    /// of a disk whose size is not a multiple of the cluster size is whole when the request
+    /// reaches the end of the disk.
+    /// </summary>
+    private async ValueTask CheckFastZeroAsync(long offset, long end, CancellationToken cancellationToken)
+    {
+        if (_header.Version < 3 && _backing is not null)
+        {
+            throw new NotSupportedException($"{Path}: zeroing over a backing file writes data in a version 2 image");
+        }
+
+        var bits = _header.ClusterBits;
+        foreach (var cluster in (long[])[offset >> bits, (end - 1) >> bits])
+        {
+            var clusterStart = cluster << bits;
+            var clusterEnd = Math.Min(clusterStart + _header.ClusterSize, VirtualSize);
+            var whole = offset <= clusterStart && end >= clusterEnd;
+            if (whole)
+            {
+                continue;
+            }
+
+            var entry = await _map.GetEntryAsync(cluster, cancellationToken).ConfigureAwait(false);
+            if (!ReadsZero(entry) && !await BackingReadsZeroAsync(cluster, entry, cancellationToken).ConfigureAwait(false))
+            {
+                throw new NotSupportedException($"{Path}: zeroing part of cluster {cluster} would write data");
+            }
+        }
+    }
+
+    /// <summary>The cluster reads as zeroes without reading its data: a zero cluster, or unallocated with nothing behind it.</summary>
+    private bool ReadsZero(L2Entry entry)
+        => entry.Kind is ClusterKind.ZeroPlain or ClusterKind.ZeroAllocated || (entry.Kind == ClusterKind.Unallocated && _backing is null);
+
+    /// <summary>
+    /// The cluster is unallocated and the backing file reads as zeroes all through it (or ends
+    /// before it), as QEMU's is_zero asks of the rest of a cluster before zeroing part of it:
+    /// zeroing part of such a cluster has nothing to write.
+    /// </summary>
+    private async ValueTask<bool> BackingReadsZeroAsync(long cluster, L2Entry entry, CancellationToken cancellationToken)
+    {
+        if (entry.Kind != ClusterKind.Unallocated || _backing is null)
+        {
+            return false;
+        }
+
+        var start = cluster << _header.ClusterBits;
+        var end = Math.Min(Math.Min(start + _header.ClusterSize, VirtualSize), _backing.VirtualSize);
+        var position = start;
+        while (position < end)
+        {
+            var extents = await _backing.GetExtentsAsync(position, end - position, cancellationToken).ConfigureAwait(false);
+            if (extents.Count == 0)
+            {
+                return false;
+            }
+
+            foreach (var extent in extents)
+            {
+                if ((extent.Kind & ExtentKind.Zero) == 0 || extent.Offset > position)
+                {
+                    return false;
+                }
+
+                position = Math.Max(position, extent.End);
+            }
+        }
+
+        return true;
     }
 
     public async ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default)
