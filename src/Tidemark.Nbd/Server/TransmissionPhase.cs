@@ -245,6 +245,9 @@ internal sealed partial class TransmissionPhase : IDisposable
                 : (NbdErrno.EINVAL, $"offset {request.Offset} and length {request.Length} must be 0");
         }
 
+        // proto.md leaves a zero-length request unspecified. qemu-nbd 7.2 does nothing and
+        // replies success; this server refuses it, as nbdkit does: it has no effect to give, and
+        // QEMU's block layer completes a zero-byte request without sending it.
         if (request.Length == 0)
         {
             return (NbdErrno.EINVAL, "length is 0");
@@ -257,7 +260,9 @@ internal sealed partial class TransmissionPhase : IDisposable
 
         if (request.Offset > (ulong)_size || request.Length > (ulong)_size - request.Offset)
         {
-            // nbdkit's choice, as proto.md suggests: ENOSPC for writes past the end, EINVAL otherwise.
+            // nbdkit's choice, as proto.md suggests: ENOSPC for writes past the end, EINVAL
+            // otherwise. qemu-nbd 7.2 replies EINVAL to both; QEMU's own client never sends
+            // either, so the spec's answer is kept.
             var error = command is NbdCommand.Write or NbdCommand.WriteZeroes ? NbdErrno.ENOSPC : NbdErrno.EINVAL;
             return (error, $"operation past EOF; From: {request.Offset}, Len: {request.Length}, Size: {_size}");
         }
