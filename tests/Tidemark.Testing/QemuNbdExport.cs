@@ -11,9 +11,10 @@ public readonly record struct DirtyRun(long Offset, long Length, bool Dirty)
 }
 
 /// <summary>
-/// A read-only <c>qemu-nbd</c> export of an image on a unix socket with some bitmaps
-/// (<c>-B NAME</c>), read through <c>nbdinfo --map=qemu:dirty-bitmap:NAME</c>: QEMU's own view
-/// of a bitmap's content. The server process is killed on dispose.
+/// A <c>qemu-nbd</c> export named <c>vda</c> on a unix socket. <see cref="StartAsync"/> serves
+/// an image read-only with some bitmaps (<c>-B NAME</c>), read through
+/// <c>nbdinfo --map=qemu:dirty-bitmap:NAME</c>: QEMU's own view of a bitmap's content.
+/// <see cref="LaunchAsync"/> serves it as its arguments say. The server process is killed on dispose.
 /// </summary>
 public sealed class QemuNbdExport : IAsyncDisposable
 {
@@ -26,7 +27,14 @@ public sealed class QemuNbdExport : IAsyncDisposable
         _socket = socket;
     }
 
-    public static async Task<QemuNbdExport> StartAsync(string image, string socket, params string[] bitmaps)
+    public static Task<QemuNbdExport> StartAsync(string image, string socket, params string[] bitmaps)
+        => LaunchAsync(socket, ["-r", "-f", "qcow2", .. bitmaps.SelectMany(b => (string[])["-B", b]), image]);
+
+    /// <summary>
+    /// Starts <c>qemu-nbd -t -e 4 -x vda -k SOCKET</c> with <paramref name="arguments"/> (the
+    /// format, cache and other options, then the image) and waits until it accepts connections.
+    /// </summary>
+    public static async Task<QemuNbdExport> LaunchAsync(string socket, IEnumerable<string> arguments)
     {
         var info = new ProcessStartInfo(Peer.Require("qemu-nbd"))
         {
@@ -34,18 +42,11 @@ public sealed class QemuNbdExport : IAsyncDisposable
             RedirectStandardError = true,
             RedirectStandardOutput = true,
         };
-        foreach (var a in (string[])["-r", "-f", "qcow2", "-t", "-e", "4", "-x", "vda", "-k", socket])
+        foreach (var a in ((string[])["-t", "-e", "4", "-x", "vda", "-k", socket]).Concat(arguments))
         {
             info.ArgumentList.Add(a);
         }
 
-        foreach (var b in bitmaps)
-        {
-            info.ArgumentList.Add("-B");
-            info.ArgumentList.Add(b);
-        }
-
-        info.ArgumentList.Add(image);
         var server = Process.Start(info) ?? throw new InvalidOperationException("qemu-nbd did not start");
         var export = new QemuNbdExport(server, socket);
         var deadline = Stopwatch.StartNew();
