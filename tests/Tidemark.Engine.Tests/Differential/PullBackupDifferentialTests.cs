@@ -15,11 +15,16 @@ public sealed class PullBackupDifferentialTests
     private static readonly TimeSpan JobTimeout = TimeSpan.FromMinutes(2);
 
     [Theory]
-    [InlineData("qcow2")]
-    [InlineData("raw")]
-    public async Task GuestWritesDuringAPullJob_AnswerAsQemuNbd_AndTheJobServesTheInstant(string format)
+    [InlineData("qcow2", false)]
+    [InlineData("raw", false)]
+    [InlineData("qcow2", true)]
+    public async Task GuestWritesDuringAPullJob_AnswerAsQemuNbd_AndTheJobServesTheInstant(string format, bool overABackingFile)
     {
-        await using var twins = await TwinExports.StartAsync(format, Size, Layout);
+        // Over a backing file holding data everywhere, a trim or zero of a cluster the overlay
+        // never allocated changes what the guest reads (backing data becomes zeroes), so the
+        // job must copy the backing data aside first.
+        string[]? backingLayout = overABackingFile ? ["write -P 0x31 0 4M"] : null;
+        await using var twins = await TwinExports.StartAsync(format, Size, Layout, backingLayout);
         var directory = twins.Test.Directory;
         var instant = directory.File("instant.raw");
         await Peer.RunCheckedAsync("nbdcopy", twins.TidemarkUri, instant);
@@ -51,6 +56,8 @@ public sealed class PullBackupDifferentialTests
             .Zero(Size - 1536, 1536, "fast_zero")
             .Trim(150 * K, 64 * K)
             .Trim(1 * M, 64 * K, "fua")
+            .Trim(3 * M, 128 * K)
+            .Zero((3 * M) + (256 * K), 64 * K)
             .Write(512 * K, 12 * K, 0x27, "fua")
             .WritesInFlight([.. Enumerable.Range(0, 64).Select(i => ((2 * M) + (i * 3000L) + 5, 3000L, (byte)(0x60 + (i % 32))))])
             .WritesInFlight([.. Enumerable.Range(0, 48).Select(i => (i * 4000L, 4000L, (byte)(0x90 + (i % 16))))])
