@@ -65,7 +65,7 @@ public sealed class InstantBarrierTests
     {
         var barrier = new InstantBarrier();
         await using var image = new RecordingImage();
-        var disk = new GuestDisk(image, barrier);
+        var disk = new GuestDisk(image, barrier, new GuestGate());
         var interceptor = new RecordingInterceptor(image.Log);
 
         using (var other = await new InstantBarrier().CloseAsync(Ct))

@@ -3,28 +3,34 @@ using Tidemark.Storage;
 namespace Tidemark.Engine.Disks;
 
 /// <summary>
-/// A running disk as the guest sees it (the image its NBD export serves). Every write,
-/// write-zeroes and discard passes the domain's <see cref="InstantBarrier"/>, then the installed
-/// <see cref="IGuestWriteInterceptor"/> (a backup job's copy-before-write, if any), then reaches
-/// the live image, whose enabled bitmaps record it before it is acknowledged. Reads, flushes
-/// and extent queries go straight to the live image.
+/// A running disk as the guest sees it (the image its NBD export serves). Every request first
+/// passes the domain's <see cref="GuestGate"/> (it waits there while the domain is paused). Every
+/// write, write-zeroes and discard then passes the domain's <see cref="InstantBarrier"/>, then the
+/// installed <see cref="IGuestWriteInterceptor"/> (a backup job's copy-before-write, if any), then
+/// reaches the live image, whose enabled bitmaps record it before it is acknowledged. Reads,
+/// flushes and extent queries go from the gate straight to the live image.
 /// </summary>
 /// <remarks>
-/// The interceptor is read once per request after the request has passed the barrier; it is
+/// <para>The gate comes before the barrier, and a request holds its gate passage until it completes:
+/// a pause therefore drains requests waiting at a closed barrier too, and a request waiting at
+/// the gate holds no barrier passage that a checkpoint of the paused domain would wait for.</para>
+/// <para>The interceptor is read once per request after the request has passed the barrier; it is
 /// changed only while the barrier is closed (<see cref="SetInterceptor"/>), so a request either
 /// runs entirely under the old interceptor or entirely under the new one. The guest disk never
-/// disposes the live image: the running domain owns it.
+/// disposes the live image: the running domain owns it.</para>
 /// </remarks>
 public sealed class GuestDisk : IHostFileImage
 {
     private readonly IBlockImage _image;
     private readonly InstantBarrier _barrier;
+    private readonly GuestGate _gate;
     private IGuestWriteInterceptor? _interceptor;
 
-    internal GuestDisk(IBlockImage image, InstantBarrier barrier)
+    internal GuestDisk(IBlockImage image, InstantBarrier barrier, GuestGate gate)
     {
         _image = image;
         _barrier = barrier;
+        _gate = gate;
     }
 
     /// <summary>The live image under the guest disk (what a job's point-in-time view reads where nothing was copied aside).</summary>
@@ -55,12 +61,21 @@ public sealed class GuestDisk : IHostFileImage
         Volatile.Write(ref _interceptor, interceptor);
     }
 
-    public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
-        => _image.ReadAsync(offset, buffer, cancellationToken);
+    public async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        using var gate = await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
+        await _image.ReadAsync(offset, buffer, cancellationToken).ConfigureAwait(false);
+    }
 
+    /// <remarks>
+    /// Refused while the domain is paused, so the read goes through <see cref="ReadAsync"/> and
+    /// waits at the gate. A read handed the file just before a pause is not counted by the gate's
+    /// drain (the kernel sends it later); it reads what the file holds, which no guest request
+    /// changes while paused, so it reads the same as a drained one.
+    /// </remarks>
     public bool TryGetHostFile(long offset, long length, out FileStream file)
     {
-        if (_image is IHostFileImage host)
+        if (_image is IHostFileImage host && !_gate.IsShut)
         {
             return host.TryGetHostFile(offset, length, out file);
         }
@@ -71,6 +86,7 @@ public sealed class GuestDisk : IHostFileImage
 
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
     {
+        using var gate = await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
         using var passage = await _barrier.EnterAsync(cancellationToken).ConfigureAwait(false);
         if (Interceptor is { } interceptor)
         {
@@ -82,6 +98,7 @@ public sealed class GuestDisk : IHostFileImage
 
     public async ValueTask WriteZeroesAsync(long offset, long length, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
     {
+        using var gate = await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
         using var passage = await _barrier.EnterAsync(cancellationToken).ConfigureAwait(false);
         if (Interceptor is { } interceptor)
         {
@@ -93,6 +110,7 @@ public sealed class GuestDisk : IHostFileImage
 
     public async ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default)
     {
+        using var gate = await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
         using var passage = await _barrier.EnterAsync(cancellationToken).ConfigureAwait(false);
         if (Interceptor is { } interceptor)
         {
@@ -102,10 +120,17 @@ public sealed class GuestDisk : IHostFileImage
         await _image.DiscardAsync(offset, length, cancellationToken).ConfigureAwait(false);
     }
 
-    public ValueTask FlushAsync(CancellationToken cancellationToken = default) => _image.FlushAsync(cancellationToken);
+    public async ValueTask FlushAsync(CancellationToken cancellationToken = default)
+    {
+        using var gate = await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
+        await _image.FlushAsync(cancellationToken).ConfigureAwait(false);
+    }
 
-    public ValueTask<IReadOnlyList<BlockExtent>> GetExtentsAsync(long offset, long length, CancellationToken cancellationToken = default)
-        => _image.GetExtentsAsync(offset, length, cancellationToken);
+    public async ValueTask<IReadOnlyList<BlockExtent>> GetExtentsAsync(long offset, long length, CancellationToken cancellationToken = default)
+    {
+        using var gate = await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
+        return await _image.GetExtentsAsync(offset, length, cancellationToken).ConfigureAwait(false);
+    }
 
     /// <summary>Nothing to release: the running domain owns and disposes the live image.</summary>
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;

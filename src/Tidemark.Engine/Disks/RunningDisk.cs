@@ -12,12 +12,12 @@ namespace Tidemark.Engine.Disks;
 /// </summary>
 public sealed class RunningDisk
 {
-    internal RunningDisk(DomainDisk definition, IBlockImage image, ImageFormat format, InstantBarrier barrier)
+    internal RunningDisk(DomainDisk definition, IBlockImage image, ImageFormat format, InstantBarrier barrier, GuestGate gate)
     {
         Definition = definition;
         LiveImage = image;
         Format = format;
-        Guest = new GuestDisk(image, barrier);
+        Guest = new GuestDisk(image, barrier, gate);
     }
 
     /// <summary>The disk's target dev (<c>vda</c>): its name in checkpoints, backups and NBD exports.</summary>
@@ -36,7 +36,7 @@ public sealed class RunningDisk
     /// </summary>
     public IBlockImage LiveImage { get; }
 
-    /// <summary>The guest-facing image: barrier, interceptor, then the live image.</summary>
+    /// <summary>The guest-facing image: gate, barrier, interceptor, then the live image.</summary>
     public GuestDisk Guest { get; }
 
     /// <summary>

@@ -8,13 +8,14 @@ using Tidemark.Nbd.Server;
 namespace Tidemark.Engine.Disks;
 
 /// <summary>
-/// What a domain is while it runs: its disks open, one <see cref="InstantBarrier"/> for all of
-/// them, and an NBD server on the domain's unix socket (and, when asked, on 127.0.0.1) with one
+/// What a domain is while it runs: its disks open, one <see cref="InstantBarrier"/> and one
+/// <see cref="GuestGate"/> (its paused state) for all of them, and an NBD server on the domain's unix socket (and, when asked, on 127.0.0.1) with one
 /// read-write export per disk, named after its target dev, through which any NBD client is the
 /// guest.
 /// </summary>
 /// <remarks>
-/// Stopping ends the guests' connections first (no request is in flight afterwards), then
+/// Stopping ends the guests' connections first (no request is in flight afterwards; one waiting
+/// at a shut gate is cancelled with its connection), then
 /// flushes every image and closes it, which stores its persistent bitmaps with IN_USE cleared.
 /// A crash skips that last step and leaves the bitmaps IN_USE: inconsistent at the next open.
 /// </remarks>
@@ -22,9 +23,10 @@ public sealed class RunningDomain
 {
     private readonly NbdServer _server;
 
-    private RunningDomain(InstantBarrier barrier, IReadOnlyList<RunningDisk> disks, NbdServer server, string socketPath)
+    private RunningDomain(InstantBarrier barrier, GuestGate gate, IReadOnlyList<RunningDisk> disks, NbdServer server, string socketPath)
     {
         Barrier = barrier;
+        Gate = gate;
         Disks = disks;
         _server = server;
         SocketPath = socketPath;
@@ -33,6 +35,9 @@ public sealed class RunningDomain
 
     /// <summary>The domain's one instant (design.md).</summary>
     public InstantBarrier Barrier { get; }
+
+    /// <summary>The gate every guest request passes first: shut while the domain is paused.</summary>
+    public GuestGate Gate { get; }
 
     /// <summary>The disks that have media, in domain order.</summary>
     public IReadOnlyList<RunningDisk> Disks { get; }
@@ -49,6 +54,7 @@ public sealed class RunningDomain
     internal static async Task<RunningDomain> StartAsync(DomainDefinition definition, string socketPath, bool tcp, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
     {
         var barrier = new InstantBarrier();
+        var gate = new GuestGate();
         var disks = new List<RunningDisk>();
         try
         {
@@ -60,7 +66,7 @@ public sealed class RunningDomain
                 }
 
                 var (image, format) = await DiskImages.OpenAsync(disk, disk.ReadOnly, cancellationToken).ConfigureAwait(false);
-                disks.Add(new RunningDisk(disk, image, format, barrier));
+                disks.Add(new RunningDisk(disk, image, format, barrier, gate));
             }
 
             Directory.CreateDirectory(Path.GetDirectoryName(socketPath)!);
@@ -81,7 +87,7 @@ public sealed class RunningDomain
             });
             var server = new NbdServer(options, exports, loggerFactory);
             await server.StartAsync(cancellationToken).ConfigureAwait(false);
-            return new RunningDomain(barrier, disks, server, socketPath);
+            return new RunningDomain(barrier, gate, disks, server, socketPath);
         }
         catch
         {

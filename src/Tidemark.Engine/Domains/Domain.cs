@@ -7,7 +7,7 @@ using Tidemark.Formats.Domains;
 namespace Tidemark.Engine.Domains;
 
 /// <summary>
-/// One defined domain: its definition, its state (running or shut off), its checkpoints and,
+/// One defined domain: its definition, its state (running, paused or shut off), its checkpoints and,
 /// while it runs, its open disks and NBD server (<see cref="RunningDomain"/>).
 /// </summary>
 /// <remarks>
@@ -43,10 +43,15 @@ public sealed partial class Domain
     /// <summary>The definition in effect (while running: the one it was started with).</summary>
     public DomainDefinition Definition { get; private set; }
 
-    /// <summary>Running or shut off.</summary>
-    public DomainState State => Running is null ? DomainState.ShutOff : DomainState.Running;
+    /// <summary>Running, paused or shut off.</summary>
+    public DomainState State => Running switch
+    {
+        null => DomainState.ShutOff,
+        { Gate.IsPaused: true } => DomainState.Paused,
+        _ => DomainState.Running,
+    };
 
-    /// <summary>True while running.</summary>
+    /// <summary>True while running, paused or not (libvirt's virDomainObjIsActive).</summary>
     public bool IsActive => Running is not null;
 
     /// <summary>The id of a running domain (1, 2, … in start order); -1 when shut off, as libvirt reports it.</summary>
@@ -144,8 +149,9 @@ public sealed partial class Domain
     }
 
     /// <summary>
-    /// Stops the domain (libvirt's destroy; a guest has no shutdown of its own to wait for):
-    /// ends the guests' NBD connections, flushes every image and closes it, storing its bitmaps.
+    /// Stops the domain (libvirt's destroy), paused or not: ends the guests' NBD connections
+    /// (requests waiting at a paused domain's gate end with them, unanswered), flushes every
+    /// image and closes it, storing its bitmaps.
     /// A transient domain then disappears, with its checkpoint metadata.
     /// </summary>
     /// <remarks>An image that fails to flush or close is logged, not thrown: the domain is shut off all the same, and a bitmap left unstored reads as broken.</remarks>
@@ -153,6 +159,71 @@ public sealed partial class Domain
     public async Task DestroyAsync(CancellationToken cancellationToken = default)
     {
         using var held = await LockAsync(cancellationToken).ConfigureAwait(false);
+        await DestroyLockedAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Stops the domain as <see cref="DestroyAsync"/> does; a guest has no shutdown of its own to
+    /// wait for. A paused domain is refused, as qemuDomainShutdownFlagsMonitor refuses any state
+    /// but running (a paused guest could not act on the power button).
+    /// </summary>
+    /// <exception cref="EngineException">"domain is not running" (shut off or paused).</exception>
+    public async Task ShutdownAsync(CancellationToken cancellationToken = default)
+    {
+        using var held = await LockAsync(cancellationToken).ConfigureAwait(false);
+        if (State != DomainState.Running)
+        {
+            throw NotRunning();
+        }
+
+        await DestroyLockedAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Pauses the domain (virDomainSuspend, qemuDomainSuspend): new guest requests wait at the
+    /// disks' <see cref="GuestGate"/>, and this returns once the requests already in flight have
+    /// completed; the domain is then <see cref="DomainState.Paused"/>. A paused domain stays as it
+    /// is. Checkpoints and backup jobs go on while paused.
+    /// </summary>
+    /// <returns>True when this call paused the domain; false when it was paused already (libvirt then skips qemuProcessStopCPUs, and no event follows).</returns>
+    /// <exception cref="EngineException">"domain is not running" (shut off).</exception>
+    /// <exception cref="OperationCanceledException">Cancelled while draining; the domain is running again.</exception>
+    public async Task<bool> SuspendAsync(CancellationToken cancellationToken = default)
+    {
+        // libvirt's SUSPEND job: serialised with every other job on the domain.
+        using var held = await LockAsync(cancellationToken).ConfigureAwait(false);
+        var running = Running ?? throw NotRunning();
+        if (running.Gate.IsShut)
+        {
+            return false;
+        }
+
+        await running.Gate.PauseAsync(cancellationToken).ConfigureAwait(false);
+        Logger.LogInformation("domain {Domain} paused", Name);
+        return true;
+    }
+
+    /// <summary>
+    /// Resumes a paused domain (virDomainResume, qemuDomainResume): the guest requests waiting
+    /// at the gate go on.
+    /// </summary>
+    /// <exception cref="EngineException">"domain is not running" (shut off); "domain is already running" (not paused), as qemuDomainResume refuses it.</exception>
+    public async Task ResumeAsync(CancellationToken cancellationToken = default)
+    {
+        using var held = await LockAsync(cancellationToken).ConfigureAwait(false);
+        var running = Running ?? throw NotRunning();
+        if (!running.Gate.IsShut)
+        {
+            throw new EngineException(EngineErrorReason.DomainAlreadyRunning, "domain is already running");
+        }
+
+        running.Gate.Resume();
+        Logger.LogInformation("domain {Domain} resumed", Name);
+    }
+
+    // Under the domain's lock.
+    private async Task DestroyLockedAsync()
+    {
         var running = Running ?? throw NotRunning();
         await EndBackupForStopAsync().ConfigureAwait(false);
         Running = null;
@@ -185,9 +256,6 @@ public sealed partial class Domain
             Logger.LogInformation("domain {Domain} stopped", Name);
         }
     }
-
-    /// <summary>Same as <see cref="DestroyAsync"/>: the guest is an NBD client with no power button to press.</summary>
-    public Task ShutdownAsync(CancellationToken cancellationToken = default) => DestroyAsync(cancellationToken);
 
     /// <summary>
     /// The record of the files a job of this domain creates (<see cref="JobRecord"/>): the job

@@ -6,6 +6,9 @@ public enum DomainState
     /// <summary><c>VIR_DOMAIN_RUNNING</c>: the disks are open and served to the guest.</summary>
     Running = 1,
 
+    /// <summary><c>VIR_DOMAIN_PAUSED</c>: running, with every guest request held at its <see cref="Disks.GuestGate"/>.</summary>
+    Paused = 3,
+
     /// <summary><c>VIR_DOMAIN_SHUTOFF</c>: defined, nothing open.</summary>
     ShutOff = 5,
 }

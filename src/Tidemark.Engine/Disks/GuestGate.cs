@@ -1,0 +1,222 @@
+namespace Tidemark.Engine.Disks;
+
+/// <summary>
+/// The paused state of a running domain: a gate in front of every disk that every guest request
+/// (reads, flushes and extent queries too, since a paused VM issues nothing) passes before the
+/// domain's <see cref="InstantBarrier"/>. Pausing shuts the gate: new requests wait at it, and the
+/// pause completes once every request already through has completed, as QEMU's <c>stop</c> drains
+/// block I/O before the VM reads as paused (qemuProcessStopCPUs). Resuming opens it and releases
+/// the waiters.
+/// </summary>
+/// <remarks>
+/// <para>The gate is not the instant barrier, and never holds it: checkpoints and backup jobs
+/// close that barrier in turns, so a barrier held closed while paused would make a checkpoint of
+/// a paused domain wait for the resume. A request waiting here has passed no barrier, so a
+/// closer of the barrier never waits for it. Jobs (a pull export, a push copy) read the live
+/// image directly and are not guest requests: they go on while paused.</para>
+/// <para>Locking: <see cref="_lock"/> guards every field. One pause at a time: the domain's lock
+/// (libvirt's SUSPEND and MODIFY jobs) serialises <see cref="PauseAsync"/> and
+/// <see cref="Resume"/>.</para>
+/// <para>A waiter leaves when its request's token is cancelled: that is how a stop ends it,
+/// since the NBD server cancels every request of the connections it ends.</para>
+/// </remarks>
+public sealed class GuestGate
+{
+    private readonly Lock _lock = new();
+
+    // Requests through the gate and not yet completed.
+    private int _inFlight;
+
+    // Requests waiting for the gate to open.
+    private int _waiting;
+
+    // Non-null while shut (or shutting): completed when the gate opens.
+    private TaskCompletionSource? _opened;
+
+    // Non-null while a pause waits for _inFlight to reach 0.
+    private TaskCompletionSource? _drained;
+
+    // True once the pause has drained the requests in flight (the domain reads as paused).
+    private bool _paused;
+
+    /// <summary>True from the moment the pause has drained the requests in flight until the resume.</summary>
+    public bool IsPaused
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _paused;
+            }
+        }
+    }
+
+    /// <summary>True from the start of a pause until the resume (requests arriving now wait).</summary>
+    public bool IsShut
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _opened is not null;
+            }
+        }
+    }
+
+    /// <summary>Guest requests through the gate that have not completed yet.</summary>
+    public int InFlight
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _inFlight;
+            }
+        }
+    }
+
+    /// <summary>Guest requests waiting for the resume.</summary>
+    public int Waiting
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _waiting;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Lets one guest request through, waiting while the domain is paused. Dispose the passage
+    /// when the request has completed (acknowledged or failed).
+    /// </summary>
+    /// <exception cref="OperationCanceledException">The request was cancelled while it waited (its connection ended).</exception>
+    public ValueTask<GatePassage> EnterAsync(CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            if (_opened is null)
+            {
+                _inFlight++;
+                return ValueTask.FromResult(new GatePassage(this));
+            }
+        }
+
+        return EnterSlowAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// Shuts the gate and returns once every request already through has completed; the gate
+    /// then reads as paused. A gate already shut is left as it is.
+    /// </summary>
+    /// <exception cref="OperationCanceledException">Cancelled while draining; the gate is open again.</exception>
+    internal async Task PauseAsync(CancellationToken cancellationToken)
+    {
+        Task drained;
+        lock (_lock)
+        {
+            if (_opened is not null)
+            {
+                return;
+            }
+
+            _opened = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            if (_inFlight == 0)
+            {
+                _paused = true;
+                return;
+            }
+
+            _drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            drained = _drained.Task;
+        }
+
+        try
+        {
+            await drained.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            Resume();
+            throw;
+        }
+
+        lock (_lock)
+        {
+            _paused = true;
+        }
+    }
+
+    /// <summary>Opens the gate: the waiting requests go on, in no particular order.</summary>
+    internal void Resume()
+    {
+        TaskCompletionSource? opened;
+        lock (_lock)
+        {
+            opened = _opened;
+            _opened = null;
+            _drained = null;
+            _paused = false;
+        }
+
+        opened?.TrySetResult();
+    }
+
+    internal void Leave()
+    {
+        lock (_lock)
+        {
+            _inFlight--;
+            if (_inFlight == 0 && _drained is not null)
+            {
+                _drained.TrySetResult();
+                _drained = null;
+            }
+        }
+    }
+
+    private async ValueTask<GatePassage> EnterSlowAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            Task wait;
+            lock (_lock)
+            {
+                if (_opened is null)
+                {
+                    _inFlight++;
+                    return new GatePassage(this);
+                }
+
+                wait = _opened.Task;
+                _waiting++;
+            }
+
+            try
+            {
+                await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                lock (_lock)
+                {
+                    _waiting--;
+                }
+            }
+        }
+    }
+}
+
+/// <summary>One guest request's passage through a <see cref="GuestGate"/>; dispose it when the request completes.</summary>
+public readonly struct GatePassage : IDisposable
+{
+    private readonly GuestGate? _gate;
+
+    internal GatePassage(GuestGate gate)
+    {
+        _gate = gate;
+    }
+
+    public void Dispose() => _gate?.Leave();
+}
