@@ -10,6 +10,7 @@ using Tidemark.Remote.Protocol;
 using Tidemark.Remote.Server;
 using Tidemark.Storage;
 using EngineDomain = Tidemark.Engine.Domains.Domain;
+using EngineState = Tidemark.Engine.Domains.DomainState;
 using WireState = Tidemark.Remote.Protocol.DomainState;
 
 namespace Tidemark.Daemon;
@@ -35,6 +36,15 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
     private const int ShutoffDestroyed = 2;
     private const int ShutoffCrashed = 3;
 
+    // virDomainRunningReason and virDomainPausedReason values.
+    private const int RunningBooted = 1;
+    private const int RunningUnpaused = 5;
+    private const int PausedUser = 1;
+
+    // Lifecycle event details: VIR_DOMAIN_EVENT_SUSPENDED_PAUSED and VIR_DOMAIN_EVENT_RESUMED_UNPAUSED.
+    private const int SuspendedPaused = 0;
+    private const int ResumedUnpaused = 0;
+
     // virConnectListAllDomainsFlags, in the groups libvirt filters by (a domain must match one set bit of each group used).
     private static readonly uint[] ListFilterGroups = [1 | 2, 4 | 8, 16 | 32 | 64 | 128, 256 | 512, 1024 | 2048, 4096 | 8192, 16384 | 32768];
 
@@ -45,6 +55,10 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
     // virDomainShutoffReason of each domain stopped since the daemon started, as libvirt keeps
     // it in memory: SHUTDOWN (1) or DESTROYED (2); a domain not stopped since is UNKNOWN (0).
     private readonly ConcurrentDictionary<Guid, int> _shutoffReasons = new();
+
+    // virDomainRunningReason of each running domain resumed since its start (UNPAUSED, 5);
+    // one not resumed since its start runs as BOOTED (1).
+    private readonly ConcurrentDictionary<Guid, int> _runningReasons = new();
 
     public EngineHypervisor(DomainHost host, AutostartMarks autostart, ILogger logger)
     {
@@ -146,6 +160,7 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         var start = StartFlags | ((flags & DomainCreateFlags.GuestTcp) != 0 ? DomainStartFlags.GuestTcp : DomainStartFlags.None);
         await found.StartAsync(start, cancellationToken).ConfigureAwait(false);
         _shutoffReasons.TryRemove(found.Uuid, out _);
+        _runningReasons.TryRemove(found.Uuid, out _);
         Events?.PublishLifecycle(Ref(found), DomainLifecycleEvent.Started, 0);
         return Ref(found);
     });
@@ -159,6 +174,7 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         var start = StartFlags | ((flags & DomainCreateFlags.GuestTcp) != 0 ? DomainStartFlags.GuestTcp : DomainStartFlags.None);
         var created = await _host.CreateAsync(definition, start, cancellationToken).ConfigureAwait(false);
         _shutoffReasons.TryRemove(created.Uuid, out _);
+        _runningReasons.TryRemove(created.Uuid, out _);
         Events?.PublishLifecycle(Ref(created), DomainLifecycleEvent.Started, 0);
         return Ref(created);
     });
@@ -183,19 +199,38 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         Events?.PublishLifecycle(reference, DomainLifecycleEvent.Stopped, 0);
     });
 
-    public ValueTask SuspendDomainAsync(RemoteDomain domain, CancellationToken cancellationToken) => throw LibvirtError.NoSupport("virDomainSuspend");
+    public ValueTask SuspendDomainAsync(RemoteDomain domain, CancellationToken cancellationToken) => CallAsync(async () =>
+    {
+        // qemuDomainSuspend: the event comes from QEMU's STOP, so a domain already paused gets none.
+        var found = Find(domain);
+        if (await found.SuspendAsync(cancellationToken).ConfigureAwait(false))
+        {
+            Events?.PublishLifecycle(Ref(found), DomainLifecycleEvent.Suspended, SuspendedPaused);
+        }
+    });
 
-    public ValueTask ResumeDomainAsync(RemoteDomain domain, CancellationToken cancellationToken) => throw LibvirtError.NoSupport("virDomainResume");
+    public ValueTask ResumeDomainAsync(RemoteDomain domain, CancellationToken cancellationToken) => CallAsync(async () =>
+    {
+        // qemuDomainResume: the domain then runs as UNPAUSED; the event comes from QEMU's RESUME.
+        var found = Find(domain);
+        await found.ResumeAsync(cancellationToken).ConfigureAwait(false);
+        _runningReasons[found.Uuid] = RunningUnpaused;
+        Events?.PublishLifecycle(Ref(found), DomainLifecycleEvent.Resumed, ResumedUnpaused);
+    });
 
     public ValueTask<DomainStateInfo> GetDomainStateAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => Call(() =>
     {
         CheckFlags(flags, 0, "qemuDomainGetState");
 
-        // Reasons: RUNNING_BOOTED (1); SHUTOFF_* as the domain last stopped.
+        // Reasons: RUNNING_BOOTED, or RUNNING_UNPAUSED once resumed; PAUSED_USER (the only
+        // pause Tidemark has); SHUTOFF_* as the domain last stopped.
         var found = Find(domain);
-        return found.IsActive
-            ? new DomainStateInfo(WireState.Running, 1)
-            : new DomainStateInfo(WireState.Shutoff, _shutoffReasons.GetValueOrDefault(found.Uuid, found.EndedByHostCrash ? ShutoffCrashed : ShutoffUnknown));
+        return found.State switch
+        {
+            EngineState.Running => new DomainStateInfo(WireState.Running, _runningReasons.GetValueOrDefault(found.Uuid, RunningBooted)),
+            EngineState.Paused => new DomainStateInfo(WireState.Paused, PausedUser),
+            _ => new DomainStateInfo(WireState.Shutoff, _shutoffReasons.GetValueOrDefault(found.Uuid, found.EndedByHostCrash ? ShutoffCrashed : ShutoffUnknown)),
+        };
     });
 
     public ValueTask<string> GetOsTypeAsync(RemoteDomain domain, CancellationToken cancellationToken) =>
@@ -217,7 +252,7 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         var memory = KiB(element.Element("memory")) ?? 0;
         var current = KiB(element.Element("currentMemory")) ?? memory;
         var vcpus = ushort.TryParse(element.Element("vcpu")?.Value, CultureInfo.InvariantCulture, out var n) ? n : (ushort)1;
-        return new DomainInfo(found.IsActive ? WireState.Running : WireState.Shutoff, memory, current, vcpus, 0);
+        return new DomainInfo(WireStateOf(found.State), memory, current, vcpus, 0);
     });
 
     public ValueTask<bool> IsDomainActiveAsync(RemoteDomain domain, CancellationToken cancellationToken) => Call(() => Find(domain).IsActive);
@@ -331,13 +366,25 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         var properties =
             (domain.IsActive ? 1u : 2u)
             | (domain.IsPersistent ? 4u : 8u)
-            | (domain.IsActive ? 16u : 64u)
+            | domain.State switch
+            {
+                EngineState.Running => 16u,
+                EngineState.Paused => 32u,
+                _ => 64u,
+            }
             | 512u
             | (autostart ? 1024u : 2048u)
             | 8192u
             | (domain.Checkpoints.Count > 0 ? 16384u : 32768u);
         return ListFilterGroups.All(group => (flags & group) == 0 || (flags & group & properties) != 0);
     }
+
+    private static WireState WireStateOf(EngineState state) => state switch
+    {
+        EngineState.Running => WireState.Running,
+        EngineState.Paused => WireState.Paused,
+        _ => WireState.Shutoff,
+    };
 
     private static ulong? KiB(XElement? memory)
     {
