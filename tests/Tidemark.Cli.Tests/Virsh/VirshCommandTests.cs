@@ -96,6 +96,37 @@ public sealed class VirshCommandTests
     }
 
     [Fact]
+    public async Task SuspendResumeAndStateFilters_PrintAsVirshPrintsThem()
+    {
+        await using var twins = await VirshTwins.StartAsync();
+        await twins.OnBothAsync(SetUpAsync);
+
+        await twins.RunAsync("define", "{dir}/vm.xml");
+        await twins.RunAsync("suspend", "vm");
+        await twins.RunAsync("resume", "vm");
+        await twins.RunAsync("start", "vm");
+        Assert.Equal("Domain 'vm' suspended\n\n", (await twins.RunAsync("suspend", "vm")).Stdout);
+        await twins.RunAsync("suspend", "vm");
+        Assert.Equal("paused (user)\n\n", (await twins.RunAsync("domstate", "vm", "--reason")).Stdout);
+        await twins.RunAsync("list");
+        await twins.RunAsync("list", "--state-paused");
+        await twins.RunAsync("list", "--state-running", "--name");
+        await twins.RunAsync("list", "--all", "--state-shutoff");
+        await twins.RunAsync("list", "--all", "--state-other", "--name");
+        await twins.RunAsync("dominfo", "vm");
+        await twins.RunAsync("shutdown", "vm");
+        Assert.Equal("Domain 'vm' resumed\n\n", (await twins.RunAsync("resume", "vm")).Stdout);
+        var again = await twins.RunAsync("resume", "vm");
+        Assert.Equal((1, "error: Failed to resume domain 'vm'\nerror: Requested operation is not valid: domain is already running\n"), (again.ExitCode, again.Stderr));
+        await twins.RunAsync("domstate", "vm", "--reason");
+        await twins.RunAsync("list", "--state-running");
+        await twins.RunAsync("suspend", "vm");
+        await twins.RunAsync("destroy", "vm");
+        await twins.RunAsync("list", "--all", "--state-shutoff", "--name");
+        await twins.RunAsync("undefine", "vm");
+    }
+
+    [Fact]
     public async Task CheckpointCommands_WithEveryOption_PrintAsVirshPrintsThem()
     {
         await using var twins = await VirshTwins.StartAsync();

@@ -4,7 +4,7 @@ using Tidemark.Remote.Protocol;
 
 namespace Tidemark.Cli.Commands.Virsh.Domains;
 
-/// <summary>virsh's domain life-cycle verbs: define, undefine, start, destroy, shutdown, autostart, dumpxml.</summary>
+/// <summary>virsh's domain life-cycle verbs: define, undefine, start, destroy, shutdown, suspend, resume, autostart, dumpxml.</summary>
 internal static class DomainCommands
 {
     // virDomainUndefineFlagsValues.
@@ -28,6 +28,16 @@ internal static class DomainCommands
         {
             await Failing($"Failed to shutdown domain '{d.Name}'", s.Client.ShutdownDomainAsync(d, cancellationToken: s.CancellationToken)).ConfigureAwait(false);
             return $"Domain '{d.Name}' is being shutdown\n";
+        });
+        yield return Simple(console, "suspend", "Suspend a domain.", async (s, d) =>
+        {
+            await Failing($"Failed to suspend domain '{d.Name}'", s.Client.SuspendDomainAsync(d, s.CancellationToken)).ConfigureAwait(false);
+            return $"Domain '{d.Name}' suspended\n";
+        });
+        yield return Simple(console, "resume", "Resume a domain.", async (s, d) =>
+        {
+            await Failing($"Failed to resume domain '{d.Name}'", s.Client.ResumeDomainAsync(d, s.CancellationToken)).ConfigureAwait(false);
+            return $"Domain '{d.Name}' resumed\n";
         });
         yield return Autostart(console);
         yield return DumpXml(console);

@@ -14,6 +14,10 @@ internal static class DomainQueryCommands
     // virConnectListAllDomainsFlags.
     private const uint ListActive = 1;
     private const uint ListInactive = 2;
+    private const uint ListRunning = 1 << 4;
+    private const uint ListPaused = 1 << 5;
+    private const uint ListShutoff = 1 << 6;
+    private const uint ListOther = 1 << 7;
     private const uint ListHasCheckpoint = 1 << 14;
     private const uint ListNoCheckpoint = 1 << 15;
 
@@ -40,12 +44,19 @@ internal static class DomainQueryCommands
         var uuid = new Option<bool>("--uuid") { Description = "list uuid's only" };
         var withCheckpoint = new Option<bool>("--with-checkpoint") { Description = "list domains with existing checkpoint" };
         var withoutCheckpoint = new Option<bool>("--without-checkpoint") { Description = "list domains without a checkpoint" };
+        var running = new Option<bool>("--state-running") { Description = "list domains in running state" };
+        var paused = new Option<bool>("--state-paused") { Description = "list domains in paused state" };
+        var shutoff = new Option<bool>("--state-shutoff") { Description = "list domains in shutoff state" };
+        var other = new Option<bool>("--state-other") { Description = "list domains in other states" };
         var json = new Option<bool>("--json") { Description = "print JSON (Tidemark's addition)" };
-        var command = new Command("list", "List domains.") { all, inactive, name, uuid, withCheckpoint, withoutCheckpoint, json };
+        var command = new Command("list", "List domains.") { all, inactive, name, uuid, withCheckpoint, withoutCheckpoint, running, paused, shutoff, other, json };
         VirshAction.Set(command, console, async s =>
         {
             var flags = s.Has(all) ? 0 : s.Has(inactive) ? ListInactive : ListActive;
             flags |= (s.Has(withCheckpoint) ? ListHasCheckpoint : 0) | (s.Has(withoutCheckpoint) ? ListNoCheckpoint : 0);
+
+            // As virsh's cmdList: the state filters narrow the active (or, with --all, every) domain.
+            flags |= (s.Has(running) ? ListRunning : 0) | (s.Has(paused) ? ListPaused : 0) | (s.Has(shutoff) ? ListShutoff : 0) | (s.Has(other) ? ListOther : 0);
             var domains = await s.Client.ListAllDomainsAsync(flags, s.CancellationToken).ConfigureAwait(false);
 
             // virsh's order: running domains by id, then inactive ones by name.
