@@ -45,6 +45,10 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
     private const int SuspendedPaused = 0;
     private const int ResumedUnpaused = 0;
 
+    // More lifecycle event details: virDomainEventShutdownDetailType, virDomainEventStoppedDetailType.
+    private const int ShutdownHost = 2;
+    private const int StoppedDestroyed = 1;
+
     // virConnectListAllDomainsFlags, in the groups libvirt filters by (a domain must match one set bit of each group used).
     private static readonly uint[] ListFilterGroups = [1 | 2, 4 | 8, 16 | 32 | 64 | 128, 256 | 512, 1024 | 2048, 4096 | 8192, 16384 | 32768];
 
@@ -187,7 +191,12 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         var reference = Ref(found);
         await found.DestroyAsync(cancellationToken).ConfigureAwait(false);
         _shutoffReasons[found.Uuid] = ShutoffDestroyed;
-        Events?.PublishLifecycle(reference, DomainLifecycleEvent.Stopped, 2);
+
+        // libvirt's destroy sends QEMU SIGTERM first (qemuProcessKill), QEMU reports a SHUTDOWN
+        // it did not get from the guest, and qemuProcessHandleShutdown emits SHUTDOWN with
+        // detail HOST; then qemuProcessStop emits STOPPED with detail DESTROYED.
+        Events?.PublishLifecycle(reference, DomainLifecycleEvent.Shutdown, ShutdownHost);
+        Events?.PublishLifecycle(reference, DomainLifecycleEvent.Stopped, StoppedDestroyed);
     });
 
     public ValueTask ShutdownDomainAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => CallAsync(async () =>

@@ -81,7 +81,7 @@ public sealed class LibvirtPythonTests
             again 0
             parent p1
             root 103 10
-            lifecycle [(2, 0), (5, 2)]
+            lifecycle [(2, 0), (6, 2), (5, 1)]
             missing 42 Domain not found: no domain with matching name 'nosuch'
 
             """.ReplaceLineEndings("\n"),
