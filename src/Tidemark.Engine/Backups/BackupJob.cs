@@ -99,8 +99,8 @@ public sealed class BackupJob : IAsyncDisposable
             return new BackupJobInfo(
                 Mode,
                 phase,
-                BytesProcessed: push ? _disks.Sum(d => d.CopyBeforeWrite.CopiedBytes) : 0,
-                BytesTotal: push ? _disks.Sum(d => d.CopyBeforeWrite.InitialBytes) : 0,
+                BytesProcessed: push ? _disks.Sum(d => d.CopyBeforeWrite.CopiedBytes + d.SkippedBytes) : 0,
+                BytesTotal: push ? _disks.Sum(d => d.CopyBeforeWrite.InitialBytes + d.SkippedBytes) : 0,
                 ScratchBytesInUse: push ? 0 : _disks.Sum(d => d.CopyBeforeWrite.CopiedBytes),
                 ScratchBytesTotal: push ? 0 : _disks.Sum(d => d.Store.VirtualSize),
                 elapsed,
@@ -311,7 +311,12 @@ public sealed class BackupJob : IAsyncDisposable
             };
         }
 
-        return new DiskBackup(disk, source, store.Image, createdPath, copyBeforeWrite, export);
+        // QEMU's full backup job counts the whole disk (its block-copy bitmap starts all set,
+        // block/backup.c backup_init_bcs_bitmap) and passes the zero ranges as it meets them,
+        // so libvirt reports the disk's size as total and processed; the holes a full push
+        // into a fresh target leaves alone count the same, as done from the start.
+        var skipped = mode == BackupMode.Push && source.Incremental is null ? live.VirtualSize - copyBeforeWrite.InitialBytes : 0;
+        return new DiskBackup(disk, source, store.Image, createdPath, copyBeforeWrite, export) { SkippedBytes = skipped };
     }
 
     private async Task RunPushAsync()

@@ -8,8 +8,8 @@ namespace Tidemark.Engine.Backups;
 /// </summary>
 /// <param name="Mode">Push or pull.</param>
 /// <param name="Phase">Where the job is; a terminal phase for the completed job's statistics.</param>
-/// <param name="BytesProcessed">Push (<c>disk_processed</c>): bytes in the targets, copied by the job or before guest writes.</param>
-/// <param name="BytesTotal">Push (<c>disk_total</c>): bytes the job has to copy, fixed at the instant.</param>
+/// <param name="BytesProcessed">Push (<c>disk_processed</c>): bytes in the targets, copied by the job or before guest writes, plus the holes a full push leaves (counted from the start).</param>
+/// <param name="BytesTotal">Push (<c>disk_total</c>): fixed at the instant: an incremental disk's dirty bytes, a full disk's whole size (as QEMU's backup job counts).</param>
 /// <param name="ScratchBytesInUse">Pull (<c>disk_temp_used</c>): old content copied into the scratch files.</param>
 /// <param name="ScratchBytesTotal">Pull (<c>disk_temp_total</c>): the scratch files' virtual size.</param>
 /// <param name="Elapsed">Time since the job was prepared (<c>time_elapsed</c>).</param>

@@ -35,6 +35,12 @@ internal sealed class DiskBackup
 
     public CopyBeforeWrite CopyBeforeWrite { get; }
 
+    /// <summary>
+    /// Push: bytes of the disk the job counts as processed without copying them (the zero
+    /// ranges a full push leaves as holes), 0 otherwise.
+    /// </summary>
+    public long SkippedBytes { get; init; }
+
     /// <summary>Pull: the export of the point-in-time view.</summary>
     public NbdExport? Export { get; }
 
