@@ -85,7 +85,7 @@ internal static class BackupStoreFile
 
             created(path);
             image = await CreateAsync(path, imageFormat, mode, source, incrementalTarget, cancellationToken).ConfigureAwait(false);
-            zeroes = incrementalTarget ? ZeroClusters.WriteData : ZeroClusters.Skip;
+            zeroes = incrementalTarget ? ZeroClusters.WriteZeroes : ZeroClusters.Skip;
             if (mode == BackupMode.Push)
             {
                 StreamToDisk(image);

@@ -9,14 +9,14 @@ internal enum ZeroClusters
     /// <summary>Not written: the store is fresh and has no backing file, so it reads zeroes there and stays sparse.</summary>
     Skip,
 
-    /// <summary>Written as write-zeroes: the store existed (reuse-external) and may hold anything.</summary>
-    WriteZeroes,
-
     /// <summary>
-    /// Written as zero data: the store's header names a backing file (an incremental qcow2
-    /// target over the live disk) that a hole would let through once a restore chain opens it.
+    /// Written as write-zeroes: the store existed (reuse-external) and may hold anything, or its
+    /// header names a backing file (an incremental qcow2 target over the live disk) that a hole
+    /// would let through once a restore chain opens it. A qcow2 store records them with the zero
+    /// flag, as QEMU's block-copy leaves a range the disk reads as zeroes (write-zeroes, not
+    /// data), so an incremental target holds data only where the dirty clusters hold data.
     /// </summary>
-    WriteData,
+    WriteZeroes,
 }
 
 /// <summary>
@@ -43,12 +43,6 @@ internal sealed class CopyAsideStore
     /// <summary>Writes <paramref name="data"/> at <paramref name="offset"/>, a cluster boundary.</summary>
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
-        if (_zeroes == ZeroClusters.WriteData)
-        {
-            await Image.WriteAsync(offset, data, WriteFlags.None, cancellationToken).ConfigureAwait(false);
-            return;
-        }
-
         await SplitAsync(new GuestData(offset, data), null, cancellationToken).ConfigureAwait(false);
     }
 
@@ -66,12 +60,6 @@ internal sealed class CopyAsideStore
                 await WriteAsync(piece.Offset, piece.Data, cancellationToken).ConfigureAwait(false);
             }
 
-            return;
-        }
-
-        if (_zeroes == ZeroClusters.WriteData)
-        {
-            await qcow2.WriteGatheredAsync(pieces, cancellationToken).ConfigureAwait(false);
             return;
         }
 

@@ -208,9 +208,16 @@ public sealed partial class Qcow2Image
         }
     }
 
-    /// <summary>The cluster reads as zeroes without reading its data: a zero cluster, or unallocated with nothing behind it.</summary>
+    /// <summary>
+    /// The cluster reads as zeroes without reading its data: a zero cluster, or unallocated with
+    /// nothing behind it. An image open without its backing chain whose header names a backing
+    /// file (<see cref="OpenDetachedAsync"/>) has something behind it: once opened with its
+    /// chain, an unallocated cluster reads the backing file's data, so zeroing it needs the zero
+    /// flag.
+    /// </summary>
     private bool ReadsZero(L2Entry entry)
-        => entry.Kind is ClusterKind.ZeroPlain or ClusterKind.ZeroAllocated || (entry.Kind == ClusterKind.Unallocated && _backing is null);
+        => entry.Kind is ClusterKind.ZeroPlain or ClusterKind.ZeroAllocated
+            || (entry.Kind == ClusterKind.Unallocated && _backing is null && _header.BackingFile is null);
 
     /// <summary>
     /// The cluster is unallocated and the backing file reads as zeroes all through it (or ends
