@@ -24,6 +24,9 @@ internal sealed partial class VirshTranscript(string uri)
         return r;
     }
 
+    /// <summary>Adds what another peer printed (<paramref name="command"/>, its output) to the record.</summary>
+    public void Note(string command, string output) => _text.Append("$ ").Append(command).Append('\n').Append(output);
+
     /// <summary>Waits, off the record, until the domain has no job (libvirt ends an aborted backup asynchronously).</summary>
     public async Task WaitForNoJobAsync(string domain)
     {
