@@ -184,7 +184,7 @@ public sealed partial class Qcow2Image
     /// </summary>
     private async ValueTask CheckFastZeroAsync(long offset, long end, CancellationToken cancellationToken)
     {
-        if (_header.Version < 3 && _backing is not null)
+        if (_header.Version < 3 && HasBackingFile)
         {
             throw new NotSupportedException($"{Path}: zeroing over a backing file writes data in a version 2 image");
         }
@@ -217,7 +217,14 @@ public sealed partial class Qcow2Image
     /// </summary>
     private bool ReadsZero(L2Entry entry)
         => entry.Kind is ClusterKind.ZeroPlain or ClusterKind.ZeroAllocated
-            || (entry.Kind == ClusterKind.Unallocated && _backing is null && _header.BackingFile is null);
+            || (entry.Kind == ClusterKind.Unallocated && !HasBackingFile);
+
+    /// <summary>
+    /// Something lies behind the image's unallocated clusters: a backing file open with it, or
+    /// one its header names although it was opened without its chain (<see cref="OpenDetachedAsync"/>),
+    /// which shows through once the image is opened with its chain.
+    /// </summary>
+    private bool HasBackingFile => _backing is not null || _header.BackingFile is not null;
 
     /// <summary>
     /// The cluster is unallocated and the backing file reads as zeroes all through it (or ends
@@ -276,7 +283,7 @@ public sealed partial class Qcow2Image
             // backing file's data (QEMU's discard_in_l2_slice: "make sure that a discarded area
             // reads back as zeroes for unallocated and preallocated clusters as well"); v2 has
             // no zero flag and lets the backing data show through.
-            var replacement = _backing is not null && _header.Version >= 3 ? Qcow2Layout.OflagZero : 0;
+            var replacement = HasBackingFile && _header.Version >= 3 ? Qcow2Layout.OflagZero : 0;
             for (var cluster = first; cluster < endCluster; cluster++)
             {
                 var entry = await _map.GetEntryAsync(cluster, cancellationToken).ConfigureAwait(false);
@@ -541,7 +548,7 @@ public sealed partial class Qcow2Image
 
         if (_header.Version < 3)
         {
-            if (_backing is null)
+            if (!HasBackingFile)
             {
                 await SetEntryAsync(cluster, 0, cancellationToken).ConfigureAwait(false);
                 Release(entry);
