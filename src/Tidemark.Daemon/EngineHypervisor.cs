@@ -435,8 +435,10 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         }
     }
 
+    // virCheckFlags reports through virReportInvalidArg: INVALID_ARG without the code's prefix
+    // (EngineErrorReasons.IsBare).
     private static LibvirtError Unsupported(uint flags, string function) =>
-        LibvirtError.Create(VirErrorNumber.InvalidArg, VirErrorDomain.Qemu, $"unsupported flags (0x{flags:x}) in function {function}");
+        new(VirErrorNumber.InvalidArg, VirErrorDomain.Qemu, $"unsupported flags (0x{flags:x}) in function {function}");
 
     private static ValueTask<T> Call<T>(Func<T> call)
     {

@@ -138,4 +138,15 @@ public static class EngineErrorReasons
         EngineErrorReason.NoIncrementalCheckpoint => LibvirtErrorCode.NoDomainCheckpoint,
         _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, null),
     };
+
+    /// <summary>
+    /// True when libvirt's message for <paramref name="reason"/> is the detail alone, without
+    /// its code's prefix: the argument checks (<c>virCheckFlags</c>, <c>VIR_EXCLUSIVE_FLAGS_RET</c>,
+    /// <c>VIR_REQUIRE_FLAG_RET</c>, <c>virCheckNonZeroArgGoto</c>) report through
+    /// <c>virReportInvalidArg</c> and its kin, which call <c>virRaiseErrorFull</c> with the
+    /// format itself rather than through <c>virErrorMsg</c> (src/util/virerror.h). libvirtd 9.0
+    /// says "unsupported flags (0x2) in function qemuCheckpointCreateXML", code INVALID_ARG.
+    /// </summary>
+    public static bool IsBare(EngineErrorReason reason) =>
+        reason is EngineErrorReason.UnsupportedFlags or EngineErrorReason.ConflictingFlags or EngineErrorReason.NoFileDescriptors;
 }

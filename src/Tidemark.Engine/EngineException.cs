@@ -5,7 +5,7 @@ namespace Tidemark.Engine;
 /// <summary>
 /// The one error of the engine layer: an operation on a domain, a checkpoint or a running disk
 /// that was refused or failed. The message is libvirt's, <c>&lt;code prefix&gt;: &lt;detail&gt;</c>
-/// (spec §9), so a daemon can put <see cref="Code"/> and <see cref="Exception.Message"/> on the
+/// (spec §9), or the detail alone where libvirt reports it bare (<see cref="EngineErrorReasons.IsBare"/>), so a daemon can put <see cref="Code"/> and <see cref="Exception.Message"/> on the
 /// wire unchanged.
 /// </summary>
 /// <remarks>
@@ -16,7 +16,7 @@ namespace Tidemark.Engine;
 public sealed class EngineException : Exception
 {
     public EngineException(EngineErrorReason reason, string detail, Exception? innerException = null)
-        : base(LibvirtErrorPrefix.Format(EngineErrorReasons.CodeOf(reason), detail), innerException)
+        : base(EngineErrorReasons.IsBare(reason) ? detail : LibvirtErrorPrefix.Format(EngineErrorReasons.CodeOf(reason), detail), innerException)
     {
         Reason = reason;
         Detail = detail;

@@ -104,7 +104,7 @@ public sealed class FdAssociateTests
             copy 0 
             missing 8 invalid argument: file descriptor group 'none' was not associated with the domain
             two 8 invalid argument: file descriptor group 'two' must contain only 1 file descriptor for NBD server
-            flags 8 invalid argument: unsupported flags (0x4) in function qemuDomainFDAssociate
+            flags 8 unsupported flags (0x4) in function qemuDomainFDAssociate
             closed 8 invalid argument: file descriptor group 'nbd' was not associated with the domain
             virsh 0 Backup started 
             after virsh 16777216

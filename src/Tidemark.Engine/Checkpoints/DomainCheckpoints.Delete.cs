@@ -34,7 +34,7 @@ public sealed partial class DomainCheckpoints
             "VIR_DOMAIN_CHECKPOINT_DELETE_CHILDREN",
             flags.HasFlag(CheckpointDeleteFlags.ChildrenOnly),
             "VIR_DOMAIN_CHECKPOINT_DELETE_CHILDREN_ONLY");
-        Flags.Check(flags, CheckpointDeleteFlags.Children | CheckpointDeleteFlags.MetadataOnly | CheckpointDeleteFlags.ChildrenOnly, "qemuDomainCheckpointDelete");
+        Flags.Check(flags, CheckpointDeleteFlags.Children | CheckpointDeleteFlags.MetadataOnly | CheckpointDeleteFlags.ChildrenOnly, "qemuCheckpointDelete");
         using var held = await _domain.LockAsync(cancellationToken).ConfigureAwait(false);
         var checkpoint = Tree.Get(name);
         var metadataOnly = flags.HasFlag(CheckpointDeleteFlags.MetadataOnly);

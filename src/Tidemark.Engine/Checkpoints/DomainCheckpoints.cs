@@ -21,7 +21,9 @@ namespace Tidemark.Engine.Checkpoints;
 /// </remarks>
 public sealed partial class DomainCheckpoints
 {
-    private const string CreateFunction = "qemuDomainCheckpointCreateXML";
+    // qemu_checkpoint.c's qemuCheckpointCreateXML makes the virCheckFlags check, not the
+    // driver entry point (libvirtd 9.0 and 11.3 name it in the error).
+    private const string CreateFunction = "qemuCheckpointCreateXML";
 
     private readonly Domain _domain;
 
@@ -125,7 +127,7 @@ public sealed partial class DomainCheckpoints
     public async Task<string> GetXmlAsync(string name, CheckpointFormatFlags flags = CheckpointFormatFlags.None, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(name);
-        Flags.Check(flags, CheckpointFormatFlags.Secure | CheckpointFormatFlags.NoDomain | CheckpointFormatFlags.Size, "qemuDomainCheckpointGetXMLDesc");
+        Flags.Check(flags, CheckpointFormatFlags.Secure | CheckpointFormatFlags.NoDomain | CheckpointFormatFlags.Size, "qemuCheckpointGetXMLDesc");
         using var held = await _domain.LockAsync(cancellationToken).ConfigureAwait(false);
         var checkpoint = Tree.Get(name);
         var definition = checkpoint.Definition;
