@@ -81,6 +81,13 @@ public enum EngineErrorReason
     /// <summary>"bitmap '%s' not found in backing chain of '%s'".</summary>
     BitmapNotInChain,
 
+    /// <summary>
+    /// A disk already has a bitmap of the new checkpoint's name: QEMU refuses the whole
+    /// transaction, and libvirt passes its words on ("unable to execute QEMU command
+    /// 'transaction': Bitmap already exists: %s").
+    /// </summary>
+    BitmapExists,
+
     /// <summary>"unable to save metadata for checkpoint %s" and other state-directory failures.</summary>
     StateWriteFailed,
 
@@ -130,6 +137,7 @@ public static class EngineErrorReasons
         EngineErrorReason.BrokenBitmap => LibvirtErrorCode.CheckpointInconsistent,
         EngineErrorReason.MissingBitmapName => LibvirtErrorCode.InvalidArg,
         EngineErrorReason.BitmapNotInChain => LibvirtErrorCode.InternalError,
+        EngineErrorReason.BitmapExists => LibvirtErrorCode.InternalError,
         EngineErrorReason.StateWriteFailed => LibvirtErrorCode.InternalError,
         EngineErrorReason.BackupOfInactiveDomain => LibvirtErrorCode.OperationUnsupported,
         EngineErrorReason.BackupAlreadyRunning => LibvirtErrorCode.OperationInvalid,

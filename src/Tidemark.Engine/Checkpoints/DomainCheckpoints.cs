@@ -269,10 +269,20 @@ public sealed partial class DomainCheckpoints
     // Adds the bitmap to every image, or to none: a failure removes the ones already added.
     private static async Task AddBitmapsAsync(IEnumerable<(string Target, Qcow2Image Image)> images, string name, CancellationToken cancellationToken)
     {
+        var all = images.ToList();
+
+        // A bitmap of that name on any disk refuses them all before any is added, as QEMU
+        // refuses libvirt's one transaction of block-dirty-bitmap-add (qemuCheckpointCreate);
+        // clients see QEMU's words through libvirt's monitor error.
+        if (all.Any(i => i.Image.Bitmaps.Find(name) is not null))
+        {
+            throw new EngineException(EngineErrorReason.BitmapExists, $"unable to execute QEMU command 'transaction': Bitmap already exists: {name}");
+        }
+
         var added = new List<Qcow2Image>();
         try
         {
-            foreach (var (target, image) in images)
+            foreach (var (target, image) in all)
             {
                 try
                 {
