@@ -4,7 +4,7 @@ namespace Tidemark.Testing;
 
 /// <summary>
 /// A domain <see cref="PrivateLibvirtd.DefineDomainAsync"/> defined: TCG (<c>type='qemu'</c>,
-/// no KVM needed), 64 MiB, one vCPU, no OS and no graphics, one qcow2 virtio disk per entry.
+/// no KVM needed), 64 MiB, one vCPU, no OS and no graphics, one virtio disk per entry.
 /// </summary>
 /// <param name="Hotplug">
 /// ACPI on: the <c>pc</c> machine's pci.0 takes hot-plugged devices only through ACPI PCI
@@ -21,10 +21,10 @@ public sealed record LibvirtdDomain(string Name, IReadOnlyList<LibvirtdDisk> Dis
     {
         var devices = string.Concat(Disks.Select(d => $"""
                 <disk type='file' device='disk'>
-                  <driver name='qemu' type='qcow2'/>
+                  <driver name='qemu' type='{d.Format}'/>
                   <source file='{SecurityElement.Escape(d.Image)}'/>
                   <target dev='{d.Target}' bus='virtio'/>
-                  <alias name='{d.Alias}'/>
+            {(d.ReadOnly ? "      <readonly/>\n" : "")}      <alias name='{d.Alias}'/>
                 </disk>
 
             """));
@@ -44,8 +44,8 @@ public sealed record LibvirtdDomain(string Name, IReadOnlyList<LibvirtdDisk> Dis
     }
 }
 
-/// <summary>One qcow2 virtio disk of a <see cref="LibvirtdDomain"/>.</summary>
-public sealed record LibvirtdDisk(string Target, string Image)
+/// <summary>One virtio disk of a <see cref="LibvirtdDomain"/>: qcow2 unless <paramref name="Format"/> says otherwise, read-only when asked.</summary>
+public sealed record LibvirtdDisk(string Target, string Image, string Format = "qcow2", bool ReadOnly = false)
 {
     /// <summary>
     /// The device alias: libvirt passes a <c>ua-</c> alias to QEMU as the device id, so the
