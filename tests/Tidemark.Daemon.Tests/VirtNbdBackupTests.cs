@@ -46,7 +46,7 @@ public sealed class VirtNbdBackupTests
 
         // Without --until: the latest point.
         var latest = test.Directory.File("restore-latest");
-        var last = await Peer.RunAsync("virtnbdrestore", ["-U", Uri(test), "-i", output, "-o", latest], timeout: TimeSpan.FromMinutes(3));
+        var last = await VirtNbdRestore.RunAsync(latest, ["-U", Uri(test), "-i", output, "-o", latest]);
         Assert.True(last.ExitCode == 0, last.Stdout + last.Stderr);
         var latestDisk = Directory.GetFiles(latest).Single(f => !f.EndsWith(".xml", StringComparison.Ordinal) && !f.EndsWith(".config", StringComparison.Ordinal));
         Assert.Equal(0, (await Peer.RunAsync("qemu-img", ["compare", "-F", "raw", latestDisk, instants[^1]])).ExitCode);
@@ -71,7 +71,7 @@ public sealed class VirtNbdBackupTests
         var instant = await test.CaptureAsync(image, "i0.raw");
 
         var restored = test.Directory.File("restored");
-        var restore = await Peer.RunAsync("virtnbdrestore", ["-U", Uri(test), "-i", output, "-o", restored, "-n", "-f", test.Directory.File("nbdr.sock"), "-c", "-D", "-N", "nb2"], timeout: TimeSpan.FromMinutes(3));
+        var restore = await VirtNbdRestore.RunAsync(restored, ["-U", Uri(test), "-i", output, "-o", restored, "-n", "-f", test.Directory.File("nbdr.sock"), "-c", "-D", "-N", "nb2"]);
         Assert.True(restore.ExitCode == 0, $"virtnbdrestore -c -D -N nb2: {restore.Stdout}{restore.Stderr}");
         var disk = Path.Combine(restored, Path.GetFileName(image));
         Assert.Equal(0, (await Peer.RunAsync("qemu-img", ["compare", "-F", "raw", disk, instant])).ExitCode);
@@ -156,7 +156,7 @@ public sealed class VirtNbdBackupTests
         for (var point = 0; point < instants.Count; point++)
         {
             var restored = test.Directory.File($"restore{point}");
-            var restore = await Peer.RunAsync("virtnbdrestore", ["-U", Uri(test), "-i", output, "-o", restored, "--until", $"virtnbdbackup.{point}"], timeout: TimeSpan.FromMinutes(3));
+            var restore = await VirtNbdRestore.RunAsync(restored, ["-U", Uri(test), "-i", output, "-o", restored, "--until", $"virtnbdbackup.{point}"]);
             Assert.True(restore.ExitCode == 0, $"virtnbdrestore --until virtnbdbackup.{point}: {restore.Stdout}{restore.Stderr}");
             var disk = Directory.GetFiles(restored).Single(f => !f.EndsWith(".xml", StringComparison.Ordinal) && !f.EndsWith(".config", StringComparison.Ordinal));
             var compare = await Peer.RunAsync("qemu-img", ["compare", "-F", "raw", disk, instants[point]]);
