@@ -41,7 +41,9 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
     private const int RunningUnpaused = 5;
     private const int PausedUser = 1;
 
-    // Lifecycle event details: VIR_DOMAIN_EVENT_SUSPENDED_PAUSED and VIR_DOMAIN_EVENT_RESUMED_UNPAUSED.
+    // Lifecycle event details: VIR_DOMAIN_EVENT_STARTED_BOOTED, VIR_DOMAIN_EVENT_SUSPENDED_PAUSED
+    // and VIR_DOMAIN_EVENT_RESUMED_UNPAUSED.
+    private const int StartedBooted = 0;
     private const int SuspendedPaused = 0;
     private const int ResumedUnpaused = 0;
 
@@ -159,27 +161,23 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
 
     public ValueTask<RemoteDomain> StartDomainAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => CallAsync(async () =>
     {
-        CheckFlags(flags, DomainCreateFlags.GuestTcp, "qemuDomainCreateWithFlags");
+        CheckFlags(flags, DomainCreateFlags.Paused | DomainCreateFlags.GuestTcp, "qemuDomainCreateWithFlags");
         var found = Find(domain);
-        var start = StartFlags | ((flags & DomainCreateFlags.GuestTcp) != 0 ? DomainStartFlags.GuestTcp : DomainStartFlags.None);
+        var start = EngineStartFlags(flags);
         await found.StartAsync(start, cancellationToken).ConfigureAwait(false);
-        _shutoffReasons.TryRemove(found.Uuid, out _);
-        _runningReasons.TryRemove(found.Uuid, out _);
-        Events?.PublishLifecycle(Ref(found), DomainLifecycleEvent.Started, 0);
+        Started(found, start);
         return Ref(found);
     });
 
     public ValueTask<RemoteDomain> CreateDomainAsync(string xml, uint flags, CancellationToken cancellationToken) => CallAsync(async () =>
     {
-        // VIR_DOMAIN_START_VALIDATE (0x10): the engine validates every definition anyway. PAUSED,
+        // VIR_DOMAIN_START_VALIDATE (0x10): the engine validates every definition anyway.
         // AUTODESTROY, BYPASS_CACHE and FORCE_BOOT have nothing to act on here, as with start.
-        CheckFlags(flags, DomainCreateFlags.GuestTcp | 0x10, "qemuDomainCreateXML");
+        CheckFlags(flags, DomainCreateFlags.Paused | DomainCreateFlags.GuestTcp | 0x10, "qemuDomainCreateXML");
         var definition = RunningDomainXml.WithoutRunState(DomainParser.Parse(xml, cancellationToken: cancellationToken));
-        var start = StartFlags | ((flags & DomainCreateFlags.GuestTcp) != 0 ? DomainStartFlags.GuestTcp : DomainStartFlags.None);
+        var start = EngineStartFlags(flags);
         var created = await _host.CreateAsync(definition, start, cancellationToken).ConfigureAwait(false);
-        _shutoffReasons.TryRemove(created.Uuid, out _);
-        _runningReasons.TryRemove(created.Uuid, out _);
-        Events?.PublishLifecycle(Ref(created), DomainLifecycleEvent.Started, 0);
+        Started(created, start);
         return Ref(created);
     });
 
@@ -362,6 +360,38 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
     }
 
     private static RemoteDomain Ref(EngineDomain domain) => new(domain.Name, domain.Uuid, domain.Id);
+
+    // The daemon's own start flags (--guest-tcp) and those the caller's libvirt flags ask for.
+    private DomainStartFlags EngineStartFlags(uint flags) =>
+        StartFlags
+        | ((flags & DomainCreateFlags.GuestTcp) != 0 ? DomainStartFlags.GuestTcp : DomainStartFlags.None)
+        | ((flags & DomainCreateFlags.Paused) != 0 ? DomainStartFlags.Paused : DomainStartFlags.None);
+
+    /// <summary>
+    /// A start's reasons and events, as libvirtd 9.0 with QEMU gives them. A domain started
+    /// running: qemuProcessStart sends QEMU <c>cont</c>, whose RESUME event qemuProcessHandleResume
+    /// turns into RESUMED (UNPAUSED) while the start is still under way; then qemuDomainObjStart
+    /// (or qemuDomainCreateXML) sends STARTED (BOOTED). A domain started paused gets no
+    /// <c>cont</c>: STARTED (BOOTED), then SUSPENDED (PAUSED) for the clients that follow the
+    /// paused state, and its state reason is PAUSED_USER (qemuProcessFinishStartup).
+    /// </summary>
+    private void Started(EngineDomain domain, DomainStartFlags flags)
+    {
+        _shutoffReasons.TryRemove(domain.Uuid, out _);
+        _runningReasons.TryRemove(domain.Uuid, out _);
+        var reference = Ref(domain);
+        var paused = flags.HasFlag(DomainStartFlags.Paused);
+        if (!paused)
+        {
+            Events?.PublishLifecycle(reference, DomainLifecycleEvent.Resumed, ResumedUnpaused);
+        }
+
+        Events?.PublishLifecycle(reference, DomainLifecycleEvent.Started, StartedBooted);
+        if (paused)
+        {
+            Events?.PublishLifecycle(reference, DomainLifecycleEvent.Suspended, SuspendedPaused);
+        }
+    }
 
     private EngineDomain Find(RemoteDomain domain)
     {

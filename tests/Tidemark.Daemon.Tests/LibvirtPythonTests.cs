@@ -6,7 +6,9 @@ namespace Tidemark.Daemon.Tests;
 /// <summary>
 /// libvirt-python 9.0 with its default event loop: define, start, checkpoint, push backup, and
 /// the JOB_COMPLETED event (MESSAGE 363) with the completed job's statistics; then the same
-/// statistics once more through virDomainGetJobStats(COMPLETED), and never again.
+/// statistics once more through virDomainGetJobStats(COMPLETED), and never again. The start's
+/// lifecycle events are libvirtd's with QEMU: RESUMED (UNPAUSED) from QEMU's RESUME, then STARTED
+/// (BOOTED); the destroy's SHUTDOWN (HOST), then STOPPED (DESTROYED).
 /// </summary>
 public sealed class LibvirtPythonTests
 {
@@ -81,7 +83,7 @@ public sealed class LibvirtPythonTests
             again 0
             parent p1
             root 103 10
-            lifecycle [(2, 0), (6, 2), (5, 1)]
+            lifecycle [(4, 0), (2, 0), (6, 2), (5, 1)]
             missing 42 Domain not found: no domain with matching name 'nosuch'
 
             """.ReplaceLineEndings("\n"),

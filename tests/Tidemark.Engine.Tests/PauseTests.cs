@@ -228,6 +228,61 @@ public sealed class PauseTests
         await again.DestroyAsync(Ct);
     }
 
+    [Fact]
+    public async Task DomainStartedPaused_HoldsTheFirstGuestWrite_UntilTheResume()
+    {
+        await using var test = await TestHost.CreateAsync();
+        var vda = new TestDisk("vda");
+        var domain = await test.DefineAsync("sp", Size, vda);
+        await domain.StartAsync(DomainStartFlags.Paused, Ct);
+        var running = domain.Running!;
+        Assert.Equal(DomainState.Paused, domain.State);
+        Assert.True(running.Gate.IsShut);
+
+        // The connection is accepted (the handshake needs no gate); the write waits at it.
+        var write = Peer.RunAsync("qemu-io", ["-f", "raw", "-c", "write -P 0x5a 1M 64k", Guest.Uri(running.SocketPath, "vda")], timeout: Bound);
+        await UntilAsync(() => running.Gate.Waiting == 1, "the write waits at the gate");
+        Assert.False(write.IsCompleted);
+        Assert.Equal(0, running.Gate.InFlight);
+
+        // A checkpoint before the guest ever ran: the held write lands after its instant.
+        await domain.Checkpoints.CreateAsync("<domaincheckpoint><name>k1</name></domaincheckpoint>", cancellationToken: Ct).WaitAsync(Bound, Ct);
+        Assert.False(write.IsCompleted);
+
+        await domain.ResumeAsync(Ct);
+        Assert.Equal(DomainState.Running, domain.State);
+        var written = await write;
+        Assert.True(written.ExitCode == 0 && !written.Stdout.Contains("failed", StringComparison.Ordinal), written.Stdout + written.Stderr);
+        await Guest.RunAsync(running.SocketPath, "vda", "read -P 0x5a 1M 64k");
+        await domain.DestroyAsync(Ct);
+
+        await using var export = await QemuNbdExport.StartAsync(test.ImagePath("sp", vda), test.Directory.File("q.sock"), "k1");
+        Assert.Equal(QemuNbdExport.Covering(Size, (1 << 20, 64 << 10)), await export.DirtyMapAsync("k1"));
+    }
+
+    [Fact]
+    public async Task DomainCreatedPaused_HoldsAGuestRead_UntilTheResume()
+    {
+        await using var test = await TestHost.CreateAsync();
+        var vda = new TestDisk("vda");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", test.ImagePath("cp", vda), Size.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var definition = Formats.Domains.DomainParser.Parse(test.DomainXml("cp", vda), cancellationToken: Ct);
+        var domain = await test.Host.CreateAsync(definition, DomainStartFlags.Paused, Ct);
+        var running = domain.Running!;
+        Assert.Equal(DomainState.Paused, domain.State);
+        Assert.False(domain.IsPersistent);
+
+        var read = Peer.RunAsync("qemu-io", ["-f", "raw", "-c", "read -P 0 0 64k", Guest.Uri(running.SocketPath, "vda")], timeout: Bound);
+        await UntilAsync(() => running.Gate.Waiting == 1, "the read waits at the gate");
+        Assert.False(read.IsCompleted);
+
+        await domain.ResumeAsync(Ct);
+        var result = await read;
+        Assert.True(result.ExitCode == 0 && !result.Stdout.Contains("failed", StringComparison.Ordinal), result.Stdout + result.Stderr);
+        await domain.DestroyAsync(Ct);
+        Assert.Empty(test.Host.ListDomains());
+    }
+
     private static async Task UntilAsync(Func<bool> condition, string what)
     {
         var deadline = DateTime.UtcNow + Bound;

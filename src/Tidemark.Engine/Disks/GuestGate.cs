@@ -39,6 +39,25 @@ public sealed class GuestGate
     // True once the pause has drained the requests in flight (the domain reads as paused).
     private bool _paused;
 
+    /// <summary>An open gate.</summary>
+    public GuestGate()
+        : this(paused: false)
+    {
+    }
+
+    /// <summary>
+    /// A gate open, or (<paramref name="paused"/>) shut and paused from the start: a domain
+    /// started paused, which no request has reached yet, so there is nothing to drain.
+    /// </summary>
+    public GuestGate(bool paused)
+    {
+        if (paused)
+        {
+            _opened = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _paused = true;
+        }
+    }
+
     /// <summary>True from the moment the pause has drained the requests in flight until the resume.</summary>
     public bool IsPaused
     {

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using Tidemark.Engine.Domains;
 using Tidemark.Formats.Domains;
 using Tidemark.Nbd;
 using Tidemark.Nbd.Server;
@@ -51,10 +52,13 @@ public sealed class RunningDomain
     /// <summary>The disk whose target dev is <paramref name="target"/>, or null.</summary>
     public RunningDisk? DiskByTarget(string target) => Disks.FirstOrDefault(d => d.Target == target);
 
-    internal static async Task<RunningDomain> StartAsync(DomainDefinition definition, string socketPath, bool tcp, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
+    internal static async Task<RunningDomain> StartAsync(DomainDefinition definition, string socketPath, DomainStartFlags flags, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
     {
         var barrier = new InstantBarrier();
-        var gate = new GuestGate();
+
+        // Started paused, the gate is shut before the server accepts anything, so no guest
+        // request gets through before the resume.
+        var gate = new GuestGate(paused: flags.HasFlag(DomainStartFlags.Paused));
         var disks = new List<RunningDisk>();
         try
         {
@@ -72,7 +76,7 @@ public sealed class RunningDomain
             Directory.CreateDirectory(Path.GetDirectoryName(socketPath)!);
             var options = new NbdServerOptions();
             options.EndPoints.Add(new UnixDomainSocketEndPoint(socketPath));
-            if (tcp)
+            if (flags.HasFlag(DomainStartFlags.GuestTcp))
             {
                 options.EndPoints.Add(new IPEndPoint(IPAddress.Loopback, 0));
             }

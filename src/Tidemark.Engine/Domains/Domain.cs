@@ -93,12 +93,14 @@ public sealed partial class Domain
     /// <summary>
     /// Starts the domain as <see cref="StartAsync(CancellationToken)"/> does; with
     /// <see cref="DomainStartFlags.GuestTcp"/> the disks are also served on 127.0.0.1
-    /// (<see cref="RunningDomain.TcpEndPoint"/>) until the domain stops.
+    /// (<see cref="RunningDomain.TcpEndPoint"/>) until the domain stops; with
+    /// <see cref="DomainStartFlags.Paused"/> it starts <see cref="DomainState.Paused"/>, every
+    /// guest request waiting for <see cref="ResumeAsync"/>.
     /// </summary>
     /// <exception cref="EngineException">Unknown flags; already running; a disk that cannot be served, is locked by another process or cannot be opened (then nothing stays open).</exception>
     public async Task StartAsync(DomainStartFlags flags, CancellationToken cancellationToken = default)
     {
-        Flags.Check(flags, DomainStartFlags.GuestTcp, "virDomainCreateWithFlags");
+        Flags.Check(flags, DomainStartFlags.GuestTcp | DomainStartFlags.Paused, "virDomainCreateWithFlags");
         using var held = await LockAsync(cancellationToken).ConfigureAwait(false);
         if (Running is not null)
         {
@@ -141,11 +143,11 @@ public sealed partial class Domain
     // Under the domain's lock, with the domain shut off.
     internal async Task StartLockedAsync(DomainStartFlags flags, CancellationToken cancellationToken)
     {
-        Running = await RunningDomain.StartAsync(Definition, Store.SocketPath(Name), flags.HasFlag(DomainStartFlags.GuestTcp), _host.LoggerFactory, cancellationToken).ConfigureAwait(false);
+        Running = await RunningDomain.StartAsync(Definition, Store.SocketPath(Name), flags, _host.LoggerFactory, cancellationToken).ConfigureAwait(false);
         EndedByHostCrash = false;
         Id = _host.NextId();
         ResetStoreIndex(Running);
-        Logger.LogInformation("domain {Domain} started; disks served on {Socket} {Tcp}", Name, Running.SocketPath, Running.TcpEndPoint?.ToString() ?? "");
+        Logger.LogInformation("domain {Domain} started{Paused}; disks served on {Socket} {Tcp}", Name, Running.Gate.IsPaused ? " paused" : "", Running.SocketPath, Running.TcpEndPoint?.ToString() ?? "");
     }
 
     /// <summary>

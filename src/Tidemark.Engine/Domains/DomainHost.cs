@@ -230,7 +230,7 @@ public sealed class DomainHost : IAsyncDisposable
     public async Task<Domain> CreateAsync(DomainDefinition parsed, DomainStartFlags flags = DomainStartFlags.None, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(parsed);
-        Flags.Check(flags, DomainStartFlags.GuestTcp, "virDomainCreateXML");
+        Flags.Check(flags, DomainStartFlags.GuestTcp | DomainStartFlags.Paused, "virDomainCreateXML");
         var definition = WithUuid(parsed);
         var uuid = ParseUuid(definition);
 

@@ -1,9 +1,9 @@
 namespace Tidemark.Engine.Domains;
 
 /// <summary>
-/// How <see cref="Domain.StartAsync(DomainStartFlags, CancellationToken)"/> serves the guest's
-/// disks. Tidemark's own flags: libvirt's domain XML has no element for where a disk is served,
-/// since with QEMU the guest is inside the process.
+/// How <see cref="Domain.StartAsync(DomainStartFlags, CancellationToken)"/> starts a domain: paused
+/// or not (libvirt's flag), and where the guest's disks are served (Tidemark's own: libvirt's
+/// domain XML has no element for it, since with QEMU the guest is inside the process).
 /// </summary>
 [Flags]
 public enum DomainStartFlags : uint
@@ -18,4 +18,12 @@ public enum DomainStartFlags : uint
     /// unauthenticated, as the unix socket is (whose directory permissions guard it).
     /// </summary>
     GuestTcp = 1,
+
+    /// <summary>
+    /// Start paused (libvirt's <c>VIR_DOMAIN_START_PAUSED</c>): the guest's connections are
+    /// accepted, but every request waits at the <see cref="Disks.GuestGate"/> until
+    /// <see cref="Domain.ResumeAsync"/>, as QEMU started with <c>-S</c> runs no vCPU until libvirt
+    /// sends <c>cont</c> (qemuProcessStart skips qemuProcessStartCPUs when asked to start paused).
+    /// </summary>
+    Paused = 2,
 }

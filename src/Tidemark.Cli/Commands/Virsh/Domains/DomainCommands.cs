@@ -66,7 +66,8 @@ internal static class DomainCommands
     private static Command Start(CliConsole console)
     {
         var guestTcp = new Option<bool>("--guest-tcp") { Description = "serve the disks on 127.0.0.1 too (Tidemark's addition; see domnbd)" };
-        var command = new Command("start", "Start a (previously defined) inactive domain.") { guestTcp };
+        var paused = new Option<bool>("--paused") { Description = "leave the guest paused after start" };
+        var command = new Command("start", "Start a (previously defined) inactive domain.") { paused, guestTcp };
         VirshAction.SetOnDomain(command, console, async (s, d) =>
         {
             // virsh looks before it asks: a domain with an id is running.
@@ -75,7 +76,8 @@ internal static class DomainCommands
                 throw new VirshException("Domain is already active");
             }
 
-            var flags = s.Has(guestTcp) ? Tidemark.Daemon.DomainCreateFlags.GuestTcp : 0;
+            var flags = (s.Has(paused) ? Tidemark.Daemon.DomainCreateFlags.Paused : 0)
+                | (s.Has(guestTcp) ? Tidemark.Daemon.DomainCreateFlags.GuestTcp : 0);
             await Failing($"Failed to start domain '{d.Name}'", s.Client.StartDomainAsync(d, flags, s.CancellationToken)).ConfigureAwait(false);
             return $"Domain '{d.Name}' started\n";
         });
