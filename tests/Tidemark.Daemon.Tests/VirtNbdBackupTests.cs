@@ -46,9 +46,9 @@ public sealed class VirtNbdBackupTests
 
         // Without --until: the latest point.
         var latest = test.Directory.File("restore-latest");
-        var last = await VirtNbdRestore.RunAsync(latest, ["-U", Uri(test), "-i", output, "-o", latest]);
+        var last = await VirtNbdRestore.RunAsync(["-U", Uri(test), "-i", output, "-o", latest], latest, TimeSpan.FromMinutes(3));
         Assert.True(last.ExitCode == 0, last.Stdout + last.Stderr);
-        var latestDisk = Directory.GetFiles(latest).Single(f => !f.EndsWith(".xml", StringComparison.Ordinal) && !f.EndsWith(".config", StringComparison.Ordinal));
+        var latestDisk = VirtNbdRestore.Images(latest).Single();
         Assert.Equal(0, (await Peer.RunAsync("qemu-img", ["compare", "-F", "raw", latestDisk, instants[^1]])).ExitCode);
     }
 
@@ -71,7 +71,7 @@ public sealed class VirtNbdBackupTests
         var instant = await test.CaptureAsync(image, "i0.raw");
 
         var restored = test.Directory.File("restored");
-        var restore = await VirtNbdRestore.RunAsync(restored, ["-U", Uri(test), "-i", output, "-o", restored, "-n", "-f", test.Directory.File("nbdr.sock"), "-c", "-D", "-N", "nb2"]);
+        var restore = await VirtNbdRestore.RunAsync(["-U", Uri(test), "-i", output, "-o", restored, "-n", "-f", test.Directory.File("nbdr.sock"), "-c", "-D", "-N", "nb2"], restored, TimeSpan.FromMinutes(3));
         Assert.True(restore.ExitCode == 0, $"virtnbdrestore -c -D -N nb2: {restore.Stdout}{restore.Stderr}");
         var disk = Path.Combine(restored, Path.GetFileName(image));
         Assert.Equal(0, (await Peer.RunAsync("qemu-img", ["compare", "-F", "raw", disk, instant])).ExitCode);
@@ -156,9 +156,9 @@ public sealed class VirtNbdBackupTests
         for (var point = 0; point < instants.Count; point++)
         {
             var restored = test.Directory.File($"restore{point}");
-            var restore = await VirtNbdRestore.RunAsync(restored, ["-U", Uri(test), "-i", output, "-o", restored, "--until", $"virtnbdbackup.{point}"]);
+            var restore = await VirtNbdRestore.RunAsync(["-U", Uri(test), "-i", output, "-o", restored, "--until", $"virtnbdbackup.{point}"], restored, TimeSpan.FromMinutes(3));
             Assert.True(restore.ExitCode == 0, $"virtnbdrestore --until virtnbdbackup.{point}: {restore.Stdout}{restore.Stderr}");
-            var disk = Directory.GetFiles(restored).Single(f => !f.EndsWith(".xml", StringComparison.Ordinal) && !f.EndsWith(".config", StringComparison.Ordinal));
+            var disk = VirtNbdRestore.Images(restored).Single();
             var compare = await Peer.RunAsync("qemu-img", ["compare", "-F", "raw", disk, instants[point]]);
             Assert.True(compare.ExitCode == 0, $"point {point}: {compare.Stdout}{compare.Stderr}");
         }

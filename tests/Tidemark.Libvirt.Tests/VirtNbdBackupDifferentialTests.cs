@@ -141,7 +141,7 @@ public sealed partial class VirtNbdBackupDifferentialTests(PrivateLibvirtdFixtur
         for (var point = 0; point < points.Count; point++)
         {
             var restored = Path.Combine(work, $"restore{point}");
-            var restore = await VirtNbdRestore.RunAsync(restored, ["-U", host.LocalUri, "-i", output, "-o", restored, "-n", "-f", Path.Combine(work, "nbdr.sock"), "--until", $"virtnbdbackup.{point}"], TimeSpan.FromMinutes(2));
+            var restore = await VirtNbdRestore.RunAsync(["-U", host.LocalUri, "-i", output, "-o", restored, "-n", "-f", Path.Combine(work, "nbdr.sock"), "--until", $"virtnbdbackup.{point}"], restored, TimeSpan.FromMinutes(2));
             var compare = await Peer.RunAsync("qemu-img", ["compare", "-F", "raw", Path.Combine(restored, "vda.qcow2"), points[point]]);
             transcript.Append($"$ virtnbdrestore --until virtnbdbackup.{point}\n[exit {restore.ExitCode}]\n").Append(compare.Stdout).Append(compare.Stderr);
         }

@@ -31,7 +31,7 @@ public sealed class VirtnbdbackupTests
         Assert.Equal(["virtnbdbackup.0"], server.Hypervisor.Domain("vm1").Checkpoints.Select(c => c.Name));
         Assert.True(File.Exists(dir.File("out/checkpoints/virtnbdbackup.0.xml")));
 
-        var restore = await VirtNbdRestore.RunAsync(dir.File("restored"), ["-U", uri, "-i", dir.File("out"), "-o", dir.File("restored"), "-n"], TimeSpan.FromMinutes(2));
+        var restore = await VirtNbdRestore.RunAsync(["-U", uri, "-i", dir.File("out"), "-o", dir.File("restored"), "-n"], dir.File("restored"), TimeSpan.FromMinutes(2));
         Assert.True(restore.ExitCode == 0, restore.Stderr);
         var compare = await Peer.RunAsync("qemu-img", ["compare", disk, dir.File("restored/vda.qcow2")]);
         Assert.Equal((0, "Images are identical.\n"), (compare.ExitCode, compare.Stdout));
