@@ -25,9 +25,6 @@ internal sealed class SystemTour(CliConsole console)
     private const long DiskSize = 64 << 20;
     private const int MiB = 1 << 20;
 
-    // virDomainGetJobStatsFlags.
-    private const uint StatsCompleted = 1;
-
     private static readonly string[] Targets = ["vda", "vdb"];
 
     private readonly List<(string Step, bool Held)> _steps = [];
@@ -198,26 +195,33 @@ internal sealed class SystemTour(CliConsole console)
         await console.Out.WriteLineAsync($"    ok  {detail} ({Elapsed(clock.Elapsed)})").ConfigureAwait(false);
     }
 
-    // Begins a push backup with a new checkpoint and waits for the job-completed event; returns its statistics.
+    // Begins a push backup with a new checkpoint and waits for the job-completed event; returns
+    // the statistics the event carries (VIR_DOMAIN_EVENT_ID_JOB_COMPLETED: the completed job's).
     private static async Task<(long Bytes, string Time)> BackupAsync(LibvirtClient client, RemoteDomain domain, string backupXml, string checkpoint, CancellationToken ct)
     {
-        var ended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        void OnCompleted(object? sender, JobCompletedEventArgs e) => ended.TrySetResult();
+        var ended = new TaskCompletionSource<IReadOnlyList<TypedParameter>>(TaskCreationOptions.RunContinuationsAsynchronously);
+        void OnCompleted(object? sender, JobCompletedEventArgs e)
+        {
+            if (e.Domain.Uuid == domain.Uuid)
+            {
+                ended.TrySetResult(e.Statistics);
+            }
+        }
+
         client.JobCompleted += OnCompleted;
         var callback = await client.RegisterDomainEventAsync(DomainEventId.JobCompleted, domain, ct).ConfigureAwait(false);
         try
         {
             var clock = Stopwatch.StartNew();
             await client.BeginBackupAsync(domain, backupXml, $"<domaincheckpoint><name>{checkpoint}</name></domaincheckpoint>", cancellationToken: ct).ConfigureAwait(false);
-            await ended.Task.WaitAsync(TimeSpan.FromMinutes(5), ct).ConfigureAwait(false);
-            var stats = await client.GetJobStatsAsync(domain, StatsCompleted, ct).ConfigureAwait(false);
-            if (stats.Type != DomainJobType.Completed)
+            var stats = await ended.Task.WaitAsync(TimeSpan.FromMinutes(5), ct).ConfigureAwait(false);
+            if (stats.FirstOrDefault(p => p.Field == "success") is not { Bits: 1 })
             {
-                var error = stats.Parameters.FirstOrDefault(p => p.Field == "errmsg")?.Text ?? "no reason given";
-                throw new InvalidOperationException($"the backup job ended {stats.Type}: {error}");
+                var error = stats.FirstOrDefault(p => p.Field == "errmsg")?.Text ?? "no reason given";
+                throw new InvalidOperationException($"the backup job did not succeed: {error}");
             }
 
-            var bytes = stats.Parameters.FirstOrDefault(p => p.Field == "disk_processed")?.AsUInt64() ?? 0;
+            var bytes = stats.FirstOrDefault(p => p.Field == "disk_processed")?.AsUInt64() ?? 0;
             return ((long)bytes, Elapsed(clock.Elapsed));
         }
         finally
