@@ -1,7 +1,5 @@
 using System.Text;
 using System.Text.Json;
-using Microsoft.Extensions.Logging.Abstractions;
-using Tidemark.Daemon;
 using Tidemark.Libvirt.Tests.Support;
 using Tidemark.Testing;
 
@@ -20,13 +18,7 @@ public sealed partial class CheckpointDifferentialTests(PrivateLibvirtdFixture f
     [Fact]
     public async Task CreateErrors_Redefinition_AndDeletion_AreTheSameOnBoth()
     {
-        var libvirtd = await fixture.GetAsync();
-        using var tidemarkDir = new TempDirectory("tdc");
-        await using var daemon = new TidemarkDaemon(new DaemonOptions { StateDirectory = tidemarkDir.File("state") }, NullLoggerFactory.Instance);
-        await daemon.StartAsync(Ct);
-
-        var (real, realOffline) = await RunCheckpointsAsync(libvirtd.Uri, libvirtd.Directory.Path);
-        var (ours, oursOffline) = await RunCheckpointsAsync($"qemu+unix:///system?socket={daemon.SocketPath}", tidemarkDir.Path);
+        var ((real, realOffline), (ours, oursOffline)) = await BothHosts.RunAsync(fixture, "tdc", RunCheckpointsAsync, Ct);
         Assert.Equal(real, ours);
         Assert.Contains("error: unsupported configuration: no disk named 'vdz'\n", real, StringComparison.Ordinal);
         Assert.Contains("error: unsupported configuration: disk 'vda' specified twice\n", real, StringComparison.Ordinal);
@@ -95,13 +87,7 @@ public sealed partial class CheckpointDifferentialTests(PrivateLibvirtdFixture f
     [Fact]
     public async Task RawAndReadOnlyDisks_AreRefusedTheSameOnBoth()
     {
-        var libvirtd = await fixture.GetAsync();
-        using var tidemarkDir = new TempDirectory("tdr");
-        await using var daemon = new TidemarkDaemon(new DaemonOptions { StateDirectory = tidemarkDir.File("state") }, NullLoggerFactory.Instance);
-        await daemon.StartAsync(Ct);
-
-        var real = await RunRawAndReadOnlyAsync(libvirtd.Uri, libvirtd.Directory.Path);
-        var ours = await RunRawAndReadOnlyAsync($"qemu+unix:///system?socket={daemon.SocketPath}", tidemarkDir.Path);
+        var (real, ours) = await BothHosts.RunAsync(fixture, "tdr", RunRawAndReadOnlyAsync, Ct);
         Assert.Equal(real, ours);
         Assert.Contains("checkpoint for disk vdb unsupported for storage type raw\n", real, StringComparison.Ordinal);
     }

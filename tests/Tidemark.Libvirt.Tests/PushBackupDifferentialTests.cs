@@ -124,9 +124,24 @@ public sealed partial class PushBackupDifferentialTests(PrivateLibvirtdFixture f
             }
         }
 
-        await virsh.RunAsync("define", xml);
-        await virsh.RunAsync("start", Domain);
+        // The watcher registers in its own time: define the domain until it reports the
+        // definition (undoing each definition it missed, off the record), so that it sees every
+        // event of the backups below even on a busy host.
         await using var events = FollowedProcess.Start("virsh", ["-c", uri, "event", "--all", "--loop"]);
+        var defined = $"event 'lifecycle' for domain '{Domain}': Defined";
+        for (var attempt = 0; ; attempt++)
+        {
+            (await Peer.RunAsync("virsh", ["-c", uri, "define", xml])).EnsureSuccess();
+            if (await events.TryWaitForLineAsync(defined, TimeSpan.FromSeconds(3)) is not null)
+            {
+                break;
+            }
+
+            Assert.True(attempt < 20, $"virsh event reported no definition of {Domain}");
+            (await Peer.RunAsync("virsh", ["-c", uri, "undefine", Domain])).EnsureSuccess();
+        }
+
+        await virsh.RunAsync("start", Domain);
 
         await BackupAsync(full);
         await BackupAsync(rawFull, c1AllDisks);
@@ -156,7 +171,7 @@ public sealed partial class PushBackupDifferentialTests(PrivateLibvirtdFixture f
         await virsh.RunAsync("destroy", Domain);
         await events.WaitForLineAsync($"event 'lifecycle' for domain '{Domain}': Stopped");
         await events.KillAsync();
-        virsh.Note("virsh event --all --loop", BackupEvents(events.Lines("")));
+        virsh.Note("virsh event --all --loop", BackupEvents(events.LinesFromLast(defined)));
         await virsh.RunAsync("undefine", Domain, "--checkpoints-metadata");
 
         PushTarget[] targets =

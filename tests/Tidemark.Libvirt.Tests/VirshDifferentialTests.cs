@@ -71,13 +71,7 @@ public sealed class VirshDifferentialTests(PrivateLibvirtdFixture fixture) : ICl
     [Fact]
     public async Task SuspendAndResume_PrintTheSameOnBoth()
     {
-        var libvirtd = await fixture.GetAsync();
-        using var tidemarkDir = new TempDirectory("tds");
-        await using var daemon = new TidemarkDaemon(new DaemonOptions { StateDirectory = tidemarkDir.File("state") }, NullLoggerFactory.Instance);
-        await daemon.StartAsync(Ct);
-
-        var real = await RunSuspendAsync(libvirtd.Uri, libvirtd.Directory.Path);
-        var ours = await RunSuspendAsync($"qemu+unix:///system?socket={daemon.SocketPath}", tidemarkDir.Path);
+        var (real, ours) = await BothHosts.RunAsync(fixture, "tds", RunSuspendAsync, Ct);
         Assert.Equal(real, ours);
         Assert.Contains("$ virsh domstate sp --reason\npaused (user)\n", real, StringComparison.Ordinal);
         Assert.Contains("$ virsh list --state-paused\n Id   Name   State\n---------------------\n ID    sp     paused\n", real, StringComparison.Ordinal);
@@ -99,13 +93,7 @@ public sealed class VirshDifferentialTests(PrivateLibvirtdFixture fixture) : ICl
     [Fact]
     public async Task StartPaused_PrintsAndAnnouncesTheSameOnBoth()
     {
-        var libvirtd = await fixture.GetAsync();
-        using var tidemarkDir = new TempDirectory("tdp");
-        await using var daemon = new TidemarkDaemon(new DaemonOptions { StateDirectory = tidemarkDir.File("state") }, NullLoggerFactory.Instance);
-        await daemon.StartAsync(Ct);
-
-        var real = await RunStartPausedAsync(libvirtd.Uri, libvirtd.Directory.Path);
-        var ours = await RunStartPausedAsync($"qemu+unix:///system?socket={daemon.SocketPath}", tidemarkDir.Path);
+        var (real, ours) = await BothHosts.RunAsync(fixture, "tdp", RunStartPausedAsync, Ct);
         Assert.Equal(real, ours);
         Assert.Contains("$ virsh domstate sq --reason\npaused (user)\n", real, StringComparison.Ordinal);
         Assert.Contains("$ virsh list --state-paused\n Id   Name   State\n---------------------\n ID    sq     paused\n", real, StringComparison.Ordinal);
@@ -185,13 +173,7 @@ public sealed class VirshDifferentialTests(PrivateLibvirtdFixture fixture) : ICl
     [Fact]
     public async Task BackupEvents_AreTheSameOnBoth()
     {
-        var libvirtd = await fixture.GetAsync();
-        using var tidemarkDir = new TempDirectory("tde");
-        await using var daemon = new TidemarkDaemon(new DaemonOptions { StateDirectory = tidemarkDir.File("state") }, NullLoggerFactory.Instance);
-        await daemon.StartAsync(Ct);
-
-        var real = await RunEventsAsync(libvirtd.Uri, libvirtd.Directory.Path);
-        var ours = await RunEventsAsync($"qemu+unix:///system?socket={daemon.SocketPath}", tidemarkDir.Path);
+        var (real, ours) = await BothHosts.RunAsync(fixture, "tde", RunEventsAsync, Ct);
 
         Assert.Equal(real, ours);
         Assert.Equal(
@@ -267,10 +249,22 @@ public sealed class VirshDifferentialTests(PrivateLibvirtdFixture fixture) : ICl
         var xml = await CreateDomainAsync(directory, "sq");
         var transient = await CreateDomainAsync(directory, "cq");
 
-        // The watcher is registered once it prints the definition's event; every later event follows it.
+        // The watcher registers in its own time: define the domain until it reports the
+        // definition (undoing each definition it missed, off the record); every later event
+        // follows that line. On a busy host the first definition can come before the watcher.
         await using var events = FollowedProcess.Start("virsh", ["-c", uri, "event", "--all", "--loop"]);
-        await virsh.RunAsync("define", xml);
-        await events.WaitForLineAsync("event 'lifecycle' for domain 'sq': Defined");
+        const string defined = "event 'lifecycle' for domain 'sq': Defined";
+        for (var attempt = 0; ; attempt++)
+        {
+            (await Peer.RunAsync("virsh", ["-c", uri, "define", xml])).EnsureSuccess();
+            if (await events.TryWaitForLineAsync(defined, TimeSpan.FromSeconds(3)) is not null)
+            {
+                break;
+            }
+
+            Assert.True(attempt < 20, "virsh event reported no definition of sq");
+            (await Peer.RunAsync("virsh", ["-c", uri, "undefine", "sq"])).EnsureSuccess();
+        }
 
         await virsh.RunAsync("start", "sq", "--paused");
         await virsh.RunAsync("domstate", "sq", "--reason");
@@ -295,7 +289,7 @@ public sealed class VirshDifferentialTests(PrivateLibvirtdFixture fixture) : ICl
         // The undefinition is the last event: once it is seen, every earlier one is in.
         await events.WaitForLineAsync("event 'lifecycle' for domain 'sq': Undefined");
         await events.KillAsync();
-        virsh.Note("virsh event --all --loop", string.Concat(events.Lines("").Select(l => l + "\n")));
+        virsh.Note("virsh event --all --loop", string.Concat(events.LinesFromLast(defined).Select(l => l + "\n")));
         return virsh.Mask(directory);
     }
 

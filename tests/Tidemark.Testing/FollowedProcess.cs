@@ -51,6 +51,20 @@ public sealed class FollowedProcess : IAsyncDisposable
     /// <summary>Waits (up to 60 s) for a line starting with <paramref name="prefix"/> and returns the rest of it; fails with the child's output if it ends first.</summary>
     public async Task<string> WaitForLineAsync(string prefix)
     {
+        if (await TryWaitForLineAsync(prefix, LineTimeout) is { } rest)
+        {
+            return rest;
+        }
+
+        // The child's stderr is complete only once it has ended.
+        var stderr = _stderr.IsCompleted ? await _stderr : "(still running)";
+        Assert.Fail($"no '{prefix}' line from {_process.StartInfo.FileName} in {LineTimeout.TotalSeconds} s: {string.Join('\n', Lines(""))}\n{stderr}");
+        return "";
+    }
+
+    /// <summary>Waits up to <paramref name="timeout"/> for a line starting with <paramref name="prefix"/>; the rest of it, or null.</summary>
+    public async Task<string?> TryWaitForLineAsync(string prefix, TimeSpan timeout)
+    {
         var deadline = Stopwatch.StartNew();
         while (true)
         {
@@ -59,12 +73,22 @@ public sealed class FollowedProcess : IAsyncDisposable
                 return rest;
             }
 
-            if (_stdout.IsCompleted || deadline.Elapsed > LineTimeout)
+            if (_stdout.IsCompleted || deadline.Elapsed > timeout)
             {
-                Assert.Fail($"no '{prefix}' line from {_process.StartInfo.FileName}: {string.Join('\n', Lines(""))}\n{await _stderr.WaitAsync(TimeSpan.FromSeconds(5), Ct)}");
+                return null;
             }
 
-            await _changed.WaitAsync(TimeSpan.FromSeconds(1), Ct);
+            await _changed.WaitAsync(TimeSpan.FromMilliseconds(100), Ct);
+        }
+    }
+
+    /// <summary>The lines from the last one that starts with <paramref name="prefix"/> on (all of them when none does).</summary>
+    public IReadOnlyList<string> LinesFromLast(string prefix)
+    {
+        lock (_lines)
+        {
+            var last = _lines.FindLastIndex(l => l.StartsWith(prefix, StringComparison.Ordinal));
+            return [.. _lines.Skip(Math.Max(0, last))];
         }
     }
 

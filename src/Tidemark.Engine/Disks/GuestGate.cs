@@ -14,27 +14,16 @@ namespace Tidemark.Engine.Disks;
 /// a paused domain wait for the resume. A request waiting here has passed no barrier, so a
 /// closer of the barrier never waits for it. Jobs (a pull export, a push copy) read the live
 /// image directly and are not guest requests: they go on while paused.</para>
-/// <para>Locking: <see cref="_lock"/> guards every field. One pause at a time: the domain's lock
-/// (libvirt's SUSPEND and MODIFY jobs) serialises <see cref="PauseAsync"/> and
-/// <see cref="Resume"/>.</para>
+/// <para>The requests are counted by a <see cref="RequestDoor"/>; <see cref="_lock"/> guards
+/// <see cref="_paused"/>. One pause at a time: the domain's lock (libvirt's SUSPEND and MODIFY
+/// jobs) serialises <see cref="PauseAsync"/> and <see cref="Resume"/>.</para>
 /// <para>A waiter leaves when its request's token is cancelled: that is how a stop ends it,
 /// since the NBD server cancels every request of the connections it ends.</para>
 /// </remarks>
 public sealed class GuestGate
 {
+    private readonly RequestDoor _door;
     private readonly Lock _lock = new();
-
-    // Requests through the gate and not yet completed.
-    private int _inFlight;
-
-    // Requests waiting for the gate to open.
-    private int _waiting;
-
-    // Non-null while shut (or shutting): completed when the gate opens.
-    private TaskCompletionSource? _opened;
-
-    // Non-null while a pause waits for _inFlight to reach 0.
-    private TaskCompletionSource? _drained;
 
     // True once the pause has drained the requests in flight (the domain reads as paused).
     private bool _paused;
@@ -51,11 +40,8 @@ public sealed class GuestGate
     /// </summary>
     public GuestGate(bool paused)
     {
-        if (paused)
-        {
-            _opened = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            _paused = true;
-        }
+        _door = new RequestDoor(shut: paused);
+        _paused = paused;
     }
 
     /// <summary>True from the moment the pause has drained the requests in flight until the resume.</summary>
@@ -71,40 +57,13 @@ public sealed class GuestGate
     }
 
     /// <summary>True from the start of a pause until the resume (requests arriving now wait).</summary>
-    public bool IsShut
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _opened is not null;
-            }
-        }
-    }
+    public bool IsShut => _door.IsShut;
 
     /// <summary>Guest requests through the gate that have not completed yet.</summary>
-    public int InFlight
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _inFlight;
-            }
-        }
-    }
+    public int InFlight => _door.InFlight;
 
     /// <summary>Guest requests waiting for the resume.</summary>
-    public int Waiting
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _waiting;
-            }
-        }
-    }
+    public int Waiting => _door.Waiting;
 
     /// <summary>
     /// Lets one guest request through, waiting while the domain is paused. Dispose the passage
@@ -113,16 +72,8 @@ public sealed class GuestGate
     /// <exception cref="OperationCanceledException">The request was cancelled while it waited (its connection ended).</exception>
     public ValueTask<GatePassage> EnterAsync(CancellationToken cancellationToken = default)
     {
-        lock (_lock)
-        {
-            if (_opened is null)
-            {
-                _inFlight++;
-                return ValueTask.FromResult(new GatePassage(this));
-            }
-        }
-
-        return EnterSlowAsync(cancellationToken);
+        var entered = _door.EnterAsync(cancellationToken);
+        return entered.IsCompletedSuccessfully ? ValueTask.FromResult(new GatePassage(this)) : EnterSlowAsync(entered);
     }
 
     /// <summary>
@@ -132,23 +83,9 @@ public sealed class GuestGate
     /// <exception cref="OperationCanceledException">Cancelled while draining; the gate is open again.</exception>
     internal async Task PauseAsync(CancellationToken cancellationToken)
     {
-        Task drained;
-        lock (_lock)
+        if (_door.Shut() is not { } drained)
         {
-            if (_opened is not null)
-            {
-                return;
-            }
-
-            _opened = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            if (_inFlight == 0)
-            {
-                _paused = true;
-                return;
-            }
-
-            _drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            drained = _drained.Task;
+            return;
         }
 
         try
@@ -170,60 +107,20 @@ public sealed class GuestGate
     /// <summary>Opens the gate: the waiting requests go on, in no particular order.</summary>
     internal void Resume()
     {
-        TaskCompletionSource? opened;
         lock (_lock)
         {
-            opened = _opened;
-            _opened = null;
-            _drained = null;
             _paused = false;
         }
 
-        opened?.TrySetResult();
+        _door.Open();
     }
 
-    internal void Leave()
+    internal void Leave() => _door.Leave();
+
+    private async ValueTask<GatePassage> EnterSlowAsync(ValueTask entered)
     {
-        lock (_lock)
-        {
-            _inFlight--;
-            if (_inFlight == 0 && _drained is not null)
-            {
-                _drained.TrySetResult();
-                _drained = null;
-            }
-        }
-    }
-
-    private async ValueTask<GatePassage> EnterSlowAsync(CancellationToken cancellationToken)
-    {
-        while (true)
-        {
-            Task wait;
-            lock (_lock)
-            {
-                if (_opened is null)
-                {
-                    _inFlight++;
-                    return new GatePassage(this);
-                }
-
-                wait = _opened.Task;
-                _waiting++;
-            }
-
-            try
-            {
-                await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
-            }
-            finally
-            {
-                lock (_lock)
-                {
-                    _waiting--;
-                }
-            }
-        }
+        await entered.ConfigureAwait(false);
+        return new GatePassage(this);
     }
 }
 

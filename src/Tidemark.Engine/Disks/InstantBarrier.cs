@@ -10,10 +10,10 @@ namespace Tidemark.Engine.Disks;
 /// none is in both or neither.
 /// </summary>
 /// <remarks>
-/// <para>Locking: <see cref="_lock"/> guards <see cref="_inFlight"/>, <see cref="_reopened"/> and
-/// <see cref="_drained"/>. <see cref="_closers"/> lets one closer at a time hold the barrier
-/// (a checkpoint and a backup begin on the same domain take turns); it is taken before
-/// <see cref="_lock"/> and released only by <see cref="Open"/>.</para>
+/// <para>The requests are counted by a <see cref="RequestDoor"/>. <see cref="_closers"/> lets one
+/// closer at a time hold the barrier (a checkpoint and a backup begin on the same domain take
+/// turns); it is released only by <see cref="Open"/>, so the door is open whenever a closer
+/// gets it.</para>
 /// <para>A request that passed the barrier and then waits on something that waits for the
 /// barrier to open would deadlock the closer; nothing the engine does while the barrier is
 /// closed waits for a guest request.</para>
@@ -21,29 +21,11 @@ namespace Tidemark.Engine.Disks;
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The SemaphoreSlim never creates a wait handle (only WaitAsync is used), so there is nothing to dispose.")]
 public sealed class InstantBarrier
 {
-    private readonly Lock _lock = new();
+    private readonly RequestDoor _door = new(shut: false);
     private readonly SemaphoreSlim _closers = new(1, 1);
 
-    // Guest requests between EnterAsync and their passage's Dispose. Guarded by _lock.
-    private int _inFlight;
-
-    // Non-null while the barrier is closed (or closing): completed when it opens. Guarded by _lock.
-    private TaskCompletionSource? _reopened;
-
-    // Non-null while a closer waits for _inFlight to reach 0. Guarded by _lock.
-    private TaskCompletionSource? _drained;
-
     /// <summary>True from the start of <see cref="CloseAsync"/> until the closure is disposed.</summary>
-    public bool IsClosed
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _reopened is not null;
-            }
-        }
-    }
+    public bool IsClosed => _door.IsShut;
 
     /// <summary>
     /// Lets one guest request through, waiting while the barrier is closed. Dispose the passage
@@ -51,16 +33,8 @@ public sealed class InstantBarrier
     /// </summary>
     public ValueTask<BarrierPassage> EnterAsync(CancellationToken cancellationToken = default)
     {
-        lock (_lock)
-        {
-            if (_reopened is null)
-            {
-                _inFlight++;
-                return ValueTask.FromResult(new BarrierPassage(this));
-            }
-        }
-
-        return EnterSlowAsync(cancellationToken);
+        var entered = _door.EnterAsync(cancellationToken);
+        return entered.IsCompletedSuccessfully ? ValueTask.FromResult(new BarrierPassage(this)) : EnterSlowAsync(entered);
     }
 
     /// <summary>
@@ -72,21 +46,7 @@ public sealed class InstantBarrier
     public async Task<BarrierClosure> CloseAsync(CancellationToken cancellationToken = default)
     {
         await _closers.WaitAsync(cancellationToken).ConfigureAwait(false);
-        Task drained;
-        lock (_lock)
-        {
-            _reopened = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            if (_inFlight == 0)
-            {
-                drained = Task.CompletedTask;
-            }
-            else
-            {
-                _drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                drained = _drained.Task;
-            }
-        }
-
+        var drained = _door.Shut() ?? throw new InvalidOperationException("the barrier is closed without a closer");
         try
         {
             await drained.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -100,51 +60,18 @@ public sealed class InstantBarrier
         return new BarrierClosure(this);
     }
 
-    internal void Leave()
-    {
-        lock (_lock)
-        {
-            _inFlight--;
-            if (_inFlight == 0 && _drained is not null)
-            {
-                _drained.TrySetResult();
-                _drained = null;
-            }
-        }
-    }
+    internal void Leave() => _door.Leave();
 
     internal void Open()
     {
-        TaskCompletionSource? reopened;
-        lock (_lock)
-        {
-            reopened = _reopened;
-            _reopened = null;
-            _drained = null;
-        }
-
-        reopened?.TrySetResult();
+        _door.Open();
         _closers.Release();
     }
 
-    private async ValueTask<BarrierPassage> EnterSlowAsync(CancellationToken cancellationToken)
+    private async ValueTask<BarrierPassage> EnterSlowAsync(ValueTask entered)
     {
-        while (true)
-        {
-            Task wait;
-            lock (_lock)
-            {
-                if (_reopened is null)
-                {
-                    _inFlight++;
-                    return new BarrierPassage(this);
-                }
-
-                wait = _reopened.Task;
-            }
-
-            await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
-        }
+        await entered.ConfigureAwait(false);
+        return new BarrierPassage(this);
     }
 }
 
