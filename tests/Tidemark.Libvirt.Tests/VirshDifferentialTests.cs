@@ -46,13 +46,7 @@ public sealed class VirshDifferentialTests(PrivateLibvirtdFixture fixture) : ICl
     [Fact]
     public async Task PullBackupCommands_PrintTheSameOnBoth()
     {
-        var libvirtd = await fixture.GetAsync();
-        using var tidemarkDir = new TempDirectory("tdv");
-        await using var daemon = new TidemarkDaemon(new DaemonOptions { StateDirectory = tidemarkDir.File("state") }, NullLoggerFactory.Instance);
-        await daemon.StartAsync(Ct);
-
-        var real = await RunBackupAsync(new VirshTranscript(libvirtd.Uri), libvirtd.Directory.Path);
-        var ours = await RunBackupAsync(new VirshTranscript($"qemu+unix:///system?socket={daemon.SocketPath}"), tidemarkDir.Path);
+        var (real, ours) = await BothHosts.RunAsync(fixture, "tdv", (uri, directory) => RunBackupAsync(new VirshTranscript(uri), directory), Ct);
         Assert.Equal(real, ours);
         Assert.Contains("exportbitmap='backup-vda'", real, StringComparison.Ordinal);
         Assert.Contains("Job type:         Completed   \nOperation:        Backup      \n", real, StringComparison.Ordinal);
