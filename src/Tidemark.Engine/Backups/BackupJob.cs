@@ -295,7 +295,14 @@ public sealed class BackupJob : IAsyncDisposable
             : mode == BackupMode.Push && store.Zeroes == ZeroClusters.WriteZeroes ? InstantClusters.All(live.VirtualSize, granularity)
             : await InstantClusters.AllocatedAsync(live, granularity, cancellationToken).ConfigureAwait(false);
         var allocated = mode == BackupMode.Pull ? pending.Clone() : null;
-        var aside = new CopyAsideStore(store.Image, (int)granularity, store.Zeroes);
+
+        // A push finds zero runs per block-copy cluster (64 KiB, or the store's cluster), not per
+        // copy unit: QEMU's backup job copies in those clusters whatever the sync bitmap's
+        // granularity (block_copy_calculate_cluster_size; backup_init_bcs_bitmap merges a coarser
+        // bitmap into the finer copy bitmap), so the half of a 128 KiB dirty bit that reads as
+        // zeroes becomes a zero cluster of the target, not zeroes written as data.
+        var zeroUnit = mode == BackupMode.Pull ? granularity : InstantClusters.Granularity(store.Cluster, null);
+        var aside = new CopyAsideStore(store.Image, (int)zeroUnit, store.Zeroes);
         var copyBeforeWrite = new CopyBeforeWrite(disk.Name, live, aside, pending, trackCopies: mode == BackupMode.Pull, options.OnCopyBeforeWriteError, onFailure);
         NbdExport? export = null;
         if (mode == BackupMode.Pull)
