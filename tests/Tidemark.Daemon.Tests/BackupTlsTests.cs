@@ -1,5 +1,4 @@
 using Tidemark.Daemon.Tests.Support;
-using Tidemark.Nbd.Tests.Support;
 using Tidemark.Testing;
 
 namespace Tidemark.Daemon.Tests;

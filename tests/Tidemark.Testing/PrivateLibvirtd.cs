@@ -33,7 +33,10 @@ namespace Tidemark.Testing;
 /// <c>cgroup_controllers=[]</c> (nothing under <c>/sys/fs/cgroup</c>, and no systemd or machined
 /// here to ask); <c>namespaces=[]</c> (no private /dev per QEMU); <c>stdio_handler="file"</c> so
 /// QEMU's output goes straight to <c>/var/log/libvirt/qemu/DOMAIN.log</c> without virtlogd;
-/// <c>lock_manager</c> unset, so no virtlockd. The driver still looks up the
+/// <c>lock_manager</c> unset, so no virtlockd; <c>backup_tls_x509_cert_dir</c> in the private
+/// <c>/etc/libvirt</c> (<see cref="BackupTlsDirectory"/>), which libvirtd requires to exist at
+/// start (virQEMUDriverConfigValidate) and QEMU reads only when a pull backup with
+/// <c>tls='yes'</c> begins, so a test can put its certificates there afterwards. The driver still looks up the
 /// <c>libvirt-qemu</c> user and group it was built with, so they must exist (without them
 /// libvirtd exits with "Failed to parse user 'libvirt-qemu'"; the set-up script creates them).
 /// <c>libvirtd.conf</c> turns authentication off on the unix sockets, which only root can open
@@ -83,6 +86,7 @@ public sealed class PrivateLibvirtd : IAsyncDisposable
         cgroup_controllers = [ ]
         namespaces = [ ]
         stdio_handler = "file"
+        backup_tls_x509_cert_dir = "/etc/libvirt/backup-pki"
         """;
 
     // Debian's system libvirtd: QEMU as libvirt-qemu, which libvirt hands the images to (DAC
@@ -127,6 +131,12 @@ public sealed class PrivateLibvirtd : IAsyncDisposable
     /// <summary>The same socket as a local URI (the form virtnbdbackup needs to see a local host).</summary>
     public string LocalUri => $"qemu:///system?socket={SocketPath}";
 
+    /// <summary>
+    /// <c>backup_tls_x509_cert_dir</c> as seen from outside the namespace: empty until a test
+    /// puts <c>ca-cert.pem</c>, <c>server-cert.pem</c> and <c>server-key.pem</c> there.
+    /// </summary>
+    public string BackupTlsDirectory => Path.Combine(Directory.Path, "etc", "backup-pki");
+
     /// <summary>libvirtd's own log file.</summary>
     public string LogPath => Path.Combine(Directory.Path, "log", "libvirtd.log");
 
@@ -150,6 +160,7 @@ public sealed class PrivateLibvirtd : IAsyncDisposable
         }
 
         System.IO.Directory.CreateDirectory(Path.Combine(directory.Path, "images"));
+        System.IO.Directory.CreateDirectory(Path.Combine(directory.Path, "etc", "backup-pki"));
         await System.IO.File.WriteAllTextAsync(Path.Combine(directory.Path, "etc", "libvirtd.conf"), LibvirtdConf + "\n", cancellationToken).ConfigureAwait(false);
         await System.IO.File.WriteAllTextAsync(Path.Combine(directory.Path, "etc", "qemu.conf"), QemuConfFor(account) + "\n", cancellationToken).ConfigureAwait(false);
 

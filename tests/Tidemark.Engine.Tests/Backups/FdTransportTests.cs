@@ -174,7 +174,7 @@ public sealed class FdTransportTests
         var unset = await Assert.ThrowsAsync<BackupJobException>(() => domain.BeginBackupAsync(pull, null, cancellationToken: Ct));
         Assert.Equal("Requested operation is not valid: backup TLS directory not configured", unset.Message);
 
-        var pki = await Tidemark.Nbd.Tests.Support.X509Credentials.CreateAsync(test.Directory);
+        var pki = await X509Credentials.CreateAsync(test.Directory);
         test.Host.BackupTlsDirectory = pki.ServerDirectory;
         var backup = await domain.BeginBackupAsync(pull, null, cancellationToken: Ct);
         await Guest.RunAsync(domain.Running.SocketPath, "vda", "write -P 0x62 0 1M");

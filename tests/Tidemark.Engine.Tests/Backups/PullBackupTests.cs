@@ -117,7 +117,7 @@ public sealed class PullBackupTests
     public async Task TlsOverTcp_ClientWithTheCaReadsTheInstant_PlainClientIsRefused()
     {
         using var dir = new TempDirectory("pull-tls");
-        var pki = await Tidemark.Nbd.Tests.Support.X509Credentials.CreateAsync(dir);
+        var pki = await X509Credentials.CreateAsync(dir);
         await using var disk = await RunningDisk.StartAsync(dir, DiskKind.Qcow2);
         await disk.Guest.PauseAsync();
         var instant = await disk.CaptureAsync(dir, "instant.raw");

@@ -10,11 +10,12 @@ namespace Tidemark.Libvirt.Tests.Support;
 /// </summary>
 internal static class BothHosts
 {
-    public static async Task<(T Real, T Ours)> RunAsync<T>(PrivateLibvirtdFixture fixture, string directoryPrefix, Func<string, string, Task<T>> script, CancellationToken cancellationToken)
+    /// <param name="daemonOptions">Changes the daemon's options from the defaults (a TLS directory, say).</param>
+    public static async Task<(T Real, T Ours)> RunAsync<T>(PrivateLibvirtdFixture fixture, string directoryPrefix, Func<string, string, Task<T>> script, CancellationToken cancellationToken, Func<DaemonOptions, DaemonOptions>? daemonOptions = null)
     {
         var libvirtd = await fixture.GetAsync();
         using var tidemarkDir = new TempDirectory(directoryPrefix);
-        await using var daemon = new TidemarkDaemon(new DaemonOptions { StateDirectory = tidemarkDir.File("state") }, NullLoggerFactory.Instance);
+        await using var daemon = new TidemarkDaemon((daemonOptions ?? (o => o))(new DaemonOptions { StateDirectory = tidemarkDir.File("state") }), NullLoggerFactory.Instance);
         await daemon.StartAsync(cancellationToken);
 
         var real = await script(libvirtd.Uri, libvirtd.Directory.Path);

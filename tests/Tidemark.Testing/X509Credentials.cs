@@ -1,6 +1,4 @@
-using Tidemark.Testing;
-
-namespace Tidemark.Nbd.Tests.Support;
+namespace Tidemark.Testing;
 
 /// <summary>
 /// A throw-away CA with a server and a client certificate, made with certtool (gnutls-bin), laid
