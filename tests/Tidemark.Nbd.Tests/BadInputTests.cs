@@ -63,7 +63,7 @@ public sealed class BadInputTests : IAsyncLifetime
             names.Add(Encoding.UTF8.GetString(data, 4, (int)BinaryPrimitives.ReadUInt32BigEndian(data)));
         }
 
-        Assert.Equal(["ro", "rw"], names);
+        Assert.Equal(["rw", "ro"], names);
     }
 
     [Fact]

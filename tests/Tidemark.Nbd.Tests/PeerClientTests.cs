@@ -110,12 +110,14 @@ public sealed class PeerClientTests
         [
             new NbdExport("vda", image) { Description = "first disk", DirtyBitmaps = [bitmap], AllocationDepth = true, MultiConn = true },
             new NbdExport("vdb", image) { ReadOnly = true },
+            new NbdExport("sda", image) { ReadOnly = true },
         ]);
 
+        // Listed in the order they were added, not by name, as QEMU's server lists them.
         var list = await Peer.RunCheckedAsync("nbdinfo", "--list", "--json", ours.UnixUri());
         using var listed = JsonDocument.Parse(list);
         var exports = listed.RootElement.GetProperty("exports").EnumerateArray().ToList();
-        Assert.Equal(["vda", "vdb"], exports.Select(e => e.GetProperty("export-name").GetString()));
+        Assert.Equal(["vda", "vdb", "sda"], exports.Select(e => e.GetProperty("export-name").GetString()));
         Assert.Equal("first disk", exports[0].GetProperty("description").GetString());
         Assert.Equal(["base:allocation", "qemu:allocation-depth", "qemu:dirty-bitmap:b0"], exports[0].GetProperty("contexts").EnumerateArray().Select(c => c.GetString()));
 

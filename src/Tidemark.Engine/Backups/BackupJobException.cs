@@ -30,6 +30,19 @@ public enum BackupErrorReason
     ServerFailed,
 
     /// <summary>
+    /// The TCP address of the pull NBD server cannot be bound (a port in use): libvirt passes on
+    /// QEMU's words, "unable to execute QEMU command 'nbd-server-start': Failed to find an
+    /// available port: Address already in use".
+    /// </summary>
+    ServerAddressRefused,
+
+    /// <summary>
+    /// A reused store (reuse-external) cannot be opened as its format: libvirt passes on QEMU's
+    /// words, "unable to execute QEMU command 'blockdev-add': Image is not in qcow2 format".
+    /// </summary>
+    StoreNotOpened,
+
+    /// <summary>
     /// The server's fd group is not associated with the domain, or does not hold exactly one
     /// descriptor: "file descriptor group '%s' was not associated with the domain".
     /// </summary>
@@ -78,6 +91,8 @@ public sealed class BackupJobException : Exception
         BackupErrorReason.Unsupported => LibvirtErrorCode.ConfigUnsupported,
         BackupErrorReason.TlsNotConfigured => LibvirtErrorCode.OperationInvalid,
         BackupErrorReason.ServerFailed => LibvirtErrorCode.OperationFailed,
+        BackupErrorReason.ServerAddressRefused => LibvirtErrorCode.InternalError,
+        BackupErrorReason.StoreNotOpened => LibvirtErrorCode.InternalError,
         BackupErrorReason.UnusableFdGroup => LibvirtErrorCode.InvalidArg,
         BackupErrorReason.CopyBeforeWriteFailed => LibvirtErrorCode.OperationFailed,
         BackupErrorReason.CopyFailed => LibvirtErrorCode.OperationFailed,

@@ -195,7 +195,27 @@ internal static class BackupStoreFile
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or StorageException)
         {
-            throw new BackupJobException(BackupErrorReason.StoreCreationFailed, $"cannot open backup store '{path}': {e.Message}", e);
+            throw NotOpened(path, format, e);
         }
+    }
+
+    /// <summary>
+    /// A reused store that cannot be opened. libvirt opens it through QEMU's <c>blockdev-add</c>
+    /// (qemuBackupDiskPrepareOneStorage with reuse-external) and passes QEMU's words on: a file
+    /// that cannot be opened is file-posix's "Could not open '%s'" with strerror
+    /// (raw_open_common), a file without qcow2's magic "Image is not in qcow2 format"
+    /// (qcow2_do_open). Anything else is Tidemark's own reading of the image.
+    /// </summary>
+    private static BackupJobException NotOpened(string path, ImageFormat format, Exception e)
+    {
+        const string BlockdevAdd = "unable to execute QEMU command 'blockdev-add'";
+        if (HostErrno.Of(e) is not null)
+        {
+            return new BackupJobException(BackupErrorReason.StoreNotOpened, $"{BlockdevAdd}: Could not open '{path}': {HostErrno.Describe(e)}", e);
+        }
+
+        return e is StorageException { Reason: StorageErrorReason.NotAnImage } && format == ImageFormat.Qcow2
+            ? new BackupJobException(BackupErrorReason.StoreNotOpened, $"{BlockdevAdd}: Image is not in qcow2 format", e)
+            : new BackupJobException(BackupErrorReason.StoreCreationFailed, $"cannot open backup store '{path}': {e.Message}", e);
     }
 }

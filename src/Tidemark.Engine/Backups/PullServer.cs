@@ -67,10 +67,24 @@ internal static class PullServer
         {
             await nbd.DisposeAsync().ConfigureAwait(false);
             tls?.Dispose();
-            throw new BackupJobException(BackupErrorReason.ServerFailed, $"cannot start the backup NBD server on {Describe(server)}: {e.Message}", e);
+            throw server.Transport == ServerTransport.Tcp && e is SocketException socketError
+                ? TcpBindFailed(socketError)
+                : new BackupJobException(BackupErrorReason.ServerFailed, $"cannot start the backup NBD server on {Describe(server)}: {e.Message}", e);
         }
 
         return nbd;
+    }
+
+    /// <summary>
+    /// A TCP address that cannot be listened on, in the words libvirt passes on from QEMU's
+    /// <c>nbd-server-start</c> (qemuBackupBegin; QEMU's inet_listen_saddr): a port taken by
+    /// another process is "Failed to find an available port" (QEMU tries each port of the
+    /// range, here one), any other bind error "Failed to bind socket", each with strerror.
+    /// </summary>
+    private static BackupJobException TcpBindFailed(SocketException e)
+    {
+        var what = e.SocketErrorCode == SocketError.AddressAlreadyInUse ? "Failed to find an available port" : "Failed to bind socket";
+        return new BackupJobException(BackupErrorReason.ServerAddressRefused, $"unable to execute QEMU command 'nbd-server-start': {what}: {e.Message}", e);
     }
 
     private static async ValueTask<EndPoint> TcpEndPointAsync(BackupServer server, CancellationToken cancellationToken)

@@ -29,7 +29,11 @@ public sealed class NbdServer : IAsyncDisposable
     /// </summary>
     private const int SocketBufferSize = 4 * 1024 * 1024;
 
-    private readonly ConcurrentDictionary<string, NbdExport> _exports = new(StringComparer.Ordinal);
+    // Each export with the number of its addition: NBD_OPT_LIST names them in that order, as
+    // QEMU's server does (nbd_negotiate_handle_list walks its export list, appended to by
+    // nbd_export_create), so a pull backup lists its disks in the backup document's order.
+    private readonly ConcurrentDictionary<string, (NbdExport Export, long Order)> _exports = new(StringComparer.Ordinal);
+    private long _exportsAdded;
     private readonly ConcurrentDictionary<ServerConnection, Task> _connections = new();
     private readonly List<Socket> _listeners = [];
     private readonly List<Task> _acceptLoops = [];
@@ -63,8 +67,8 @@ public sealed class NbdServer : IAsyncDisposable
 
     public NbdServerOptions Options { get; }
 
-    /// <summary>The exports, in no particular order.</summary>
-    public IEnumerable<NbdExport> Exports => _exports.Values.OrderBy(e => e.Name, StringComparer.Ordinal);
+    /// <summary>The exports, in the order they were added.</summary>
+    public IEnumerable<NbdExport> Exports => _exports.Values.OrderBy(e => e.Order).Select(e => e.Export);
 
     /// <summary>Where the server listens, with the ports the system chose for port 0.</summary>
     public IReadOnlyList<EndPoint> EndPoints => _boundEndPoints;
@@ -77,7 +81,7 @@ public sealed class NbdServer : IAsyncDisposable
     public void AddExport(NbdExport export)
     {
         ArgumentNullException.ThrowIfNull(export);
-        if (!_exports.TryAdd(export.Name, export))
+        if (!_exports.TryAdd(export.Name, (export, Interlocked.Increment(ref _exportsAdded))))
         {
             throw new ArgumentException($"export '{export.Name}' specified twice", nameof(export));
         }
@@ -86,7 +90,7 @@ public sealed class NbdServer : IAsyncDisposable
     /// <summary>Removes an export from new negotiations; connections already using it go on.</summary>
     public bool RemoveExport(string name) => _exports.TryRemove(name, out _);
 
-    internal NbdExport? FindExport(string name) => _exports.TryGetValue(name, out var export) ? export : null;
+    internal NbdExport? FindExport(string name) => _exports.TryGetValue(name, out var entry) ? entry.Export : null;
 
     /// <summary>Binds every endpoint and starts accepting on them and on the handed-over listeners.</summary>
     /// <exception cref="SocketException">An endpoint cannot be bound (in use, no permission).</exception>
