@@ -11,6 +11,7 @@ namespace Tidemark.Daemon;
 /// exception carries libvirt's code and full message already, so only the error domain is
 /// chosen here, as libvirt's QEMU driver reports each error: DOMAIN (20, "Domain Config") for a
 /// name already taken by a domain or checkpoint (libvirt's object lists in src/conf say so),
+/// NONE (0) for a job wait that timed out (libvirt's job code in src/conf reports it so),
 /// QEMU (10) for the rest, checkpoint lookups included (the driver's own
 /// qemu_checkpoint.c reports them; libvirt 9.0 answers a missing checkpoint with domain 10).
 /// </summary>
@@ -34,6 +35,9 @@ internal static class WireErrors
     private static VirErrorDomain DomainOf(EngineErrorReason reason) => reason switch
     {
         EngineErrorReason.DomainExists or EngineErrorReason.CheckpointExists => VirErrorDomain.Domain,
+
+        // src/conf/virdomainjob.c, which waits for the domain's job, reports as VIR_FROM_NONE.
+        EngineErrorReason.JobWaitTimeout => VirErrorDomain.None,
         _ => VirErrorDomain.Qemu,
     };
 }

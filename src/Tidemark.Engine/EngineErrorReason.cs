@@ -97,6 +97,12 @@ public enum EngineErrorReason
     /// <summary>"another backup job is already running".</summary>
     BackupAlreadyRunning,
 
+    /// <summary>
+    /// A backup begun while another runs, which did not end within libvirt's wait for the
+    /// domain's job: "cannot acquire state change lock (held by monitor=%s)".
+    /// </summary>
+    JobWaitTimeout,
+
     /// <summary>"no domain backup job present".</summary>
     NoBackupJob,
 
@@ -141,6 +147,7 @@ public static class EngineErrorReasons
         EngineErrorReason.StateWriteFailed => LibvirtErrorCode.InternalError,
         EngineErrorReason.BackupOfInactiveDomain => LibvirtErrorCode.OperationUnsupported,
         EngineErrorReason.BackupAlreadyRunning => LibvirtErrorCode.OperationInvalid,
+        EngineErrorReason.JobWaitTimeout => LibvirtErrorCode.OperationTimeout,
         EngineErrorReason.NoBackupJob => LibvirtErrorCode.NoDomainBackup,
         EngineErrorReason.NoActiveJob => LibvirtErrorCode.OperationInvalid,
         EngineErrorReason.NoIncrementalCheckpoint => LibvirtErrorCode.NoDomainCheckpoint,

@@ -29,6 +29,9 @@ public enum LibvirtErrorCode
     /// <summary><c>VIR_ERR_CONFIG_UNSUPPORTED</c>.</summary>
     ConfigUnsupported = 67,
 
+    /// <summary><c>VIR_ERR_OPERATION_TIMEOUT</c>: a domain's job lock not acquired in time.</summary>
+    OperationTimeout = 68,
+
     /// <summary><c>VIR_ERR_OPERATION_UNSUPPORTED</c>.</summary>
     OperationUnsupported = 84,
 
@@ -65,6 +68,7 @@ public static class LibvirtErrorPrefix
         LibvirtErrorCode.NoDomain => "Domain not found",
         LibvirtErrorCode.OperationInvalid => "Requested operation is not valid",
         LibvirtErrorCode.ConfigUnsupported => "unsupported configuration",
+        LibvirtErrorCode.OperationTimeout => "Timed out during operation",
         LibvirtErrorCode.OperationUnsupported => "Operation not supported",
         LibvirtErrorCode.XmlInvalidSchema => "XML document failed to validate against schema",
         LibvirtErrorCode.NoDomainCheckpoint => "Domain checkpoint not found",

@@ -30,6 +30,9 @@ public enum VirErrorNumber
     OperationInvalid = 55,
     ConfigUnsupported = 67,
 
+    /// <summary>A domain's job lock not acquired within libvirt's wait (virDomainObjBeginJobInternal).</summary>
+    OperationTimeout = 68,
+
     /// <summary>libvirt's answer for a guest-agent call on a domain without an agent channel (qemuDomainAgentAvailable).</summary>
     ArgumentUnsupported = 74,
     OperationUnsupported = 84,
@@ -72,6 +75,7 @@ public static class VirErrorText
         VirErrorNumber.SystemError => null,
         VirErrorNumber.OperationInvalid => "Requested operation is not valid",
         VirErrorNumber.ConfigUnsupported => "unsupported configuration",
+        VirErrorNumber.OperationTimeout => "Timed out during operation",
         VirErrorNumber.ArgumentUnsupported => "argument unsupported",
         VirErrorNumber.OperationUnsupported => "Operation not supported",
         VirErrorNumber.XmlInvalidSchema => "XML document failed to validate against schema",

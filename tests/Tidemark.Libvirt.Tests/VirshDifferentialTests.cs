@@ -11,10 +11,8 @@ namespace Tidemark.Libvirt.Tests;
 /// between two hosts (paths, UUIDs, times, ids) is masked (<see cref="VirshTranscript.Mask"/>).
 /// </summary>
 /// <remarks>
-/// Left out on purpose: a second backup-begin while a backup runs. libvirt 9.0 waits 30 s for
-/// the domain's job lock and fails with "cannot acquire state change lock"; Tidemark answers
-/// at once with the error libvirt's check behind that lock words ("another backup job is
-/// already running").
+/// Commands while a backup runs (a second backup-begin among them, which waits 30 s for the
+/// domain's job on both) are compared in <see cref="BackupConcurrencyDifferentialTests"/>.
 /// </remarks>
 public sealed class VirshDifferentialTests(PrivateLibvirtdFixture fixture) : IClassFixture<PrivateLibvirtdFixture>
 {
@@ -376,7 +374,7 @@ public sealed class VirshDifferentialTests(PrivateLibvirtdFixture fixture) : ICl
         return virsh.Mask(directory);
     }
 
-    private static async Task<string> CreateDomainAsync(string directory, string name)
+    internal static async Task<string> CreateDomainAsync(string directory, string name)
     {
         var images = Path.Combine(directory, name);
         Directory.CreateDirectory(images);

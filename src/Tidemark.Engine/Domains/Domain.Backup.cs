@@ -77,7 +77,7 @@ public sealed partial class Domain
     /// added and the incremental dirty sets snapshot (merged across each chain); the stores are
     /// created and each disk's copy-before-write is installed; the barrier opens; the job starts.
     /// </remarks>
-    /// <exception cref="EngineException">Bad flags; an inactive domain; a job already running; a missing base checkpoint or a broken bitmap chain; checkpoint errors.</exception>
+    /// <exception cref="EngineException">Bad flags; an inactive domain; a backup already running that did not end within <see cref="DomainHost.JobWaitTime"/>; a missing base checkpoint or a broken bitmap chain; checkpoint errors.</exception>
     /// <exception cref="Formats.DocumentException">A document that cannot be read, breaks its schema or does not fit the domain.</exception>
     /// <exception cref="BackupJobException">A store that exists or cannot be created, no disk selected, a pull server that cannot start.</exception>
     public async Task<DomainBackup> BeginBackupAsync(string backupXml, string? checkpointXml, BackupBeginFlags flags = BackupBeginFlags.None, CancellationToken cancellationToken = default)
@@ -89,10 +89,13 @@ public sealed partial class Domain
         var checkpoint = checkpointXml is null ? null : CheckpointParser.Parse(checkpointXml, CheckpointParseMode.Create, now);
         var suffix = checkpoint?.Name ?? now.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
-        using var held = await LockAsync(cancellationToken).ConfigureAwait(false);
+        using var held = await LockWithoutBackupAsync(cancellationToken).ConfigureAwait(false);
         var running = Running
             ?? throw new EngineException(EngineErrorReason.BackupOfInactiveDomain, "cannot perform disk backup for inactive domain");
         var aligned = BackupAligner.Align(parsed, Definition, suffix);
+
+        // libvirt's own check behind its job lock (qemuBackupBegin); the wait above has
+        // already seen the domain without a backup, under the same lock.
         if (Backup is not null)
         {
             throw new EngineException(EngineErrorReason.BackupAlreadyRunning, "another backup job is already running");
@@ -212,6 +215,45 @@ public sealed partial class Domain
     }
 
     /// <summary>
+    /// Takes the domain's lock once no backup runs, as libvirt's begin takes the domain's async
+    /// job (qemuBackupBegin, virDomainObjBeginAsyncJob): a running backup holds it until it
+    /// ends, and a begin waits for that end for <see cref="DomainHost.JobWaitTime"/> at most,
+    /// then fails as virDomainObjBeginJobInternal does. A backup that ends within the wait
+    /// lets the waiting begin go on and start its own. The wait does not hold the domain's
+    /// lock: abort, destroy, suspend and checkpoints go on meanwhile, as the async job's mask
+    /// lets them (qemuBackupBegin's qemuDomainObjSetAsyncJobMask).
+    /// </summary>
+    /// <exception cref="EngineException">"cannot acquire state change lock (held by monitor=remoteDispatchDomainBackupBegin)": libvirt names the API that began the async job (its asyncOwnerAPI), which for a backup is always libvirtd's dispatcher of virDomainBackupBegin.</exception>
+    private async Task<Held> LockWithoutBackupAsync(CancellationToken cancellationToken)
+    {
+        using var wait = new CancellationTokenSource(_host.JobWaitTime, Clock);
+        using var waitOrCancel = CancellationTokenSource.CreateLinkedTokenSource(wait.Token, cancellationToken);
+        while (true)
+        {
+            if (Backup is { } backup)
+            {
+                try
+                {
+                    await backup.Completion.WaitAsync(waitOrCancel.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (wait.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+                {
+                    throw new EngineException(EngineErrorReason.JobWaitTimeout, "cannot acquire state change lock (held by monitor=remoteDispatchDomainBackupBegin)");
+                }
+            }
+
+            var held = await LockAsync(cancellationToken).ConfigureAwait(false);
+            if (Backup is null)
+            {
+                return held;
+            }
+
+            // Another begin got there first: wait for its job in turn, within the same time.
+            held.Dispose();
+        }
+    }
+
+    /// <summary>
     /// The completed job's statistics (<c>VIR_DOMAIN_JOB_STATS_COMPLETED</c>), or null. They are
     /// handed out once unless <paramref name="keep"/> (<c>_KEEP_COMPLETED</c>), as libvirt does.
     /// </summary>
@@ -233,9 +275,18 @@ public sealed partial class Domain
     /// <c>virDomainAbortJob</c>: starts ending the backup and returns right away; the job ends
     /// asynchronously (spec §4.4).
     /// </summary>
-    /// <exception cref="EngineException">"no job is active on the domain".</exception>
+    /// <remarks>
+    /// A shut-off domain is refused as such before any job is looked for: qemuDomainAbortJobFlags
+    /// checks that the domain is active (virDomainObjCheckActive) before it looks at its async job.
+    /// </remarks>
+    /// <exception cref="EngineException">"domain is not running"; "no job is active on the domain".</exception>
     public void AbortBackup()
     {
+        if (Running is null)
+        {
+            throw NotRunning();
+        }
+
         var backup = Backup ?? throw new EngineException(EngineErrorReason.NoActiveJob, "no job is active on the domain");
         _ = backup.Job.AbortAsync();
     }

@@ -48,6 +48,13 @@ public sealed class DomainHost : IAsyncDisposable
     /// <summary><c>backup_tls_x509_verify</c>: a TLS pull client must present a certificate signed by the CA.</summary>
     public bool BackupTlsVerifyPeer { get; set; } = true;
 
+    /// <summary>
+    /// How long a backup begun while another backup of the same domain runs waits for that
+    /// one to end before it fails: libvirt's <c>VIR_JOB_WAIT_TIME</c>, 30 s, the wait of
+    /// virDomainObjBeginJobInternal for the domain's async job (spec §6.7 step 2).
+    /// </summary>
+    public TimeSpan JobWaitTime { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Files that jobs cut short by a crash had created, removed when the host was opened.</summary>
     public IReadOnlyList<string> RemovedJobFiles { get; private set; } = [];
 

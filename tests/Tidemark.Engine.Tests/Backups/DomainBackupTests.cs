@@ -98,10 +98,15 @@ public sealed class DomainBackupTests
         Assert.Equal(test.ImagePath("p", new TestDisk("vda")), scratchInfo.GetProperty("backing-filename").GetString());
         Assert.Equal("qcow2", scratchInfo.GetProperty("backing-filename-format").GetString());
         Assert.Contains(scratch, domain.GetBackupXml(), StringComparison.Ordinal);
-        var second = await Assert.ThrowsAsync<EngineException>(() => domain.BeginBackupAsync(Push(test.Directory.File("x.qcow2"), null), null, cancellationToken: Ct));
-        Assert.Equal(LibvirtErrorCode.OperationInvalid, second.Code);
-        Assert.Equal("Requested operation is not valid: another backup job is already running", second.Message);
 
+        // A second begin waits for the running job, as libvirt's waits for the domain's async
+        // job, and fails once the wait is over (virDomainObjBeginJobInternal): nothing created.
+        test.Host.JobWaitTime = TimeSpan.FromMilliseconds(300);
+        var second = await Assert.ThrowsAsync<EngineException>(() => domain.BeginBackupAsync(Push(test.Directory.File("x.qcow2"), null), null, cancellationToken: Ct));
+        Assert.Equal(LibvirtErrorCode.OperationTimeout, second.Code);
+        Assert.Equal("Timed out during operation: cannot acquire state change lock (held by monitor=remoteDispatchDomainBackupBegin)", second.Message);
+        Assert.False(File.Exists(test.Directory.File("x.qcow2")));
+        Assert.Same(backup, domain.Backup);
 
         domain.AbortBackup();
         var info = await backup.Completion.WaitAsync(JobTimeout, Ct);
@@ -272,6 +277,44 @@ public sealed class DomainBackupTests
         await Peer.RunCheckedAsync("qemu-img", "check", image);
         await Documents.AssertSameContentAsync(image, "qcow2", instant);
         Assert.Equal(["c1"], await ImageBitmaps.NamesAsync(image));
+    }
+
+    /// <summary>
+    /// A begin while a pull runs waits for it (libvirt's wait for the domain's async job,
+    /// spec §6.7 step 2); the pull aborted meanwhile, the waiting begin starts its own job.
+    /// Abort and checkpoints are not held up by the waiting begin.
+    /// </summary>
+    [Fact]
+    public async Task BeginWhileAPullRuns_StartsOnceThePullHasEnded()
+    {
+        await using var test = await TestHost.CreateAsync();
+        var domain = await test.DefineAsync("w", Size, new TestDisk("vda"));
+        await domain.StartAsync(Ct);
+        var pull = $"""
+            <domainbackup mode='pull'>
+              <server transport='unix' socket='{test.Directory.File("pull.sock")}'/>
+              <disks><disk name='vda' type='file'><scratch file='{test.Directory.File("scratch.qcow2")}'/></disk></disks>
+            </domainbackup>
+            """;
+        var first = await domain.BeginBackupAsync(pull, null, cancellationToken: Ct);
+
+        var target = test.Directory.File("next.qcow2");
+        var waiting = domain.BeginBackupAsync(Push(target, incremental: null), null, cancellationToken: Ct);
+        await Task.Delay(200, Ct);
+        Assert.False(waiting.IsCompleted);
+        await domain.Checkpoints.CreateAsync("<domaincheckpoint><name>c1</name></domaincheckpoint>", cancellationToken: Ct);
+        Assert.Same(first, domain.Backup);
+
+        domain.AbortBackup();
+        var second = await waiting.WaitAsync(JobTimeout, Ct);
+        Assert.Equal(BackupJobPhase.Completed, (await first.Completion).Phase);
+        Assert.NotSame(first, second);
+        Assert.Equal(BackupJobPhase.Completed, (await second.Completion.WaitAsync(JobTimeout, Ct)).Phase);
+        await Documents.AssertCleanAsync(target);
+
+        // Once shut off, an abort names the domain's state before any job (qemuDomainAbortJobFlags).
+        await domain.DestroyAsync(Ct);
+        Assert.Equal("Requested operation is not valid: domain is not running", Assert.Throws<EngineException>(domain.AbortBackup).Message);
     }
 
     /// <summary>A push backup of vda into <paramref name="target"/>, full or incremental since <paramref name="incremental"/>.</summary>
