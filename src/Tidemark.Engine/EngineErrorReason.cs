@@ -94,9 +94,6 @@ public enum EngineErrorReason
     /// <summary>"cannot perform disk backup for inactive domain".</summary>
     BackupOfInactiveDomain,
 
-    /// <summary>"another backup job is already running".</summary>
-    BackupAlreadyRunning,
-
     /// <summary>
     /// A backup begun while another runs, which did not end within libvirt's wait for the
     /// domain's job: "cannot acquire state change lock (held by monitor=%s)".
@@ -146,7 +143,6 @@ public static class EngineErrorReasons
         EngineErrorReason.BitmapExists => LibvirtErrorCode.InternalError,
         EngineErrorReason.StateWriteFailed => LibvirtErrorCode.InternalError,
         EngineErrorReason.BackupOfInactiveDomain => LibvirtErrorCode.OperationUnsupported,
-        EngineErrorReason.BackupAlreadyRunning => LibvirtErrorCode.OperationInvalid,
         EngineErrorReason.JobWaitTimeout => LibvirtErrorCode.OperationTimeout,
         EngineErrorReason.NoBackupJob => LibvirtErrorCode.NoDomainBackup,
         EngineErrorReason.NoActiveJob => LibvirtErrorCode.OperationInvalid,

@@ -19,10 +19,10 @@ public sealed class BackupConcurrencyDifferentialTests(PrivateLibvirtdFixture fi
 
     /// <summary>
     /// With a full pull job running (it runs until <c>domjobabort</c>), and then with an
-    /// incremental pull from the checkpoint the first job created: a second backup-begin, pull
-    /// and push (libvirt waits 30 s for the domain's job, then times out); checkpoints
-    /// created, listed, sized, deleted (the running incremental's base and another) and one
-    /// redefined; suspend, domjobinfo while paused, resume; undefine without and with
+    /// incremental pull from the checkpoint the first job created: a second backup-begin (a pull
+    /// during the first job, a push during the second: libvirt waits 30 s for the domain's job,
+    /// then times out); checkpoints created, listed, sized, deleted (the running incremental's
+    /// base and another) and one redefined; suspend, domjobinfo while paused, resume; undefine without and with
     /// <c>--checkpoints-metadata</c> and the definition back; domjobabort twice, shutdown, and
     /// domjobinfo <c>--completed</c> after each kind of end. Afterwards an incremental from the
     /// checkpoint created during the first job, whose dirty map (<c>nbdinfo --map</c>) holds
@@ -36,7 +36,7 @@ public sealed class BackupConcurrencyDifferentialTests(PrivateLibvirtdFixture fi
 
         // What libvirt says, so that a change on its side fails here too.
         const string timedOut = "error: Timed out during operation: cannot acquire state change lock (held by monitor=remoteDispatchDomainBackupBegin)\n[exit 1]\n";
-        Assert.Equal(4, real.Split(timedOut).Length - 1);
+        Assert.Equal(2, real.Split(timedOut).Length - 1);
         Assert.Contains("$ virsh checkpoint-create-as bj c1\nDomain checkpoint c1 created\n[exit 0]\n", real, StringComparison.Ordinal);
         Assert.Contains("<disk name='vda' checkpoint='bitmap' bitmap='c1' size='1048576'/>", real, StringComparison.Ordinal);
 
@@ -101,8 +101,10 @@ public sealed class BackupConcurrencyDifferentialTests(PrivateLibvirtdFixture fi
         // A full pull, with checkpoint j1 taken at its instant. c1 is taken between two guest
         // writes: its bitmap must hold the second and not the first.
         await virsh.RunAsync("backup-begin", Domain, full, j1);
+
+        // A second begin waits 30 s for the running job, then times out: one pull here, one
+        // push during the incremental below (each costs the wait on both hosts).
         await virsh.RunAsync("backup-begin", Domain, full);
-        await virsh.RunAsync("backup-begin", Domain, push);
         await write(Domain, "vda", "write -P 0x42 4M 1M");
         await virsh.RunAsync("checkpoint-create-as", Domain, "c1");
         await write(Domain, "vda", "write -P 0x43 8M 1M");
@@ -142,7 +144,6 @@ public sealed class BackupConcurrencyDifferentialTests(PrivateLibvirtdFixture fi
         // One write in the job's dirty set (j1's, since 4M and 8M were written), one outside it.
         await write(Domain, "vda", "write -P 0x44 4608K 512K");
         await write(Domain, "vda", "write -P 0x45 12M 1M");
-        await virsh.RunAsync("backup-begin", Domain, fromJ1);
         await virsh.RunAsync("backup-begin", Domain, push);
         // The running incremental's base goes: the job has its dirty set already.
         await virsh.RunAsync("checkpoint-create-as", Domain, "c2");

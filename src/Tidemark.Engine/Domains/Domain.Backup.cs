@@ -94,13 +94,8 @@ public sealed partial class Domain
             ?? throw new EngineException(EngineErrorReason.BackupOfInactiveDomain, "cannot perform disk backup for inactive domain");
         var aligned = BackupAligner.Align(parsed, Definition, suffix);
 
-        // libvirt's own check behind its job lock (qemuBackupBegin); the wait above has
-        // already seen the domain without a backup, under the same lock.
-        if (Backup is not null)
-        {
-            throw new EngineException(EngineErrorReason.BackupAlreadyRunning, "another backup job is already running");
-        }
-
+        // libvirt checks for a backup once more behind its job lock ("another backup job is
+        // already running", qemuBackupBegin); here the lock is only ever held with no backup.
         aligned = BackupDefaults.Apply(aligned, () => ++_lastStoreIndex);
         var selected = aligned.Disks.Where(d => d.Backup).ToList();
         foreach (var disk in selected)
