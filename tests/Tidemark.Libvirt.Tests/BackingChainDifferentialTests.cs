@@ -30,7 +30,7 @@ public sealed class BackingChainDifferentialTests(PrivateLibvirtdFixture fixture
     public async Task BitmapsInSeveralLayers_AreValidatedMergedAndDeletedAsOnLibvirt()
     {
         var libvirtd = await fixture.GetAsync();
-        var (real, ours) = await BothHosts.RunAsync(fixture, "tdb", (uri, directory) => RunAsync(uri, directory, uri == libvirtd.Uri ? libvirtd : null), Ct);
+        var (real, ours) = await BothHosts.RunAsync(fixture, "tdb", (uri, directory, write) => RunAsync(uri, directory, write, uri == libvirtd.Uri ? libvirtd : null), Ct);
         Assert.Equal(real.Main, ours.Main);
 
         // What libvirt says of this chain: validity needs the top's copy and an unbroken run of
@@ -86,7 +86,7 @@ public sealed class BackingChainDifferentialTests(PrivateLibvirtdFixture fixture
 
     private sealed record Run(string Main, string Resized, string Offline, string Allocation);
 
-    private static async Task<Run> RunAsync(string uri, string directory, PrivateLibvirtd? libvirtd)
+    private static async Task<Run> RunAsync(string uri, string directory, GuestWrite write, PrivateLibvirtd? libvirtd)
     {
         var virsh = new VirshTranscript(uri);
         var resized = new VirshTranscript(uri);
@@ -99,18 +99,6 @@ public sealed class BackingChainDifferentialTests(PrivateLibvirtdFixture fixture
             var path = Path.Combine(images, name);
             File.WriteAllText(path, text.Replace("D/", images + "/", StringComparison.Ordinal));
             return path;
-        }
-
-        async Task GuestWriteAsync(string disk, string command)
-        {
-            if (libvirtd is not null)
-            {
-                await libvirtd.GuestWriteAsync(Domain, disk, command);
-            }
-            else
-            {
-                await Peer.RunCheckedAsync("qemu-io", "-f", "raw", "-c", command, "-c", "flush", $"nbd+unix:///{disk}?socket={Path.Combine(directory, "state", "run", Domain + ".sock")}");
-            }
         }
 
         // Every checkpoint a child of c2 (c1 <- c2 <- the rest), each on one disk.
@@ -213,10 +201,10 @@ public sealed class BackingChainDifferentialTests(PrivateLibvirtdFixture fixture
         virsh.Note("qemu-img info (running)", await LayersAsync(layers));
 
         // The guest writes; an incremental pull from each, the first one creating c3 over the chain.
-        await GuestWriteAsync("vda", "write -P 0x51 9M 64k");
-        await GuestWriteAsync("vdb", "write -P 0x52 24M 64k");
+        await write(Domain, "vda", "write -P 0x51 9M 64k");
+        await write(Domain, "vdb", "write -P 0x52 24M 64k");
         await PullAsync("c1", Doc("c3.xml", "<domaincheckpoint><name>c3</name></domaincheckpoint>"));
-        await GuestWriteAsync("vda", "write -P 0x53 10M 64k");
+        await write(Domain, "vda", "write -P 0x53 10M 64k");
         foreach (var (name, _) in checkpoints.Skip(1))
         {
             await PullAsync(name);
@@ -338,29 +326,10 @@ public sealed class BackingChainDifferentialTests(PrivateLibvirtdFixture fixture
         var text = new StringBuilder();
         foreach (var layer in layers)
         {
-            text.Append(Path.GetFileName(layer)).Append(' ').Append(await BitmapsAsync(layer)).Append('\n');
+            text.Append(Path.GetFileName(layer)).Append(' ').Append(await ImageBitmapList.DescribeAsync(layer)).Append('\n');
         }
 
         return text.ToString();
-    }
-
-    private static async Task<string> BitmapsAsync(string image)
-    {
-        var info = await Peer.RunCheckedAsync("qemu-img", "info", "--output=json", "-U", "-f", "qcow2", image);
-        using var json = JsonDocument.Parse(info);
-        if (!json.RootElement.GetProperty("format-specific").GetProperty("data").TryGetProperty("bitmaps", out var bitmaps))
-        {
-            return "none";
-        }
-
-        var text = new StringBuilder();
-        foreach (var bitmap in bitmaps.EnumerateArray().OrderBy(b => b.GetProperty("name").GetString(), StringComparer.Ordinal))
-        {
-            var flags = string.Join(',', bitmap.GetProperty("flags").EnumerateArray().Select(f => f.GetString()));
-            text.Append($"{bitmap.GetProperty("name").GetString()}[{flags}]/{bitmap.GetProperty("granularity").GetInt64()} ");
-        }
-
-        return text.ToString().TrimEnd();
     }
 
     // qemu-img check of one layer by itself: its verdict and counts, without what the layout

@@ -69,7 +69,7 @@ public sealed class BackupConcurrencyDifferentialTests(PrivateLibvirtdFixture fi
     private static async Task<string> RunAsync(string uri, string directory, GuestWrite write)
     {
         var virsh = new VirshTranscript(uri);
-        var xml = await VirshDifferentialTests.CreateDomainAsync(directory, Domain);
+        var xml = await TwoDiskDomain.CreateAsync(directory, Domain);
         var images = Path.Combine(directory, Domain);
         var socket = Path.Combine(images, "nbd.sock");
         string Doc(string name, string text)

@@ -1,5 +1,3 @@
-using System.Text;
-using System.Text.Json;
 using Tidemark.Libvirt.Tests.Support;
 using Tidemark.Testing;
 
@@ -214,12 +212,12 @@ public sealed partial class CheckpointDifferentialTests(PrivateLibvirtdFixture f
         await virsh.RunAsync("checkpoint-create", "ck", File("c1.xml"), "--redefine", "--redefine-validate");
         await virsh.RunAsync("checkpoint-dumpxml", "ck", "c1", "--no-domain", "--size");
         await virsh.RunAsync("checkpoint-list", "ck", "--name");
-        var bitmaps = $"vda {await BitmapsAsync(vda)}\nvdb {await BitmapsAsync(vdb)}\n";
+        var bitmaps = $"vda {await ImageBitmapList.DescribeAsync(vda)}\nvdb {await ImageBitmapList.DescribeAsync(vdb)}\n";
 
         // Where the two differ on purpose (see the test).
         var offline = new VirshTranscript(uri);
         await offline.RunAsync("checkpoint-create-as", "ck", "off1");
-        var offlineBitmaps = $"vda {await BitmapsAsync(vda)}\n";
+        var offlineBitmaps = $"vda {await ImageBitmapList.DescribeAsync(vda)}\n";
         await offline.RunAsync("checkpoint-delete", "ck", "off1");
         await offline.RunAsync("checkpoint-delete", "ck", "e3");
         await offline.RunAsync("checkpoint-list", "ck", "--name");
@@ -298,7 +296,7 @@ public sealed partial class CheckpointDifferentialTests(PrivateLibvirtdFixture f
         await virsh.RunAsync("checkpoint-dumpxml", "cr", "r4", "--no-domain");
         await virsh.RunAsync("checkpoint-dumpxml", "cr", "r5", "--no-domain");
         await virsh.RunAsync("destroy", "cr");
-        var bitmaps = string.Concat(await Task.WhenAll(disks.Where(d => d.Format == "qcow2").Select(async d => $"{d.Target} {await BitmapsAsync(d.Image)}\n")));
+        var bitmaps = string.Concat(await Task.WhenAll(disks.Where(d => d.Format == "qcow2").Select(async d => $"{d.Target} {await ImageBitmapList.DescribeAsync(d.Image)}\n")));
         await virsh.RunAsync("undefine", "cr", "--checkpoints-metadata");
         return virsh.Mask(directory) + bitmaps;
     }
@@ -317,27 +315,6 @@ public sealed partial class CheckpointDifferentialTests(PrivateLibvirtdFixture f
         var xml = Path.Combine(images, "ck.xml");
         await File.WriteAllTextAsync(xml, new LibvirtdDomain("ck", disks).Xml(), Ct);
         return (xml, disks[0].Image, disks[1].Image);
-    }
-
-    // The bitmaps qemu-img reports, by name: each one's flags and granularity. (The order of
-    // the bitmap directory is not compared: nothing reads it.)
-    private static async Task<string> BitmapsAsync(string image)
-    {
-        var info = await Peer.RunCheckedAsync("qemu-img", "info", "--output=json", "-U", image);
-        using var json = JsonDocument.Parse(info);
-        if (!json.RootElement.GetProperty("format-specific").GetProperty("data").TryGetProperty("bitmaps", out var bitmaps))
-        {
-            return "none";
-        }
-
-        var text = new StringBuilder();
-        foreach (var bitmap in bitmaps.EnumerateArray().OrderBy(b => b.GetProperty("name").GetString(), StringComparer.Ordinal))
-        {
-            var flags = string.Join(',', bitmap.GetProperty("flags").EnumerateArray().Select(f => f.GetString()));
-            text.Append($"{bitmap.GetProperty("name").GetString()}[{flags}]/{bitmap.GetProperty("granularity").GetInt64()} ");
-        }
-
-        return text.ToString().TrimEnd();
     }
 
     // A schema violation's details are libxml2's RELAX NG validator's words after the path of

@@ -50,7 +50,7 @@ public sealed partial class PullVariantsDifferentialTests(PrivateLibvirtdFixture
         var (real, ours) = await BothHosts.RunAsync(
             fixture,
             "tpv",
-            (uri, directory) => RunAsync(uri, directory, uri == libvirtd.Uri ? libvirtd : null, pki),
+            (uri, directory, write) => RunAsync(uri, directory, write, pki),
             Ct,
             options => options with { BackupTlsDirectory = pki.ServerDirectory });
         Assert.Equal(real.Main, ours.Main);
@@ -89,12 +89,12 @@ public sealed partial class PullVariantsDifferentialTests(PrivateLibvirtdFixture
         Assert.EndsWith("$ virsh domjobabort pv\n\n[exit 0]\n$ ls\n", ours.Listed, StringComparison.Ordinal);
     }
 
-    private static async Task<Run> RunAsync(string uri, string directory, PrivateLibvirtd? libvirtd, X509Credentials pki)
+    private static async Task<Run> RunAsync(string uri, string directory, GuestWrite write, X509Credentials pki)
     {
         var virsh = new VirshTranscript(uri);
         var listed = new VirshTranscript(uri);
         var images = Path.Combine(directory, Domain);
-        var xml = await CreateDomainAsync(images);
+        var xml = await TwoDiskDomain.CreateAsync(directory, Domain);
         var socket = Path.Combine(images, "nbd.sock");
         var ports = new List<int>();
         string Doc(string name, string text)
@@ -102,18 +102,6 @@ public sealed partial class PullVariantsDifferentialTests(PrivateLibvirtdFixture
             var path = Path.Combine(images, name);
             File.WriteAllText(path, text.Replace("D/", images + "/", StringComparison.Ordinal));
             return path;
-        }
-
-        async Task GuestWriteAsync(string disk, string command)
-        {
-            if (libvirtd is not null)
-            {
-                await libvirtd.GuestWriteAsync(Domain, disk, command);
-            }
-            else
-            {
-                await Peer.RunCheckedAsync("qemu-io", "-f", "raw", "-c", command, "-c", "flush", $"nbd+unix:///{disk}?socket={Path.Combine(directory, "state", "run", Domain + ".sock")}");
-            }
         }
 
         void Exists(params string[] files) =>
@@ -154,8 +142,8 @@ public sealed partial class PullVariantsDifferentialTests(PrivateLibvirtdFixture
 
         await virsh.RunAsync("define", xml);
         await virsh.RunAsync("start", Domain);
-        await GuestWriteAsync("vda", "write -P 0x41 0 1M");
-        await GuestWriteAsync("vdb", "write -P 0x42 4M 512K");
+        await write(Domain, "vda", "write -P 0x41 0 1M");
+        await write(Domain, "vdb", "write -P 0x42 4M 512K");
 
         // TCP, both disks, a checkpoint created at begin.
         var port = LoopbackPort.Free();
@@ -180,8 +168,8 @@ public sealed partial class PullVariantsDifferentialTests(PrivateLibvirtdFixture
             Exists("busy-vda.qcow2");
         }
 
-        await GuestWriteAsync("vda", "write -P 0x43 0 64K");
-        await GuestWriteAsync("vdb", "write -P 0x44 8M 128K");
+        await write(Domain, "vda", "write -P 0x43 0 64K");
+        await write(Domain, "vdb", "write -P 0x44 8M 128K");
 
         // TLS: a client with the CA and a certificate reads, a plain client is refused.
         var tlsPort = LoopbackPort.Free();
@@ -251,7 +239,7 @@ public sealed partial class PullVariantsDifferentialTests(PrivateLibvirtdFixture
         listed.Note("ls", Generated(images));
 
         // Export name and bitmap overrides; an incremental from c1 with c3 created at begin.
-        await GuestWriteAsync("vda", "write -P 0x45 2M 128K");
+        await write(Domain, "vda", "write -P 0x45 2M 128K");
         Doc("c3.xml", "<domaincheckpoint><name>c3</name><disks><disk name='vda'/><disk name='vdb' checkpoint='no'/></disks></domaincheckpoint>");
         Doc("names.xml", "<domainbackup mode='pull'><incremental>c1</incremental><server transport='unix' socket='D/nbd.sock'/><disks><disk name='vda' type='file' exportname='whole-a' exportbitmap='dirty-a'><scratch file='D/names-vda.qcow2'/></disk><disk name='vdb' backup='no'/></disks></domainbackup>");
         await virsh.RunAsync("backup-begin", Domain, Path.Combine(images, "names.xml"), Path.Combine(images, "c3.xml"));
@@ -303,20 +291,4 @@ public sealed partial class PullVariantsDifferentialTests(PrivateLibvirtdFixture
     // libxml2's RELAX NG words after the schema's path (see CheckpointDifferentialTests).
     [GeneratedRegex(@"(?<head>Unable to validate doc against )(?:\S*/)?(?<schema>\w+\.rng)\n(?:(?!\[exit ).*\n)*")]
     private static partial Regex SchemaDetails();
-
-    private static async Task<string> CreateDomainAsync(string images)
-    {
-        Directory.CreateDirectory(images);
-        var disks = new List<LibvirtdDisk>();
-        foreach (var target in new[] { "vda", "vdb" })
-        {
-            var image = Path.Combine(images, target + ".qcow2");
-            await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", image, "16M");
-            disks.Add(new LibvirtdDisk(target, image));
-        }
-
-        var xml = Path.Combine(images, Domain + ".xml");
-        await File.WriteAllTextAsync(xml, new LibvirtdDomain(Domain, disks).Xml(), Ct);
-        return xml;
-    }
 }

@@ -184,7 +184,7 @@ public sealed class VirshDifferentialTests(PrivateLibvirtdFixture fixture) : ICl
     private static async Task<string> RunSuspendAsync(string uri, string directory)
     {
         var virsh = new VirshTranscript(uri);
-        var xml = await CreateDomainAsync(directory, "sp");
+        var xml = await TwoDiskDomain.CreateAsync(directory, "sp");
         await virsh.RunAsync("define", xml);
         await virsh.RunAsync("start", "sp");
         await virsh.RunAsync("suspend", "sp");
@@ -238,8 +238,8 @@ public sealed class VirshDifferentialTests(PrivateLibvirtdFixture fixture) : ICl
     private static async Task<string> RunStartPausedAsync(string uri, string directory)
     {
         var virsh = new VirshTranscript(uri);
-        var xml = await CreateDomainAsync(directory, "sq");
-        var transient = await CreateDomainAsync(directory, "cq");
+        var xml = await TwoDiskDomain.CreateAsync(directory, "sq");
+        var transient = await TwoDiskDomain.CreateAsync(directory, "cq");
 
         // The watcher registers in its own time: define the domain until it reports the
         // definition (undoing each definition it missed, off the record); every later event
@@ -288,7 +288,7 @@ public sealed class VirshDifferentialTests(PrivateLibvirtdFixture fixture) : ICl
     private static async Task<string> RunEventsAsync(string uri, string directory)
     {
         var virsh = new VirshTranscript(uri);
-        var xml = await CreateDomainAsync(directory, "ev");
+        var xml = await TwoDiskDomain.CreateAsync(directory, "ev");
         await virsh.RunAsync("define", xml);
         await virsh.RunAsync("start", "ev");
         var push = $"<domainbackup><disks><disk name='vda' type='file'><target file='{Path.Combine(directory, "ev", "full.qcow2")}'/><driver type='qcow2'/></disk><disk name='vdb' backup='no'/></disks></domainbackup>";
@@ -331,7 +331,7 @@ public sealed class VirshDifferentialTests(PrivateLibvirtdFixture fixture) : ICl
 
     private static async Task<string> RunBackupAsync(VirshTranscript virsh, string directory)
     {
-        var xml = await CreateDomainAsync(directory, "pb");
+        var xml = await TwoDiskDomain.CreateAsync(directory, "pb");
         var socket = Path.Combine(directory, "pb", "nbd.sock");
         var full = Path.Combine(directory, "pb", "full.xml");
         await File.WriteAllTextAsync(full, $"<domainbackup mode='pull'><server transport='unix' socket='{socket}'/><disks><disk name='vda' backup='yes' type='file'><scratch file='{Path.Combine(directory, "pb", "vda.scratch")}'/></disk><disk name='vdb' backup='no'/></disks></domainbackup>", Ct);
@@ -374,26 +374,9 @@ public sealed class VirshDifferentialTests(PrivateLibvirtdFixture fixture) : ICl
         return virsh.Mask(directory);
     }
 
-    internal static async Task<string> CreateDomainAsync(string directory, string name)
-    {
-        var images = Path.Combine(directory, name);
-        Directory.CreateDirectory(images);
-        var disks = new List<LibvirtdDisk>();
-        foreach (var target in new[] { "vda", "vdb" })
-        {
-            var image = Path.Combine(images, target + ".qcow2");
-            await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", image, "16M");
-            disks.Add(new LibvirtdDisk(target, image));
-        }
-
-        var xml = Path.Combine(images, name + ".xml");
-        await File.WriteAllTextAsync(xml, new LibvirtdDomain(name, disks).Xml(), Ct);
-        return xml;
-    }
-
     private static async Task<string> RunAsync(VirshTranscript virsh, string directory, Func<string, Task> guestWrite)
     {
-        var xml = await CreateDomainAsync(directory, "dv");
+        var xml = await TwoDiskDomain.CreateAsync(directory, "dv");
 
         await virsh.RunAsync("define", xml);
         await virsh.RunAsync("domstate", "dv", "--reason");
