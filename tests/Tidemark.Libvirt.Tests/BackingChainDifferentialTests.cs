@@ -77,11 +77,11 @@ public sealed class BackingChainDifferentialTests(PrivateLibvirtdFixture fixture
         // The pull export's base:allocation where a data cluster of the base holds a hole of
         // the host file (a 4 KiB write at the end of a fresh cluster): QEMU asks the file under
         // the cluster (the image passes qcow2_detect_metadata_preallocation, its bitmap clusters
-        // being mostly holes) and reports that part allocated and zero (2). Tidemark's
-        // point-in-time view keeps only data and holes at the instant, so it says hole and zero
-        // (3): the same bytes, not yet the same flags.
+        // being mostly holes) and reports that part allocated and zero (2); so does Tidemark's
+        // point-in-time view, which keeps data, allocated zeroes and holes as they were at the
+        // instant.
         Assert.Contains("3211264 +983040: 3\n4194304 +61440: 2\n4255744 +4096: 0\n", real.Allocation, StringComparison.Ordinal);
-        Assert.Equal(real.Allocation.Replace("3211264 +983040: 3\n4194304 +61440: 2\n", "3211264 +1044480: 3\n", StringComparison.Ordinal), ours.Allocation);
+        Assert.Equal(real.Allocation, ours.Allocation);
     }
 
     private sealed record Run(string Main, string Resized, string Offline, string Allocation);

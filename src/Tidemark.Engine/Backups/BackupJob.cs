@@ -5,6 +5,7 @@ using Tidemark.Formats.Backups;
 using Tidemark.Nbd;
 using Tidemark.Nbd.Server;
 using Tidemark.Storage;
+using Tidemark.Storage.Bitmaps;
 
 namespace Tidemark.Engine.Backups;
 
@@ -291,9 +292,10 @@ public sealed class BackupJob : IAsyncDisposable
         // A full push into a reused store writes every cluster, zeroes included, since the store
         // may hold anything (QEMU's sync=full writes zeroes to the target where the disk reads
         // as zeroes); into a store of its own, holes and zeroes are left out and stay sparse.
+        var zeroData = mode == BackupMode.Pull ? new DirtyBitmap(Math.Max(1, live.VirtualSize), granularity) : null;
         var pending = source.Incremental is not null && mode == BackupMode.Push ? InstantClusters.Dirty(source.Incremental, live.VirtualSize, granularity)
             : mode == BackupMode.Push && store.Zeroes == ZeroClusters.WriteZeroes ? InstantClusters.All(live.VirtualSize, granularity)
-            : await InstantClusters.AllocatedAsync(live, granularity, cancellationToken).ConfigureAwait(false);
+            : await InstantClusters.AllocatedAsync(live, granularity, cancellationToken, zeroData).ConfigureAwait(false);
         var allocated = mode == BackupMode.Pull ? pending.Clone() : null;
 
         // A push finds zero runs per block-copy cluster (64 KiB, or the store's cluster), not per
@@ -307,7 +309,7 @@ public sealed class BackupJob : IAsyncDisposable
         NbdExport? export = null;
         if (mode == BackupMode.Pull)
         {
-            var view = new PointInTimeView(copyBeforeWrite, allocated!, live.VirtualSize);
+            var view = new PointInTimeView(copyBeforeWrite, allocated!, live.VirtualSize, zeroData);
             export = new NbdExport(disk.ExportName ?? disk.Name, view)
             {
                 ReadOnly = true,

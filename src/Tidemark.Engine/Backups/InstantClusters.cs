@@ -30,8 +30,8 @@ internal static class InstantClusters
     /// block-copy default); a 4 KiB random write then drags 64 KiB into the scratch, 16 times
     /// the guest's own bytes. The scratch is private to the job, so nothing else needs whole
     /// clusters: a partial write into a fresh scratch cluster leaves the rest a hole. Coarser
-    /// only on disks so large that the job's three bitmaps (pending, copied, allocated) would
-    /// pass <see cref="MaxViewBits"/> bits each.
+    /// only on disks so large that the job's bitmaps (pending, copied, and the view's allocated and
+    /// zero-data ones) would pass <see cref="MaxViewBits"/> bits each.
     /// </summary>
     public static long ViewGranularity(long size)
     {
@@ -53,7 +53,12 @@ internal static class InstantClusters
     }
 
     /// <summary>The clusters of <paramref name="image"/> that do not read as zeroes, from its allocation map.</summary>
-    public static async ValueTask<DirtyBitmap> AllocatedAsync(IBlockImage image, long granularity, CancellationToken cancellationToken)
+    /// <param name="zeroData">
+    /// When given, also marked: the clusters that read as zeroes but are not holes (a qcow2 data
+    /// cluster over a hole of its file, as QEMU reports it for a metadata-preallocated image),
+    /// which a pull's view reports as zero and allocated (base:allocation 2), not as a hole (3).
+    /// </param>
+    public static async ValueTask<DirtyBitmap> AllocatedAsync(IBlockImage image, long granularity, CancellationToken cancellationToken, DirtyBitmap? zeroData = null)
     {
         var clusters = new DirtyBitmap(Math.Max(1, image.VirtualSize), granularity);
         for (var position = 0L; position < image.VirtualSize;)
@@ -64,6 +69,10 @@ internal static class InstantClusters
                 if ((extent.Kind & ExtentKind.Zero) == 0)
                 {
                     clusters.SetRange(extent.Offset, extent.Length);
+                }
+                else if (extent.Kind == ExtentKind.Zero)
+                {
+                    zeroData?.SetRange(extent.Offset, extent.Length);
                 }
 
                 position = extent.End;

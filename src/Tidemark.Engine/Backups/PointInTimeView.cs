@@ -7,7 +7,7 @@ namespace Tidemark.Engine.Backups;
 /// A pull backup's disk as it was at the job's instant, read-only: what the NBD export serves
 /// (QEMU's fleecing node, spec §6.9). Reads go through <see cref="CopyBeforeWrite"/> (scratch
 /// where a guest write copied the old content aside, the live image elsewhere); allocation is
-/// the live image's at the instant, kept at the copy granularity.
+/// the live image's at the instant (data, allocated zeroes, holes), kept at the copy granularity.
 /// </summary>
 /// <remarks>The job owns the live image and the scratch: disposing the view disposes neither.</remarks>
 internal sealed class PointInTimeView : IBlockImage
@@ -17,12 +17,15 @@ internal sealed class PointInTimeView : IBlockImage
 
     private readonly CopyBeforeWrite _copyBeforeWrite;
     private readonly DirtyBitmap _allocated;
+    private readonly DirtyBitmap? _zeroData;
 
     /// <param name="allocated">Clusters holding data at the instant (never changed afterwards).</param>
-    public PointInTimeView(CopyBeforeWrite copyBeforeWrite, DirtyBitmap allocated, long virtualSize)
+    /// <param name="zeroData">Clusters allocated at the instant that read as zeroes (<see cref="InstantClusters.AllocatedAsync"/>); the rest, holes.</param>
+    public PointInTimeView(CopyBeforeWrite copyBeforeWrite, DirtyBitmap allocated, long virtualSize, DirtyBitmap? zeroData = null)
     {
         _copyBeforeWrite = copyBeforeWrite;
         _allocated = allocated;
+        _zeroData = zeroData;
         VirtualSize = virtualSize;
     }
 
@@ -57,10 +60,25 @@ internal sealed class PointInTimeView : IBlockImage
         var end = Math.Min(VirtualSize, offset + Math.Max(1, length));
         for (var position = offset; position < end && extents.Count < MaxExtents;)
         {
+            // QEMU's export of the fleecing node says what the live image said at the instant:
+            // data, zeroes in an allocated cluster (2), or a hole (3).
             var run = _allocated.GetExtent(position, end - position);
-            extents.Add(run.Dirty
-                ? new BlockExtent(position, run.Length, ExtentKind.Data, 1)
-                : new BlockExtent(position, run.Length, ExtentKind.Hole | ExtentKind.Zero, 0));
+            if (run.Dirty)
+            {
+                extents.Add(new BlockExtent(position, run.Length, ExtentKind.Data, 1));
+            }
+            else if (_zeroData?.GetExtent(position, run.Length) is { } zeroes)
+            {
+                extents.Add(zeroes.Dirty
+                    ? new BlockExtent(position, zeroes.Length, ExtentKind.Zero, 1)
+                    : new BlockExtent(position, zeroes.Length, ExtentKind.Hole | ExtentKind.Zero, 0));
+                run = zeroes;
+            }
+            else
+            {
+                extents.Add(new BlockExtent(position, run.Length, ExtentKind.Hole | ExtentKind.Zero, 0));
+            }
+
             position = run.End;
         }
 
