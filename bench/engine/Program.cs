@@ -218,22 +218,22 @@ namespace Tidemark.Bench.Engine
 
             // What durability costs on this disk alone: fio writing the same number of bytes
             // front to back and fsyncing them, no source to read and no image format.
-            var ceilingFile = Path.Combine(work, "ceiling.bin");
-            var (_, ceiling) = await Timing.AlternateAsync(
+            var durableFile = Path.Combine(work, "durableWrite.bin");
+            var (_, durableWrite) = await Timing.AlternateAsync(
                 runs,
                 () => Task.FromResult(0.0),
                 async () =>
                 {
-                    File.Delete(ceilingFile);
-                    return await Timing.ProcessAsync("fio", "--name=ceiling", $"--filename={ceilingFile}", "--rw=write", "--bs=1m", $"--size={data}", "--ioengine=psync", "--end_fsync=1", "--output-format=terse");
+                    File.Delete(durableFile);
+                    return await Timing.ProcessAsync("fio", "--name=durable", $"--filename={durableFile}", "--rw=write", "--bs=1m", $"--size={data}", "--ioengine=psync", "--end_fsync=1", "--output-format=terse");
                 });
-            File.Delete(ceilingFile);
+            File.Delete(durableFile);
             table.Add(
                 $"full push, {layout.Name}",
                 $"{tidemark:F2} s ({MiB(data) / tidemark:F0} MiB/s)",
                 $"{qemu:F2} s (qemu-img convert -O qcow2)",
                 qemu / tidemark,
-                $"target ≥ 1.0; all data in the target after {copied:F2} s, then the fsync; qemu-img convert -t writeback (fsync at close, as the job's end) {writeback:F2} s: {writeback / tidemark:F2}x; fio writing {MiB(data):F0} MiB + fsync (the disk's durable ceiling) {ceiling:F2} s: {ceiling / tidemark:F2}x");
+                $"target ≥ 1.0; all data in the target after {copied:F2} s, then the fsync; qemu-img convert -t writeback (fsync at close, as the job's end) {writeback:F2} s: {writeback / tidemark:F2}x; fio writing {MiB(data):F0} MiB + fsync (psync, one writer) {durableWrite:F2} s: {durableWrite / tidemark:F2}x");
             File.Delete(target);
 
             // Incrementals: checkpoint c1; dirty 1 %; push since c1 with c2 at its instant; dirty
