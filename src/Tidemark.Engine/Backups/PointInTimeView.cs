@@ -67,16 +67,13 @@ internal sealed class PointInTimeView : IBlockImage
             {
                 extents.Add(new BlockExtent(position, run.Length, ExtentKind.Data, 1));
             }
-            else if (_zeroData?.GetExtent(position, run.Length) is { } zeroes)
-            {
-                extents.Add(zeroes.Dirty
-                    ? new BlockExtent(position, zeroes.Length, ExtentKind.Zero, 1)
-                    : new BlockExtent(position, zeroes.Length, ExtentKind.Hole | ExtentKind.Zero, 0));
-                run = zeroes;
-            }
             else
             {
-                extents.Add(new BlockExtent(position, run.Length, ExtentKind.Hole | ExtentKind.Zero, 0));
+                // Without the zero-data bitmap, the whole run is a hole.
+                run = _zeroData?.GetExtent(position, run.Length) ?? run;
+                extents.Add(run.Dirty
+                    ? new BlockExtent(position, run.Length, ExtentKind.Zero, 1)
+                    : new BlockExtent(position, run.Length, ExtentKind.Hole | ExtentKind.Zero, 0));
             }
 
             position = run.End;
