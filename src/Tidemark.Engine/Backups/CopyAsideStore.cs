@@ -47,7 +47,7 @@ internal sealed class CopyAsideStore
     }
 
     /// <summary>
-    /// Writes several pieces, each at a cluster boundary: into a qcow2 store as one gathered
+    /// Writes several pieces, each at a cluster boundary: into a qcow2 store with one gathered
     /// write (<see cref="Qcow2Image.WriteGatheredAsync"/>), which places scattered pieces next to
     /// each other in the file; else one by one.
     /// </summary>

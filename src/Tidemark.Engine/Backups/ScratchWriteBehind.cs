@@ -16,9 +16,9 @@ namespace Tidemark.Engine.Backups;
 /// <see cref="DrainAsync"/>), each with one gathered write into the scratch
 /// (<see cref="CopyAsideStore.WriteGatheredAsync"/>): a random small-write load copies 4 KiB
 /// pieces from all over the disk, and one write each, into a fresh cluster each, cost more
-/// than the guest's own write (a new extent of the file every time, and a thread hand-off);
-/// gathered, they fill one run of the file front to back under one hold of the scratch's
-/// metadata lock, and the writer is woken once per batch.</para>
+/// than the guest's own write (a new page and a new extent of the file every time, and a
+/// thread hand-off); gathered, they are one sequential write into the file, and the writer is
+/// woken once per batch.</para>
 /// <para>Only for the fail-the-job policy: a guest write that has gone on cannot fail when
 /// its copy's write does later. A failed write calls the failure callback before the copy
 /// leaves memory, so a view read that then finds neither the copy nor the data in the scratch

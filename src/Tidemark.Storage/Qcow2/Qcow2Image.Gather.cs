@@ -13,12 +13,12 @@ public sealed partial class Qcow2Image
     /// <summary>
     /// Writes several pieces of guest data that lie apart in the guest, under one hold of the
     /// metadata lock. Whole clusters that need new host clusters (unallocated, zero, shared or
-    /// compressed ones) get host clusters next to each other and are written into them front to
-    /// back, in the order given (<see cref="HostFile.WriteGatheredOnCallingThread"/>): a pull
-    /// backup's scratch takes the old content of scattered small guest writes this way, as one
-    /// run of the file instead of a fresh cluster each wherever the allocator finds one (a new
-    /// extent of the file system every time). The rest (partial clusters, clusters already
-    /// allocated in place) is written as <see cref="WriteAsync"/> would write it.
+    /// compressed ones) get host clusters next to each other and are written with one vectored
+    /// file write, in the order given: a pull backup's scratch takes the old content of scattered
+    /// small guest writes this way, as one sequential write into the file instead of one small
+    /// write into a fresh cluster each (a new page of the file and a new extent of the file
+    /// system every time). The rest (partial clusters, clusters already allocated in place) is
+    /// written as <see cref="WriteAsync"/> would write it.
     /// </summary>
     /// <remarks>
     /// Crash order as for any allocating write (top of Qcow2Image.Write.cs): the L2 tables are
