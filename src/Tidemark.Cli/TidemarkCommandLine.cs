@@ -48,6 +48,13 @@ public static class TidemarkCommandLine
             await stderr.WriteLineAsync($"error: {e.Message}").ConfigureAwait(false);
             return 1;
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The host refused a file (missing, not permitted, a device that cannot do what was
+            // asked): the input's fault, one line naming it, never a crash with a stack trace.
+            await stderr.WriteLineAsync($"error: {e.Message}").ConfigureAwait(false);
+            return 1;
+        }
         catch (OperationCanceledException)
         {
             await stderr.WriteLineAsync("error: interrupted").ConfigureAwait(false);

@@ -301,7 +301,7 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
             throw LibvirtError.Create(VirErrorNumber.OperationInvalid, VirErrorDomain.Qemu, $"disk '{disk.TargetDev}' does not currently have a source assigned");
         }
 
-        var physical = (ulong)new FileInfo(disk.SourcePath).Length;
+        var physical = (ulong)DiskImage.FileLength(disk.SourcePath);
         long capacity;
         if (found.Running?.DiskByTarget(disk.TargetDev) is { } runningDisk)
         {

@@ -83,6 +83,17 @@ public static class DiskImage
             : RawImage.Open(path, readOnly: true);
     }
 
+    /// <summary>
+    /// The length of the file at <paramref name="path"/>, or a block device's size (where
+    /// <see cref="FileInfo.Length"/> says 0): what QEMU's file-posix and host_device drivers
+    /// report as the file's length. Takes no lock.
+    /// </summary>
+    public static long FileLength(string path)
+    {
+        using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        return HostFile.LengthOf(handle, path);
+    }
+
     /// <summary>The path with every symbolic link resolved (how QEMU compares images of a chain).</summary>
     public static string RealPath(string path)
     {

@@ -33,9 +33,16 @@ internal sealed class HostFile : IAsyncDisposable
     private const int FallocKeepSize = 0x01;
     private const int FallocPunchHole = 0x02;
 
-    // statx: AT_EMPTY_PATH from <fcntl.h> (the descriptor itself), STATX_BLOCKS from <linux/stat.h>.
+    // statx: AT_EMPTY_PATH from <fcntl.h> (the descriptor itself), STATX_TYPE and STATX_BLOCKS
+    // from <linux/stat.h>; S_IFMT and S_IFBLK from <sys/stat.h>.
     private const int AtEmptyPath = 0x1000;
+    private const uint StatxType = 0x1;
     private const uint StatxBlocks = 0x400;
+    private const int FileTypeMask = 0xF000;
+    private const int BlockDeviceType = 0x6000;
+
+    // BLKGETSIZE64 from <linux/fs.h>: _IOR(0x12, 114, size_t), the device's size in bytes.
+    private const nuint BlockGetSize64 = 0x80081272;
 
     private readonly SafeFileHandle _handle;
     private FileStream? _stream;
@@ -63,9 +70,18 @@ internal sealed class HostFile : IAsyncDisposable
         _handle = handle;
         Path = path;
         IsReadOnly = readOnly;
+        IsBlockDevice = IsBlockDeviceHandle(handle);
     }
 
     public string Path { get; }
+
+    /// <summary>
+    /// Whether this is a block device (a logical volume, a partition, a loop device), as QEMU's
+    /// host_device driver opens one: its length is the device's size, it can be neither grown
+    /// nor shrunk, and what it holds past what an image wrote there is whatever was on it
+    /// before, never zeroes to count on.
+    /// </summary>
+    public bool IsBlockDevice { get; }
 
     public bool IsReadOnly { get; }
 
@@ -136,7 +152,7 @@ internal sealed class HostFile : IAsyncDisposable
             // 1 GiB into a reused image that close alone took ~0.5 s. QEMU's create closes the
             // file after truncating it and opens it again to write the image, which clears the
             // mark while nothing is dirty; closing a second descriptor here does the same.
-            if (RandomAccess.GetLength(handle) != 0)
+            if (!IsBlockDeviceHandle(handle) && RandomAccess.GetLength(handle) != 0)
             {
                 RandomAccess.SetLength(handle, 0);
                 File.OpenHandle(full, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete).Dispose();
@@ -151,7 +167,34 @@ internal sealed class HostFile : IAsyncDisposable
         return new HostFile(handle, full, readOnly: false);
     }
 
-    public long Length => RandomAccess.GetLength(_handle);
+    /// <summary>The file's length; a block device's size (fstat reports 0 for one).</summary>
+    public long Length => IsBlockDevice ? BlockDeviceSize(_handle, Path) : RandomAccess.GetLength(_handle);
+
+    /// <summary>The length of an open file, or the size of an open block device.</summary>
+    public static long LengthOf(SafeFileHandle handle, string path)
+        => IsBlockDeviceHandle(handle) ? BlockDeviceSize(handle, path) : RandomAccess.GetLength(handle);
+
+    private static long BlockDeviceSize(SafeFileHandle handle, string path)
+    {
+        if (NativeMethods.ioctl((int)handle.DangerousGetHandle(), BlockGetSize64, out var size) != 0)
+        {
+            throw new IOException($"{path}: cannot read the block device's size (errno {Marshal.GetLastPInvokeError()})");
+        }
+
+        return (long)size;
+    }
+
+    private static bool IsBlockDeviceHandle(SafeFileHandle handle)
+    {
+        var buffer = new byte[256];
+        if (NativeMethods.statx((int)handle.DangerousGetHandle(), string.Empty, AtEmptyPath, StatxType, buffer) != 0)
+        {
+            return false;
+        }
+
+        // struct statx: stx_mode is the u16 at offset 28.
+        return (BitConverter.ToUInt16(buffer, 28) & FileTypeMask) == BlockDeviceType;
+    }
 
     /// <summary>
     /// A stream over the same descriptor, for APIs that take a <see cref="FileStream"/> and read
@@ -391,8 +434,24 @@ internal sealed class HostFile : IAsyncDisposable
         return ValueTask.CompletedTask;
     }
 
+    /// <summary>
+    /// Sets the file's length. A block device keeps its size: a length within it is accepted
+    /// and changes nothing, a larger one is refused, as QEMU's host_device truncate does.
+    /// </summary>
+    /// <exception cref="StorageException"><see cref="StorageErrorReason.InvalidRequest"/>: a block device would have to grow.</exception>
     public void SetLength(long length)
     {
+        if (IsBlockDevice)
+        {
+            var size = BlockDeviceSize(_handle, Path);
+            if (length > size)
+            {
+                throw new StorageException(StorageErrorReason.InvalidRequest, $"{Path}: Cannot grow device files: the block device holds {size} bytes, {length} are needed");
+            }
+
+            return;
+        }
+
         try
         {
             RandomAccess.SetLength(_handle, length);
@@ -568,6 +627,9 @@ file static class NativeMethods
 
     [DllImport("libc", SetLastError = true)]
     internal static extern int fdatasync(int fd);
+
+    [DllImport("libc", SetLastError = true)]
+    internal static extern int ioctl(int fd, nuint request, out ulong value);
 
     [DllImport("libc", SetLastError = true)]
     internal static extern int fallocate(int fd, int mode, long offset, long len);

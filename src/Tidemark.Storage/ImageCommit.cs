@@ -90,7 +90,7 @@ public static class ImageCommit
     private static async ValueTask CommitSegmentsAsync(List<IBlockImage> layers, BackingLayer baseLayer, List<Segment> segments, CancellationToken cancellationToken)
     {
         var size = layers[0].VirtualSize;
-        if (baseLayer.Format == ImageFormat.Raw && new FileInfo(baseLayer.Path).Length < size)
+        if (baseLayer.Format == ImageFormat.Raw && DiskImage.FileLength(baseLayer.Path) < size)
         {
             // The commit job grows a smaller base to the top's size before copying.
             await RawImage.ResizeAsync(baseLayer.Path, size, cancellationToken).ConfigureAwait(false);

@@ -8,7 +8,7 @@ public sealed partial class Qcow2Image
     /// <summary>
     /// Creates an empty image laid out as <c>qemu-img create</c> 7.2 does (formats.md §1.4):
     /// header, refcount table, refcount block(s), L1 table, and the file ends right after the
-    /// L1 table's last entry. Returns it open read-write.
+    /// L1 table's last entry (a block device keeps its size). Returns it open read-write.
     /// </summary>
     /// <exception cref="StorageException"><see cref="StorageErrorReason.InvalidRequest"/>: an option is out of range; the message names it.</exception>
     public static ValueTask<Qcow2Image> CreateAsync(string path, Qcow2CreateOptions options, CancellationToken cancellationToken = default)
@@ -81,6 +81,14 @@ public sealed partial class Qcow2Image
             await file.WriteAsync(0, header.Serialize(), cancellationToken).ConfigureAwait(false);
             await file.WriteAsync(tableOffset, table, cancellationToken).ConfigureAwait(false);
             await file.WriteAsync(blocksOffset, refcountBlocks, cancellationToken).ConfigureAwait(false);
+            if (file.IsBlockDevice)
+            {
+                // A new file reads as zeroes past what was written; a block device holds what
+                // was on it before, so the empty L1 table is written out, as QEMU's
+                // qcow2_co_create writes it with zeroes.
+                await file.WriteAsync(l1Offset, new byte[l1Clusters * clusterSize], cancellationToken).ConfigureAwait(false);
+            }
+
             file.SetLength(l1Offset + (header.L1Size * 8L));
             await file.FlushAsync(cancellationToken).ConfigureAwait(false);
         }

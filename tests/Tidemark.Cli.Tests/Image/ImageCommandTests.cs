@@ -12,6 +12,44 @@ public sealed class ImageCommandTests
         return (run.ExitCode, run.Stdout, run.Stderr);
     }
 
+    /// <summary>A file that cannot be created: qemu-img's error line, exit 1, never a crash.</summary>
+    [Theory]
+    [InlineData("qcow2")]
+    [InlineData("raw")]
+    public async Task Create_InAMissingDirectory_SaysWhatQemuImgSays(string format)
+    {
+        using var dir = new TempDirectory();
+        var path = dir.File("missing/disk.img");
+        var qemu = await Peer.RunAsync("qemu-img", ["create", "-f", format, path, "1M"]);
+        var (code, _, err) = await RunAsync("image", "create", "-f", format, path, "1M");
+        Assert.Equal(1, qemu.ExitCode);
+        Assert.Equal(qemu.ExitCode, code);
+        Assert.Equal(qemu.Stderr.Replace("qemu-img: ", "error: ", StringComparison.Ordinal), err);
+        Assert.DoesNotContain("Unhandled exception", err, StringComparison.Ordinal);
+    }
+
+    /// <summary>Image verbs on a block device (a loop device), judged by qemu-img on the same device.</summary>
+    [Fact]
+    public async Task BlockDevice_CreateInfoCheckMapResize_AsQemuImg()
+    {
+        using var dir = new TempDirectory();
+        await using var device = await LoopDevice.AttachAsync(dir.Path, 64L << 20);
+        var raw = JsonDocument.Parse((await RunAsync("image", "info", "--output=json", "-f", "raw", device.Path)).Out);
+        Assert.Equal(64L << 20, raw.RootElement.GetProperty("virtual-size").GetInt64());
+
+        var (code, _, err) = await RunAsync("image", "resize", "-f", "raw", device.Path, "128M");
+        Assert.Equal(1, code);
+        Assert.Contains("Cannot grow device files", err, StringComparison.Ordinal);
+
+        Assert.Equal(0, (await RunAsync("image", "create", "-f", "qcow2", device.Path, "32M")).Code);
+        await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 1M 4k", device.Path);
+        await Peer.RunCheckedAsync("qemu-img", "check", "-f", "qcow2", device.Path);
+        var ours = await RunAsync("image", "check", "-f", "qcow2", device.Path);
+        Assert.Equal(0, ours.Code);
+        var qemuMap = await Peer.RunCheckedAsync("qemu-img", "map", "--output=json", "-f", "qcow2", device.Path);
+        Assert.Equal(qemuMap, (await RunAsync("image", "map", "--output=json", "-f", "qcow2", device.Path)).Out);
+    }
+
     [Fact]
     public async Task Create_WithOptionsAndBacking_QemuAgrees()
     {

@@ -43,8 +43,19 @@ internal sealed class CreateCommand(CliConsole console)
                 throw new CliException("raw images take no backing file and no -o options");
             }
 
-            await using (RawImage.Create(settings.File, size).ConfigureAwait(false))
+            try
             {
+                await using (RawImage.Create(settings.File, size).ConfigureAwait(false))
+                {
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw CannotCreate(settings.File, e);
+            }
+            catch (StorageException e)
+            {
+                throw new CliException(e.Message, e);
             }
 
             await console.Out.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"Formatting '{settings.File}', fmt=raw size={size}")).ConfigureAwait(false);
@@ -74,6 +85,10 @@ internal sealed class CreateCommand(CliConsole console)
         {
             throw new CliException(e.Message, e);
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw CannotCreate(settings.File, e);
+        }
 
         var line = string.Create(CultureInfo.InvariantCulture, $"Formatting '{settings.File}', fmt=qcow2 cluster_size={options.ClusterSize} extended_l2=off compression_type={(options.Zstd ? "zstd" : "zlib")} size={size}");
         if (options.BackingFile is not null)
@@ -84,6 +99,9 @@ internal sealed class CreateCommand(CliConsole console)
         await console.Out.WriteLineAsync(line + string.Create(CultureInfo.InvariantCulture, $" lazy_refcounts=off refcount_bits={options.RefcountBits}")).ConfigureAwait(false);
         return 0;
     }
+
+    /// <summary>qemu-img's words for a file that cannot be created or written ("FILE: Could not create 'FILE': strerror").</summary>
+    private static CliException CannotCreate(string file, Exception e) => new($"{file}: Could not create '{file}': {HostErrno.Describe(e)}", e);
 
     private static Qcow2CreateOptions ParseOptions(IReadOnlyList<string> groups)
     {

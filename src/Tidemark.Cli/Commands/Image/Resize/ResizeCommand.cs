@@ -34,7 +34,7 @@ internal sealed class ResizeCommand(CliConsole console)
     private async Task<int> ResizeRawAsync(string file, int sign, long magnitude, bool shrink, CancellationToken cancellationToken)
     {
         // QEMU's block layer sees a raw file in whole sectors (DiskSize), so a relative size starts from there.
-        var current = DiskSize.RoundUp(new FileInfo(file).Length);
+        var current = DiskSize.RoundUp(DiskImage.FileLength(file));
         var target = await CheckTargetAsync(current, sign, magnitude, shrink).ConfigureAwait(false);
         if (target is null)
         {
@@ -47,7 +47,8 @@ internal sealed class ResizeCommand(CliConsole console)
         }
         catch (StorageException e)
         {
-            throw new CliException($"Could not open '{file}': {e.Message}", e);
+            // A block device that would have to grow says so itself; a lock is an open's failure.
+            throw new CliException(e.Reason == StorageErrorReason.InvalidRequest ? e.Message : $"Could not open '{file}': {e.Message}", e);
         }
 
         await console.Out.WriteLineAsync("Image resized.").ConfigureAwait(false);
