@@ -9,6 +9,7 @@ using Tidemark.Remote;
 using Tidemark.Remote.Protocol;
 using Tidemark.Remote.Server;
 using Tidemark.Storage;
+using Tidemark.Storage.Qcow2;
 using EngineDomain = Tidemark.Engine.Domains.Domain;
 using EngineState = Tidemark.Engine.Domains.DomainState;
 using WireState = Tidemark.Remote.Protocol.DomainState;
@@ -302,10 +303,24 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         }
 
         var physical = (ulong)DiskImage.FileLength(disk.SourcePath);
+        var allocation = physical;
         long capacity;
         if (found.Running?.DiskByTarget(disk.TargetDev) is { } runningDisk)
         {
             capacity = runningDisk.LiveImage.VirtualSize;
+
+            // A running disk on a block device: libvirt reports QEMU's wr_highest_offset, the
+            // highest byte the domain has written into the device since it started (what a
+            // thin-provisioned volume under a qcow2 image is extended by).
+            if (disk.Type == DiskSourceType.Block)
+            {
+                allocation = (ulong)(runningDisk.LiveImage switch
+                {
+                    Qcow2Image qcow2 => qcow2.HostWriteHighWater,
+                    RawImage raw => raw.HostWriteHighWater,
+                    _ => (long)physical,
+                });
+            }
         }
         else
         {
@@ -318,7 +333,7 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         }
 
         // A file's allocation is its length here: Tidemark's images grow only by what they hold.
-        return new BlockInfo(physical, (ulong)capacity, physical);
+        return new BlockInfo(allocation, (ulong)capacity, physical);
     });
 
     public ValueTask<IReadOnlyList<TypedParameter>> GetGuestInfoAsync(RemoteDomain domain, uint types, uint flags, CancellationToken cancellationToken) => Call<IReadOnlyList<TypedParameter>>(() =>

@@ -94,6 +94,20 @@ public static class DiskImage
         return HostFile.LengthOf(handle, path);
     }
 
+    /// <summary>Whether <paramref name="path"/> is a block device (a logical volume, a partition, a loop device); false when it does not exist.</summary>
+    public static bool IsBlockDevice(string path)
+    {
+        try
+        {
+            using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            return HostFile.IsBlockDeviceHandle(handle);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>The path with every symbolic link resolved (how QEMU compares images of a chain).</summary>
     public static string RealPath(string path)
     {

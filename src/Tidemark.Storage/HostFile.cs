@@ -55,6 +55,9 @@ internal sealed class HostFile : IAsyncDisposable
     /// <summary>The <see cref="_writeGeneration"/> the last successful flush covered.</summary>
     private long _flushedGeneration;
 
+    /// <summary><see cref="HighestWriteEnd"/>.</summary>
+    private long _highestWriteEnd;
+
     // The last data region lseek found, [_knownDataStart, _knownDataEnd) (empty when equal), as
     // QEMU's block-status cache keeps one for a file (block/io.c, bdrv_bsc_*): a query inside it
     // is answered without asking the file system again. Writes only turn holes into data, so
@@ -184,7 +187,7 @@ internal sealed class HostFile : IAsyncDisposable
         return (long)size;
     }
 
-    private static bool IsBlockDeviceHandle(SafeFileHandle handle)
+    public static bool IsBlockDeviceHandle(SafeFileHandle handle)
     {
         var buffer = new byte[256];
         if (NativeMethods.statx((int)handle.DangerousGetHandle(), string.Empty, AtEmptyPath, StatxType, buffer) != 0)
@@ -339,6 +342,7 @@ internal sealed class HostFile : IAsyncDisposable
         {
             RandomAccess.Write(_handle, data.Span, offset);
             _writeBehind?.Written(offset, data.Length);
+            Wrote(offset + data.Length);
             return ValueTask.CompletedTask;
         }
         catch (Exception e)
@@ -368,6 +372,7 @@ internal sealed class HostFile : IAsyncDisposable
             }
 
             _writeBehind?.Written(offset, length);
+            Wrote(offset + length);
         }
         finally
         {
@@ -381,6 +386,7 @@ internal sealed class HostFile : IAsyncDisposable
         {
             await RandomAccess.WriteAsync(_handle, data, offset, cancellationToken).ConfigureAwait(false);
             _writeBehind?.Written(offset, data.Length);
+            Wrote(offset + data.Length);
         }
         finally
         {
@@ -468,7 +474,13 @@ internal sealed class HostFile : IAsyncDisposable
     {
         try
         {
-            return NativeMethods.fallocate((int)_handle.DangerousGetHandle(), mode, offset, length);
+            var done = NativeMethods.fallocate((int)_handle.DangerousGetHandle(), mode, offset, length);
+            if (done == 0)
+            {
+                Wrote(offset + length);
+            }
+
+            return done;
         }
         finally
         {
@@ -479,6 +491,29 @@ internal sealed class HostFile : IAsyncDisposable
     }
 
     private void Changed() => Interlocked.Increment(ref _writeGeneration);
+
+    /// <summary>
+    /// One past the highest byte written (or zeroed, or discarded) through this object since it
+    /// was opened: QEMU's <c>wr_highest_offset</c> of a protocol node, which libvirt reports as
+    /// the allocation of a running disk on a block device (qemuDomainGetBlockInfo), where a
+    /// qcow2 image's clusters fill the device from the front.
+    /// </summary>
+    public long HighestWriteEnd => Volatile.Read(ref _highestWriteEnd);
+
+    private void Wrote(long end)
+    {
+        var seen = Volatile.Read(ref _highestWriteEnd);
+        while (end > seen)
+        {
+            var before = Interlocked.CompareExchange(ref _highestWriteEnd, end, seen);
+            if (before == seen)
+            {
+                return;
+            }
+
+            seen = before;
+        }
+    }
 
     /// <summary>
     /// Gives the host blocks of <c>[offset, offset + length)</c> back to the file system

@@ -152,6 +152,12 @@ public sealed class RawImage : IHostFileImage
     }
 
     /// <summary>
+    /// One past the highest byte of the host file written, zeroed or discarded since the image
+    /// was opened: QEMU's <c>wr_highest_offset</c> of the file under an image.
+    /// </summary>
+    public long HostWriteHighWater => _file.HighestWriteEnd;
+
+    /// <summary>
     /// Streams writes to the disk as they come and keeps only the last few MiB of them in the
     /// page cache (<see cref="Storage.WriteBehind"/>), for a copy into a new image that ends with
     /// an fsync (backups, restores, convert -t writeback); the final flush then has little left

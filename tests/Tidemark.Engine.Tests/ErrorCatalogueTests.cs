@@ -113,7 +113,7 @@ public sealed class ErrorCatalogueTests
             </domain>
             """,
             Ct);
-        await Expect(LibvirtErrorCode.ConfigUnsupported, "unsupported configuration: disk 'vda': source type 'network' is not supported, only local files", () => network.StartAsync(Ct));
+        await Expect(LibvirtErrorCode.ConfigUnsupported, "unsupported configuration: disk 'vda': source type 'network' is not supported, only local files and block devices", () => network.StartAsync(Ct));
     }
 
     [Fact]

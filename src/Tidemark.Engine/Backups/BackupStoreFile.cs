@@ -12,7 +12,8 @@ internal sealed record OpenStore(IBlockImage Image, int Cluster, ZeroClusters Ze
 
 /// <summary>
 /// Creates or opens a disk's store as libvirt's qemu driver does (spec §6.7 step 11, §6.9,
-/// §6.10): a file store must not exist unless reuse-external is set; the image takes the
+/// §6.10): a file store must not exist unless reuse-external is set, a block store must exist
+/// and is formatted in place; the image takes the
 /// disk's size and, for qcow2 over qcow2, its cluster size; an incremental qcow2 push target
 /// and a pull scratch (always qcow2) name the live disk's top image as their backing file, as
 /// libvirt writes them (spec §6.7 step 11: the scratch is an overlay of the disk).
@@ -46,11 +47,6 @@ internal static class BackupStoreFile
     {
         var store = disk.Store ?? throw new ArgumentException($"disk '{disk.Name}' has no store: align the backup first", nameof(disk));
         var path = store.Path ?? throw new ArgumentException($"disk '{disk.Name}' has no store path: align the backup first", nameof(disk));
-        if (store.Type != StoreType.File)
-        {
-            throw new BackupJobException(BackupErrorReason.Unsupported, $"backup store type '{BackupNames.Of(store.Type)}' of disk '{disk.Name}' is not supported");
-        }
-
         if (store.Encryption is not null)
         {
             throw new BackupJobException(BackupErrorReason.Unsupported, $"encrypted backup store of disk '{disk.Name}' is not supported");
@@ -66,7 +62,11 @@ internal static class BackupStoreFile
         var incrementalTarget = mode == BackupMode.Push && source.Incremental is not null && imageFormat == ImageFormat.Qcow2;
         IBlockImage image;
         ZeroClusters zeroes;
-        if (options.ReuseExternal)
+        if (store.Type == StoreType.Block)
+        {
+            (image, zeroes) = await OpenBlockAsync(path, imageFormat, mode, source, incrementalTarget, options.ReuseExternal, cancellationToken).ConfigureAwait(false);
+        }
+        else if (options.ReuseExternal)
         {
             image = await OpenAsync(path, imageFormat, cancellationToken).ConfigureAwait(false);
             zeroes = ZeroClusters.WriteZeroes;
@@ -105,6 +105,46 @@ internal static class BackupStoreFile
         }
 
         return new OpenStore(options.StoreWrapper?.Invoke(image) ?? image, cluster, zeroes);
+    }
+
+    /// <summary>
+    /// A block store (spec §6.7 step 11, §6.10): the device must exist and is formatted in place
+    /// unless reuse-external is set; it is never created, so never removed, whatever the job's
+    /// end (§6.9: block scratches are left as they are). A device holds whatever was written to
+    /// it before, so only a freshly formatted qcow2 reads as zeroes where nothing is written; a
+    /// raw device, or a reused one, gets zero clusters written as zeroes.
+    /// </summary>
+    private static async ValueTask<(IBlockImage Image, ZeroClusters Zeroes)> OpenBlockAsync(string path, ImageFormat format, BackupMode mode, BackupDiskSource source, bool incrementalTarget, bool reuseExternal, CancellationToken cancellationToken)
+    {
+        if (!File.Exists(path))
+        {
+            throw NotOpened(path, format, new FileNotFoundException($"Could not find file '{path}'", path));
+        }
+
+        if (!DiskImage.IsBlockDevice(path))
+        {
+            // QEMU's host_device driver (hdev_open), which libvirt opens a block store with.
+            throw new BackupJobException(BackupErrorReason.StoreNotOpened, $"unable to execute QEMU command 'blockdev-add': 'host_device' driver requires '{path}' to be either a character or block device");
+        }
+
+        if (reuseExternal || format == ImageFormat.Raw)
+        {
+            var image = await OpenAsync(path, format, cancellationToken).ConfigureAwait(false);
+            if (mode == BackupMode.Push && !reuseExternal)
+            {
+                StreamToDisk(image);
+            }
+
+            return (image, ZeroClusters.WriteZeroes);
+        }
+
+        var created = await CreateAsync(path, format, mode, source, incrementalTarget, cancellationToken).ConfigureAwait(false);
+        if (mode == BackupMode.Push)
+        {
+            StreamToDisk(created);
+        }
+
+        return (created, incrementalTarget ? ZeroClusters.WriteZeroes : ZeroClusters.Skip);
     }
 
     /// <summary>

@@ -13,9 +13,15 @@ internal static class DiskImages
     /// <exception cref="EngineException">An unsupported source or format, a locked image, or one that cannot be opened.</exception>
     public static async Task<(IBlockImage Image, ImageFormat Format)> OpenAsync(DomainDisk disk, bool readOnly, CancellationToken cancellationToken)
     {
-        if (disk.Type != DiskSourceType.File || disk.SourcePath is null)
+        if (disk.Type is not (DiskSourceType.File or DiskSourceType.Block) || disk.SourcePath is null)
         {
-            throw new EngineException(EngineErrorReason.UnsupportedDisk, $"disk '{disk.TargetDev}': source type '{DomainDiskNames.Of(disk.Type)}' is not supported, only local files");
+            throw new EngineException(EngineErrorReason.UnsupportedDisk, $"disk '{disk.TargetDev}': source type '{DomainDiskNames.Of(disk.Type)}' is not supported, only local files and block devices");
+        }
+
+        if (disk.Type == DiskSourceType.Block && File.Exists(disk.SourcePath) && !DiskImage.IsBlockDevice(disk.SourcePath))
+        {
+            // QEMU's host_device driver (hdev_open), which libvirt uses for type='block'.
+            throw new EngineException(EngineErrorReason.ImageFailed, $"cannot open disk '{disk.TargetDev}': 'host_device' driver requires '{disk.SourcePath}' to be either a character or block device");
         }
 
         try
