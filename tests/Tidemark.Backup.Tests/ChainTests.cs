@@ -19,6 +19,36 @@ public sealed class ChainTests
 {
     private static CancellationToken Ct => BackupHost.Ct;
 
+    /// <summary>
+    /// The disk is a qcow2 image on a block device (<c>&lt;disk type='block'&gt;</c>): the client
+    /// names a scratch file of its own for each pull, as for any disk, and the chain restores.
+    /// </summary>
+    [Fact]
+    public async Task DiskOnABlockDevice_FullThenIncremental_EveryPointRestoresToItsCapture()
+    {
+        await using var host = await BackupHost.StartOnBlockDeviceAsync("32M");
+        await host.GuestWriteAsync("vda", "write -P 0x61 0 2M", "write -P 0x62 8M 1M");
+        var captures = new List<string> { await host.CaptureAsync("vda", "i0.raw") };
+        var full = await host.BackupAsync();
+        await host.GuestWriteAsync("vda", "write -P 0x71 1M 2M", "write -z 8M 64k", "write -P 0x72 20M 512k");
+        captures.Add(await host.CaptureAsync("vda", "i1.raw"));
+        var inc = await host.BackupAsync(LevelRequest.Incremental);
+
+        Assert.Equal(BackupLevel.Full, full.Disks.Single().Level);
+        Assert.Equal(BackupLevel.Incremental, inc.Disks.Single().Level);
+        Assert.Equal((2L << 20) + (512L << 10), inc.Disks.Single().DataBytes);
+        var points = new[] { full, inc };
+        for (var i = 0; i < points.Length; i++)
+        {
+            var restored = host.Directory.File($"r{i}.raw");
+            await DiskRestore.RunAsync(new RestoreOptions { Repository = host.Repository, Domain = "dom", Checkpoint = points[i].Checkpoint, Output = restored }, Ct);
+            await AssertIdenticalAsync("raw", restored, captures[i]);
+        }
+
+        var verify = await RepositoryVerifier.RunAsync(host.Repository, null, null, Ct);
+        Assert.True(verify.Passed, string.Join('\n', verify.Findings));
+    }
+
     [Fact]
     public async Task FullThenTwoIncrementals_EveryPointRestoresToItsCapture()
     {

@@ -14,6 +14,8 @@ namespace Tidemark.Backup.Tests.Support;
 /// </summary>
 internal sealed class BackupHost : IAsyncDisposable
 {
+    private LoopDevice? _device;
+
     private BackupHost(TempDirectory directory, TidemarkDaemon daemon, string domain, IReadOnlyDictionary<string, string> images)
     {
         Directory = directory;
@@ -56,6 +58,31 @@ internal sealed class BackupHost : IAsyncDisposable
         var host = new BackupHost(directory, daemon, "dom", images);
         await using var client = await host.ConnectAsync();
         var domain = await client.DefineDomainAsync(DomainXml("dom", images), 0, Ct);
+        await client.CreateDomainAsync(domain, Ct);
+        return host;
+    }
+
+    /// <summary>
+    /// Starts the daemon and a running domain "dom" whose one disk, vda, is a qcow2 image of
+    /// <paramref name="size"/> formatted on a block device (a loop device full of a pattern, as
+    /// a logical volume holds old data): <c>&lt;disk type='block'&gt;</c>.
+    /// </summary>
+    public static async Task<BackupHost> StartOnBlockDeviceAsync(string size)
+    {
+        Peer.Require("qemu-img");
+        Peer.Require("qemu-io");
+        var directory = new TempDirectory("tb");
+        var device = await LoopDevice.AttachAsync(directory.Path, 64L << 20);
+        await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", device.Path, size);
+        var daemon = new TidemarkDaemon(new DaemonOptions { StateDirectory = directory.File("state") }, NullLoggerFactory.Instance);
+        await daemon.StartAsync(Ct);
+        var images = new Dictionary<string, string> { ["vda"] = device.Path };
+        var host = new BackupHost(directory, daemon, "dom", images) { _device = device };
+        await using var client = await host.ConnectAsync();
+        var xml = DomainXml("dom", images)
+            .Replace("<disk type='file'", "<disk type='block'", StringComparison.Ordinal)
+            .Replace("<source file=", "<source dev=", StringComparison.Ordinal);
+        var domain = await client.DefineDomainAsync(xml, 0, Ct);
         await client.CreateDomainAsync(domain, Ct);
         return host;
     }
@@ -134,6 +161,11 @@ internal sealed class BackupHost : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await Daemon.DisposeAsync();
+        if (_device is not null)
+        {
+            await _device.DisposeAsync();
+        }
+
         Directory.Dispose();
     }
 }
