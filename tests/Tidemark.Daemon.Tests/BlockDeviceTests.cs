@@ -23,10 +23,7 @@ public sealed class BlockDeviceTests
         await using var target = await LoopDevice.AttachAsync(test.Directory.Path, 32L << 20);
         await using var scratch = await LoopDevice.AttachAsync(test.Directory.Path, 48L << 20);
         await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", disk.Path, "32M");
-        var xml = TestDaemon.DomainXml("blk", ("vda", disk.Path))
-            .Replace("<disk type='file'", "<disk type='block'", StringComparison.Ordinal)
-            .Replace("<source file=", "<source dev=", StringComparison.Ordinal);
-        await Virsh.RunOkAsync(test, "define", await WriteAsync(test, "blk.xml", xml));
+        await Virsh.RunOkAsync(test, "define", await WriteAsync(test, "blk.xml", DomainDocuments.WithQcow2Disks("blk", [("vda", disk.Path)], blockDevices: true)));
         await Virsh.RunOkAsync(test, "start", "blk");
         Assert.Contains($"<source dev='{disk.Path}'", await Virsh.RunOkAsync(test, "dumpxml", "blk"), StringComparison.Ordinal);
         var sizes = (await Virsh.RunOkAsync(test, "domblkinfo", "blk", "vda")).Split('\n')

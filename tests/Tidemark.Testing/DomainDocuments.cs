@@ -5,13 +5,17 @@ namespace Tidemark.Testing;
 /// <summary>Domain documents the tests define on Tidemark's daemon.</summary>
 public static class DomainDocuments
 {
-    /// <summary>A KVM domain with one qcow2 virtio disk per (target, image), as virsh define takes it.</summary>
-    public static string WithQcow2Disks(string name, IEnumerable<(string Target, string Image)> disks)
+    /// <summary>
+    /// A KVM domain with one qcow2 virtio disk per (target, image), as virsh define takes it;
+    /// with <paramref name="blockDevices"/>, each image is a block device (<c>&lt;disk type='block'&gt;</c>).
+    /// </summary>
+    public static string WithQcow2Disks(string name, IEnumerable<(string Target, string Image)> disks, bool blockDevices = false)
     {
+        var (type, attribute) = blockDevices ? ("block", "dev") : ("file", "file");
         var devices = string.Concat(disks.Select(d => $"""
-                <disk type='file' device='disk'>
+                <disk type='{type}' device='disk'>
                   <driver name='qemu' type='qcow2'/>
-                  <source file='{SecurityElement.Escape(d.Image)}'/>
+                  <source {attribute}='{SecurityElement.Escape(d.Image)}'/>
                   <target dev='{d.Target}' bus='virtio'/>
                 </disk>
 

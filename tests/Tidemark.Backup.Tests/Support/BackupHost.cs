@@ -79,10 +79,7 @@ internal sealed class BackupHost : IAsyncDisposable
         var images = new Dictionary<string, string> { ["vda"] = device.Path };
         var host = new BackupHost(directory, daemon, "dom", images) { _device = device };
         await using var client = await host.ConnectAsync();
-        var xml = DomainXml("dom", images)
-            .Replace("<disk type='file'", "<disk type='block'", StringComparison.Ordinal)
-            .Replace("<source file=", "<source dev=", StringComparison.Ordinal);
-        var domain = await client.DefineDomainAsync(xml, 0, Ct);
+        var domain = await client.DefineDomainAsync(DomainDocuments.WithQcow2Disks("dom", images.Select(d => (d.Key, d.Value)), blockDevices: true), 0, Ct);
         await client.CreateDomainAsync(domain, Ct);
         return host;
     }

@@ -33,7 +33,7 @@ public sealed class BlockDeviceBackupTests
         var socket = domain.Running!.SocketPath;
         await Guest.RunAsync(socket, "vda", "write -P 0x61 0 1M", "write -P 0x62 4M 4k");
 
-        var instant1 = await CaptureAsync(test, disk.Path, "i1.raw");
+        var instant1 = await DomainBackupTests.CaptureAsync(test, disk.Path, "i1.raw");
         var push = $"""
             <domainbackup mode='push'>
               <disks><disk name='vda' type='block'><target dev='{target.Path}'/><driver type='raw'/></disk></disks>
@@ -46,7 +46,7 @@ public sealed class BlockDeviceBackupTests
         await Documents.AssertSameContentAsync(target.Path, "raw", instant1);
 
         // Incremental since c1 through a scratch formatted on a device, the guest writing on.
-        var instant2 = await CaptureAsync(test, disk.Path, "i2.raw");
+        var instant2 = await DomainBackupTests.CaptureAsync(test, disk.Path, "i2.raw");
         var export = test.Directory.File("pull.sock");
         var pull = $"""
             <domainbackup mode='pull'><incremental>c1</incremental>
@@ -122,11 +122,4 @@ public sealed class BlockDeviceBackupTests
           </devices>
         </domain>
         """;
-
-    private static async Task<string> CaptureAsync(TestHost test, string image, string name)
-    {
-        var copy = test.Directory.File(name);
-        await Peer.RunCheckedAsync("qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", image, copy);
-        return copy;
-    }
 }
