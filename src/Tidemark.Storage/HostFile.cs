@@ -68,12 +68,12 @@ internal sealed class HostFile : IAsyncDisposable
     private long _knownDataEnd;
     private long _holesMade;
 
-    private HostFile(SafeFileHandle handle, string path, bool readOnly)
+    private HostFile(SafeFileHandle handle, string path, bool readOnly, bool blockDevice)
     {
         _handle = handle;
         Path = path;
         IsReadOnly = readOnly;
-        IsBlockDevice = IsBlockDeviceHandle(handle);
+        IsBlockDevice = blockDevice;
     }
 
     public string Path { get; }
@@ -136,7 +136,7 @@ internal sealed class HostFile : IAsyncDisposable
             throw;
         }
 
-        return new HostFile(handle, full, readOnly);
+        return new HostFile(handle, full, readOnly, IsBlockDeviceHandle(handle));
     }
 
     /// <summary>Creates (or truncates) a file for a new image and locks it for writing.</summary>
@@ -144,6 +144,7 @@ internal sealed class HostFile : IAsyncDisposable
     {
         var full = System.IO.Path.GetFullPath(path);
         var handle = File.OpenHandle(full, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete, FileOptions.Asynchronous);
+        bool blockDevice;
         try
         {
             ImageLock.Acquire(handle, full, readOnly: false);
@@ -155,7 +156,8 @@ internal sealed class HostFile : IAsyncDisposable
             // 1 GiB into a reused image that close alone took ~0.5 s. QEMU's create closes the
             // file after truncating it and opens it again to write the image, which clears the
             // mark while nothing is dirty; closing a second descriptor here does the same.
-            if (!IsBlockDeviceHandle(handle) && RandomAccess.GetLength(handle) != 0)
+            blockDevice = IsBlockDeviceHandle(handle);
+            if (!blockDevice && RandomAccess.GetLength(handle) != 0)
             {
                 RandomAccess.SetLength(handle, 0);
                 File.OpenHandle(full, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete).Dispose();
@@ -167,7 +169,7 @@ internal sealed class HostFile : IAsyncDisposable
             throw;
         }
 
-        return new HostFile(handle, full, readOnly: false);
+        return new HostFile(handle, full, readOnly: false, blockDevice);
     }
 
     /// <summary>The file's length; a block device's size (fstat reports 0 for one).</summary>
@@ -493,15 +495,22 @@ internal sealed class HostFile : IAsyncDisposable
     private void Changed() => Interlocked.Increment(ref _writeGeneration);
 
     /// <summary>
-    /// One past the highest byte written (or zeroed, or discarded) through this object since it
-    /// was opened: QEMU's <c>wr_highest_offset</c> of a protocol node, which libvirt reports as
-    /// the allocation of a running disk on a block device (qemuDomainGetBlockInfo), where a
-    /// qcow2 image's clusters fill the device from the front.
+    /// On a block device, one past the highest byte written (or zeroed, or discarded) through
+    /// this object since it was opened: QEMU's <c>wr_highest_offset</c> of a protocol node,
+    /// which libvirt reports as the allocation of a running disk on a block device
+    /// (qemuDomainGetBlockInfo), where a qcow2 image's clusters fill the device from the front.
+    /// 0 for a file: only a device's is ever reported, and a file's would cost every allocating
+    /// write a compare-exchange on one shared word.
     /// </summary>
     public long HighestWriteEnd => Volatile.Read(ref _highestWriteEnd);
 
     private void Wrote(long end)
     {
+        if (!IsBlockDevice)
+        {
+            return;
+        }
+
         var seen = Volatile.Read(ref _highestWriteEnd);
         while (end > seen)
         {

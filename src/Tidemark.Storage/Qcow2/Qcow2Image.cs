@@ -121,8 +121,9 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
     }
 
     /// <summary>
-    /// One past the highest byte of the host file written, zeroed or discarded since the image
-    /// was opened: QEMU's <c>wr_highest_offset</c> of the file under an image.
+    /// On a block device, one past the highest byte of it written, zeroed or discarded since
+    /// the image was opened: QEMU's <c>wr_highest_offset</c> of the device under an image (0
+    /// for an image in a file).
     /// </summary>
     public long HostWriteHighWater => _file.HighestWriteEnd;
 

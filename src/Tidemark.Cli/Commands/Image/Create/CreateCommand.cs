@@ -53,10 +53,6 @@ internal sealed class CreateCommand(CliConsole console)
             {
                 throw CannotCreate(settings.File, e);
             }
-            catch (StorageException e)
-            {
-                throw new CliException(e.Message, e);
-            }
 
             await console.Out.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"Formatting '{settings.File}', fmt=raw size={size}")).ConfigureAwait(false);
             return 0;
