@@ -454,7 +454,7 @@ internal sealed class HostFile : IAsyncDisposable
             var size = BlockDeviceSize(_handle, Path);
             if (length > size)
             {
-                throw new StorageException(StorageErrorReason.InvalidRequest, $"{Path}: Cannot grow device files: the block device holds {size} bytes, {length} are needed");
+                throw new StorageException(StorageErrorReason.InvalidRequest, $"{Path}: Cannot grow device files");
             }
 
             return;

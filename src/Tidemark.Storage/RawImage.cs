@@ -48,7 +48,7 @@ public sealed class RawImage : IHostFileImage
     /// Sets a raw file's length to <paramref name="newSize"/> bytes, as <c>qemu-img resize</c>
     /// does (raw_co_truncate: the length asked for, not rounded; a grown tail is a hole).
     /// </summary>
-    /// <exception cref="StorageException">Another process holds a conflicting lock.</exception>
+    /// <exception cref="StorageException">Another process holds a conflicting lock, or the file is a block device and the size is not its own.</exception>
     public static async ValueTask ResizeAsync(string path, long newSize, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
@@ -56,6 +56,13 @@ public sealed class RawImage : IHostFileImage
         var file = HostFile.Open(path, readOnly: false);
         await using (file.ConfigureAwait(false))
         {
+            if (file.IsBlockDevice && newSize != file.Length)
+            {
+                // qemu-img resize asks for the exact size (raw_co_truncate, exact=true), which a
+                // device cannot take in either direction.
+                throw new StorageException(StorageErrorReason.InvalidRequest, "Cannot resize device files");
+            }
+
             file.SetLength(newSize);
             await file.FlushAsync(cancellationToken).ConfigureAwait(false);
         }
@@ -69,7 +76,17 @@ public sealed class RawImage : IHostFileImage
         ArgumentOutOfRangeException.ThrowIfNegative(size);
         var file = HostFile.Create(path);
         size = DiskSize.RoundUp(size);
-        file.SetLength(size);
+        try
+        {
+            file.SetLength(size);
+        }
+        catch
+        {
+            // A device smaller than the size asked for: its lock and descriptor go now.
+            file.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            throw;
+        }
+
         return new RawImage(file, size);
     }
 

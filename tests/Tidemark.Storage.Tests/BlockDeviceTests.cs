@@ -61,19 +61,27 @@ public sealed class BlockDeviceTests
     }
 
     [Fact]
-    public async Task Raw_Resize_CannotGrowTheDevice()
+    public async Task Resize_CannotChangeTheDevice_AsQemuImgResize()
     {
         using var dir = new TempDirectory();
         await using var device = await LoopDevice.AttachAsync(dir.Path, DeviceSize);
-        var error = await Assert.ThrowsAsync<StorageException>(async () => await RawImage.ResizeAsync(device.Path, DeviceSize * 2, Ct));
-        Assert.Equal(StorageErrorReason.InvalidRequest, error.Reason);
-        Assert.Contains("Cannot grow device files", error.Message, StringComparison.Ordinal);
-        Assert.Contains(device.Path, error.Message, StringComparison.Ordinal);
+        // qemu-img resize asks for the exact size: a device takes neither a larger nor a smaller one.
+        foreach (var size in new[] { DeviceSize * 2, DeviceSize / 2 })
+        {
+            var error = await Assert.ThrowsAsync<StorageException>(async () => await RawImage.ResizeAsync(device.Path, size, Ct));
+            Assert.Equal(StorageErrorReason.InvalidRequest, error.Reason);
+            Assert.Equal("Cannot resize device files", error.Message);
+        }
 
-        // Within its size, as QEMU's host_device truncate: accepted, nothing changes.
-        await RawImage.ResizeAsync(device.Path, DeviceSize / 2, Ct);
+        // A raw image created larger than the device (qemu-img create's truncate is not exact):
+        // refused in qemu-img's words.
+        var grow = Assert.Throws<StorageException>(() => RawImage.Create(device.Path, DeviceSize * 2));
+        Assert.Equal($"{device.Path}: Cannot grow device files", grow.Message);
+
+        await RawImage.ResizeAsync(device.Path, DeviceSize, Ct);
         await using var image = RawImage.Open(device.Path, readOnly: true);
         Assert.Equal(DeviceSize, image.VirtualSize);
+
     }
 
     /// <summary>

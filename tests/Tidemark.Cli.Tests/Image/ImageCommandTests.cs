@@ -37,9 +37,10 @@ public sealed class ImageCommandTests
         var raw = JsonDocument.Parse((await RunAsync("image", "info", "--output=json", "-f", "raw", device.Path)).Out);
         Assert.Equal(64L << 20, raw.RootElement.GetProperty("virtual-size").GetInt64());
 
+        var qemu = await Peer.RunAsync("qemu-img", ["resize", "-f", "raw", device.Path, "128M"]);
         var (code, _, err) = await RunAsync("image", "resize", "-f", "raw", device.Path, "128M");
-        Assert.Equal(1, code);
-        Assert.Contains("Cannot grow device files", err, StringComparison.Ordinal);
+        Assert.Equal(qemu.ExitCode, code);
+        Assert.Equal(qemu.Stderr.Replace("qemu-img: ", "error: ", StringComparison.Ordinal), err);
 
         Assert.Equal(0, (await RunAsync("image", "create", "-f", "qcow2", device.Path, "32M")).Code);
         await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 1M 4k", device.Path);
