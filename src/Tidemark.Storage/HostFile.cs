@@ -29,6 +29,9 @@ internal sealed class HostFile : IAsyncDisposable
     // RWF_NOWAIT from <linux/fs.h> (preadv2 on buffered files since Linux 4.14).
     private const int RwfNoWait = 0x08;
 
+    // POSIX_FADV_WILLNEED from <fcntl.h>.
+    private const int PosixFadvWillNeed = 3;
+
     // FALLOC_FL_* from <linux/falloc.h>.
     private const int FallocKeepSize = 0x01;
     private const int FallocPunchHole = 0x02;
@@ -47,6 +50,7 @@ internal sealed class HostFile : IAsyncDisposable
     private readonly SafeFileHandle _handle;
     private FileStream? _stream;
     private Storage.WriteBehind? _writeBehind;
+    private DirectWrites? _directWrites;
     private int _disposed;
 
     /// <summary>Changes made through this object (writes, size changes, fallocate), counted when each completes; starts at 1 so the first flush syncs.</summary>
@@ -119,6 +123,25 @@ internal sealed class HostFile : IAsyncDisposable
     /// page cache.
     /// </summary>
     public void WriteBehindFrom(long start) => _writeBehind ??= new Storage.WriteBehind(_handle, start);
+
+    /// <summary>
+    /// Sends gathered writes (<see cref="WriteGatheredOnCallingThread"/>) past the page cache
+    /// where they are aligned (<see cref="DirectWrites"/>): for data written once and seldom
+    /// read back soon. A file system that refuses direct I/O keeps every write buffered.
+    /// </summary>
+    public void WriteGatheredDirectly()
+    {
+        ThrowIfReadOnly();
+        _directWrites ??= DirectWrites.Open(Path);
+    }
+
+    /// <summary>
+    /// Starts reading <paramref name="length"/> bytes at <paramref name="offset"/> into the page
+    /// cache without waiting (<c>POSIX_FADV_WILLNEED</c>): for reads about to come that the
+    /// kernel's readahead cannot foresee. Only a hint; a file system that refuses it is left alone.
+    /// </summary>
+    public void AdviseWillNeed(long offset, long length)
+        => _ = NativeMethods.posix_fadvise((int)_handle.DangerousGetHandle(), offset, length, PosixFadvWillNeed);
 
     /// <summary>Opens an existing file and takes QEMU's locks for reading, or reading and writing.</summary>
     /// <exception cref="StorageException">Another process holds a conflicting lock (<see cref="StorageErrorReason.Locked"/>).</exception>
@@ -366,11 +389,15 @@ internal sealed class HostFile : IAsyncDisposable
         ThrowIfReadOnly();
         try
         {
-            RandomAccess.Write(_handle, data, offset);
             var length = 0L;
             foreach (var piece in data)
             {
                 length += piece.Length;
+            }
+
+            if (!TryWriteDirectly(offset, length, data))
+            {
+                RandomAccess.Write(_handle, data, offset);
             }
 
             _writeBehind?.Written(offset, length);
@@ -379,6 +406,30 @@ internal sealed class HostFile : IAsyncDisposable
         finally
         {
             Changed();
+        }
+    }
+
+    /// <summary>A gathered write through <see cref="DirectWrites"/>; false where it must go through the page cache.</summary>
+    private bool TryWriteDirectly(long offset, long length, IReadOnlyList<ReadOnlyMemory<byte>> data)
+    {
+        if (_directWrites is not { } direct || !DirectWrites.Fits(offset, length))
+        {
+            return false;
+        }
+
+        try
+        {
+            direct.Write(offset, data);
+            return true;
+        }
+        catch (IOException e) when (e.HResult == DirectWrites.EINVAL)
+        {
+            // Opened for O_DIRECT but refused as misaligned: the page cache takes this write
+            // and every later one. Rewriting what a first step may have written is harmless:
+            // the same bytes at the same place.
+            _directWrites = null;
+            direct.Dispose();
+            return false;
         }
     }
 
@@ -648,6 +699,7 @@ internal sealed class HostFile : IAsyncDisposable
         {
             // Closing the descriptor releases its OFD locks.
             _handle.Dispose();
+            _directWrites?.Dispose();
         }
 
         return ValueTask.CompletedTask;
@@ -677,6 +729,9 @@ file static class NativeMethods
 
     [DllImport("libc", SetLastError = true)]
     internal static extern int fallocate(int fd, int mode, long offset, long len);
+
+    [DllImport("libc")]
+    internal static extern int posix_fadvise(int fd, long offset, long len, int advice);
 
     [DllImport("libc", SetLastError = true, CharSet = CharSet.Ansi, BestFitMapping = false, ThrowOnUnmappableChar = true)]
     internal static extern int statx(int dirfd, string pathname, int flags, uint mask, byte[] statxbuf);

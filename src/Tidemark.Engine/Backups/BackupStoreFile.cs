@@ -95,6 +95,18 @@ internal static class BackupStoreFile
         if (mode == BackupMode.Pull)
         {
             NeverFsync(image);
+
+            // The guest pays for every copy its writes cause, on the same CPUs: a buffered
+            // scratch write took a fresh page-cache page per 4 KiB copy. Past the page cache,
+            // guest random 4 KiB writes during a pull ran at 60–65k IOPS against 54–56k in the
+            // same minutes. Reading the copies back then waits for the disk, which the view's
+            // prefetch (CopyBeforeWrite) spreads over a request: nbdcopy read the export, 128 MiB
+            // of it scattered copies, in 0.86–0.99 s, against 0.64–0.75 s with the copies in the
+            // page cache and 1.41–1.56 s without the prefetch.
+            if (image is Qcow2Image scratch)
+            {
+                scratch.WriteGatheredDirectly();
+            }
         }
 
         var cluster = image is Qcow2Image qcow2 ? qcow2.ClusterSize : 0;
@@ -152,11 +164,9 @@ internal static class BackupStoreFile
     /// the target is streamed to the disk as the copy goes (<see cref="Qcow2Image.WriteBehind"/>,
     /// as the backup client's chain files are): that fsync then finds almost nothing left to
     /// write, instead of the whole backup waiting in the page cache for it. A pull scratch is
-    /// not: it is never fsynced, and the backup client reads back what was copied into it, in
-    /// the order of the disk, from clusters laid down in the order of the copies. Streamed, the
-    /// scratch left the page cache as it was written, and reading back a disk whose 4 KiB
-    /// blocks guest writes had copied one by one (30,000 of them) took 1.3–1.6 s instead of
-    /// 0.7–0.8 s, for no gain on the guest's side.
+    /// not: it is never fsynced, and its copies are written past the page cache instead
+    /// (<see cref="Qcow2Image.WriteGatheredDirectly"/>), which costs the guest less than
+    /// streaming buffered writes would.
     /// </summary>
     private static void StreamToDisk(IBlockImage image)
     {

@@ -2,6 +2,7 @@ using System.Buffers;
 using Tidemark.Engine.Disks;
 using Tidemark.Storage;
 using Tidemark.Storage.Bitmaps;
+using Tidemark.Storage.Qcow2;
 
 namespace Tidemark.Engine.Backups;
 
@@ -316,6 +317,7 @@ internal sealed class CopyBeforeWrite : IGuestWriteInterceptor
     /// <exception cref="BackupJobException">The job failed or ended.</exception>
     public async ValueTask ReadPointInTimeAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
     {
+        await PrefetchCopiesAsync(offset, buffer.Length, cancellationToken).ConfigureAwait(false);
         var position = offset;
         var end = offset + buffer.Length;
         while (position < end)
@@ -411,6 +413,37 @@ internal sealed class CopyBeforeWrite : IGuestWriteInterceptor
             // Once a failed copy has failed the job, guest writes no longer wait for leases, so
             // a live read that overlapped the failure may hold newer data: never serve it.
             ThrowIfFailedLocked();
+        }
+    }
+
+    /// <summary>
+    /// Pull: when a view read covers several runs of copied clusters, starts reading them all
+    /// from the scratch before the first is read. Guest writes copy scattered clusters, which
+    /// lie in the scratch in the order they were copied, not the disk's, and the scratch's data
+    /// is written past the page cache (<see cref="Qcow2Image.WriteGatheredDirectly"/>): read
+    /// one after another, each run would wait for the disk by itself.
+    /// </summary>
+    private async ValueTask PrefetchCopiesAsync(long offset, long length, CancellationToken cancellationToken)
+    {
+        if (_copied is null || _store.Image is not Qcow2Image scratch)
+        {
+            return;
+        }
+
+        var runs = 0;
+        lock (_lock)
+        {
+            for (var position = offset; position < offset + length && runs < 2;)
+            {
+                var extent = _copied.GetExtent(position, offset + length - position);
+                runs += extent.Dirty ? 1 : 0;
+                position = extent.End;
+            }
+        }
+
+        if (runs >= 2)
+        {
+            await scratch.PrefetchAsync(offset, length, cancellationToken).ConfigureAwait(false);
         }
     }
 

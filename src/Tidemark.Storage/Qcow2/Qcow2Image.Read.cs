@@ -444,6 +444,22 @@ public sealed partial class Qcow2Image
         return runs;
     }
 
+    /// <summary>
+    /// Starts reading the file's data under <c>[offset, offset + length)</c> into the page cache
+    /// without waiting (<see cref="HostFile.AdviseWillNeed"/>): for reads of scattered clusters
+    /// about to come, which then wait for their data together instead of one after another.
+    /// </summary>
+    public async ValueTask PrefetchAsync(long offset, long length, CancellationToken cancellationToken = default)
+    {
+        foreach (var run in await GetHostRunsAsync(offset, length, cancellationToken).ConfigureAwait(false))
+        {
+            if (run.Host is { } host)
+            {
+                _file.AdviseWillNeed(host, run.Length);
+            }
+        }
+    }
+
     private static void Append(List<BlockExtent> extents, BlockExtent extent)
     {
         if (extents.Count > 0 && extents[^1].End == extent.Offset && extents[^1].Kind == extent.Kind && extents[^1].Depth == extent.Depth)

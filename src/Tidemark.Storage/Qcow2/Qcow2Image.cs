@@ -146,6 +146,13 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
     /// </summary>
     public void WriteBehindNewClusters() => _file.WriteBehindFrom(_file.Length);
 
+    /// <summary>
+    /// Writes the data of gathered writes (<see cref="WriteGatheredAsync"/>) past the page cache
+    /// (<see cref="DirectWrites"/>), for an image written once and read back later, if at all:
+    /// a pull backup's scratch. Metadata stays cached.
+    /// </summary>
+    public void WriteGatheredDirectly() => _file.WriteGatheredDirectly();
+
     /// <summary>Number of internal snapshots (tolerated: kept and counted, never switched to).</summary>
     public int SnapshotCount => _header.SnapshotCount;
 
