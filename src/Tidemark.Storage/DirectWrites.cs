@@ -36,6 +36,9 @@ internal sealed class DirectWrites : IDisposable
     public const int EINVAL = 22;
 
     private readonly SafeFileHandle _handle;
+
+    /// <summary>Held for a whole write: one staging buffer for all.</summary>
+    private readonly Lock _lock = new();
     private readonly byte[] _buffer;
     private readonly int _start;
 
@@ -69,6 +72,14 @@ internal sealed class DirectWrites : IDisposable
 
     /// <summary>Writes the pieces one after the other from <paramref name="offset"/>; <see cref="Fits"/> must hold for their total.</summary>
     public void Write(long offset, IReadOnlyList<ReadOnlyMemory<byte>> data)
+    {
+        lock (_lock)
+        {
+            WriteLocked(offset, data);
+        }
+    }
+
+    private void WriteLocked(long offset, IReadOnlyList<ReadOnlyMemory<byte>> data)
     {
         var staging = _buffer.AsSpan(_start, StagingBytes);
         var staged = 0;
