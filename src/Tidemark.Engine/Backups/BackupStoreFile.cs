@@ -98,11 +98,13 @@ internal static class BackupStoreFile
 
             // The guest pays for every copy its writes cause, on the same CPUs: a buffered
             // scratch write took a fresh page-cache page per 4 KiB copy. Past the page cache,
-            // guest random 4 KiB writes during a pull ran at 60–65k IOPS against 54–56k in the
-            // same minutes. Reading the copies back then waits for the disk, which the view's
-            // prefetch (CopyBeforeWrite) spreads over a request: nbdcopy read the export, 128 MiB
-            // of it scattered copies, in 0.86–0.99 s, against 0.64–0.75 s with the copies in the
-            // page cache and 1.41–1.56 s without the prefetch.
+            // guest random 4 KiB writes during a pull ran at a median 60,900 IOPS against 49,200
+            // buffered, in the same seven interleaved rounds (bench/engine/README.md). Reading
+            // the copies back then waits for the disk, which the view's prefetch
+            // (CopyBeforeWrite) spreads over a request: nbdcopy read the export, 128 MiB of it
+            // scattered copies, in a median 1.03 s against 0.75 s with the copies in the page
+            // cache (1.41–1.56 s without the prefetch). The guest is the production workload;
+            // the reader is the backup.
             if (image is Qcow2Image scratch)
             {
                 scratch.WriteGatheredDirectly();
