@@ -29,9 +29,6 @@ internal sealed class HostFile : IAsyncDisposable
     // RWF_NOWAIT from <linux/fs.h> (preadv2 on buffered files since Linux 4.14).
     private const int RwfNoWait = 0x08;
 
-    // POSIX_FADV_WILLNEED from <fcntl.h>.
-    private const int PosixFadvWillNeed = 3;
-
     // FALLOC_FL_* from <linux/falloc.h>.
     private const int FallocKeepSize = 0x01;
     private const int FallocPunchHole = 0x02;
@@ -141,7 +138,7 @@ internal sealed class HostFile : IAsyncDisposable
     /// kernel's readahead cannot foresee. Only a hint; a file system that refuses it is left alone.
     /// </summary>
     public void AdviseWillNeed(long offset, long length)
-        => _ = NativeMethods.posix_fadvise((int)_handle.DangerousGetHandle(), offset, length, PosixFadvWillNeed);
+        => PageCacheAdvice.WillNeed((int)_handle.DangerousGetHandle(), offset, length);
 
     /// <summary>Opens an existing file and takes QEMU's locks for reading, or reading and writing.</summary>
     /// <exception cref="StorageException">Another process holds a conflicting lock (<see cref="StorageErrorReason.Locked"/>).</exception>
@@ -729,9 +726,6 @@ file static class NativeMethods
 
     [DllImport("libc", SetLastError = true)]
     internal static extern int fallocate(int fd, int mode, long offset, long len);
-
-    [DllImport("libc")]
-    internal static extern int posix_fadvise(int fd, long offset, long len, int advice);
 
     [DllImport("libc", SetLastError = true, CharSet = CharSet.Ansi, BestFitMapping = false, ThrowOnUnmappableChar = true)]
     internal static extern int statx(int dirfd, string pathname, int flags, uint mask, byte[] statxbuf);

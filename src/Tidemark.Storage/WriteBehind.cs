@@ -34,7 +34,6 @@ internal sealed class WriteBehind
     private const uint SyncFileRangeWaitBefore = 1;
     private const uint SyncFileRangeWrite = 2;
     private const uint SyncFileRangeWaitAfter = 4;
-    private const int PosixFadvDontNeed = 4;
 
     private readonly SafeFileHandle _handle;
     private readonly Lock _lock = new();
@@ -88,7 +87,7 @@ internal sealed class WriteBehind
                 return;
             }
 
-            _ = NativeMethods.posix_fadvise(fd, settleFrom, settleTo - settleFrom, PosixFadvDontNeed);
+            PageCacheAdvice.DontNeed(fd, settleFrom, settleTo - settleFrom);
         }
     }
 
@@ -105,8 +104,5 @@ internal sealed class WriteBehind
     {
         [DllImport("libc", SetLastError = true)]
         internal static extern int sync_file_range(int fd, long offset, long nbytes, uint flags);
-
-        [DllImport("libc")]
-        internal static extern int posix_fadvise(int fd, long offset, long len, int advice);
     }
 }
