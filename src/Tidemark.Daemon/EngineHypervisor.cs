@@ -36,6 +36,7 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
     private const int ShutoffShutdown = 1;
     private const int ShutoffDestroyed = 2;
     private const int ShutoffCrashed = 3;
+    private const int ShutoffDaemon = 8;
 
     // virDomainRunningReason and virDomainPausedReason values.
     private const int RunningBooted = 1;
@@ -237,7 +238,7 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         {
             EngineState.Running => new DomainStateInfo(WireState.Running, _runningReasons.GetValueOrDefault(found.Uuid, RunningBooted)),
             EngineState.Paused => new DomainStateInfo(WireState.Paused, PausedUser),
-            _ => new DomainStateInfo(WireState.Shutoff, _shutoffReasons.GetValueOrDefault(found.Uuid, found.EndedByHostCrash ? ShutoffCrashed : ShutoffUnknown)),
+            _ => new DomainStateInfo(WireState.Shutoff, _shutoffReasons.GetValueOrDefault(found.Uuid, found.EndedByHostCrash ? ShutoffCrashed : found.EndedAtReconnect ? ShutoffDaemon : ShutoffUnknown)),
         };
     });
 

@@ -44,6 +44,14 @@ public sealed record DaemonOptions
     /// <summary>libvirtd's <c>keepalive_count</c>: unanswered PINGs before such a client is disconnected (default 5).</summary>
     public int KeepaliveCount { get; init; } = 5;
 
+    /// <summary>
+    /// Stop every running domain when the daemon stops (<c>tidemark daemon --stop-domains</c>), as
+    /// libvirt-guests does at a host's shutdown. Without it the domains are left to the next
+    /// daemon on the state directory, which starts them again as they were, as libvirtd's stop
+    /// leaves QEMU running (<see cref="DomainHost.CloseKeepingDomainsAsync"/>).
+    /// </summary>
+    public bool StopDomains { get; init; }
+
     /// <summary>The socket path in effect.</summary>
     public string EffectiveSocketPath => Path.GetFullPath(SocketPath ?? Path.Combine(StateDirectory, "tidemark-sock"));
 }
@@ -55,10 +63,12 @@ public sealed record DaemonOptions
 /// </summary>
 /// <remarks>
 /// Start: take the state directory's lock (a second daemon is refused), open the engine (which
-/// removes what jobs cut short by a crash left behind), listen (mode 0600), start the domains
-/// marked autostart. Stop (SIGTERM, SIGINT): stop listening and end every client connection,
-/// then stop every domain as libvirtd does at shutdown: its backup job is cancelled and its
-/// files cleaned up, the guests' NBD connections end, bitmaps are stored and images closed.
+/// removes what jobs cut short by a crash left behind and starts again the domains the previous
+/// daemon left running), listen (mode 0600), start the domains marked autostart. Stop (SIGTERM,
+/// SIGINT): stop listening and end every client connection, then close every running domain:
+/// its backup job is cancelled and its files cleaned up, the guests' NBD connections end,
+/// bitmaps are stored and images closed. The domain is left to the next daemon (as libvirtd
+/// leaves QEMU running), or stopped with <see cref="DaemonOptions.StopDomains"/>.
 /// </remarks>
 public sealed class TidemarkDaemon : IHostedService, IAsyncDisposable
 {
@@ -163,7 +173,14 @@ public sealed class TidemarkDaemon : IHostedService, IAsyncDisposable
         if (_host is { } host)
         {
             _host = null;
-            await host.DisposeAsync().ConfigureAwait(false);
+            if (_options.StopDomains)
+            {
+                await host.DisposeAsync().ConfigureAwait(false);
+            }
+            else
+            {
+                await host.CloseKeepingDomainsAsync().ConfigureAwait(false);
+            }
         }
 
         _lock?.Dispose();

@@ -52,7 +52,8 @@ public sealed class RunningDomain
     /// <summary>The disk whose target dev is <paramref name="target"/>, or null.</summary>
     public RunningDisk? DiskByTarget(string target) => Disks.FirstOrDefault(d => d.Target == target);
 
-    internal static async Task<RunningDomain> StartAsync(DomainDefinition definition, string socketPath, DomainStartFlags flags, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
+    /// <param name="tcpPort">With <see cref="DomainStartFlags.GuestTcp"/>: the port to listen on, 0 for one the kernel picks.</param>
+    internal static async Task<RunningDomain> StartAsync(DomainDefinition definition, string socketPath, DomainStartFlags flags, int tcpPort, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
     {
         var barrier = new InstantBarrier();
 
@@ -78,7 +79,7 @@ public sealed class RunningDomain
             options.EndPoints.Add(new UnixDomainSocketEndPoint(socketPath));
             if (flags.HasFlag(DomainStartFlags.GuestTcp))
             {
-                options.EndPoints.Add(new IPEndPoint(IPAddress.Loopback, 0));
+                options.EndPoints.Add(new IPEndPoint(IPAddress.Loopback, tcpPort));
             }
             var exports = disks.Select(d => new NbdExport(d.Target, d.Guest)
             {
@@ -90,7 +91,18 @@ public sealed class RunningDomain
                 MultiConn = true,
             });
             var server = new NbdServer(options, exports, loggerFactory);
-            await server.StartAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await server.StartAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                // The unix socket may be bound already (a TCP port that is taken fails after
+                // it): disposing closes it and removes its file, so a retry can claim it.
+                await server.DisposeAsync().ConfigureAwait(false);
+                throw;
+            }
+
             return new RunningDomain(barrier, gate, disks, server, socketPath);
         }
         catch

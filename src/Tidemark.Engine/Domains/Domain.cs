@@ -70,6 +70,13 @@ public sealed partial class Domain
     /// </summary>
     public bool EndedByHostCrash { get; internal set; }
 
+    /// <summary>
+    /// Shut off because a host that had been left the running domain (<see cref="DomainHost.CloseKeepingDomainsAsync"/>)
+    /// could not start it again, as it was: until its next start, libvirt's "shut off (daemon)",
+    /// which libvirtd reports for a domain it killed because it could not reconnect to it.
+    /// </summary>
+    public bool EndedAtReconnect { get; internal set; }
+
     /// <summary>The domain's checkpoints.</summary>
     public DomainCheckpoints Checkpoints { get; }
 
@@ -141,11 +148,13 @@ public sealed partial class Domain
     }
 
     // Under the domain's lock, with the domain shut off.
-    internal async Task StartLockedAsync(DomainStartFlags flags, CancellationToken cancellationToken)
+    // A reconnect (Domain.Reconnect.cs) gives the id and TCP port the domain had.
+    internal async Task StartLockedAsync(DomainStartFlags flags, CancellationToken cancellationToken, int? id = null, int tcpPort = 0)
     {
-        Running = await RunningDomain.StartAsync(Definition, Store.SocketPath(Name), flags, _host.LoggerFactory, cancellationToken).ConfigureAwait(false);
+        Running = await RunningDomain.StartAsync(Definition, Store.SocketPath(Name), flags, tcpPort, _host.LoggerFactory, cancellationToken).ConfigureAwait(false);
         EndedByHostCrash = false;
-        Id = _host.NextId();
+        EndedAtReconnect = false;
+        Id = id ?? _host.NextId();
         ResetStoreIndex(Running);
         Logger.LogInformation("domain {Domain} started{Paused}; disks served on {Socket} {Tcp}", Name, Running.Gate.IsPaused ? " paused" : "", Running.SocketPath, Running.TcpEndPoint?.ToString() ?? "");
     }

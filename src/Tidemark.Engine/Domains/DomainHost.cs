@@ -18,8 +18,11 @@ namespace Tidemark.Engine.Domains;
 /// §6.1), and removes what a crash left behind: temporary files of metadata writes
 /// (<see cref="AtomicFile"/>), the files of jobs (<see cref="JobRecord"/>) and
 /// the stray bitmaps of checkpoint creations a crash cut short (<see cref="CheckpointCreationRecord"/>).
-/// Domains always come back shut off: the process that ran them is gone, and with it the
-/// guests' connections. Disposing the host stops every running domain cleanly.
+/// A domain that was running when its host was killed comes back shut off (crashed): the
+/// process that served its disks is gone, and with it the guests' connections. Disposing the
+/// host stops every running domain cleanly; <see cref="CloseKeepingDomainsAsync"/> instead leaves
+/// them to the next host, which starts them again as they were (libvirtd's restart, which the
+/// QEMU processes outlive).
 /// </remarks>
 public sealed class DomainHost : IAsyncDisposable
 {
@@ -142,7 +145,123 @@ public sealed class DomainHost : IAsyncDisposable
             }
         }
 
+        await host.ReconnectDomainsAsync(cancellationToken).ConfigureAwait(false);
         return host;
+    }
+
+    /// <summary>
+    /// Starts again the domains a previous host left running (<see cref="CloseKeepingDomainsAsync"/>),
+    /// in the state they had: id, running definition, paused or not, sockets. A domain that
+    /// cannot start (a disk gone or locked meanwhile) stays shut off, <see cref="Domain.EndedAtReconnect"/>;
+    /// a transient one then disappears with its checkpoint metadata, as at its stop.
+    /// </summary>
+    private async Task ReconnectDomainsAsync(CancellationToken cancellationToken)
+    {
+        foreach (var file in State.StatusFiles().ToList())
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            DomainStatus status;
+            try
+            {
+                status = await DomainStatus.ReadAsync(file, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is DocumentException or IOException)
+            {
+                Logger.LogError("skipping {File}: {Error}", file, e.Message);
+                AtomicFile.Delete(file);
+                continue;
+            }
+
+            var name = status.Definition.Name;
+            var uuid = ParseUuid(status.Definition);
+            var domain = Find(d => d.Name == name);
+
+            // A record beside a stale socket: the host it was left to had started the domain
+            // and was killed (or the hand-over was), a crash, which the socket check above has
+            // reported for a persistent domain. A persistent domain of that name with another
+            // UUID was defined behind this state directory's back.
+            var socket = State.SocketPath(name);
+            var crashed = domain is { EndedByHostCrash: true } || File.Exists(socket);
+            if (crashed || Path.GetFileNameWithoutExtension(file) != name || (domain is not null && domain.Uuid != uuid))
+            {
+                File.Delete(socket);
+                Logger.LogWarning("removed {File}: {Why}", file, crashed ? "the domain it records was running when its host was killed" : "the domain it records is not the one defined");
+                AtomicFile.Delete(file);
+                if (domain is null)
+                {
+                    DropTransientCheckpoints(name);
+                }
+
+                continue;
+            }
+
+            var transient = domain is null;
+            if (domain is null)
+            {
+                domain = new Domain(this, status.Definition, uuid, persistent: false, await LoadCheckpointsAsync(this, name, cancellationToken).ConfigureAwait(false));
+                lock (_lock)
+                {
+                    _domains.Add(domain);
+                }
+            }
+
+            try
+            {
+                await domain.ReconnectAsync(status, cancellationToken).ConfigureAwait(false);
+                lock (_lock)
+                {
+                    _lastId = Math.Max(_lastId, status.Id);
+                }
+
+                Logger.LogInformation("domain {Domain} started again as the previous host left it", name);
+            }
+            catch (Exception e) when (e is not OperationCanceledException && e is not OutOfMemoryException)
+            {
+                Logger.LogError("domain {Domain} was running when its previous host closed, and cannot start again: {Error}", name, e.Message);
+                if (transient)
+                {
+                    Forget(domain);
+                    DropTransientCheckpoints(name);
+                }
+            }
+
+            AtomicFile.Delete(file);
+        }
+    }
+
+    private void DropTransientCheckpoints(string domain)
+    {
+        if (!File.Exists(State.DomainFile(domain)))
+        {
+            State.DeleteCheckpointDirectory(domain);
+        }
+    }
+
+    /// <summary>
+    /// Closes the host and leaves its running domains to the next host opened on this state
+    /// directory, as libvirtd's stop leaves QEMU running: each domain's status is recorded
+    /// (<c>run/&lt;domain&gt;.xml</c>), its backup job ended as at a stop, its guests' connections
+    /// ended and its images flushed and closed with their bitmaps stored; the next
+    /// <see cref="OpenAsync"/> starts it again as it was. The guests see their disks go away and
+    /// come back on the same sockets: QEMU's NBD client with <c>reconnect-delay</c> holds their
+    /// requests meanwhile and sends the unanswered ones again.
+    /// </summary>
+    public async ValueTask CloseKeepingDomainsAsync()
+    {
+        foreach (var domain in ListDomains())
+        {
+            try
+            {
+                await domain.HandOverAsync().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // No record: the domain is stopped instead, as DisposeAsync below does.
+                Logger.LogError("domain {Domain} cannot be left running for the next host: {Error}", domain.Name, e.Message);
+            }
+        }
+
+        await DisposeAsync().ConfigureAwait(false);
     }
 
     /// <summary>Every domain, in definition order.</summary>

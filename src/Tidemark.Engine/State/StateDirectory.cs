@@ -10,7 +10,8 @@ namespace Tidemark.Engine.State;
 /// create (<see cref="JobRecord"/>), so that a start after a crash removes exactly those;</item>
 /// <item><c>jobs/&lt;domain&gt;.checkpoint</c>: the checkpoint an inactive domain is being given
 /// (<see cref="CheckpointCreationRecord"/>), so that a start after a crash removes its stray bitmaps;</item>
-/// <item><c>run/&lt;domain&gt;.sock</c>: the unix socket a running domain's disks are served on.</item>
+/// <item><c>run/&lt;domain&gt;.sock</c>: the unix socket a running domain's disks are served on;</item>
+/// <item><c>run/&lt;domain&gt;.xml</c>: a running domain a closed host left to the next one (<see cref="DomainStatus"/>).</item>
 /// </list>
 /// Every metadata file is replaced atomically (<see cref="AtomicFile"/>). The truth about what
 /// is dirty is in the qcow2 files' bitmaps, never here.
@@ -62,6 +63,10 @@ public sealed class StateDirectory
 
     internal string SocketPath(string domain) => Path.Combine(RunDirectory, domain + ".sock");
 
+    internal string StatusFile(string domain) => Path.Combine(RunDirectory, domain + XmlExtension);
+
+    internal IEnumerable<string> StatusFiles() => ListXml(RunDirectory);
+
     internal IEnumerable<string> DomainFiles() => ListXml(DomainsDirectory);
 
     internal IEnumerable<string> CheckpointFiles(string domain) => ListXml(CheckpointDirectory(domain));
@@ -69,12 +74,12 @@ public sealed class StateDirectory
     /// <summary>
     /// Removes the temporary files of metadata writes that a kill cut short (<see cref="AtomicFile"/>)
     /// from <c>domains/</c>, every <c>checkpoint/&lt;domain&gt;/</c> (including those of domains
-    /// no longer defined) and <c>jobs/</c>; nothing else. Returns the removed paths.
+    /// no longer defined), <c>jobs/</c> and <c>run/</c>; nothing else. Returns the removed paths.
     /// </summary>
     internal IReadOnlyList<string> RemoveStrayTemporaryFiles()
     {
         var checkpoints = Path.Combine(Root, "checkpoint");
-        IEnumerable<string> directories = [DomainsDirectory, JobsDirectory];
+        IEnumerable<string> directories = [DomainsDirectory, JobsDirectory, RunDirectory];
         if (Directory.Exists(checkpoints))
         {
             directories = directories.Concat(Directory.EnumerateDirectories(checkpoints).Order(StringComparer.Ordinal));
@@ -85,14 +90,14 @@ public sealed class StateDirectory
 
     /// <summary>
     /// The domains that have a <c>checkpoint/&lt;domain&gt;/</c> directory but no definition file
-    /// at all (one that fails to parse still counts as there): transient domains a kill ended,
-    /// whose checkpoint metadata would otherwise outlive them.
+    /// at all (one that fails to parse still counts as there) and no status record: transient
+    /// domains a kill ended, whose checkpoint metadata would otherwise outlive them.
     /// </summary>
     internal IReadOnlyList<string> CheckpointDirectoriesWithoutDomain()
     {
         var checkpoints = Path.Combine(Root, "checkpoint");
         return Directory.Exists(checkpoints)
-            ? [.. Directory.EnumerateDirectories(checkpoints).Select(d => Path.GetFileName(d)).Where(d => !File.Exists(DomainFile(d))).Order(StringComparer.Ordinal)]
+            ? [.. Directory.EnumerateDirectories(checkpoints).Select(d => Path.GetFileName(d)).Where(d => !File.Exists(DomainFile(d)) && !File.Exists(StatusFile(d))).Order(StringComparer.Ordinal)]
             : [];
     }
 

@@ -5,8 +5,8 @@ namespace Tidemark.Daemon.Tests.Support;
 
 /// <summary>
 /// A <see cref="TidemarkDaemon"/> started in-process on a temporary state directory and socket,
-/// with qcow2 images made by qemu-img beside it. Disposing stops the daemon (every domain
-/// stopped, images closed) and removes the files.
+/// with qcow2 images made by qemu-img beside it. Disposing stops the daemon (every running
+/// domain closed and left to a next daemon, images closed) and removes the files.
 /// </summary>
 internal sealed class TestDaemon : IAsyncDisposable
 {

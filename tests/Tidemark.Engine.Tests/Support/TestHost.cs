@@ -43,7 +43,7 @@ public sealed class TestHost : IAsyncDisposable
         return new TestHost(directory, host, clock);
     }
 
-    /// <summary>Disposes the host (stopping its domains) and opens a new one on the same state directory: a daemon restart.</summary>
+    /// <summary>Disposes the host (stopping its domains) and opens a new one on the same state directory: a restart of a daemon that stops its domains (<c>--stop-domains</c>).</summary>
     public async Task RestartAsync()
     {
         await Host.DisposeAsync();

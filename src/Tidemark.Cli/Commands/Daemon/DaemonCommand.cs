@@ -6,7 +6,7 @@ using D = Tidemark.Cli.Commands.Daemon.DaemonCommandDefinition;
 
 namespace Tidemark.Cli.Commands.Daemon;
 
-/// <summary>Runs <c>daemon</c> until SIGTERM or SIGINT, then stops it gracefully (domains stopped, images closed).</summary>
+/// <summary>Runs <c>daemon</c> until SIGTERM or SIGINT, then stops it gracefully (domains left to the next daemon, or stopped with --stop-domains; images closed).</summary>
 internal static class DaemonCommand
 {
     public static async Task<int> RunAsync(ParseResult result, CliConsole console, CancellationToken cancellationToken)
@@ -21,6 +21,7 @@ internal static class DaemonCommand
             BackupTlsVerifyPeer = !result.GetValue(D.BackupTlsNoVerify),
             KeepaliveInterval = result.GetValue(D.KeepaliveInterval),
             KeepaliveCount = result.GetValue(D.KeepaliveCount),
+            StopDomains = result.GetValue(D.StopDomains),
         };
         using var host = TidemarkDaemon.CreateHost(options, result.GetValue(D.Verbose) ? LogLevel.Debug : LogLevel.Information);
         try

@@ -3,9 +3,10 @@ using System.CommandLine;
 namespace Tidemark.Cli.Commands.Daemon;
 
 /// <summary>
-/// <c>tidemark daemon [--state-dir DIR] [--socket PATH] [--guest-tcp] [--backup-tls-dir DIR] [--backup-tls-no-verify] [--keepalive-interval S] [--keepalive-count N]</c>: runs Tidemark's daemon in the
+/// <c>tidemark daemon [--state-dir DIR] [--socket PATH] [--guest-tcp] [--backup-tls-dir DIR] [--backup-tls-no-verify] [--keepalive-interval S] [--keepalive-count N] [--stop-domains]</c>: runs Tidemark's daemon in the
 /// foreground; virsh, libvirt-python and virtnbdbackup connect with
-/// <c>qemu+unix:///system?socket=PATH</c>.
+/// <c>qemu+unix:///system?socket=PATH</c>. Its stop leaves the running domains to the next
+/// daemon on the state directory, as libvirtd's leaves QEMU running, unless <c>--stop-domains</c>.
 /// </summary>
 internal static class DaemonCommandDefinition
 {
@@ -16,6 +17,7 @@ internal static class DaemonCommandDefinition
     public static readonly Option<bool> BackupTlsNoVerify = new("--backup-tls-no-verify") { Description = "Let TLS pull clients connect without a client certificate (libvirt's backup_tls_x509_verify = 0)." };
     public static readonly Option<int> KeepaliveInterval = new("--keepalive-interval") { Description = "Seconds of silence before a client that speaks keepalive (virsh, libvirt-python with an event loop) is sent a ping; -1 never pings (libvirt's keepalive_interval).", DefaultValueFactory = _ => 5 };
     public static readonly Option<int> KeepaliveCount = CountOption();
+    public static readonly Option<bool> StopDomains = new("--stop-domains") { Description = "Stop the running domains when the daemon stops (as libvirt-guests does at shutdown); by default the next daemon on the state directory starts them again as they were, on the same sockets." };
     public static readonly Option<bool> Verbose = new("--verbose", "-v") { Description = "Log each connection and call failure in detail." };
 
     private static Option<int> CountOption()
@@ -35,7 +37,7 @@ internal static class DaemonCommandDefinition
     {
         var command = new Command("daemon", "Run the daemon: domains, checkpoints and backups behind libvirt's remote protocol.")
         {
-            StateDirectory, Socket, GuestTcp, BackupTlsDirectory, BackupTlsNoVerify, KeepaliveInterval, KeepaliveCount, Verbose,
+            StateDirectory, Socket, GuestTcp, BackupTlsDirectory, BackupTlsNoVerify, KeepaliveInterval, KeepaliveCount, StopDomains, Verbose,
         };
         command.SetAction((result, cancellationToken) => DaemonCommand.RunAsync(result, console, cancellationToken));
         return command;

@@ -1,0 +1,88 @@
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Tidemark.Engine.State;
+using Tidemark.Formats.Domains;
+
+namespace Tidemark.Engine.Domains;
+
+/// <summary>A running domain left by one host to the next (libvirtd's restart, which QEMU outlives).</summary>
+public sealed partial class Domain
+{
+    /// <summary>
+    /// Closes a running domain for the next host on this state directory: writes its status
+    /// record (<see cref="DomainStatus"/>), ends its backup job as a stop does, ends the guests'
+    /// connections, flushes and closes its images (storing its bitmaps). Unlike a stop, the
+    /// domain is not shut off: a transient one keeps its checkpoint metadata, and the next host
+    /// starts it again as it was. A guest that reconnects (QEMU's NBD client with
+    /// <c>reconnect-delay</c>) finds its disks where they were, its unanswered requests sent again.
+    /// </summary>
+    /// <returns>False when the domain was not running.</returns>
+    internal async Task<bool> HandOverAsync()
+    {
+        using var held = await LockAsync(CancellationToken.None).ConfigureAwait(false);
+        if (Running is not { } running)
+        {
+            return false;
+        }
+
+        // Written first: a kill later in the hand-over leaves the record beside the stale
+        // socket, which the next host reads as the crash it was.
+        var status = new DomainStatus(Definition, Id, running.Gate.IsPaused, running.TcpEndPoint?.Port);
+        await status.WriteAsync(Store.StatusFile(Name), CancellationToken.None).ConfigureAwait(false);
+
+        // libvirtd keeps a backup job across its restart, since QEMU runs it; here the process
+        // running it ends, so the job ends as at a stop, its files cleaned up.
+        await EndBackupForStopAsync().ConfigureAwait(false);
+        Running = null;
+        try
+        {
+            await running.StopAsync().ConfigureAwait(false);
+        }
+        catch (EngineException e)
+        {
+            // As at a stop: a bitmap that could not be stored stays IN_USE, and reads as broken.
+            Logger.LogError("domain {Domain}: {Error}", Name, e.Message);
+        }
+
+        Logger.LogInformation("domain {Domain} left running for the next host (id {Id})", Name, status.Id);
+        return true;
+    }
+
+    /// <summary>
+    /// Starts the domain as a previous host left it (<paramref name="status"/>): the same id,
+    /// running definition, pause state and guest TCP port (another when that one is taken,
+    /// with a warning). The domain's own definition takes over again at its stop, as after
+    /// <see cref="DomainHost.CreateAsync"/>.
+    /// </summary>
+    /// <exception cref="EngineException">The domain cannot be started (a disk is gone, locked or unreadable): it stays shut off.</exception>
+    internal async Task ReconnectAsync(DomainStatus status, CancellationToken cancellationToken)
+    {
+        using var held = await LockAsync(cancellationToken).ConfigureAwait(false);
+        var flags = (status.Paused ? DomainStartFlags.Paused : DomainStartFlags.None) | (status.TcpPort is null ? DomainStartFlags.None : DomainStartFlags.GuestTcp);
+        var own = Definition;
+        Definition = status.Definition;
+        try
+        {
+            try
+            {
+                await StartLockedAsync(flags, cancellationToken, status.Id, status.TcpPort ?? 0).ConfigureAwait(false);
+            }
+            catch (SocketException e) when (status.TcpPort is { } port)
+            {
+                Logger.LogWarning("domain {Domain}: guest TCP port {Port} is taken ({Error}); its disks are served on another, which guests must be told", Name, port, e.Message);
+                await StartLockedAsync(flags, cancellationToken, status.Id).ConfigureAwait(false);
+            }
+        }
+        catch
+        {
+            Definition = own;
+            EndedAtReconnect = true;
+            throw;
+        }
+
+        if (!ReferenceEquals(own, status.Definition) && DomainFormatter.Format(own) != DomainFormatter.Format(status.Definition))
+        {
+            _nextDefinition = own;
+        }
+    }
+}

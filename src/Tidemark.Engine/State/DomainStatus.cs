@@ -1,0 +1,88 @@
+using System.Globalization;
+using System.Xml;
+using System.Xml.Linq;
+using Tidemark.Formats;
+using Tidemark.Formats.Domains;
+
+namespace Tidemark.Engine.State;
+
+/// <summary>
+/// What a running domain was when the host that ran it closed and left it to the next one
+/// (<see cref="Domains.DomainHost.CloseKeepingDomainsAsync"/>): <c>run/&lt;domain&gt;.xml</c>, the
+/// counterpart of libvirt's status file <c>/run/libvirt/qemu/&lt;domain&gt;.xml</c>, from which
+/// libvirtd reconnects to the QEMU that kept running while it was down
+/// (qemuProcessReconnect). A Tidemark domain's disks are served by the process hosting the
+/// engine, so the next host starts them again, as they were: same id, paused or not, the same
+/// sockets, and the running definition (which can differ from the persistent one).
+/// </summary>
+/// <remarks>
+/// The layout follows libvirt's <c>&lt;domstatus state='running'&gt;&lt;domain id='N'&gt;…</c>, with
+/// the TCP port kept in a <c>&lt;guest tcp-port='N'/&gt;</c> element of Tidemark's own. The file
+/// is written atomically before the domain's disks are closed, and removed once the next host
+/// has started the domain again.
+/// </remarks>
+internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Paused, int? TcpPort)
+{
+    /// <summary>Writes the record to <paramref name="path"/> atomically.</summary>
+    public Task WriteAsync(string path, CancellationToken cancellationToken)
+    {
+        var domain = XElement.Parse(DomainFormatter.Format(Definition));
+        domain.SetAttributeValue("id", Id.ToString(CultureInfo.InvariantCulture));
+        var status = new XElement(
+            "domstatus",
+            new XAttribute("state", Paused ? "paused" : "running"),
+            TcpPort is { } port ? new XElement("guest", new XAttribute("tcp-port", port.ToString(CultureInfo.InvariantCulture))) : null,
+            domain);
+        return AtomicFile.WriteAsync(path, status + "\n", cancellationToken);
+    }
+
+    /// <summary>Reads the record at <paramref name="path"/>.</summary>
+    /// <exception cref="DocumentException">The file is not a status record, or its domain breaks the domain schema.</exception>
+    /// <exception cref="IOException">The file cannot be read.</exception>
+    public static async Task<DomainStatus> ReadAsync(string path, CancellationToken cancellationToken)
+    {
+        XElement status;
+        try
+        {
+            status = XElement.Parse(await File.ReadAllTextAsync(path, cancellationToken).ConfigureAwait(false));
+        }
+        catch (XmlException e)
+        {
+            throw Invalid(path, e.Message);
+        }
+
+        var domain = status.Name == "domstatus" ? status.Element("domain") : null;
+        if (domain is null)
+        {
+            throw Invalid(path, "expected <domstatus> holding a <domain>");
+        }
+
+        var state = (string?)status.Attribute("state");
+        if (state is not ("running" or "paused"))
+        {
+            throw Invalid(path, $"unknown domain state '{state}'");
+        }
+
+        if (!int.TryParse((string?)domain.Attribute("id"), NumberStyles.None, CultureInfo.InvariantCulture, out var id) || id < 1)
+        {
+            throw Invalid(path, "the domain has no valid id");
+        }
+
+        int? port = null;
+        if (status.Element("guest")?.Attribute("tcp-port") is { } portText)
+        {
+            if (!int.TryParse(portText.Value, NumberStyles.None, CultureInfo.InvariantCulture, out var value) || value is < 1 or > 65535)
+            {
+                throw Invalid(path, $"invalid guest TCP port '{portText.Value}'");
+            }
+
+            port = value;
+        }
+
+        domain.Attribute("id")!.Remove();
+        return new DomainStatus(DomainParser.Parse(domain), id, state == "paused", port);
+    }
+
+    private static DocumentException Invalid(string path, string what)
+        => new(DocumentErrorReason.UnexpectedRoot, $"{path}: not a domain status record: {what}");
+}

@@ -1,0 +1,73 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Tidemark.Daemon.Tests.Support;
+using Tidemark.Testing;
+
+namespace Tidemark.Daemon.Tests;
+
+/// <summary>
+/// A daemon's stop leaves its running domains to the next daemon on the state directory, as
+/// libvirtd's leaves QEMU running: stock virsh sees them running with the ids they had, and a
+/// guest with QEMU's <c>reconnect-delay</c> goes on writing. <c>--stop-domains</c> stops them.
+/// </summary>
+public sealed class DaemonRestartTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task RunningDomains_OutliveTheDaemon_AsVirshAndTheGuestSeeThem()
+    {
+        await using var test = await TestDaemon.StartAsync();
+        await test.StartDomainAsync("vm1", "write -P 0x11 0 64k");
+        await test.StartDomainAsync("vm2", "write -P 0x22 0 64k");
+        await Virsh.RunOkAsync(test, "destroy", "vm1");
+        await Virsh.RunOkAsync(test, "start", "vm1");
+        await Virsh.RunOkAsync(test, "suspend", "vm2");
+        await Virsh.RunOkAsync(test, "checkpoint-create-as", "vm1", "c1");
+        var list = await Virsh.RunOkAsync(test, "list", "--all");
+        Assert.Equal(" Id   Name   State\n----------------------\n 2    vm2    paused\n 3    vm1    running\n\n", list);
+
+        await using var guest = QemuIoSession.OpenUnix(test.GuestSocket("vm1"), "vda", reconnectDelay: 60);
+        await guest.RunAsync("write -P 0xaa 1M 64k", "wrote 65536/65536 bytes at offset 1048576");
+        await test.Daemon.DisposeAsync();
+        await guest.SendAsync("write -P 0xbb 2M 64k");
+
+        var restarted = new TidemarkDaemon(new DaemonOptions { StateDirectory = test.StateRoot, StopDomains = true }, NullLoggerFactory.Instance);
+        await restarted.StartAsync(Ct);
+        try
+        {
+            Assert.Equal(list, await Virsh.RunOkAsync(test, "list", "--all"));
+            await guest.WaitForReplyAsync("wrote 65536/65536 bytes at offset 2097152");
+            await guest.RunAsync("read -P 0x11 0 64k", "read 65536/65536 bytes at offset 0");
+            await guest.QuitAsync();
+            Assert.Equal("paused (user)\n\n", await Virsh.RunOkAsync(test, "domstate", "vm2", "--reason"));
+            Assert.Contains("size='131072'", await Virsh.RunOkAsync(test, "checkpoint-dumpxml", "vm1", "c1", "--size", "--no-domain"), StringComparison.Ordinal);
+            Assert.Equal(" Id   Name   State\n----------------------\n 4    vm3    running\n\n", await StartAnotherAsync(test));
+        }
+        finally
+        {
+            await restarted.DisposeAsync();
+        }
+
+        // That daemon stopped them: the next finds them shut off, and not as crashed.
+        var third = new TidemarkDaemon(new DaemonOptions { StateDirectory = test.StateRoot }, NullLoggerFactory.Instance);
+        await third.StartAsync(Ct);
+        try
+        {
+            Assert.Equal("\n", await Virsh.RunOkAsync(test, "list", "--name"));
+            Assert.Equal("shut off (unknown)\n\n", await Virsh.RunOkAsync(test, "domstate", "vm1", "--reason"));
+        }
+        finally
+        {
+            await third.DisposeAsync();
+        }
+    }
+
+    private static async Task<string> StartAnotherAsync(TestDaemon test)
+    {
+        var image = await test.CreateImageAsync("vm3", "vda");
+        var xml = test.Directory.File("vm3.xml");
+        await File.WriteAllTextAsync(xml, TestDaemon.DomainXml("vm3", ("vda", image)), Ct);
+        await Virsh.RunOkAsync(test, "create", xml);
+        return await Virsh.RunOkAsync(test, "list", "--transient");
+    }
+}
