@@ -46,7 +46,7 @@ internal sealed class BackupHost : IAsyncDisposable
         Peer.Require("qemu-img");
         Peer.Require("qemu-io");
         var directory = new TempDirectory("tb");
-        var daemon = new TidemarkDaemon(new DaemonOptions { StateDirectory = directory.File("state") }, NullLoggerFactory.Instance);
+        var daemon = new TidemarkDaemon(new DaemonOptions { StateDirectory = directory.File("state"), StopDomains = true }, NullLoggerFactory.Instance);
         await daemon.StartAsync(Ct);
         var images = new Dictionary<string, string>();
         foreach (var (target, size) in disks)
@@ -74,7 +74,7 @@ internal sealed class BackupHost : IAsyncDisposable
         var directory = new TempDirectory("tb");
         var device = await LoopDevice.AttachAsync(directory.Path, 64L << 20);
         await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", device.Path, size);
-        var daemon = new TidemarkDaemon(new DaemonOptions { StateDirectory = directory.File("state") }, NullLoggerFactory.Instance);
+        var daemon = new TidemarkDaemon(new DaemonOptions { StateDirectory = directory.File("state"), StopDomains = true }, NullLoggerFactory.Instance);
         await daemon.StartAsync(Ct);
         var images = new Dictionary<string, string> { ["vda"] = device.Path };
         var host = new BackupHost(directory, daemon, "dom", images) { _device = device };
@@ -85,14 +85,14 @@ internal sealed class BackupHost : IAsyncDisposable
     }
 
     /// <summary>
-    /// Stops the daemon (domains stopped, images closed), runs <paramref name="offline"/> on the
+    /// Stops the daemon (its domains stopped, <see cref="DaemonOptions.StopDomains"/>, images closed), runs <paramref name="offline"/> on the
     /// images, then starts a new daemon on the same state directory and starts the domain again.
     /// </summary>
     public async Task RestartAsync(Func<Task> offline)
     {
         await Daemon.DisposeAsync();
         await offline();
-        Daemon = new TidemarkDaemon(new DaemonOptions { StateDirectory = Directory.File("state") }, NullLoggerFactory.Instance);
+        Daemon = new TidemarkDaemon(new DaemonOptions { StateDirectory = Directory.File("state"), StopDomains = true }, NullLoggerFactory.Instance);
         await Daemon.StartAsync(Ct);
         await using var client = await ConnectAsync();
         await client.CreateDomainAsync(await client.LookupDomainByNameAsync(Domain, Ct), Ct);
