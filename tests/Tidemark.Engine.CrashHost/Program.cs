@@ -14,12 +14,15 @@ using Tidemark.Nbd.Client;
 //                checkpoint bN, full and incremental (from the previous one) in turn
 //   pull         one incremental pull backup from c0 with checkpoint p0 (scratch files and
 //                socket in WORK_DIR), read over and over by a client of its exports
+//   handover     after PAUSE_MS, closes the host leaving the domain to the next one
+//                (DomainHost.CloseKeepingDomainsAsync), printing "handing over" before and
+//                "handed over" after, then waits
 // It prints "creating NAME" as a checkpoint's creation begins, "checkpoint NAME" once it has
 // returned, and "done NAME" once
 // the push that created checkpoint NAME has completed and let go of its job.
 if (args.Length != 5)
 {
-    await Console.Error.WriteLineAsync("usage: crash-host STATE_DIR DOMAIN writes|checkpoints|offline|push|pull PAUSE_MS WORK_DIR");
+    await Console.Error.WriteLineAsync("usage: crash-host STATE_DIR DOMAIN writes|checkpoints|offline|push|pull|handover PAUSE_MS WORK_DIR");
     return 2;
 }
 
@@ -86,6 +89,14 @@ switch (scenario)
                 await Task.Delay(pause / 10);
             }
         }
+
+    case "handover":
+        await Task.Delay(pause);
+        await SayAsync("handing over");
+        await host.CloseKeepingDomainsAsync();
+        await SayAsync("handed over");
+        await Task.Delay(Timeout.Infinite);
+        break;
 
     default:
         await Console.Error.WriteLineAsync($"unknown scenario '{scenario}'");

@@ -185,6 +185,27 @@ public sealed class ReconnectTests
     }
 
     [Fact]
+    public async Task HandOverCutShort_IsACrash()
+    {
+        await using var test = await TestHost.CreateAsync();
+        var domain = await test.DefineAsync("s", Size, new TestDisk("vda"));
+        await domain.StartAsync(Ct);
+        var definition = domain.Definition;
+        await test.Host.CloseKeepingDomainsAsync();
+        var record = Path.Combine(test.StateRoot, "run", "s.xml");
+        Assert.Contains("handover=\"done\"", await File.ReadAllTextAsync(record, Ct), StringComparison.Ordinal);
+
+        // As the record reads when a kill comes before the images are flushed.
+        await new State.DomainStatus(definition, 1, Paused: false, TcpPort: null, HandedOver: false).WriteAsync(record, Ct);
+        await test.ReopenAfterCrashAsync();
+
+        domain = test.Host.LookupByName("s");
+        Assert.Equal(DomainState.ShutOff, domain.State);
+        Assert.True(domain.EndedByHostCrash);
+        Assert.False(File.Exists(record));
+    }
+
+    [Fact]
     public async Task KilledAfterTheReconnection_IsACrash_NotAnotherReconnection()
     {
         await using var test = await TestHost.CreateAsync();
@@ -197,7 +218,7 @@ public sealed class ReconnectTests
 
         // The host that took the domain over is "killed" in the middle of handing it over
         // again: its status record is written, its socket still there.
-        var status = new State.DomainStatus(domain.Definition, 1, Paused: false, TcpPort: null);
+        var status = new State.DomainStatus(domain.Definition, 1, Paused: false, TcpPort: null, HandedOver: true);
         await status.WriteAsync(Path.Combine(test.StateRoot, "run", "k.xml"), Ct);
 
         await test.ReopenAfterCrashAsync();

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text.Json;
+using Tidemark.Nbd;
 using Tidemark.Nbd.Client;
 using Tidemark.Nbd.Protocol;
 
@@ -24,6 +25,9 @@ public sealed class FlushedWrites
 
     private readonly ConcurrentDictionary<(string Disk, long Offset), Acknowledged> _acknowledged = new();
 
+    // Every write the server replied to, flushed or not.
+    private readonly ConcurrentDictionary<(string Disk, long Offset), Acknowledged> _replied = new();
+
     // Per disk, the number of the last write a completed flush covered: a FUA write numbered
     // above it was kept by FUA alone when the kill came.
     private readonly ConcurrentDictionary<string, long> _flushedThrough = new();
@@ -31,6 +35,9 @@ public sealed class FlushedWrites
 
     /// <summary>About half the writes are FUA writes with no flush after them (the rest are flushed as always).</summary>
     public bool FuaWrites { get; init; }
+
+    /// <summary>The server may end the connection itself (a daemon handing its domains over): the guest then stops writing, where otherwise it fails.</summary>
+    public bool ServerMayLeave { get; init; }
 
     /// <summary>How many judged writes (in <see cref="AssertKeptAsync"/>) only FUA made durable: no flush came after them before the kill.</summary>
     public int FuaOnlyJudged => _fuaOnlyJudged;
@@ -68,6 +75,7 @@ public sealed class FlushedWrites
                 // In flight, the cluster holds the old or the new bytes (or a mix); flushed, or
                 // acknowledged with FUA, the new.
                 _acknowledged.TryRemove((disk, offset), out _);
+                _replied.TryRemove((disk, offset), out _);
                 if (pattern == 0)
                 {
                     await client.WriteZeroesAsync(offset, Cluster, flags, stop);
@@ -77,6 +85,8 @@ public sealed class FlushedWrites
                     buffer.AsSpan().Fill((byte)pattern);
                     await client.WriteAsync(offset, buffer, flags, stop);
                 }
+
+                _replied[(disk, offset)] = new(pattern, number, fua);
 
                 if (!fua)
                 {
@@ -92,6 +102,10 @@ public sealed class FlushedWrites
         {
             // The kill cut the connection (or the test stopped the guest first).
         }
+        catch (Exception e) when (ServerMayLeave && e is NbdException or IOException or System.Net.Sockets.SocketException)
+        {
+            // The server closed the connection: the guest waits for no one.
+        }
     }
 
     /// <summary>
@@ -99,10 +113,11 @@ public sealed class FlushedWrites
     /// <c>qemu-img check</c> (leaks allowed: they are what a kill may leave, as with QEMU) and
     /// holds every write its guest saw flushed or saw acknowledged with FUA.
     /// </summary>
-    public async Task AssertKeptAsync(string disk, string image)
+    /// <param name="everyReply">Judge every write the server replied to, flushed or not: what a host handing its domain over, which then comes back for the guest, owes it.</param>
+    public async Task AssertKeptAsync(string disk, string image, bool everyReply = false)
     {
         await AssertNoCorruptionAsync(image);
-        var kept = _acknowledged.Where(a => a.Key.Disk == disk).ToList();
+        var kept = (everyReply ? _replied : _acknowledged).Where(a => a.Key.Disk == disk).ToList();
         Assert.True(kept.Count > 0, $"no write to {disk} was acknowledged before the kill");
         var flushedThrough = _flushedThrough.GetValueOrDefault(disk);
         var fuaOnly = kept.Where(a => a.Value.Fua && a.Value.Number > flushedThrough).ToList();

@@ -119,7 +119,17 @@ public sealed class RunningDomain
     /// <summary>Ends the guests' connections, flushes and closes every image (storing bitmaps). The first failure is rethrown after every disk was closed.</summary>
     internal async Task StopAsync()
     {
-        await _server.DisposeAsync().ConfigureAwait(false);
+        await DisconnectGuestsAsync().ConfigureAwait(false);
+        var first = await FlushDisksAsync().ConfigureAwait(false);
+        await CloseDisksAsync(first).ConfigureAwait(false);
+    }
+
+    /// <summary>Ends the guests' connections: no guest request is in flight afterwards, and none comes.</summary>
+    internal async Task DisconnectGuestsAsync() => await _server.DisposeAsync().ConfigureAwait(false);
+
+    /// <summary>Flushes every writable image (data and metadata durable); returns the first failure, after trying every disk.</summary>
+    internal async Task<Exception?> FlushDisksAsync()
+    {
         Exception? first = null;
         foreach (var disk in Disks)
         {
@@ -134,7 +144,17 @@ public sealed class RunningDomain
             {
                 first ??= e;
             }
+        }
 
+        return first;
+    }
+
+    /// <summary>Closes every image (storing bitmaps); throws <paramref name="earlier"/> or the first failure once every disk was closed.</summary>
+    internal async Task CloseDisksAsync(Exception? earlier = null)
+    {
+        var first = earlier;
+        foreach (var disk in Disks)
+        {
             try
             {
                 await disk.LiveImage.DisposeAsync().ConfigureAwait(false);

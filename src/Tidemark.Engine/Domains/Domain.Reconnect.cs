@@ -9,14 +9,22 @@ namespace Tidemark.Engine.Domains;
 public sealed partial class Domain
 {
     /// <summary>
-    /// Closes a running domain for the next host on this state directory: writes its status
-    /// record (<see cref="DomainStatus"/>), ends its backup job as a stop does, ends the guests'
-    /// connections, flushes and closes its images (storing its bitmaps). Unlike a stop, the
-    /// domain is not shut off: a transient one keeps its checkpoint metadata, and the next host
-    /// starts it again as it was. A guest that reconnects (QEMU's NBD client with
+    /// Closes a running domain for the next host on this state directory: ends its backup job
+    /// as a stop does, ends the guests' connections, flushes its images and closes them (storing
+    /// its bitmaps), recording its status (<see cref="DomainStatus"/>) on the way. Unlike a stop,
+    /// the domain is not shut off: a transient one keeps its checkpoint metadata, and the next
+    /// host starts it again as it was. A guest that reconnects (QEMU's NBD client with
     /// <c>reconnect-delay</c>) finds its disks where they were, its unanswered requests sent again.
     /// </summary>
+    /// <remarks>
+    /// The record is written twice: before the guests are disconnected (a kill from then on is a
+    /// crash: the next host must not hand the disks back to a guest that may have been told of
+    /// writes the images lack), and again once every image is flushed. A kill while the images
+    /// close leaves their bitmaps IN_USE: the domain comes back, its data whole, its bitmaps
+    /// reported broken. A flush that fails ends the domain as a stop would, without a record.
+    /// </remarks>
     /// <returns>False when the domain was not running.</returns>
+    /// <exception cref="IOException">The first record could not be written: the domain still runs.</exception>
     internal async Task<bool> HandOverAsync()
     {
         using var held = await LockAsync(CancellationToken.None).ConfigureAwait(false);
@@ -25,18 +33,37 @@ public sealed partial class Domain
             return false;
         }
 
-        // Written first: a kill later in the hand-over leaves the record beside the stale
-        // socket, which the next host reads as the crash it was.
-        var status = new DomainStatus(Definition, Id, running.Gate.IsPaused, running.TcpEndPoint?.Port);
-        await status.WriteAsync(Store.StatusFile(Name), CancellationToken.None).ConfigureAwait(false);
+        var file = Store.StatusFile(Name);
+        var status = new DomainStatus(Definition, Id, running.Gate.IsPaused, running.TcpEndPoint?.Port, HandedOver: false);
+        await status.WriteAsync(file, CancellationToken.None).ConfigureAwait(false);
 
         // libvirtd keeps a backup job across its restart, since QEMU runs it; here the process
         // running it ends, so the job ends as at a stop, its files cleaned up.
         await EndBackupForStopAsync().ConfigureAwait(false);
         Running = null;
+        await running.DisconnectGuestsAsync().ConfigureAwait(false);
+        var failure = await running.FlushDisksAsync().ConfigureAwait(false);
+        if (failure is null)
+        {
+            try
+            {
+                await (status with { HandedOver = true }).WriteAsync(file, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                failure = e;
+            }
+        }
+
+        if (failure is not null)
+        {
+            Logger.LogError("domain {Domain} cannot be left running for the next host, and is stopped: {Error}", Name, failure.Message);
+            AtomicFile.Delete(file);
+        }
+
         try
         {
-            await running.StopAsync().ConfigureAwait(false);
+            await running.CloseDisksAsync(failure).ConfigureAwait(false);
         }
         catch (EngineException e)
         {
@@ -44,7 +71,11 @@ public sealed partial class Domain
             Logger.LogError("domain {Domain}: {Error}", Name, e.Message);
         }
 
-        Logger.LogInformation("domain {Domain} left running for the next host (id {Id})", Name, status.Id);
+        if (failure is null)
+        {
+            Logger.LogInformation("domain {Domain} left running for the next host (id {Id})", Name, status.Id);
+        }
+
         return true;
     }
 

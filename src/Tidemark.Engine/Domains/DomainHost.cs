@@ -176,15 +176,20 @@ public sealed class DomainHost : IAsyncDisposable
             var uuid = ParseUuid(status.Definition);
             var domain = Find(d => d.Name == name);
 
-            // A record beside a stale socket: the host it was left to had started the domain
-            // and was killed (or the hand-over was), a crash, which the socket check above has
-            // reported for a persistent domain. A persistent domain of that name with another
-            // UUID was defined behind this state directory's back.
+            // A hand-over a kill cut short, or a record beside a stale socket (the host it was
+            // left to had started the domain and was killed): a crash, which the socket check
+            // above has reported for a persistent domain. A persistent domain of that name with
+            // another UUID was defined behind this state directory's back.
             var socket = State.SocketPath(name);
-            var crashed = domain is { EndedByHostCrash: true } || File.Exists(socket);
+            var crashed = domain is { EndedByHostCrash: true } || File.Exists(socket) || !status.HandedOver;
             if (crashed || Path.GetFileNameWithoutExtension(file) != name || (domain is not null && domain.Uuid != uuid))
             {
                 File.Delete(socket);
+                if (crashed && domain is not null)
+                {
+                    domain.EndedByHostCrash = true;
+                }
+
                 Logger.LogWarning("removed {File}: {Why}", file, crashed ? "the domain it records was running when its host was killed" : "the domain it records is not the one defined");
                 AtomicFile.Delete(file);
                 if (domain is null)
@@ -256,7 +261,8 @@ public sealed class DomainHost : IAsyncDisposable
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                // No record: the domain is stopped instead, as DisposeAsync below does.
+                // The first record could not be written: the domain is stopped instead, as
+                // DisposeAsync below does.
                 Logger.LogError("domain {Domain} cannot be left running for the next host: {Error}", domain.Name, e.Message);
             }
         }

@@ -17,11 +17,17 @@ namespace Tidemark.Engine.State;
 /// </summary>
 /// <remarks>
 /// The layout follows libvirt's <c>&lt;domstatus state='running'&gt;&lt;domain id='N'&gt;…</c>, with
-/// the TCP port kept in a <c>&lt;guest tcp-port='N'/&gt;</c> element of Tidemark's own. The file
-/// is written atomically before the domain's disks are closed, and removed once the next host
-/// has started the domain again.
+/// the hand-over's progress in a <c>handover</c> attribute and the TCP port in a
+/// <c>&lt;guest tcp-port='N'/&gt;</c> element of Tidemark's own. The file is written atomically,
+/// and removed once the next host has started the domain again.
 /// </remarks>
-internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Paused, int? TcpPort)
+/// <param name="HandedOver">
+/// False while the hand-over runs (<c>handover='started'</c>): written before the guests are
+/// disconnected, and rewritten true (<c>handover='done'</c>) once every image is flushed, so
+/// the next host starts the domain again only when every write a guest was told of is in the
+/// images. A record still false is a hand-over a kill cut short: a crash.
+/// </param>
+internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Paused, int? TcpPort, bool HandedOver)
 {
     /// <summary>Writes the record to <paramref name="path"/> atomically.</summary>
     public Task WriteAsync(string path, CancellationToken cancellationToken)
@@ -31,6 +37,7 @@ internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Pa
         var status = new XElement(
             "domstatus",
             new XAttribute("state", Paused ? "paused" : "running"),
+            new XAttribute("handover", HandedOver ? "done" : "started"),
             TcpPort is { } port ? new XElement("guest", new XAttribute("tcp-port", port.ToString(CultureInfo.InvariantCulture))) : null,
             domain);
         return AtomicFile.WriteAsync(path, status + "\n", cancellationToken);
@@ -63,6 +70,12 @@ internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Pa
             throw Invalid(path, $"unknown domain state '{state}'");
         }
 
+        var handover = (string?)status.Attribute("handover");
+        if (handover is not ("started" or "done"))
+        {
+            throw Invalid(path, $"unknown hand-over state '{handover}'");
+        }
+
         if (!int.TryParse((string?)domain.Attribute("id"), NumberStyles.None, CultureInfo.InvariantCulture, out var id) || id < 1)
         {
             throw Invalid(path, "the domain has no valid id");
@@ -80,7 +93,7 @@ internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Pa
         }
 
         domain.Attribute("id")!.Remove();
-        return new DomainStatus(DomainParser.Parse(domain), id, state == "paused", port);
+        return new DomainStatus(DomainParser.Parse(domain), id, state == "paused", port, handover == "done");
     }
 
     private static DocumentException Invalid(string path, string what)
