@@ -14,9 +14,9 @@ using Tidemark.Nbd.Client;
 //                checkpoint bN, full and incremental (from the previous one) in turn
 //   pull         one incremental pull backup from c0 with checkpoint p0 (scratch files and
 //                socket in WORK_DIR), read over and over by a client of its exports
-//   handover     after PAUSE_MS, closes the host leaving the domain to the next one
-//                (DomainHost.CloseKeepingDomainsAsync), printing "handing over" before and
-//                "handed over" after, then waits
+//   handover     once WORK_DIR/go exists, and PAUSE_MS after, closes the host leaving the
+//                domain to the next one (DomainHost.CloseKeepingDomainsAsync), printing
+//                "handing over" before and "handed over" after, then waits
 // It prints "creating NAME" as a checkpoint's creation begins, "checkpoint NAME" once it has
 // returned, and "done NAME" once
 // the push that created checkpoint NAME has completed and let go of its job.
@@ -91,6 +91,12 @@ switch (scenario)
         }
 
     case "handover":
+        // The test says when its guests have written.
+        while (!File.Exists(Path.Combine(work, "go")))
+        {
+            await Task.Delay(5);
+        }
+
         await Task.Delay(pause);
         await SayAsync("handing over");
         await host.CloseKeepingDomainsAsync();

@@ -9,7 +9,7 @@ namespace Tidemark.Engine.Tests;
 /// <summary>
 /// A child process hosting the engine (Tidemark.Engine.CrashHost, scenario <c>handover</c>) closes
 /// its host leaving the domain to the next one (<see cref="DomainHost.CloseKeepingDomainsAsync"/>)
-/// while two NBD guests write, and is SIGKILLed at a random point: before, during or after the
+/// while two NBD guests write (once each has had a write acknowledged), and is SIGKILLed at a random point: before, during or after the
 /// hand-over. The next host either starts the domain again, and then every write a guest was
 /// replied to is in the images (flushed or not: the guest, reconnecting, goes on as if nothing
 /// happened), its bitmaps valid or reported broken; or it reports the domain
@@ -62,7 +62,10 @@ public sealed class HandOverCrashTests
             {
                 var socket = await child.WaitForLineAsync("ready ");
                 writers = [.. Disks.Select((d, i) => Task.Run(() => writes.WriteAsync(c => Guest.ConnectAsync(socket, d.Target, c), d.Target, Size, new Random(writeSeed + i), stop.Token), Ct))];
+                // The hand-over begins only once both guests have had a write acknowledged,
+                // so every trial judges some.
                 await writes.WaitForEveryDiskAsync([.. Disks.Select(d => d.Target)], writers, Ct);
+                await File.WriteAllTextAsync(Path.Combine(test.Directory.Path, "go"), "", Ct);
                 await Task.Delay(killAfterMs, Ct);
                 await child.AssertRunningAsync();
             }
