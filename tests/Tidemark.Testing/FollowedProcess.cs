@@ -42,11 +42,62 @@ public sealed class FollowedProcess : IAsyncDisposable
 
     public bool HasExited => _process.HasExited;
 
-    public static FollowedProcess Start(string program, IEnumerable<string> arguments)
+    /// <param name="input">Give the child a standard input to write to (<see cref="SendLineAsync"/>).</param>
+    public static FollowedProcess Start(string program, IEnumerable<string> arguments, bool input = false)
     {
-        var info = new ProcessStartInfo(program, arguments) { RedirectStandardOutput = true, RedirectStandardError = true };
+        var info = new ProcessStartInfo(program, arguments) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = input };
         return new FollowedProcess(Process.Start(info) ?? throw new InvalidOperationException($"{program} did not start"));
     }
+
+    /// <summary>Writes one line to the child's standard input (started with <c>input</c>).</summary>
+    public async Task SendLineAsync(string line)
+    {
+        await _process.StandardInput.WriteLineAsync(line);
+        await _process.StandardInput.FlushAsync(Ct);
+    }
+
+    /// <summary>Closes the child's standard input and waits (up to 60 s) for it to end by itself; its exit code.</summary>
+    public async Task<int> EndInputAndWaitAsync()
+    {
+        _process.StandardInput.Close();
+        await _process.WaitForExitAsync(Ct).WaitAsync(LineTimeout, Ct);
+        await _stdout.WaitAsync(LineTimeout, Ct);
+        return _process.ExitCode;
+    }
+
+    /// <summary>
+    /// Waits up to <paramref name="timeout"/> for a line after the first <paramref name="from"/>
+    /// that <paramref name="match"/> takes; its number, or -1 when none came before the timeout
+    /// or the end of the child's output.
+    /// </summary>
+    public async Task<int> WaitForLineAsync(int from, Func<string, bool> match, TimeSpan timeout)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            lock (_lines)
+            {
+                for (var i = from; i < _lines.Count; i++)
+                {
+                    if (match(_lines[i]))
+                    {
+                        return i;
+                    }
+                }
+            }
+
+            if (_stdout.IsCompleted || deadline.Elapsed > timeout)
+            {
+                return -1;
+            }
+
+            await _changed.WaitAsync(TimeSpan.FromMilliseconds(100), Ct);
+        }
+    }
+
+    /// <summary>Every line so far, and the child's stderr once it has ended: for a failure message.</summary>
+    public string Output()
+        => string.Join('\n', Lines("")) + "\n" + (_stderr.IsCompleted ? _stderr.Result : "(stderr: still running)");
 
     /// <summary>Waits (up to 60 s) for a line starting with <paramref name="prefix"/> and returns the rest of it; fails with the child's output if it ends first.</summary>
     public async Task<string> WaitForLineAsync(string prefix)
