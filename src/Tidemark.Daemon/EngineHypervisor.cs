@@ -64,9 +64,6 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
     // it in memory: SHUTDOWN (1) or DESTROYED (2); a domain not stopped since is UNKNOWN (0).
     private readonly ConcurrentDictionary<Guid, int> _shutoffReasons = new();
 
-    // virDomainRunningReason of each running domain resumed since its start (UNPAUSED, 5);
-    // one not resumed since its start runs as BOOTED (1).
-    private readonly ConcurrentDictionary<Guid, int> _runningReasons = new();
 
     public EngineHypervisor(DomainHost host, AutostartMarks autostart, ILogger logger)
     {
@@ -223,7 +220,6 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         // qemuDomainResume: the domain then runs as UNPAUSED; the event comes from QEMU's RESUME.
         var found = Find(domain);
         await found.ResumeAsync(cancellationToken).ConfigureAwait(false);
-        _runningReasons[found.Uuid] = RunningUnpaused;
         Events?.PublishLifecycle(Ref(found), DomainLifecycleEvent.Resumed, ResumedUnpaused);
     });
 
@@ -236,7 +232,7 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         var found = Find(domain);
         return found.State switch
         {
-            EngineState.Running => new DomainStateInfo(WireState.Running, _runningReasons.GetValueOrDefault(found.Uuid, RunningBooted)),
+            EngineState.Running => new DomainStateInfo(WireState.Running, found.WasResumed ? RunningUnpaused : RunningBooted),
             EngineState.Paused => new DomainStateInfo(WireState.Paused, PausedUser),
             _ => new DomainStateInfo(WireState.Shutoff, _shutoffReasons.GetValueOrDefault(found.Uuid, found.EndedByHostCrash ? ShutoffCrashed : found.EndedAtReconnect ? ShutoffDaemon : ShutoffUnknown)),
         };
@@ -394,7 +390,6 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
     private void Started(EngineDomain domain, DomainStartFlags flags)
     {
         _shutoffReasons.TryRemove(domain.Uuid, out _);
-        _runningReasons.TryRemove(domain.Uuid, out _);
         var reference = Ref(domain);
         var paused = flags.HasFlag(DomainStartFlags.Paused);
         if (!paused)

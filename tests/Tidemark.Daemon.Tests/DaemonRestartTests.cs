@@ -22,6 +22,8 @@ public sealed class DaemonRestartTests
         await Virsh.RunOkAsync(test, "destroy", "vm1");
         await Virsh.RunOkAsync(test, "start", "vm1");
         await Virsh.RunOkAsync(test, "suspend", "vm2");
+        await Virsh.RunOkAsync(test, "suspend", "vm1");
+        await Virsh.RunOkAsync(test, "resume", "vm1");
         await Virsh.RunOkAsync(test, "checkpoint-create-as", "vm1", "c1");
         var list = await Virsh.RunOkAsync(test, "list", "--all");
         Assert.Equal(" Id   Name   State\n----------------------\n 2    vm2    paused\n 3    vm1    running\n\n", list);
@@ -40,6 +42,7 @@ public sealed class DaemonRestartTests
             await guest.RunAsync("read -P 0x11 0 64k", "read 65536/65536 bytes at offset 0");
             await guest.QuitAsync();
             Assert.Equal("paused (user)\n\n", await Virsh.RunOkAsync(test, "domstate", "vm2", "--reason"));
+            Assert.Equal("running (unpaused)\n\n", await Virsh.RunOkAsync(test, "domstate", "vm1", "--reason"));
             Assert.Contains("size='131072'", await Virsh.RunOkAsync(test, "checkpoint-dumpxml", "vm1", "c1", "--size", "--no-domain"), StringComparison.Ordinal);
             Assert.Equal(" Id   Name   State\n----------------------\n 4    vm3    running\n\n", await StartAnotherAsync(test));
         }

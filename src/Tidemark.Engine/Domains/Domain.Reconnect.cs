@@ -34,7 +34,7 @@ public sealed partial class Domain
         }
 
         var file = Store.StatusFile(Name);
-        var status = new DomainStatus(Definition, Id, running.Gate.IsPaused, running.TcpEndPoint?.Port, HandedOver: false);
+        var status = new DomainStatus(Definition, Id, running.Gate.IsPaused, running.TcpEndPoint?.Port, HandedOver: false) { WasResumed = WasResumed };
         await status.WriteAsync(file, CancellationToken.None).ConfigureAwait(false);
 
         // libvirtd keeps a backup job across its restart, since QEMU runs it; here the process
@@ -81,7 +81,7 @@ public sealed partial class Domain
 
     /// <summary>
     /// Starts the domain as a previous host left it (<paramref name="status"/>): the same id,
-    /// running definition, pause state and guest TCP port (another when that one is taken,
+    /// running definition, pause state (and whether it was resumed) and guest TCP port (another when that one is taken,
     /// with a warning). The domain's own definition takes over again at its stop, as after
     /// <see cref="DomainHost.CreateAsync"/>.
     /// </summary>
@@ -103,6 +103,8 @@ public sealed partial class Domain
                 Logger.LogWarning("domain {Domain}: guest TCP port {Port} is taken ({Error}); its disks are served on another, which guests must be told", Name, port, e.Message);
                 await StartLockedAsync(flags, cancellationToken, status.Id).ConfigureAwait(false);
             }
+
+            WasResumed = status.WasResumed;
         }
         catch
         {

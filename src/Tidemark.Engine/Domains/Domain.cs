@@ -77,6 +77,13 @@ public sealed partial class Domain
     /// </summary>
     public bool EndedAtReconnect { get; internal set; }
 
+    /// <summary>
+    /// Resumed (<see cref="ResumeAsync"/>) since its start: libvirt's RUNNING_UNPAUSED reason
+    /// rather than RUNNING_BOOTED. Kept across a hand-over to the next host, as libvirt keeps
+    /// the reason in its status file.
+    /// </summary>
+    public bool WasResumed { get; private set; }
+
     /// <summary>The domain's checkpoints.</summary>
     public DomainCheckpoints Checkpoints { get; }
 
@@ -154,6 +161,7 @@ public sealed partial class Domain
         Running = await RunningDomain.StartAsync(Definition, Store.SocketPath(Name), flags, tcpPort, _host.LoggerFactory, cancellationToken).ConfigureAwait(false);
         EndedByHostCrash = false;
         EndedAtReconnect = false;
+        WasResumed = false;
         Id = id ?? _host.NextId();
         ResetStoreIndex(Running);
         Logger.LogInformation("domain {Domain} started{Paused}; disks served on {Socket} {Tcp}", Name, Running.Gate.IsPaused ? " paused" : "", Running.SocketPath, Running.TcpEndPoint?.ToString() ?? "");
@@ -229,6 +237,7 @@ public sealed partial class Domain
         }
 
         running.Gate.Resume();
+        WasResumed = true;
         Logger.LogInformation("domain {Domain} resumed", Name);
     }
 

@@ -29,6 +29,9 @@ namespace Tidemark.Engine.State;
 /// </param>
 internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Paused, int? TcpPort, bool HandedOver)
 {
+    /// <summary>Resumed since its start: libvirt's reason <c>unpaused</c> for a running domain, <c>booted</c> otherwise (a paused one's is <c>user</c>, and a resume makes it <c>unpaused</c> again).</summary>
+    public bool WasResumed { get; init; }
+
     /// <summary>Writes the record to <paramref name="path"/> atomically.</summary>
     public Task WriteAsync(string path, CancellationToken cancellationToken)
     {
@@ -37,6 +40,7 @@ internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Pa
         var status = new XElement(
             "domstatus",
             new XAttribute("state", Paused ? "paused" : "running"),
+            new XAttribute("reason", Paused ? "user" : WasResumed ? "unpaused" : "booted"),
             new XAttribute("handover", HandedOver ? "done" : "started"),
             TcpPort is { } port ? new XElement("guest", new XAttribute("tcp-port", port.ToString(CultureInfo.InvariantCulture))) : null,
             domain);
@@ -70,6 +74,12 @@ internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Pa
             throw Invalid(path, $"unknown domain state '{state}'");
         }
 
+        var reason = (string?)status.Attribute("reason");
+        if (reason is not (null or "booted" or "unpaused" or "user"))
+        {
+            throw Invalid(path, $"unknown state reason '{reason}'");
+        }
+
         var handover = (string?)status.Attribute("handover");
         if (handover is not ("started" or "done"))
         {
@@ -93,7 +103,7 @@ internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Pa
         }
 
         domain.Attribute("id")!.Remove();
-        return new DomainStatus(DomainParser.Parse(domain), id, state == "paused", port, handover == "done");
+        return new DomainStatus(DomainParser.Parse(domain), id, state == "paused", port, handover == "done") { WasResumed = reason == "unpaused" };
     }
 
     private static DocumentException Invalid(string path, string what)
