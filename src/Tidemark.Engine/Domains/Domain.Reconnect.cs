@@ -81,9 +81,9 @@ public sealed partial class Domain
 
     /// <summary>
     /// Starts the domain as a previous host left it (<paramref name="status"/>): the same id,
-    /// running definition, pause state (and whether it was resumed) and guest TCP port (another when that one is taken,
-    /// with a warning). The domain's own definition takes over again at its stop, as after
-    /// <see cref="DomainHost.CreateAsync"/>.
+    /// running definition, pause state (and whether it was resumed) and guest TCP port
+    /// (another, with a warning, when that one is taken). The domain's own definition takes
+    /// over again at its stop, as after <see cref="DomainHost.CreateAsync"/>.
     /// </summary>
     /// <exception cref="EngineException">The domain cannot be started (a disk is gone, locked or unreadable): it stays shut off.</exception>
     internal async Task ReconnectAsync(DomainStatus status, CancellationToken cancellationToken)
