@@ -98,7 +98,8 @@ public sealed class PrivateLibvirtd : IAsyncDisposable
 
     // PID 1 of the namespace: bind-mounts (mkdir -p only creates an empty mount point where the
     // machine has no such folder), then waits for libvirtd, reaping QEMU (reparented here when
-    // libvirt daemonizes it) on the way. $1 is the temporary directory.
+    // libvirt daemonizes it) on the way; starts libvirtd again when it ended for a restart
+    // (RestartAsync), the QEMU processes still running. $1 is the temporary directory.
     private static readonly string Init = $$"""
         set -e
         exec >"$1/libvirtd.out" 2>&1
@@ -106,8 +107,12 @@ public sealed class PrivateLibvirtd : IAsyncDisposable
           mkdir -p "${m%%:*}"
           mount --bind "$1/${m##*:}" "${m%%:*}"
         done
-        /usr/sbin/libvirtd -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid &
-        wait $!
+        while :; do
+          /usr/sbin/libvirtd -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid &
+          wait $! || true
+          [ -e "$1/restart" ] || break
+          rm -f "$1/restart"
+        done
         """;
 
     private readonly Process _process;
@@ -182,6 +187,26 @@ public sealed class PrivateLibvirtd : IAsyncDisposable
             await libvirtd.DisposeAsync().ConfigureAwait(false);
             throw;
         }
+    }
+
+    /// <summary>
+    /// Stops libvirtd as <c>systemctl restart libvirtd</c> does (SIGTERM) and starts it again;
+    /// returns once it answers. Its QEMU processes keep running, and the new libvirtd reconnects
+    /// to them from its status files (qemuProcessReconnect).
+    /// </summary>
+    public async Task RestartAsync(CancellationToken cancellationToken = default)
+    {
+        // The namespace's PID 1 is unshare's child; libvirtd is that shell's.
+        var init = (await Peer.RunCheckedAsync("pgrep", "-P", _process.Id.ToString(CultureInfo.InvariantCulture)).ConfigureAwait(false)).Trim();
+        var libvirtd = int.Parse((await Peer.RunCheckedAsync("pgrep", "-P", init, "-x", "libvirtd").ConfigureAwait(false)).Trim(), CultureInfo.InvariantCulture);
+        await System.IO.File.WriteAllTextAsync(Path.Combine(Directory.Path, "restart"), "", cancellationToken).ConfigureAwait(false);
+        using (var old = Process.GetProcessById(libvirtd))
+        {
+            await Peer.RunCheckedAsync("kill", "-TERM", libvirtd.ToString(CultureInfo.InvariantCulture)).ConfigureAwait(false);
+            await old.WaitForExitAsync(cancellationToken).WaitAsync(TimeSpan.FromMinutes(1), cancellationToken).ConfigureAwait(false);
+        }
+
+        await WaitReadyAsync(cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Runs virsh against this libvirtd.</summary>
