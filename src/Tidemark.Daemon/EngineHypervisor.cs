@@ -53,6 +53,10 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
     private const int ShutdownHost = 2;
     private const int StoppedDestroyed = 1;
 
+    // virDomainEventUndefinedDetailType and virDomainEventDefinedDetailType: RENAMED.
+    private const int UndefinedRenamed = 1;
+    private const int DefinedRenamed = 2;
+
     // virConnectListAllDomainsFlags, in the groups libvirt filters by (a domain must match one set bit of each group used).
     private static readonly uint[] ListFilterGroups = [1 | 2, 4 | 8, 16 | 32 | 64 | 128, 256 | 512, 1024 | 2048, 4096 | 8192, 16384 | 32768];
 
@@ -156,6 +160,32 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         await _host.UndefineAsync(found, (DomainUndefineFlags)flags, cancellationToken).ConfigureAwait(false);
         _autostart.Set(found.Name, false);
         Events?.PublishLifecycle(Ref(found), DomainLifecycleEvent.Undefined, 0);
+    });
+
+    /// <summary>
+    /// libvirt raises UNDEFINED (RENAMED) under the old name, then DEFINED (RENAMED) under the
+    /// new one (qemuDomainRename); the autostart mark moves with the domain, as libvirt moves
+    /// its autostart link.
+    /// </summary>
+    public ValueTask RenameDomainAsync(RemoteDomain domain, string? newName, uint flags, CancellationToken cancellationToken) => CallAsync(async () =>
+    {
+        if (newName is null)
+        {
+            throw LibvirtError.Create(VirErrorNumber.InvalidArg, VirErrorDomain.Domain, "new_name in virDomainRename must not be NULL");
+        }
+
+        CheckFlags(flags, 0, "qemuDomainRename");
+        var found = Find(domain);
+        var before = Ref(found);
+        await _host.RenameAsync(found, newName, cancellationToken).ConfigureAwait(false);
+        if (_autostart.Get(before.Name))
+        {
+            _autostart.Set(newName, true);
+            _autostart.Set(before.Name, false);
+        }
+
+        Events?.PublishLifecycle(before, DomainLifecycleEvent.Undefined, UndefinedRenamed);
+        Events?.PublishLifecycle(Ref(found), DomainLifecycleEvent.Defined, DefinedRenamed);
     });
 
     public ValueTask<RemoteDomain> StartDomainAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => CallAsync(async () =>

@@ -36,6 +36,9 @@ internal static class WireErrors
     {
         EngineErrorReason.DomainExists or EngineErrorReason.CheckpointExists => VirErrorDomain.Domain,
 
+        // src/conf: the domain list refuses a taken name (virdomainobjlist.c), the parser a '/' (domain_conf.c).
+        EngineErrorReason.DomainNameTaken or EngineErrorReason.InvalidDomainName => VirErrorDomain.Domain,
+
         // src/conf/virdomainjob.c, which waits for the domain's job, reports as VIR_FROM_NONE.
         EngineErrorReason.JobWaitTimeout => VirErrorDomain.None,
         _ => VirErrorDomain.Qemu,

@@ -27,6 +27,15 @@ public enum EngineErrorReason
     /// <summary>"domain is not running".</summary>
     DomainNotRunning,
 
+    /// <summary>"name %s cannot contain '/'" and the names that would be a directory ("." and "..").</summary>
+    InvalidDomainName,
+
+    /// <summary>A rename the driver refuses: "cannot rename active domain", "cannot rename a transient domain".</summary>
+    RenameRefused,
+
+    /// <summary>A rename to a name in use (libvirt's domain list refuses it): "domain with name '%s' already exists", "Can't rename domain to itself".</summary>
+    DomainNameTaken,
+
     /// <summary>"domain is already running".</summary>
     DomainAlreadyRunning,
 
@@ -122,6 +131,9 @@ public static class EngineErrorReasons
         EngineErrorReason.NoSuchDomain => LibvirtErrorCode.NoDomain,
         EngineErrorReason.DomainExists => LibvirtErrorCode.OperationFailed,
         EngineErrorReason.DomainNotRunning => LibvirtErrorCode.OperationInvalid,
+        EngineErrorReason.InvalidDomainName => LibvirtErrorCode.XmlError,
+        EngineErrorReason.RenameRefused => LibvirtErrorCode.OperationInvalid,
+        EngineErrorReason.DomainNameTaken => LibvirtErrorCode.OperationInvalid,
         EngineErrorReason.DomainAlreadyRunning => LibvirtErrorCode.OperationInvalid,
         EngineErrorReason.InactiveDomainHasCheckpoints => LibvirtErrorCode.OperationInvalid,
         EngineErrorReason.TransientDomain => LibvirtErrorCode.OperationInvalid,

@@ -28,6 +28,9 @@ public sealed class DomainHost : IAsyncDisposable
 {
     private readonly Lock _lock = new();
     private readonly List<Domain> _domains = [];
+
+    // Names that domains being renamed are taking (under _lock): no define or create takes them meanwhile.
+    private readonly Dictionary<string, Domain> _incomingNames = new(StringComparer.Ordinal);
     private int _lastId;
 
     private DomainHost(StateDirectory state, TimeProvider clock, ILoggerFactory? loggerFactory)
@@ -87,6 +90,14 @@ public sealed class DomainHost : IAsyncDisposable
         foreach (var file in host.RemovedJobFiles)
         {
             host.Logger.LogWarning("removed {File}, left by a job that a crash cut short", file);
+        }
+
+        // Renames a kill cut short: finished when their new definition was written, else
+        // forgotten, before any definition is read (DomainRenameRecord).
+        foreach (var (oldName, newName) in DomainRenameRecord.Pending(host.State, f => host.Logger.LogWarning("removed {File}: not a rename record", f)))
+        {
+            DomainRenameRecord.Finish(host.State, oldName, newName);
+            host.Logger.LogWarning("completed or undid the rename of domain {Domain} to {NewName}, which a crash cut short", oldName, newName);
         }
 
         foreach (var file in host.State.DomainFiles())
@@ -315,12 +326,13 @@ public sealed class DomainHost : IAsyncDisposable
     public async Task<Domain> DefineAsync(DomainDefinition parsed, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(parsed);
+        DomainNames.Check(parsed.Name);
         var definition = WithUuid(parsed);
         var uuid = ParseUuid(definition);
         Domain? existing;
         lock (_lock)
         {
-            existing = _domains.Find(d => d.Name == definition.Name);
+            existing = _domains.Find(d => d.Name == definition.Name) ?? _incomingNames.GetValueOrDefault(definition.Name);
             if (existing is not null && existing.Uuid != uuid)
             {
                 throw new EngineException(EngineErrorReason.DomainExists, $"domain '{definition.Name}' already exists with uuid {existing.Uuid:D}");
@@ -363,6 +375,7 @@ public sealed class DomainHost : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(parsed);
         Flags.Check(flags, DomainStartFlags.GuestTcp | DomainStartFlags.Paused, "virDomainCreateXML");
+        DomainNames.Check(parsed.Name);
         var definition = WithUuid(parsed);
         var uuid = ParseUuid(definition);
 
@@ -380,9 +393,9 @@ public sealed class DomainHost : IAsyncDisposable
                 throw new EngineException(EngineErrorReason.DomainExists, $"domain '{existing.Name}' is already defined with uuid {uuid:D}");
             }
 
-            if (existing is null && _domains.Find(d => d.Name == definition.Name) is { } other)
+            if (existing is null && (_domains.Find(d => d.Name == definition.Name) ?? _incomingNames.GetValueOrDefault(definition.Name)) is { } other)
             {
-                throw new EngineException(EngineErrorReason.DomainExists, $"domain '{other.Name}' already exists with uuid {other.Uuid:D}");
+                throw new EngineException(EngineErrorReason.DomainExists, $"domain '{definition.Name}' already exists with uuid {other.Uuid:D}");
             }
 
             if (existing is null)
@@ -408,6 +421,64 @@ public sealed class DomainHost : IAsyncDisposable
         }
 
         return created;
+    }
+
+    /// <summary>
+    /// Renames an inactive, persistent domain (virDomainRename, spec §4.5): its definition and
+    /// its checkpoint metadata move to the new name; its UUID, checkpoints, current checkpoint
+    /// and bitmaps stay as they are. The checks and their words are libvirt's, in its order.
+    /// </summary>
+    /// <exception cref="EngineException">
+    /// "cannot rename active domain"; "Can't rename domain to itself"; "domain with name '%s'
+    /// already exists"; a name with '/' (or "." or ".."); the state directory cannot be written.
+    /// </exception>
+    public async Task RenameAsync(Domain domain, string newName, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(domain);
+        ArgumentNullException.ThrowIfNull(newName);
+        using var held = await domain.LockAsync(cancellationToken).ConfigureAwait(false);
+        if (Find(d => d == domain) is null)
+        {
+            throw new EngineException(EngineErrorReason.NoSuchDomain, $"no domain with matching name '{domain.Name}'");
+        }
+
+        if (domain.IsActive)
+        {
+            throw new EngineException(EngineErrorReason.RenameRefused, "cannot rename active domain");
+        }
+
+        if (!domain.IsPersistent)
+        {
+            throw new EngineException(EngineErrorReason.RenameRefused, "cannot rename a transient domain");
+        }
+
+        if (newName == domain.Name)
+        {
+            throw new EngineException(EngineErrorReason.DomainNameTaken, "Can't rename domain to itself");
+        }
+
+        lock (_lock)
+        {
+            if (_domains.Exists(d => d.Name == newName) || _incomingNames.ContainsKey(newName))
+            {
+                throw new EngineException(EngineErrorReason.DomainNameTaken, $"domain with name '{newName}' already exists");
+            }
+
+            DomainNames.Check(newName);
+            _incomingNames.Add(newName, domain);
+        }
+
+        try
+        {
+            await domain.RenameLockedAsync(newName, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            lock (_lock)
+            {
+                _incomingNames.Remove(newName);
+            }
+        }
     }
 
     /// <summary>

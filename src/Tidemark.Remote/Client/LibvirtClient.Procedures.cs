@@ -91,6 +91,18 @@ public sealed partial class LibvirtClient
                 w.WriteUInt32(flags);
             }, DomainRet, cancellationToken);
 
+    /// <summary>virDomainRename: an inactive domain takes <paramref name="newName"/>.</summary>
+    public Task RenameDomainAsync(RemoteDomain domain, string newName, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(newName);
+        return _channel.CallAsync(RemoteProcedure.DomainRename, w =>
+        {
+            domain.Write(w);
+            w.WriteOptionalString(newName, RemoteWire.MaxStringLength);
+            w.WriteUInt32(0);
+        }, (ref XdrReader r) => r.ReadInt32(), cancellationToken);
+    }
+
     /// <summary>virDomainUndefine (flags 0) or virDomainUndefineFlags.</summary>
     public Task UndefineDomainAsync(RemoteDomain domain, uint flags = 0, CancellationToken cancellationToken = default) =>
         flags == 0

@@ -73,6 +73,7 @@ public static class ApiNames
         [335] = "virDomainFSFreeze",
         [336] = "virDomainFSThaw",
         [350] = "virDomainDefineXMLFlags",
+        [358] = "virDomainRename",
         [360] = "virConnectRegisterCloseCallback",
         [361] = "virConnectUnregisterCloseCallback",
         [391] = "virStoragePoolLookupByTargetPath",

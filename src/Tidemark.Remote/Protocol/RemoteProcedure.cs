@@ -59,6 +59,7 @@ public enum RemoteProcedure : uint
     /// <summary>MESSAGE server→client: a disk's block job ended (BLOCK_JOB_2, the disk's target dev).</summary>
     DomainEventBlockJob2 = 339,
     DomainDefineXmlFlags = 350,
+    DomainRename = 358,
     ConnectRegisterCloseCallback = 360,
     ConnectUnregisterCloseCallback = 361,
 

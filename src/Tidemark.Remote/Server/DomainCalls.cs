@@ -16,6 +16,7 @@ internal static class DomainCalls
         RemoteProcedure.DomainDefineXmlFlags => DefineAsync(c, c.Args((ref XdrReader r) => (r.ReadString(RemoteWire.MaxStringLength), r.ReadUInt32()))),
         RemoteProcedure.DomainUndefine => VoidAsync(c, DomainOnly(c), c.Hypervisor.UndefineDomainAsync),
         RemoteProcedure.DomainUndefineFlags => VoidAsync(c, DomainAndFlags(c), c.Hypervisor.UndefineDomainAsync),
+        RemoteProcedure.DomainRename => RenameAsync(c),
         RemoteProcedure.DomainCreate => StartAsync(c, DomainOnly(c), plain: true),
         RemoteProcedure.DomainCreateWithFlags => StartAsync(c, DomainAndFlags(c), plain: false),
         RemoteProcedure.DomainCreateXml => CreateAsync(c, c.Args((ref XdrReader r) => (r.ReadString(RemoteWire.MaxStringLength), r.ReadUInt32()))),
@@ -93,6 +94,14 @@ internal static class DomainCalls
     {
         var domain = await c.Hypervisor.CreateDomainAsync(args.Xml, args.Flags, c.CancellationToken).ConfigureAwait(false);
         return c.Reply(domain.Write);
+    }
+
+    /// <summary>remote_domain_rename_args { dom, remote_string new_name, flags } → remote_domain_rename_ret { int retcode }.</summary>
+    private static async Task<MessageBuilder> RenameAsync(CallContext c)
+    {
+        var (domain, newName, flags) = c.Args((ref XdrReader r) => (RemoteDomain.Read(ref r), r.ReadOptionalString(RemoteWire.MaxStringLength), r.ReadUInt32()));
+        await c.Hypervisor.RenameDomainAsync(domain, newName, flags, c.CancellationToken).ConfigureAwait(false);
+        return c.Reply(w => w.WriteInt32(0));
     }
 
     /// <summary>DOMAIN_CREATE returns nothing; DOMAIN_CREATE_WITH_FLAGS returns the domain with its new id.</summary>

@@ -74,6 +74,13 @@ public interface IDomainProcedures
     /// <summary>DOMAIN_UNDEFINE (flags 0) and DOMAIN_UNDEFINE_FLAGS (e.g. 32 CHECKPOINTS_METADATA).</summary>
     ValueTask UndefineDomainAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// DOMAIN_RENAME (358): an inactive domain takes <paramref name="newName"/>, its checkpoints
+    /// with it. libvirt's client refuses a NULL name before the call; one that arrives anyway is
+    /// the backend's to refuse.
+    /// </summary>
+    ValueTask RenameDomainAsync(RemoteDomain domain, string? newName, uint flags, CancellationToken cancellationToken);
+
     /// <summary>DOMAIN_CREATE (flags 0) and DOMAIN_CREATE_WITH_FLAGS: start; returns the domain with its new id.</summary>
     ValueTask<RemoteDomain> StartDomainAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken);
 

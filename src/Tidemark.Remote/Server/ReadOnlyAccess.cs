@@ -62,6 +62,7 @@ internal static class ReadOnlyAccess
         or RemoteProcedure.DomainDestroy or RemoteProcedure.DomainDestroyFlags
         or RemoteProcedure.DomainFdAssociate
         or RemoteProcedure.DomainFsFreeze or RemoteProcedure.DomainFsThaw
+        or RemoteProcedure.DomainRename
         or RemoteProcedure.DomainResume or RemoteProcedure.DomainSuspend
         or RemoteProcedure.DomainSetAutostart
         or RemoteProcedure.DomainShutdown or RemoteProcedure.DomainShutdownFlags

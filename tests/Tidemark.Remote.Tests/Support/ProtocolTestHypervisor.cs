@@ -156,6 +156,8 @@ internal sealed class ProtocolTestHypervisor : IRemoteHypervisor, IAsyncDisposab
         return ValueTask.CompletedTask;
     }
 
+    public ValueTask RenameDomainAsync(RemoteDomain domain, string? newName, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport("virDomainRename");
+
     public ValueTask<RemoteDomain> CreateDomainAsync(string xml, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport("virDomainCreateXML");
 
     public ValueTask<RemoteDomain> StartDomainAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken)

@@ -4,7 +4,7 @@ using Tidemark.Remote.Protocol;
 
 namespace Tidemark.Cli.Commands.Virsh.Domains;
 
-/// <summary>virsh's domain life-cycle verbs: define, undefine, start, destroy, shutdown, suspend, resume, autostart, dumpxml.</summary>
+/// <summary>virsh's domain life-cycle verbs: define, undefine, domrename, start, destroy, shutdown, suspend, resume, autostart, dumpxml.</summary>
 internal static class DomainCommands
 {
     // virDomainUndefineFlagsValues.
@@ -18,6 +18,7 @@ internal static class DomainCommands
     {
         yield return Define(console);
         yield return Undefine(console);
+        yield return Rename(console);
         yield return Start(console);
         yield return Simple(console, "destroy", "Destroy (stop) a domain.", async (s, d) =>
         {
@@ -111,6 +112,26 @@ internal static class DomainCommands
             await Failing($"Failed to undefine domain '{d.Name}'", s.Client.UndefineDomainAsync(d, s.Has(checkpoints) ? UndefineCheckpointsMetadata : 0, s.CancellationToken)).ConfigureAwait(false);
             return $"Domain '{d.Name}' has been undefined\n";
         });
+        return command;
+    }
+
+    private static Command Rename(CliConsole console)
+    {
+        var command = new Command("domrename", "Rename an inactive domain.");
+        var newName = new VirshParameter("new-name", "new domain name");
+        VirshAction.SetOnDomain(command, console, async (s, d) =>
+        {
+            var name = newName.Get(s.Result);
+            if (name.Length == 0)
+            {
+                throw new VirshException(["Failed to get option 'new-name': Option argument is empty"]) { BeforeRun = true };
+            }
+
+            // virsh reports a refusal with libvirt's error alone, no line of its own.
+            await s.Client.RenameDomainAsync(d, name, s.CancellationToken).ConfigureAwait(false);
+            return "Domain successfully renamed\n";
+        });
+        newName.AddTo(command);
         return command;
     }
 
