@@ -91,7 +91,7 @@ public sealed class RenameTests
         // A definition file no domain was read from (it failed to parse) is not overwritten.
         await File.WriteAllTextAsync(Path.Combine(test.StateRoot, "domains", "broken.xml"), "<domain", Ct);
         files = StateFiles(test.StateRoot);
-        await Refused("broken", LibvirtErrorCode.InternalError, $"An error occurred, but the cause is unknown: cannot rename domain 'a' to 'broken': {Path.Combine(test.StateRoot, "domains", "broken.xml")} already exists");
+        await Refused("broken", LibvirtErrorCode.InternalError, $"internal error: cannot rename domain 'a' to 'broken': {Path.Combine(test.StateRoot, "domains", "broken.xml")} already exists");
         Assert.Equal("o", other.Name);
     }
 
