@@ -84,6 +84,16 @@ public sealed class VirshCommandTests
         await twins.RunAsync("destroy", "vm");
         await twins.RunAsync("shutdown", "vm");
         await twins.RunAsync("domstate", "vm", "--reason");
+        await twins.RunAsync("start", "vm");
+        await twins.RunAsync("domrename", "vm", "vm2");
+        await twins.RunAsync("destroy", "vm");
+        await twins.RunAsync("domrename", "vm", "vm");
+        await twins.RunAsync("domrename", "vm", "");
+        await twins.RunAsync("domrename", "vm", "a/b");
+        await twins.RunAsync("domrename", "vm");
+        Assert.Equal("Domain successfully renamed\n\n", (await twins.RunAsync("domrename", "vm", "vm2")).Stdout);
+        await twins.RunAsync("list", "--all");
+        await twins.RunAsync("domrename", "--new-name", "vm", "--domain", "vm2");
         await twins.RunAsync("undefine", "vm");
         await twins.RunAsync("list", "--all");
 

@@ -124,7 +124,7 @@ internal static class DomainCommands
             var name = newName.Get(s.Result);
             if (name.Length == 0)
             {
-                throw new VirshException(["Failed to get option 'new-name': Option argument is empty"]) { BeforeRun = true };
+                throw new VirshException(["Failed to get option 'new-name': Option argument is empty"]);
             }
 
             // virsh reports a refusal with libvirt's error alone, no line of its own.
