@@ -257,15 +257,7 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
     {
         CheckFlags(flags, 0, "qemuDomainGetState");
 
-        // Reasons: RUNNING_BOOTED, or RUNNING_UNPAUSED once resumed; PAUSED_USER (the only
-        // pause Tidemark has); SHUTOFF_* as the domain last stopped.
-        var found = Find(domain);
-        return found.State switch
-        {
-            EngineState.Running => new DomainStateInfo(WireState.Running, found.WasResumed ? RunningUnpaused : RunningBooted),
-            EngineState.Paused => new DomainStateInfo(WireState.Paused, PausedUser),
-            _ => new DomainStateInfo(WireState.Shutoff, _shutoffReasons.GetValueOrDefault(found.Uuid, found.EndedByHostCrash ? ShutoffCrashed : found.EndedAtReconnect ? ShutoffDaemon : ShutoffUnknown)),
-        };
+        return StateOf(Find(domain));
     });
 
     public ValueTask<string> GetOsTypeAsync(RemoteDomain domain, CancellationToken cancellationToken) =>
@@ -329,7 +321,22 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
             throw LibvirtError.Create(VirErrorNumber.OperationInvalid, VirErrorDomain.Qemu, $"disk '{disk.TargetDev}' does not currently have a source assigned");
         }
 
-        var physical = (ulong)DiskImage.FileLength(disk.SourcePath);
+        return await BlockInfoOfAsync(found, disk, disk.SourcePath, cancellationToken).ConfigureAwait(false);
+    });
+
+    // Reasons: RUNNING_BOOTED, or RUNNING_UNPAUSED once resumed; PAUSED_USER (the only pause
+    // Tidemark has); SHUTOFF_* as the domain last stopped.
+    private DomainStateInfo StateOf(EngineDomain found) => found.State switch
+    {
+        EngineState.Running => new DomainStateInfo(WireState.Running, found.WasResumed ? RunningUnpaused : RunningBooted),
+        EngineState.Paused => new DomainStateInfo(WireState.Paused, PausedUser),
+        _ => new DomainStateInfo(WireState.Shutoff, _shutoffReasons.GetValueOrDefault(found.Uuid, found.EndedByHostCrash ? ShutoffCrashed : found.EndedAtReconnect ? ShutoffDaemon : ShutoffUnknown)),
+    };
+
+    /// <summary>A disk's allocation, capacity and physical size, as virDomainGetBlockInfo reports them.</summary>
+    private static async Task<BlockInfo> BlockInfoOfAsync(EngineDomain found, DomainDisk disk, string sourcePath, CancellationToken cancellationToken)
+    {
+        var physical = (ulong)DiskImage.FileLength(sourcePath);
         var allocation = physical;
         long capacity;
         if (found.Running?.DiskByTarget(disk.TargetDev) is { } runningDisk)
@@ -352,7 +359,7 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         else
         {
             var format = disk.DriverType is { } type ? ImageFormatNames.Parse(type) : (ImageFormat?)null;
-            var image = await DiskImage.OpenAsync(disk.SourcePath, format, readOnly: true, cancellationToken).ConfigureAwait(false);
+            var image = await DiskImage.OpenAsync(sourcePath, format, readOnly: true, cancellationToken).ConfigureAwait(false);
             await using (image.ConfigureAwait(false))
             {
                 capacity = image.VirtualSize;
@@ -361,7 +368,7 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
 
         // A file's allocation is its length here: Tidemark's images grow only by what they hold.
         return new BlockInfo(allocation, (ulong)capacity, physical);
-    });
+    }
 
     public ValueTask<IReadOnlyList<TypedParameter>> GetGuestInfoAsync(RemoteDomain domain, uint types, uint flags, CancellationToken cancellationToken) => Call<IReadOnlyList<TypedParameter>>(() =>
     {

@@ -48,6 +48,9 @@ public sealed class NbdExport
     /// </summary>
     public IReadOnlyList<IDirtyBitmapSource> DirtyBitmaps { get; init; } = [];
 
+    /// <summary>Where the export's requests are counted (QEMU's block accounting); none when null.</summary>
+    public NbdExportStatistics? Statistics { get; init; }
+
     /// <summary>Offer <c>qemu:allocation-depth</c> (qemu-nbd's <c>-A</c>).</summary>
     public bool AllocationDepth { get; init; }
 

@@ -1,4 +1,5 @@
 using Tidemark.Formats.Domains;
+using Tidemark.Nbd;
 using Tidemark.Storage;
 using Tidemark.Storage.Bitmaps;
 
@@ -38,6 +39,12 @@ public sealed class RunningDisk
 
     /// <summary>The guest-facing image: gate, barrier, interceptor, then the live image.</summary>
     public GuestDisk Guest { get; }
+
+    /// <summary>
+    /// The guest's requests on the disk since the domain started (or since a host took it over),
+    /// counted by its NBD export as QEMU counts a device's: what virDomainBlockStats reports.
+    /// </summary>
+    public NbdExportStatistics Statistics { get; } = new();
 
     /// <summary>
     /// The incremental dirty set since checkpoint <paramref name="checkpoint"/>: its bitmap merged

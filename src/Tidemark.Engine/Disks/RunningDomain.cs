@@ -85,6 +85,7 @@ public sealed class RunningDomain
             {
                 ReadOnly = d.Definition.ReadOnly,
                 Description = d.Definition.SourcePath,
+                Statistics = d.Statistics,
 
                 // Every connection reaches the same image object, whose flush makes every
                 // completed write durable (formats.md §4.8), so several guest connections are safe.

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Tidemark.Nbd.Protocol;
 using Tidemark.Storage;
@@ -283,12 +284,15 @@ internal sealed partial class TransmissionPhase : IDisposable
 
     private async Task ExecuteAsync(NbdRequest request, byte[]? payload, CancellationToken cancellationToken)
     {
+        var startedAt = Stopwatch.GetTimestamp();
+        var statistics = _negotiated.Export.Statistics;
         try
         {
             switch (request.Command)
             {
                 case NbdCommand.Read:
                     await ReadAsync(request, cancellationToken).ConfigureAwait(false);
+                    statistics?.Completed(NbdCommand.Read, request.Length, startedAt);
                     return;
                 case NbdCommand.Write:
                     await _image.WriteAsync((long)request.Offset, payload.AsMemory(0, (int)request.Length), WriteFlagsOf(request.Flags), cancellationToken).ConfigureAwait(false);
@@ -321,6 +325,7 @@ internal sealed partial class TransmissionPhase : IDisposable
             }
 
             await _replies.WriteSuccessAsync(request.Cookie, cancellationToken).ConfigureAwait(false);
+            statistics?.Completed(request.Command, request.Length, startedAt);
         }
         catch (NbdException e) when (e.Reason == NbdErrorReason.ConnectionClosed)
         {
@@ -349,6 +354,7 @@ internal sealed partial class TransmissionPhase : IDisposable
     private async Task FailAsync(NbdRequest request, Exception cause, CancellationToken cancellationToken)
     {
         var errno = ErrnoOf(cause);
+        _negotiated.Export.Statistics?.Failed(errno);
         _logger.LogWarning("{Peer}: {Command} {Offset}+{Length} failed ({Errno}): {Cause}", _connection.Peer, CommandName(request.Command), request.Offset, request.Length, errno, cause.Message);
         try
         {

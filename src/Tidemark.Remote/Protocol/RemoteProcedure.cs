@@ -10,6 +10,7 @@ public enum RemoteProcedure : uint
     ConnectClose = 2,
     ConnectGetType = 3,
     ConnectGetVersion = 4,
+    NodeGetInfo = 6,
     DomainCreate = 9,
     DomainCreateXml = 10,
     DomainDefineXml = 11,
@@ -27,6 +28,7 @@ public enum RemoteProcedure : uint
     DomainSuspend = 34,
     DomainUndefine = 35,
     ConnectGetHostname = 59,
+    DomainBlockStats = 64,
     ConnectSupportsFeature = 60,
     AuthList = 66,
     ConnectGetUri = 110,
@@ -42,7 +44,9 @@ public enum RemoteProcedure : uint
     DomainUndefineFlags = 231,
     DomainDestroyFlags = 234,
     DomainGetBlockJobInfo = 238,
+    DomainBlockStatsFlags = 243,
     DomainShutdownFlags = 258,
+    DomainGetDiskErrors = 263,
     ConnectListAllDomains = 273,
     DomainGetJobStats = 298,
     ConnectDomainEventCallbackRegisterAny = 316,
@@ -55,6 +59,7 @@ public enum RemoteProcedure : uint
     DomainEventCallbackBlockJob = 326,
     DomainFsFreeze = 335,
     DomainFsThaw = 336,
+    ConnectGetAllDomainStats = 344,
 
     /// <summary>MESSAGE server→client: a disk's block job ended (BLOCK_JOB_2, the disk's target dev).</summary>
     DomainEventBlockJob2 = 339,

@@ -49,6 +49,18 @@ public static class RemoteWire
     /// <summary>REMOTE_DOMAIN_FSFREEZE_MOUNTPOINTS_MAX.</summary>
     public const int MaxFsFreezeMountpoints = 256;
 
+    /// <summary>REMOTE_DOMAIN_BLOCK_STATS_PARAMETERS_MAX.</summary>
+    public const int MaxBlockStatsParams = 16;
+
+    /// <summary>REMOTE_DOMAIN_DISK_ERRORS_MAX.</summary>
+    public const int MaxDiskErrors = 256;
+
+    /// <summary>REMOTE_CONNECT_GET_ALL_DOMAIN_STATS_MAX: typed params of one domain's stats record.</summary>
+    public const int MaxDomainStatsParams = 262144;
+
+    /// <summary>REMOTE_DOMAIN_LIST_MAX: domains named in, and records returned by, CONNECT_GET_ALL_DOMAIN_STATS.</summary>
+    public const int MaxDomainList = 16384;
+
     /// <summary>VIR_UUID_BUFLEN.</summary>
     public const int UuidLength = 16;
 

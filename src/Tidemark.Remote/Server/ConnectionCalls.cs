@@ -14,6 +14,7 @@ internal static class ConnectionCalls
         RemoteProcedure.ConnectClose => Close(c),
         RemoteProcedure.ConnectGetType => StringAsync(c, c.Hypervisor.GetTypeAsync),
         RemoteProcedure.ConnectGetHostname => StringAsync(c, c.Hypervisor.GetHostnameAsync),
+        RemoteProcedure.NodeGetInfo => NodeInfoAsync(c),
         RemoteProcedure.ConnectGetUri => StringAsync(c, c.Hypervisor.GetUriAsync),
         RemoteProcedure.ConnectGetVersion => VersionAsync(c, c.Hypervisor.GetVersionAsync),
         RemoteProcedure.ConnectGetLibVersion => VersionAsync(c, c.Hypervisor.GetLibraryVersionAsync),
@@ -113,5 +114,11 @@ internal static class ConnectionCalls
         var callbackId = c.Args((ref XdrReader r) => r.ReadInt32());
         c.Connection.RemoveEventCallback(callbackId);
         return Task.FromResult(c.Reply());
+    }
+
+    private static async Task<MessageBuilder> NodeInfoAsync(CallContext c)
+    {
+        var info = await c.Hypervisor.GetNodeInfoAsync(c.CancellationToken).ConfigureAwait(false);
+        return c.Reply(info.Write);
     }
 }

@@ -12,8 +12,29 @@ namespace Tidemark.Remote.Server;
 /// the client as it is; a method a backend cannot offer throws
 /// <see cref="LibvirtError.NoSupport"/>.
 /// </summary>
-public interface IRemoteHypervisor : IConnectionProcedures, IDomainProcedures, ICheckpointProcedures, IBackupJobProcedures
+public interface IRemoteHypervisor : IConnectionProcedures, IDomainProcedures, ICheckpointProcedures, IBackupJobProcedures, IStatisticsProcedures
 {
+}
+
+/// <summary>Statistics of running domains and their disks.</summary>
+public interface IStatisticsProcedures
+{
+    /// <summary>
+    /// DOMAIN_BLOCK_STATS (flags 0) and DOMAIN_BLOCK_STATS_FLAGS (flag 4 TYPED_PARAM_STRING_OKAY):
+    /// the counters of the disk named by target dev or source path, or of every disk together
+    /// when <paramref name="path"/> is empty.
+    /// </summary>
+    ValueTask<BlockStats> GetBlockStatsAsync(RemoteDomain domain, string path, uint flags, CancellationToken cancellationToken);
+
+    /// <summary>DOMAIN_GET_DISK_ERRORS: every disk whose last request failed, with why.</summary>
+    ValueTask<IReadOnlyList<DiskError>> GetDiskErrorsAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// CONNECT_GET_ALL_DOMAIN_STATS: a stats record (groups <paramref name="stats"/>,
+    /// virDomainStatsTypes) of each domain in <paramref name="domains"/>, or of every domain
+    /// the filter bits of <paramref name="flags"/> select when the list is empty.
+    /// </summary>
+    ValueTask<IReadOnlyList<DomainStatsRecord>> GetAllDomainStatsAsync(IReadOnlyList<RemoteDomain> domains, uint stats, uint flags, CancellationToken cancellationToken);
 }
 
 /// <summary>The connection-level procedures (CONNECT_*).</summary>
@@ -33,6 +54,9 @@ public interface IConnectionProcedures
 
     /// <summary>CONNECT_GET_HOSTNAME.</summary>
     ValueTask<string> GetHostnameAsync(CancellationToken cancellationToken);
+
+    /// <summary>NODE_GET_INFO: the host's CPUs and memory (virsh nodeinfo).</summary>
+    ValueTask<NodeInfo> GetNodeInfoAsync(CancellationToken cancellationToken);
 
     /// <summary>CONNECT_GET_URI: the canonical URI of the connection.</summary>
     ValueTask<string> GetUriAsync(CancellationToken cancellationToken);

@@ -20,6 +20,7 @@ internal static class RemoteDispatcher
             ?? DomainCalls.TryDispatch(c)
             ?? CheckpointCalls.TryDispatch(c)
             ?? BackupJobCalls.TryDispatch(c)
+            ?? StatisticsCalls.TryDispatch(c)
             ?? throw LibvirtError.NoSupport(ApiNames.Of((uint)c.Procedure));
     }
 }

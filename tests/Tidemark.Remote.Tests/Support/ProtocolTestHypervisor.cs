@@ -156,6 +156,14 @@ internal sealed class ProtocolTestHypervisor : IRemoteHypervisor, IAsyncDisposab
         return ValueTask.CompletedTask;
     }
 
+    public ValueTask<NodeInfo> GetNodeInfoAsync(CancellationToken cancellationToken) => throw LibvirtError.NoSupport("virNodeGetInfo");
+
+    public ValueTask<BlockStats> GetBlockStatsAsync(RemoteDomain domain, string path, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport("virDomainBlockStatsFlags");
+
+    public ValueTask<IReadOnlyList<DiskError>> GetDiskErrorsAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport("virDomainGetDiskErrors");
+
+    public ValueTask<IReadOnlyList<DomainStatsRecord>> GetAllDomainStatsAsync(IReadOnlyList<RemoteDomain> domains, uint stats, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport("virConnectGetAllDomainStats");
+
     public ValueTask RenameDomainAsync(RemoteDomain domain, string? newName, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport("virDomainRename");
 
     public ValueTask<RemoteDomain> CreateDomainAsync(string xml, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport("virDomainCreateXML");

@@ -1,0 +1,158 @@
+using System.Globalization;
+using Tidemark.Nbd;
+using Tidemark.Nbd.Protocol;
+using Tidemark.Remote;
+using Tidemark.Remote.Protocol;
+using Tidemark.Storage;
+using EngineDomain = Tidemark.Engine.Domains.Domain;
+
+namespace Tidemark.Daemon;
+
+/// <summary>
+/// Statistics as libvirt's QEMU driver gives them: each disk's requests as its NBD export
+/// counted them (QEMU's block accounting, <see cref="NbdExportStatistics"/>), the disks whose
+/// last request failed, and the state and block groups of virConnectGetAllDomainStats.
+/// </summary>
+internal sealed partial class EngineHypervisor
+{
+    // virDomainStatsTypes this daemon has: STATE and BLOCK (no vCPU, balloon, network or perf
+    // counters exist without a guest machine).
+    private const uint StatsState = 1;
+    private const uint StatsBlock = 32;
+    private const uint SupportedStats = StatsState | StatsBlock;
+
+    // virConnectGetAllDomainStatsFlags: the list filters (virConnectListAllDomainsFlags' low
+    // byte, same bits), NOWAIT, BACKING and ENFORCE_STATS.
+    private const uint StatsFilters = 0xFF;
+    private const uint StatsNoWait = 1u << 29;
+    private const uint StatsBacking = 1u << 30;
+    private const uint StatsEnforce = 1u << 31;
+
+    // VIR_TYPED_PARAM_STRING_OKAY.
+    private const uint TypedParamStringOkay = 4;
+
+    public ValueTask<BlockStats> GetBlockStatsAsync(RemoteDomain domain, string path, uint flags, CancellationToken cancellationToken) => Call(() =>
+    {
+        CheckFlags(flags, TypedParamStringOkay, "qemuDomainBlockStatsFlags");
+        var found = Find(domain);
+        var running = found.Running ?? throw NotRunning();
+
+        // An empty path is every disk together (qemuDomainBlocksStatsGather's total).
+        NbdExportCounters counters;
+        if (path.Length == 0)
+        {
+            counters = running.Disks.Aggregate(default(NbdExportCounters), (sum, d) => sum + d.Statistics.Read());
+        }
+        else
+        {
+            var disk = found.Definition.DiskByName(path) is { } named ? running.DiskByTarget(named.TargetDev) : null;
+            counters = (disk ?? throw LibvirtError.Create(VirErrorNumber.InvalidArg, VirErrorDomain.Qemu, $"invalid path: {path}")).Statistics.Read();
+        }
+
+        return new BlockStats(counters.ReadOperations, counters.ReadBytes, counters.WriteOperations, counters.WriteBytes, counters.FlushOperations, counters.ReadNanoseconds, counters.WriteNanoseconds, counters.FlushNanoseconds);
+    });
+
+    public ValueTask<IReadOnlyList<DiskError>> GetDiskErrorsAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => Call<IReadOnlyList<DiskError>>(() =>
+    {
+        CheckFlags(flags, 0, "qemuDomainGetDiskErrors");
+        var running = Find(domain).Running ?? throw NotRunning();
+
+        // QEMU's io-status: ENOSPC is "no space", any other failure "unspecified error".
+        return [.. running.Disks
+            .Where(d => d.Statistics.LastError != NbdErrno.None)
+            .Select(d => new DiskError(d.Target, d.Statistics.LastError == NbdErrno.ENOSPC ? DiskErrorCode.NoSpace : DiskErrorCode.Unspecified))];
+    });
+
+    public ValueTask<IReadOnlyList<DomainStatsRecord>> GetAllDomainStatsAsync(IReadOnlyList<RemoteDomain> domains, uint stats, uint flags, CancellationToken cancellationToken) => CallAsync<IReadOnlyList<DomainStatsRecord>>(async () =>
+    {
+        CheckFlags(flags, StatsFilters | StatsNoWait | StatsBacking | StatsEnforce, "qemuConnectGetAllDomainStats");
+        if ((flags & StatsEnforce) != 0 && (stats & ~SupportedStats) != 0)
+        {
+            throw LibvirtError.Create(VirErrorNumber.ArgumentUnsupported, VirErrorDomain.Qemu, $"Stats types bits 0x{stats & ~SupportedStats:x} are not supported by this daemon or QEMU");
+        }
+
+        var groups = stats == 0 ? SupportedStats : stats & SupportedStats;
+
+        // Named domains that no longer exist are skipped, as libvirt skips them.
+        IEnumerable<EngineDomain> selected = domains.Count == 0
+            ? _host.ListDomains().Where(d => Matches(d, flags & StatsFilters))
+            : domains.Select(d => _host.ListDomains().FirstOrDefault(e => e.Uuid == d.Uuid)).OfType<EngineDomain>();
+        var records = new List<DomainStatsRecord>();
+        foreach (var found in selected)
+        {
+            var parameters = new List<TypedParameter>();
+            if ((groups & StatsState) != 0)
+            {
+                var state = StateOf(found);
+                parameters.Add(TypedParameter.Int("state.state", (int)state.State));
+                parameters.Add(TypedParameter.Int("state.reason", state.Reason));
+            }
+
+            if ((groups & StatsBlock) != 0)
+            {
+                await AddBlockGroupAsync(found, parameters, cancellationToken).ConfigureAwait(false);
+            }
+
+            records.Add(new DomainStatsRecord(Ref(found), parameters));
+        }
+
+        return records;
+    });
+
+    /// <summary>
+    /// The block group (qemuDomainGetStatsBlock): the disk count, then per disk its name and
+    /// source, its counters while it runs, and its allocation, capacity and physical size. The
+    /// backing chain's layers (flag BACKING) are not listed: only each disk's top image.
+    /// </summary>
+    private static async Task AddBlockGroupAsync(EngineDomain found, List<TypedParameter> parameters, CancellationToken cancellationToken)
+    {
+        var running = found.Running;
+        var disks = found.Definition.Disks;
+        parameters.Add(TypedParameter.UInt("block.count", (uint)disks.Count));
+        for (var i = 0; i < disks.Count; i++)
+        {
+            var disk = disks[i];
+            var prefix = "block." + i.ToString(CultureInfo.InvariantCulture) + ".";
+            parameters.Add(TypedParameter.String(prefix + "name", disk.TargetDev));
+            if (disk.IsEmpty || disk.SourcePath is null)
+            {
+                continue;
+            }
+
+            parameters.Add(TypedParameter.String(prefix + "path", disk.SourcePath));
+            if (running?.DiskByTarget(disk.TargetDev) is { } runningDisk)
+            {
+                var counters = runningDisk.Statistics.Read();
+                parameters.Add(TypedParameter.ULLong(prefix + "rd.reqs", (ulong)counters.ReadOperations));
+                parameters.Add(TypedParameter.ULLong(prefix + "rd.bytes", (ulong)counters.ReadBytes));
+                parameters.Add(TypedParameter.ULLong(prefix + "rd.times", (ulong)counters.ReadNanoseconds));
+                parameters.Add(TypedParameter.ULLong(prefix + "wr.reqs", (ulong)counters.WriteOperations));
+                parameters.Add(TypedParameter.ULLong(prefix + "wr.bytes", (ulong)counters.WriteBytes));
+                parameters.Add(TypedParameter.ULLong(prefix + "wr.times", (ulong)counters.WriteNanoseconds));
+                parameters.Add(TypedParameter.ULLong(prefix + "fl.reqs", (ulong)counters.FlushOperations));
+                parameters.Add(TypedParameter.ULLong(prefix + "fl.times", (ulong)counters.FlushNanoseconds));
+            }
+
+            BlockInfo info;
+            try
+            {
+                info = await BlockInfoOfAsync(found, disk, disk.SourcePath, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or StorageException)
+            {
+                // An image that cannot be read (removed, locked by another process) only lacks
+                // its sizes, as libvirt leaves out what it cannot query.
+                continue;
+            }
+
+            parameters.Add(TypedParameter.ULLong(prefix + "allocation", info.Allocation));
+            parameters.Add(TypedParameter.ULLong(prefix + "capacity", info.Capacity));
+            parameters.Add(TypedParameter.ULLong(prefix + "physical", info.Physical));
+        }
+    }
+
+    public ValueTask<NodeInfo> GetNodeInfoAsync(CancellationToken cancellationToken) => Call(HostNode.Read);
+
+    // virDomainObjCheckActive, in src/conf: error domain DOMAIN (libvirtd 9.0 says so).
+    private static LibvirtError NotRunning() => LibvirtError.Create(VirErrorNumber.OperationInvalid, VirErrorDomain.Domain, "domain is not running");
+}

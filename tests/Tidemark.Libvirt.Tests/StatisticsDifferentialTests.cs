@@ -1,0 +1,59 @@
+using System.Text.RegularExpressions;
+using Tidemark.Libvirt.Tests.Support;
+using Tidemark.Testing;
+
+namespace Tidemark.Libvirt.Tests;
+
+/// <summary>
+/// The statistics commands on the real libvirtd and on Tidemark's daemon, on the same machine:
+/// <c>virsh nodeinfo</c> (the host, read as libvirt reads it), <c>domblkstat</c> of one disk, of
+/// all disks and in words, <c>domblkerror</c>, <c>domstats</c> with the state and block groups,
+/// and the refusals (an unknown disk, a domain shut off). The guests are paused from their start, so every counter is zero on both. What a
+/// host derives from its own image handling is masked: a disk's allocation and physical size,
+/// and libvirt's <c>backingIndex</c>, its node numbering, which Tidemark has no use for.
+/// </summary>
+public sealed partial class StatisticsDifferentialTests(PrivateLibvirtdFixture fixture) : IClassFixture<PrivateLibvirtdFixture>
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task NodeInfoBlockStatsErrorsAndDomainStats_PrintTheSameOnBoth()
+    {
+        var (real, ours) = await BothHosts.RunAsync(fixture, "tdq", RunAsync, Ct);
+        Assert.Equal(real, ours);
+        Assert.Contains("$ virsh nodeinfo\nCPU model:           x86_64\nCPU(s):              " + Environment.ProcessorCount + "\n", real, StringComparison.Ordinal);
+        Assert.Contains("$ virsh domblkstat sq vda\nvda rd_req 0\nvda rd_bytes 0\nvda wr_req 0\nvda wr_bytes 0\nvda flush_operations 0\n", real, StringComparison.Ordinal);
+        Assert.Contains("$ virsh domblkerror sq\nNo errors found\n", real, StringComparison.Ordinal);
+        Assert.Contains("  state.state=3\n  state.reason=1\n  block.count=2\n  block.0.name=vda\n  block.0.path=DIR/sq/vda.qcow2\n  block.0.rd.reqs=0\n", real, StringComparison.Ordinal);
+        Assert.Contains("error: invalid argument: invalid path: vdz\n", real, StringComparison.Ordinal);
+        Assert.Contains("error: Requested operation is not valid: domain is not running\n", real, StringComparison.Ordinal);
+    }
+
+    private static async Task<string> RunAsync(string uri, string directory)
+    {
+        var virsh = new VirshTranscript(uri);
+        await virsh.RunAsync("define", await TwoDiskDomain.CreateAsync(directory, "sq"));
+        await virsh.RunAsync("define", await TwoDiskDomain.CreateAsync(directory, "so"));
+        await virsh.RunAsync("start", "sq", "--paused");
+        await virsh.RunAsync("nodeinfo");
+        await virsh.RunAsync("domblkstat", "sq", "vda");
+        await virsh.RunAsync("domblkstat", "sq");
+        await virsh.RunAsync("domblkstat", "sq", "vdb", "--human");
+        await virsh.RunAsync("domblkstat", "sq", Path.Combine(directory, "sq", "vdb.qcow2"));
+        await virsh.RunAsync("domblkstat", "sq", "vdz");
+        await virsh.RunAsync("domblkstat", "so", "vda");
+        await virsh.RunAsync("domblkerror", "sq");
+        await virsh.RunAsync("domblkerror", "so");
+        await virsh.RunAsync("domstats", "sq", "--state", "--block");
+        await virsh.RunAsync("domstats", "so", "--block");
+        await virsh.RunAsync("domstats", "--state", "--list-inactive");
+        await virsh.RunAsync("domstats", "--block", "--list-running");
+        await virsh.RunAsync("destroy", "sq");
+        await virsh.RunAsync("undefine", "sq");
+        await virsh.RunAsync("undefine", "so");
+        return HostDerived().Replace(virsh.Mask(directory), "");
+    }
+
+    [GeneratedRegex(@"^  block\.\d+\.(backingIndex|allocation|physical)=\d+\n", RegexOptions.Multiline)]
+    private static partial Regex HostDerived();
+}
