@@ -59,6 +59,16 @@ internal sealed class FuzzHypervisor : IRemoteHypervisor
 
     public ValueTask<RemoteDomain> StartDomainAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport(nameof(StartDomainAsync));
 
+    public ValueTask RenameDomainAsync(RemoteDomain domain, string? newName, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport(nameof(RenameDomainAsync));
+
+    public ValueTask<NodeInfo> GetNodeInfoAsync(CancellationToken cancellationToken) => new(new NodeInfo("x86_64", 1024, 1, 1000, 1, 1, 1, 1));
+
+    public ValueTask<BlockStats> GetBlockStatsAsync(RemoteDomain domain, string path, uint flags, CancellationToken cancellationToken) => new(new BlockStats(1, 2, 3, 4, 5, 6, 7, 8));
+
+    public ValueTask<IReadOnlyList<DiskError>> GetDiskErrorsAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => new([new DiskError("vda", DiskErrorCode.NoSpace)]);
+
+    public ValueTask<IReadOnlyList<DomainStatsRecord>> GetAllDomainStatsAsync(IReadOnlyList<RemoteDomain> domains, uint stats, uint flags, CancellationToken cancellationToken) => new([.. domains.Select(d => new DomainStatsRecord(d, [TypedParameter.Int("state.state", 1)]))]);
+
     public ValueTask<RemoteDomain> CreateDomainAsync(string xml, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport(nameof(CreateDomainAsync));
 
     public ValueTask DestroyDomainAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport(nameof(DestroyDomainAsync));
