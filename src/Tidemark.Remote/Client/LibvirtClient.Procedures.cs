@@ -181,6 +181,18 @@ public sealed partial class LibvirtClient
     public Task<BlockInfo> GetBlockInfoAsync(RemoteDomain domain, string path, uint flags = 0, CancellationToken cancellationToken = default) =>
         _channel.CallAsync(RemoteProcedure.DomainGetBlockInfo, DomainPathFlagsArgs(domain, path, flags), (ref XdrReader r) => BlockInfo.Read(ref r), cancellationToken);
 
+    /// <summary>
+    /// virDomainBlockStatsFlags: the counters of a disk (target dev or source path), or of every
+    /// disk for an empty <paramref name="path"/>, as typed parameters. Asks for the count first,
+    /// then for that many, as libvirt's client does.
+    /// </summary>
+    public async Task<IReadOnlyList<TypedParameter>> GetBlockStatsAsync(RemoteDomain domain, string path, CancellationToken cancellationToken = default)
+    {
+        var count = await _channel.CallAsync(RemoteProcedure.DomainBlockStatsFlags, BlockStatsArgs(domain, path, 0), BlockStatsRet, cancellationToken).ConfigureAwait(false);
+        var parameters = await _channel.CallAsync(RemoteProcedure.DomainBlockStatsFlags, BlockStatsArgs(domain, path, count.Count), BlockStatsRet, cancellationToken).ConfigureAwait(false);
+        return parameters.Parameters;
+    }
+
     /// <summary>virDomainGetGuestInfo.</summary>
     public Task<IReadOnlyList<TypedParameter>> GetGuestInfoAsync(RemoteDomain domain, uint types, uint flags = 0, CancellationToken cancellationToken = default) =>
         _channel.CallAsync(RemoteProcedure.DomainGetGuestInfo, w =>
@@ -280,6 +292,17 @@ public sealed partial class LibvirtClient
     /// <summary>virDomainGetBlockJobInfo: null when no job runs on the disk.</summary>
     public Task<BlockJobInfo?> GetBlockJobInfoAsync(RemoteDomain domain, string path, uint flags = 0, CancellationToken cancellationToken = default) =>
         _channel.CallAsync(RemoteProcedure.DomainGetBlockJobInfo, DomainPathFlagsArgs(domain, path, flags), (ref XdrReader r) => BlockJobInfo.Read(ref r), cancellationToken);
+
+    private static Action<XdrWriter> BlockStatsArgs(RemoteDomain domain, string path, int nparams) => w =>
+    {
+        domain.Write(w);
+        w.WriteString(path, RemoteWire.MaxStringLength);
+        w.WriteInt32(nparams);
+        w.WriteUInt32(0);
+    };
+
+    private static (IReadOnlyList<TypedParameter> Parameters, int Count) BlockStatsRet(ref XdrReader reader) =>
+        (TypedParameter.ReadList(ref reader, RemoteWire.MaxBlockStatsParams, "block stats"), reader.ReadInt32());
 
     private static Action<XdrWriter> DomainPathFlagsArgs(RemoteDomain domain, string text, uint flags) => w =>
     {

@@ -73,6 +73,10 @@ public sealed class VirshCommandTests
         await twins.RunAsync("start", "vm");
         await twins.RunAsync("list");
         await twins.RunAsync("dominfo", "1");
+        Assert.Equal("vda rd_req 0\nvda rd_bytes 0\nvda wr_req 0\nvda wr_bytes 0\nvda flush_operations 0\nvda rd_total_times 0\nvda wr_total_times 0\nvda flush_total_times 0\n\n", (await twins.RunAsync("domblkstat", "vm", "vda")).Stdout);
+        await twins.RunAsync("domblkstat", "vm");
+        await twins.RunAsync("domblkstat", "--human", "vm", "vdb");
+        await twins.RunAsync("domblkstat", "vm", "vdz");
         await twins.RunAsync("domstate", "vm", "--reason");
         await twins.RunAsync("dumpxml", "vm");
         await twins.RunAsync("dumpxml", "vm", "--inactive");
@@ -87,6 +91,7 @@ public sealed class VirshCommandTests
         await twins.RunAsync("start", "vm");
         await twins.RunAsync("domrename", "vm", "vm2");
         await twins.RunAsync("destroy", "vm");
+        await twins.RunAsync("domblkstat", "vm", "vda");
         await twins.RunAsync("domrename", "vm", "vm");
         await twins.RunAsync("domrename", "vm", "");
         await twins.RunAsync("domrename", "vm", "a/b");

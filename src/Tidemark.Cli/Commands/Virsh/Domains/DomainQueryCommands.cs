@@ -8,7 +8,7 @@ using Tidemark.Remote.Protocol;
 
 namespace Tidemark.Cli.Commands.Virsh.Domains;
 
-/// <summary>virsh's domain queries: list, dominfo, domstate, domblklist, and Tidemark's domnbd.</summary>
+/// <summary>virsh's domain queries: list, dominfo, domstate, domblklist, domblkstat, and Tidemark's domnbd.</summary>
 internal static class DomainQueryCommands
 {
     // virConnectListAllDomainsFlags.
@@ -33,6 +33,7 @@ internal static class DomainQueryCommands
         yield return DomInfo(console);
         yield return DomState(console);
         yield return DomBlkList(console);
+        yield return DomBlkStat(console);
         yield return DomNbd(console);
     }
 
@@ -184,6 +185,59 @@ internal static class DomainQueryCommands
                 ? $"{VirshText.State(state.State)} ({VirshText.Reason(state.State, state.Reason)})\n"
                 : VirshText.State(state.State) + "\n";
         });
+        return command;
+    }
+
+    /// <summary>
+    /// virsh's domblkstat: the fields it knows first, in its order, under their old names
+    /// (rd_req …) or in words (--human), then any other field as it came.
+    /// </summary>
+    private static Command DomBlkStat(CliConsole console)
+    {
+        (string Field, string? Legacy, string Human)[] known =
+        [
+            ("rd_operations", "rd_req", "number of read operations:"),
+            ("rd_bytes", "rd_bytes", "number of bytes read:"),
+            ("wr_operations", "wr_req", "number of write operations:"),
+            ("wr_bytes", "wr_bytes", "number of bytes written:"),
+            ("errs", "errs", "error count:"),
+            ("flush_operations", null, "number of flush operations:"),
+            ("rd_total_times", null, "total duration of reads (ns):"),
+            ("wr_total_times", null, "total duration of writes (ns):"),
+            ("flush_total_times", null, "total duration of flushes (ns):"),
+        ];
+        var human = new Option<bool>("--human") { Description = "print a more human readable output" };
+        var device = new VirshParameter("device", "block device");
+        var command = new Command("domblkstat", "Get device block stats for a running domain.") { human };
+        VirshAction.SetOnDomain(command, console, async (s, d) =>
+        {
+            var path = device.Find(s.Result) ?? "";
+            var parameters = await s.Client.GetBlockStatsAsync(d, path, s.CancellationToken).ConfigureAwait(false);
+            var sb = new StringBuilder();
+            var label = path;
+            if (s.Has(human))
+            {
+                sb.Append("Device: ").Append(path).Append('\n');
+                label = "";
+            }
+
+            void Line(string name, TypedParameter p) => sb.Append(label).Append(' ').Append(s.Has(human) ? name.PadRight(31) : name).Append(' ').Append(p.FormatValue()).Append('\n');
+            foreach (var (field, legacy, words) in known)
+            {
+                if (parameters.FirstOrDefault(p => p.Field == field) is { } p)
+                {
+                    Line(s.Has(human) ? words : legacy ?? field, p);
+                }
+            }
+
+            foreach (var p in parameters.Where(p => !known.Any(k => k.Field == p.Field)))
+            {
+                Line(p.Field, p);
+            }
+
+            return sb.ToString();
+        });
+        device.AddTo(command);
         return command;
     }
 
