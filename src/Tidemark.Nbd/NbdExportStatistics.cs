@@ -39,6 +39,27 @@ public sealed class NbdExportStatistics
         Interlocked.Read(ref _flushOps),
         Nanoseconds(Interlocked.Read(ref _flushTicks)));
 
+    /// <summary>
+    /// Adds what an earlier server counted for the same export (its <see cref="Read"/> and
+    /// <see cref="LastError"/>), so that the counts go on across a restart of the process
+    /// serving it, as QEMU's go on across a restart of libvirtd.
+    /// </summary>
+    public void Continue(NbdExportCounters earlier, NbdErrno lastError)
+    {
+        Interlocked.Add(ref _readOps, earlier.ReadOperations);
+        Interlocked.Add(ref _readBytes, earlier.ReadBytes);
+        Interlocked.Add(ref _readTicks, Ticks(earlier.ReadNanoseconds));
+        Interlocked.Add(ref _writeOps, earlier.WriteOperations);
+        Interlocked.Add(ref _writeBytes, earlier.WriteBytes);
+        Interlocked.Add(ref _writeTicks, Ticks(earlier.WriteNanoseconds));
+        Interlocked.Add(ref _flushOps, earlier.FlushOperations);
+        Interlocked.Add(ref _flushTicks, Ticks(earlier.FlushNanoseconds));
+        if (lastError != NbdErrno.None)
+        {
+            Interlocked.CompareExchange(ref _lastError, (int)lastError, 0);
+        }
+    }
+
     /// <summary>Counts a completed request taken at <paramref name="startedAt"/> (a <see cref="Stopwatch"/> timestamp).</summary>
     internal void Completed(NbdCommand command, uint length, long startedAt)
     {
@@ -68,6 +89,8 @@ public sealed class NbdExportStatistics
     }
 
     private static long Nanoseconds(long ticks) => (long)(ticks * (1_000_000_000.0 / Stopwatch.Frequency));
+
+    private static long Ticks(long nanoseconds) => (long)(nanoseconds * (Stopwatch.Frequency / 1_000_000_000.0));
 }
 
 /// <summary>An export's counters at one moment (<see cref="NbdExportStatistics.Read"/>); times in nanoseconds.</summary>

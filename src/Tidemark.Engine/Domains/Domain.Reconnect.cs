@@ -47,7 +47,9 @@ public sealed partial class Domain
         {
             try
             {
-                await (status with { HandedOver = true }).WriteAsync(file, CancellationToken.None).ConfigureAwait(false);
+                // The guests are gone, so the counts are final.
+                var disks = running.Disks.Select(d => new DiskStatistics(d.Target, d.Statistics.Read(), d.Statistics.LastError)).ToList();
+                await (status with { HandedOver = true, Disks = disks }).WriteAsync(file, CancellationToken.None).ConfigureAwait(false);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
@@ -105,6 +107,10 @@ public sealed partial class Domain
             }
 
             WasResumed = status.WasResumed;
+            foreach (var disk in status.Disks)
+            {
+                Running!.DiskByTarget(disk.Target)?.Statistics.Continue(disk.Counters, disk.LastError);
+            }
         }
         catch
         {

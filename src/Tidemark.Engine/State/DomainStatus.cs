@@ -3,6 +3,8 @@ using System.Xml;
 using System.Xml.Linq;
 using Tidemark.Formats;
 using Tidemark.Formats.Domains;
+using Tidemark.Nbd;
+using Tidemark.Nbd.Protocol;
 
 namespace Tidemark.Engine.State;
 
@@ -29,6 +31,14 @@ namespace Tidemark.Engine.State;
 /// </param>
 internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Paused, int? TcpPort, bool HandedOver)
 {
+    /// <summary>
+    /// Each disk's request counts when its guests were disconnected (written with
+    /// <see cref="HandedOver"/>): the next host's counts go on from them, as QEMU's go on
+    /// across a restart of libvirtd. In <c>&lt;disk-stats target='vda' rd-reqs='…' …/&gt;</c>
+    /// elements of Tidemark's own.
+    /// </summary>
+    public IReadOnlyList<DiskStatistics> Disks { get; init; } = [];
+
     /// <summary>Resumed since its start: libvirt's reason <c>unpaused</c> for a running domain, <c>booted</c> otherwise (a paused one's is <c>user</c>, and a resume makes it <c>unpaused</c> again).</summary>
     public bool WasResumed { get; init; }
 
@@ -43,6 +53,7 @@ internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Pa
             new XAttribute("reason", Paused ? "user" : WasResumed ? "unpaused" : "booted"),
             new XAttribute("handover", HandedOver ? "done" : "started"),
             TcpPort is { } port ? new XElement("guest", new XAttribute("tcp-port", port.ToString(CultureInfo.InvariantCulture))) : null,
+            Disks.Select(d => d.ToElement()),
             domain);
         return AtomicFile.WriteAsync(path, status + "\n", cancellationToken);
     }
@@ -102,10 +113,54 @@ internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Pa
             port = value;
         }
 
+        var disks = new List<DiskStatistics>();
+        foreach (var element in status.Elements("disk-stats"))
+        {
+            disks.Add(DiskStatistics.FromElement(element) ?? throw Invalid(path, $"invalid disk statistics {element}"));
+        }
+
         domain.Attribute("id")!.Remove();
-        return new DomainStatus(DomainParser.Parse(domain), id, state == "paused", port, handover == "done") { WasResumed = reason == "unpaused" };
+        return new DomainStatus(DomainParser.Parse(domain), id, state == "paused", port, handover == "done") { WasResumed = reason == "unpaused", Disks = disks };
     }
 
     private static DocumentException Invalid(string path, string what)
         => new(DocumentErrorReason.UnexpectedRoot, $"{path}: not a domain status record: {what}");
+}
+
+/// <summary>One disk's request counts and last failure in a <see cref="DomainStatus"/>.</summary>
+internal sealed record DiskStatistics(string Target, NbdExportCounters Counters, NbdErrno LastError)
+{
+    private static readonly string[] Names = ["rd-reqs", "rd-bytes", "rd-ns", "wr-reqs", "wr-bytes", "wr-ns", "fl-reqs", "fl-ns"];
+
+    public XElement ToElement()
+    {
+        var c = Counters;
+        long[] values = [c.ReadOperations, c.ReadBytes, c.ReadNanoseconds, c.WriteOperations, c.WriteBytes, c.WriteNanoseconds, c.FlushOperations, c.FlushNanoseconds];
+        return new XElement(
+            "disk-stats",
+            new XAttribute("target", Target),
+            Names.Select((n, i) => new XAttribute(n, values[i].ToString(CultureInfo.InvariantCulture))),
+            new XAttribute("last-error", ((uint)LastError).ToString(CultureInfo.InvariantCulture)));
+    }
+
+    /// <summary>The statistics an element holds, or null when it is not a whole, valid one.</summary>
+    public static DiskStatistics? FromElement(XElement element)
+    {
+        var values = new long[Names.Length];
+        for (var i = 0; i < Names.Length; i++)
+        {
+            if (!long.TryParse((string?)element.Attribute(Names[i]), NumberStyles.None, CultureInfo.InvariantCulture, out values[i]))
+            {
+                return null;
+            }
+        }
+
+        if ((string?)element.Attribute("target") is not { Length: > 0 } target
+            || !uint.TryParse((string?)element.Attribute("last-error"), NumberStyles.None, CultureInfo.InvariantCulture, out var error))
+        {
+            return null;
+        }
+
+        return new DiskStatistics(target, new NbdExportCounters(values[0], values[1], values[2], values[3], values[4], values[5], values[6], values[7]), (NbdErrno)error);
+    }
 }
