@@ -59,6 +59,10 @@ internal sealed class FuzzHypervisor : IRemoteHypervisor
 
     public ValueTask<RemoteDomain> StartDomainAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport(nameof(StartDomainAsync));
 
+    public ValueTask AttachDeviceAsync(RemoteDomain domain, string xml, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport(nameof(AttachDeviceAsync));
+
+    public ValueTask DetachDeviceAsync(RemoteDomain domain, string xml, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport(nameof(DetachDeviceAsync));
+
     public ValueTask RenameDomainAsync(RemoteDomain domain, string? newName, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport(nameof(RenameDomainAsync));
 
     public ValueTask<NodeInfo> GetNodeInfoAsync(CancellationToken cancellationToken) => new(new NodeInfo("x86_64", 1024, 1, 1000, 1, 1, 1, 1));

@@ -162,6 +162,12 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         Events?.PublishLifecycle(Ref(found), DomainLifecycleEvent.Undefined, 0);
     });
 
+    public ValueTask AttachDeviceAsync(RemoteDomain domain, string xml, uint flags, CancellationToken cancellationToken) =>
+        CallAsync(() => Find(domain).AttachDeviceAsync(xml, (DeviceModifyFlags)flags, cancellationToken));
+
+    public ValueTask DetachDeviceAsync(RemoteDomain domain, string xml, uint flags, CancellationToken cancellationToken) =>
+        CallAsync(() => Find(domain).DetachDeviceAsync(xml, (DeviceModifyFlags)flags, cancellationToken));
+
     /// <summary>
     /// libvirt raises UNDEFINED (RENAMED) under the old name, then DEFINED (RENAMED) under the
     /// new one (qemuDomainRename); the autostart mark moves with the domain, as libvirt moves

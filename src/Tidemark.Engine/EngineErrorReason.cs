@@ -33,6 +33,21 @@ public enum EngineErrorReason
     /// <summary>A rename the driver refuses: "cannot rename active domain", "cannot rename a transient domain".</summary>
     RenameRefused,
 
+    /// <summary>Two disks on one target: "target '%s' duplicated for disk sources '%s' and '%s'".</summary>
+    DuplicateDiskTarget,
+
+    /// <summary>A disk attached to the persistent definition on a target it has: "target %s already exists".</summary>
+    DiskTargetExists,
+
+    /// <summary>A device to detach that the domain lacks: "disk %s not found", "no target device %s".</summary>
+    DeviceMissing,
+
+    /// <summary>A device kind Tidemark cannot attach or detach, or a disk its backup job uses: "live attach of device '%s' is not supported", "disk '%s' already in active block job".</summary>
+    DeviceUnsupported,
+
+    /// <summary>A disk the running domain could not take: "unable to execute QEMU command 'blockdev-add': …".</summary>
+    DeviceAttachFailed,
+
     /// <summary>A rename to a name in use (libvirt's domain list refuses it): "domain with name '%s' already exists", "Can't rename domain to itself".</summary>
     DomainNameTaken,
 
@@ -42,7 +57,7 @@ public enum EngineErrorReason
     /// <summary>"cannot delete inactive domain with %d checkpoints".</summary>
     InactiveDomainHasCheckpoints,
 
-    /// <summary>"cannot undefine transient domain".</summary>
+    /// <summary>"cannot undefine transient domain", "transient domains do not have any persistent config".</summary>
     TransientDomain,
 
     /// <summary>"cannot both keep and delete nvram" (undefine with NVRAM and KEEP_NVRAM).</summary>
@@ -133,6 +148,11 @@ public static class EngineErrorReasons
         EngineErrorReason.DomainNotRunning => LibvirtErrorCode.OperationInvalid,
         EngineErrorReason.InvalidDomainName => LibvirtErrorCode.XmlError,
         EngineErrorReason.RenameRefused => LibvirtErrorCode.OperationInvalid,
+        EngineErrorReason.DuplicateDiskTarget => LibvirtErrorCode.XmlError,
+        EngineErrorReason.DiskTargetExists => LibvirtErrorCode.OperationInvalid,
+        EngineErrorReason.DeviceMissing => LibvirtErrorCode.DeviceMissing,
+        EngineErrorReason.DeviceUnsupported => LibvirtErrorCode.OperationUnsupported,
+        EngineErrorReason.DeviceAttachFailed => LibvirtErrorCode.InternalError,
         EngineErrorReason.DomainNameTaken => LibvirtErrorCode.OperationInvalid,
         EngineErrorReason.DomainAlreadyRunning => LibvirtErrorCode.OperationInvalid,
         EngineErrorReason.InactiveDomainHasCheckpoints => LibvirtErrorCode.OperationInvalid,

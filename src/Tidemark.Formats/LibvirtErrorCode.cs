@@ -49,6 +49,9 @@ public enum LibvirtErrorCode
 
     /// <summary><c>VIR_ERR_CHECKPOINT_INCONSISTENT</c>.</summary>
     CheckpointInconsistent = 109,
+
+    /// <summary><c>VIR_ERR_DEVICE_MISSING</c>: a device to detach or change that the domain does not have.</summary>
+    DeviceMissing = 99,
 }
 
 /// <summary>The client-visible prefix of each <see cref="LibvirtErrorCode"/> (spec §9), in one table.</summary>
@@ -74,6 +77,7 @@ public static class LibvirtErrorPrefix
         LibvirtErrorCode.NoDomainCheckpoint => "Domain checkpoint not found",
         LibvirtErrorCode.NoDomainBackup => "Domain backup job id not found",
         LibvirtErrorCode.CheckpointInconsistent => "checkpoint inconsistent",
+        LibvirtErrorCode.DeviceMissing => "device not found",
         _ => throw new ArgumentOutOfRangeException(nameof(code), code, null),
     };
 }

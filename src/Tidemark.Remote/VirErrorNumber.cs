@@ -37,6 +37,7 @@ public enum VirErrorNumber
     ArgumentUnsupported = 74,
     OperationUnsupported = 84,
     XmlInvalidSchema = 92,
+    DeviceMissing = 99,
 
     /// <summary>Load-bearing: virsh's checkpoint-list --tree stops at the root on it; virtnbdbackup redefines on it.</summary>
     NoDomainCheckpoint = 103,
@@ -79,6 +80,7 @@ public static class VirErrorText
         VirErrorNumber.ArgumentUnsupported => "argument unsupported",
         VirErrorNumber.OperationUnsupported => "Operation not supported",
         VirErrorNumber.XmlInvalidSchema => "XML document failed to validate against schema",
+        VirErrorNumber.DeviceMissing => "device not found",
         VirErrorNumber.NoDomainCheckpoint => "Domain checkpoint not found",
         VirErrorNumber.NoDomainBackup => "Domain backup job id not found",
         VirErrorNumber.CheckpointInconsistent => "checkpoint inconsistent",

@@ -24,11 +24,15 @@ public sealed class RunningDomain
 {
     private readonly NbdServer _server;
 
+    // Replaced whole when a disk is attached or detached (under the domain's lock), so a
+    // reader without the lock (statistics) always sees one consistent list.
+    private IReadOnlyList<RunningDisk> _disks;
+
     private RunningDomain(InstantBarrier barrier, GuestGate gate, IReadOnlyList<RunningDisk> disks, NbdServer server, string socketPath)
     {
         Barrier = barrier;
         Gate = gate;
-        Disks = disks;
+        _disks = disks;
         _server = server;
         SocketPath = socketPath;
         TcpEndPoint = server.EndPoints.OfType<IPEndPoint>().FirstOrDefault();
@@ -40,8 +44,8 @@ public sealed class RunningDomain
     /// <summary>The gate every guest request passes first: shut while the domain is paused.</summary>
     public GuestGate Gate { get; }
 
-    /// <summary>The disks that have media, in domain order.</summary>
-    public IReadOnlyList<RunningDisk> Disks { get; }
+    /// <summary>The disks that have media, in domain order (attached ones last).</summary>
+    public IReadOnlyList<RunningDisk> Disks => Volatile.Read(ref _disks);
 
     /// <summary>The unix socket the disks are served on: <c>nbd+unix:///vda?socket=SocketPath</c>.</summary>
     public string SocketPath { get; }
@@ -81,17 +85,7 @@ public sealed class RunningDomain
             {
                 options.EndPoints.Add(new IPEndPoint(IPAddress.Loopback, tcpPort));
             }
-            var exports = disks.Select(d => new NbdExport(d.Target, d.Guest)
-            {
-                ReadOnly = d.Definition.ReadOnly,
-                Description = d.Definition.SourcePath,
-                Statistics = d.Statistics,
-
-                // Every connection reaches the same image object, whose flush makes every
-                // completed write durable (formats.md §4.8), so several guest connections are safe.
-                MultiConn = true,
-            });
-            var server = new NbdServer(options, exports, loggerFactory);
+            var server = new NbdServer(options, disks.Select(ExportOf), loggerFactory);
             try
             {
                 await server.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -116,6 +110,69 @@ public sealed class RunningDomain
             throw;
         }
     }
+
+    /// <summary>
+    /// Hot-plugs <paramref name="disk"/>: opens its image as a start does and serves it as one
+    /// more export, behind the domain's barrier and gate. Called under the domain's lock.
+    /// </summary>
+    /// <exception cref="EngineException">The image cannot be opened (missing, locked, unsupported).</exception>
+    internal async Task<RunningDisk> AttachDiskAsync(DomainDisk disk, CancellationToken cancellationToken)
+    {
+        var (image, format) = await DiskImages.OpenAsync(disk, disk.ReadOnly, cancellationToken).ConfigureAwait(false);
+        var running = new RunningDisk(disk, image, format, Barrier, Gate);
+        Volatile.Write(ref _disks, [.. Disks, running]);
+        _server.AddExport(ExportOf(running));
+        return running;
+    }
+
+    /// <summary>
+    /// Unplugs <paramref name="disk"/>: its export goes and its guests'
+    /// connections end (their requests in flight answered first), then its image is flushed
+    /// and closed, storing its bitmaps. Called under the domain's lock.
+    /// </summary>
+    /// <exception cref="EngineException">The image could not be flushed or closed (its bitmaps then stay IN_USE: broken).</exception>
+    internal async Task DetachDiskAsync(RunningDisk disk)
+    {
+        await _server.RemoveExportAsync(disk.Target).ConfigureAwait(false);
+        Volatile.Write(ref _disks, [.. Disks.Where(d => d != disk)]);
+        Exception? failure = null;
+        try
+        {
+            if (!disk.LiveImage.IsReadOnly)
+            {
+                await disk.LiveImage.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            failure = e;
+        }
+
+        try
+        {
+            await disk.LiveImage.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            failure ??= e;
+        }
+
+        if (failure is not null)
+        {
+            throw DiskImages.Failure($"cannot close disk '{disk.Target}'", failure);
+        }
+    }
+
+    private static NbdExport ExportOf(RunningDisk disk) => new(disk.Target, disk.Guest)
+    {
+        ReadOnly = disk.Definition.ReadOnly,
+        Description = disk.Definition.SourcePath,
+        Statistics = disk.Statistics,
+
+        // Every connection reaches the same image object, whose flush makes every completed
+        // write durable (formats.md §4.8), so several guest connections are safe.
+        MultiConn = true,
+    };
 
     /// <summary>Ends the guests' connections, flushes and closes every image (storing bitmaps). The first failure is rethrown after every disk was closed.</summary>
     internal async Task StopAsync()

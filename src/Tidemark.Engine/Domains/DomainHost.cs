@@ -327,6 +327,7 @@ public sealed class DomainHost : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(parsed);
         DomainNames.Check(parsed.Name);
+        DomainDisks.CheckUniqueTargets(parsed);
         var definition = WithUuid(parsed);
         var uuid = ParseUuid(definition);
         Domain? existing;
@@ -376,6 +377,7 @@ public sealed class DomainHost : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(parsed);
         Flags.Check(flags, DomainStartFlags.GuestTcp | DomainStartFlags.Paused, "virDomainCreateXML");
         DomainNames.Check(parsed.Name);
+        DomainDisks.CheckUniqueTargets(parsed);
         var definition = WithUuid(parsed);
         var uuid = ParseUuid(definition);
 

@@ -90,6 +90,28 @@ public sealed class NbdServer : IAsyncDisposable
     /// <summary>Removes an export from new negotiations; connections already using it go on.</summary>
     public bool RemoveExport(string name) => _exports.TryRemove(name, out _);
 
+    /// <summary>
+    /// Removes an export and ends every connection using it, returning once they have ended
+    /// (their requests in flight answered): afterwards nothing reaches the export's image, which
+    /// its owner may close. False when there is no such export.
+    /// </summary>
+    public async Task<bool> RemoveExportAsync(string name)
+    {
+        if (!_exports.TryRemove(name, out var removed))
+        {
+            return false;
+        }
+
+        var users = _connections.Where(c => ReferenceEquals(c.Key.Export, removed.Export)).ToList();
+        foreach (var (connection, _) in users)
+        {
+            connection.End();
+        }
+
+        await Task.WhenAll(users.Select(c => c.Value)).ConfigureAwait(false);
+        return true;
+    }
+
     internal NbdExport? FindExport(string name) => _exports.TryGetValue(name, out var entry) ? entry.Export : null;
 
     /// <summary>Binds every endpoint and starts accepting on them and on the handed-over listeners.</summary>
@@ -258,7 +280,6 @@ public sealed class NbdServer : IAsyncDisposable
             }
             connection = new ServerConnection(this, new BlockingSocketStream(socket), peer, _logger);
             var run = RunOnOwnThreadAsync(connection);
-            _connections[connection] = run;
             _logger.LogDebug("{Peer}: connected", peer);
             await run.ConfigureAwait(false);
         }
@@ -296,6 +317,9 @@ public sealed class NbdServer : IAsyncDisposable
     {
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var token = _shutdown.Token;
+
+        // Listed before it runs, so an export's removal finds every connection that could be using it.
+        _connections[connection] = done.Task;
         var thread = new Thread(() =>
         {
             try

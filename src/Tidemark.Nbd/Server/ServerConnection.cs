@@ -28,6 +28,8 @@ internal sealed class ServerConnection : IAsyncDisposable
 {
     private readonly NbdServer _server;
     private readonly ILogger _logger;
+    private readonly CancellationTokenSource _end = new();
+    private NbdExport? _export;
 
     public ServerConnection(NbdServer server, Stream stream, string peer, ILogger logger)
     {
@@ -70,6 +72,21 @@ internal sealed class ServerConnection : IAsyncDisposable
 
     public IEnumerable<NbdExport> Exports => _server.Exports;
 
+    /// <summary>The export the connection is serving, once negotiated; null before.</summary>
+    public NbdExport? Export => Volatile.Read(ref _export);
+
+    /// <summary>Ends the connection (its export is going away): requests in flight finish, no more are read.</summary>
+    public void End()
+    {
+        try
+        {
+            _end.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
     public NbdExport? FindExport(string name) => _server.FindExport(name);
 
     public void UpgradeToTls(SslStream ssl)
@@ -80,8 +97,10 @@ internal sealed class ServerConnection : IAsyncDisposable
     }
 
     /// <summary>Serves the connection to its end. Never throws except for cancellation by the server.</summary>
-    public async Task RunAsync(CancellationToken cancellationToken)
+    public async Task RunAsync(CancellationToken serverShutdown)
     {
+        using var ending = CancellationTokenSource.CreateLinkedTokenSource(serverShutdown, _end.Token);
+        var cancellationToken = ending.Token;
         using var handshakeTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         handshakeTimeout.CancelAfter(Limits.HandshakeTimeout);
         try
@@ -91,6 +110,17 @@ internal sealed class ServerConnection : IAsyncDisposable
             {
                 State = ServerConnectionState.Closed;
                 _logger.LogDebug("{Peer}: client left during the handshake", Peer);
+                return;
+            }
+
+            // Published before the export is looked up again: a removal either sees this
+            // connection using the export, or has already taken the export away, which this
+            // second look sees (NbdServer.RemoveExportAsync).
+            Volatile.Write(ref _export, negotiated.Export);
+            if (!ReferenceEquals(_server.FindExport(negotiated.Export.Name), negotiated.Export))
+            {
+                State = ServerConnectionState.Closed;
+                _logger.LogDebug("{Peer}: export '{Export}' was removed during the handshake", Peer, negotiated.Export.Name);
                 return;
             }
 
@@ -136,6 +166,7 @@ internal sealed class ServerConnection : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        _end.Dispose();
         Reader.Dispose();
         await Stream.DisposeAsync().ConfigureAwait(false);
     }

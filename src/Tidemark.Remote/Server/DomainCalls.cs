@@ -17,6 +17,10 @@ internal static class DomainCalls
         RemoteProcedure.DomainUndefine => VoidAsync(c, DomainOnly(c), c.Hypervisor.UndefineDomainAsync),
         RemoteProcedure.DomainUndefineFlags => VoidAsync(c, DomainAndFlags(c), c.Hypervisor.UndefineDomainAsync),
         RemoteProcedure.DomainRename => RenameAsync(c),
+        RemoteProcedure.DomainAttachDevice => DeviceAsync(c, c.Hypervisor.AttachDeviceAsync, flags: false),
+        RemoteProcedure.DomainAttachDeviceFlags => DeviceAsync(c, c.Hypervisor.AttachDeviceAsync, flags: true),
+        RemoteProcedure.DomainDetachDevice => DeviceAsync(c, c.Hypervisor.DetachDeviceAsync, flags: false),
+        RemoteProcedure.DomainDetachDeviceFlags => DeviceAsync(c, c.Hypervisor.DetachDeviceAsync, flags: true),
         RemoteProcedure.DomainCreate => StartAsync(c, DomainOnly(c), plain: true),
         RemoteProcedure.DomainCreateWithFlags => StartAsync(c, DomainAndFlags(c), plain: false),
         RemoteProcedure.DomainCreateXml => CreateAsync(c, c.Args((ref XdrReader r) => (r.ReadString(RemoteWire.MaxStringLength), r.ReadUInt32()))),
@@ -94,6 +98,18 @@ internal static class DomainCalls
     {
         var domain = await c.Hypervisor.CreateDomainAsync(args.Xml, args.Flags, c.CancellationToken).ConfigureAwait(false);
         return c.Reply(domain.Write);
+    }
+
+    /// <summary>
+    /// remote_domain_attach_device_args { dom, xml } (and the detach one): the old call is
+    /// virDomainAttachDeviceFlags with VIR_DOMAIN_AFFECT_LIVE (1), as libvirt's drivers run it;
+    /// the _FLAGS one adds the flags.
+    /// </summary>
+    private static async Task<MessageBuilder> DeviceAsync(CallContext c, Func<RemoteDomain, string, uint, CancellationToken, ValueTask> call, bool flags)
+    {
+        var (domain, xml, modify) = c.Args((ref XdrReader r) => (RemoteDomain.Read(ref r), r.ReadString(RemoteWire.MaxStringLength), flags ? r.ReadUInt32() : 1u));
+        await call(domain, xml, modify, c.CancellationToken).ConfigureAwait(false);
+        return c.Reply();
     }
 
     /// <summary>remote_domain_rename_args { dom, remote_string new_name, flags } → remote_domain_rename_ret { int retcode }.</summary>

@@ -105,6 +105,15 @@ public interface IDomainProcedures
     /// </summary>
     ValueTask RenameDomainAsync(RemoteDomain domain, string? newName, uint flags, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// DOMAIN_ATTACH_DEVICE_FLAGS (flags virDomainDeviceModifyFlags: 1 LIVE, 2 CONFIG) and
+    /// DOMAIN_ATTACH_DEVICE, which is LIVE: adds the device in <paramref name="xml"/>.
+    /// </summary>
+    ValueTask AttachDeviceAsync(RemoteDomain domain, string xml, uint flags, CancellationToken cancellationToken);
+
+    /// <summary>DOMAIN_DETACH_DEVICE_FLAGS and DOMAIN_DETACH_DEVICE (LIVE): removes the device <paramref name="xml"/> names.</summary>
+    ValueTask DetachDeviceAsync(RemoteDomain domain, string xml, uint flags, CancellationToken cancellationToken);
+
     /// <summary>DOMAIN_CREATE (flags 0) and DOMAIN_CREATE_WITH_FLAGS: start; returns the domain with its new id.</summary>
     ValueTask<RemoteDomain> StartDomainAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken);
 

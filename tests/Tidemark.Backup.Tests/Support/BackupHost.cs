@@ -16,12 +16,14 @@ internal sealed class BackupHost : IAsyncDisposable
 {
     private LoopDevice? _device;
 
-    private BackupHost(TempDirectory directory, TidemarkDaemon daemon, string domain, IReadOnlyDictionary<string, string> images)
+    private readonly Dictionary<string, string> _images;
+
+    private BackupHost(TempDirectory directory, TidemarkDaemon daemon, string domain, Dictionary<string, string> images)
     {
         Directory = directory;
         Daemon = daemon;
         Domain = domain;
-        Images = images;
+        _images = images;
         Repository = new BackupRepository(directory.File("repo"));
     }
 
@@ -32,7 +34,7 @@ internal sealed class BackupHost : IAsyncDisposable
     public string Domain { get; }
 
     /// <summary>The live image of each disk target.</summary>
-    public IReadOnlyDictionary<string, string> Images { get; }
+    public IReadOnlyDictionary<string, string> Images => _images;
 
     public BackupRepository Repository { get; }
 
@@ -142,6 +144,15 @@ internal sealed class BackupHost : IAsyncDisposable
         var copy = Directory.File(name);
         await Peer.RunCheckedAsync("qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", Images[target], copy);
         return copy;
+    }
+
+    /// <summary>Hot-plugs a new qcow2 disk of <paramref name="size"/> on <paramref name="target"/> into the running domain with stock virsh (<c>attach-disk --live</c>).</summary>
+    public async Task AttachDiskAsync(string target, string size)
+    {
+        var image = Directory.File($"{target}.qcow2");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", image, size);
+        await Peer.RunCheckedAsync("virsh", "-c", Uri, "attach-disk", Domain, image, target, "--subdriver", "qcow2", "--targetbus", "virtio", "--live");
+        _images[target] = image;
     }
 
     /// <summary>The names of the domain's checkpoints on the host.</summary>

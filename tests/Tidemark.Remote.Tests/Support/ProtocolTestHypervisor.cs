@@ -164,6 +164,10 @@ internal sealed class ProtocolTestHypervisor : IRemoteHypervisor, IAsyncDisposab
 
     public ValueTask<IReadOnlyList<DomainStatsRecord>> GetAllDomainStatsAsync(IReadOnlyList<RemoteDomain> domains, uint stats, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport("virConnectGetAllDomainStats");
 
+    public ValueTask AttachDeviceAsync(RemoteDomain domain, string xml, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport("virDomainAttachDeviceFlags");
+
+    public ValueTask DetachDeviceAsync(RemoteDomain domain, string xml, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport("virDomainDetachDeviceFlags");
+
     public ValueTask RenameDomainAsync(RemoteDomain domain, string? newName, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport("virDomainRename");
 
     public ValueTask<RemoteDomain> CreateDomainAsync(string xml, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport("virDomainCreateXML");

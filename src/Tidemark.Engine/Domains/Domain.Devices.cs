@@ -1,0 +1,241 @@
+using System.Text.RegularExpressions;
+using System.Xml.Linq;
+using Microsoft.Extensions.Logging;
+using Tidemark.Engine.State;
+using Tidemark.Formats;
+using Tidemark.Formats.Domains;
+using Tidemark.Formats.Xml;
+
+namespace Tidemark.Engine.Domains;
+
+/// <summary>
+/// Disk hotplug (virDomainAttachDeviceFlags, virDomainDetachDeviceFlags): a disk added to the
+/// running domain is opened and served as one more export at once; one removed has its
+/// connections ended, its image flushed and closed, its bitmaps stored. No guest has to
+/// acknowledge anything, unlike QEMU's PCI unplug. A disk added after checkpoints has no
+/// bitmap for them, so an incremental backup from one of them names it as broken (libvirt's
+/// behaviour): it needs a full. The checks and their words are libvirt's.
+/// </summary>
+public sealed partial class Domain
+{
+    /// <summary>
+    /// Adds the <c>&lt;disk&gt;</c> in <paramref name="deviceXml"/> to the running domain
+    /// (<see cref="DeviceModifyFlags.Live"/>), to the persistent definition
+    /// (<see cref="DeviceModifyFlags.Config"/>), or to both.
+    /// </summary>
+    /// <exception cref="DocumentException">The XML is malformed or the disk breaks the schema.</exception>
+    /// <exception cref="EngineException">Unknown flags; "domain is not running"; "transient domains do not have any persistent config"; another device than a disk; the target taken; the image cannot be opened.</exception>
+    public async Task AttachDeviceAsync(string deviceXml, DeviceModifyFlags flags, CancellationToken cancellationToken = default)
+    {
+        Flags.Check(flags, DeviceModifyFlags.Live | DeviceModifyFlags.Config, "qemuDomainAttachDeviceFlags");
+        var device = ParseDevice(deviceXml, cancellationToken);
+        using var held = await LockAsync(cancellationToken).ConfigureAwait(false);
+        var (live, config) = Impact(flags);
+        if (device.Name.LocalName != "disk")
+        {
+            throw new EngineException(EngineErrorReason.DeviceUnsupported, $"{(live ? "live" : "persistent")} attach of device '{device.Name.LocalName}' is not supported");
+        }
+
+        // As qemuDomainAttachDeviceFlags: the persistent copy first (so a refusal there changes
+        // nothing), then the running domain, then the persistent definition is saved.
+        DomainDefinition? persistent = null;
+        if (config)
+        {
+            var current = _nextDefinition ?? Definition;
+            persistent = WithDevice(current, device);
+            var target = persistent.Disks[^1].TargetDev;
+            if (current.DiskByTarget(target) is not null)
+            {
+                throw new EngineException(EngineErrorReason.DiskTargetExists, $"target {target} already exists");
+            }
+        }
+
+        if (live)
+        {
+            var running = WithDevice(Definition, device);
+            DomainDisks.CheckUniqueTargets(running);
+            var disk = running.Disks[^1];
+            if (!disk.IsEmpty)
+            {
+                try
+                {
+                    await Running!.AttachDiskAsync(disk, cancellationToken).ConfigureAwait(false);
+                }
+                catch (EngineException e) when (e.Reason == EngineErrorReason.ImageLocked)
+                {
+                    // QEMU refuses the node it is asked to add; libvirt passes its words on.
+                    var lockText = LockFailure().Match(e.Message) is { Success: true } m ? m.Value : e.Detail;
+                    throw new EngineException(EngineErrorReason.DeviceAttachFailed, $"unable to execute QEMU command 'blockdev-add': {lockText}", e);
+                }
+            }
+
+            if (IsPersistent)
+            {
+                _nextDefinition ??= Definition;
+            }
+
+            Definition = running;
+            Logger.LogInformation("domain {Domain}: disk {Target} attached ({Source})", Name, disk.TargetDev, disk.SourcePath);
+        }
+
+        if (persistent is not null)
+        {
+            await SavePersistentAsync(persistent, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Removes the disk whose target the <c>&lt;disk&gt;</c> in <paramref name="deviceXml"/>
+    /// names (virsh detach-disk passes the domain's own element) from the running domain, the
+    /// persistent definition, or both.
+    /// </summary>
+    /// <exception cref="DocumentException">The XML is malformed.</exception>
+    /// <exception cref="EngineException">Unknown flags; "domain is not running"; "transient domains do not have any persistent config"; no such disk; the disk is in the running backup job.</exception>
+    public async Task DetachDeviceAsync(string deviceXml, DeviceModifyFlags flags, CancellationToken cancellationToken = default)
+    {
+        Flags.Check(flags, DeviceModifyFlags.Live | DeviceModifyFlags.Config, "qemuDomainDetachDeviceFlags");
+        var device = ParseDevice(deviceXml, cancellationToken);
+        using var held = await LockAsync(cancellationToken).ConfigureAwait(false);
+        var (live, config) = Impact(flags);
+        if (device.Name.LocalName != "disk")
+        {
+            throw new EngineException(EngineErrorReason.DeviceUnsupported, $"{(live ? "live" : "persistent")} detach of device '{device.Name.LocalName}' is not supported");
+        }
+
+        var target = device.Element("target")?.Attribute("dev")?.Value
+            ?? throw new EngineException(EngineErrorReason.DeviceMissing, "disk has no target");
+        DomainDefinition? persistent = null;
+        if (config)
+        {
+            var current = _nextDefinition ?? Definition;
+            if (current.DiskByTarget(target) is null)
+            {
+                throw new EngineException(EngineErrorReason.DeviceMissing, $"no target device {target}");
+            }
+
+            persistent = WithoutDisk(current, target);
+        }
+
+        if (live)
+        {
+            if (Definition.DiskByTarget(target) is null)
+            {
+                throw new EngineException(EngineErrorReason.DeviceMissing, $"disk {target} not found");
+            }
+
+            if (Backup is { } backup && backup.Targets.Contains(target))
+            {
+                throw new EngineException(EngineErrorReason.DeviceUnsupported, $"disk '{target}' already in active block job");
+            }
+
+            var running = WithoutDisk(Definition, target);
+            if (IsPersistent)
+            {
+                _nextDefinition ??= Definition;
+            }
+
+            var old = Definition;
+            Definition = running;
+            if (Running!.DiskByTarget(target) is { } disk)
+            {
+                try
+                {
+                    await Running.DetachDiskAsync(disk).ConfigureAwait(false);
+                }
+                catch (EngineException e)
+                {
+                    // It is gone from the guest all the same; its bitmaps stay IN_USE (broken).
+                    Logger.LogError("domain {Domain}: {Error}", Name, e.Message);
+                }
+            }
+
+            Logger.LogInformation("domain {Domain}: disk {Target} detached ({Source})", Name, target, old.DiskByTarget(target)?.SourcePath);
+        }
+
+        if (persistent is not null)
+        {
+            await SavePersistentAsync(persistent, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>virDomainObjUpdateModificationImpact: CURRENT means LIVE while running, CONFIG otherwise.</summary>
+    private (bool Live, bool Config) Impact(DeviceModifyFlags flags)
+    {
+        if (flags == DeviceModifyFlags.Current)
+        {
+            flags = Running is null ? DeviceModifyFlags.Config : DeviceModifyFlags.Live;
+        }
+
+        if (flags.HasFlag(DeviceModifyFlags.Live) && Running is null)
+        {
+            throw NotRunning();
+        }
+
+        if (flags.HasFlag(DeviceModifyFlags.Config) && !IsPersistent)
+        {
+            throw new EngineException(EngineErrorReason.TransientDomain, "transient domains do not have any persistent config");
+        }
+
+        return (flags.HasFlag(DeviceModifyFlags.Live), flags.HasFlag(DeviceModifyFlags.Config));
+    }
+
+    private async Task SavePersistentAsync(DomainDefinition persistent, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await AtomicFile.WriteAsync(Store.DomainFile(Name), EditWarning.Domain(Name, Uuid) + DomainFormatter.Format(persistent), cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new EngineException(EngineErrorReason.StateWriteFailed, $"cannot save definition of domain '{Name}': {e.Message}", e);
+        }
+
+        if (Running is null)
+        {
+            Definition = persistent;
+        }
+        else
+        {
+            _nextDefinition = persistent;
+        }
+    }
+
+    private static XElement ParseDevice(string deviceXml, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(deviceXml);
+        return XmlDocumentLoader.Load(deviceXml, "(device_definition)", cancellationToken).Root!;
+    }
+
+    /// <summary>The definition with <paramref name="device"/> as its last disk, validated as a whole.</summary>
+    private static DomainDefinition WithDevice(DomainDefinition definition, XElement device)
+    {
+        var element = new XElement(definition.Element);
+        var devices = element.Element("devices");
+        if (devices is null)
+        {
+            devices = new XElement("devices");
+            element.Add(devices);
+        }
+
+        if (devices.Elements("disk").LastOrDefault() is { } last)
+        {
+            last.AddAfterSelf(new XElement(device));
+        }
+        else
+        {
+            devices.AddFirst(new XElement(device));
+        }
+
+        return DomainParser.Parse(element);
+    }
+
+    private static DomainDefinition WithoutDisk(DomainDefinition definition, string target)
+    {
+        var element = new XElement(definition.Element);
+        element.Element("devices")?.Elements("disk").FirstOrDefault(d => d.Element("target")?.Attribute("dev")?.Value == target)?.Remove();
+        return DomainParser.Parse(element);
+    }
+
+    [GeneratedRegex("Failed to get (shared )?\"[a-z ]+\" lock")]
+    private static partial Regex LockFailure();
+}
