@@ -165,6 +165,28 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
     public ValueTask AttachDeviceAsync(RemoteDomain domain, string xml, uint flags, CancellationToken cancellationToken) =>
         CallAsync(() => Find(domain).AttachDeviceAsync(xml, (DeviceModifyFlags)flags, cancellationToken));
 
+    /// <summary>qemuDomainBlockResize: the size in KiB unless VIR_DOMAIN_BLOCK_RESIZE_BYTES (1).</summary>
+    public ValueTask ResizeBlockAsync(RemoteDomain domain, string disk, ulong size, uint flags, CancellationToken cancellationToken) => CallAsync(async () =>
+    {
+        CheckFlags(flags, 1, "qemuDomainBlockResize");
+        if ((flags & 1) == 0)
+        {
+            if (size > ulong.MaxValue / 1024)
+            {
+                throw LibvirtError.Create(VirErrorNumber.InvalidArg, VirErrorDomain.Qemu, $"size must be less than {ulong.MaxValue / 1024} KiB");
+            }
+
+            size *= 1024;
+        }
+
+        if (size > long.MaxValue)
+        {
+            throw LibvirtError.Create(VirErrorNumber.InvalidArg, VirErrorDomain.Qemu, $"size {size} is too large");
+        }
+
+        await Find(domain).ResizeDiskAsync(disk, (long)size, cancellationToken).ConfigureAwait(false);
+    });
+
     public ValueTask DetachDeviceAsync(RemoteDomain domain, string xml, uint flags, CancellationToken cancellationToken) =>
         CallAsync(() => Find(domain).DetachDeviceAsync(xml, (DeviceModifyFlags)flags, cancellationToken));
 

@@ -39,14 +39,20 @@ public enum EngineErrorReason
     /// <summary>A disk attached to the persistent definition on a target it has: "target %s already exists".</summary>
     DiskTargetExists,
 
+    /// <summary>A disk path or target the domain does not have: "disk '%s' was not found in the domain config".</summary>
+    InvalidDiskPath,
+
+    /// <summary>A disk without media: "disk '%s' does not have an associated source".</summary>
+    DiskNotServed,
+
     /// <summary>A device to detach that the domain lacks: "disk %s not found", "no target device %s".</summary>
     DeviceMissing,
 
     /// <summary>A device kind Tidemark cannot attach or detach, or a disk its backup job uses: "live attach of device '%s' is not supported", "disk '%s' already in active block job".</summary>
     DeviceUnsupported,
 
-    /// <summary>A disk the running domain could not take: "unable to execute QEMU command 'blockdev-add': …".</summary>
-    DeviceAttachFailed,
+    /// <summary>What QEMU would refuse in the command libvirt sends it: "unable to execute QEMU command '%s': %s" (a disk's image locked at hotplug, a resize QEMU cannot make).</summary>
+    MonitorCommandFailed,
 
     /// <summary>A rename to a name in use (libvirt's domain list refuses it): "domain with name '%s' already exists", "Can't rename domain to itself".</summary>
     DomainNameTaken,
@@ -149,10 +155,12 @@ public static class EngineErrorReasons
         EngineErrorReason.InvalidDomainName => LibvirtErrorCode.XmlError,
         EngineErrorReason.RenameRefused => LibvirtErrorCode.OperationInvalid,
         EngineErrorReason.DuplicateDiskTarget => LibvirtErrorCode.XmlError,
+        EngineErrorReason.InvalidDiskPath => LibvirtErrorCode.InvalidArg,
+        EngineErrorReason.DiskNotServed => LibvirtErrorCode.OperationInvalid,
         EngineErrorReason.DiskTargetExists => LibvirtErrorCode.OperationInvalid,
         EngineErrorReason.DeviceMissing => LibvirtErrorCode.DeviceMissing,
         EngineErrorReason.DeviceUnsupported => LibvirtErrorCode.OperationUnsupported,
-        EngineErrorReason.DeviceAttachFailed => LibvirtErrorCode.InternalError,
+        EngineErrorReason.MonitorCommandFailed => LibvirtErrorCode.InternalError,
         EngineErrorReason.DomainNameTaken => LibvirtErrorCode.OperationInvalid,
         EngineErrorReason.DomainAlreadyRunning => LibvirtErrorCode.OperationInvalid,
         EngineErrorReason.InactiveDomainHasCheckpoints => LibvirtErrorCode.OperationInvalid,

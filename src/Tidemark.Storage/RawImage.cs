@@ -21,7 +21,8 @@ public sealed class RawImage : IHostFileImage
         VirtualSize = size;
     }
 
-    public long VirtualSize { get; }
+    // Changed only by ResizeAsync, while no request is in flight (its caller's duty).
+    public long VirtualSize { get; private set; }
 
     public bool IsReadOnly => _file.IsReadOnly;
 
@@ -42,6 +43,31 @@ public sealed class RawImage : IHostFileImage
 
         // A length that is not whole sectors ends in zeroes up to the next sector, as in QEMU.
         return new RawImage(file, DiskSize.RoundUp(file.Length));
+    }
+
+    /// <summary>
+    /// Resizes the open image (QEMU's block_resize on a raw node, raw_co_truncate): a file takes
+    /// the length asked for, a grown tail being a hole; a block device cannot change size. The
+    /// caller makes sure no request is in flight meanwhile.
+    /// </summary>
+    /// <exception cref="StorageException">The image is read-only, or a block device whose size is not <paramref name="newSize"/>.</exception>
+    public async ValueTask ResizeAsync(long newSize, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(newSize);
+        CheckWritable();
+        if (_file.IsBlockDevice)
+        {
+            if (newSize > _file.Length)
+            {
+                throw new StorageException(StorageErrorReason.InvalidRequest, "Cannot grow device files");
+            }
+
+            throw new StorageException(StorageErrorReason.InvalidRequest, "Cannot resize device files");
+        }
+
+        _file.SetLength(newSize);
+        await _file.FlushAsync(cancellationToken).ConfigureAwait(false);
+        VirtualSize = DiskSize.RoundUp(newSize);
     }
 
     /// <summary>

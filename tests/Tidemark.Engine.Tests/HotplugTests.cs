@@ -117,4 +117,49 @@ public sealed class HotplugTests
 
     private static string PullXml(string socket, string disks) =>
         $"<domainbackup mode='pull'><incremental>k1</incremental><server transport='unix' socket='{socket}'/><disks>{disks}</disks></domainbackup>";
+
+    /// <summary>
+    /// A running disk resized: qcow2 (the bitmaps grow with it, so a write past the old end is
+    /// tracked) and raw, while a guest connection stays open and while the domain is paused (it
+    /// stays paused); refused for a disk the running backup job copies.
+    /// </summary>
+    [Fact]
+    public async Task Resize_GrowsTheImageAndItsBitmaps_HoldsTheGuestForTheMoment_RefusedDuringABackup()
+    {
+        await using var test = await TestHost.CreateAsync();
+        var domain = await test.DefineAsync("z", Size, new TestDisk("vda"), new TestDisk("vdb", Format: "raw"));
+        await domain.StartAsync(Ct);
+        await domain.Checkpoints.CreateAsync("<domaincheckpoint><name>k1</name><disks><disk name='vda'/><disk name='vdb' checkpoint='no'/></disks></domaincheckpoint>", cancellationToken: Ct);
+        var socket = domain.Running!.SocketPath;
+        await using var guest = QemuIoSession.OpenUnix(socket, "vda", reconnectDelay: 0);
+        await guest.RunAsync("write -P 0x11 0 64k", "wrote 65536/65536 bytes at offset 0");
+
+        await domain.ResizeDiskAsync("vda", (16 << 20) - 100, Ct);
+        Assert.Equal(16L << 20, domain.Running.DiskByTarget("vda")!.LiveImage.VirtualSize);
+        Assert.Equal(DomainState.Running, domain.State);
+        await guest.RunAsync("write -P 0x12 64k 64k", "wrote 65536/65536 bytes at offset 65536");
+        await Guest.RunAsync(socket, "vda", "write -P 0x13 15M 64k");
+        Assert.Contains("size='196608'", await domain.Checkpoints.GetXmlAsync("k1", CheckpointFormatFlags.Size, Ct), StringComparison.Ordinal);
+
+        await domain.SuspendAsync(Ct);
+        await domain.ResizeDiskAsync(test.ImagePath("z", new TestDisk("vdb", Format: "raw")), 12 << 20, Ct);
+        Assert.Equal(DomainState.Paused, domain.State);
+        await domain.ResumeAsync(Ct);
+        await Guest.RunAsync(socket, "vdb", "write -P 0x14 11M 64k");
+
+        var backup = await domain.BeginBackupAsync(PullXml(test.Directory.File("p.sock"), "<disk name='vda'/>").Replace("<incremental>k1</incremental>", "", StringComparison.Ordinal), null, cancellationToken: Ct);
+        var busy = await Assert.ThrowsAsync<EngineException>(() => domain.ResizeDiskAsync("vda", 32 << 20, Ct));
+        Assert.Equal("internal error: unable to execute QEMU command 'block_resize': disk 'vda' is in use by block job: backup", busy.Message);
+        domain.AbortBackup();
+        await backup.Completion;
+        var missing = await Assert.ThrowsAsync<EngineException>(() => domain.ResizeDiskAsync("vdz", 32 << 20, Ct));
+        Assert.Equal("invalid argument: disk 'vdz' was not found in the domain config", missing.Message);
+
+        await guest.QuitAsync();
+        await domain.DestroyAsync(Ct);
+        await Peer.RunCheckedAsync("qemu-img", "check", test.ImagePath("z", new TestDisk("vda")));
+        await Peer.RunCheckedAsync("qemu-io", "-f", "qcow2", "-c", "read -P 0x11 0 64k", "-c", "read -P 0x12 64k 64k", "-c", "read -P 0x13 15M 64k", test.ImagePath("z", new TestDisk("vda")));
+        Assert.Contains("\"virtual-size\": 16777216", await Peer.RunCheckedAsync("qemu-img", "info", "--output=json", test.ImagePath("z", new TestDisk("vda"))), StringComparison.Ordinal);
+        Assert.Equal(12L << 20, new FileInfo(test.ImagePath("z", new TestDisk("vdb", Format: "raw"))).Length);
+    }
 }

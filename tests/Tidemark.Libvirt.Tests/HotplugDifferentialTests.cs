@@ -13,7 +13,7 @@ namespace Tidemark.Libvirt.Tests;
 /// from the running domain is left out: QEMU waits for the guest to release the PCI device,
 /// which a guest without an operating system never does. The transcripts must be equal.
 /// </summary>
-public sealed class HotplugDifferentialTests(PrivateLibvirtdFixture fixture) : IClassFixture<PrivateLibvirtdFixture>
+public sealed partial class HotplugDifferentialTests(PrivateLibvirtdFixture fixture) : IClassFixture<PrivateLibvirtdFixture>
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
@@ -92,4 +92,48 @@ public sealed class HotplugDifferentialTests(PrivateLibvirtdFixture fixture) : I
 
         return virsh.Mask(directory);
     }
+
+    /// <summary>
+    /// <c>virsh blockresize</c>: a running qcow2 disk grown, then shrunk, each confirmed by
+    /// <c>domblkinfo</c>'s capacity (the allocation and physical size are each host's own and
+    /// masked), and the refusals: a disk the domain lacks, a domain shut off. Then a checkpoint's
+    /// <c>--size</c> counts a write past the old end, on both.
+    /// </summary>
+    [Fact]
+    public async Task BlockResize_PrintsTheSameOnBoth()
+    {
+        var (real, ours) = await BothHosts.RunAsync(fixture, "tdz", RunResizeAsync, Ct);
+        Assert.Equal(real, ours);
+        Assert.Contains("$ virsh blockresize rz vda 32M\nBlock device 'vda' is resized\n", real, StringComparison.Ordinal);
+        Assert.Contains("Capacity:       33554432\n", real, StringComparison.Ordinal);
+        Assert.Contains("<disk name='vda' checkpoint='bitmap' bitmap='k1' size='65536'/>", real, StringComparison.Ordinal);
+    }
+
+    private static async Task<string> RunResizeAsync(string uri, string directory, GuestWrite write)
+    {
+        var virsh = new VirshTranscript(uri);
+        await virsh.RunAsync("define", await TwoDiskDomain.CreateAsync(directory, "rz"));
+        await virsh.RunAsync("start", "rz");
+        await virsh.RunAsync("checkpoint-create-as", "rz", "k1");
+        foreach (string[] command in (string[][])[
+            ["blockresize", "rz", "vda", "32M"], ["domblkinfo", "rz", "vda"],
+            ["blockresize", "rz", Path.Combine(directory, "rz", "vdb.qcow2"), "20000K"], ["domblkinfo", "rz", "vdb"],
+            ["blockresize", "rz", "vdz", "32M"],
+        ])
+        {
+            await virsh.RunAsync(command);
+        }
+
+        await write("rz", "vda", "write -P 0x51 30M 64k");
+        await virsh.RunAsync("checkpoint-dumpxml", "rz", "k1", "--no-domain", "--size");
+        await virsh.RunAsync("blockresize", "rz", "vdb", "8M");
+        await virsh.RunAsync("domblkinfo", "rz", "vdb");
+        await virsh.RunAsync("destroy", "rz");
+        await virsh.RunAsync("blockresize", "rz", "vda", "64M");
+        await virsh.RunAsync("undefine", "rz", "--checkpoints-metadata");
+        return HostSizes().Replace(virsh.Mask(directory), "");
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^(Allocation|Physical): +\d+\n", System.Text.RegularExpressions.RegexOptions.Multiline)]
+    private static partial System.Text.RegularExpressions.Regex HostSizes();
 }

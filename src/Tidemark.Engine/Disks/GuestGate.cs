@@ -104,6 +104,31 @@ public sealed class GuestGate
         }
     }
 
+    /// <summary>
+    /// Holds the guest's requests for a moment (a disk's resize): shuts the gate and returns once
+    /// the requests in flight have completed, without the domain reading as paused; disposing
+    /// the result opens it again. A gate already shut (a paused domain) is left as it is.
+    /// </summary>
+    internal async Task<IDisposable> HoldAsync(CancellationToken cancellationToken)
+    {
+        if (_door.Shut() is not { } drained)
+        {
+            return new Hold(null);
+        }
+
+        try
+        {
+            await drained.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            _door.Open();
+            throw;
+        }
+
+        return new Hold(_door);
+    }
+
     /// <summary>Opens the gate: the waiting requests go on, in no particular order.</summary>
     internal void Resume()
     {
@@ -116,6 +141,11 @@ public sealed class GuestGate
     }
 
     internal void Leave() => _door.Leave();
+
+    private sealed class Hold(RequestDoor? door) : IDisposable
+    {
+        public void Dispose() => door?.Open();
+    }
 
     private async ValueTask<GatePassage> EnterSlowAsync(ValueTask entered)
     {

@@ -65,7 +65,7 @@ public sealed partial class Domain
                 {
                     // QEMU refuses the node it is asked to add; libvirt passes its words on.
                     var lockText = LockFailure().Match(e.Message) is { Success: true } m ? m.Value : e.Detail;
-                    throw new EngineException(EngineErrorReason.DeviceAttachFailed, $"unable to execute QEMU command 'blockdev-add': {lockText}", e);
+                    throw new EngineException(EngineErrorReason.MonitorCommandFailed, $"unable to execute QEMU command 'blockdev-add': {lockText}", e);
                 }
             }
 
@@ -156,6 +156,59 @@ public sealed partial class Domain
         {
             await SavePersistentAsync(persistent, cancellationToken).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// Resizes a running disk's top image to <paramref name="size"/> bytes (virDomainBlockResize):
+    /// the guest's requests are held for the moment it takes (the domain does not read as
+    /// paused), the checkpoints' bitmaps are resized with the image (the new area clean, as
+    /// QEMU resizes them), and the NBD export shows the new size to the connections made
+    /// afterwards. A qcow2 size is rounded up to whole sectors, as libvirt rounds it.
+    /// </summary>
+    /// <exception cref="EngineException">"domain is not running"; no such disk; the disk is in the running backup job; the image cannot take the size.</exception>
+    public async Task ResizeDiskAsync(string disk, long size, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(disk);
+        using var held = await LockAsync(cancellationToken).ConfigureAwait(false);
+        var running = Running ?? throw NotRunning();
+        var defined = Definition.DiskByName(disk)
+            ?? throw new EngineException(EngineErrorReason.InvalidDiskPath, $"disk '{disk}' was not found in the domain config");
+        var target = running.DiskByTarget(defined.TargetDev)
+            ?? throw new EngineException(EngineErrorReason.DiskNotServed, $"disk '{defined.TargetDev}' does not have an associated source");
+        if (Backup is { } backup && backup.Targets.Contains(defined.TargetDev))
+        {
+            // QEMU's op blocker on a node a block job uses.
+            throw new EngineException(EngineErrorReason.MonitorCommandFailed, $"unable to execute QEMU command 'block_resize': disk '{defined.TargetDev}' is in use by block job: backup");
+        }
+
+        if (target.Format == Storage.ImageFormat.Qcow2)
+        {
+            size = (size + 511) & ~511L;
+        }
+
+        using (await running.Gate.HoldAsync(cancellationToken).ConfigureAwait(false))
+        {
+            try
+            {
+                switch (target.LiveImage)
+                {
+                    case Storage.Qcow2.Qcow2Image qcow2:
+                        await qcow2.ResizeAsync(size, cancellationToken).ConfigureAwait(false);
+                        break;
+                    case Storage.RawImage raw:
+                        await raw.ResizeAsync(size, cancellationToken).ConfigureAwait(false);
+                        break;
+                    default:
+                        throw new EngineException(EngineErrorReason.MonitorCommandFailed, $"unable to execute QEMU command 'block_resize': disk '{defined.TargetDev}' cannot be resized");
+                }
+            }
+            catch (Storage.StorageException e)
+            {
+                throw new EngineException(EngineErrorReason.MonitorCommandFailed, $"unable to execute QEMU command 'block_resize': {e.Message}", e);
+            }
+        }
+
+        Logger.LogInformation("domain {Domain}: disk {Target} resized to {Size} bytes", Name, defined.TargetDev, size);
     }
 
     /// <summary>virDomainObjUpdateModificationImpact: CURRENT means LIVE while running, CONFIG otherwise.</summary>

@@ -64,6 +64,7 @@ public static class ApiNames
         [238] = "virDomainGetBlockJobInfo",
         [243] = "virDomainBlockStatsFlags",
         [245] = "virDomainReset",
+        [251] = "virDomainBlockResize",
         [258] = "virDomainShutdownFlags",
         [263] = "virDomainGetDiskErrors",
         [265] = "virDomainGetMetadata",

@@ -49,6 +49,7 @@ public enum RemoteProcedure : uint
     DomainDestroyFlags = 234,
     DomainGetBlockJobInfo = 238,
     DomainBlockStatsFlags = 243,
+    DomainBlockResize = 251,
     DomainShutdownFlags = 258,
     DomainGetDiskErrors = 263,
     ConnectListAllDomains = 273,

@@ -17,6 +17,7 @@ internal static class DomainCalls
         RemoteProcedure.DomainUndefine => VoidAsync(c, DomainOnly(c), c.Hypervisor.UndefineDomainAsync),
         RemoteProcedure.DomainUndefineFlags => VoidAsync(c, DomainAndFlags(c), c.Hypervisor.UndefineDomainAsync),
         RemoteProcedure.DomainRename => RenameAsync(c),
+        RemoteProcedure.DomainBlockResize => ResizeBlockAsync(c),
         RemoteProcedure.DomainAttachDevice => DeviceAsync(c, c.Hypervisor.AttachDeviceAsync, flags: false),
         RemoteProcedure.DomainAttachDeviceFlags => DeviceAsync(c, c.Hypervisor.AttachDeviceAsync, flags: true),
         RemoteProcedure.DomainDetachDevice => DeviceAsync(c, c.Hypervisor.DetachDeviceAsync, flags: false),
@@ -109,6 +110,14 @@ internal static class DomainCalls
     {
         var (domain, xml, modify) = c.Args((ref XdrReader r) => (RemoteDomain.Read(ref r), r.ReadString(RemoteWire.MaxStringLength), flags ? r.ReadUInt32() : 1u));
         await call(domain, xml, modify, c.CancellationToken).ConfigureAwait(false);
+        return c.Reply();
+    }
+
+    /// <summary>remote_domain_block_resize_args { dom, disk, unsigned hyper size, flags }.</summary>
+    private static async Task<MessageBuilder> ResizeBlockAsync(CallContext c)
+    {
+        var (domain, disk, size, flags) = c.Args((ref XdrReader r) => (RemoteDomain.Read(ref r), r.ReadString(RemoteWire.MaxStringLength), r.ReadUInt64(), r.ReadUInt32()));
+        await c.Hypervisor.ResizeBlockAsync(domain, disk, size, flags, c.CancellationToken).ConfigureAwait(false);
         return c.Reply();
     }
 

@@ -111,6 +111,9 @@ public interface IDomainProcedures
     /// </summary>
     ValueTask AttachDeviceAsync(RemoteDomain domain, string xml, uint flags, CancellationToken cancellationToken);
 
+    /// <summary>DOMAIN_BLOCK_RESIZE: a running disk (target or source path) takes <paramref name="size"/>, in KiB unless flag 1 BYTES.</summary>
+    ValueTask ResizeBlockAsync(RemoteDomain domain, string disk, ulong size, uint flags, CancellationToken cancellationToken);
+
     /// <summary>DOMAIN_DETACH_DEVICE_FLAGS and DOMAIN_DETACH_DEVICE (LIVE): removes the device <paramref name="xml"/> names.</summary>
     ValueTask DetachDeviceAsync(RemoteDomain domain, string xml, uint flags, CancellationToken cancellationToken);
 

@@ -63,6 +63,7 @@ internal static class ReadOnlyAccess
         or RemoteProcedure.DomainFdAssociate
         or RemoteProcedure.DomainFsFreeze or RemoteProcedure.DomainFsThaw
         or RemoteProcedure.DomainRename
+        or RemoteProcedure.DomainBlockResize
         or RemoteProcedure.DomainAttachDevice or RemoteProcedure.DomainAttachDeviceFlags
         or RemoteProcedure.DomainDetachDevice or RemoteProcedure.DomainDetachDeviceFlags
         or RemoteProcedure.DomainResume or RemoteProcedure.DomainSuspend
