@@ -91,6 +91,24 @@ public sealed partial class LibvirtClient
                 w.WriteUInt32(flags);
             }, DomainRet, cancellationToken);
 
+    /// <summary>virDomainAttachDeviceFlags, or virDomainAttachDevice (LIVE) when <paramref name="flags"/> is null.</summary>
+    public Task AttachDeviceAsync(RemoteDomain domain, string xml, uint? flags, CancellationToken cancellationToken = default) =>
+        _channel.CallAsync(flags is null ? RemoteProcedure.DomainAttachDevice : RemoteProcedure.DomainAttachDeviceFlags, DeviceArgs(domain, xml, flags), cancellationToken);
+
+    /// <summary>virDomainDetachDeviceFlags, or virDomainDetachDevice (LIVE) when <paramref name="flags"/> is null.</summary>
+    public Task DetachDeviceAsync(RemoteDomain domain, string xml, uint? flags, CancellationToken cancellationToken = default) =>
+        _channel.CallAsync(flags is null ? RemoteProcedure.DomainDetachDevice : RemoteProcedure.DomainDetachDeviceFlags, DeviceArgs(domain, xml, flags), cancellationToken);
+
+    /// <summary>virDomainBlockResize: <paramref name="size"/> in KiB, or bytes with flag 1.</summary>
+    public Task ResizeBlockAsync(RemoteDomain domain, string disk, ulong size, uint flags, CancellationToken cancellationToken = default) =>
+        _channel.CallAsync(RemoteProcedure.DomainBlockResize, w =>
+        {
+            domain.Write(w);
+            w.WriteString(disk, RemoteWire.MaxStringLength);
+            w.WriteUInt64(size);
+            w.WriteUInt32(flags);
+        }, cancellationToken);
+
     /// <summary>virDomainRename: an inactive domain takes <paramref name="newName"/>.</summary>
     public Task RenameDomainAsync(RemoteDomain domain, string newName, CancellationToken cancellationToken = default)
     {
@@ -292,6 +310,16 @@ public sealed partial class LibvirtClient
     /// <summary>virDomainGetBlockJobInfo: null when no job runs on the disk.</summary>
     public Task<BlockJobInfo?> GetBlockJobInfoAsync(RemoteDomain domain, string path, uint flags = 0, CancellationToken cancellationToken = default) =>
         _channel.CallAsync(RemoteProcedure.DomainGetBlockJobInfo, DomainPathFlagsArgs(domain, path, flags), (ref XdrReader r) => BlockJobInfo.Read(ref r), cancellationToken);
+
+    private static Action<XdrWriter> DeviceArgs(RemoteDomain domain, string xml, uint? flags) => w =>
+    {
+        domain.Write(w);
+        w.WriteString(xml, RemoteWire.MaxStringLength);
+        if (flags is { } f)
+        {
+            w.WriteUInt32(f);
+        }
+    };
 
     private static Action<XdrWriter> BlockStatsArgs(RemoteDomain domain, string path, int nparams) => w =>
     {

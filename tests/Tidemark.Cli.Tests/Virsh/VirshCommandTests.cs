@@ -110,6 +110,52 @@ public sealed class VirshCommandTests
         await twins.RunAsync("start", "vm");
     }
 
+    /// <summary>attach-disk, detach-disk and blockresize: documents, flags, refusals and words.</summary>
+    [Fact]
+    public async Task DiskHotplugAndResize_PrintAsVirshPrintsThem()
+    {
+        await using var twins = await VirshTwins.StartAsync();
+        await twins.OnBothAsync(async d =>
+        {
+            await SetUpAsync(d);
+            await d.CreateImageAsync("vdc.qcow2");
+            await d.CreateImageAsync("vdd.qcow2");
+        });
+
+        await twins.RunAsync("define", "{dir}/vm.xml");
+        await twins.RunAsync("attach-disk", "vm", "{dir}/vdc.qcow2", "vdc", "--subdriver", "qcow2", "--targetbus", "virtio", "--alias", "ua-vdc", "--mode", "readonly", "--driver", "qemu", "--cache", "none", "--print-xml");
+        await twins.RunAsync("attach-disk", "vm", "{dir}/vdc.qcow2", "vdc", "--sourcetype", "block", "--type", "disk", "--print-xml");
+        await twins.RunAsync("attach-disk", "vm", "{dir}/vdc.qcow2", "vdc", "--subdriver", "qcow2");
+        await twins.RunAsync("attach-disk", "vm", "{dir}/vdc.qcow2", "vdc", "--subdriver", "qcow2", "--config");
+        await twins.RunAsync("attach-disk", "vm", "{dir}/vdc.qcow2", "vda", "--subdriver", "qcow2", "--config");
+        await twins.RunAsync("domblklist", "vm", "--inactive");
+        await twins.RunAsync("detach-disk", "vm", "vdc", "--config", "--print-xml");
+        await twins.RunAsync("detach-disk", "vm", "vdc", "--config");
+        await twins.RunAsync("start", "vm");
+        Assert.Equal("Disk attached successfully\n\n", (await twins.RunAsync("attach-disk", "vm", "{dir}/vdc.qcow2", "vdc", "--subdriver", "qcow2", "--targetbus", "virtio")).Stdout);
+        await twins.RunAsync("attach-disk", "vm", "{dir}/vdd.qcow2", "vdc", "--subdriver", "qcow2");
+        await twins.RunAsync("attach-disk", "vm", "{dir}/vdd.qcow2", "vdd", "--subdriver", "qcow2", "--persistent");
+        await twins.RunAsync("attach-disk", "vm", "{dir}/vdd.qcow2", "vde", "--current", "--live");
+        await twins.RunAsync("domblklist", "vm");
+        await twins.RunAsync("domblklist", "vm", "--inactive");
+        await twins.RunAsync("blockresize", "vm", "vdc", "32M");
+        await twins.RunAsync("blockresize", "vm", "{dir}/vdd.qcow2", "20000");
+        await twins.RunAsync("blockresize", "vm", "vdd", "1000000b");
+        await twins.RunAsync("blockresize", "vm", "vdz", "1G");
+        await twins.RunAsync("blockresize", "vm", "vdc", "lots");
+        Assert.StartsWith("Capacity:       33554432\n", (await twins.RunAsync("domblkinfo", "vm", "vdc")).Stdout, StringComparison.Ordinal);
+        await twins.RunAsync("domblkinfo", "vm", "vdz");
+        await twins.RunAsync("detach-disk", "vm", "vdc");
+        await twins.RunAsync("detach-disk", "vm", "{dir}/vdd.qcow2", "--persistent");
+        await twins.RunAsync("detach-disk", "vm", "vdz");
+        await twins.RunAsync("domblklist", "vm");
+        await twins.RunAsync("domblklist", "vm", "--inactive");
+        await twins.RunAsync("destroy", "vm");
+        await twins.RunAsync("attach-disk", "vm", "{dir}/vdc.qcow2", "vdc");
+        await twins.RunAsync("detach-disk", "vm", "vdb");
+        await twins.RunAsync("blockresize", "vm", "vda", "1G");
+    }
+
     [Fact]
     public async Task SuspendResumeAndStateFilters_PrintAsVirshPrintsThem()
     {

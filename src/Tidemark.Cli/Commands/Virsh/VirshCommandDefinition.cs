@@ -17,6 +17,7 @@ internal static class VirshCommandDefinition
     public static IEnumerable<Command> Create(CliConsole console) =>
         DomainCommands.Create(console)
             .Concat(DomainQueryCommands.Create(console))
+            .Concat(DiskCommands.Create(console))
             .Append(EventCommand.Create(console))
             .Concat(CheckpointCommands.Create(console))
             .Concat(BackupCommands.Create(console));
