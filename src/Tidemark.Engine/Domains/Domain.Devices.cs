@@ -30,11 +30,7 @@ public sealed partial class Domain
         Flags.Check(flags, DeviceModifyFlags.Live | DeviceModifyFlags.Config, "qemuDomainAttachDeviceFlags");
         var device = ParseDevice(deviceXml, cancellationToken);
         using var held = await LockAsync(cancellationToken).ConfigureAwait(false);
-        var (live, config) = Impact(flags);
-        if (device.Name.LocalName != "disk")
-        {
-            throw new EngineException(EngineErrorReason.DeviceUnsupported, $"{(live ? "live" : "persistent")} attach of device '{device.Name.LocalName}' is not supported");
-        }
+        var (live, config) = Impact(flags, device, "attach");
 
         // As qemuDomainAttachDeviceFlags: the persistent copy first (so a refusal there changes
         // nothing), then the running domain, then the persistent definition is saved.
@@ -96,11 +92,7 @@ public sealed partial class Domain
         Flags.Check(flags, DeviceModifyFlags.Live | DeviceModifyFlags.Config, "qemuDomainDetachDeviceFlags");
         var device = ParseDevice(deviceXml, cancellationToken);
         using var held = await LockAsync(cancellationToken).ConfigureAwait(false);
-        var (live, config) = Impact(flags);
-        if (device.Name.LocalName != "disk")
-        {
-            throw new EngineException(EngineErrorReason.DeviceUnsupported, $"{(live ? "live" : "persistent")} detach of device '{device.Name.LocalName}' is not supported");
-        }
+        var (live, config) = Impact(flags, device, "detach");
 
         var target = device.Element("target")?.Attribute("dev")?.Value
             ?? throw new EngineException(EngineErrorReason.DeviceMissing, "disk has no target");
@@ -211,8 +203,11 @@ public sealed partial class Domain
         Logger.LogInformation("domain {Domain}: disk {Target} resized to {Size} bytes", Name, defined.TargetDev, size);
     }
 
-    /// <summary>virDomainObjUpdateModificationImpact: CURRENT means LIVE while running, CONFIG otherwise.</summary>
-    private (bool Live, bool Config) Impact(DeviceModifyFlags flags)
+    /// <summary>
+    /// virDomainObjUpdateModificationImpact (CURRENT means LIVE while running, CONFIG otherwise),
+    /// then the device kind: only disks are attached or detached here.
+    /// </summary>
+    private (bool Live, bool Config) Impact(DeviceModifyFlags flags, XElement device, string verb)
     {
         if (flags == DeviceModifyFlags.Current)
         {
@@ -229,7 +224,13 @@ public sealed partial class Domain
             throw new EngineException(EngineErrorReason.TransientDomain, "transient domains do not have any persistent config");
         }
 
-        return (flags.HasFlag(DeviceModifyFlags.Live), flags.HasFlag(DeviceModifyFlags.Config));
+        var live = flags.HasFlag(DeviceModifyFlags.Live);
+        if (device.Name.LocalName != "disk")
+        {
+            throw new EngineException(EngineErrorReason.DeviceUnsupported, $"{(live ? "live" : "persistent")} {verb} of device '{device.Name.LocalName}' is not supported");
+        }
+
+        return (live, flags.HasFlag(DeviceModifyFlags.Config));
     }
 
     private async Task SavePersistentAsync(DomainDefinition persistent, CancellationToken cancellationToken)
