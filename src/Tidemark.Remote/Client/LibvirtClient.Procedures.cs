@@ -91,6 +91,17 @@ public sealed partial class LibvirtClient
                 w.WriteUInt32(flags);
             }, DomainRet, cancellationToken);
 
+    /// <summary>virNodeGetInfo.</summary>
+    public Task<NodeInfo> GetNodeInfoAsync(CancellationToken cancellationToken = default) =>
+        _channel.CallAsync(RemoteProcedure.NodeGetInfo, null, (ref XdrReader r) => NodeInfo.Read(ref r), cancellationToken);
+
+    /// <summary>virDomainGetDiskErrors: asks for the count, then for that many, as libvirt's clients do.</summary>
+    public async Task<IReadOnlyList<(string Disk, DiskErrorCode Error)>> GetDiskErrorsAsync(RemoteDomain domain, CancellationToken cancellationToken = default)
+    {
+        var count = (await _channel.CallAsync(RemoteProcedure.DomainGetDiskErrors, DiskErrorsArgs(domain, 0), DiskErrorsRet, cancellationToken).ConfigureAwait(false)).Count;
+        return count == 0 ? [] : (await _channel.CallAsync(RemoteProcedure.DomainGetDiskErrors, DiskErrorsArgs(domain, (uint)count), DiskErrorsRet, cancellationToken).ConfigureAwait(false)).Errors;
+    }
+
     /// <summary>virDomainAttachDeviceFlags, or virDomainAttachDevice (LIVE) when <paramref name="flags"/> is null.</summary>
     public Task AttachDeviceAsync(RemoteDomain domain, string xml, uint? flags, CancellationToken cancellationToken = default) =>
         _channel.CallAsync(flags is null ? RemoteProcedure.DomainAttachDevice : RemoteProcedure.DomainAttachDeviceFlags, DeviceArgs(domain, xml, flags), cancellationToken);
@@ -310,6 +321,24 @@ public sealed partial class LibvirtClient
     /// <summary>virDomainGetBlockJobInfo: null when no job runs on the disk.</summary>
     public Task<BlockJobInfo?> GetBlockJobInfoAsync(RemoteDomain domain, string path, uint flags = 0, CancellationToken cancellationToken = default) =>
         _channel.CallAsync(RemoteProcedure.DomainGetBlockJobInfo, DomainPathFlagsArgs(domain, path, flags), (ref XdrReader r) => BlockJobInfo.Read(ref r), cancellationToken);
+
+    private static Action<XdrWriter> DiskErrorsArgs(RemoteDomain domain, uint maxErrors) => w =>
+    {
+        domain.Write(w);
+        w.WriteUInt32(maxErrors);
+        w.WriteUInt32(0);
+    };
+
+    private static (IReadOnlyList<(string Disk, DiskErrorCode Error)> Errors, int Count) DiskErrorsRet(ref XdrReader reader)
+    {
+        var errors = new (string, DiskErrorCode)[reader.ReadArrayCount(RemoteWire.MaxDiskErrors, 8, "disk errors")];
+        for (var i = 0; i < errors.Length; i++)
+        {
+            errors[i] = (reader.ReadString(RemoteWire.MaxStringLength), (DiskErrorCode)reader.ReadInt32());
+        }
+
+        return (errors, reader.ReadInt32());
+    }
 
     private static Action<XdrWriter> DeviceArgs(RemoteDomain domain, string xml, uint? flags) => w =>
     {

@@ -143,6 +143,8 @@ public sealed class VirshCommandTests
         await twins.RunAsync("blockresize", "vm", "vdd", "1000000b");
         await twins.RunAsync("blockresize", "vm", "vdz", "1G");
         await twins.RunAsync("blockresize", "vm", "vdc", "lots");
+        Assert.Equal("No errors found\n\n", (await twins.RunAsync("domblkerror", "vm")).Stdout);
+        Assert.StartsWith("CPU model:           ", (await twins.RunAsync("nodeinfo")).Stdout, StringComparison.Ordinal);
         Assert.StartsWith("Capacity:       33554432\n", (await twins.RunAsync("domblkinfo", "vm", "vdc")).Stdout, StringComparison.Ordinal);
         await twins.RunAsync("domblkinfo", "vm", "vdz");
         await twins.RunAsync("detach-disk", "vm", "vdc");
@@ -154,6 +156,7 @@ public sealed class VirshCommandTests
         await twins.RunAsync("attach-disk", "vm", "{dir}/vdc.qcow2", "vdc");
         await twins.RunAsync("detach-disk", "vm", "vdb");
         await twins.RunAsync("blockresize", "vm", "vda", "1G");
+        await twins.RunAsync("domblkerror", "vm");
     }
 
     [Fact]

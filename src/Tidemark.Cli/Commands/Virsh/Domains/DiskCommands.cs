@@ -9,7 +9,7 @@ using Tidemark.Remote.Protocol;
 
 namespace Tidemark.Cli.Commands.Virsh.Domains;
 
-/// <summary>virsh's disk verbs: attach-disk, detach-disk, blockresize, domblkinfo, with virsh 9.0's documents, flags and words.</summary>
+/// <summary>virsh's disk verbs: attach-disk, detach-disk, blockresize, domblkinfo, domblkerror, with virsh 9.0's documents, flags and words; and nodeinfo.</summary>
 internal static partial class DiskCommands
 {
     // virDomainDeviceModifyFlags.
@@ -28,6 +28,45 @@ internal static partial class DiskCommands
         yield return DetachDisk(console);
         yield return BlockResize(console);
         yield return DomBlkInfo(console);
+        yield return DomBlkError(console);
+        yield return NodeInfo(console);
+    }
+
+    /// <summary>virsh's domblkerror: each disk whose last request failed, with why.</summary>
+    private static Command DomBlkError(CliConsole console)
+    {
+        var command = new Command("domblkerror", "Show errors on block devices.");
+        VirshAction.SetOnDomain(command, console, async (s, d) =>
+        {
+            var errors = await s.Client.GetDiskErrorsAsync(d, s.CancellationToken).ConfigureAwait(false);
+            return errors.Count == 0
+                ? "No errors found\n"
+                : string.Concat(errors.Select(e => $"{e.Disk}: {e.Error switch { DiskErrorCode.None => "no error", DiskErrorCode.NoSpace => "no space", _ => "unspecified error" }}\n"));
+        });
+        return command;
+    }
+
+    /// <summary>virsh's nodeinfo: the host's CPUs and memory, each line "%-20s %s".</summary>
+    private static Command NodeInfo(CliConsole console)
+    {
+        var command = new Command("nodeinfo", "Returns basic information about the node.");
+        VirshAction.Set(command, console, async s =>
+        {
+            var n = await s.Client.GetNodeInfoAsync(s.CancellationToken).ConfigureAwait(false);
+            (string, string)[] lines =
+            [
+                ("CPU model:", n.Model),
+                ("CPU(s):", n.Cpus.ToString(CultureInfo.InvariantCulture)),
+                ("CPU frequency:", $"{n.Mhz.ToString(CultureInfo.InvariantCulture)} MHz"),
+                ("CPU socket(s):", n.Sockets.ToString(CultureInfo.InvariantCulture)),
+                ("Core(s) per socket:", n.Cores.ToString(CultureInfo.InvariantCulture)),
+                ("Thread(s) per core:", n.Threads.ToString(CultureInfo.InvariantCulture)),
+                ("NUMA cell(s):", n.Nodes.ToString(CultureInfo.InvariantCulture)),
+                ("Memory size:", $"{n.MemoryKiB.ToString(CultureInfo.InvariantCulture)} KiB"),
+            ];
+            return string.Concat(lines.Select(l => $"{l.Item1,-20} {l.Item2}\n"));
+        });
+        return command;
     }
 
     /// <summary>virsh's domblkinfo for one disk (target or source path), in bytes.</summary>
