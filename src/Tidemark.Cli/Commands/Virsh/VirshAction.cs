@@ -24,6 +24,19 @@ internal static class VirshAction
         command.Options.Add(connect);
         command.SetAction((result, cancellationToken) => RunAsync(result, result.GetValue(connect) ?? result.GetValue(RootConnect), console, body, cancellationToken));
     }
+    /// <summary>A call whose libvirt error virsh prints after a line of its own (vshError, then vshReportError).</summary>
+    public static async Task Failing(string what, Task call)
+    {
+        try
+        {
+            await call.ConfigureAwait(false);
+        }
+        catch (LibvirtError e)
+        {
+            throw new VirshException([what, e.Message]);
+        }
+    }
+
 
     /// <summary>
     /// Adds the <c>domain</c> parameter to <paramref name="command"/> (after its options, as

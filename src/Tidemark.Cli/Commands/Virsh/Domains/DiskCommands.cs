@@ -4,7 +4,6 @@ using System.Security;
 using System.Text;
 using System.Text.RegularExpressions;
 using System.Xml.Linq;
-using Tidemark.Remote;
 using Tidemark.Remote.Protocol;
 
 namespace Tidemark.Cli.Commands.Virsh.Domains;
@@ -161,7 +160,7 @@ internal static partial class DiskCommands
             }
 
             var attach = useFlags ? s.Client.AttachDeviceAsync(d, xml, flags, s.CancellationToken) : s.Client.AttachDeviceAsync(d, xml, null, s.CancellationToken);
-            await Failing("Failed to attach disk", attach).ConfigureAwait(false);
+            await VirshAction.Failing("Failed to attach disk", attach).ConfigureAwait(false);
             return "Disk attached successfully\n";
         });
         source.AddTo(command);
@@ -223,7 +222,7 @@ internal static partial class DiskCommands
             }
 
             var detach = useFlags ? s.Client.DetachDeviceAsync(d, xml, flags, s.CancellationToken) : s.Client.DetachDeviceAsync(d, xml, null, s.CancellationToken);
-            await Failing("Failed to detach disk", detach).ConfigureAwait(false);
+            await VirshAction.Failing("Failed to detach disk", detach).ConfigureAwait(false);
             return "Disk detached successfully\n";
         });
         target.AddTo(command);
@@ -243,7 +242,7 @@ internal static partial class DiskCommands
 
             // virsh prefers the older KiB interface when the size is whole KiB.
             var (value, flags) = bytes % 1024 == 0 ? (bytes / 1024, 0u) : (bytes, ResizeBytes);
-            await Failing($"Failed to resize block device '{disk}'", s.Client.ResizeBlockAsync(d, disk, value, flags, s.CancellationToken)).ConfigureAwait(false);
+            await VirshAction.Failing($"Failed to resize block device '{disk}'", s.Client.ResizeBlockAsync(d, disk, value, flags, s.CancellationToken)).ConfigureAwait(false);
             // virsh 9.0's message has no newline of its own; the command's blank line follows.
             return $"Block device '{disk}' is resized";
         });
@@ -293,19 +292,6 @@ internal static partial class DiskCommands
         }
 
         return number <= ulong.MaxValue / scale ? number * scale : null;
-    }
-
-    /// <summary>virsh's own line, then libvirt's.</summary>
-    private static async Task Failing(string what, Task call)
-    {
-        try
-        {
-            await call.ConfigureAwait(false);
-        }
-        catch (LibvirtError e)
-        {
-            throw new VirshException([what, e.Message]);
-        }
     }
 
     // An empty element's end as XElement writes it: after an attribute's closing quote, or right

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using Tidemark.Remote;
 using Tidemark.Remote.Protocol;
 
 namespace Tidemark.Cli.Commands.Virsh.Domains;
@@ -22,39 +21,26 @@ internal static class DomainCommands
         yield return Start(console);
         yield return Simple(console, "destroy", "Destroy (stop) a domain.", async (s, d) =>
         {
-            await Failing($"Failed to destroy domain '{d.Name}'", s.Client.DestroyDomainAsync(d, cancellationToken: s.CancellationToken)).ConfigureAwait(false);
+            await VirshAction.Failing($"Failed to destroy domain '{d.Name}'", s.Client.DestroyDomainAsync(d, cancellationToken: s.CancellationToken)).ConfigureAwait(false);
             return $"Domain '{d.Name}' destroyed\n";
         });
         yield return Simple(console, "shutdown", "Gracefully shutdown a domain.", async (s, d) =>
         {
-            await Failing($"Failed to shutdown domain '{d.Name}'", s.Client.ShutdownDomainAsync(d, cancellationToken: s.CancellationToken)).ConfigureAwait(false);
+            await VirshAction.Failing($"Failed to shutdown domain '{d.Name}'", s.Client.ShutdownDomainAsync(d, cancellationToken: s.CancellationToken)).ConfigureAwait(false);
             return $"Domain '{d.Name}' is being shutdown\n";
         });
         yield return Simple(console, "suspend", "Suspend a domain.", async (s, d) =>
         {
-            await Failing($"Failed to suspend domain '{d.Name}'", s.Client.SuspendDomainAsync(d, s.CancellationToken)).ConfigureAwait(false);
+            await VirshAction.Failing($"Failed to suspend domain '{d.Name}'", s.Client.SuspendDomainAsync(d, s.CancellationToken)).ConfigureAwait(false);
             return $"Domain '{d.Name}' suspended\n";
         });
         yield return Simple(console, "resume", "Resume a domain.", async (s, d) =>
         {
-            await Failing($"Failed to resume domain '{d.Name}'", s.Client.ResumeDomainAsync(d, s.CancellationToken)).ConfigureAwait(false);
+            await VirshAction.Failing($"Failed to resume domain '{d.Name}'", s.Client.ResumeDomainAsync(d, s.CancellationToken)).ConfigureAwait(false);
             return $"Domain '{d.Name}' resumed\n";
         });
         yield return Autostart(console);
         yield return DumpXml(console);
-    }
-
-    /// <summary>A call whose libvirt error virsh prints after a line of its own (vshError, then vshReportError).</summary>
-    private static async Task Failing(string what, Task call)
-    {
-        try
-        {
-            await call.ConfigureAwait(false);
-        }
-        catch (LibvirtError e)
-        {
-            throw new VirshException([what, e.Message]);
-        }
     }
 
     private static Command Simple(CliConsole console, string name, string description, Func<VirshSession, RemoteDomain, Task<string>> body)
@@ -79,7 +65,7 @@ internal static class DomainCommands
 
             var flags = (s.Has(paused) ? Tidemark.Daemon.DomainCreateFlags.Paused : 0)
                 | (s.Has(guestTcp) ? Tidemark.Daemon.DomainCreateFlags.GuestTcp : 0);
-            await Failing($"Failed to start domain '{d.Name}'", s.Client.StartDomainAsync(d, flags, s.CancellationToken)).ConfigureAwait(false);
+            await VirshAction.Failing($"Failed to start domain '{d.Name}'", s.Client.StartDomainAsync(d, flags, s.CancellationToken)).ConfigureAwait(false);
             return $"Domain '{d.Name}' started\n";
         });
         return command;
@@ -96,7 +82,7 @@ internal static class DomainCommands
             var path = file.Get(s.Result);
             var xml = await s.ReadFileAsync(path).ConfigureAwait(false);
             var define = s.Client.DefineDomainAsync(xml, s.Has(validate) ? 1u : 0u, s.CancellationToken);
-            await Failing($"Failed to define domain from {path}", define).ConfigureAwait(false);
+            await VirshAction.Failing($"Failed to define domain from {path}", define).ConfigureAwait(false);
             var d = await define.ConfigureAwait(false);
             return $"Domain '{d.Name}' defined from {path}\n";
         });
@@ -109,7 +95,7 @@ internal static class DomainCommands
         var command = new Command("undefine", "Undefine a domain.") { checkpoints };
         VirshAction.SetOnDomain(command, console, async (s, d) =>
         {
-            await Failing($"Failed to undefine domain '{d.Name}'", s.Client.UndefineDomainAsync(d, s.Has(checkpoints) ? UndefineCheckpointsMetadata : 0, s.CancellationToken)).ConfigureAwait(false);
+            await VirshAction.Failing($"Failed to undefine domain '{d.Name}'", s.Client.UndefineDomainAsync(d, s.Has(checkpoints) ? UndefineCheckpointsMetadata : 0, s.CancellationToken)).ConfigureAwait(false);
             return $"Domain '{d.Name}' has been undefined\n";
         });
         return command;
@@ -142,7 +128,7 @@ internal static class DomainCommands
         VirshAction.SetOnDomain(command, console, async (s, d) =>
         {
             var off = s.Has(disable);
-            await Failing(off ? $"Failed to unmark domain '{d.Name}' as autostarted" : $"Failed to mark domain '{d.Name}' as autostarted", s.Client.SetAutostartAsync(d, !off, s.CancellationToken)).ConfigureAwait(false);
+            await VirshAction.Failing(off ? $"Failed to unmark domain '{d.Name}' as autostarted" : $"Failed to mark domain '{d.Name}' as autostarted", s.Client.SetAutostartAsync(d, !off, s.CancellationToken)).ConfigureAwait(false);
             return off ? $"Domain '{d.Name}' unmarked as autostarted\n" : $"Domain '{d.Name}' marked as autostarted\n";
         });
         return command;
