@@ -28,6 +28,21 @@ internal sealed partial class EngineHypervisor
         _ = AnnounceWhenEndedAsync(backup);
     });
 
+    /// <summary>
+    /// Watches the backup jobs a previous daemon left running with their domains, so that
+    /// their end is announced as a job begun here would be; call once <see cref="Events"/> is set.
+    /// </summary>
+    public void WatchCarriedBackups()
+    {
+        foreach (var domain in _host.ListDomains())
+        {
+            if (domain.Backup is { } backup)
+            {
+                _ = AnnounceWhenEndedAsync(backup);
+            }
+        }
+    }
+
     public ValueTask<string> GetBackupXmlAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => Call(() =>
     {
         CheckFlags(flags, 0, "qemuDomainBackupGetXMLDesc");
@@ -130,6 +145,12 @@ internal sealed partial class EngineHypervisor
     private async Task AnnounceWhenEndedAsync(DomainBackup backup)
     {
         var info = await backup.Completion.ConfigureAwait(false);
+        if (backup.Job.HandedOver)
+        {
+            // Not ended: the next daemon goes on with it, and announces its end.
+            return;
+        }
+
         var domain = backup.Domain;
         _logger.LogInformation("domain {Domain}: backup job {Phase}", domain.Name, info.Phase);
         var remote = new RemoteDomain(domain.Name, domain.Uuid, domain.Id);

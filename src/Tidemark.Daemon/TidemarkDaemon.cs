@@ -137,6 +137,7 @@ public sealed class TidemarkDaemon : IHostedService, IAsyncDisposable
             };
             _server = new RemoteServer(new RemoteServerOptions { SocketPath = SocketPath, Limits = limits }, hypervisor, _loggerFactory);
             hypervisor.Events = _server.Events;
+            hypervisor.WatchCarriedBackups();
             try
             {
                 await _server.StartAsync(cancellationToken).ConfigureAwait(false);

@@ -69,6 +69,64 @@ public sealed class DaemonRestartTests
         }
     }
 
+    [Fact]
+    public async Task PullBackup_OutlivesTheDaemon_TheSameInstantServedByTheNext()
+    {
+        await using var test = await TestDaemon.StartAsync();
+        var image = await test.StartDomainAsync("vm", "write -P 0x61 0 2M");
+        await test.GuestWriteAsync("vm", "vda", "write -P 0x62 8M 1M");
+        var instant = await test.CaptureAsync(image, "instant.raw");
+        var scratch = test.Directory.File("scratch.qcow2");
+        var socket = test.Directory.File("pull.sock");
+        var pull = test.Directory.File("pull.xml");
+        await File.WriteAllTextAsync(pull, $"<domainbackup mode='pull'><server transport='unix' socket='{socket}'/><disks><disk name='vda' type='file'><scratch file='{scratch}'/></disk></disks></domainbackup>", Ct);
+        Assert.Equal("Backup started\n\n", await Virsh.RunOkAsync(test, "backup-begin", "vm", pull, "--checkpointxml", await CheckpointXmlAsync(test)));
+        var document = await Virsh.RunOkAsync(test, "backup-dumpxml", "vm");
+        await test.GuestWriteAsync("vm", "vda", "write -P 0x71 0 1M");
+        Assert.Contains("Operation:        Backup", await Virsh.RunOkAsync(test, "domjobinfo", "vm"), StringComparison.Ordinal);
+
+        await test.Daemon.DisposeAsync();
+        Assert.True(File.Exists(scratch), "the daemon's stop removed the scratch");
+
+        var restarted = new TidemarkDaemon(new DaemonOptions { StateDirectory = test.StateRoot }, NullLoggerFactory.Instance);
+        await restarted.StartAsync(Ct);
+        try
+        {
+            // The job is there, as libvirtd finds QEMU's after its restart: the same document,
+            // the same export on the same socket, the same instant.
+            var running = await Virsh.RunOkAsync(test, "domjobinfo", "vm");
+            Assert.Contains("Job type:         Unbounded", running, StringComparison.Ordinal);
+            Assert.Contains("Operation:        Backup", running, StringComparison.Ordinal);
+            Assert.Equal(document, await Virsh.RunOkAsync(test, "backup-dumpxml", "vm"));
+            await test.GuestWriteAsync("vm", "vda", "write -P 0x72 1M 8M");
+            var copy = test.Directory.File("copy.raw");
+            await Peer.RunCheckedAsync("nbdcopy", $"nbd+unix:///vda?socket={socket}", copy);
+            var compare = await Peer.RunAsync("qemu-img", ["compare", "-f", "raw", "-F", "raw", copy, instant]);
+            Assert.True(compare.ExitCode == 0, compare.Stdout + compare.Stderr);
+
+            await Virsh.RunOkAsync(test, "domjobabort", "vm");
+            if (restarted.Host!.LookupByName("vm").Backup is { } backup)
+            {
+                await backup.Completion.WaitAsync(TimeSpan.FromMinutes(2), Ct);
+            }
+
+            Assert.Contains("Job type:         Completed", await Virsh.RunOkAsync(test, "domjobinfo", "vm", "--completed"), StringComparison.Ordinal);
+            Assert.False(File.Exists(scratch), "the scratch outlived the job");
+            Assert.Contains("<name>b1</name>", await Virsh.RunOkAsync(test, "checkpoint-dumpxml", "vm", "b1", "--no-domain"), StringComparison.Ordinal);
+        }
+        finally
+        {
+            await restarted.DisposeAsync();
+        }
+    }
+
+    private static async Task<string> CheckpointXmlAsync(TestDaemon test)
+    {
+        var path = test.Directory.File("b1.xml");
+        await File.WriteAllTextAsync(path, "<domaincheckpoint><name>b1</name></domaincheckpoint>", Ct);
+        return path;
+    }
+
     private static async Task<string> StartAnotherAsync(TestDaemon test)
     {
         var image = await test.CreateImageAsync("vm3", "vda");

@@ -17,12 +17,16 @@ using Tidemark.Nbd.Client;
 //   handover     once WORK_DIR/go exists, and PAUSE_MS after, closes the host leaving the
 //                domain to the next one (DomainHost.CloseKeepingDomainsAsync), printing
 //                "handing over" before and "handed over" after, then waits
+//   handover-push  the same, once a full push of vda and vdb into WORK_DIR/j-vda.qcow2 and
+//                j-vdb.qcow2 has begun (printing "began"), its target writes slowed down
+//                (SlowStore) so that the hand-over finds it copying, and WORK_DIR/written
+//                exists (the guests have written since)
 // It prints "creating NAME" as a checkpoint's creation begins, "checkpoint NAME" once it has
 // returned, and "done NAME" once
 // the push that created checkpoint NAME has completed and let go of its job.
 if (args.Length != 5)
 {
-    await Console.Error.WriteLineAsync("usage: crash-host STATE_DIR DOMAIN writes|checkpoints|offline|push|pull|handover PAUSE_MS WORK_DIR");
+    await Console.Error.WriteLineAsync("usage: crash-host STATE_DIR DOMAIN writes|checkpoints|offline|push|pull|handover|handover-push PAUSE_MS WORK_DIR");
     return 2;
 }
 
@@ -90,11 +94,23 @@ switch (scenario)
             }
         }
 
-    case "handover":
-        // The test says when its guests have written.
+    case "handover" or "handover-push":
+        // The test says when its guests have written (or, before a push, when its instant is captured).
         while (!File.Exists(Path.Combine(work, "go")))
         {
             await Task.Delay(5);
+        }
+
+        if (scenario == "handover-push")
+        {
+            domain.BackupStoreWrapper = store => new SlowStore(store);
+            var disks = string.Concat(((string[])["vda", "vdb"]).Select(d => $"<disk name='{d}' type='file'><target file='{Path.Combine(work, $"j-{d}.qcow2")}'/><driver type='qcow2'/></disk>"));
+            await domain.BeginBackupAsync($"<domainbackup mode='push'><disks>{disks}</disks></domainbackup>", null);
+            await SayAsync("began");
+            while (!File.Exists(Path.Combine(work, "written")))
+            {
+                await Task.Delay(5);
+            }
         }
 
         await Task.Delay(pause);
@@ -110,3 +126,33 @@ switch (scenario)
 }
 
 return 0;
+
+/// <summary>A push target whose writes take 25 ms each: a 16 MiB disk's push then lasts about 100 ms.</summary>
+internal sealed class SlowStore(Tidemark.Storage.IBlockImage inner) : Tidemark.Storage.IBlockImage
+{
+    public long VirtualSize => inner.VirtualSize;
+
+    public bool IsReadOnly => inner.IsReadOnly;
+
+    public int AllocationGranularity => inner.AllocationGranularity;
+
+    public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default) => inner.ReadAsync(offset, buffer, cancellationToken);
+
+    public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, Tidemark.Storage.WriteFlags flags = Tidemark.Storage.WriteFlags.None, CancellationToken cancellationToken = default)
+    {
+        await Task.Delay(25, cancellationToken);
+        await inner.WriteAsync(offset, data, flags, cancellationToken);
+    }
+
+    public ValueTask WriteZeroesAsync(long offset, long length, Tidemark.Storage.WriteFlags flags = Tidemark.Storage.WriteFlags.None, CancellationToken cancellationToken = default)
+        => inner.WriteZeroesAsync(offset, length, flags, cancellationToken);
+
+    public ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default) => inner.DiscardAsync(offset, length, cancellationToken);
+
+    public ValueTask FlushAsync(CancellationToken cancellationToken = default) => inner.FlushAsync(cancellationToken);
+
+    public ValueTask<IReadOnlyList<Tidemark.Storage.BlockExtent>> GetExtentsAsync(long offset, long length, CancellationToken cancellationToken = default)
+        => inner.GetExtentsAsync(offset, length, cancellationToken);
+
+    public ValueTask DisposeAsync() => inner.DisposeAsync();
+}

@@ -185,35 +185,6 @@ public sealed class ReconnectTests
     }
 
     [Fact]
-    public async Task PullRunningAtTheHandOver_EndsAsAtAStop_TheDomainComesBackWithItsCheckpoint()
-    {
-        await using var test = await TestHost.CreateAsync();
-        var domain = await test.DefineAsync("b", Size, new TestDisk("vda"));
-        await domain.StartAsync(Ct);
-        var scratch = test.Directory.File("scratch.qcow2");
-        var socket = test.Directory.File("pull.sock");
-        var backup = await domain.BeginBackupAsync(
-            $"<domainbackup mode='pull'><server transport='unix' socket='{socket}'/><disks><disk name='vda' type='file'><scratch file='{scratch}'/></disk></disks></domainbackup>",
-            "<domaincheckpoint><name>b1</name></domaincheckpoint>",
-            cancellationToken: Ct);
-        Assert.True(File.Exists(scratch));
-
-        await test.Host.CloseKeepingDomainsAsync();
-        Assert.Equal(Tidemark.Engine.Backups.BackupJobPhase.Cancelled, (await backup.Completion.WaitAsync(TimeSpan.FromSeconds(30), Ct)).Phase);
-        Assert.False(File.Exists(scratch), "the scratch outlived the job");
-        Assert.False(File.Exists(socket), "the pull's socket outlived the job");
-        Assert.False(File.Exists(Path.Combine(test.StateRoot, "jobs", "b.files")));
-
-        await test.ReopenAfterCrashAsync();
-        domain = test.Host.LookupByName("b");
-        Assert.Equal(DomainState.Running, domain.State);
-        Assert.Null(domain.Backup);
-        Assert.Empty(test.Host.RemovedJobFiles);
-        Assert.Equal("b1", domain.Checkpoints.CurrentName);
-        Assert.True(domain.Running!.Disks[0].HasValidBitmap("b1"));
-    }
-
-    [Fact]
     public async Task UnreadableStatusRecord_IsRemoved_TheDomainStaysShutOff()
     {
         await using var test = await TestHost.CreateAsync();

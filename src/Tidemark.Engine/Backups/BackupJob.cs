@@ -28,7 +28,7 @@ namespace Tidemark.Engine.Backups;
 /// <para>The phases and the moves between them are listed in <see cref="BackupJobStates"/>.
 /// <see cref="_lock"/> guards <see cref="_phase"/> and <see cref="_firstError"/>.</para>
 /// </remarks>
-public sealed class BackupJob : IAsyncDisposable
+public sealed partial class BackupJob : IAsyncDisposable
 {
     /// <summary>Push copies in flight per disk (qemu-img convert's 8 coroutines, halved: guest writes copy too).</summary>
     private const int PushWorkersPerDisk = 4;
@@ -49,6 +49,15 @@ public sealed class BackupJob : IAsyncDisposable
 
     /// <summary>Set when the domain's stop ends the job: it ends cancelled, even a pull. Guarded by <see cref="_lock"/>.</summary>
     private bool _domainStopped;
+
+    /// <summary>Set when the job is left to the next host (<see cref="HandOverAsync"/>). Guarded by <see cref="_lock"/>.</summary>
+    private bool _handedOver;
+
+    /// <summary>Push: the copy, from <see cref="Start"/> on.</summary>
+    private Task? _push;
+
+    /// <summary>Set once the pull server has been stopped. Guarded by <see cref="_lock"/>.</summary>
+    private bool _serverStopped;
 
     private BackupJob(BackupDefinition definition, IReadOnlyList<DiskBackup> disks, NbdServer? server, BackupJobOptions options, long started)
     {
@@ -226,7 +235,7 @@ public sealed class BackupJob : IAsyncDisposable
 
         if (Mode == BackupMode.Push)
         {
-            _ = Task.Run(RunPushAsync);
+            _push = Task.Run(RunPushAsync);
         }
     }
 
@@ -253,6 +262,18 @@ public sealed class BackupJob : IAsyncDisposable
             lock (_lock)
             {
                 return _domainStopped;
+            }
+        }
+    }
+
+    /// <summary>Whether the job was left to the next host (<see cref="HandOverAsync"/>) rather than ended.</summary>
+    public bool HandedOver
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _handedOver;
             }
         }
     }
@@ -297,15 +318,29 @@ public sealed class BackupJob : IAsyncDisposable
             : mode == BackupMode.Push && store.Zeroes == ZeroClusters.WriteZeroes ? InstantClusters.All(live.VirtualSize, granularity)
             : await InstantClusters.AllocatedAsync(live, granularity, cancellationToken, zeroData).ConfigureAwait(false);
         var allocated = mode == BackupMode.Pull ? pending.Clone() : null;
+        return Arm(mode, disk, source, store, createdPath, options, onFailure, new ArmedClusters(pending, allocated, zeroData, null));
+    }
+
+    /// <summary>The clusters a disk's job starts from: at its instant, or where a previous host left it.</summary>
+    /// <param name="Pending">What copy-before-write still needs.</param>
+    /// <param name="Allocated">Pull: clusters holding data at the instant.</param>
+    /// <param name="ZeroData">Pull: clusters allocated at the instant that read as zeroes.</param>
+    /// <param name="Carried">A job handed over: where its copying had got to.</param>
+    private sealed record ArmedClusters(DirtyBitmap Pending, DirtyBitmap? Allocated, DirtyBitmap? ZeroData, CopyProgress? Carried);
+
+    private static DiskBackup Arm(BackupMode mode, BackupDisk disk, BackupDiskSource source, OpenStore store, string? createdPath, BackupJobOptions options, Action<Exception> onFailure, ArmedClusters clusters)
+    {
+        var live = source.Live;
+        var (pending, allocated, zeroData, carried) = clusters;
 
         // A push finds zero runs per block-copy cluster (64 KiB, or the store's cluster), not per
         // copy unit: QEMU's backup job copies in those clusters whatever the sync bitmap's
         // granularity (block_copy_calculate_cluster_size; backup_init_bcs_bitmap merges a coarser
         // bitmap into the finer copy bitmap), so the half of a 128 KiB dirty bit that reads as
         // zeroes becomes a zero cluster of the target, not zeroes written as data.
-        var zeroUnit = mode == BackupMode.Pull ? granularity : InstantClusters.Granularity(store.Cluster, null);
+        var zeroUnit = mode == BackupMode.Pull ? pending.Granularity : InstantClusters.Granularity(store.Cluster, null);
         var aside = new CopyAsideStore(store.Image, (int)zeroUnit, store.Zeroes);
-        var copyBeforeWrite = new CopyBeforeWrite(disk.Name, live, aside, pending, trackCopies: mode == BackupMode.Pull, options.OnCopyBeforeWriteError, onFailure);
+        var copyBeforeWrite = new CopyBeforeWrite(disk.Name, live, aside, pending, trackCopies: mode == BackupMode.Pull, options.OnCopyBeforeWriteError, onFailure, carried);
         NbdExport? export = null;
         if (mode == BackupMode.Pull)
         {
@@ -325,7 +360,13 @@ public sealed class BackupJob : IAsyncDisposable
         // so libvirt reports the disk's size as total and processed; the holes a full push
         // into a fresh target leaves alone count the same, as done from the start.
         var skipped = mode == BackupMode.Push && source.Incremental is null ? live.VirtualSize - copyBeforeWrite.InitialBytes : 0;
-        return new DiskBackup(disk, source, store.Image, createdPath, copyBeforeWrite, export) { SkippedBytes = skipped };
+        return new DiskBackup(disk, source, store.Image, createdPath, copyBeforeWrite, export)
+        {
+            SkippedBytes = skipped,
+            StoreZeroes = store.Zeroes,
+            Allocated = allocated,
+            ZeroData = zeroData,
+        };
     }
 
     private async Task RunPushAsync()
@@ -460,12 +501,7 @@ public sealed class BackupJob : IAsyncDisposable
     private async Task TerminateCoreAsync()
     {
         await _stop.CancelAsync().ConfigureAwait(false);
-        if (_server is not null)
-        {
-            await _server.DisposeAsync().ConfigureAwait(false);
-            _server.Options.Tls?.Dispose();
-        }
-
+        await StopServerAsync().ConfigureAwait(false);
         foreach (var disk in _disks)
         {
             await disk.CopyBeforeWrite.DetachAsync().ConfigureAwait(false);
@@ -511,6 +547,22 @@ public sealed class BackupJob : IAsyncDisposable
             _elapsedAtEnd = _options.TimeProvider.GetElapsedTime(_started);
             Move(final);
         }
+    }
+
+    private async Task StopServerAsync()
+    {
+        lock (_lock)
+        {
+            if (_server is null || _serverStopped)
+            {
+                return;
+            }
+
+            _serverStopped = true;
+        }
+
+        await _server.DisposeAsync().ConfigureAwait(false);
+        _server.Options.Tls?.Dispose();
     }
 
     private void TryDelete(string path)

@@ -94,21 +94,7 @@ internal static class BackupStoreFile
 
         if (mode == BackupMode.Pull)
         {
-            NeverFsync(image);
-
-            // The guest pays for every copy its writes cause, on the same CPUs: a buffered
-            // scratch write took a fresh page-cache page per 4 KiB copy. Past the page cache,
-            // guest random 4 KiB writes during a pull ran at a median 60,900 IOPS against 49,200
-            // buffered, in the same seven interleaved rounds (bench/engine/README.md). Reading
-            // the copies back then waits for the disk, which the view's prefetch
-            // (CopyBeforeWrite) spreads over a request: nbdcopy read the export, 128 MiB of it
-            // scattered copies, in a median 1.03 s against 0.75 s with the copies in the page
-            // cache (1.41–1.56 s without the prefetch). The guest is the production workload;
-            // the reader is the backup.
-            if (image is Qcow2Image scratch)
-            {
-                scratch.WriteGatheredDirectly();
-            }
+            PastThePageCache(image);
         }
 
         var cluster = image is Qcow2Image qcow2 ? qcow2.ClusterSize : 0;
@@ -119,6 +105,49 @@ internal static class BackupStoreFile
         }
 
         return new OpenStore(options.StoreWrapper?.Invoke(image) ?? image, cluster, zeroes);
+    }
+
+    /// <summary>A pull scratch: never fsynced (<see cref="NeverFsync"/>), its copies written past the page cache.</summary>
+    private static void PastThePageCache(IBlockImage image)
+    {
+        NeverFsync(image);
+
+        // The guest pays for every copy its writes cause, on the same CPUs: a buffered
+        // scratch write took a fresh page-cache page per 4 KiB copy. Past the page cache,
+        // guest random 4 KiB writes during a pull ran at a median 60,900 IOPS against 49,200
+        // buffered, in the same seven interleaved rounds (bench/engine/README.md). Reading
+        // the copies back then waits for the disk, which the view's prefetch
+        // (CopyBeforeWrite) spreads over a request: nbdcopy read the export, 128 MiB of it
+        // scattered copies, in a median 1.03 s against 0.75 s with the copies in the page
+        // cache (1.41–1.56 s without the prefetch). The guest is the production workload;
+        // the reader is the backup.
+        if (image is Qcow2Image scratch)
+        {
+            scratch.WriteGatheredDirectly();
+        }
+    }
+
+    /// <summary>
+    /// Opens again the store of a job a previous host handed over (<see cref="BackupJob.ResumeAsync"/>),
+    /// with the settings its creation gave it: a push target streamed to the disk unless it
+    /// was reused, a pull scratch never fsynced and written past the page cache.
+    /// </summary>
+    /// <exception cref="BackupJobException">The store cannot be opened.</exception>
+    public static async ValueTask<OpenStore> ReopenAsync(BackupMode mode, BackupDisk disk, ZeroClusters zeroes, BackupJobOptions options, CancellationToken cancellationToken)
+    {
+        var path = disk.Store?.Path ?? throw new BackupJobException(BackupErrorReason.StoreNotOpened, $"disk '{disk.Name}' of the carried job has no store");
+        var format = (disk.Store.Format ?? StorageFormat.Qcow2) == StorageFormat.Qcow2 ? ImageFormat.Qcow2 : ImageFormat.Raw;
+        var image = await OpenAsync(path, format, cancellationToken).ConfigureAwait(false);
+        if (mode == BackupMode.Push && !options.ReuseExternal)
+        {
+            StreamToDisk(image);
+        }
+        else if (mode == BackupMode.Pull)
+        {
+            PastThePageCache(image);
+        }
+
+        return new OpenStore(options.StoreWrapper?.Invoke(image) ?? image, image is Qcow2Image qcow2 ? qcow2.ClusterSize : 0, zeroes);
     }
 
     /// <summary>

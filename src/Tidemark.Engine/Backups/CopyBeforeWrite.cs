@@ -91,19 +91,21 @@ internal sealed class CopyBeforeWrite : IGuestWriteInterceptor
     /// <param name="pending">The job's clusters at the instant; owned (and changed) from now on.</param>
     /// <param name="trackCopies">Pull: remember which clusters are in the scratch, for the view.</param>
     /// <param name="onJobFailure">Called once when a copy failure fails the job.</param>
-    public CopyBeforeWrite(string disk, IBlockImage live, CopyAsideStore store, DirtyBitmap pending, bool trackCopies, OnCopyBeforeWriteError policy, Action<Exception> onJobFailure)
+    /// <param name="carried">A job a previous host handed over (<see cref="HandOverAsync"/>): where its copying had got to; <paramref name="pending"/> is then its <see cref="CopyProgress.Pending"/>.</param>
+    public CopyBeforeWrite(string disk, IBlockImage live, CopyAsideStore store, DirtyBitmap pending, bool trackCopies, OnCopyBeforeWriteError policy, Action<Exception> onJobFailure, CopyProgress? carried = null)
     {
         Disk = disk;
         _live = live;
         _store = store;
         _pending = pending;
-        _copied = trackCopies ? new DirtyBitmap(pending.Size, pending.Granularity) : null;
+        _copied = trackCopies ? carried?.Copied ?? new DirtyBitmap(pending.Size, pending.Granularity) : null;
         _policy = policy;
         _onJobFailure = onJobFailure;
         _writeBehind = trackCopies && policy == OnCopyBeforeWriteError.FailJob ? new ScratchWriteBehind(store, e => HandleCopyFailure(null, e)) : null;
         _outstanding = pending.DirtyBitCount;
         Cluster = pending.Granularity;
-        InitialBytes = pending.CountDirtyBytes();
+        InitialBytes = carried?.InitialBytes ?? pending.CountDirtyBytes();
+        _copiedBytes = carried?.CopiedBytes ?? 0;
     }
 
     /// <summary>The disk's target dev.</summary>
@@ -470,6 +472,36 @@ internal sealed class CopyBeforeWrite : IGuestWriteInterceptor
         }
     }
 
+    /// <summary>
+    /// Stops copy-before-write for a hand-over to the next host (<see cref="BackupJob.HandOverAsync"/>):
+    /// call it once no guest, copier or view reader is left. Waits for what is in flight, puts
+    /// every copy held in memory into the scratch, and returns where the copying has got to:
+    /// every cluster outside <see cref="CopyProgress.Pending"/> is in the store. Null when the
+    /// job has failed, or a copy is still claimed: then nothing can be carried over.
+    /// </summary>
+    public async Task<CopyProgress?> HandOverAsync()
+    {
+        Task[] waits;
+        lock (_lock)
+        {
+            waits = [.. _claims.Select(c => c.Done.Task), .. _leases.Select(l => l.Done.Task)];
+        }
+
+        await Task.WhenAll(waits).ConfigureAwait(false);
+        if (_writeBehind is not null)
+        {
+            await _writeBehind.DrainAsync().ConfigureAwait(false);
+        }
+
+        lock (_lock)
+        {
+            Volatile.Write(ref _quiet, 1);
+            return _failure is null && _claims.Count == 0 && _leases.Count == 0
+                ? new CopyProgress(_pending.Clone(), _copied?.Clone(), InitialBytes, CopiedBytes)
+                : null;
+        }
+    }
+
     /// <summary>Takes the pending runs inside [start, end), at most <paramref name="maxBytes"/> in all, as new claims.</summary>
     private void ClaimLocked(long start, long end, long maxBytes, ref List<ClusterRun>? mine)
     {
@@ -622,3 +654,13 @@ internal sealed class CopyBeforeWrite : IGuestWriteInterceptor
         Zeroes,
     }
 }
+
+/// <summary>
+/// Where one disk's copy-before-write has got to, carried from one host to the next with its
+/// job (<see cref="CopyBeforeWrite.HandOverAsync"/>).
+/// </summary>
+/// <param name="Pending">Clusters whose point-in-time content is still only in the live image.</param>
+/// <param name="Copied">Pull: clusters whose point-in-time content is in the scratch.</param>
+/// <param name="InitialBytes">Bytes the job needed at its instant.</param>
+/// <param name="CopiedBytes">Bytes in the store so far.</param>
+internal sealed record CopyProgress(DirtyBitmap Pending, DirtyBitmap? Copied, long InitialBytes, long CopiedBytes);

@@ -1,6 +1,7 @@
 using Tidemark.Formats.Backups;
 using Tidemark.Nbd;
 using Tidemark.Storage;
+using Tidemark.Storage.Bitmaps;
 
 namespace Tidemark.Engine.Backups;
 
@@ -40,6 +41,15 @@ internal sealed class DiskBackup
     /// ranges a full push leaves as holes), 0 otherwise.
     /// </summary>
     public long SkippedBytes { get; init; }
+
+    /// <summary>How the store takes zero clusters.</summary>
+    public ZeroClusters StoreZeroes { get; init; }
+
+    /// <summary>Pull: clusters holding data at the instant (the view's allocation).</summary>
+    public DirtyBitmap? Allocated { get; init; }
+
+    /// <summary>Pull: clusters allocated at the instant that read as zeroes.</summary>
+    public DirtyBitmap? ZeroData { get; init; }
 
     /// <summary>Pull: the export of the point-in-time view.</summary>
     public NbdExport? Export { get; }

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Tidemark.Engine.Backups;
 using Tidemark.Engine.Checkpoints;
 using Tidemark.Engine.Disks;
+using Tidemark.Engine.State;
 using Tidemark.Formats.Backups;
 using Tidemark.Formats.Checkpoints;
 using Tidemark.Storage;
@@ -303,7 +304,75 @@ public sealed partial class Domain
             _completedBackup = info;
         }
 
-        Logger.LogInformation("domain {Domain}: backup ended {Phase}", Name, info.Phase);
+        if (backup.Job.HandedOver)
+        {
+            Logger.LogInformation("domain {Domain}: backup job left running for the next host", Name);
+        }
+        else
+        {
+            Logger.LogInformation("domain {Domain}: backup ended {Phase}", Name, info.Phase);
+        }
+    }
+
+    /// <summary>
+    /// Takes up the backup job a previous host left running with the domain
+    /// (<see cref="HandOverAsync"/>), as libvirtd finds QEMU's job again when it reconnects:
+    /// called while the guests' gate is still shut, so copy-before-write is armed before any
+    /// guest write. A job that cannot go on (its record unreadable, a store gone) ends here:
+    /// its files are removed as a crashed job's are, and the domain runs on without it.
+    /// </summary>
+    private async Task ResumeBackupAsync(System.Xml.Linq.XElement element, RunningDomain running, CancellationToken cancellationToken)
+    {
+        var record = JobRecord.TakeCarried(Store.JobRecordFile(Name));
+        BackupJob job;
+        CarriedBackup carried;
+        try
+        {
+            carried = CarriedBackup.FromElement(element);
+            var sources = carried.Disks.Select(d => running.DiskByTarget(d.Target) is { } disk
+                ? new BackupDiskSource(d.Target, disk.LiveImage, null, disk.Definition.SourcePath!, disk.Format)
+                : throw new BackupJobException(BackupErrorReason.NoSuchDisk, $"no disk named '{d.Target}'")).ToList();
+            job = await BackupJob.ResumeAsync(carried, sources, new BackupJobOptions
+            {
+                OnCopyBeforeWriteError = carried.Policy,
+                ReuseExternal = carried.ReuseExternal,
+                TimeProvider = Clock,
+                LoggerFactory = _host.LoggerFactory,
+                StoreWrapper = BackupStoreWrapper,
+                TlsDirectory = _host.BackupTlsDirectory,
+                TlsVerifyPeer = _host.BackupTlsVerifyPeer,
+            }, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is Formats.DocumentException or BackupJobException or IOException or UnauthorizedAccessException or StorageException)
+        {
+            Logger.LogError("domain {Domain}: the backup job the previous host left running cannot go on: {Error}", Name, e.Message);
+            foreach (var file in record.CleanUpNow())
+            {
+                Logger.LogWarning("removed {File}, left by the backup job that could not go on", file);
+            }
+
+            return;
+        }
+
+        using (var closure = await running.Barrier.CloseAsync(CancellationToken.None).ConfigureAwait(false))
+        {
+            foreach (var disk in carried.Disks)
+            {
+                running.DiskByTarget(disk.Target)!.Guest.SetInterceptor(job.InterceptorFor(disk.Target), closure);
+            }
+        }
+
+        // The stores keep the indexes libvirt numbered them with; a later job's come after.
+        _lastStoreIndex = Math.Max(_lastStoreIndex, carried.Definition.Disks.Select(d => d.Store?.Index ?? 0).DefaultIfEmpty().Max());
+        var backup = new DomainBackup(this, job, running, record, [.. carried.Disks.Select(d => d.Target)]);
+        lock (_backupLock)
+        {
+            _backup = backup;
+            _completedBackup = null;
+        }
+
+        job.Start();
+        Logger.LogInformation("domain {Domain}: the {Mode} backup of {Disks} the previous host left running goes on", Name, BackupNames.Of(job.Mode), string.Join(", ", backup.Targets));
     }
 
     /// <summary>The domain stops: its backup is aborted and has ended before the disks close (spec §6.11).</summary>

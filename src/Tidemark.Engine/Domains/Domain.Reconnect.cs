@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using Tidemark.Engine.Backups;
 using Tidemark.Engine.State;
 using Tidemark.Formats.Domains;
 
@@ -9,9 +10,10 @@ namespace Tidemark.Engine.Domains;
 public sealed partial class Domain
 {
     /// <summary>
-    /// Closes a running domain for the next host on this state directory: ends its backup job
-    /// as a stop does, ends the guests' connections, flushes its images and closes them (storing
-    /// its bitmaps), recording its status (<see cref="DomainStatus"/>) on the way. Unlike a stop,
+    /// Closes a running domain for the next host on this state directory: ends the guests'
+    /// connections, leaves its backup job to the next host (<see cref="BackupJob.HandOverAsync"/>;
+    /// one that cannot be carried ends as at a stop), flushes its images and closes them
+    /// (storing its bitmaps), recording its status (<see cref="DomainStatus"/>) on the way. Unlike a stop,
     /// the domain is not shut off: a transient one keeps its checkpoint metadata, and the next
     /// host starts it again as it was. A guest that reconnects (QEMU's NBD client with
     /// <c>reconnect-delay</c>) finds its disks where they were, its unanswered requests sent again.
@@ -37,11 +39,26 @@ public sealed partial class Domain
         var status = new DomainStatus(Definition, Id, running.Gate.IsPaused, running.TcpEndPoint?.Port, HandedOver: false) { WasResumed = WasResumed };
         await status.WriteAsync(file, CancellationToken.None).ConfigureAwait(false);
 
-        // libvirtd keeps a backup job across its restart, since QEMU runs it; here the process
-        // running it ends, so the job ends as at a stop, its files cleaned up.
-        await EndBackupForStopAsync().ConfigureAwait(false);
+        var backup = Backup;
         Running = null;
         await running.DisconnectGuestsAsync().ConfigureAwait(false);
+
+        // libvirtd keeps a backup job across its restart, since QEMU runs it: here the job
+        // stops where it is, with no guest left to write, and the next host goes on with it.
+        CarriedBackup? carried = null;
+        if (backup is not null)
+        {
+            try
+            {
+                carried = await backup.HandOverAsync().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // The record could not be carried over: the next host cleans the job's files up.
+                Logger.LogError("domain {Domain}: the backup job cannot be left to the next host: {Error}", Name, e.Message);
+            }
+        }
+
         var failure = await running.FlushDisksAsync().ConfigureAwait(false);
         if (failure is null)
         {
@@ -49,7 +66,7 @@ public sealed partial class Domain
             {
                 // The guests are gone, so the counts are final.
                 var disks = running.Disks.Select(d => new DiskStatistics(d.Target, d.Statistics.Read(), d.Statistics.LastError)).ToList();
-                await (status with { HandedOver = true, Disks = disks }).WriteAsync(file, CancellationToken.None).ConfigureAwait(false);
+                await (status with { HandedOver = true, Disks = disks, Backup = carried?.ToElement() }).WriteAsync(file, CancellationToken.None).ConfigureAwait(false);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
@@ -91,7 +108,9 @@ public sealed partial class Domain
     internal async Task ReconnectAsync(DomainStatus status, CancellationToken cancellationToken)
     {
         using var held = await LockAsync(cancellationToken).ConfigureAwait(false);
-        var flags = (status.Paused ? DomainStartFlags.Paused : DomainStartFlags.None) | (status.TcpPort is null ? DomainStartFlags.None : DomainStartFlags.GuestTcp);
+        // A backup job carried over is armed before any guest write: the guests' gate stays
+        // shut until then.
+        var flags = (status.Paused || status.Backup is not null ? DomainStartFlags.Paused : DomainStartFlags.None) | (status.TcpPort is null ? DomainStartFlags.None : DomainStartFlags.GuestTcp);
         var own = Definition;
         Definition = status.Definition;
         try
@@ -110,6 +129,15 @@ public sealed partial class Domain
             foreach (var disk in status.Disks)
             {
                 Running!.DiskByTarget(disk.Target)?.Statistics.Continue(disk.Counters, disk.LastError);
+            }
+
+            if (status.Backup is { } backup)
+            {
+                await ResumeBackupAsync(backup, Running!, cancellationToken).ConfigureAwait(false);
+                if (!status.Paused)
+                {
+                    Running!.Gate.Resume();
+                }
             }
         }
         catch

@@ -49,6 +49,23 @@ public sealed class DomainBackup
     /// <summary>Completes once the job has ended and the domain has let go of it; never faults.</summary>
     public Task<BackupJobInfo> Completion => _completion;
 
+    /// <summary>
+    /// Leaves the job to the next host (<see cref="BackupJob.HandOverAsync"/>), its record
+    /// carried over with it; call it once the guests are disconnected. Null when the job ended
+    /// instead, as at a stop. Returns once the domain has let go of the job.
+    /// </summary>
+    internal async Task<CarriedBackup?> HandOverAsync()
+    {
+        var carried = await Job.HandOverAsync().ConfigureAwait(false);
+        await Completion.ConfigureAwait(false);
+        if (carried is not null)
+        {
+            await _record.CarryOverAsync().ConfigureAwait(false);
+        }
+
+        return carried;
+    }
+
     private async Task<BackupJobInfo> FinishAsync()
     {
         var info = await Job.Completion.ConfigureAwait(false);
@@ -67,7 +84,11 @@ public sealed class DomainBackup
             await Job.DisposeAsync().ConfigureAwait(false);
 
             // The job kept or removed its files itself: nothing is left for a restart to clean.
-            await _record.CompleteAsync(CancellationToken.None).ConfigureAwait(false);
+            // A job handed over keeps them, and the next host takes its record back.
+            if (!Job.HandedOver)
+            {
+                await _record.CompleteAsync(CancellationToken.None).ConfigureAwait(false);
+            }
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -157,6 +157,16 @@ public sealed class DomainHost : IAsyncDisposable
         }
 
         await host.ReconnectDomainsAsync(cancellationToken).ConfigureAwait(false);
+
+        // Backup jobs handed over with a domain that was not taken up (the hand-over did not
+        // finish, or the domain could not start): their files go, as a crashed job's.
+        var uncarried = JobRecord.CleanUp(host.State.JobsDirectory, "*.carried");
+        foreach (var file in uncarried)
+        {
+            host.Logger.LogWarning("removed {File}, left by a backup job no host took up", file);
+        }
+
+        host.RemovedJobFiles = [.. host.RemovedJobFiles, .. uncarried];
         return host;
     }
 
@@ -256,8 +266,9 @@ public sealed class DomainHost : IAsyncDisposable
     /// <summary>
     /// Closes the host and leaves its running domains to the next host opened on this state
     /// directory, as libvirtd's stop leaves QEMU running: each domain's status is recorded
-    /// (<c>run/&lt;domain&gt;.xml</c>), its backup job ended as at a stop, its guests' connections
-    /// ended and its images flushed and closed with their bitmaps stored; the next
+    /// (<c>run/&lt;domain&gt;.xml</c>), its guests' connections ended, its backup job stopped
+    /// where it is for the next host to go on with, and its images flushed and closed with their
+    /// bitmaps stored; the next
     /// <see cref="OpenAsync"/> starts it again as it was. The guests see their disks go away and
     /// come back on the same sockets: QEMU's NBD client with <c>reconnect-delay</c> holds their
     /// requests meanwhile and sends the unanswered ones again.

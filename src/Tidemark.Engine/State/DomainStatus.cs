@@ -42,6 +42,13 @@ internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Pa
     /// <summary>Resumed since its start: libvirt's reason <c>unpaused</c> for a running domain, <c>booted</c> otherwise (a paused one's is <c>user</c>, and a resume makes it <c>unpaused</c> again).</summary>
     public bool WasResumed { get; init; }
 
+    /// <summary>
+    /// The backup job left running with the domain (<c>Backups.CarriedBackup</c>'s
+    /// <c>&lt;backupjob&gt;</c>), kept as written: a job that cannot be read back is dropped
+    /// when the domain is taken up, without losing the domain.
+    /// </summary>
+    public XElement? Backup { get; init; }
+
     /// <summary>Writes the record to <paramref name="path"/> atomically.</summary>
     public Task WriteAsync(string path, CancellationToken cancellationToken)
     {
@@ -54,6 +61,7 @@ internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Pa
             new XAttribute("handover", HandedOver ? "done" : "started"),
             TcpPort is { } port ? new XElement("guest", new XAttribute("tcp-port", port.ToString(CultureInfo.InvariantCulture))) : null,
             Disks.Select(d => d.ToElement()),
+            Backup,
             domain);
         return AtomicFile.WriteAsync(path, status + "\n", cancellationToken);
     }
@@ -120,7 +128,12 @@ internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Pa
         }
 
         domain.Attribute("id")!.Remove();
-        return new DomainStatus(DomainParser.Parse(domain), id, state == "paused", port, handover == "done") { WasResumed = reason == "unpaused", Disks = disks };
+        return new DomainStatus(DomainParser.Parse(domain), id, state == "paused", port, handover == "done")
+        {
+            WasResumed = reason == "unpaused",
+            Disks = disks,
+            Backup = status.Element("backupjob"),
+        };
     }
 
     private static DocumentException Invalid(string path, string what)

@@ -90,10 +90,66 @@ public sealed class JobRecord
     }
 
     /// <summary>
-    /// At start-up: for every record left in <paramref name="jobsDirectory"/>, removes the files
-    /// it lists, then the record. Returns the files that were removed.
+    /// The job is left to the next host (<c>BackupJob.HandOverAsync</c>): the record becomes
+    /// <c>jobs/&lt;domain&gt;.carried</c>, which the next host's start-up clean-up leaves alone
+    /// and the resumed job takes back (<see cref="TakeCarried"/>). One the next host does not
+    /// take (the hand-over did not finish) is cleaned up as a crashed job's.
     /// </summary>
-    internal static IReadOnlyList<string> CleanUp(string jobsDirectory)
+    public async Task CarryOverAsync()
+    {
+        await _gate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            if (File.Exists(Path))
+            {
+                File.Move(Path, CarriedPath(Path), overwrite: true);
+                AtomicFile.SyncDirectory(System.IO.Path.GetDirectoryName(Path)!);
+            }
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>
+    /// The record of a job carried over to this host, taken back under its own name
+    /// (<paramref name="recordPath"/>, <c>jobs/&lt;domain&gt;.files</c>) so that a crash from
+    /// here on cleans its files up; an empty record when there is none.
+    /// </summary>
+    internal static JobRecord TakeCarried(string recordPath)
+    {
+        var record = new JobRecord(recordPath);
+        var carried = CarriedPath(recordPath);
+        if (File.Exists(carried))
+        {
+            File.Move(carried, recordPath, overwrite: true);
+            AtomicFile.SyncDirectory(System.IO.Path.GetDirectoryName(recordPath)!);
+            record._files.AddRange(File.ReadAllLines(recordPath).Where(l => l.Length > 0));
+        }
+
+        return record;
+    }
+
+    /// <summary>Removes the files a record lists, then the record, now.</summary>
+    internal IReadOnlyList<string> CleanUpNow()
+    {
+        var removed = RemoveListed(Path);
+        lock (_files)
+        {
+            _files.Clear();
+        }
+
+        return removed;
+    }
+
+    /// <summary>
+    /// At start-up: for every record left in <paramref name="jobsDirectory"/> whose name matches
+    /// <paramref name="pattern"/>, removes the files it lists, then the record. Returns the files
+    /// that were removed. Jobs cut short by a crash leave <c>*.files</c>; hand-overs that did not
+    /// finish leave <c>*.carried</c>, swept once every domain handed over has been taken up.
+    /// </summary>
+    internal static IReadOnlyList<string> CleanUp(string jobsDirectory, string pattern = "*.files")
     {
         var removed = new List<string>();
         if (!Directory.Exists(jobsDirectory))
@@ -101,23 +157,37 @@ public sealed class JobRecord
             return removed;
         }
 
-        foreach (var record in Directory.EnumerateFiles(jobsDirectory, "*.files").Order(StringComparer.Ordinal).ToList())
+        foreach (var record in Directory.EnumerateFiles(jobsDirectory, pattern).Order(StringComparer.Ordinal).ToList())
         {
-            foreach (var line in File.ReadAllLines(record))
-            {
-                // Only absolute paths were ever written; anything else is not ours to delete.
-                if (line.Length > 0 && System.IO.Path.IsPathFullyQualified(line) && File.Exists(line))
-                {
-                    File.Delete(line);
-                    removed.Add(line);
-                }
-            }
-
-            AtomicFile.Delete(record);
+            removed.AddRange(RemoveListed(record));
         }
 
         return removed;
     }
+
+    private static List<string> RemoveListed(string record)
+    {
+        var removed = new List<string>();
+        if (!File.Exists(record))
+        {
+            return removed;
+        }
+
+        foreach (var line in File.ReadAllLines(record))
+        {
+            // Only absolute paths were ever written; anything else is not ours to delete.
+            if (line.Length > 0 && System.IO.Path.IsPathFullyQualified(line) && File.Exists(line))
+            {
+                File.Delete(line);
+                removed.Add(line);
+            }
+        }
+
+        AtomicFile.Delete(record);
+        return removed;
+    }
+
+    private static string CarriedPath(string recordPath) => System.IO.Path.ChangeExtension(recordPath, ".carried");
 
     private static string Format(List<string> files)
     {

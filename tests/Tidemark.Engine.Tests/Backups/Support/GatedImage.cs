@@ -14,13 +14,16 @@ internal sealed class GatedImage(IBlockImage inner) : IBlockImage
     private int _arrived;
     private int _written;
 
+    /// <summary>Writes that pass before the gate starts holding them (0: it holds the first).</summary>
+    public int PassFirst { get; init; }
+
     /// <summary>Whether writes fail once through the gate.</summary>
     public bool Failing { get; set; }
 
     /// <summary>Writes that have reached the gate.</summary>
     public int Arrived => Volatile.Read(ref _arrived);
 
-    /// <summary>Completes when the first write reaches the gate.</summary>
+    /// <summary>Completes when the first write the gate holds reaches it.</summary>
     public Task FirstArrival => _firstArrival.Task;
 
     /// <summary>Writes that have passed the gate and reached the inner image.</summary>
@@ -38,9 +41,12 @@ internal sealed class GatedImage(IBlockImage inner) : IBlockImage
 
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
     {
-        Interlocked.Increment(ref _arrived);
-        _firstArrival.TrySetResult();
-        await _gate.Task.WaitAsync(cancellationToken);
+        if (Interlocked.Increment(ref _arrived) > PassFirst)
+        {
+            _firstArrival.TrySetResult();
+            await _gate.Task.WaitAsync(cancellationToken);
+        }
+
         if (Failing)
         {
             throw new IOException("No space left on device");
