@@ -162,8 +162,15 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         Events?.PublishLifecycle(Ref(found), DomainLifecycleEvent.Undefined, 0);
     });
 
-    public ValueTask AttachDeviceAsync(RemoteDomain domain, string xml, uint flags, CancellationToken cancellationToken) =>
-        CallAsync(() => Find(domain).AttachDeviceAsync(xml, (DeviceModifyFlags)flags, cancellationToken));
+    /// <summary>A disk that joins the running domain is announced by its alias (DEVICE_ADDED), as qemuDomainAttachDeviceLive does.</summary>
+    public ValueTask AttachDeviceAsync(RemoteDomain domain, string xml, uint flags, CancellationToken cancellationToken) => CallAsync(async () =>
+    {
+        var found = Find(domain);
+        if (await found.AttachDeviceAsync(xml, (DeviceModifyFlags)flags, cancellationToken).ConfigureAwait(false) is { } alias)
+        {
+            Events?.PublishDevice(Ref(found), alias, added: true);
+        }
+    });
 
     /// <summary>qemuDomainBlockResize: the size in KiB unless VIR_DOMAIN_BLOCK_RESIZE_BYTES (1).</summary>
     public ValueTask ResizeBlockAsync(RemoteDomain domain, string disk, ulong size, uint flags, CancellationToken cancellationToken) => CallAsync(async () =>
@@ -187,8 +194,24 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         await Find(domain).ResizeDiskAsync(disk, (long)size, cancellationToken).ConfigureAwait(false);
     });
 
-    public ValueTask DetachDeviceAsync(RemoteDomain domain, string xml, uint flags, CancellationToken cancellationToken) =>
-        CallAsync(() => Find(domain).DetachDeviceAsync(xml, (DeviceModifyFlags)flags, cancellationToken));
+    /// <summary>A disk that leaves the running domain is announced by its alias (DEVICE_REMOVED), as qemuDomainRemoveDiskDevice does.</summary>
+    public ValueTask DetachDeviceAsync(RemoteDomain domain, string xml, uint flags, CancellationToken cancellationToken) => CallAsync(async () =>
+    {
+        var found = Find(domain);
+        if (await found.DetachDeviceAsync(xml, (DeviceModifyFlags)flags, cancellationToken).ConfigureAwait(false) is { } alias)
+        {
+            Events?.PublishDevice(Ref(found), alias, added: false);
+        }
+    });
+
+    public ValueTask DetachDeviceAliasAsync(RemoteDomain domain, string alias, uint flags, CancellationToken cancellationToken) => CallAsync(async () =>
+    {
+        var found = Find(domain);
+        if (await found.DetachDeviceAliasAsync(alias, (DeviceModifyFlags)flags, cancellationToken).ConfigureAwait(false) is { } removed)
+        {
+            Events?.PublishDevice(Ref(found), removed, added: false);
+        }
+    });
 
     /// <summary>
     /// libvirt raises UNDEFINED (RENAMED) under the old name, then DEFINED (RENAMED) under the

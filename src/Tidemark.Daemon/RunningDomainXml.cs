@@ -3,6 +3,7 @@ using System.Security;
 using System.Text;
 using System.Xml.Linq;
 using Tidemark.Engine.Disks;
+using Tidemark.Engine.Domains;
 using Tidemark.Formats.Domains;
 
 namespace Tidemark.Daemon;
@@ -26,7 +27,7 @@ public static class RunningDomainXml
     public static string Format(DomainDefinition definition, RunningDomain running)
     {
         // A definition saved before define dropped the element could still hold an old run's.
-        var xml = DomainFormatter.Format(WithoutRunState(definition));
+        var xml = DomainFormatter.Format(DomainParser.Parse(DiskAliases.WithAliases(WithoutRunState(definition))));
         var element = new StringBuilder();
         element.Append("    <").Append(Prefix).Append(":disks xmlns:").Append(Prefix).Append("='").Append(Namespace).Append("'>\n");
         foreach (var disk in running.Disks)
@@ -64,23 +65,31 @@ public static class RunningDomainXml
     /// new name): the element describes that run of that domain, and kept it would name the old
     /// domain's socket in the new definition, ahead of the new domain's own once it runs. libvirt
     /// likewise keeps none of a document's live-only state when it defines it (parsed without
-    /// VIR_DOMAIN_DEF_PARSE_STATUS). Other metadata is the user's and stays.
+    /// VIR_DOMAIN_DEF_PARSE_STATUS). Other metadata is the user's and stays. So do the disks'
+    /// aliases, the running domain's names for them, but for the user's own (<c>ua-</c>), which
+    /// libvirt alone keeps in a definition (virDomainDeviceInfoParseXML).
     /// </summary>
     public static DomainDefinition WithoutRunState(DomainDefinition definition)
     {
         ArgumentNullException.ThrowIfNull(definition);
         var name = XName.Get("disks", Namespace);
-        if (definition.Element.Element("metadata")?.Element(name) is null)
+        var runAliases = definition.Element.Element("devices")?.Elements("disk").Elements("alias")
+            .Where(a => a.Attribute("name")?.Value?.StartsWith(DiskAliases.UserPrefix, StringComparison.Ordinal) != true).Any() == true;
+        if (definition.Element.Element("metadata")?.Element(name) is null && !runAliases)
         {
             return definition;
         }
 
         var copy = new XElement(definition.Element);
-        var metadata = copy.Element("metadata")!;
-        metadata.Elements(name).Remove();
-        if (!metadata.HasElements)
+        copy.Element("devices")?.Elements("disk").Elements("alias")
+            .Where(a => a.Attribute("name")?.Value?.StartsWith(DiskAliases.UserPrefix, StringComparison.Ordinal) != true).Remove();
+        if (copy.Element("metadata") is { } metadata)
         {
-            metadata.Remove();
+            metadata.Elements(name).Remove();
+            if (!metadata.HasElements)
+            {
+                metadata.Remove();
+            }
         }
 
         return DomainParser.Parse(copy);

@@ -66,9 +66,10 @@ public sealed record DaemonOptions
 /// removes what jobs cut short by a crash left behind and starts again the domains the previous
 /// daemon left running), listen (mode 0600), start the domains marked autostart. Stop (SIGTERM,
 /// SIGINT): stop listening and end every client connection, then close every running domain:
-/// its backup job is cancelled and its files cleaned up, the guests' NBD connections end,
-/// bitmaps are stored and images closed. The domain is left to the next daemon (as libvirtd
-/// leaves QEMU running), or stopped with <see cref="DaemonOptions.StopDomains"/>.
+/// the guests' NBD connections end, its backup job stops where it is, bitmaps are stored and
+/// images closed. The domain and its job are left to the next daemon (as libvirtd leaves QEMU
+/// and its block jobs running), or stopped with <see cref="DaemonOptions.StopDomains"/>, which
+/// cancels the job and cleans its files up.
 /// </remarks>
 public sealed class TidemarkDaemon : IHostedService, IAsyncDisposable
 {

@@ -48,6 +48,9 @@ public enum EngineErrorReason
     /// <summary>A device to detach that the domain lacks: "disk %s not found", "no target device %s".</summary>
     DeviceMissing,
 
+    /// <summary>An alias no device of the definition has: "no device found with alias %s" (an internal error in libvirt's words).</summary>
+    NoDeviceWithAlias,
+
     /// <summary>A device kind Tidemark cannot attach or detach, or a disk its backup job uses: "live attach of device '%s' is not supported", "disk '%s' already in active block job".</summary>
     DeviceUnsupported,
 
@@ -159,6 +162,7 @@ public static class EngineErrorReasons
         EngineErrorReason.DiskNotServed => LibvirtErrorCode.OperationInvalid,
         EngineErrorReason.DiskTargetExists => LibvirtErrorCode.OperationInvalid,
         EngineErrorReason.DeviceMissing => LibvirtErrorCode.DeviceMissing,
+        EngineErrorReason.NoDeviceWithAlias => LibvirtErrorCode.InternalError,
         EngineErrorReason.DeviceUnsupported => LibvirtErrorCode.OperationUnsupported,
         EngineErrorReason.MonitorCommandFailed => LibvirtErrorCode.InternalError,
         EngineErrorReason.DomainNameTaken => LibvirtErrorCode.OperationInvalid,

@@ -48,6 +48,20 @@ public sealed class DaemonCommandTests
         Assert.True(stopped.ExitCode == 0, $"exit {stopped.ExitCode}: {stopped.Stderr}");
         Assert.False(File.Exists(socket));
         Assert.False(File.Exists(Path.Combine(state, "run", "vm.sock")));
+
+        // The pull job is left to the next daemon with the domain, its scratch kept.
+        Assert.True(File.Exists(scratch));
+        Assert.Equal(["vm.carried"], Directory.GetFiles(Path.Combine(state, "jobs")).Select(Path.GetFileName));
+        await using (var next = await CliProcess.StartAsync("daemon", "--state-dir", state, "--socket", socket))
+        {
+            await UnixSocketListener.WaitAsync(socket, cancellationToken: TestContext.Current.CancellationToken);
+            Assert.Contains("Operation:        Backup", await Peer.RunCheckedAsync("virsh", "-c", uri, "domjobinfo", "vm"), StringComparison.Ordinal);
+            await Peer.RunCheckedAsync("virsh", "-c", uri, "domjobabort", "vm");
+            await Peer.RunCheckedAsync("virsh", "-c", uri, "destroy", "vm");
+            stopped = await next.StopAsync(CliProcess.SIGTERM);
+        }
+
+        Assert.True(stopped.ExitCode == 0, $"exit {stopped.ExitCode}: {stopped.Stderr}");
         Assert.False(File.Exists(scratch));
         Assert.Empty(Directory.GetFiles(Path.Combine(state, "jobs")));
 

@@ -175,17 +175,7 @@ public sealed partial class BackupJob
         }
         catch
         {
-            if (server is not null)
-            {
-                await server.DisposeAsync().ConfigureAwait(false);
-                server.Options.Tls?.Dispose();
-            }
-
-            foreach (var store in stores)
-            {
-                await store.DisposeAsync().ConfigureAwait(false);
-            }
-
+            await ReleaseAsync(server, stores).ConfigureAwait(false);
             throw;
         }
     }

@@ -184,16 +184,7 @@ public sealed partial class BackupJob : IAsyncDisposable
         }
         catch
         {
-            if (server is not null)
-            {
-                await server.DisposeAsync().ConfigureAwait(false);
-                server.Options.Tls?.Dispose();
-            }
-
-            foreach (var store in stores)
-            {
-                await store.DisposeAsync().ConfigureAwait(false);
-            }
+            await ReleaseAsync(server, stores).ConfigureAwait(false);
 
             // Each file as far as it got: one whose creation failed may not exist, nor its
             // directory (File.Delete throws then), and the creation's own error is the one to tell.
@@ -210,6 +201,21 @@ public sealed partial class BackupJob : IAsyncDisposable
             }
 
             throw;
+        }
+    }
+
+    /// <summary>Closes the server and the stores of a job that did not come to be.</summary>
+    private static async Task ReleaseAsync(NbdServer? server, List<IBlockImage> stores)
+    {
+        if (server is not null)
+        {
+            await server.DisposeAsync().ConfigureAwait(false);
+            server.Options.Tls?.Dispose();
+        }
+
+        foreach (var store in stores)
+        {
+            await store.DisposeAsync().ConfigureAwait(false);
         }
     }
 

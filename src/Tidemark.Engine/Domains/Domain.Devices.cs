@@ -23,9 +23,10 @@ public sealed partial class Domain
     /// (<see cref="DeviceModifyFlags.Live"/>), to the persistent definition
     /// (<see cref="DeviceModifyFlags.Config"/>), or to both.
     /// </summary>
+    /// <returns>The disk's alias (<see cref="DiskAliases"/>) when it joined the running domain, for the device-added event; null for the definition alone.</returns>
     /// <exception cref="DocumentException">The XML is malformed or the disk breaks the schema.</exception>
     /// <exception cref="EngineException">Unknown flags; "domain is not running"; "transient domains do not have any persistent config"; another device than a disk; the target taken; the image cannot be opened.</exception>
-    public async Task AttachDeviceAsync(string deviceXml, DeviceModifyFlags flags, CancellationToken cancellationToken = default)
+    public async Task<string?> AttachDeviceAsync(string deviceXml, DeviceModifyFlags flags, CancellationToken cancellationToken = default)
     {
         Flags.Check(flags, DeviceModifyFlags.Live | DeviceModifyFlags.Config, "qemuDomainAttachDeviceFlags");
         var device = ParseDevice(deviceXml, cancellationToken);
@@ -35,11 +36,12 @@ public sealed partial class Domain
         // As qemuDomainAttachDeviceFlags: the persistent copy first (so a refusal there changes
         // nothing), then the running domain, then the persistent definition is saved.
         DomainDefinition? persistent = null;
+        string? alias = null;
         if (config)
         {
             var current = _nextDefinition ?? Definition;
             persistent = WithDevice(current, device);
-            var target = persistent.Disks[^1].TargetDev;
+            var target = AddedTarget(device);
             if (current.DiskByTarget(target) is not null)
             {
                 throw new EngineException(EngineErrorReason.DiskTargetExists, $"target {target} already exists");
@@ -50,7 +52,7 @@ public sealed partial class Domain
         {
             var running = WithDevice(Definition, device);
             DomainDisks.CheckUniqueTargets(running);
-            var disk = running.Disks[^1];
+            var disk = running.DiskByTarget(AddedTarget(device))!;
             if (!disk.IsEmpty)
             {
                 try
@@ -71,6 +73,7 @@ public sealed partial class Domain
             }
 
             Definition = running;
+            alias = DiskAliases.Of(running, disk.TargetDev);
             Logger.LogInformation("domain {Domain}: disk {Target} attached ({Source})", Name, disk.TargetDev, disk.SourcePath);
         }
 
@@ -78,6 +81,8 @@ public sealed partial class Domain
         {
             await SavePersistentAsync(persistent, cancellationToken).ConfigureAwait(false);
         }
+
+        return alias;
     }
 
     /// <summary>
@@ -85,9 +90,10 @@ public sealed partial class Domain
     /// names (virsh detach-disk passes the domain's own element) from the running domain, the
     /// persistent definition, or both.
     /// </summary>
+    /// <returns>The disk's alias when it left the running domain, for the device-removed event; null for the definition alone.</returns>
     /// <exception cref="DocumentException">The XML is malformed.</exception>
     /// <exception cref="EngineException">Unknown flags; "domain is not running"; "transient domains do not have any persistent config"; no such disk; the disk is in the running backup job.</exception>
-    public async Task DetachDeviceAsync(string deviceXml, DeviceModifyFlags flags, CancellationToken cancellationToken = default)
+    public async Task<string?> DetachDeviceAsync(string deviceXml, DeviceModifyFlags flags, CancellationToken cancellationToken = default)
     {
         Flags.Check(flags, DeviceModifyFlags.Live | DeviceModifyFlags.Config, "qemuDomainDetachDeviceFlags");
         var device = ParseDevice(deviceXml, cancellationToken);
@@ -96,7 +102,52 @@ public sealed partial class Domain
 
         var target = device.Element("target")?.Attribute("dev")?.Value
             ?? throw new EngineException(EngineErrorReason.DeviceMissing, "disk has no target");
+        return await DetachDiskLockedAsync(target, live, config, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// virDomainDetachDeviceAlias: removes the disk whose alias is <paramref name="alias"/> from
+    /// the running domain (its aliases: <see cref="DiskAliases"/>), the persistent definition
+    /// (where only a user's own alias names a disk), or both. The removal is done when this
+    /// returns; libvirt's returns once QEMU was asked.
+    /// </summary>
+    /// <returns>The alias when the disk left the running domain, for the device-removed event; null for the definition alone.</returns>
+    /// <exception cref="EngineException">Unknown flags; "domain is not running"; "transient domains do not have any persistent config"; "no device found with alias %s"; the disk is in the running backup job.</exception>
+    public async Task<string?> DetachDeviceAliasAsync(string alias, DeviceModifyFlags flags, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(alias);
+        Flags.Check(flags, DeviceModifyFlags.Live | DeviceModifyFlags.Config, "qemuDomainDetachDeviceAlias");
+        using var held = await LockAsync(cancellationToken).ConfigureAwait(false);
+        var (live, config) = Impact(flags, null, "detach");
+        string? target = null;
+        if (live)
+        {
+            target = DiskAliases.TargetOf(Definition, alias) ?? throw NoDeviceWithAlias(alias);
+        }
+
+        if (config)
+        {
+            // A persistent definition holds no aliases but its user's own.
+            var own = (_nextDefinition ?? Definition).Element.Element("devices")?.Elements("disk")
+                .FirstOrDefault(d => d.Element("alias")?.Attribute("name")?.Value == alias)?.Element("target")?.Attribute("dev")?.Value;
+            if (own is null || (target is not null && own != target))
+            {
+                throw NoDeviceWithAlias(alias);
+            }
+
+            target = own;
+        }
+
+        return await DetachDiskLockedAsync(target!, live, config, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static EngineException NoDeviceWithAlias(string alias) => new(EngineErrorReason.NoDeviceWithAlias, $"no device found with alias {alias}");
+
+    /// <summary>Detach's work once the disk is known by <paramref name="target"/>; under the domain's lock.</summary>
+    private async Task<string?> DetachDiskLockedAsync(string target, bool live, bool config, CancellationToken cancellationToken)
+    {
         DomainDefinition? persistent = null;
+        string? alias = null;
         if (config)
         {
             var current = _nextDefinition ?? Definition;
@@ -127,6 +178,7 @@ public sealed partial class Domain
             }
 
             var old = Definition;
+            alias = DiskAliases.Of(old, target);
             Definition = running;
             if (Running!.DiskByTarget(target) is { } disk)
             {
@@ -148,6 +200,8 @@ public sealed partial class Domain
         {
             await SavePersistentAsync(persistent, cancellationToken).ConfigureAwait(false);
         }
+
+        return alias;
     }
 
     /// <summary>
@@ -207,7 +261,7 @@ public sealed partial class Domain
     /// virDomainObjUpdateModificationImpact (CURRENT means LIVE while running, CONFIG otherwise),
     /// then the device kind: only disks are attached or detached here.
     /// </summary>
-    private (bool Live, bool Config) Impact(DeviceModifyFlags flags, XElement device, string verb)
+    private (bool Live, bool Config) Impact(DeviceModifyFlags flags, XElement? device, string verb)
     {
         if (flags == DeviceModifyFlags.Current)
         {
@@ -225,7 +279,7 @@ public sealed partial class Domain
         }
 
         var live = flags.HasFlag(DeviceModifyFlags.Live);
-        if (device.Name.LocalName != "disk")
+        if (device is not null && device.Name.LocalName != "disk")
         {
             throw new EngineException(EngineErrorReason.DeviceUnsupported, $"{(live ? "live" : "persistent")} {verb} of device '{device.Name.LocalName}' is not supported");
         }
@@ -260,7 +314,11 @@ public sealed partial class Domain
         return XmlDocumentLoader.Load(deviceXml, "(device_definition)", cancellationToken).Root!;
     }
 
-    /// <summary>The definition with <paramref name="device"/> as its last disk, validated as a whole.</summary>
+    /// <summary>
+    /// The definition with the disk <paramref name="device"/> added where libvirt's
+    /// virDomainDiskInsert puts it: before the first disk on its bus whose name comes after its
+    /// own, else after the last disk on its bus, else after every disk. Validated as a whole.
+    /// </summary>
     private static DomainDefinition WithDevice(DomainDefinition definition, XElement device)
     {
         var element = new XElement(definition.Element);
@@ -271,16 +329,34 @@ public sealed partial class Domain
             element.Add(devices);
         }
 
-        if (devices.Elements("disk").LastOrDefault() is { } last)
+        var disks = devices.Elements("disk").ToList();
+        var added = new XElement(device);
+        var (bus, index) = BusAndIndex(added);
+        var sameBus = disks.Where(d => BusAndIndex(d).Bus == bus).ToList();
+        if (sameBus.FirstOrDefault(d => BusAndIndex(d).Index > index) is { } after)
         {
-            last.AddAfterSelf(new XElement(device));
+            after.AddBeforeSelf(added);
+        }
+        else if ((sameBus.LastOrDefault() ?? disks.LastOrDefault()) is { } before)
+        {
+            before.AddAfterSelf(added);
         }
         else
         {
-            devices.AddFirst(new XElement(device));
+            devices.AddFirst(added);
         }
 
         return DomainParser.Parse(element);
+    }
+
+    /// <summary>The target of a disk the schema has accepted (<see cref="WithDevice"/>), which requires it.</summary>
+    private static string AddedTarget(XElement device) => device.Element("target")!.Attribute("dev")!.Value;
+
+    private static (string Bus, int Index) BusAndIndex(XElement disk)
+    {
+        var target = disk.Element("target");
+        var dev = target?.Attribute("dev")?.Value ?? "";
+        return (target?.Attribute("bus")?.Value ?? DiskAliases.DefaultBus(dev, disk.Attribute("device")?.Value), DiskAliases.NameToIndex(dev));
     }
 
     private static DomainDefinition WithoutDisk(DomainDefinition definition, string target)

@@ -23,3 +23,16 @@ public sealed class JobCompletedEventArgs(int callbackId, RemoteDomain domain, I
 
     public IReadOnlyList<TypedParameter> Statistics { get; } = statistics;
 }
+
+/// <summary>A device-added (354) or device-removed (333) event: the device's alias.</summary>
+public sealed class DeviceEventArgs(int callbackId, RemoteDomain domain, string alias, bool added) : EventArgs
+{
+    public int CallbackId { get; } = callbackId;
+
+    public RemoteDomain Domain { get; } = domain;
+
+    public string Alias { get; } = alias;
+
+    /// <summary>True for device-added, false for device-removed.</summary>
+    public bool Added { get; } = added;
+}

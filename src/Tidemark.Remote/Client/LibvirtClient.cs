@@ -38,6 +38,9 @@ public sealed partial class LibvirtClient : IAsyncDisposable
     /// <summary>Job-completed events for callbacks this client registered. Handlers run on the receive loop: keep them short.</summary>
     public event EventHandler<JobCompletedEventArgs>? JobCompleted;
 
+    /// <summary>Device-added and device-removed events for callbacks this client registered. Handlers run on the receive loop: keep them short.</summary>
+    public event EventHandler<DeviceEventArgs>? DeviceEvent;
+
     /// <summary>Connects to <paramref name="uri"/> and opens it (see <see cref="LibvirtUri.Parse"/>).</summary>
     /// <exception cref="LibvirtError">The socket cannot be reached, or the server refused to open.</exception>
     public static async Task<LibvirtClient> ConnectAsync(string uri, string? defaultSocket = null, CancellationToken cancellationToken = default)
@@ -173,6 +176,15 @@ public sealed partial class LibvirtClient : IAsyncDisposable
                     var domain = RemoteDomain.Read(ref reader);
                     var stats = TypedParameter.ReadList(ref reader, RemoteWire.MaxJobStats, "job statistics");
                     JobCompleted?.Invoke(this, new JobCompletedEventArgs(id, domain, stats));
+                    break;
+                }
+
+            case RemoteProcedure.DomainEventCallbackDeviceAdded or RemoteProcedure.DomainEventCallbackDeviceRemoved:
+                {
+                    var id = reader.ReadInt32();
+                    var domain = RemoteDomain.Read(ref reader);
+                    var alias = reader.ReadString(RemoteWire.MaxStringLength);
+                    DeviceEvent?.Invoke(this, new DeviceEventArgs(id, domain, alias, (RemoteProcedure)message.Header.Procedure == RemoteProcedure.DomainEventCallbackDeviceAdded));
                     break;
                 }
 

@@ -85,6 +85,7 @@ public static class ApiNames
         [360] = "virConnectRegisterCloseCallback",
         [361] = "virConnectUnregisterCloseCallback",
         [391] = "virStoragePoolLookupByTargetPath",
+        [392] = "virDomainDetachDeviceAlias",
         [411] = "virDomainCheckpointCreateXML",
         [412] = "virDomainCheckpointGetXMLDesc",
         [413] = "virDomainListAllCheckpoints",

@@ -5,7 +5,9 @@ public enum DomainEventId
 {
     Lifecycle = 0,
     BlockJob = 8,
+    DeviceRemoved = 15,
     BlockJob2 = 16,
+    DeviceAdded = 19,
     JobCompleted = 21,
 }
 

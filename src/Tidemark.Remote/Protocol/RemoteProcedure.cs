@@ -62,6 +62,9 @@ public enum RemoteProcedure : uint
 
     /// <summary>MESSAGE server→client: a disk's block job ended (BLOCK_JOB, the disk's source path).</summary>
     DomainEventCallbackBlockJob = 326,
+
+    /// <summary>MESSAGE server→client: a device left the running domain (its alias).</summary>
+    DomainEventCallbackDeviceRemoved = 333,
     DomainFsFreeze = 335,
     DomainFsThaw = 336,
     ConnectGetAllDomainStats = 344,
@@ -69,6 +72,9 @@ public enum RemoteProcedure : uint
     /// <summary>MESSAGE server→client: a disk's block job ended (BLOCK_JOB_2, the disk's target dev).</summary>
     DomainEventBlockJob2 = 339,
     DomainDefineXmlFlags = 350,
+
+    /// <summary>MESSAGE server→client: a device joined the running domain (its alias).</summary>
+    DomainEventCallbackDeviceAdded = 354,
     DomainRename = 358,
     ConnectRegisterCloseCallback = 360,
     ConnectUnregisterCloseCallback = 361,
@@ -76,6 +82,7 @@ public enum RemoteProcedure : uint
     /// <summary>MESSAGE server→client: a job ended, with its completed statistics.</summary>
     DomainEventCallbackJobCompleted = 363,
     StoragePoolLookupByTargetPath = 391,
+    DomainDetachDeviceAlias = 392,
     DomainCheckpointCreateXml = 411,
     DomainCheckpointGetXmlDesc = 412,
     DomainListAllCheckpoints = 413,

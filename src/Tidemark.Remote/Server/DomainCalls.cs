@@ -22,6 +22,7 @@ internal static class DomainCalls
         RemoteProcedure.DomainAttachDeviceFlags => DeviceAsync(c, c.Hypervisor.AttachDeviceAsync, flags: true),
         RemoteProcedure.DomainDetachDevice => DeviceAsync(c, c.Hypervisor.DetachDeviceAsync, flags: false),
         RemoteProcedure.DomainDetachDeviceFlags => DeviceAsync(c, c.Hypervisor.DetachDeviceAsync, flags: true),
+        RemoteProcedure.DomainDetachDeviceAlias => DeviceAsync(c, c.Hypervisor.DetachDeviceAliasAsync, flags: true),
         RemoteProcedure.DomainCreate => StartAsync(c, DomainOnly(c), plain: true),
         RemoteProcedure.DomainCreateWithFlags => StartAsync(c, DomainAndFlags(c), plain: false),
         RemoteProcedure.DomainCreateXml => CreateAsync(c, c.Args((ref XdrReader r) => (r.ReadString(RemoteWire.MaxStringLength), r.ReadUInt32()))),

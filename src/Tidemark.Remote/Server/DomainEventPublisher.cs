@@ -67,6 +67,32 @@ public sealed class DomainEventPublisher
         }
     }
 
+    /// <summary>
+    /// A device joined (<paramref name="added"/>: DOMAIN_EVENT_CALLBACK_DEVICE_ADDED, 354) or
+    /// left (DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED, 333) the running domain, named by its alias:
+    /// both messages are { callbackID, dom, devAlias }.
+    /// </summary>
+    public void PublishDevice(RemoteDomain domain, string alias, bool added)
+    {
+        ArgumentNullException.ThrowIfNull(domain);
+        ArgumentNullException.ThrowIfNull(alias);
+        var (eventId, procedure) = added
+            ? (DomainEventId.DeviceAdded, RemoteProcedure.DomainEventCallbackDeviceAdded)
+            : (DomainEventId.DeviceRemoved, RemoteProcedure.DomainEventCallbackDeviceRemoved);
+        foreach (var connection in _connections())
+        {
+            foreach (var callbackId in connection.CallbacksFor(eventId, domain))
+            {
+                var message = MessageBuilder.Remote(procedure, RemoteMessageType.Message, 0);
+                var w = message.Payload;
+                w.WriteInt32(callbackId);
+                domain.Write(w);
+                w.WriteString(alias, RemoteWire.MaxStringLength);
+                connection.SendEvent(message.Finish());
+            }
+        }
+    }
+
     /// <summary>DOMAIN_EVENT_CALLBACK_JOB_COMPLETED (363): the same statistics as GET_JOB_STATS with flag COMPLETED.</summary>
     public void PublishJobCompleted(RemoteDomain domain, IReadOnlyList<TypedParameter> statistics)
     {

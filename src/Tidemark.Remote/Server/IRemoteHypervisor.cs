@@ -117,6 +117,9 @@ public interface IDomainProcedures
     /// <summary>DOMAIN_DETACH_DEVICE_FLAGS and DOMAIN_DETACH_DEVICE (LIVE): removes the device <paramref name="xml"/> names.</summary>
     ValueTask DetachDeviceAsync(RemoteDomain domain, string xml, uint flags, CancellationToken cancellationToken);
 
+    /// <summary>DOMAIN_DETACH_DEVICE_ALIAS (392): removes the device whose alias is <paramref name="alias"/> (flags as DETACH_DEVICE_FLAGS).</summary>
+    ValueTask DetachDeviceAliasAsync(RemoteDomain domain, string alias, uint flags, CancellationToken cancellationToken);
+
     /// <summary>DOMAIN_CREATE (flags 0) and DOMAIN_CREATE_WITH_FLAGS: start; returns the domain with its new id.</summary>
     ValueTask<RemoteDomain> StartDomainAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken);
 

@@ -8,7 +8,7 @@ using Tidemark.Remote.Protocol;
 
 namespace Tidemark.Cli.Commands.Virsh.Domains;
 
-/// <summary>virsh's disk verbs: attach-disk, detach-disk, blockresize, domblkinfo, domblkerror, with virsh 9.0's documents, flags and words; and nodeinfo.</summary>
+/// <summary>virsh's disk verbs: attach-disk, detach-disk, detach-device-alias, blockresize, domblkinfo, domblkerror, with virsh 9.0's documents, flags and words; and nodeinfo.</summary>
 internal static partial class DiskCommands
 {
     // virDomainDeviceModifyFlags.
@@ -25,6 +25,7 @@ internal static partial class DiskCommands
     {
         yield return AttachDisk(console);
         yield return DetachDisk(console);
+        yield return DetachDeviceAlias(console);
         yield return BlockResize(console);
         yield return DomBlkInfo(console);
         yield return DomBlkError(console);
@@ -226,6 +227,33 @@ internal static partial class DiskCommands
             return "Disk detached successfully\n";
         });
         target.AddTo(command);
+        return command;
+    }
+
+    /// <summary>virsh's detach-device-alias: the device named by its alias, with --current, --live, --config (no --persistent).</summary>
+    private static Command DetachDeviceAlias(CliConsole console)
+    {
+        var alias = new VirshParameter("alias", "device alias");
+        var config = new Option<bool>("--config") { Description = "affect next boot" };
+        var live = new Option<bool>("--live") { Description = "affect running domain" };
+        var current = new Option<bool>("--current") { Description = "affect current domain" };
+        var command = new Command("detach-device-alias", "Detach device from an alias.") { current, config, live };
+        VirshAction.SetOnDomain(command, console, async (s, d) =>
+        {
+            foreach (var other in new[] { live, config })
+            {
+                if (s.Has(current) && s.Has(other))
+                {
+                    throw new VirshException($"Options {current.Name} and {other.Name} are mutually exclusive");
+                }
+            }
+
+            var name = alias.Get(s.Result);
+            var flags = (s.Has(config) ? AffectConfig : 0) | (s.Has(live) ? AffectLive : 0);
+            await VirshAction.Failing($"Failed to detach device with alias {name}", s.Client.DetachDeviceAliasAsync(d, name, flags, s.CancellationToken)).ConfigureAwait(false);
+            return "Device detach request sent successfully\n";
+        });
+        alias.AddTo(command);
         return command;
     }
 

@@ -8,13 +8,13 @@ using Tidemark.Remote.Protocol;
 namespace Tidemark.Cli.Commands.Virsh.Domains;
 
 /// <summary>
-/// virsh's <c>event</c> for the two events the daemon sends (lifecycle, job-completed): prints
+/// virsh's <c>event</c> for the events the daemon sends (lifecycle, device-removed, device-added, job-completed): prints
 /// each as virsh does, stops after the first unless --loop, and after --timeout seconds says
 /// "event loop timed out"; then "events received: N", exit 0 only if N &gt; 0.
 /// </summary>
 internal static class EventCommand
 {
-    // libvirt's event names in virDomainEventID order, as virsh lists them; the daemon sends lifecycle and job-completed.
+    // libvirt's event names in virDomainEventID order, as virsh lists them; the daemon sends lifecycle, device-removed, device-added and job-completed.
     private static readonly string[] EventNames =
     [
         "lifecycle", "reboot", "rtc-change", "watchdog", "io-error", "graphics", "io-error-reason", "control-error", "block-job",
@@ -26,7 +26,7 @@ internal static class EventCommand
     public static Command Create(CliConsole console)
     {
         var domain = new VirshParameter("domain", "filter by domain name, id or uuid");
-        var eventName = new Option<string?>("--event") { Description = "which event type to wait for (lifecycle, job-completed)" };
+        var eventName = new Option<string?>("--event") { Description = "which event type to wait for (lifecycle, device-removed, device-added, job-completed)" };
         var all = new Option<bool>("--all") { Description = "wait for all events instead of just one type" };
         var loop = new Option<bool>("--loop") { Description = "loop until timeout or interrupt, rather than one-shot" };
         var timeout = new Option<int?>("--timeout") { Description = "timeout seconds" };
@@ -46,11 +46,13 @@ internal static class EventCommand
                 throw new VirshException("one of --list, --all, or --event <type> is required");
             }
 
-            var ids = s.Has(all) ? [DomainEventId.Lifecycle, DomainEventId.JobCompleted] : new[]
+            var ids = s.Has(all) ? [DomainEventId.Lifecycle, DomainEventId.DeviceRemoved, DomainEventId.DeviceAdded, DomainEventId.JobCompleted] : new[]
             {
                 name switch
                 {
                     "lifecycle" => DomainEventId.Lifecycle,
+                    "device-removed" => DomainEventId.DeviceRemoved,
+                    "device-added" => DomainEventId.DeviceAdded,
                     "job-completed" => DomainEventId.JobCompleted,
                     _ => throw new VirshException($"unknown event type {name}"),
                 },
@@ -79,8 +81,12 @@ internal static class EventCommand
             events.Writer.TryWrite(sb.ToString());
         }
 
+        void OnDevice(object? sender, DeviceEventArgs e) =>
+            events.Writer.TryWrite($"event '{(e.Added ? "device-added" : "device-removed")}' for domain '{e.Domain.Name}': {e.Alias}\n");
+
         s.Client.LifecycleEvent += OnLifecycle;
         s.Client.JobCompleted += OnJobCompleted;
+        s.Client.DeviceEvent += OnDevice;
         var callbacks = new List<int>();
         var count = 0;
         var timedOut = false;
@@ -117,6 +123,7 @@ internal static class EventCommand
         {
             s.Client.LifecycleEvent -= OnLifecycle;
             s.Client.JobCompleted -= OnJobCompleted;
+            s.Client.DeviceEvent -= OnDevice;
             foreach (var callback in callbacks)
             {
                 await s.Client.DeregisterDomainEventAsync(callback, CancellationToken.None).ConfigureAwait(false);
