@@ -21,12 +21,14 @@ using Tidemark.Nbd.Client;
 //                j-vdb.qcow2 has begun (printing "began"), its target writes slowed down
 //                (SlowStore) so that the hand-over finds it copying, and WORK_DIR/written
 //                exists (the guests have written since)
+//   handover-pull  the same with a full pull backup of vda and vdb (scratch files
+//                WORK_DIR/j-vda.scratch and j-vdb.scratch, socket WORK_DIR/pull.sock)
 // It prints "creating NAME" as a checkpoint's creation begins, "checkpoint NAME" once it has
 // returned, and "done NAME" once
 // the push that created checkpoint NAME has completed and let go of its job.
 if (args.Length != 5)
 {
-    await Console.Error.WriteLineAsync("usage: crash-host STATE_DIR DOMAIN writes|checkpoints|offline|push|pull|handover|handover-push PAUSE_MS WORK_DIR");
+    await Console.Error.WriteLineAsync("usage: crash-host STATE_DIR DOMAIN writes|checkpoints|offline|push|pull|handover|handover-push|handover-pull PAUSE_MS WORK_DIR");
     return 2;
 }
 
@@ -94,7 +96,7 @@ switch (scenario)
             }
         }
 
-    case "handover" or "handover-push":
+    case "handover" or "handover-push" or "handover-pull":
         // The test says when its guests have written (or, before a push, when its instant is captured).
         while (!File.Exists(Path.Combine(work, "go")))
         {
@@ -106,6 +108,15 @@ switch (scenario)
             domain.BackupStoreWrapper = store => new SlowStore(store);
             var disks = string.Concat(((string[])["vda", "vdb"]).Select(d => $"<disk name='{d}' type='file'><target file='{Path.Combine(work, $"j-{d}.qcow2")}'/><driver type='qcow2'/></disk>"));
             await domain.BeginBackupAsync($"<domainbackup mode='push'><disks>{disks}</disks></domainbackup>", null);
+        }
+        else if (scenario == "handover-pull")
+        {
+            var disks = string.Concat(((string[])["vda", "vdb"]).Select(d => $"<disk name='{d}' type='file'><scratch file='{Path.Combine(work, $"j-{d}.scratch")}'/></disk>"));
+            await domain.BeginBackupAsync($"<domainbackup mode='pull'><server transport='unix' socket='{Path.Combine(work, "pull.sock")}'/><disks>{disks}</disks></domainbackup>", null);
+        }
+
+        if (scenario != "handover")
+        {
             await SayAsync("began");
             while (!File.Exists(Path.Combine(work, "written")))
             {
@@ -127,7 +138,7 @@ switch (scenario)
 
 return 0;
 
-/// <summary>A push target whose writes take 25 ms each: a 16 MiB disk's push then lasts about 100 ms.</summary>
+/// <summary>A push target whose writes take 200 ms each: the push of a disk with 12 MiB of data then lasts about 600 ms.</summary>
 internal sealed class SlowStore(Tidemark.Storage.IBlockImage inner) : Tidemark.Storage.IBlockImage
 {
     public long VirtualSize => inner.VirtualSize;
@@ -140,7 +151,7 @@ internal sealed class SlowStore(Tidemark.Storage.IBlockImage inner) : Tidemark.S
 
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, Tidemark.Storage.WriteFlags flags = Tidemark.Storage.WriteFlags.None, CancellationToken cancellationToken = default)
     {
-        await Task.Delay(25, cancellationToken);
+        await Task.Delay(200, cancellationToken);
         await inner.WriteAsync(offset, data, flags, cancellationToken);
     }
 
