@@ -90,7 +90,7 @@ internal sealed partial class EngineHypervisor
 
             if ((groups & StatsBlock) != 0)
             {
-                await AddBlockGroupAsync(found, parameters, cancellationToken).ConfigureAwait(false);
+                await AddBlockGroupAsync(found, parameters, (flags & StatsBacking) != 0, cancellationToken).ConfigureAwait(false);
             }
 
             records.Add(new DomainStatsRecord(Ref(found), parameters));
@@ -100,19 +100,24 @@ internal sealed partial class EngineHypervisor
     });
 
     /// <summary>
-    /// The block group (qemuDomainGetStatsBlock): the disk count, then per disk its name and
-    /// source, its counters while it runs, and its allocation, capacity and physical size. The
-    /// backing chain's layers (flag BACKING) are not listed: only each disk's top image.
+    /// The block group (qemuDomainGetStatsBlock): the record count, then per disk its name and
+    /// source, its counters while it runs, and its allocation, capacity and physical size. With
+    /// <paramref name="backing"/> (flag BACKING), each layer under a running disk's top image
+    /// follows it as a record of its own: the disk's name, the layer's file, its sizes, no
+    /// counters (qemuDomainGetStatsBlockExportDisk, which counts only the frontend's requests).
     /// </summary>
-    private static async Task AddBlockGroupAsync(EngineDomain found, List<TypedParameter> parameters, CancellationToken cancellationToken)
+    private static async Task AddBlockGroupAsync(EngineDomain found, List<TypedParameter> parameters, bool backing, CancellationToken cancellationToken)
     {
         var running = found.Running;
         var disks = found.Definition.Disks;
-        parameters.Add(TypedParameter.UInt("block.count", (uint)disks.Count));
+        var layers = disks.Select(d => backing && running?.DiskByTarget(d.TargetDev) is { } r ? r.BackingLayers() : []).ToList();
+        parameters.Add(TypedParameter.UInt("block.count", (uint)(disks.Count + layers.Sum(l => l.Count))));
+        var record = 0;
         for (var i = 0; i < disks.Count; i++)
         {
             var disk = disks[i];
-            var prefix = "block." + i.ToString(CultureInfo.InvariantCulture) + ".";
+            var prefix = "block." + record.ToString(CultureInfo.InvariantCulture) + ".";
+            record++;
             parameters.Add(TypedParameter.String(prefix + "name", disk.TargetDev));
             if (disk.IsEmpty || disk.SourcePath is null)
             {
@@ -133,21 +138,58 @@ internal sealed partial class EngineHypervisor
                 parameters.Add(TypedParameter.ULLong(prefix + "fl.times", (ulong)counters.FlushNanoseconds));
             }
 
-            BlockInfo info;
-            try
+            if (await TryBlockInfoAsync(found, disk, disk.SourcePath, cancellationToken).ConfigureAwait(false) is { } info)
             {
-                info = await BlockInfoOfAsync(found, disk, disk.SourcePath, cancellationToken).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or StorageException)
-            {
-                // An image that cannot be read (removed, locked by another process) only lacks
-                // its sizes, as libvirt leaves out what it cannot query.
-                continue;
+                AddSizes(parameters, prefix, info);
             }
 
-            parameters.Add(TypedParameter.ULLong(prefix + "allocation", info.Allocation));
-            parameters.Add(TypedParameter.ULLong(prefix + "capacity", info.Capacity));
-            parameters.Add(TypedParameter.ULLong(prefix + "physical", info.Physical));
+            foreach (var (path, size) in layers[i])
+            {
+                prefix = "block." + record.ToString(CultureInfo.InvariantCulture) + ".";
+                record++;
+                parameters.Add(TypedParameter.String(prefix + "name", disk.TargetDev));
+                parameters.Add(TypedParameter.String(prefix + "path", path));
+                if (FileLength(path) is { } length)
+                {
+                    // A layer's file holds what was written into it: its length is both.
+                    AddSizes(parameters, prefix, new BlockInfo(length, (ulong)size, length));
+                }
+            }
+        }
+    }
+
+    private static void AddSizes(List<TypedParameter> parameters, string prefix, BlockInfo info)
+    {
+        parameters.Add(TypedParameter.ULLong(prefix + "allocation", info.Allocation));
+        parameters.Add(TypedParameter.ULLong(prefix + "capacity", info.Capacity));
+        parameters.Add(TypedParameter.ULLong(prefix + "physical", info.Physical));
+    }
+
+    /// <summary>
+    /// The disk's sizes, or null for an image that cannot be read (removed, locked by another
+    /// process): it only lacks its sizes, as libvirt leaves out what it cannot query.
+    /// </summary>
+    private static async Task<BlockInfo?> TryBlockInfoAsync(EngineDomain found, Formats.Domains.DomainDisk disk, string path, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await BlockInfoOfAsync(found, disk, path, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or StorageException)
+        {
+            return null;
+        }
+    }
+
+    private static ulong? FileLength(string path)
+    {
+        try
+        {
+            return (ulong)DiskImage.FileLength(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
         }
     }
 

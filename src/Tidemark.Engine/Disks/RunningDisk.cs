@@ -70,6 +70,15 @@ public sealed class RunningDisk
     /// <summary>True when bitmap <paramref name="name"/> forms a valid chain on this disk (spec §6.6).</summary>
     public bool HasValidBitmap(string name) => BitmapChain.ValidRun(LiveImage, name) is not null;
 
+    /// <summary>The images under the top one, from the top down: each one's file and virtual size.</summary>
+    public IReadOnlyList<(string Path, long VirtualSize)> BackingLayers()
+        => [.. BitmapChain.Layers(LiveImage).Skip(1).Select(l => (l switch
+        {
+            Storage.Qcow2.Qcow2Image qcow2 => qcow2.Path,
+            Storage.RawImage raw => raw.Path,
+            _ => "",
+        }, l.VirtualSize)).Where(l => l.Item1.Length > 0)];
+
     /// <summary>Bytes dirty in bitmap <paramref name="name"/> across the chain, or null when the chain is not valid (spec §6.5).</summary>
     internal long? DirtyBytes(string name) => BitmapChain.Merge(LiveImage, name)?.CountDirtyBytes();
 
