@@ -1,4 +1,5 @@
 using Tidemark.Remote.Protocol;
+using Tidemark.Remote.Xdr;
 
 namespace Tidemark.Remote.Server;
 
@@ -23,22 +24,11 @@ public sealed class DomainEventPublisher
 
     /// <summary>DOMAIN_EVENT_CALLBACK_LIFECYCLE (318): <paramref name="detail"/> is the per-event detail enum.</summary>
     public void PublishLifecycle(RemoteDomain domain, DomainLifecycleEvent lifecycleEvent, int detail)
-    {
-        ArgumentNullException.ThrowIfNull(domain);
-        foreach (var connection in _connections())
+        => Publish(DomainEventId.Lifecycle, RemoteProcedure.DomainEventCallbackLifecycle, domain, w =>
         {
-            foreach (var callbackId in connection.CallbacksFor(DomainEventId.Lifecycle, domain))
-            {
-                var message = MessageBuilder.Remote(RemoteProcedure.DomainEventCallbackLifecycle, RemoteMessageType.Message, 0);
-                var w = message.Payload;
-                w.WriteInt32(callbackId);
-                domain.Write(w);
-                w.WriteInt32((int)lifecycleEvent);
-                w.WriteInt32(detail);
-                connection.SendEvent(message.Finish());
-            }
-        }
-    }
+            w.WriteInt32((int)lifecycleEvent);
+            w.WriteInt32(detail);
+        });
 
     /// <summary>
     /// A disk's block job ended: DOMAIN_EVENT_CALLBACK_BLOCK_JOB (326, naming the disk by its
@@ -47,23 +37,14 @@ public sealed class DomainEventPublisher
     /// </summary>
     public void PublishBlockJob(RemoteDomain domain, string path, string dev, BlockJobType type, BlockJobStatus status)
     {
-        ArgumentNullException.ThrowIfNull(domain);
-        foreach (var connection in _connections())
+        foreach (var (eventId, procedure, disk) in new[] { (DomainEventId.BlockJob, RemoteProcedure.DomainEventCallbackBlockJob, path), (DomainEventId.BlockJob2, RemoteProcedure.DomainEventBlockJob2, dev) })
         {
-            foreach (var (eventId, procedure, disk) in new[] { (DomainEventId.BlockJob, RemoteProcedure.DomainEventCallbackBlockJob, path), (DomainEventId.BlockJob2, RemoteProcedure.DomainEventBlockJob2, dev) })
+            Publish(eventId, procedure, domain, w =>
             {
-                foreach (var callbackId in connection.CallbacksFor(eventId, domain))
-                {
-                    var message = MessageBuilder.Remote(procedure, RemoteMessageType.Message, 0);
-                    var w = message.Payload;
-                    w.WriteInt32(callbackId);
-                    domain.Write(w);
-                    w.WriteString(disk, RemoteWire.MaxStringLength);
-                    w.WriteInt32((int)type);
-                    w.WriteInt32((int)status);
-                    connection.SendEvent(message.Finish());
-                }
-            }
+                w.WriteString(disk, RemoteWire.MaxStringLength);
+                w.WriteInt32((int)type);
+                w.WriteInt32((int)status);
+            });
         }
     }
 
@@ -74,11 +55,27 @@ public sealed class DomainEventPublisher
     /// </summary>
     public void PublishDevice(RemoteDomain domain, string alias, bool added)
     {
-        ArgumentNullException.ThrowIfNull(domain);
         ArgumentNullException.ThrowIfNull(alias);
         var (eventId, procedure) = added
             ? (DomainEventId.DeviceAdded, RemoteProcedure.DomainEventCallbackDeviceAdded)
             : (DomainEventId.DeviceRemoved, RemoteProcedure.DomainEventCallbackDeviceRemoved);
+        Publish(eventId, procedure, domain, w => w.WriteString(alias, RemoteWire.MaxStringLength));
+    }
+
+    /// <summary>DOMAIN_EVENT_CALLBACK_JOB_COMPLETED (363): the same statistics as GET_JOB_STATS with flag COMPLETED.</summary>
+    public void PublishJobCompleted(RemoteDomain domain, IReadOnlyList<TypedParameter> statistics)
+    {
+        ArgumentNullException.ThrowIfNull(statistics);
+        Publish(DomainEventId.JobCompleted, RemoteProcedure.DomainEventCallbackJobCompleted, domain, w => TypedParameter.WriteList(w, statistics, RemoteWire.MaxJobStats, "job statistics"));
+    }
+
+    /// <summary>
+    /// Sends the event to every callback registered for it: each message is the callback's ID,
+    /// the domain, then what <paramref name="body"/> writes.
+    /// </summary>
+    private void Publish(DomainEventId eventId, RemoteProcedure procedure, RemoteDomain domain, Action<XdrWriter> body)
+    {
+        ArgumentNullException.ThrowIfNull(domain);
         foreach (var connection in _connections())
         {
             foreach (var callbackId in connection.CallbacksFor(eventId, domain))
@@ -87,26 +84,7 @@ public sealed class DomainEventPublisher
                 var w = message.Payload;
                 w.WriteInt32(callbackId);
                 domain.Write(w);
-                w.WriteString(alias, RemoteWire.MaxStringLength);
-                connection.SendEvent(message.Finish());
-            }
-        }
-    }
-
-    /// <summary>DOMAIN_EVENT_CALLBACK_JOB_COMPLETED (363): the same statistics as GET_JOB_STATS with flag COMPLETED.</summary>
-    public void PublishJobCompleted(RemoteDomain domain, IReadOnlyList<TypedParameter> statistics)
-    {
-        ArgumentNullException.ThrowIfNull(domain);
-        ArgumentNullException.ThrowIfNull(statistics);
-        foreach (var connection in _connections())
-        {
-            foreach (var callbackId in connection.CallbacksFor(DomainEventId.JobCompleted, domain))
-            {
-                var message = MessageBuilder.Remote(RemoteProcedure.DomainEventCallbackJobCompleted, RemoteMessageType.Message, 0);
-                var w = message.Payload;
-                w.WriteInt32(callbackId);
-                domain.Write(w);
-                TypedParameter.WriteList(w, statistics, RemoteWire.MaxJobStats, "job statistics");
+                body(w);
                 connection.SendEvent(message.Finish());
             }
         }
