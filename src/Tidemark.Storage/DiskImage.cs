@@ -94,6 +94,14 @@ public static class DiskImage
         return HostFile.LengthOf(handle, path);
     }
 
+    /// <summary>The file an opened image reads, or null for an image that is not a file's (a view, a wrapper).</summary>
+    public static string? PathOf(IBlockImage? image) => image switch
+    {
+        Qcow2Image q => q.Path,
+        RawImage r => r.Path,
+        _ => null,
+    };
+
     /// <summary>Whether <paramref name="path"/> is a block device (a logical volume, a partition, a loop device); false when it does not exist.</summary>
     public static bool IsBlockDevice(string path)
     {

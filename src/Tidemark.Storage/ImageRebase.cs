@@ -169,12 +169,7 @@ public static class ImageRebase
         var depth = 2;
         for (var layer = image.Backing; layer is not null; depth++)
         {
-            var layerPath = layer switch
-            {
-                Qcow2Image q => q.Path,
-                RawImage r => r.Path,
-                _ => null,
-            };
+            var layerPath = DiskImage.PathOf(layer);
             if (layerPath is not null && DiskImage.RealPath(layerPath) == real)
             {
                 return depth;

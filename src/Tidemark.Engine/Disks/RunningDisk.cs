@@ -72,12 +72,10 @@ public sealed class RunningDisk
 
     /// <summary>The images under the top one, from the top down: each one's file and virtual size.</summary>
     public IReadOnlyList<(string Path, long VirtualSize)> BackingLayers()
-        => [.. BitmapChain.Layers(LiveImage).Skip(1).Select(l => (l switch
-        {
-            Storage.Qcow2.Qcow2Image qcow2 => qcow2.Path,
-            Storage.RawImage raw => raw.Path,
-            _ => "",
-        }, l.VirtualSize)).Where(l => l.Item1.Length > 0)];
+        => [.. from layer in BitmapChain.Layers(LiveImage).Skip(1)
+               let path = Storage.DiskImage.PathOf(layer)
+               where path is not null
+               select (path, layer.VirtualSize)];
 
     /// <summary>Bytes dirty in bitmap <paramref name="name"/> across the chain, or null when the chain is not valid (spec §6.5).</summary>
     internal long? DirtyBytes(string name) => BitmapChain.Merge(LiveImage, name)?.CountDirtyBytes();

@@ -194,17 +194,10 @@ internal sealed class ConvertCommand(CliConsole console)
     /// <summary>The source's top image sits on the very file the target reads through (convert -B onto the source's own backing file).</summary>
     private static bool SharesBacking(IBlockImage source, IBlockImage target)
     {
-        var sourceBacking = PathOf((source as Qcow2Image)?.Backing);
-        var targetBacking = PathOf((target as Qcow2Image)?.Backing);
+        var sourceBacking = DiskImage.PathOf((source as Qcow2Image)?.Backing);
+        var targetBacking = DiskImage.PathOf((target as Qcow2Image)?.Backing);
         return sourceBacking is not null && targetBacking is not null && DiskImage.RealPath(sourceBacking) == DiskImage.RealPath(targetBacking);
     }
-
-    private static string? PathOf(IBlockImage? image) => image switch
-    {
-        Qcow2Image q => q.Path,
-        RawImage r => r.Path,
-        _ => null,
-    };
 
     private static void Check(Action check)
     {
