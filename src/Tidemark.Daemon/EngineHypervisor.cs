@@ -339,12 +339,15 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
 
     public ValueTask<string> GetDomainXmlAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => Call(() =>
     {
-        // SECURE, INACTIVE, UPDATE_CPU, MIGRATABLE: only INACTIVE changes what Tidemark shows.
+        // SECURE, INACTIVE, UPDATE_CPU, MIGRATABLE: SECURE adds the secure data, and so does
+        // MIGRATABLE on libvirtd 9.0 (a migration takes the VNC password along); otherwise
+        // UPDATE_CPU and MIGRATABLE change nothing Tidemark keeps.
         CheckFlags(flags, 1 | 2 | 4 | 8, "qemuDomainGetXMLDesc");
         var found = Find(domain);
+        var format = (flags & (1 | 8)) != 0 ? DomainFormatFlags.Secure : DomainFormatFlags.None;
         return (flags & 2) != 0 || found.Running is not { } running
-            ? found.GetXml()
-            : RunningDomainXml.Format(found.Definition, running);
+            ? found.GetXml(format)
+            : RunningDomainXml.Format(found.Definition, running, format);
     });
 
     public ValueTask<bool> GetAutostartAsync(RemoteDomain domain, CancellationToken cancellationToken) => Call(() => _autostart.Get(Find(domain).Name));

@@ -24,10 +24,10 @@ public static class RunningDomainXml
     public const string Prefix = "tidemark";
 
     /// <summary>The definition with each running disk's NBD URI in its metadata.</summary>
-    public static string Format(DomainDefinition definition, RunningDomain running)
+    public static string Format(DomainDefinition definition, RunningDomain running, DomainFormatFlags flags)
     {
         // A definition saved before define dropped the element could still hold an old run's.
-        var xml = DomainFormatter.Format(DomainParser.Parse(DiskAliases.WithAliases(WithoutRunState(definition))));
+        var xml = DomainFormatter.Format(DomainParser.Parse(DiskAliases.WithAliases(WithoutRunState(definition))), flags);
         var element = new StringBuilder();
         element.Append("    <").Append(Prefix).Append(":disks xmlns:").Append(Prefix).Append("='").Append(Namespace).Append("'>\n");
         foreach (var disk in running.Disks)

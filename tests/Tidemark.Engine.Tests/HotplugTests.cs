@@ -1,6 +1,7 @@
 using Tidemark.Engine.Domains;
 using Tidemark.Engine.Tests.Support;
 using Tidemark.Formats.Checkpoints;
+using Tidemark.Formats.Domains;
 using Tidemark.Testing;
 
 namespace Tidemark.Engine.Tests;
@@ -86,16 +87,16 @@ public sealed class HotplugTests
         var stopped = await Assert.ThrowsAsync<EngineException>(() => domain.AttachDeviceAsync(DiskXml(vdc, "vdc"), DeviceModifyFlags.Live, Ct));
         Assert.Equal("Requested operation is not valid: domain is not running", stopped.Message);
         await domain.StartAsync(Ct);
-        var inactiveXml = domain.GetXml();
+        var inactiveXml = domain.GetXml(DomainFormatFlags.Secure);
         var unsupported = await Assert.ThrowsAsync<EngineException>(() => domain.AttachDeviceAsync("<interface type='network'><source network='default'/></interface>", DeviceModifyFlags.Live, Ct));
         Assert.Equal("Operation not supported: live attach of device 'interface' is not supported", unsupported.Message);
-        Assert.Equal(inactiveXml, domain.GetXml());
+        Assert.Equal(inactiveXml, domain.GetXml(DomainFormatFlags.Secure));
 
         await domain.AttachDeviceAsync(DiskXml(vdc, "vdc"), DeviceModifyFlags.Live, Ct);
         await domain.AttachDeviceAsync(DiskXml(vdd, "vdd"), DeviceModifyFlags.Live | DeviceModifyFlags.Config, Ct);
         Assert.Equal(["vda", "vdc", "vdd"], domain.Running!.Disks.Select(d => d.Target));
-        Assert.DoesNotContain("vdc", domain.GetXml(), StringComparison.Ordinal);
-        Assert.Contains("vdd", domain.GetXml(), StringComparison.Ordinal);
+        Assert.DoesNotContain("vdc", domain.GetXml(DomainFormatFlags.Secure), StringComparison.Ordinal);
+        Assert.Contains("vdd", domain.GetXml(DomainFormatFlags.Secure), StringComparison.Ordinal);
 
         // The next host takes the running domain over with its hot-plugged disks.
         await test.Host.CloseKeepingDomainsAsync();
@@ -109,7 +110,7 @@ public sealed class HotplugTests
         Assert.Equal(["vda", "vdd"], domain.Running!.Disks.Select(d => d.Target));
         await domain.DestroyAsync(Ct);
         await test.RestartAsync();
-        Assert.Contains($"<source file='{vdd}'/>", test.Host.LookupByName("p").GetXml(), StringComparison.Ordinal);
+        Assert.Contains($"<source file='{vdd}'/>", test.Host.LookupByName("p").GetXml(DomainFormatFlags.Secure), StringComparison.Ordinal);
     }
 
     private static string DiskXml(string image, string target) =>

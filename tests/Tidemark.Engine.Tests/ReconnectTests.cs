@@ -124,23 +124,23 @@ public sealed class ReconnectTests
         await using var test = await TestHost.CreateAsync();
         var domain = await test.DefineAsync("d", Size, new TestDisk("vda"));
         await domain.StartAsync(Ct);
-        var running = DomainFormatter.Format(domain.Definition);
+        var running = DomainFormatter.Format(domain.Definition, DomainFormatFlags.Secure);
 
         // Redefined while running: the new definition waits for the next start.
         var next = test.DomainXml("d", new TestDisk("vda")).Replace("<memory unit='KiB'>1048576</memory>", "<memory unit='KiB'>2097152</memory>", StringComparison.Ordinal);
         await test.Host.DefineAsync(next, Ct);
-        var inactive = domain.GetXml();
+        var inactive = domain.GetXml(DomainFormatFlags.Secure);
         Assert.NotEqual(running, inactive);
 
         await test.Host.CloseKeepingDomainsAsync();
         await test.ReopenAfterCrashAsync();
         domain = test.Host.LookupByName("d");
         Assert.True(domain.IsActive);
-        Assert.Equal(running, DomainFormatter.Format(domain.Definition));
-        Assert.Equal(inactive, domain.GetXml());
+        Assert.Equal(running, DomainFormatter.Format(domain.Definition, DomainFormatFlags.Secure));
+        Assert.Equal(inactive, domain.GetXml(DomainFormatFlags.Secure));
 
         await domain.DestroyAsync(Ct);
-        Assert.Equal(inactive, DomainFormatter.Format(domain.Definition));
+        Assert.Equal(inactive, DomainFormatter.Format(domain.Definition, DomainFormatFlags.Secure));
     }
 
     [Fact]

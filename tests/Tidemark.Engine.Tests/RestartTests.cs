@@ -3,6 +3,7 @@ using Tidemark.Engine.Domains;
 using Tidemark.Engine.Tests.Support;
 using Tidemark.Formats;
 using Tidemark.Formats.Checkpoints;
+using Tidemark.Formats.Domains;
 using Tidemark.Testing;
 
 namespace Tidemark.Engine.Tests;
@@ -28,7 +29,7 @@ public sealed class RestartTests
         test.Clock.Now += 60;
         await domain.Checkpoints.CreateAsync("<domaincheckpoint><name>c2</name></domaincheckpoint>", cancellationToken: Ct);
         var xml = await domain.Checkpoints.GetXmlAsync("c2", CheckpointFormatFlags.Secure, Ct);
-        var domainXml = domain.GetXml();
+        var domainXml = domain.GetXml(DomainFormatFlags.Secure);
 
         await test.RestartAsync();
 
@@ -36,7 +37,7 @@ public sealed class RestartTests
         Assert.Equal(DomainState.ShutOff, domain.State);
         Assert.Equal(-1, domain.Id);
         Assert.Equal(Guid.Parse(TestHost.Uuid), domain.Uuid);
-        Assert.Equal(domainXml, domain.GetXml());
+        Assert.Equal(domainXml, domain.GetXml(DomainFormatFlags.Secure));
         Assert.Equal(["c1", "c2"], await domain.Checkpoints.ListAsync(CheckpointListFlags.Topological, Ct));
         Assert.Equal(xml, await domain.Checkpoints.GetXmlAsync("c2", CheckpointFormatFlags.Secure, Ct));
         Assert.Equal(LibvirtCheckpointFile.EditWarning + xml, await File.ReadAllTextAsync(Path.Combine(test.StateRoot, "checkpoint", "r", "c2.xml"), Ct));

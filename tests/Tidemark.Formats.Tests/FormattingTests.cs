@@ -85,6 +85,6 @@ public sealed class FormattingTests
         var end = text.IndexOf("  </domain>\n", StringComparison.Ordinal) + "  </domain>\n".Length;
         var embedded = string.Concat(text[start..end].Split('\n').Select(l => l.Length >= 2 ? l[2..] + "\n" : l)).TrimEnd('\n') + "\n";
 
-        Assert.Equal(embedded, DomainFormatter.Format(DomainParser.Parse(embedded, cancellationToken: TestContext.Current.CancellationToken)));
+        Assert.Equal(embedded, DomainFormatter.Format(DomainParser.Parse(embedded, cancellationToken: TestContext.Current.CancellationToken), DomainFormatFlags.Secure));
     }
 }

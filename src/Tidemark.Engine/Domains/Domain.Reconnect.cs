@@ -147,7 +147,7 @@ public sealed partial class Domain
             throw;
         }
 
-        if (!ReferenceEquals(own, status.Definition) && DomainFormatter.Format(own) != DomainFormatter.Format(status.Definition))
+        if (!ReferenceEquals(own, status.Definition) && DomainFormatter.Format(own, DomainFormatFlags.Secure) != DomainFormatter.Format(status.Definition, DomainFormatFlags.Secure))
         {
             _nextDefinition = own;
         }

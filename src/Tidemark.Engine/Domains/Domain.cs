@@ -94,7 +94,7 @@ public sealed partial class Domain
     internal ILogger Logger => _host.Logger;
 
     /// <summary>The domain's XML (the inactive definition: the next one if a new definition waits for the next start).</summary>
-    public string GetXml() => DomainFormatter.Format(_nextDefinition ?? Definition);
+    public string GetXml(DomainFormatFlags flags) => DomainFormatter.Format(_nextDefinition ?? Definition, flags);
 
     /// <summary>
     /// Starts the domain: opens every disk with media read-write (read-only disks read-only),
@@ -294,7 +294,7 @@ public sealed partial class Domain
     {
         // Below the edit warning libvirt writes (virDomainDefSaveXML), so the file reads the
         // same as the one libvirt keeps in /etc/libvirt/qemu.
-        await AtomicFile.WriteAsync(Store.DomainFile(definition.Name), EditWarning.Domain(definition.Name, Uuid) + DomainFormatter.Format(definition), cancellationToken).ConfigureAwait(false);
+        await AtomicFile.WriteAsync(Store.DomainFile(definition.Name), EditWarning.Domain(definition.Name, Uuid) + DomainFormatter.Format(definition, DomainFormatFlags.Secure), cancellationToken).ConfigureAwait(false);
         IsPersistent = true;
         if (Running is null)
         {

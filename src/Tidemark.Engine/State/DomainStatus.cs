@@ -52,7 +52,7 @@ internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Pa
     /// <summary>Writes the record to <paramref name="path"/> atomically.</summary>
     public Task WriteAsync(string path, CancellationToken cancellationToken)
     {
-        var domain = XElement.Parse(DomainFormatter.Format(Definition));
+        var domain = XElement.Parse(DomainFormatter.Format(Definition, DomainFormatFlags.Secure));
         domain.SetAttributeValue("id", Id.ToString(CultureInfo.InvariantCulture));
         var status = new XElement(
             "domstatus",

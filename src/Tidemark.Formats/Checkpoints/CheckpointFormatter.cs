@@ -1,4 +1,5 @@
 using System.Globalization;
+using Tidemark.Formats.Domains;
 using Tidemark.Formats.Xml;
 
 namespace Tidemark.Formats.Checkpoints;
@@ -16,8 +17,9 @@ public static class CheckpointFormatter
     /// (if not 0), disks, domain (unless <see cref="CheckpointFormatFlags.NoDomain"/>).
     /// </summary>
     /// <remarks>
-    /// The embedded domain is written back as it was read, re-indented; Tidemark does not model
-    /// a domain's secure data, so <see cref="CheckpointFormatFlags.Secure"/> changes nothing here.
+    /// The embedded domain is written back as it was read, re-indented, its secure data only
+    /// with <see cref="CheckpointFormatFlags.Secure"/> (<see cref="DomainSecureData"/>), as
+    /// libvirt's virDomainCheckpointDefFormat passes VIR_DOMAIN_DEF_FORMAT_SECURE on.
     /// </remarks>
     /// <exception cref="ArgumentOutOfRangeException">Unknown flag bits.</exception>
     public static string Format(CheckpointDefinition checkpoint, CheckpointFormatFlags flags = CheckpointFormatFlags.Secure)
@@ -66,7 +68,7 @@ public static class CheckpointFormatter
 
         if (checkpoint.Domain is not null && !flags.HasFlag(CheckpointFormatFlags.NoDomain))
         {
-            w.Verbatim(checkpoint.Domain.Element);
+            DomainFormatter.Write(w, checkpoint.Domain, flags.HasFlag(CheckpointFormatFlags.Secure) ? DomainFormatFlags.Secure : DomainFormatFlags.None);
         }
 
         w.Close("domaincheckpoint");

@@ -94,7 +94,7 @@ internal static class FormatCommand
         Refuse(settings.Redefine || settings.NoDomain || settings.CreationTime is not null, "--redefine, --no-domain and --creation-time", "checkpoint");
         Refuse(settings.Suffix is not null || settings.Internal || settings.DriverDefaults, "--suffix, --internal and --driver-defaults", "backup");
         Refuse(settings.Domain is not null, "--domain", "checkpoint or backup");
-        return DomainFormatter.Format(DomainParser.Parse(root));
+        return DomainFormatter.Format(DomainParser.Parse(root), DomainFormatFlags.Secure);
     }
 
     private static async Task<DomainDefinition> ReadDomainAsync(string path, CancellationToken cancellationToken)

@@ -76,7 +76,7 @@ internal static class TourCommand
                 case TourAction.Domain:
                     domain = DomainParser.Parse(text, step.File);
                     report.Line("disks", string.Join(", ", domain.Disks.Select(d => $"{d.TargetDev} ({d.DriverType ?? "?"}, {d.SourcePath ?? "no media"})")));
-                    formatted = DomainFormatter.Format(domain);
+                    formatted = DomainFormatter.Format(domain, DomainFormatFlags.Secure);
                     break;
                 case TourAction.CreateCheckpoint:
                     var created = CheckpointAligner.Align(CheckpointParser.Parse(text, CheckpointParseMode.Create, FixedTime, step.File), domain);
