@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using Tidemark.Engine.Checkpoints;
 using Tidemark.Engine.Domains;
 using Tidemark.Engine.Tests.Support;
@@ -116,6 +117,39 @@ public sealed class ReconnectTests
         Assert.NotEqual(port, domain.Running!.TcpEndPoint!.Port);
         Assert.True(File.Exists(domain.Running.SocketPath), "the unix socket is not served again");
         await Guest.RunAsync(domain.Running.SocketPath, "vda", "write -P 0x62 0 4k");
+    }
+
+    [Fact]
+    public async Task NodeCounter_GoesOnAcrossTheRestart()
+    {
+        // libvirtd keeps its node counter in the status file (<nodename index='N'/>): a store
+        // begun after its restart is numbered after those begun before, never again from the
+        // disks' count.
+        await using var test = await TestHost.CreateAsync();
+        var domain = await test.DefineAsync("n", Size, new TestDisk("vda"));
+        await domain.StartAsync(Ct);
+        async Task<string> PullIndexAsync(string socket)
+        {
+            var job = await domain.BeginBackupAsync($"<domainbackup mode='pull'><server transport='unix' socket='{test.Directory.File(socket)}'/></domainbackup>", null, cancellationToken: Ct);
+            var index = Regex.Match(domain.GetBackupXml(), "index='([0-9]+)'").Groups[1].Value;
+            domain.AbortBackup();
+            await job.Completion;
+            return index;
+        }
+
+        Assert.Equal("2", await PullIndexAsync("p1.sock"));
+        Assert.Equal("3", await PullIndexAsync("p2.sock"));
+        await test.Host.CloseKeepingDomainsAsync();
+        Assert.Contains("<nodename index=\"3\" />", await File.ReadAllTextAsync(Path.Combine(test.StateRoot, "run", "n.xml"), Ct), StringComparison.Ordinal);
+
+        await test.ReopenAfterCrashAsync();
+        domain = test.Host.LookupByName("n");
+        Assert.Equal("4", await PullIndexAsync("p3.sock"));
+
+        // A new start numbers from the disks again.
+        await domain.DestroyAsync(Ct);
+        await domain.StartAsync(Ct);
+        Assert.Equal("2", await PullIndexAsync("p4.sock"));
     }
 
     [Fact]

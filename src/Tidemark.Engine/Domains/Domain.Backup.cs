@@ -40,13 +40,31 @@ public sealed partial class Domain
     // libvirt's per-domain node counter, which gives each store its index (vda[N]).
     private uint _lastStoreIndex;
 
+    /// <summary>The node counter (libvirt's <c>nodenameindex</c>): the index the last store or image layer took.</summary>
+    internal uint LastStoreIndex => _lastStoreIndex;
+
     /// <summary>
     /// Starts the node counter as libvirt's does at every start (qemuDomainStorageIdNew,
-    /// qemustatusxml2xmldata/backup-pull-in.xml): the disks' images take the first ids, each
-    /// layer of each chain one, so a backup's first store is numbered after them.
+    /// qemustatusxml2xmldata/backup-pull-in.xml): the disks take the first ids, each layer of
+    /// each chain one and each drive without media one, so a backup's first store is numbered
+    /// after them (libvirtd 9.0 numbers seven disks, one an empty CD-ROM, 1 to 7, and the
+    /// scratch 8).
     /// </summary>
     private void ResetStoreIndex(RunningDomain running)
-        => _lastStoreIndex = (uint)running.Disks.Sum(d => BitmapChain.Layers(d.LiveImage).Count);
+        => _lastStoreIndex = (uint)(running.Disks.Sum(d => BitmapChain.Layers(d.LiveImage).Count) + Definition.Disks.Count(d => d.IsEmpty));
+
+    /// <summary>
+    /// Counts the ids a disk hot-plugged with <paramref name="layers"/> image layers takes from
+    /// the node counter: libvirtd 9.0 numbers the chain twice, once as it detects the backing
+    /// layers and again as it adds every layer, so a chain of N layers takes 2N - 1 ids and its
+    /// top the last N of them (attach-disk of a 1-, 2- and 3-layer chain, compared).
+    /// </summary>
+    private void CountAttachedLayers(int layers)
+        => _lastStoreIndex += (uint)(2 * layers - 1);
+
+    /// <summary>Goes on from the counter a previous host recorded (libvirt's status <c>&lt;nodename index='N'/&gt;</c>), never back.</summary>
+    private void ContinueStoreIndex(uint recorded)
+        => _lastStoreIndex = Math.Max(_lastStoreIndex, recorded);
 
     /// <summary>
     /// Wraps each store the next jobs open (<see cref="BackupJobOptions.StoreWrapper"/>): a seam

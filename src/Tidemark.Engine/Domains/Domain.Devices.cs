@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using System.Xml.Linq;
 using Microsoft.Extensions.Logging;
+using Tidemark.Engine.Disks;
 using Tidemark.Engine.State;
 using Tidemark.Formats;
 using Tidemark.Formats.Domains;
@@ -57,7 +58,8 @@ public sealed partial class Domain
             {
                 try
                 {
-                    await Running!.AttachDiskAsync(disk, cancellationToken).ConfigureAwait(false);
+                    var attached = await Running!.AttachDiskAsync(disk, cancellationToken).ConfigureAwait(false);
+                    CountAttachedLayers(BitmapChain.Layers(attached.LiveImage).Count);
                 }
                 catch (EngineException e) when (e.Reason == EngineErrorReason.ImageLocked)
                 {

@@ -39,6 +39,13 @@ internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Pa
     /// </summary>
     public IReadOnlyList<DiskStatistics> Disks { get; init; } = [];
 
+    /// <summary>
+    /// The node counter (<c>Domain.LastStoreIndex</c>), as libvirt's status file keeps it in
+    /// <c>&lt;nodename index='N'/&gt;</c>: the next host numbers stores after it, as libvirtd
+    /// goes on after its restart. 0 in a record that lacks it.
+    /// </summary>
+    public uint NodeIndex { get; init; }
+
     /// <summary>Resumed since its start: libvirt's reason <c>unpaused</c> for a running domain, <c>booted</c> otherwise (a paused one's is <c>user</c>, and a resume makes it <c>unpaused</c> again).</summary>
     public bool WasResumed { get; init; }
 
@@ -60,6 +67,7 @@ internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Pa
             new XAttribute("reason", Paused ? "user" : WasResumed ? "unpaused" : "booted"),
             new XAttribute("handover", HandedOver ? "done" : "started"),
             TcpPort is { } port ? new XElement("guest", new XAttribute("tcp-port", port.ToString(CultureInfo.InvariantCulture))) : null,
+            new XElement("nodename", new XAttribute("index", NodeIndex.ToString(CultureInfo.InvariantCulture))),
             Disks.Select(d => d.ToElement()),
             Backup,
             domain);
@@ -121,6 +129,13 @@ internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Pa
             port = value;
         }
 
+        uint nodeIndex = 0;
+        if (status.Element("nodename")?.Attribute("index") is { } indexText
+            && !uint.TryParse(indexText.Value, NumberStyles.None, CultureInfo.InvariantCulture, out nodeIndex))
+        {
+            throw Invalid(path, $"invalid node index '{indexText.Value}'");
+        }
+
         var disks = new List<DiskStatistics>();
         foreach (var element in status.Elements("disk-stats"))
         {
@@ -131,6 +146,7 @@ internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Pa
         return new DomainStatus(DomainParser.Parse(domain), id, state == "paused", port, handover == "done")
         {
             WasResumed = reason == "unpaused",
+            NodeIndex = nodeIndex,
             Disks = disks,
             Backup = status.Element("backupjob"),
         };
