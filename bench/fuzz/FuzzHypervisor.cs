@@ -65,6 +65,8 @@ internal sealed class FuzzHypervisor : IRemoteHypervisor
 
     public ValueTask DetachDeviceAliasAsync(RemoteDomain domain, string alias, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport(nameof(DetachDeviceAliasAsync));
 
+    public ValueTask UpdateDeviceAsync(RemoteDomain domain, string xml, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport(nameof(UpdateDeviceAsync));
+
     public ValueTask ResizeBlockAsync(RemoteDomain domain, string disk, ulong size, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport(nameof(ResizeBlockAsync));
 
     public ValueTask RenameDomainAsync(RemoteDomain domain, string? newName, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport(nameof(RenameDomainAsync));

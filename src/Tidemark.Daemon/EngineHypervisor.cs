@@ -204,6 +204,17 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         }
     });
 
+    /// <summary>A drive whose media changed announces its tray opening and closing (TRAY_CHANGE), as QEMU's events reach libvirt's clients.</summary>
+    public ValueTask UpdateDeviceAsync(RemoteDomain domain, string xml, uint flags, CancellationToken cancellationToken) => CallAsync(async () =>
+    {
+        var found = Find(domain);
+        await found.UpdateDeviceAsync(xml, (DeviceModifyFlags)flags, alias =>
+        {
+            Events?.PublishTrayChange(Ref(found), alias, TrayChangeReason.Opened);
+            Events?.PublishTrayChange(Ref(found), alias, TrayChangeReason.Closed);
+        }, cancellationToken).ConfigureAwait(false);
+    });
+
     public ValueTask DetachDeviceAliasAsync(RemoteDomain domain, string alias, uint flags, CancellationToken cancellationToken) => CallAsync(async () =>
     {
         var found = Find(domain);

@@ -54,6 +54,18 @@ public enum EngineErrorReason
     /// <summary>A device kind Tidemark cannot attach or detach, or a disk its backup job uses: "live attach of device '%s' is not supported", "disk '%s' already in active block job".</summary>
     DeviceUnsupported,
 
+    /// <summary>An IDE disk on a controller an i440FX machine does not have: "Only 1 IDE controller is supported" (an internal error in libvirt's words).</summary>
+    TooManyIdeControllers,
+
+    /// <summary>A disk to update that the running domain lacks: "disk '%s' not found" (an internal error in libvirt's words).</summary>
+    UpdatedDiskMissing,
+
+    /// <summary>An update of a running disk that would change more than its media: "cannot modify field '%s' of the disk".</summary>
+    FixedDiskField,
+
+    /// <summary>New media for a running drive that is not a CD-ROM or floppy: "disk source can be changed only in removable drives".</summary>
+    MediaNotRemovable,
+
     /// <summary>What QEMU would refuse in the command libvirt sends it: "unable to execute QEMU command '%s': %s" (a disk's image locked at hotplug, a resize QEMU cannot make).</summary>
     MonitorCommandFailed,
 
@@ -164,6 +176,10 @@ public static class EngineErrorReasons
         EngineErrorReason.DeviceMissing => LibvirtErrorCode.DeviceMissing,
         EngineErrorReason.NoDeviceWithAlias => LibvirtErrorCode.InternalError,
         EngineErrorReason.DeviceUnsupported => LibvirtErrorCode.OperationUnsupported,
+        EngineErrorReason.TooManyIdeControllers => LibvirtErrorCode.InternalError,
+        EngineErrorReason.UpdatedDiskMissing => LibvirtErrorCode.InternalError,
+        EngineErrorReason.FixedDiskField => LibvirtErrorCode.OperationUnsupported,
+        EngineErrorReason.MediaNotRemovable => LibvirtErrorCode.ConfigUnsupported,
         EngineErrorReason.MonitorCommandFailed => LibvirtErrorCode.InternalError,
         EngineErrorReason.DomainNameTaken => LibvirtErrorCode.OperationInvalid,
         EngineErrorReason.DomainAlreadyRunning => LibvirtErrorCode.OperationInvalid,

@@ -12,4 +12,7 @@ public enum DeviceModifyFlags
 
     /// <summary>VIR_DOMAIN_AFFECT_CONFIG: the persistent definition, which the domain takes at its next start.</summary>
     Config = 2,
+
+    /// <summary>VIR_DOMAIN_DEVICE_MODIFY_FORCE: an update may open a tray the guest has locked (update only).</summary>
+    Force = 4,
 }

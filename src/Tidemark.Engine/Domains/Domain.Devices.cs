@@ -33,6 +33,7 @@ public sealed partial class Domain
         var device = ParseDevice(deviceXml, cancellationToken);
         using var held = await LockAsync(cancellationToken).ConfigureAwait(false);
         var (live, config) = Impact(flags, device, "attach");
+        DomainDisks.CheckController(_nextDefinition ?? Definition, device);
 
         // As qemuDomainAttachDeviceFlags: the persistent copy first (so a refusal there changes
         // nothing), then the running domain, then the persistent definition is saved.
@@ -52,7 +53,7 @@ public sealed partial class Domain
         if (live)
         {
             var running = WithDevice(Definition, device);
-            DomainDisks.CheckUniqueTargets(running);
+            DomainDisks.Check(running);
             var disk = running.DiskByTarget(AddedTarget(device))!;
             if (!disk.IsEmpty)
             {

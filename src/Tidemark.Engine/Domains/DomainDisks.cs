@@ -1,10 +1,57 @@
+using System.Globalization;
+using System.Xml.Linq;
 using Tidemark.Formats.Domains;
 
 namespace Tidemark.Engine.Domains;
 
-/// <summary>What libvirt checks of a domain's disks together (virDomainDefCheckDuplicateDiskInfo).</summary>
+/// <summary>What libvirt checks of a domain's disks together (virDomainDefCheckDuplicateDiskInfo, the controllers their addresses imply).</summary>
 internal static class DomainDisks
 {
+    /// <summary>Every check of a definition's disks: unique targets, then each disk's controller.</summary>
+    /// <exception cref="EngineException">As <see cref="CheckUniqueTargets"/> and <see cref="CheckController"/>.</exception>
+    public static void Check(DomainDefinition definition)
+    {
+        CheckUniqueTargets(definition);
+        foreach (var disk in definition.Element.Element("devices")?.Elements("disk") ?? [])
+        {
+            CheckController(definition, disk);
+        }
+    }
+
+    /// <summary>
+    /// An IDE disk's controller (virDomainDiskDefAssignAddress: its drive address, else its
+    /// name's index / 4) must be the one an i440FX machine has: libvirt adds the controller the
+    /// address implies and then refuses it (qemuValidateDomainDeviceDefControllerIDE). So
+    /// <c>hdz</c> (index 25, controller 6) is refused however few disks the domain has.
+    /// </summary>
+    /// <exception cref="EngineException">"Only 1 IDE controller is supported", an internal error in libvirt's words.</exception>
+    public static void CheckController(DomainDefinition definition, XElement disk)
+    {
+        var target = disk.Element("target");
+        var dev = target?.Attribute("dev")?.Value ?? "";
+        if ((target?.Attribute("bus")?.Value ?? DiskAliases.DefaultBus(dev, disk.Attribute("device")?.Value)) != "ide" || !IsI440Fx(definition))
+        {
+            return;
+        }
+
+        var address = disk.Element("address");
+        var controller = address?.Attribute("type")?.Value == "drive" && address.Attribute("controller")?.Value is { } given
+            ? (int.TryParse(given, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : 0)
+            : DiskAliases.NameToIndex(dev) / 4;
+        if (controller > 0)
+        {
+            throw new EngineException(EngineErrorReason.TooManyIdeControllers, "Only 1 IDE controller is supported");
+        }
+    }
+
+    /// <summary>qemuDomainMachineIsI440FX, with libvirt's x86 default ("pc") for a domain that names no machine.</summary>
+    private static bool IsI440Fx(DomainDefinition definition)
+    {
+        var machine = definition.Element.Element("os")?.Element("type")?.Attribute("machine")?.Value ?? "pc";
+        return machine == "pc" || machine.StartsWith("pc-0.", StringComparison.Ordinal) || machine.StartsWith("pc-1.", StringComparison.Ordinal)
+            || machine.StartsWith("pc-i440", StringComparison.Ordinal) || machine.StartsWith("rhel", StringComparison.Ordinal);
+    }
+
     /// <exception cref="EngineException">"target '%s' duplicated for disk sources '%s' and '%s'", as an XML error.</exception>
     public static void CheckUniqueTargets(DomainDefinition definition)
     {

@@ -338,7 +338,7 @@ public sealed class DomainHost : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(parsed);
         DomainNames.Check(parsed.Name);
-        DomainDisks.CheckUniqueTargets(parsed);
+        DomainDisks.Check(parsed);
         var definition = WithUuid(parsed);
         var uuid = ParseUuid(definition);
         Domain? existing;
@@ -388,7 +388,7 @@ public sealed class DomainHost : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(parsed);
         Flags.Check(flags, DomainStartFlags.GuestTcp | DomainStartFlags.Paused, "virDomainCreateXML");
         DomainNames.Check(parsed.Name);
-        DomainDisks.CheckUniqueTargets(parsed);
+        DomainDisks.Check(parsed);
         var definition = WithUuid(parsed);
         var uuid = ParseUuid(definition);
 

@@ -110,6 +110,10 @@ public sealed partial class LibvirtClient
     public Task DetachDeviceAsync(RemoteDomain domain, string xml, uint? flags, CancellationToken cancellationToken = default) =>
         _channel.CallAsync(flags is null ? RemoteProcedure.DomainDetachDevice : RemoteProcedure.DomainDetachDeviceFlags, DeviceArgs(domain, xml, flags), cancellationToken);
 
+    /// <summary>virDomainUpdateDeviceFlags: changes the device <paramref name="xml"/> names (a drive's media).</summary>
+    public Task UpdateDeviceAsync(RemoteDomain domain, string xml, uint flags, CancellationToken cancellationToken = default) =>
+        _channel.CallAsync(RemoteProcedure.DomainUpdateDeviceFlags, DeviceArgs(domain, xml, flags), cancellationToken);
+
     /// <summary>virDomainDetachDeviceAlias: removes the device whose alias is <paramref name="alias"/>.</summary>
     public Task DetachDeviceAliasAsync(RemoteDomain domain, string alias, uint flags, CancellationToken cancellationToken = default) =>
         _channel.CallAsync(RemoteProcedure.DomainDetachDeviceAlias, DeviceArgs(domain, alias, flags), cancellationToken);

@@ -51,6 +51,7 @@ public static class ApiNames
         [161] = "virDomainDetachDeviceFlags",
         [163] = "virDomainGetJobInfo",
         [164] = "virDomainAbortJob",
+        [174] = "virDomainUpdateDeviceFlags",
         [182] = "virDomainManagedSave",
         [183] = "virDomainHasManagedSaveImage",
         [185] = "virDomainSnapshotCreateXML",

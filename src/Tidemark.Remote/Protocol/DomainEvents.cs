@@ -5,10 +5,18 @@ public enum DomainEventId
 {
     Lifecycle = 0,
     BlockJob = 8,
+    TrayChange = 10,
     DeviceRemoved = 15,
     BlockJob2 = 16,
     DeviceAdded = 19,
     JobCompleted = 21,
+}
+
+/// <summary>virDomainEventTrayChangeReason: what a drive's tray did (328).</summary>
+public enum TrayChangeReason
+{
+    Opened = 0,
+    Closed = 1,
 }
 
 /// <summary>virConnectDomainEventBlockJobStatus: how a disk's block job ended (326, 339).</summary>

@@ -40,6 +40,7 @@ public enum RemoteProcedure : uint
     DomainAttachDeviceFlags = 160,
     DomainDetachDeviceFlags = 161,
     DomainGetJobInfo = 163,
+    DomainUpdateDeviceFlags = 174,
     DomainHasManagedSaveImage = 183,
     DomainAbortJob = 164,
     DomainGetBlockInfo = 194,
@@ -62,6 +63,9 @@ public enum RemoteProcedure : uint
 
     /// <summary>MESSAGE server→client: a disk's block job ended (BLOCK_JOB, the disk's source path).</summary>
     DomainEventCallbackBlockJob = 326,
+
+    /// <summary>MESSAGE server→client: a drive's tray opened or closed (its alias).</summary>
+    DomainEventCallbackTrayChange = 328,
 
     /// <summary>MESSAGE server→client: a device left the running domain (its alias).</summary>
     DomainEventCallbackDeviceRemoved = 333,

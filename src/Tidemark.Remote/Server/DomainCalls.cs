@@ -23,6 +23,7 @@ internal static class DomainCalls
         RemoteProcedure.DomainDetachDevice => DeviceAsync(c, c.Hypervisor.DetachDeviceAsync, flags: false),
         RemoteProcedure.DomainDetachDeviceFlags => DeviceAsync(c, c.Hypervisor.DetachDeviceAsync, flags: true),
         RemoteProcedure.DomainDetachDeviceAlias => DeviceAsync(c, c.Hypervisor.DetachDeviceAliasAsync, flags: true),
+        RemoteProcedure.DomainUpdateDeviceFlags => DeviceAsync(c, c.Hypervisor.UpdateDeviceAsync, flags: true),
         RemoteProcedure.DomainCreate => StartAsync(c, DomainOnly(c), plain: true),
         RemoteProcedure.DomainCreateWithFlags => StartAsync(c, DomainAndFlags(c), plain: false),
         RemoteProcedure.DomainCreateXml => CreateAsync(c, c.Args((ref XdrReader r) => (r.ReadString(RemoteWire.MaxStringLength), r.ReadUInt32()))),

@@ -62,6 +62,17 @@ public sealed class DomainEventPublisher
         Publish(eventId, procedure, domain, w => w.WriteString(alias, RemoteWire.MaxStringLength));
     }
 
+    /// <summary>DOMAIN_EVENT_CALLBACK_TRAY_CHANGE (328): { callbackID, dom, devAlias, reason }.</summary>
+    public void PublishTrayChange(RemoteDomain domain, string alias, TrayChangeReason reason)
+    {
+        ArgumentNullException.ThrowIfNull(alias);
+        Publish(DomainEventId.TrayChange, RemoteProcedure.DomainEventCallbackTrayChange, domain, w =>
+        {
+            w.WriteString(alias, RemoteWire.MaxStringLength);
+            w.WriteInt32((int)reason);
+        });
+    }
+
     /// <summary>DOMAIN_EVENT_CALLBACK_JOB_COMPLETED (363): the same statistics as GET_JOB_STATS with flag COMPLETED.</summary>
     public void PublishJobCompleted(RemoteDomain domain, IReadOnlyList<TypedParameter> statistics)
     {

@@ -117,6 +117,12 @@ public interface IDomainProcedures
     /// <summary>DOMAIN_DETACH_DEVICE_FLAGS and DOMAIN_DETACH_DEVICE (LIVE): removes the device <paramref name="xml"/> names.</summary>
     ValueTask DetachDeviceAsync(RemoteDomain domain, string xml, uint flags, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// DOMAIN_UPDATE_DEVICE_FLAGS (174; flags 1 LIVE, 2 CONFIG, 4 FORCE): changes the device
+    /// <paramref name="xml"/> names to what it describes (a drive's media, virsh change-media).
+    /// </summary>
+    ValueTask UpdateDeviceAsync(RemoteDomain domain, string xml, uint flags, CancellationToken cancellationToken);
+
     /// <summary>DOMAIN_DETACH_DEVICE_ALIAS (392): removes the device whose alias is <paramref name="alias"/> (flags as DETACH_DEVICE_FLAGS).</summary>
     ValueTask DetachDeviceAliasAsync(RemoteDomain domain, string alias, uint flags, CancellationToken cancellationToken);
 

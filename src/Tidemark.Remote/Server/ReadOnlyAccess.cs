@@ -66,6 +66,7 @@ internal static class ReadOnlyAccess
         or RemoteProcedure.DomainBlockResize
         or RemoteProcedure.DomainAttachDevice or RemoteProcedure.DomainAttachDeviceFlags
         or RemoteProcedure.DomainDetachDevice or RemoteProcedure.DomainDetachDeviceFlags or RemoteProcedure.DomainDetachDeviceAlias
+        or RemoteProcedure.DomainUpdateDeviceFlags
         or RemoteProcedure.DomainResume or RemoteProcedure.DomainSuspend
         or RemoteProcedure.DomainSetAutostart
         or RemoteProcedure.DomainShutdown or RemoteProcedure.DomainShutdownFlags

@@ -165,6 +165,69 @@ public sealed class VirshCommandTests
         await twins.RunAsync("domblkerror", "vm");
     }
 
+    /// <summary>change-media and update-device: the documents virsh builds, flags, refusals and words.</summary>
+    [Fact]
+    public async Task ChangeMediaAndUpdateDevice_PrintAsVirshPrintsThem()
+    {
+        await using var twins = await VirshTwins.StartAsync();
+        await twins.OnBothAsync(async d =>
+        {
+            await d.CreateImageAsync("vda.qcow2");
+            await d.CreateImageAsync("cd1.iso");
+            await d.CreateImageAsync("cd2.iso");
+            await File.WriteAllTextAsync(d.Directory.File("cd.xml"), $"""
+                <domain type='kvm'>
+                  <name>cd</name>
+                  <memory unit='KiB'>1048576</memory>
+                  <devices>
+                    <disk type='file' device='disk'>
+                      <driver name='qemu' type='qcow2'/>
+                      <source file='{d.Directory.File("vda.qcow2")}'/>
+                      <target dev='vda' bus='virtio'/>
+                    </disk>
+                    <disk type='file' device='cdrom'>
+                      <driver name='qemu' type='qcow2'/>
+                      <source file='{d.Directory.File("cd1.iso")}' startupPolicy='optional'/>
+                      <target dev='hdc' bus='ide'/>
+                      <readonly/>
+                    </disk>
+                    <disk type='file' device='floppy'>
+                      <target dev='fda'/>
+                    </disk>
+                  </devices>
+                </domain>
+                """, Ct);
+            await File.WriteAllTextAsync(d.Directory.File("serial.xml"), $"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{d.Directory.File("vda.qcow2")}'/><target dev='vda' bus='virtio'/><serial>x</serial></disk>", Ct);
+        });
+
+        await twins.RunAsync("define", "{dir}/cd.xml");
+        await twins.RunAsync("change-media", "cd", "hdc", "{dir}/cd2.iso", "--print-xml");
+        await twins.RunAsync("change-media", "cd", "{dir}/cd1.iso", "--eject", "--print-xml");
+        await twins.RunAsync("change-media", "cd", "fda", "/dev/null", "--insert", "--block", "--print-xml");
+        await twins.RunAsync("change-media", "cd", "fda", "--eject");
+        await twins.RunAsync("change-media", "cd", "hdc", "{dir}/cd2.iso", "--insert");
+        await twins.RunAsync("change-media", "cd", "fda", "--insert");
+        await twins.RunAsync("change-media", "cd", "vda", "{dir}/cd2.iso");
+        await twins.RunAsync("change-media", "cd", "hdc", "--eject", "--insert");
+        await twins.RunAsync("change-media", "cd", "hdc", "--eject", "--block");
+        await twins.RunAsync("change-media", "cd", "hdc", "--live", "--current");
+        await twins.RunAsync("change-media", "cd", "hdc", "{dir}/cd2.iso", "--live");
+        Assert.Equal("Successfully updated media.\n", (await twins.RunAsync("change-media", "cd", "hdc", "{dir}/cd2.iso")).Stdout);
+        await twins.RunAsync("domblklist", "cd", "--inactive");
+        await twins.RunAsync("start", "cd");
+        await twins.RunAsync("change-media", "cd", "hdc", "--update");
+        await twins.RunAsync("change-media", "cd", "fda", "{dir}/cd1.iso", "--insert", "--force");
+        await twins.RunAsync("change-media", "cd", "hdc", "{dir}/cd1.iso", "--config");
+        await twins.RunAsync("domblklist", "cd");
+        await twins.RunAsync("domblklist", "cd", "--inactive");
+        await twins.RunAsync("update-device", "cd", "{dir}/serial.xml");
+        await twins.RunAsync("update-device", "cd", "{dir}/serial.xml", "--persistent");
+        Assert.Equal("Device updated successfully\n\n", (await twins.RunAsync("update-device", "cd", "{dir}/serial.xml", "--config")).Stdout);
+        await twins.RunAsync("update-device", "cd", "{dir}/nosuch.xml");
+        await twins.RunAsync("update-device", "cd", "{dir}/serial.xml", "--current", "--live");
+        await twins.RunAsync("destroy", "cd");
+    }
+
     [Fact]
     public async Task SuspendResumeAndStateFilters_PrintAsVirshPrintsThem()
     {

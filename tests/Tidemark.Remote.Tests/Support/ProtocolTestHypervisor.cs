@@ -170,6 +170,8 @@ internal sealed class ProtocolTestHypervisor : IRemoteHypervisor, IAsyncDisposab
 
     public ValueTask DetachDeviceAliasAsync(RemoteDomain domain, string alias, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport("virDomainDetachDeviceAlias");
 
+    public ValueTask UpdateDeviceAsync(RemoteDomain domain, string xml, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport("virDomainUpdateDeviceFlags");
+
     public ValueTask ResizeBlockAsync(RemoteDomain domain, string disk, ulong size, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport("virDomainBlockResize");
 
     public ValueTask RenameDomainAsync(RemoteDomain domain, string? newName, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport("virDomainRename");

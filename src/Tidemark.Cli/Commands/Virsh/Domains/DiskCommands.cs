@@ -8,7 +8,7 @@ using Tidemark.Remote.Protocol;
 
 namespace Tidemark.Cli.Commands.Virsh.Domains;
 
-/// <summary>virsh's disk verbs: attach-disk, detach-disk, detach-device-alias, blockresize, domblkinfo, domblkerror, with virsh 9.0's documents, flags and words; and nodeinfo.</summary>
+/// <summary>virsh's disk verbs: attach-disk, detach-disk, detach-device-alias, update-device, change-media, blockresize, domblkinfo, domblkerror, with virsh 9.0's documents, flags and words; and nodeinfo.</summary>
 internal static partial class DiskCommands
 {
     // virDomainDeviceModifyFlags.
@@ -26,6 +26,8 @@ internal static partial class DiskCommands
         yield return AttachDisk(console);
         yield return DetachDisk(console);
         yield return DetachDeviceAlias(console);
+        yield return UpdateDevice(console);
+        yield return ChangeMedia(console);
         yield return BlockResize(console);
         yield return DomBlkInfo(console);
         yield return DomBlkError(console);
