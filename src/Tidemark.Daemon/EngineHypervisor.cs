@@ -358,7 +358,7 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         var format = (flags & (1 | 8)) != 0 ? DomainFormatFlags.Secure : DomainFormatFlags.None;
         return (flags & 2) != 0 || found.Running is not { } running
             ? found.GetXml(format)
-            : RunningDomainXml.Format(found.Definition, running, format);
+            : RunningDomainXml.Format(found.Definition, running, found.Id, found.DiskNodeIndexes, format);
     });
 
     public ValueTask<bool> GetAutostartAsync(RemoteDomain domain, CancellationToken cancellationToken) => Call(() => _autostart.Get(Find(domain).Name));

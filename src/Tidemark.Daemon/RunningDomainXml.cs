@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using System.Globalization;
 using System.Security;
 using System.Text;
@@ -23,11 +24,24 @@ public static class RunningDomainXml
     /// <summary>The element's prefix, as libvirt writes metadata elements with the prefix they were given.</summary>
     public const string Prefix = "tidemark";
 
-    /// <summary>The definition with each running disk's NBD URI in its metadata.</summary>
-    public static string Format(DomainDefinition definition, RunningDomain running, DomainFormatFlags flags)
+    /// <summary>
+    /// The running definition as libvirt's live XML has it (the domain's <c>id</c>, the disks'
+    /// aliases, node indexes and backing chains: <see cref="LiveDiskChains"/>), with each
+    /// running disk's NBD URI in its metadata.
+    /// </summary>
+    public static string Format(DomainDefinition definition, RunningDomain running, int id, IReadOnlyDictionary<string, ImmutableArray<uint>> nodes, DomainFormatFlags flags)
     {
+        ArgumentNullException.ThrowIfNull(running);
+        ArgumentNullException.ThrowIfNull(nodes);
+
         // A definition saved before define dropped the element could still hold an old run's.
-        var xml = DomainFormatter.Format(DomainParser.Parse(DiskAliases.WithAliases(WithoutRunState(definition))), flags);
+        var live = DiskAliases.WithAliases(WithoutRunState(definition));
+        LiveDiskChains.Apply(live, running, nodes);
+
+        // <domain type='kvm' id='1'>: the id right after the type, as libvirt writes it.
+        var attributes = live.Attributes().Where(a => a.Name != "id").ToList();
+        live.ReplaceAttributes(attributes.Take(1), new XAttribute("id", id.ToString(CultureInfo.InvariantCulture)), attributes.Skip(1));
+        var xml = DomainFormatter.Format(DomainParser.Parse(live), flags);
         var element = new StringBuilder();
         element.Append("    <").Append(Prefix).Append(":disks xmlns:").Append(Prefix).Append("='").Append(Namespace).Append("'>\n");
         foreach (var disk in running.Disks)
@@ -75,12 +89,25 @@ public static class RunningDomainXml
         var name = XName.Get("disks", Namespace);
         var runAliases = definition.Element.Element("devices")?.Elements("disk").Elements("alias")
             .Where(a => a.Attribute("name")?.Value?.StartsWith(DiskAliases.UserPrefix, StringComparison.Ordinal) != true).Any() == true;
-        if (definition.Element.Element("metadata")?.Element(name) is null && !runAliases)
+        if (definition.Element.Element("metadata")?.Element(name) is null && !runAliases && definition.Element.Attribute("id") is null && !NodeIndexes(definition.Element).Any())
         {
             return definition;
         }
 
         var copy = new XElement(definition.Element);
+        copy.Attribute("id")?.Remove();
+        var indexed = NodeIndexes(copy).ToList();
+        foreach (var index in indexed)
+        {
+            var source = index.Parent!;
+            index.Remove();
+
+            // An ejected drive's <source index='N'/> is nothing without its index.
+            if (source.Name == "source" && !source.HasAttributes && !source.HasElements)
+            {
+                source.Remove();
+            }
+        }
         copy.Element("devices")?.Elements("disk").Elements("alias")
             .Where(a => a.Attribute("name")?.Value?.StartsWith(DiskAliases.UserPrefix, StringComparison.Ordinal) != true).Remove();
         if (copy.Element("metadata") is { } metadata)
@@ -94,6 +121,11 @@ public static class RunningDomainXml
 
         return DomainParser.Parse(copy);
     }
+
+    /// <summary>The live XML's node indexes: on each disk's source and backing layers (libvirt reads them only from its status files).</summary>
+    private static IEnumerable<XAttribute> NodeIndexes(XElement domain)
+        => (domain.Element("devices")?.Elements("disk") ?? []).SelectMany(d => d.Elements("source").Concat(d.Descendants("backingStore")).Concat(d.Descendants("backingStore").Elements("source")))
+            .Attributes("index");
 
     /// <summary>The URI of disk <paramref name="target"/> of a running domain, as libnbd and qemu write it.</summary>
     /// <remarks>

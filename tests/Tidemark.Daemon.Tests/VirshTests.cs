@@ -33,7 +33,7 @@ public sealed class VirshTests
 
         var xml = await Virsh.RunOkAsync(test, "dumpxml", "vm1");
         Assert.Contains($"<tidemark:disk target='vda' uri='nbd+unix:///vda?socket={test.GuestSocket("vm1")}'/>", xml, StringComparison.Ordinal);
-        Assert.Contains($"<source file='{image}'/>", xml, StringComparison.Ordinal);
+        Assert.Contains($"<source file='{image}' index='1'/>\n      <backingStore/>\n", xml, StringComparison.Ordinal);
         Assert.DoesNotContain("tidemark:", await Virsh.RunOkAsync(test, "dumpxml", "vm1", "--inactive"), StringComparison.Ordinal);
         Assert.Contains($" vda      {image}\n", await Virsh.RunOkAsync(test, "domblklist", "vm1"), StringComparison.Ordinal);
 

@@ -153,6 +153,34 @@ public sealed class ReconnectTests
     }
 
     [Fact]
+    public async Task DisksNodeIndexes_GoOnAcrossTheRestart()
+    {
+        // libvirtd's status file keeps each disk's index: a disk hot-plugged before its restart
+        // keeps the index it took then, which a start would have given another disk.
+        await using var test = await TestHost.CreateAsync();
+        var domain = await test.DefineAsync("x", Size, new TestDisk("vda"));
+        var vdb = test.Directory.File("vdb.qcow2");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", vdb, "8M");
+        await domain.StartAsync(Ct);
+        await domain.AttachDeviceAsync($"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{vdb}'/><target dev='vdb' bus='virtio'/></disk>", DeviceModifyFlags.Live, Ct);
+        Assert.Equal([1u], domain.DiskNodeIndexes["vda"]);
+        Assert.Equal([2u], domain.DiskNodeIndexes["vdb"]);
+
+        await test.Host.CloseKeepingDomainsAsync();
+        Assert.Contains("<disk-nodes target=\"vdb\" indexes=\"2\" />", await File.ReadAllTextAsync(Path.Combine(test.StateRoot, "run", "x.xml"), Ct), StringComparison.Ordinal);
+        await test.ReopenAfterCrashAsync();
+        domain = test.Host.LookupByName("x");
+        Assert.Equal([1u], domain.DiskNodeIndexes["vda"]);
+        Assert.Equal([2u], domain.DiskNodeIndexes["vdb"]);
+
+        // A new start numbers the disks it has from the last.
+        await domain.DestroyAsync(Ct);
+        await domain.StartAsync(Ct);
+        Assert.Equal([1u], domain.DiskNodeIndexes["vda"]);
+        Assert.False(domain.DiskNodeIndexes.ContainsKey("vdb"));
+    }
+
+    [Fact]
     public async Task RunningDefinition_StaysUntilTheStop_ThenThePersistentOneTakesOver()
     {
         await using var test = await TestHost.CreateAsync();

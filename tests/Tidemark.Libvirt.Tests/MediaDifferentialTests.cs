@@ -6,8 +6,8 @@ namespace Tidemark.Libvirt.Tests;
 
 /// <summary>
 /// Removable media through stock virsh on the real libvirtd and on Tidemark's daemon:
-/// <c>change-media</c> (insert, eject, update, <c>--config</c>, <c>--force</c>, a missing file,
-/// a shut-off domain) and <c>update-device</c> (the same source, another format of it, each
+/// <c>change-media</c> (insert, eject, an eject of the drive just ejected, update,
+/// <c>--config</c>, <c>--force</c>, a missing file, a shut-off domain) and <c>update-device</c> (the same source, another format of it, each
 /// field a running disk cannot change, a new source for a disk that is not removable, an
 /// unknown target, an IDE target no controller has, an interface, the persistent definition
 /// replaced whole); media changed during a pull backup of another disk, a two-layer chain
@@ -15,11 +15,9 @@ namespace Tidemark.Libvirt.Tests;
 /// The transcripts must be equal.
 /// </summary>
 /// <remarks>
-/// Left out: ejecting a drive that is already empty, which virsh does on libvirtd only because
-/// its live XML keeps an empty <c>&lt;source index='N'/&gt;</c> (Tidemark's live XML has no
-/// node indexes); and new media whose image is locked, after which libvirtd leaves the drive
-/// empty with its tray open while its XML still names the old media, where Tidemark puts the
-/// old media back (MediaChangeTests in the engine's tests).
+/// Left out: new media whose image is locked, after which libvirtd leaves the drive empty with
+/// its tray open while its XML still names the old media, where Tidemark puts the old media
+/// back (MediaChangeTests in the engine's tests).
 /// </remarks>
 public sealed partial class MediaDifferentialTests(PrivateLibvirtdFixture fixture) : IClassFixture<PrivateLibvirtdFixture>
 {
@@ -102,6 +100,9 @@ public sealed partial class MediaDifferentialTests(PrivateLibvirtdFixture fixtur
         await virsh.RunAsync("start", "md");
         await virsh.RunAsync("change-media", "md", "hdd", I("cd2.iso"), "--insert");
         await virsh.RunAsync("change-media", "md", "hdd", I("cd3.iso"), "--insert");
+        await virsh.RunAsync("change-media", "md", "hdc", "--eject");
+
+        // Ejected while running, the drive keeps an empty <source index='N'/>: virsh ejects again.
         await virsh.RunAsync("change-media", "md", "hdc", "--eject");
         await virsh.RunAsync("change-media", "md", "hdd", I("cd1.iso"), "--update");
         await virsh.RunAsync("change-media", "md", "hdc", I("cd3.iso"), "--update", "--config");

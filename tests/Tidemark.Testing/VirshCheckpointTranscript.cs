@@ -22,10 +22,18 @@ public static partial class VirshCheckpointTranscript
         [.. (await File.ReadAllLinesAsync(Path.Combine(Data, "checkpoint.in"), cancellationToken))
             .Where(l => !l.StartsWith("snapshot", StringComparison.Ordinal) && !l.StartsWith("echo snapshots", StringComparison.Ordinal))];
 
-    /// <summary><c>checkpoint.out</c> without the snapshot step, with <paramref name="image"/> for the test driver's disk.</summary>
+    /// <summary>
+    /// The driver a QEMU host gives the test driver's disk, which that driver leaves out: a QEMU
+    /// host takes an image whose format is not named as raw (never probed), so the domain names
+    /// its qcow2 image's format, and the embedded domains show the line libvirt's QEMU driver writes.
+    /// </summary>
+    public const string QemuDriver = "<driver name='qemu' type='qcow2'/>";
+
+    /// <summary><c>checkpoint.out</c> without the snapshot step, with <paramref name="image"/> for the test driver's disk and its <see cref="QemuDriver"/>.</summary>
     public static async Task<string> ExpectedAsync(string image, CancellationToken cancellationToken) =>
         (await File.ReadAllTextAsync(Path.Combine(Data, "checkpoint.out"), cancellationToken))
             .Replace("snapshots cannot be created while checkpoints exist\nerror: Operation not supported: cannot create snapshot while checkpoint exists\n\n", "", StringComparison.Ordinal)
+            .Replace($"        <source file='{TestImage}'/>\n", $"        {QemuDriver}\n        <source file='{TestImage}'/>\n", StringComparison.Ordinal)
             .Replace(TestImage, image, StringComparison.Ordinal);
 
     /// <summary>virshtest's filter: each <c>&lt;creationTime</c> to the end of its line is deleted, the indentation stays.</summary>
@@ -47,12 +55,12 @@ public static partial class VirshCheckpointTranscript
     public static Task<string> RedefineExpectedAsync(CancellationToken cancellationToken) =>
         File.ReadAllTextAsync(Path.Combine(Data, "checkpoint-redefine.out"), cancellationToken);
 
-    /// <summary>The test driver's <c>test</c> domain, as its checkpoints embed it, with <paramref name="image"/> for its disk.</summary>
+    /// <summary>The test driver's <c>test</c> domain, as its checkpoints embed it, with <paramref name="image"/> for its disk and its <see cref="QemuDriver"/>.</summary>
     public static async Task<string> DomainXmlAsync(string image, CancellationToken cancellationToken)
     {
         var c2 = await File.ReadAllTextAsync(Path.Combine(Data, "checkpoint-c2.xml"), cancellationToken);
         var domain = c2[c2.IndexOf("<domain ", StringComparison.Ordinal)..(c2.IndexOf("</domain>", StringComparison.Ordinal) + "</domain>".Length)];
-        return domain.Replace(TestImage, image, StringComparison.Ordinal);
+        return domain.Replace($"<source file='{TestImage}'/>", $"{QemuDriver}<source file='{TestImage}'/>", StringComparison.Ordinal).Replace(TestImage, image, StringComparison.Ordinal);
     }
 
     [GeneratedRegex("<creationTime.*")]

@@ -70,6 +70,11 @@ public sealed class RunningDisk
     /// <summary>True when bitmap <paramref name="name"/> forms a valid chain on this disk (spec §6.6).</summary>
     public bool HasValidBitmap(string name) => BitmapChain.ValidRun(LiveImage, name) is not null;
 
+    /// <summary>Every layer of the image as opened, the top first: each one's file (null for one without) and format.</summary>
+    public IReadOnlyList<(string? Path, Storage.ImageFormat Format)> Layers()
+        => [.. from layer in BitmapChain.Layers(LiveImage)
+               select (Storage.DiskImage.PathOf(layer), layer is Storage.Qcow2.Qcow2Image ? Storage.ImageFormat.Qcow2 : Storage.ImageFormat.Raw)];
+
     /// <summary>The images under the top one, from the top down: each one's file and virtual size.</summary>
     public IReadOnlyList<(string Path, long VirtualSize)> BackingLayers()
         => [.. from layer in BitmapChain.Layers(LiveImage).Skip(1)

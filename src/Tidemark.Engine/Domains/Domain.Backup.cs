@@ -37,34 +37,14 @@ public sealed partial class Domain
     private DomainBackup? _backup;
     private BackupJobInfo? _completedBackup;
 
-    // libvirt's per-domain node counter, which gives each store its index (vda[N]).
-    private uint _lastStoreIndex;
+    /// <summary>libvirt's node counter and the indexes it gave the running disks' layers; a backup's stores are numbered after them.</summary>
+    internal NodeNumbering Nodes { get; } = new();
+
+    /// <summary>The indexes libvirt's node counter gave each running disk's layers, the top's first (the live XML's <c>index</c> attributes); an ejected drive's one number.</summary>
+    public IReadOnlyDictionary<string, System.Collections.Immutable.ImmutableArray<uint>> DiskNodeIndexes => Nodes.Disks;
 
     /// <summary>The node counter (libvirt's <c>nodenameindex</c>): the index the last store or image layer took.</summary>
-    internal uint LastStoreIndex => _lastStoreIndex;
-
-    /// <summary>
-    /// Starts the node counter as libvirt's does at every start (qemuDomainStorageIdNew,
-    /// qemustatusxml2xmldata/backup-pull-in.xml): the disks take the first ids, each layer of
-    /// each chain one and each drive without media one, so a backup's first store is numbered
-    /// after them (libvirtd 9.0 numbers seven disks, one an empty CD-ROM, 1 to 7, and the
-    /// scratch 8).
-    /// </summary>
-    private void ResetStoreIndex(RunningDomain running)
-        => _lastStoreIndex = (uint)(running.Disks.Sum(d => BitmapChain.Layers(d.LiveImage).Count) + Definition.Disks.Count(d => d.IsEmpty));
-
-    /// <summary>
-    /// Counts the ids a disk hot-plugged with <paramref name="layers"/> image layers takes from
-    /// the node counter: libvirtd 9.0 numbers the chain twice, once as it detects the backing
-    /// layers and again as it adds every layer, so a chain of N layers takes 2N - 1 ids and its
-    /// top the last N of them (attach-disk of a 1-, 2- and 3-layer chain, compared).
-    /// </summary>
-    private void CountAttachedLayers(int layers)
-        => _lastStoreIndex += (uint)(2 * layers - 1);
-
-    /// <summary>Goes on from the counter a previous host recorded (libvirt's status <c>&lt;nodename index='N'/&gt;</c>), never back.</summary>
-    private void ContinueStoreIndex(uint recorded)
-        => _lastStoreIndex = Math.Max(_lastStoreIndex, recorded);
+    internal uint LastStoreIndex => Nodes.Last;
 
     /// <summary>
     /// Wraps each store the next jobs open (<see cref="BackupJobOptions.StoreWrapper"/>): a seam
@@ -115,7 +95,7 @@ public sealed partial class Domain
 
         // libvirt checks for a backup once more behind its job lock ("another backup job is
         // already running", qemuBackupBegin); here the lock is only ever held with no backup.
-        aligned = BackupDefaults.Apply(aligned, () => ++_lastStoreIndex);
+        aligned = BackupDefaults.Apply(aligned, Nodes.Next);
         var selected = aligned.Disks.Where(d => d.Backup).ToList();
         foreach (var disk in selected)
         {
@@ -381,7 +361,7 @@ public sealed partial class Domain
         }
 
         // The stores keep the indexes libvirt numbered them with; a later job's come after.
-        _lastStoreIndex = Math.Max(_lastStoreIndex, carried.Definition.Disks.Select(d => d.Store?.Index ?? 0).DefaultIfEmpty().Max());
+        Nodes.Continue(carried.Definition.Disks.Select(d => d.Store?.Index ?? 0).DefaultIfEmpty().Max());
         var backup = new DomainBackup(this, job, running, record, [.. carried.Disks.Select(d => d.Target)]);
         lock (_backupLock)
         {

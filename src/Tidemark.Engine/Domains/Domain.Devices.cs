@@ -30,7 +30,7 @@ public sealed partial class Domain
     public async Task<string?> AttachDeviceAsync(string deviceXml, DeviceModifyFlags flags, CancellationToken cancellationToken = default)
     {
         Flags.Check(flags, DeviceModifyFlags.Live | DeviceModifyFlags.Config, "qemuDomainAttachDeviceFlags");
-        var device = ParseDevice(deviceXml, cancellationToken);
+        var device = DiskDefaults.Apply(ParseDevice(deviceXml, cancellationToken));
         using var held = await LockAsync(cancellationToken).ConfigureAwait(false);
         var (live, config) = Impact(flags, device, "attach");
         DomainDisks.CheckController(_nextDefinition ?? Definition, device);
@@ -60,7 +60,7 @@ public sealed partial class Domain
                 try
                 {
                     var attached = await Running!.AttachDiskAsync(disk, cancellationToken).ConfigureAwait(false);
-                    CountAttachedLayers(BitmapChain.Layers(attached.LiveImage).Count);
+                    Nodes.Add(disk.TargetDev, BitmapChain.Layers(attached.LiveImage).Count);
                 }
                 catch (EngineException e) when (e.Reason == EngineErrorReason.ImageLocked)
                 {
@@ -183,6 +183,7 @@ public sealed partial class Domain
             var old = Definition;
             alias = DiskAliases.Of(old, target);
             Definition = running;
+            Nodes.Remove(target);
             if (Running!.DiskByTarget(target) is { } disk)
             {
                 try

@@ -38,7 +38,7 @@ public sealed partial class Domain
     public async Task UpdateDeviceAsync(string deviceXml, DeviceModifyFlags flags, Action<string>? trayMoved = null, CancellationToken cancellationToken = default)
     {
         Flags.Check(flags, DeviceModifyFlags.Live | DeviceModifyFlags.Config | DeviceModifyFlags.Force, "qemuDomainUpdateDeviceFlags");
-        var device = ParseDevice(deviceXml, cancellationToken);
+        var device = DiskDefaults.Apply(ParseDevice(deviceXml, cancellationToken));
         using var held = await LockAsync(cancellationToken).ConfigureAwait(false);
 
         // FORCE lets QEMU open a tray the guest has locked; no Tidemark guest can lock one.
@@ -174,12 +174,12 @@ public sealed partial class Domain
             if (!media.IsEmpty)
             {
                 var attached = await running.AttachDiskAsync(media, cancellationToken).ConfigureAwait(false);
-                CountAttachedLayers(BitmapChain.Layers(attached.LiveImage).Count);
+                Nodes.Add(target, BitmapChain.Layers(attached.LiveImage).Count);
             }
             else
             {
                 // libvirt gives the empty source a node of its own.
-                CountAttachedLayers(1);
+                Nodes.Eject(target);
             }
 
             Definition = changed;
@@ -188,7 +188,7 @@ public sealed partial class Domain
         catch (EngineException e)
         {
             // libvirt numbered the new node before QEMU refused it.
-            CountAttachedLayers(1);
+            Nodes.Skip();
             await PutBackAsync(running, old, before, target).ConfigureAwait(false);
             if (e.Reason == EngineErrorReason.ImageLocked)
             {

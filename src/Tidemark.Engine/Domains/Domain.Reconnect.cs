@@ -36,7 +36,7 @@ public sealed partial class Domain
         }
 
         var file = Store.StatusFile(Name);
-        var status = new DomainStatus(Definition, Id, running.Gate.IsPaused, running.TcpEndPoint?.Port, HandedOver: false) { WasResumed = WasResumed, NodeIndex = LastStoreIndex };
+        var status = new DomainStatus(Definition, Id, running.Gate.IsPaused, running.TcpEndPoint?.Port, HandedOver: false) { WasResumed = WasResumed, NodeIndex = LastStoreIndex, DiskNodes = Nodes.Disks };
         await status.WriteAsync(file, CancellationToken.None).ConfigureAwait(false);
 
         var backup = Backup;
@@ -126,7 +126,7 @@ public sealed partial class Domain
             }
 
             WasResumed = status.WasResumed;
-            ContinueStoreIndex(status.NodeIndex);
+            Nodes.Continue(status.NodeIndex, status.DiskNodes);
             foreach (var disk in status.Disks)
             {
                 Running!.DiskByTarget(disk.Target)?.Statistics.Continue(disk.Counters, disk.LastError);

@@ -163,7 +163,7 @@ public sealed partial class Domain
         EndedAtReconnect = false;
         WasResumed = false;
         Id = id ?? _host.NextId();
-        ResetStoreIndex(Running);
+        Nodes.Start(Definition.Disks.Select(d => (d.TargetDev, Running.DiskByTarget(d.TargetDev) is { } disk ? BitmapChain.Layers(disk.LiveImage).Count : 0)));
         Logger.LogInformation("domain {Domain} started{Paused}; disks served on {Socket} {Tcp}", Name, Running.Gate.IsPaused ? " paused" : "", Running.SocketPath, Running.TcpEndPoint?.ToString() ?? "");
     }
 

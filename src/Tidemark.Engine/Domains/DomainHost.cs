@@ -339,7 +339,7 @@ public sealed class DomainHost : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(parsed);
         DomainNames.Check(parsed.Name);
         DomainDisks.Check(parsed);
-        var definition = WithUuid(parsed);
+        var definition = WithUuid(DiskDefaults.Apply(parsed));
         var uuid = ParseUuid(definition);
         Domain? existing;
         lock (_lock)
@@ -389,7 +389,7 @@ public sealed class DomainHost : IAsyncDisposable
         Flags.Check(flags, DomainStartFlags.GuestTcp | DomainStartFlags.Paused, "virDomainCreateXML");
         DomainNames.Check(parsed.Name);
         DomainDisks.Check(parsed);
-        var definition = WithUuid(parsed);
+        var definition = WithUuid(DiskDefaults.Apply(parsed));
         var uuid = ParseUuid(definition);
 
         // The new domain's lock is held from before it is listed until it has started (or is

@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using System.Globalization;
 using System.Xml;
 using System.Xml.Linq;
@@ -46,6 +47,14 @@ internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Pa
     /// </summary>
     public uint NodeIndex { get; init; }
 
+    /// <summary>
+    /// The indexes each running disk's layers took from that counter (<see cref="Domains.NodeNumbering.Disks"/>),
+    /// which libvirt's status file keeps as the disks' <c>index</c> attributes: in
+    /// <c>&lt;disk-nodes target='vda' indexes='5 6 7'/&gt;</c> elements of Tidemark's own.
+    /// Empty in a record that lacks them (the next host then numbers the disks as a start does).
+    /// </summary>
+    public IReadOnlyDictionary<string, ImmutableArray<uint>> DiskNodes { get; init; } = ImmutableDictionary<string, ImmutableArray<uint>>.Empty;
+
     /// <summary>Resumed since its start: libvirt's reason <c>unpaused</c> for a running domain, <c>booted</c> otherwise (a paused one's is <c>user</c>, and a resume makes it <c>unpaused</c> again).</summary>
     public bool WasResumed { get; init; }
 
@@ -69,6 +78,10 @@ internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Pa
             TcpPort is { } port ? new XElement("guest", new XAttribute("tcp-port", port.ToString(CultureInfo.InvariantCulture))) : null,
             new XElement("nodename", new XAttribute("index", NodeIndex.ToString(CultureInfo.InvariantCulture))),
             Disks.Select(d => d.ToElement()),
+            DiskNodes.OrderBy(d => d.Key, StringComparer.Ordinal).Select(d => new XElement(
+                "disk-nodes",
+                new XAttribute("target", d.Key),
+                new XAttribute("indexes", string.Join(' ', d.Value.Select(i => i.ToString(CultureInfo.InvariantCulture)))))),
             Backup,
             domain);
         return AtomicFile.WriteAsync(path, status + "\n", cancellationToken);
@@ -142,11 +155,25 @@ internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Pa
             disks.Add(DiskStatistics.FromElement(element) ?? throw Invalid(path, $"invalid disk statistics {element}"));
         }
 
+        var diskNodes = ImmutableDictionary.CreateBuilder<string, ImmutableArray<uint>>();
+        foreach (var element in status.Elements("disk-nodes"))
+        {
+            var indexes = ((string?)element.Attribute("indexes") ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            var parsed = indexes.Select(i => uint.TryParse(i, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : 0u).ToImmutableArray();
+            if ((string?)element.Attribute("target") is not { Length: > 0 } target || parsed.Length == 0 || parsed.Contains(0u))
+            {
+                throw Invalid(path, $"invalid disk nodes {element}");
+            }
+
+            diskNodes[target] = parsed;
+        }
+
         domain.Attribute("id")!.Remove();
         return new DomainStatus(DomainParser.Parse(domain), id, state == "paused", port, handover == "done")
         {
             WasResumed = reason == "unpaused",
             NodeIndex = nodeIndex,
+            DiskNodes = diskNodes.ToImmutable(),
             Disks = disks,
             Backup = status.Element("backupjob"),
         };
