@@ -54,6 +54,9 @@ public enum EngineErrorReason
     /// <summary>A device kind Tidemark cannot attach or detach, or a disk its backup job uses: "live attach of device '%s' is not supported", "disk '%s' already in active block job".</summary>
     DeviceUnsupported,
 
+    /// <summary>A VNC password longer than VNC's 8 characters: "VNC password is %zu characters long, only 8 permitted".</summary>
+    VncPasswordTooLong,
+
     /// <summary>An IDE disk on a controller an i440FX machine does not have: "Only 1 IDE controller is supported" (an internal error in libvirt's words).</summary>
     TooManyIdeControllers,
 
@@ -176,6 +179,7 @@ public static class EngineErrorReasons
         EngineErrorReason.DeviceMissing => LibvirtErrorCode.DeviceMissing,
         EngineErrorReason.NoDeviceWithAlias => LibvirtErrorCode.InternalError,
         EngineErrorReason.DeviceUnsupported => LibvirtErrorCode.OperationUnsupported,
+        EngineErrorReason.VncPasswordTooLong => LibvirtErrorCode.ConfigUnsupported,
         EngineErrorReason.TooManyIdeControllers => LibvirtErrorCode.InternalError,
         EngineErrorReason.UpdatedDiskMissing => LibvirtErrorCode.InternalError,
         EngineErrorReason.FixedDiskField => LibvirtErrorCode.OperationUnsupported,

@@ -11,7 +11,8 @@ namespace Tidemark.Libvirt.Tests;
 /// checkpoint's embedded domain only with <c>--security-info</c>, which a read-only connection
 /// (<c>virsh -r</c>) may not ask for. The documents themselves differ between the hosts (libvirt
 /// adds its defaults: controllers, addresses, the VNC port it chose), so each output is reduced
-/// to the secrets it shows; those, and virsh's refusals, must be equal.
+/// to the secrets it shows; those, and virsh's refusals (a VNC password over 8 characters at
+/// define among them), must be equal.
 /// </summary>
 public sealed partial class SecureDataDifferentialTests(PrivateLibvirtdFixture fixture) : IClassFixture<PrivateLibvirtdFixture>
 {
@@ -25,6 +26,7 @@ public sealed partial class SecureDataDifferentialTests(PrivateLibvirtdFixture f
         Assert.Equal(real, ours);
         Assert.Contains("$ dumpxml sec\n-\n", real, StringComparison.Ordinal);
         Assert.Contains("$ dumpxml sec --security-info\npasswd='vncpass1'\n", real, StringComparison.Ordinal);
+        Assert.Contains("$ define long\nerror: unsupported configuration: VNC password is 10 characters long, only 8 permitted\n", real, StringComparison.Ordinal);
         Assert.Contains("$ -r dumpxml sec --security-info\nerror: operation forbidden: virDomainGetXMLDesc with secure flag\n", real, StringComparison.Ordinal);
         Assert.Contains("$ dumpxml netcd --inactive --security-info\n<cookie name='session'>abc123</cookie>\n", real, StringComparison.Ordinal);
         Assert.Contains("$ checkpoint-dumpxml sec c1\n-\n", real, StringComparison.Ordinal);
@@ -90,6 +92,12 @@ public sealed partial class SecureDataDifferentialTests(PrivateLibvirtdFixture f
             var shown = Secret().Matches(r.Stdout).Select(m => m.Value).ToList();
             text.Append(shown.Count == 0 ? "-\n" : string.Join('\n', shown) + "\n");
         }
+
+        // A VNC password longer than VNC's 8 characters is refused at define.
+        var longXml = Path.Combine(images, "long.xml");
+        await File.WriteAllTextAsync(longXml, (await File.ReadAllTextAsync(secXml, Ct)).Replace("<name>sec</name>", "<name>long</name>", StringComparison.Ordinal).Replace("passwd='vncpass1'", "passwd='vncpass123'", StringComparison.Ordinal), Ct);
+        var refused = await Peer.RunAsync("virsh", ["-c", uri, "define", longXml]);
+        text.Append("$ define long\n").Append(refused.Stderr.Trim().Split('\n')[^1]).Append('\n');
 
         (await Peer.RunAsync("virsh", ["-c", uri, "define", secXml])).EnsureSuccess();
         (await Peer.RunAsync("virsh", ["-c", uri, "define", netXml])).EnsureSuccess();

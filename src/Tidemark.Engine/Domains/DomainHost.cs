@@ -339,6 +339,7 @@ public sealed class DomainHost : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(parsed);
         DomainNames.Check(parsed.Name);
         DomainDisks.Check(parsed);
+        GraphicsPasswords.Check(parsed);
         var definition = WithUuid(DiskDefaults.Apply(parsed));
         var uuid = ParseUuid(definition);
         Domain? existing;
@@ -389,6 +390,7 @@ public sealed class DomainHost : IAsyncDisposable
         Flags.Check(flags, DomainStartFlags.GuestTcp | DomainStartFlags.Paused, "virDomainCreateXML");
         DomainNames.Check(parsed.Name);
         DomainDisks.Check(parsed);
+        GraphicsPasswords.Check(parsed);
         var definition = WithUuid(DiskDefaults.Apply(parsed));
         var uuid = ParseUuid(definition);
 

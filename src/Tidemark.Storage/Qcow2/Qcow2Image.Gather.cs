@@ -121,6 +121,8 @@ public sealed partial class Qcow2Image
         }
 
         var host = await _refcounts.AllocateAsync(clusters, cancellationToken).ConfigureAwait(false);
+
+        // From the allocation on, the entries are set whatever the token says, or the clusters leak.
         _file.WriteGatheredOnCallingThread(host, pieces.ConvertAll(p => p.Data));
         var next = host;
         foreach (var piece in pieces)
@@ -129,7 +131,7 @@ public sealed partial class Qcow2Image
             var end = first + (piece.Data.Length >> bits);
             for (var cluster = first; cluster < end;)
             {
-                var table = await EnsureWritableL2Async(cluster, cancellationToken).ConfigureAwait(false);
+                var table = await EnsureWritableL2Async(cluster, CancellationToken.None).ConfigureAwait(false);
                 for (var (_, l2) = _map.Locate(cluster); cluster < end && l2 < _header.L2Entries; cluster++, l2++)
                 {
                     var old = _map.EntryOf(table, l2);

@@ -355,8 +355,10 @@ public sealed partial class Qcow2Image
             else
             {
                 var host = await AllocateCompressedBytesAsync(compressed.Length, cancellationToken).ConfigureAwait(false);
-                await WriteDataLockedAsync(host, compressed, cancellationToken).ConfigureAwait(false);
-                await SetEntryAsync(guestCluster, L2Entry.Compressed(host, compressed.Length, _header.ClusterBits), cancellationToken).ConfigureAwait(false);
+
+                // Counted now: written and mapped whatever the token says, or it leaks.
+                await WriteDataLockedAsync(host, compressed, CancellationToken.None).ConfigureAwait(false);
+                await SetEntryAsync(guestCluster, L2Entry.Compressed(host, compressed.Length, _header.ClusterBits), CancellationToken.None).ConfigureAwait(false);
             }
 
             await AfterChangeAsync(WriteFlags.None, cancellationToken).ConfigureAwait(false);
@@ -482,11 +484,14 @@ public sealed partial class Qcow2Image
         }
 
         var host = await _refcounts.AllocateAsync(count, cancellationToken).ConfigureAwait(false);
-        await WriteDataLockedAsync(host, data, cancellationToken).ConfigureAwait(false);
+
+        // From the allocation on, a cancellation would leave the clusters counted and unmapped
+        // (leaked): the write and its entries finish whatever the caller's token says.
+        await WriteDataLockedAsync(host, data, CancellationToken.None).ConfigureAwait(false);
         for (var i = 0; i < count; i++)
         {
-            var old = await _map.GetEntryAsync(cluster + i, cancellationToken).ConfigureAwait(false);
-            await SetEntryAsync(cluster + i, (ulong)(host + ((long)i << _header.ClusterBits)) | Qcow2Layout.OflagCopied, cancellationToken).ConfigureAwait(false);
+            var old = await _map.GetEntryAsync(cluster + i, CancellationToken.None).ConfigureAwait(false);
+            await SetEntryAsync(cluster + i, (ulong)(host + ((long)i << _header.ClusterBits)) | Qcow2Layout.OflagCopied, CancellationToken.None).ConfigureAwait(false);
             Release(old);
         }
     }
@@ -504,6 +509,8 @@ public sealed partial class Qcow2Image
         await EnsureWritableL2Async(cluster, cancellationToken).ConfigureAwait(false);
         var host = await _refcounts.AllocateAsync(1, cancellationToken).ConfigureAwait(false);
 
+        // From here on the token is not honoured: a cancelled copy-on-write would leak the cluster.
+
         // A cluster past everything the file ever held reads as zeroes without being written.
         var fresh = (host >> _header.ClusterBits) >= highWater;
         var clusterStart = cluster << _header.ClusterBits;
@@ -511,7 +518,7 @@ public sealed partial class Qcow2Image
             || (old.Kind == ClusterKind.Unallocated && (_backing is null || clusterStart >= _backing.VirtualSize));
         if (data.Length == clusterSize || (fresh && oldIsZero))
         {
-            await WriteDataLockedAsync(host + inCluster, data, cancellationToken).ConfigureAwait(false);
+            await WriteDataLockedAsync(host + inCluster, data, CancellationToken.None).ConfigureAwait(false);
         }
         else
         {
@@ -520,21 +527,21 @@ public sealed partial class Qcow2Image
             switch (old.Kind)
             {
                 case ClusterKind.Normal:
-                    await _file.ReadAsync(old.HostOffset, content.AsMemory(0, valid), cancellationToken).ConfigureAwait(false);
+                    await _file.ReadAsync(old.HostOffset, content.AsMemory(0, valid), CancellationToken.None).ConfigureAwait(false);
                     break;
                 case ClusterKind.Compressed:
-                    content = await ReadCompressedAsync(old, cancellationToken).ConfigureAwait(false);
+                    content = await ReadCompressedAsync(old, CancellationToken.None).ConfigureAwait(false);
                     break;
                 case ClusterKind.Unallocated:
-                    await ReadBackingAsync(clusterStart, content.AsMemory(0, valid), cancellationToken).ConfigureAwait(false);
+                    await ReadBackingAsync(clusterStart, content.AsMemory(0, valid), CancellationToken.None).ConfigureAwait(false);
                     break;
             }
 
             data.CopyTo(content.AsMemory(inCluster));
-            await WriteDataLockedAsync(host, content, cancellationToken).ConfigureAwait(false);
+            await WriteDataLockedAsync(host, content, CancellationToken.None).ConfigureAwait(false);
         }
 
-        await SetEntryAsync(cluster, (ulong)host | Qcow2Layout.OflagCopied, cancellationToken).ConfigureAwait(false);
+        await SetEntryAsync(cluster, (ulong)host | Qcow2Layout.OflagCopied, CancellationToken.None).ConfigureAwait(false);
         Release(old);
     }
 
