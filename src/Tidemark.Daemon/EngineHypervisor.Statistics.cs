@@ -45,8 +45,10 @@ internal sealed partial class EngineHypervisor
         }
         else
         {
-            var disk = found.Definition.DiskByName(path) is { } named ? running.DiskByTarget(named.TargetDev) : null;
-            counters = (disk ?? throw LibvirtError.Create(VirErrorNumber.InvalidArg, VirErrorDomain.Qemu, $"invalid path: {path}")).Statistics.Read();
+            // A drive without media is still a device of the guest, whose counters QEMU keeps:
+            // it has done nothing here.
+            var named = found.Definition.DiskByName(path) ?? throw LibvirtError.Create(VirErrorNumber.InvalidArg, VirErrorDomain.Qemu, $"invalid path: {path}");
+            counters = running.DiskByTarget(named.TargetDev)?.Statistics.Read() ?? default;
         }
 
         return new BlockStats(counters.ReadOperations, counters.ReadBytes, counters.WriteOperations, counters.WriteBytes, counters.FlushOperations, counters.ReadNanoseconds, counters.WriteNanoseconds, counters.FlushNanoseconds);
@@ -101,14 +103,19 @@ internal sealed partial class EngineHypervisor
 
     /// <summary>
     /// The block group (qemuDomainGetStatsBlock): the record count, then per disk its name and
-    /// source, its counters while it runs, and its allocation, capacity and physical size. With
-    /// <paramref name="backing"/> (flag BACKING), each layer under a running disk's top image
-    /// follows it as a record of its own: the disk's name, the layer's file, its sizes, no
-    /// counters (qemuDomainGetStatsBlockExportDisk, which counts only the frontend's requests).
+    /// source, while it runs its node index (<c>backingIndex</c>) and counters (a drive without
+    /// media too: the guest's device is there), and its allocation, capacity and physical size.
+    /// Running, the allocation is the highest byte written since the start (QEMU's
+    /// wr_highest_offset) and the physical size what the file system holds (actual-size); shut
+    /// off, as virDomainGetBlockInfo gives them. With <paramref name="backing"/> (flag BACKING),
+    /// each layer under a running disk's top image follows it as a record of its own: the
+    /// disk's name, the layer's file and index, its sizes, no counters
+    /// (qemuDomainGetStatsBlockExportDisk, which counts only the frontend's requests).
     /// </summary>
     private static async Task AddBlockGroupAsync(EngineDomain found, List<TypedParameter> parameters, bool backing, CancellationToken cancellationToken)
     {
         var running = found.Running;
+        var nodes = running is null ? null : found.DiskNodeIndexes;
         var disks = found.Definition.Disks;
         var layers = disks.Select(d => backing && running?.DiskByTarget(d.TargetDev) is { } r ? r.BackingLayers() : []).ToList();
         parameters.Add(TypedParameter.UInt("block.count", (uint)(disks.Count + layers.Sum(l => l.Count))));
@@ -118,41 +125,65 @@ internal sealed partial class EngineHypervisor
             var disk = disks[i];
             var prefix = "block." + record.ToString(CultureInfo.InvariantCulture) + ".";
             record++;
+            var indexes = nodes is not null && nodes.TryGetValue(disk.TargetDev, out var numbered) ? numbered : [];
             parameters.Add(TypedParameter.String(prefix + "name", disk.TargetDev));
-            if (disk.IsEmpty || disk.SourcePath is null)
+            var empty = disk.IsEmpty || disk.SourcePath is null;
+            if (!empty)
+            {
+                parameters.Add(TypedParameter.String(prefix + "path", disk.SourcePath!));
+            }
+
+            if (running is null)
+            {
+                if (!empty && await TryBlockInfoAsync(found, disk, disk.SourcePath!, cancellationToken).ConfigureAwait(false) is { } info)
+                {
+                    AddSizes(parameters, prefix, info);
+                }
+
+                continue;
+            }
+
+            if (indexes.Length > 0)
+            {
+                parameters.Add(TypedParameter.UInt(prefix + "backingIndex", indexes[0]));
+            }
+
+            var runningDisk = running.DiskByTarget(disk.TargetDev);
+            var counters = runningDisk?.Statistics.Read() ?? default;
+            parameters.Add(TypedParameter.ULLong(prefix + "rd.reqs", (ulong)counters.ReadOperations));
+            parameters.Add(TypedParameter.ULLong(prefix + "rd.bytes", (ulong)counters.ReadBytes));
+            parameters.Add(TypedParameter.ULLong(prefix + "rd.times", (ulong)counters.ReadNanoseconds));
+            parameters.Add(TypedParameter.ULLong(prefix + "wr.reqs", (ulong)counters.WriteOperations));
+            parameters.Add(TypedParameter.ULLong(prefix + "wr.bytes", (ulong)counters.WriteBytes));
+            parameters.Add(TypedParameter.ULLong(prefix + "wr.times", (ulong)counters.WriteNanoseconds));
+            parameters.Add(TypedParameter.ULLong(prefix + "fl.reqs", (ulong)counters.FlushOperations));
+            parameters.Add(TypedParameter.ULLong(prefix + "fl.times", (ulong)counters.FlushNanoseconds));
+            if (empty || runningDisk is null)
             {
                 continue;
             }
 
-            parameters.Add(TypedParameter.String(prefix + "path", disk.SourcePath));
-            if (running?.DiskByTarget(disk.TargetDev) is { } runningDisk)
+            if (Allocated(disk.Type == Formats.Domains.DiskSourceType.Block ? null : disk.SourcePath!) is { } actual)
             {
-                var counters = runningDisk.Statistics.Read();
-                parameters.Add(TypedParameter.ULLong(prefix + "rd.reqs", (ulong)counters.ReadOperations));
-                parameters.Add(TypedParameter.ULLong(prefix + "rd.bytes", (ulong)counters.ReadBytes));
-                parameters.Add(TypedParameter.ULLong(prefix + "rd.times", (ulong)counters.ReadNanoseconds));
-                parameters.Add(TypedParameter.ULLong(prefix + "wr.reqs", (ulong)counters.WriteOperations));
-                parameters.Add(TypedParameter.ULLong(prefix + "wr.bytes", (ulong)counters.WriteBytes));
-                parameters.Add(TypedParameter.ULLong(prefix + "wr.times", (ulong)counters.WriteNanoseconds));
-                parameters.Add(TypedParameter.ULLong(prefix + "fl.reqs", (ulong)counters.FlushOperations));
-                parameters.Add(TypedParameter.ULLong(prefix + "fl.times", (ulong)counters.FlushNanoseconds));
+                AddSizes(parameters, prefix, new BlockInfo(HighestWrite(runningDisk), (ulong)runningDisk.LiveImage.VirtualSize, actual));
             }
 
-            if (await TryBlockInfoAsync(found, disk, disk.SourcePath, cancellationToken).ConfigureAwait(false) is { } info)
+            for (var layer = 0; layer < layers[i].Count; layer++)
             {
-                AddSizes(parameters, prefix, info);
-            }
-
-            foreach (var (path, size) in layers[i])
-            {
+                var (path, size) = layers[i][layer];
                 prefix = "block." + record.ToString(CultureInfo.InvariantCulture) + ".";
                 record++;
                 parameters.Add(TypedParameter.String(prefix + "name", disk.TargetDev));
                 parameters.Add(TypedParameter.String(prefix + "path", path));
-                if (FileLength(path) is { } length)
+                if (layer + 1 < indexes.Length)
                 {
-                    // A layer's file holds what was written into it: its length is both.
-                    AddSizes(parameters, prefix, new BlockInfo(length, (ulong)size, length));
+                    parameters.Add(TypedParameter.UInt(prefix + "backingIndex", indexes[layer + 1]));
+                }
+
+                // Nothing writes a backing layer: its highest write is 0.
+                if (Allocated(path) is { } held)
+                {
+                    AddSizes(parameters, prefix, new BlockInfo(0, (ulong)size, held));
                 }
             }
         }
@@ -181,11 +212,17 @@ internal sealed partial class EngineHypervisor
         }
     }
 
-    private static ulong? FileLength(string path)
+    /// <summary>What the file system holds for <paramref name="path"/> (0 for a block device, passed as null), or null when the file cannot be read.</summary>
+    private static ulong? Allocated(string? path)
     {
+        if (path is null)
+        {
+            return 0;
+        }
+
         try
         {
-            return (ulong)DiskImage.FileLength(path);
+            return (ulong)DiskImage.AllocatedBytes(path);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -383,7 +383,7 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
             ?? throw LibvirtError.Create(VirErrorNumber.InvalidArg, VirErrorDomain.Qemu, $"invalid path {path} not assigned to domain");
         if (disk.IsEmpty || disk.SourcePath is null)
         {
-            throw LibvirtError.Create(VirErrorNumber.OperationInvalid, VirErrorDomain.Qemu, $"disk '{disk.TargetDev}' does not currently have a source assigned");
+            throw LibvirtError.Create(VirErrorNumber.InvalidArg, VirErrorDomain.Qemu, $"disk '{disk.TargetDev}' does not currently have a source assigned");
         }
 
         return await BlockInfoOfAsync(found, disk, disk.SourcePath, cancellationToken).ConfigureAwait(false);
@@ -398,42 +398,44 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         _ => new DomainStateInfo(WireState.Shutoff, _shutoffReasons.GetValueOrDefault(found.Uuid, found.EndedByHostCrash ? ShutoffCrashed : found.EndedAtReconnect ? ShutoffDaemon : ShutoffUnknown)),
     };
 
-    /// <summary>A disk's allocation, capacity and physical size, as virDomainGetBlockInfo reports them.</summary>
+    /// <summary>
+    /// A disk's allocation, capacity and physical size, as virDomainGetBlockInfo reports them
+    /// (qemuDomainGetBlockInfo): a file's allocation is what the file system holds for it
+    /// (st_blocks * 512, QEMU's actual-size) and its physical size its length; a running raw
+    /// disk or block device reports the highest byte written since the start instead (QEMU's
+    /// wr_highest_offset, what a thin volume under the image is extended by), while it is not 0.
+    /// </summary>
     private static async Task<BlockInfo> BlockInfoOfAsync(EngineDomain found, DomainDisk disk, string sourcePath, CancellationToken cancellationToken)
     {
-        var physical = (ulong)DiskImage.FileLength(sourcePath);
-        var allocation = physical;
-        long capacity;
+        var length = (ulong)DiskImage.FileLength(sourcePath);
+        var actual = disk.Type == DiskSourceType.Block ? 0 : (ulong)DiskImage.AllocatedBytes(sourcePath);
         if (found.Running?.DiskByTarget(disk.TargetDev) is { } runningDisk)
         {
-            capacity = runningDisk.LiveImage.VirtualSize;
-
-            // A running disk on a block device: libvirt reports QEMU's wr_highest_offset, the
-            // highest byte the domain has written into the device since it started (what a
-            // thin-provisioned volume under a qcow2 image is extended by).
-            if (disk.Type == DiskSourceType.Block)
+            var allocation = runningDisk.Format == ImageFormat.Qcow2 && disk.Type != DiskSourceType.Block ? actual : HighestWrite(runningDisk);
+            if (actual == 0 || allocation == 0 || allocation == actual)
             {
-                allocation = (ulong)(runningDisk.LiveImage switch
-                {
-                    Qcow2Image qcow2 => qcow2.HostWriteHighWater,
-                    RawImage raw => raw.HostWriteHighWater,
-                    _ => (long)physical,
-                });
+                return new BlockInfo(allocation == 0 ? actual : allocation, (ulong)runningDisk.LiveImage.VirtualSize, length);
             }
+
+            return new BlockInfo(allocation, (ulong)runningDisk.LiveImage.VirtualSize, actual);
         }
-        else
+
+        var format = disk.DriverType is { } type ? ImageFormatNames.Parse(type) : (ImageFormat?)null;
+        var image = await DiskImage.OpenAsync(sourcePath, format, readOnly: true, cancellationToken).ConfigureAwait(false);
+        await using (image.ConfigureAwait(false))
         {
-            var format = disk.DriverType is { } type ? ImageFormatNames.Parse(type) : (ImageFormat?)null;
-            var image = await DiskImage.OpenAsync(sourcePath, format, readOnly: true, cancellationToken).ConfigureAwait(false);
-            await using (image.ConfigureAwait(false))
-            {
-                capacity = image.VirtualSize;
-            }
+            // A block device holds its whole length.
+            return new BlockInfo(disk.Type == DiskSourceType.Block ? length : actual, (ulong)image.VirtualSize, length);
         }
-
-        // A file's allocation is its length here: Tidemark's images grow only by what they hold.
-        return new BlockInfo(allocation, (ulong)capacity, physical);
     }
+
+    /// <summary>QEMU's wr_highest_offset of a running disk's top file: the end of the highest write since the start.</summary>
+    private static ulong HighestWrite(Tidemark.Engine.Disks.RunningDisk disk) => (ulong)(disk.LiveImage switch
+    {
+        Qcow2Image qcow2 => qcow2.HostWriteHighWater,
+        RawImage raw => raw.HostWriteHighWater,
+        _ => 0,
+    });
 
     public ValueTask<IReadOnlyList<TypedParameter>> GetGuestInfoAsync(RemoteDomain domain, uint types, uint flags, CancellationToken cancellationToken) => Call<IReadOnlyList<TypedParameter>>(() =>
     {

@@ -54,6 +54,12 @@ public enum EngineErrorReason
     /// <summary>A device kind Tidemark cannot attach or detach, or a disk its backup job uses: "live attach of device '%s' is not supported", "disk '%s' already in active block job".</summary>
     DeviceUnsupported,
 
+    /// <summary>A resize of a drive without media or of a read-only disk: "can't resize empty or readonly disk '%s'".</summary>
+    NotResizable,
+
+    /// <summary>A live detach of a CD-ROM or floppy drive: "disk device type '%s' cannot be detached".</summary>
+    NotDetachable,
+
     /// <summary>A VNC password longer than VNC's 8 characters: "VNC password is %zu characters long, only 8 permitted".</summary>
     VncPasswordTooLong,
 
@@ -180,6 +186,8 @@ public static class EngineErrorReasons
         EngineErrorReason.NoDeviceWithAlias => LibvirtErrorCode.InternalError,
         EngineErrorReason.DeviceUnsupported => LibvirtErrorCode.OperationUnsupported,
         EngineErrorReason.VncPasswordTooLong => LibvirtErrorCode.ConfigUnsupported,
+        EngineErrorReason.NotResizable => LibvirtErrorCode.OperationUnsupported,
+        EngineErrorReason.NotDetachable => LibvirtErrorCode.OperationUnsupported,
         EngineErrorReason.TooManyIdeControllers => LibvirtErrorCode.InternalError,
         EngineErrorReason.UpdatedDiskMissing => LibvirtErrorCode.InternalError,
         EngineErrorReason.FixedDiskField => LibvirtErrorCode.OperationUnsupported,

@@ -94,6 +94,16 @@ public static class DiskImage
         return HostFile.LengthOf(handle, path);
     }
 
+    /// <summary>
+    /// The bytes the file system holds for the file at <paramref name="path"/> (st_blocks * 512,
+    /// 0 for a block device): QEMU's "actual-size", libvirt's allocation of a file. Takes no lock.
+    /// </summary>
+    public static long AllocatedBytes(string path)
+    {
+        using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        return HostFile.AllocatedBytesOf(handle, path);
+    }
+
     /// <summary>The file an opened image reads, or null for an image that is not a file's (a view, a wrapper).</summary>
     public static string? PathOf(IBlockImage? image) => image switch
     {

@@ -677,13 +677,19 @@ internal sealed class HostFile : IAsyncDisposable
     /// file-posix raw_get_allocated_file_size reports it.
     /// </summary>
     /// <exception cref="IOException">The file system cannot tell.</exception>
-    public long AllocatedBytes()
+    public long AllocatedBytes() => AllocatedBytesOf(_handle, Path);
+
+    /// <summary>As <see cref="AllocatedBytes()"/>, for any open descriptor.</summary>
+    /// <exception cref="IOException">The file system cannot tell.</exception>
+    public static long AllocatedBytesOf(SafeFileHandle handle, string path)
     {
+        ArgumentNullException.ThrowIfNull(handle);
+
         // struct stat differs across architectures; statx has one layout everywhere.
         var buffer = new byte[256];
-        if (NativeMethods.statx((int)_handle.DangerousGetHandle(), string.Empty, AtEmptyPath, StatxBlocks, buffer) != 0)
+        if (NativeMethods.statx((int)handle.DangerousGetHandle(), string.Empty, AtEmptyPath, StatxBlocks, buffer) != 0)
         {
-            throw new IOException($"{Path}: statx failed (errno {Marshal.GetLastPInvokeError()})");
+            throw new IOException($"{path}: statx failed (errno {Marshal.GetLastPInvokeError()})");
         }
 
         // struct statx: stx_blocks is the u64 at offset 48, in 512-byte units.

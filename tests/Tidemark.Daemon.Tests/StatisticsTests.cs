@@ -37,8 +37,8 @@ public sealed class StatisticsTests
         Assert.Equal(Stat("", 3, 20480, 3, 65536 + 1048576 + 512, 4), Counts(await Virsh.RunOkAsync(test, "domblkstat", "st")));
 
         var stats = await Virsh.RunOkAsync(test, "domstats", "st", "--block", "--state");
-        Assert.StartsWith("Domain: 'st'\n  state.state=1\n  state.reason=1\n  block.count=2\n  block.0.name=vda\n  block.0.path=" + vda + "\n  block.0.rd.reqs=1\n  block.0.rd.bytes=4096\n", stats, StringComparison.Ordinal);
-        Assert.Contains("  block.1.name=vdb\n  block.1.path=" + vdb + "\n  block.1.rd.reqs=2\n  block.1.rd.bytes=16384\n", stats, StringComparison.Ordinal);
+        Assert.StartsWith("Domain: 'st'\n  state.state=1\n  state.reason=1\n  block.count=2\n  block.0.name=vda\n  block.0.path=" + vda + "\n  block.0.backingIndex=2\n  block.0.rd.reqs=1\n  block.0.rd.bytes=4096\n", stats, StringComparison.Ordinal);
+        Assert.Contains("  block.1.name=vdb\n  block.1.path=" + vdb + "\n  block.1.backingIndex=1\n  block.1.rd.reqs=2\n  block.1.rd.bytes=16384\n", stats, StringComparison.Ordinal);
         Assert.Contains("  block.1.wr.reqs=1\n  block.1.wr.bytes=512\n", stats, StringComparison.Ordinal);
         Assert.Contains("  block.1.capacity=16777216\n", stats, StringComparison.Ordinal);
 

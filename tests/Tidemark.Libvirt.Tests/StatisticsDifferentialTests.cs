@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using Tidemark.Libvirt.Tests.Support;
 using Tidemark.Testing;
 
@@ -9,11 +8,12 @@ namespace Tidemark.Libvirt.Tests;
 /// <c>virsh nodeinfo</c> (the host, read as libvirt reads it), <c>domblkstat</c> of one disk, of
 /// all disks and in words, <c>domblkerror</c>, <c>domstats</c> with the state and block groups
 /// (and the block group's backing layers, <c>--backing</c>, of a disk over a chain of three),
-/// and the refusals (an unknown disk, a domain shut off). The guests are paused from their start, so every counter is zero on both. What a
-/// host derives from its own image handling is masked: a disk's allocation and physical size,
-/// and libvirt's <c>backingIndex</c>, its node numbering, which Tidemark has no use for.
+/// and the refusals (an unknown disk, a domain shut off). The guests are paused from their start,
+/// so every counter is zero on both, as is each running disk's highest write; the sizes are the
+/// same images' on both (what the file system holds, their lengths), and the node indexes
+/// libvirtd's numbering.
 /// </summary>
-public sealed partial class StatisticsDifferentialTests(PrivateLibvirtdFixture fixture) : IClassFixture<PrivateLibvirtdFixture>
+public sealed class StatisticsDifferentialTests(PrivateLibvirtdFixture fixture) : IClassFixture<PrivateLibvirtdFixture>
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
@@ -25,9 +25,9 @@ public sealed partial class StatisticsDifferentialTests(PrivateLibvirtdFixture f
         Assert.Contains("$ virsh nodeinfo\nCPU model:           x86_64\nCPU(s):              " + Environment.ProcessorCount + "\n", real, StringComparison.Ordinal);
         Assert.Contains("$ virsh domblkstat sq vda\nvda rd_req 0\nvda rd_bytes 0\nvda wr_req 0\nvda wr_bytes 0\nvda flush_operations 0\n", real, StringComparison.Ordinal);
         Assert.Contains("$ virsh domblkerror sq\nNo errors found\n", real, StringComparison.Ordinal);
-        Assert.Contains("  state.state=3\n  state.reason=1\n  block.count=2\n  block.0.name=vda\n  block.0.path=DIR/sq/vda.qcow2\n  block.0.rd.reqs=0\n", real, StringComparison.Ordinal);
+        Assert.Contains("  state.state=3\n  state.reason=1\n  block.count=2\n  block.0.name=vda\n  block.0.path=DIR/sq/vda.qcow2\n  block.0.backingIndex=2\n  block.0.rd.reqs=0\n", real, StringComparison.Ordinal);
         Assert.Contains("  block.count=4\n  block.0.name=vda\n  block.0.path=DIR/sb/vda.qcow2\n", real, StringComparison.Ordinal);
-        Assert.Contains("  block.1.name=vda\n  block.1.path=DIR/sb/base.qcow2\n  block.1.capacity=16777216\n  block.2.name=vda\n  block.2.path=DIR/sb/root.raw\n", real, StringComparison.Ordinal);
+        Assert.Contains("  block.1.name=vda\n  block.1.path=DIR/sb/base.qcow2\n  block.1.backingIndex=3\n", real, StringComparison.Ordinal);
         Assert.Contains("error: invalid argument: invalid path: vdz\n", real, StringComparison.Ordinal);
         Assert.Contains("error: Requested operation is not valid: domain is not running\n", real, StringComparison.Ordinal);
     }
@@ -68,9 +68,6 @@ public sealed partial class StatisticsDifferentialTests(PrivateLibvirtdFixture f
         await virsh.RunAsync("destroy", "sq");
         await virsh.RunAsync("undefine", "sq");
         await virsh.RunAsync("undefine", "so");
-        return HostDerived().Replace(virsh.Mask(directory), "");
+        return virsh.Mask(directory);
     }
-
-    [GeneratedRegex(@"^  block\.\d+\.(backingIndex|allocation|physical)=\d+\n", RegexOptions.Multiline)]
-    private static partial Regex HostDerived();
 }

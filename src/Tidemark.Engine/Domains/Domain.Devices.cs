@@ -164,9 +164,15 @@ public sealed partial class Domain
 
         if (live)
         {
-            if (Definition.DiskByTarget(target) is null)
+            if (Definition.DiskByTarget(target) is not { } defined)
             {
                 throw new EngineException(EngineErrorReason.DeviceMissing, $"disk {target} not found");
+            }
+
+            // qemuDomainDetachPrepDisk: a removable drive stays; its media is what changes.
+            if (defined.Device is DiskDevice.Cdrom or DiskDevice.Floppy)
+            {
+                throw new EngineException(EngineErrorReason.NotDetachable, $"disk device type '{DomainDiskNames.Of(defined.Device)}' cannot be detached");
             }
 
             if (Backup is { } backup && backup.Targets.Contains(target))
@@ -223,8 +229,20 @@ public sealed partial class Domain
         var running = Running ?? throw NotRunning();
         var defined = Definition.DiskByName(disk)
             ?? throw new EngineException(EngineErrorReason.InvalidDiskPath, $"disk '{disk}' was not found in the domain config");
+        if (defined.IsEmpty || defined.ReadOnly)
+        {
+            throw new EngineException(EngineErrorReason.NotResizable, $"can't resize empty or readonly disk '{defined.TargetDev}'");
+        }
+
         var target = running.DiskByTarget(defined.TargetDev)
             ?? throw new EngineException(EngineErrorReason.DiskNotServed, $"disk '{defined.TargetDev}' does not have an associated source");
+        if (defined.Device == DiskDevice.Floppy && Nodes.Disks.TryGetValue(defined.TargetDev, out var indexes))
+        {
+            // QEMU's floppy device does not share the resize permission (blkconf_apply_backend_options).
+            var node = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"libvirt-{indexes[0]}-format");
+            throw new EngineException(EngineErrorReason.MonitorCommandFailed, $"unable to execute QEMU command 'block_resize': Permission conflict on node '{node}': permissions 'resize' are both required by an unnamed block device (uses node '{node}' as 'root' child) and unshared by block device '{DiskAliases.Of(Definition, defined.TargetDev)}' (uses node '{node}' as 'root' child).");
+        }
+
         if (Backup is { } backup && backup.Targets.Contains(defined.TargetDev))
         {
             // QEMU's op blocker on a node a block job uses.

@@ -36,16 +36,8 @@ public static class DomainSecureData
         }
 
         var copy = new XElement(domain);
-        foreach (var password in Passwords(copy).ToList())
-        {
-            password.Remove();
-        }
-
-        foreach (var cookies in Cookies(copy).ToList())
-        {
-            cookies.Remove();
-        }
-
+        Passwords(copy).Remove();
+        Cookies(copy).Remove();
         return copy;
     }
 
@@ -55,5 +47,5 @@ public static class DomainSecureData
     // Every <source> of the domain's disks, at any depth: a disk's own, its backing stores',
     // its mirror's.
     private static IEnumerable<XElement> Cookies(XElement domain)
-        => domain.Elements("devices").Elements("disk").DescendantsAndSelf("source").Elements("cookies");
+        => domain.Elements("devices").Elements("disk").Descendants("source").Elements("cookies");
 }
