@@ -407,8 +407,9 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
     /// </summary>
     private static async Task<BlockInfo> BlockInfoOfAsync(EngineDomain found, DomainDisk disk, string sourcePath, CancellationToken cancellationToken)
     {
-        var length = (ulong)DiskImage.FileLength(sourcePath);
-        var actual = disk.Type == DiskSourceType.Block ? 0 : (ulong)DiskImage.AllocatedBytes(sourcePath);
+        var (fileLength, held) = DiskImage.Sizes(sourcePath);
+        var length = (ulong)fileLength;
+        var actual = disk.Type == DiskSourceType.Block ? 0 : (ulong)held;
         if (found.Running?.DiskByTarget(disk.TargetDev) is { } runningDisk)
         {
             var allocation = runningDisk.Format == ImageFormat.Qcow2 && disk.Type != DiskSourceType.Block ? actual : HighestWrite(runningDisk);

@@ -98,10 +98,13 @@ public static class DiskImage
     /// The bytes the file system holds for the file at <paramref name="path"/> (st_blocks * 512,
     /// 0 for a block device): QEMU's "actual-size", libvirt's allocation of a file. Takes no lock.
     /// </summary>
-    public static long AllocatedBytes(string path)
+    public static long AllocatedBytes(string path) => Sizes(path).Allocated;
+
+    /// <summary><see cref="FileLength"/> and <see cref="AllocatedBytes"/> together, from one open of the file.</summary>
+    public static (long Length, long Allocated) Sizes(string path)
     {
         using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-        return HostFile.AllocatedBytesOf(handle, path);
+        return (HostFile.LengthOf(handle, path), HostFile.AllocatedBytesOf(handle, path));
     }
 
     /// <summary>The file an opened image reads, or null for an image that is not a file's (a view, a wrapper).</summary>

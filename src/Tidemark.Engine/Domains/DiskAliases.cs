@@ -23,7 +23,7 @@ public static class DiskAliases
     public static string? Of(DomainDefinition definition, string target)
     {
         ArgumentNullException.ThrowIfNull(definition);
-        var element = DiskElement(definition, target);
+        var element = DomainDisks.ElementOf(definition.Element, target);
         if (element is null)
         {
             return null;
@@ -152,7 +152,4 @@ public static class DiskAliases
             .FirstOrDefault(c => c.Attribute("type")?.Value == "scsi" && (c.Attribute("index")?.Value ?? "0") == index.ToString(CultureInfo.InvariantCulture));
         return controller?.Attribute("model")?.Value is null or "lsilogic";
     }
-
-    private static XElement? DiskElement(DomainDefinition definition, string target)
-        => definition.Element.Element("devices")?.Elements("disk").FirstOrDefault(d => d.Element("target")?.Attribute("dev")?.Value == target);
 }

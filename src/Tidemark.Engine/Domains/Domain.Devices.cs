@@ -384,7 +384,7 @@ public sealed partial class Domain
     private static DomainDefinition WithoutDisk(DomainDefinition definition, string target)
     {
         var element = new XElement(definition.Element);
-        element.Element("devices")?.Elements("disk").FirstOrDefault(d => d.Element("target")?.Attribute("dev")?.Value == target)?.Remove();
+        DomainDisks.ElementOf(element, target)?.Remove();
         return DomainParser.Parse(element);
     }
 

@@ -54,7 +54,7 @@ public sealed partial class Domain
         if (config)
         {
             var current = _nextDefinition ?? Definition;
-            if (DiskElement(current, target) is null)
+            if (DomainDisks.ElementOf(current.Element, target) is null)
             {
                 throw new EngineException(EngineErrorReason.InvalidDiskPath, $"target {target} doesn't exist.");
             }
@@ -116,7 +116,7 @@ public sealed partial class Domain
     /// <summary>qemuDomainChangeDiskLive, under the domain's lock.</summary>
     private async Task ChangeLiveDiskAsync(XElement updated, string target, Action<string>? trayMoved, CancellationToken cancellationToken)
     {
-        var current = DiskElement(Definition, target)
+        var current = DomainDisks.ElementOf(Definition.Element, target)
             ?? throw new EngineException(EngineErrorReason.UpdatedDiskMissing, $"disk '{target}' not found");
         if (LiveDiskUpdate.FixedFieldChanged(updated, current) is { } field)
         {
@@ -243,14 +243,11 @@ public sealed partial class Domain
         }
     }
 
-    private static XElement? DiskElement(DomainDefinition definition, string target)
-        => definition.Element.Element("devices")?.Elements("disk").FirstOrDefault(d => d.Element("target")?.Attribute("dev")?.Value == target);
-
     /// <summary>The definition with the disk of <paramref name="target"/> replaced by <paramref name="disk"/>, validated as a whole.</summary>
     private static DomainDefinition WithDisk(DomainDefinition definition, string target, XElement disk)
     {
         var element = new XElement(definition.Element);
-        element.Element("devices")!.Elements("disk").First(d => d.Element("target")?.Attribute("dev")?.Value == target).ReplaceWith(disk);
+        DomainDisks.ElementOf(element, target)!.ReplaceWith(disk);
         return DomainParser.Parse(element);
     }
 }

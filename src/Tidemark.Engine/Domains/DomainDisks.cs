@@ -7,6 +7,10 @@ namespace Tidemark.Engine.Domains;
 /// <summary>What libvirt checks of a domain's disks together (virDomainDefCheckDuplicateDiskInfo, the controllers their addresses imply).</summary>
 internal static class DomainDisks
 {
+    /// <summary>The <c>&lt;disk&gt;</c> of <paramref name="domain"/> whose target is <paramref name="target"/>, or null.</summary>
+    public static XElement? ElementOf(XElement domain, string target)
+        => domain.Element("devices")?.Elements("disk").FirstOrDefault(d => d.Element("target")?.Attribute("dev")?.Value == target);
+
     /// <summary>Every check of a definition's disks: unique targets, then each disk's controller.</summary>
     /// <exception cref="EngineException">As <see cref="CheckUniqueTargets"/> and <see cref="CheckController"/>.</exception>
     public static void Check(DomainDefinition definition)
