@@ -63,7 +63,8 @@ public sealed partial class DriveQueriesDifferentialTests(PrivateLibvirtdFixture
         await virsh.RunAsync("domblklist", "dq", "--details");
         await virsh.RunAsync("domblkinfo", "dq", "--all");
         await virsh.RunAsync("start", "dq");
-        await virsh.RunAsync("change-media", "dq", "hdc", "--eject");
+        // --force: QEMU's firmware may hold the tray locked while it reads the CD at boot.
+        await virsh.RunAsync("change-media", "dq", "hdc", "--eject", "--force");
         await virsh.RunAsync("domblklist", "dq", "--details");
         await virsh.RunAsync("domblkinfo", "dq", "hdc");
         await virsh.RunAsync("domblkinfo", "dq", "hdd");

@@ -100,7 +100,8 @@ public sealed partial class MediaDifferentialTests(PrivateLibvirtdFixture fixtur
         await virsh.RunAsync("start", "md");
         await virsh.RunAsync("change-media", "md", "hdd", I("cd2.iso"), "--insert");
         await virsh.RunAsync("change-media", "md", "hdd", I("cd3.iso"), "--insert");
-        await virsh.RunAsync("change-media", "md", "hdc", "--eject");
+        // --force: QEMU's firmware may hold the tray locked while it reads the CD at boot.
+        await virsh.RunAsync("change-media", "md", "hdc", "--eject", "--force");
 
         // Ejected while running, the drive keeps an empty <source index='N'/>: virsh ejects again.
         await virsh.RunAsync("change-media", "md", "hdc", "--eject");
