@@ -28,7 +28,7 @@ public sealed partial class MediaDifferentialTests(PrivateLibvirtdFixture fixtur
     {
         var (real, ours) = await BothHosts.RunAsync(fixture, "tcm", RunAsync, Ct);
         Assert.Equal(real, ours);
-        Assert.Contains("$ virsh change-media md hdd DIR/md/cd2.iso --insert\nSuccessfully inserted media.\n", real, StringComparison.Ordinal);
+        Assert.Contains("$ virsh change-media md hdd DIR/md/cd2.iso --insert --force\nSuccessfully inserted media.\n", real, StringComparison.Ordinal);
         Assert.Contains("error: Cannot access storage file 'DIR/md/nosuch.iso': No such file or directory\n", real, StringComparison.Ordinal);
         Assert.Contains("error: unsupported configuration: disk source can be changed only in removable drives\n", real, StringComparison.Ordinal);
         Assert.Contains("error: Operation not supported: cannot modify field 'readonly' of the disk\n", real, StringComparison.Ordinal);
@@ -98,7 +98,8 @@ public sealed partial class MediaDifferentialTests(PrivateLibvirtdFixture fixtur
 
         await virsh.RunAsync("define", I("hdz.xml"));
         await virsh.RunAsync("start", "md");
-        await virsh.RunAsync("change-media", "md", "hdd", I("cd2.iso"), "--insert");
+        // --force: QEMU's firmware may hold the trays locked while it boots.
+        await virsh.RunAsync("change-media", "md", "hdd", I("cd2.iso"), "--insert", "--force");
         await virsh.RunAsync("change-media", "md", "hdd", I("cd3.iso"), "--insert");
         // --force: QEMU's firmware may hold the tray locked while it reads the CD at boot.
         await virsh.RunAsync("change-media", "md", "hdc", "--eject", "--force");
