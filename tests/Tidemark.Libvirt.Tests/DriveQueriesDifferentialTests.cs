@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using Tidemark.Libvirt.Tests.Support;
 using Tidemark.Testing;
 
@@ -12,11 +11,9 @@ namespace Tidemark.Libvirt.Tests;
 /// <c>domstats --block</c> (node indexes, an empty drive's counters, a running disk's highest
 /// write and held bytes), <c>blockresize</c> of an empty drive and of a floppy (which QEMU's
 /// device refuses), a checkpoint leaving the drives out, media changed on the floppy, and a
-/// live detach of a CD-ROM (refused). The transcripts must be equal, but for the reads QEMU's
-/// firmware makes of the boot disk and CD-ROM as the guest starts, which Tidemark has no guest to
-/// make.
+/// live detach of a CD-ROM (refused). The transcripts must be equal.
 /// </summary>
-public sealed partial class DriveQueriesDifferentialTests(PrivateLibvirtdFixture fixture) : IClassFixture<PrivateLibvirtdFixture>
+public sealed class DriveQueriesDifferentialTests(PrivateLibvirtdFixture fixture) : IClassFixture<PrivateLibvirtdFixture>
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
@@ -62,9 +59,10 @@ public sealed partial class DriveQueriesDifferentialTests(PrivateLibvirtdFixture
         await virsh.RunAsync("define", xml);
         await virsh.RunAsync("domblklist", "dq", "--details");
         await virsh.RunAsync("domblkinfo", "dq", "--all");
-        await virsh.RunAsync("start", "dq");
-        // --force: QEMU's firmware may hold the tray locked while it reads the CD at boot.
-        await virsh.RunAsync("change-media", "dq", "hdc", "--eject", "--force");
+        // Paused: a booting guest's firmware reads the drives and locks the trays in its own
+        // time, which makes libvirtd's answers a race (Tidemark has no firmware).
+        await virsh.RunAsync("start", "dq", "--paused");
+        await virsh.RunAsync("change-media", "dq", "hdc", "--eject");
         await virsh.RunAsync("domblklist", "dq", "--details");
         await virsh.RunAsync("domblkinfo", "dq", "hdc");
         await virsh.RunAsync("domblkinfo", "dq", "hdd");
@@ -85,10 +83,6 @@ public sealed partial class DriveQueriesDifferentialTests(PrivateLibvirtdFixture
         await virsh.RunAsync("destroy", "dq");
         await virsh.RunAsync("checkpoint-delete", "dq", "k1", "--metadata");
         await virsh.RunAsync("undefine", "dq");
-        return GuestReads().Replace(virsh.Mask(directory), "${counter}N");
+        return virsh.Mask(directory);
     }
-
-    // What the guest's firmware read at its start: on libvirtd only.
-    [GeneratedRegex(@"(?m)(?<counter>^(?:\w+ rd_req|\w+ rd_bytes|\w+ rd_total_times) |^  block\.\d+\.rd\.(?:reqs|bytes|times)=)\d+")]
-    private static partial Regex GuestReads();
 }
