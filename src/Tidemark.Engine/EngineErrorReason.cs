@@ -105,6 +105,12 @@ public enum EngineErrorReason
     /// <summary>A disk's file cannot be opened at all (a system error): "Cannot access storage file '%s' (as uid:%u, gid:%u): strerror".</summary>
     ImageInaccessible,
 
+    /// <summary>A backing file's format is not stored and the probed image has a backing file of its own: "format of backing image '%s' of image '%s' was not specified in the image metadata …".</summary>
+    UnstatedBackingFormat,
+
+    /// <summary>A backing chain loops or is deeper than libvirt walks: "backing store for %s is self-referential or too deeply nested".</summary>
+    ChainTooDeep,
+
     /// <summary>"no domain checkpoint with matching name '%s'".</summary>
     NoSuchCheckpoint,
 
@@ -202,6 +208,8 @@ public static class EngineErrorReasons
         EngineErrorReason.ImageLocked => LibvirtErrorCode.OperationFailed,
         EngineErrorReason.ImageFailed => LibvirtErrorCode.OperationFailed,
         EngineErrorReason.ImageInaccessible => LibvirtErrorCode.SystemError,
+        EngineErrorReason.UnstatedBackingFormat => LibvirtErrorCode.OperationInvalid,
+        EngineErrorReason.ChainTooDeep => LibvirtErrorCode.InternalError,
         EngineErrorReason.NoSuchCheckpoint => LibvirtErrorCode.NoDomainCheckpoint,
         EngineErrorReason.NoParent => LibvirtErrorCode.NoDomainCheckpoint,
         EngineErrorReason.CheckpointExists => LibvirtErrorCode.OperationFailed,

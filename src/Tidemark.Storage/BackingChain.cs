@@ -74,6 +74,32 @@ public static class BackingChain
     }
 
     /// <summary>
+    /// One image's own header, read as libvirt reads a chain before QEMU opens it: without
+    /// QEMU's locks (an image another process holds is still described) and without opening
+    /// anything it names. A raw image names no backing file.
+    /// </summary>
+    /// <exception cref="StorageException">A qcow2 header that breaks the format.</exception>
+    /// <exception cref="IOException">The file cannot be read.</exception>
+    public static async ValueTask<BackingLayer> ReadLayerAsync(string path, ImageFormat format, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        var full = Path.GetFullPath(path);
+        if (format == ImageFormat.Raw)
+        {
+            return new BackingLayer(full, ImageFormat.Raw, null, null);
+        }
+
+        using var handle = File.OpenHandle(full, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, FileOptions.Asynchronous);
+        var length = HostFile.LengthOf(handle, full);
+        var probe = new byte[Qcow2Header.ProbeLength];
+        var read = await RandomAccess.ReadAsync(handle, probe, 0, cancellationToken).ConfigureAwait(false);
+        var cluster0 = new byte[1 << Qcow2Header.ReadClusterBits(probe.AsSpan(0, read), full)];
+        await RandomAccess.ReadAsync(handle, cluster0, 0, cancellationToken).ConfigureAwait(false);
+        var header = Qcow2Header.Parse(cluster0, length, full);
+        return new BackingLayer(full, ImageFormat.Qcow2, header.BackingFile, header.BackingFormat is null ? null : ImageFormatNames.Parse(header.BackingFormat));
+    }
+
+    /// <summary>
     /// Where <paramref name="name"/> appears below the top of <paramref name="layers"/>: the
     /// index of the layer it names, or -1. As QEMU's bdrv_find_backing_image, the name is taken
     /// relative to each overlay's directory in turn and compared with the overlay's own backing

@@ -20,6 +20,37 @@ public sealed class RestartTests
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     [Fact]
+    public async Task DefinitionStoredWithoutFormats_RawStartsQcow2IsRefused()
+    {
+        await using var test = await TestHost.CreateAsync();
+        await test.DefineAsync("old", Size, new TestDisk("vda", "raw"));
+        await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", test.ImagePath("oldq", new TestDisk("vda")), "8M");
+        await test.Host.DefineAsync(test.DomainXml("oldq", new TestDisk("vda")).Replace(TestHost.Uuid, "6695eb01-f6a4-8304-79aa-97f2502e1940", StringComparison.Ordinal), Ct);
+        await test.Host.DisposeAsync();
+
+        // As definitions were stored before the disk defaults were filled in at define.
+        foreach (var name in new[] { "old", "oldq" })
+        {
+            var stored = Path.Combine(test.StateRoot, "domains", name + ".xml");
+            var xml = await File.ReadAllTextAsync(stored, Ct);
+            var unstated = System.Text.RegularExpressions.Regex.Replace(xml, @"<driver [^>]*/>\s*", "");
+            Assert.NotEqual(xml, unstated);
+            await File.WriteAllTextAsync(stored, unstated, Ct);
+        }
+
+        await test.ReopenAfterCrashAsync();
+        var raw = test.Host.LookupByName("old");
+        await raw.StartAsync(Ct);
+        Assert.Equal(DomainState.Running, raw.State);
+
+        var qcow2 = test.Host.LookupByName("oldq");
+        var e = await Assert.ThrowsAsync<EngineException>(() => qcow2.StartAsync(Ct));
+        Assert.Equal(EngineErrorReason.UnsupportedDisk, e.Reason);
+        Assert.Equal($"unsupported configuration: disk 'vda' names no format and '{test.ImagePath("oldq", new TestDisk("vda"))}' has a qcow2 header: state it in the disk's <driver type='…'/> (formats are not probed)", e.Message);
+        Assert.Equal(DomainState.ShutOff, qcow2.State);
+    }
+
+    [Fact]
     public async Task DomainsCheckpointsAndCurrent_Reload()
     {
         await using var test = await TestHost.CreateAsync();

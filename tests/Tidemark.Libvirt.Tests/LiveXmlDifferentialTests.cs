@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using System.Xml.Linq;
 using Tidemark.Libvirt.Tests.Support;
 using Tidemark.Testing;
@@ -15,7 +14,7 @@ namespace Tidemark.Libvirt.Tests;
 /// The disks must be equal, but for the guest addresses libvirtd gives them and Tidemark, with
 /// no guest machine, does not.
 /// </summary>
-public sealed partial class LiveXmlDifferentialTests(PrivateLibvirtdFixture fixture) : IClassFixture<PrivateLibvirtdFixture>
+public sealed class LiveXmlDifferentialTests(PrivateLibvirtdFixture fixture) : IClassFixture<PrivateLibvirtdFixture>
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
@@ -83,16 +82,16 @@ public sealed partial class LiveXmlDifferentialTests(PrivateLibvirtdFixture fixt
 
         await virsh.RunAsync("define", xml);
         await virsh.RunAsync("define", I("bare.xml"));
-        virsh.Note("virsh dumpxml bare", await DisksAsync(uri, "bare"));
+        virsh.Note("virsh dumpxml bare", await LiveDisks.DumpAsync(uri, "bare"));
         await virsh.RunAsync("undefine", "bare");
         // Paused: a booting guest's firmware locks and closes the trays in its own time, which
         // makes libvirtd's answers to the media changes below a race (Tidemark has no firmware).
         await virsh.RunAsync("start", "lx", "--paused");
-        virsh.Note("virsh dumpxml lx", await DisksAsync(uri, "lx"));
+        virsh.Note("virsh dumpxml lx", await LiveDisks.DumpAsync(uri, "lx"));
         await virsh.RunAsync("attach-disk", "lx", I("ctop.qcow2"), "vdc", "--subdriver", "qcow2", "--targetbus", "virtio");
         await virsh.RunAsync("change-media", "lx", "hdc", "--eject");
         await virsh.RunAsync("change-media", "lx", "hdd", I("cd2.iso"), "--insert");
-        virsh.Note("virsh dumpxml lx", await DisksAsync(uri, "lx"));
+        virsh.Note("virsh dumpxml lx", await LiveDisks.DumpAsync(uri, "lx"));
 
         // The live XML, defined again under another name.
         var live = XElement.Parse(await Peer.RunCheckedAsync("virsh", "-c", uri, "dumpxml", "lx"));
@@ -101,28 +100,10 @@ public sealed partial class LiveXmlDifferentialTests(PrivateLibvirtdFixture fixt
         live.Element("uuid")?.Remove();
         await File.WriteAllTextAsync(I("copy.xml"), live.ToString(), Ct);
         await virsh.RunAsync("define", I("copy.xml"));
-        virsh.Note("virsh dumpxml copy", await DisksAsync(uri, "copy"));
+        virsh.Note("virsh dumpxml copy", await LiveDisks.DumpAsync(uri, "copy"));
         await virsh.RunAsync("undefine", "copy");
         await virsh.RunAsync("destroy", "lx");
         await virsh.RunAsync("undefine", "lx");
         return virsh.Mask(directory);
     }
-
-    /// <summary>The root element's first line and each disk of <c>virsh dumpxml</c>, as virsh printed them, but for their guest addresses.</summary>
-    private static async Task<string> DisksAsync(string uri, string domain)
-    {
-        var xml = await Peer.RunCheckedAsync("virsh", "-c", uri, "dumpxml", domain);
-        var root = IdAttribute().Replace(xml[..xml.IndexOf('\n', StringComparison.Ordinal)], "id='ID'");
-        var disks = DiskElement().Matches(xml).Select(m => AddressLine().Replace(m.Value, ""));
-        return root + "\n" + string.Concat(disks.Select(d => d + "\n"));
-    }
-
-    [GeneratedRegex(@"id='[0-9]+'")]
-    private static partial Regex IdAttribute();
-
-    [GeneratedRegex(@"(?s) *<disk .*?</disk>")]
-    private static partial Regex DiskElement();
-
-    [GeneratedRegex(@"(?m)^ *<address [^\n]*\n")]
-    private static partial Regex AddressLine();
 }

@@ -7,8 +7,9 @@ namespace Tidemark.Engine.Disks;
 internal static class DiskImages
 {
     /// <summary>
-    /// Opens <paramref name="disk"/>'s source: the format its driver names (qcow2 or raw), or
-    /// probed when it names none. Read-write opens take QEMU's write locks.
+    /// Opens <paramref name="disk"/>'s source: the format its driver names (qcow2 or raw), its
+    /// backing chain checked first as libvirt checks it (<see cref="DiskChainWalk"/>).
+    /// Read-write opens take QEMU's write locks.
     /// </summary>
     /// <exception cref="EngineException">An unsupported source or format, a locked image, or one that cannot be opened.</exception>
     public static async Task<(IBlockImage Image, ImageFormat Format)> OpenAsync(DomainDisk disk, bool readOnly, CancellationToken cancellationToken)
@@ -33,7 +34,12 @@ internal static class DiskImages
                 "raw" => ImageFormat.Raw,
                 _ => throw new EngineException(EngineErrorReason.UnsupportedDisk, $"disk '{disk.TargetDev}': unsupported storage format '{disk.DriverType}'"),
             };
-            var actual = format ?? await DiskImage.ProbeAsync(disk.SourcePath, cancellationToken).ConfigureAwait(false);
+            var actual = format ?? await UnstatedFormatAsync(disk, cancellationToken).ConfigureAwait(false);
+            if (actual == ImageFormat.Qcow2)
+            {
+                await DiskChainWalk.CheckAsync(disk.SourcePath, actual, cancellationToken).ConfigureAwait(false);
+            }
+
             var image = await DiskImage.OpenAsync(disk.SourcePath, actual, readOnly, cancellationToken).ConfigureAwait(false);
             return (image, actual);
         }
@@ -52,6 +58,21 @@ internal static class DiskImages
                 ? new EngineException(EngineErrorReason.ImageFailed, $"cannot open disk '{disk.TargetDev}' ({disk.SourcePath}): {e.Message}", e)
                 : new EngineException(EngineErrorReason.ImageInaccessible, $"Cannot access storage file '{disk.SourcePath}' (as uid:{ProcessIdentity.UserId}, gid:{ProcessIdentity.GroupId}): {HostErrno.Describe(e)}", e);
         }
+    }
+
+    /// <summary>
+    /// The format of a disk whose definition names none: only definitions stored before the
+    /// disk defaults were filled in at define (<see cref="Domains.DiskDefaults"/>) lack it.
+    /// libvirt takes such a disk as raw. A raw file is raw; one with a qcow2 header is refused
+    /// rather than handed to the guest as raw bytes it would overwrite, or opened as qcow2 on the
+    /// word of a header a guest may have written.
+    /// </summary>
+    private static async Task<ImageFormat> UnstatedFormatAsync(DomainDisk disk, CancellationToken cancellationToken)
+    {
+        var path = disk.SourcePath!;
+        return await DiskImage.ProbeAsync(path, cancellationToken).ConfigureAwait(false) == ImageFormat.Raw
+            ? ImageFormat.Raw
+            : throw new EngineException(EngineErrorReason.UnsupportedDisk, $"disk '{disk.TargetDev}' names no format and '{path}' has a qcow2 header: state it in the disk's <driver type='…'/> (formats are not probed)");
     }
 
     /// <summary>Maps a storage failure during an operation on an open image to the engine's error.</summary>
