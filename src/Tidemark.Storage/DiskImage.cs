@@ -43,11 +43,21 @@ public static class DiskImage
     }
 
     /// <summary>
-    /// The path a backing file name refers to: absolute names as they are, relative names from
-    /// the directory of the image that names them (as QEMU resolves them).
+    /// The path a backing file name refers to: absolute names as they are, relative names joined
+    /// to the directory of the image that names them and left as joined, "../" and all, as QEMU
+    /// (path_combine) and libvirt (virStorageSourceNewFromBackingRelative) name them, so the
+    /// path shows as they show it. Compare such paths through <see cref="RealPath"/>.
     /// </summary>
     public static string ResolveBackingPath(string imagePath, string backingName)
-        => Path.IsPathRooted(backingName) ? backingName : Path.GetFullPath(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(imagePath)) ?? "/", backingName));
+    {
+        if (Path.IsPathRooted(backingName))
+        {
+            return backingName;
+        }
+
+        var image = Path.IsPathRooted(imagePath) ? imagePath : Path.GetFullPath(imagePath);
+        return Path.Join(Path.GetDirectoryName(image) ?? "/", backingName);
+    }
 
     internal static async ValueTask<IBlockImage> OpenBackingAsync(string imagePath, string backingName, string? backingFormat, IReadOnlyList<string> chain, CancellationToken cancellationToken)
     {

@@ -144,7 +144,9 @@ internal sealed class HostFile : IAsyncDisposable
     /// <exception cref="StorageException">Another process holds a conflicting lock (<see cref="StorageErrorReason.Locked"/>).</exception>
     public static HostFile Open(string path, bool readOnly)
     {
-        var full = System.IO.Path.GetFullPath(path);
+        // An absolute path stays as given ("sub/../base.qcow2" included): it is the name QEMU
+        // and libvirt show for a backing file (DiskImage.ResolveBackingPath).
+        var full = System.IO.Path.IsPathRooted(path) ? path : System.IO.Path.GetFullPath(path);
         var handle = File.OpenHandle(full, FileMode.Open, readOnly ? FileAccess.Read : FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete, FileOptions.Asynchronous);
         try
         {

@@ -21,7 +21,7 @@ internal static class DiskChainWalk
     /// <exception cref="StorageException">A header in the chain breaks its format.</exception>
     public static async Task CheckAsync(string path, ImageFormat format, CancellationToken cancellationToken)
     {
-        var top = Path.GetFullPath(path);
+        var top = Path.IsPathRooted(path) ? path : Path.GetFullPath(path);
         var walked = new List<(string Path, string Real)>();
         var current = top;
         ImageFormat? stated = format;

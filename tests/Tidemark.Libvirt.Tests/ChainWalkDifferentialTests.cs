@@ -12,11 +12,12 @@ namespace Tidemark.Libvirt.Tests;
 /// (virStorageSourceGetMetadataRecurse). Cases: a qcow2 over a raw base and over a qcow2 base,
 /// neither format stored (probed, the domain starts); a qcow2 over a middle layer whose format is
 /// not stored and which has a base of its own (refused, as a guest-written header naming a host
-/// file would be); a missing backing file; a loop; chains of 200 images (the deepest libvirt
+/// file would be); a missing backing file; backing files named "../" from an overlay (the path
+/// shown joined, not tidied); a loop; chains of 200 images (the deepest libvirt
 /// walks) and of 201; a disk stated raw whose contents are a qcow2 header; a disk that names no
 /// format. The transcripts must be equal.
 /// </summary>
-public sealed class FormatProbingDifferentialTests(PrivateLibvirtdFixture fixture) : IClassFixture<PrivateLibvirtdFixture>
+public sealed class ChainWalkDifferentialTests(PrivateLibvirtdFixture fixture) : IClassFixture<PrivateLibvirtdFixture>
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
@@ -28,6 +29,7 @@ public sealed class FormatProbingDifferentialTests(PrivateLibvirtdFixture fixtur
         Assert.Contains("error: Requested operation is not valid: format of backing image 'mid.qcow2' of image 'DIR/fp/over-mid.qcow2' was not specified in the image metadata (See https://libvirt.org/kbase/backing_chains.html for troubleshooting)\n", real, StringComparison.Ordinal);
         Assert.Contains("<backingStore type='file' index='2'>\n        <format type='raw'/>\n", real, StringComparison.Ordinal);
         Assert.Contains("error: Cannot access backing file 'DIR/fp/gone.qcow2' of storage file 'DIR/fp/over-gone.qcow2' (as uid:0, gid:0): No such file or directory\n", real, StringComparison.Ordinal);
+        Assert.Contains("<source file='DIR/fp/sub/../plain.qcow2'/>\n", real, StringComparison.Ordinal);
         Assert.Contains("error: internal error: backing store for DIR/fp/loop-a.qcow2 is self-referential or too deeply nested\n", real, StringComparison.Ordinal);
         Assert.Contains("error: internal error: backing store for DIR/fp/deep-0.qcow2 is self-referential or too deeply nested\n", real, StringComparison.Ordinal);
     }
@@ -49,6 +51,11 @@ public sealed class FormatProbingDifferentialTests(PrivateLibvirtdFixture fixtur
         await QemuImgAsync("-f", "qcow2", "-b", "gone.qcow2", "-F", "qcow2", "-u", I("over-gone.qcow2"), "4M");
         await QemuImgAsync("-f", "qcow2", "-b", "loop-b.qcow2", "-F", "qcow2", "-u", I("loop-a.qcow2"), "4M");
         await QemuImgAsync("-f", "qcow2", "-b", "loop-a.qcow2", "-F", "qcow2", "-u", I("loop-b.qcow2"), "4M");
+        // Backing files named relative to an overlay in another directory.
+        Directory.CreateDirectory(I("sub"));
+        await QemuImgAsync("-f", "qcow2", "-b", "../plain.qcow2", "-F", "qcow2", I("sub/up.qcow2"));
+        await QemuImgAsync("-f", "qcow2", "-b", "../gone.qcow2", "-F", "qcow2", "-u", I("sub/up-gone.qcow2"), "4M");
+
         // Chains of 200 images (as deep as libvirt goes) and of 201.
         await QemuImgAsync("-f", "qcow2", I("deep-0.qcow2"), "4M");
         for (var i = 1; i <= 200; i++)
@@ -102,6 +109,8 @@ public sealed class FormatProbingDifferentialTests(PrivateLibvirtdFixture fixtur
         await StartAsync("over-mid", Disk("over-mid.qcow2"));
         await StartAsync("over-gone", Disk("over-gone.qcow2"));
         await StartAsync("loop", Disk("loop-a.qcow2"));
+        await StartAsync("up", Disk("sub/up.qcow2"));
+        await StartAsync("up-gone", Disk("sub/up-gone.qcow2"));
         await StartAsync("deep-200", Disk("deep-199.qcow2"), dump: false);
         await StartAsync("deep-201", Disk("deep-200.qcow2"), dump: false);
         await StartAsync("stated-raw", Disk("looks-qcow2.raw", "raw"));
