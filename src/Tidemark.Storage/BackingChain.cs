@@ -83,7 +83,7 @@ public static class BackingChain
     public static async ValueTask<BackingLayer> ReadLayerAsync(string path, ImageFormat format, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        var full = Path.GetFullPath(path);
+        var full = Path.IsPathRooted(path) ? path : Path.GetFullPath(path);
         if (format == ImageFormat.Raw)
         {
             return new BackingLayer(full, ImageFormat.Raw, null, null);

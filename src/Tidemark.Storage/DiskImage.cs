@@ -8,12 +8,20 @@ public static class DiskImage
 {
     /// <summary>Opens <paramref name="path"/> as <paramref name="format"/>, or probes it (qcow2 magic, else raw).</summary>
     /// <exception cref="StorageException">The image cannot be opened (see <see cref="Qcow2Image.OpenAsync(string, bool, CancellationToken)"/>).</exception>
-    public static async ValueTask<IBlockImage> OpenAsync(string path, ImageFormat? format, bool readOnly, CancellationToken cancellationToken = default)
+    public static ValueTask<IBlockImage> OpenAsync(string path, ImageFormat? format, bool readOnly, CancellationToken cancellationToken = default)
+        => OpenAsync(path, format, readOnly, backing: null, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="OpenAsync(string, ImageFormat?, bool, CancellationToken)"/>, the backing
+    /// chain as <paramref name="backing"/> states it where it states it, and as the headers name
+    /// it below that.
+    /// </summary>
+    public static async ValueTask<IBlockImage> OpenAsync(string path, ImageFormat? format, bool readOnly, StatedBacking? backing, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         var actual = format ?? await ProbeAsync(path, cancellationToken).ConfigureAwait(false);
         return actual == ImageFormat.Qcow2
-            ? await Qcow2Image.OpenAsync(path, readOnly, cancellationToken).ConfigureAwait(false)
+            ? await Qcow2Image.OpenAsync(path, readOnly, [], backing, cancellationToken).ConfigureAwait(false)
             : RawImage.Open(path, readOnly);
     }
 
@@ -59,7 +67,8 @@ public static class DiskImage
         return Path.Join(Path.GetDirectoryName(image) ?? "/", backingName);
     }
 
-    internal static async ValueTask<IBlockImage> OpenBackingAsync(string imagePath, string backingName, string? backingFormat, IReadOnlyList<string> chain, CancellationToken cancellationToken)
+    /// <param name="below">What is stated of the backing file's own backing file (<see cref="StatedBacking.Below"/>).</param>
+    internal static async ValueTask<IBlockImage> OpenBackingAsync(string imagePath, string backingName, string? backingFormat, IReadOnlyList<string> chain, StatedBacking? below, CancellationToken cancellationToken)
     {
         var path = ResolveBackingPath(imagePath, backingName);
         if (chain.Count >= Qcow2Layout.MaxBackingChainDepth)
@@ -89,7 +98,7 @@ public static class DiskImage
         }
 
         return format == ImageFormat.Qcow2
-            ? await Qcow2Image.OpenAsync(path, readOnly: true, chain, cancellationToken).ConfigureAwait(false)
+            ? await Qcow2Image.OpenAsync(path, readOnly: true, chain, below, cancellationToken).ConfigureAwait(false)
             : RawImage.Open(path, readOnly: true);
     }
 

@@ -15,7 +15,10 @@ namespace Tidemark.Libvirt.Tests;
 /// file would be); a missing backing file; backing files named "../" from an overlay (the path
 /// shown joined, not tidied); a loop; chains of 200 images (the deepest libvirt
 /// walks) and of 201; a disk stated raw whose contents are a qcow2 header; a disk that names no
-/// format. The transcripts must be equal.
+/// format; chains the definition states (<c>&lt;backingStore&gt;</c>: over the unstated layer,
+/// none at all, another file than the header names, a missing one); the refused chains and a
+/// probed one hot-plugged into a running domain. The transcripts
+/// must be equal.
 /// </summary>
 public sealed class ChainWalkDifferentialTests(PrivateLibvirtdFixture fixture) : IClassFixture<PrivateLibvirtdFixture>
 {
@@ -30,6 +33,9 @@ public sealed class ChainWalkDifferentialTests(PrivateLibvirtdFixture fixture) :
         Assert.Contains("<backingStore type='file' index='2'>\n        <format type='raw'/>\n", real, StringComparison.Ordinal);
         Assert.Contains("error: Cannot access backing file 'DIR/fp/gone.qcow2' of storage file 'DIR/fp/over-gone.qcow2' (as uid:0, gid:0): No such file or directory\n", real, StringComparison.Ordinal);
         Assert.Contains("<source file='DIR/fp/sub/../plain.qcow2'/>\n", real, StringComparison.Ordinal);
+        Assert.Contains("<source file='DIR/fp/over-raw.qcow2' index='1'/>\n      <backingStore type='file' index='2'>\n        <format type='qcow2'/>\n        <source file='DIR/fp/plain.qcow2'/>\n", real, StringComparison.Ordinal);
+        Assert.Contains("<source file='DIR/fp/over-plain.qcow2' index='1'/>\n      <backingStore/>\n", real, StringComparison.Ordinal);
+        Assert.Contains("error: Cannot access storage file 'DIR/fp/gone.qcow2' (as uid:0, gid:0): No such file or directory\n", real, StringComparison.Ordinal);
         Assert.Contains("error: internal error: backing store for DIR/fp/loop-a.qcow2 is self-referential or too deeply nested\n", real, StringComparison.Ordinal);
         Assert.Contains("error: internal error: backing store for DIR/fp/deep-0.qcow2 is self-referential or too deeply nested\n", real, StringComparison.Ordinal);
     }
@@ -43,6 +49,7 @@ public sealed class ChainWalkDifferentialTests(PrivateLibvirtdFixture fixture) :
         async Task QemuImgAsync(params string[] arguments) => await Peer.RunCheckedAsync("qemu-img", ["create", "-q", .. arguments]);
 
         await QemuImgAsync("-f", "raw", I("base.raw"), "4M");
+        await QemuImgAsync("-f", "raw", I("solo.raw"), "4M");
         await QemuImgAsync("-f", "qcow2", I("plain.qcow2"), "4M");
         await QemuImgAsync("-f", "qcow2", "-b", "base.raw", "-F", "raw", I("over-raw.qcow2"));
         await QemuImgAsync("-f", "qcow2", "-b", "plain.qcow2", "-F", "qcow2", I("over-plain.qcow2"));
@@ -71,7 +78,7 @@ public sealed class ChainWalkDifferentialTests(PrivateLibvirtdFixture fixture) :
             await WithoutBackingFormatAsync(I(image));
         }
 
-        async Task StartAsync(string name, string disk, bool dump = true)
+        async Task StartAsync(string name, string disk, bool dump = true, Func<Task>? whileRunning = null)
         {
             var xml = I(name + ".xml");
             await File.WriteAllTextAsync(xml, $"""
@@ -80,6 +87,7 @@ public sealed class ChainWalkDifferentialTests(PrivateLibvirtdFixture fixture) :
                   <memory unit='MiB'>64</memory>
                   <vcpu placement='static'>1</vcpu>
                   <os><type arch='x86_64' machine='pc'>hvm</type></os>
+                  <features><acpi/></features>
                   <devices>
                     <emulator>/usr/bin/qemu-system-x86_64</emulator>
                     {disk}
@@ -95,14 +103,21 @@ public sealed class ChainWalkDifferentialTests(PrivateLibvirtdFixture fixture) :
                 }
 
                 await virsh.RunAsync("domblkinfo", "fp", "vda");
+                if (whileRunning is not null)
+                {
+                    await whileRunning();
+                }
+
                 await virsh.RunAsync("destroy", "fp");
             }
 
             await virsh.RunAsync("undefine", "fp");
         }
 
-        string Disk(string image, string? format = "qcow2")
-            => $"<disk type='file' device='disk'>{(format is null ? "" : $"<driver name='qemu' type='{format}'/>")}<source file='{I(image)}'/><target dev='vda' bus='virtio'/></disk>";
+        string Disk(string image, string? format = "qcow2", string backingStore = "")
+            => $"<disk type='file' device='disk'>{(format is null ? "" : $"<driver name='qemu' type='{format}'/>")}<source file='{I(image)}'/>{backingStore}<target dev='vda' bus='virtio'/></disk>";
+        string Store(string image, string format, string below = "")
+            => $"<backingStore type='file'><format type='{format}'/><source file='{I(image)}'/>{below}</backingStore>";
 
         await StartAsync("over-raw", Disk("over-raw.qcow2"));
         await StartAsync("over-plain", Disk("over-plain.qcow2"));
@@ -113,8 +128,24 @@ public sealed class ChainWalkDifferentialTests(PrivateLibvirtdFixture fixture) :
         await StartAsync("up-gone", Disk("sub/up-gone.qcow2"));
         await StartAsync("deep-200", Disk("deep-199.qcow2"), dump: false);
         await StartAsync("deep-201", Disk("deep-200.qcow2"), dump: false);
+        // A chain the definition states is followed as stated: the unstated middle layer, no
+        // backing file at all, another backing file than the header names.
+        await StartAsync("xml-mid", Disk("over-mid.qcow2", backingStore: Store("mid.qcow2", "qcow2")));
+        await StartAsync("xml-none", Disk("over-plain.qcow2", backingStore: "<backingStore/>"));
+        await StartAsync("xml-other", Disk("over-raw.qcow2", backingStore: Store("plain.qcow2", "qcow2", "<backingStore/>")));
+        await StartAsync("xml-gone", Disk("over-raw.qcow2", backingStore: Store("gone.qcow2", "qcow2")));
         await StartAsync("stated-raw", Disk("looks-qcow2.raw", "raw"));
         await StartAsync("unstated", Disk("looks-qcow2.raw", null));
+
+        // The same walk when a disk is hot-plugged.
+        await StartAsync("hotplug", Disk("solo.raw", "raw"), whileRunning: async () =>
+        {
+            await virsh.RunAsync("attach-disk", "fp", I("over-mid.qcow2"), "vdb", "--subdriver", "qcow2");
+            await virsh.RunAsync("attach-disk", "fp", I("loop-a.qcow2"), "vdb", "--subdriver", "qcow2");
+            await virsh.RunAsync("attach-disk", "fp", I("sub/up-gone.qcow2"), "vdb", "--subdriver", "qcow2");
+            await virsh.RunAsync("attach-disk", "fp", I("over-raw.qcow2"), "vdb", "--subdriver", "qcow2");
+            virsh.Note("virsh dumpxml fp", await LiveDisks.DumpAsync(uri, "fp"));
+        });
         return virsh.Mask(directory);
     }
 

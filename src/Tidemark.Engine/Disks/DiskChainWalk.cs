@@ -9,7 +9,8 @@ namespace Tidemark.Engine.Disks;
 /// its overlay does not store probed only when what the probe finds names no backing file of
 /// its own; a loop, or more than 200 images, is refused. A guest can write any header into a
 /// raw image, so a probed layer is never allowed to lead anywhere else (a host file named as its
-/// backing file).
+/// backing file). Where the disk's definition states the chain (<c>&lt;backingStore&gt;</c>),
+/// the walk follows it and reads the headers only below it, as libvirt does.
 /// </summary>
 internal static class DiskChainWalk
 {
@@ -19,7 +20,8 @@ internal static class DiskChainWalk
     /// <exception cref="EngineException">A backing file is missing, a probed layer has a backing file of its own, or the chain loops or is deeper than <see cref="MaxDepth"/>.</exception>
     /// <exception cref="IOException">The disk's own file cannot be read.</exception>
     /// <exception cref="StorageException">A header in the chain breaks its format.</exception>
-    public static async Task CheckAsync(string path, ImageFormat format, CancellationToken cancellationToken)
+    /// <param name="below">The chain as the disk's definition states it (followed where it is stated, from the headers below it).</param>
+    public static async Task CheckAsync(string path, ImageFormat format, StatedBacking? below, CancellationToken cancellationToken)
     {
         var top = Path.IsPathRooted(path) ? path : Path.GetFullPath(path);
         var walked = new List<(string Path, string Real)>();
@@ -39,27 +41,44 @@ internal static class DiskChainWalk
             }
 
             walked.Add((current, real));
-            var layer = await BackingChain.ReadLayerAsync(current, stated ?? await DiskImage.ProbeAsync(current, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
-            if (layer.BackingName is null)
+            string? backingName;
+            ImageFormat? backingFormat;
+            var fromDefinition = below is not null;
+            if (below is not null)
+            {
+                // Stated in the definition: the headers are not asked (qemuDomainDetermineDiskChain).
+                (backingName, backingFormat, below) = (below.Path, below.Format, below.Below);
+            }
+            else
+            {
+                var layer = await BackingChain.ReadLayerAsync(current, stated ?? await DiskImage.ProbeAsync(current, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
+                if (stated is null && layer.BackingName is not null && overlay is { } above)
+                {
+                    throw new EngineException(EngineErrorReason.UnstatedBackingFormat, $"format of backing image '{above.BackingName}' of image '{above.Path}' was not specified in the image metadata (See https://libvirt.org/kbase/backing_chains.html for troubleshooting)");
+                }
+
+                (backingName, backingFormat) = (layer.BackingName, layer.BackingFormat);
+            }
+
+            if (backingName is null)
             {
                 return;
             }
 
-            if (stated is null && overlay is { } above)
-            {
-                throw new EngineException(EngineErrorReason.UnstatedBackingFormat, $"format of backing image '{above.BackingName}' of image '{above.Path}' was not specified in the image metadata (See https://libvirt.org/kbase/backing_chains.html for troubleshooting)");
-            }
-
-            var next = DiskImage.ResolveBackingPath(current, layer.BackingName);
+            var next = DiskImage.ResolveBackingPath(current, backingName);
             if (!File.Exists(next))
             {
-                // virStorageSourceReportBrokenChain: named against the disk's own file, whatever its depth.
-                throw new EngineException(EngineErrorReason.ImageInaccessible, $"Cannot access backing file '{next}' of storage file '{top}' (as uid:{ProcessIdentity.UserId}, gid:{ProcessIdentity.GroupId}): No such file or directory");
+                // A layer the definition states is checked as a source of its own; one a header
+                // names is reported against the disk's own file, whatever its depth
+                // (virStorageSourceReportBrokenChain).
+                throw new EngineException(EngineErrorReason.ImageInaccessible, fromDefinition
+                    ? $"Cannot access storage file '{next}' (as uid:{ProcessIdentity.UserId}, gid:{ProcessIdentity.GroupId}): No such file or directory"
+                    : $"Cannot access backing file '{next}' of storage file '{top}' (as uid:{ProcessIdentity.UserId}, gid:{ProcessIdentity.GroupId}): No such file or directory");
             }
 
-            overlay = (current, layer.BackingName);
+            overlay = (current, backingName);
             current = next;
-            stated = layer.BackingFormat;
+            stated = backingFormat;
         }
     }
 }

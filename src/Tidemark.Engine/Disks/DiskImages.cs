@@ -35,12 +35,13 @@ internal static class DiskImages
                 _ => throw new EngineException(EngineErrorReason.UnsupportedDisk, $"disk '{disk.TargetDev}': unsupported storage format '{disk.DriverType}'"),
             };
             var actual = format ?? await UnstatedFormatAsync(disk, cancellationToken).ConfigureAwait(false);
+            var stated = Stated(disk, disk.BackingStore);
             if (actual == ImageFormat.Qcow2)
             {
-                await DiskChainWalk.CheckAsync(disk.SourcePath, actual, cancellationToken).ConfigureAwait(false);
+                await DiskChainWalk.CheckAsync(disk.SourcePath, actual, stated, cancellationToken).ConfigureAwait(false);
             }
 
-            var image = await DiskImage.OpenAsync(disk.SourcePath, actual, readOnly, cancellationToken).ConfigureAwait(false);
+            var image = await DiskImage.OpenAsync(disk.SourcePath, actual, readOnly, stated, cancellationToken).ConfigureAwait(false);
             return (image, actual);
         }
         catch (StorageException e) when (e.Reason == StorageErrorReason.Locked)
@@ -59,6 +60,22 @@ internal static class DiskImages
                 : new EngineException(EngineErrorReason.ImageInaccessible, $"Cannot access storage file '{disk.SourcePath}' (as uid:{ProcessIdentity.UserId}, gid:{ProcessIdentity.GroupId}): {HostErrno.Describe(e)}", e);
         }
     }
+
+    /// <summary>
+    /// The backing chain the disk's <c>&lt;backingStore&gt;</c> states, which libvirt gives QEMU
+    /// in place of what the headers name (and stops at an empty <c>&lt;backingStore/&gt;</c>);
+    /// null when the definition states none.
+    /// </summary>
+    private static StatedBacking? Stated(DomainDisk disk, DomainBackingStore? store) => store switch
+    {
+        null => null,
+        { Type: null } => StatedBacking.None,
+        { Type: not (DiskSourceType.File or DiskSourceType.Block) } => throw new EngineException(EngineErrorReason.UnsupportedDisk, $"disk '{disk.TargetDev}': backing store source type '{DomainDiskNames.Of(store.Type.Value)}' is not supported, only local files and block devices"),
+        { SourcePath: null } => throw new EngineException(EngineErrorReason.UnsupportedDisk, $"disk '{disk.TargetDev}': a backing store names no source"),
+        { Format: "qcow2" or "raw" } => new StatedBacking(store.SourcePath, ImageFormatNames.Parse(store.Format), Stated(disk, store.Next)),
+        { Format: null } => throw new EngineException(EngineErrorReason.UnsupportedDisk, $"disk '{disk.TargetDev}': backing store '{store.SourcePath}' names no format"),
+        _ => throw new EngineException(EngineErrorReason.UnsupportedDisk, $"disk '{disk.TargetDev}': unsupported storage format '{store.Format}' of backing store '{store.SourcePath}'"),
+    };
 
     /// <summary>
     /// The format of a disk whose definition names none: only definitions stored before the

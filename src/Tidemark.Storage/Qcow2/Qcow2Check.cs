@@ -108,7 +108,7 @@ public static class Qcow2Check
             return;
         }
 
-        var backing = await DiskImage.OpenBackingAsync(file.Path, header.BackingFile, header.BackingFormat, [file.Path], cancellationToken).ConfigureAwait(false);
+        var backing = await DiskImage.OpenBackingAsync(file.Path, header.BackingFile, header.BackingFormat, [file.Path], below: null, cancellationToken).ConfigureAwait(false);
         await backing.DisposeAsync().ConfigureAwait(false);
     }
 

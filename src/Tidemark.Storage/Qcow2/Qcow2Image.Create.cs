@@ -93,7 +93,7 @@ public sealed partial class Qcow2Image
             await file.FlushAsync(cancellationToken).ConfigureAwait(false);
         }
 
-        return await OpenAsync(path, readOnly: false, openBackingChain ? Array.Empty<string>() : null, cancellationToken).ConfigureAwait(false);
+        return await OpenAsync(path, readOnly: false, openBackingChain ? Array.Empty<string>() : null, stated: null, cancellationToken).ConfigureAwait(false);
     }
 
     private static Qcow2Header BuildHeader(Qcow2CreateOptions options)

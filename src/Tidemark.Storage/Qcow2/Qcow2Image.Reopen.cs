@@ -35,7 +35,7 @@ public sealed partial class Qcow2Image
         ImageLock.ReleaseDenials(_file.Handle);
         try
         {
-            var writable = await OpenAsync(Path, readOnly: false, chain: null, cancellationToken).ConfigureAwait(false);
+            var writable = await OpenAsync(Path, readOnly: false, chain: null, stated: null, cancellationToken).ConfigureAwait(false);
             try
             {
                 await writable.Bitmaps.RemoveAsync(name, cancellationToken).ConfigureAwait(false);

@@ -185,7 +185,7 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
     public static ValueTask<Qcow2Image> OpenAsync(string path, bool readOnly, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        return OpenAsync(path, readOnly, [], cancellationToken);
+        return OpenAsync(path, readOnly, [], stated: null, cancellationToken);
     }
 
     /// <summary>
@@ -199,11 +199,12 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
     public static ValueTask<Qcow2Image> OpenDetachedAsync(string path, bool readOnly, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        return OpenAsync(path, readOnly, chain: null, cancellationToken);
+        return OpenAsync(path, readOnly, chain: null, stated: null, cancellationToken);
     }
 
     /// <param name="chain">The images above this one in the chain being opened (loop and depth checks); null opens the image without its backing chain.</param>
-    internal static async ValueTask<Qcow2Image> OpenAsync(string path, bool readOnly, IReadOnlyList<string>? chain, CancellationToken cancellationToken)
+    /// <param name="stated">The backing file as stated apart from the header, or null to open the one the header names.</param>
+    internal static async ValueTask<Qcow2Image> OpenAsync(string path, bool readOnly, IReadOnlyList<string>? chain, StatedBacking? stated, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         var file = HostFile.Open(path, readOnly);
@@ -222,9 +223,13 @@ public sealed partial class Qcow2Image : IBlockImage, IQcow2ClusterSpace
             }
 
             await CheckSnapshotTableAsync(file, header, cancellationToken).ConfigureAwait(false);
-            if (header.BackingFile is not null && chain is not null)
+            if (chain is not null && stated is { Path: { } statedPath })
             {
-                backing = await DiskImage.OpenBackingAsync(file.Path, header.BackingFile, header.BackingFormat, [.. chain, file.Path], cancellationToken).ConfigureAwait(false);
+                backing = await DiskImage.OpenBackingAsync(file.Path, statedPath, stated.Format.ToName(), [.. chain, file.Path], stated.Below, cancellationToken).ConfigureAwait(false);
+            }
+            else if (chain is not null && stated is null && header.BackingFile is not null)
+            {
+                backing = await DiskImage.OpenBackingAsync(file.Path, header.BackingFile, header.BackingFormat, [.. chain, file.Path], below: null, cancellationToken).ConfigureAwait(false);
             }
 
             var image = new Qcow2Image(file, header, backing);
