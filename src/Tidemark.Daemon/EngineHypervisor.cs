@@ -421,12 +421,22 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
             return new BlockInfo(allocation, (ulong)runningDisk.LiveImage.VirtualSize, actual);
         }
 
-        var format = disk.DriverType is { } type ? ImageFormatNames.Parse(type) : (ImageFormat?)null;
-        var image = await DiskImage.OpenAsync(sourcePath, format, readOnly: true, cancellationToken).ConfigureAwait(false);
+        // The image's own header, as qemuStorageLimitsRefresh reads it: its backing files are
+        // not opened (one may be missing), and a disk naming no format is raw, never probed. A
+        // block device holds its whole length.
+        var fileAllocation = disk.Type == DiskSourceType.Block ? length : actual;
+        var format = disk.DriverType is { } type ? ImageFormatNames.Parse(type) : ImageFormat.Raw;
+        if (format == ImageFormat.Raw)
+        {
+            // A raw file's capacity is its length to the byte (QEMU, once running, rounds it
+            // up to a 512-byte sector).
+            return new BlockInfo(fileAllocation, length, length);
+        }
+
+        var image = await DiskImage.OpenWithoutBackingAsync(sourcePath, format, cancellationToken).ConfigureAwait(false);
         await using (image.ConfigureAwait(false))
         {
-            // A block device holds its whole length.
-            return new BlockInfo(disk.Type == DiskSourceType.Block ? length : actual, (ulong)image.VirtualSize, length);
+            return new BlockInfo(fileAllocation, (ulong)image.VirtualSize, length);
         }
     }
 

@@ -5,8 +5,8 @@ using Tidemark.Testing;
 namespace Tidemark.Libvirt.Tests;
 
 /// <summary>
-/// Images whose format nobody stated, started through stock virsh on the real libvirtd and on
-/// Tidemark's daemon. libvirt never probes a disk's format (a guest can write any header into
+/// Images whose format nobody stated, queried shut off (<c>domblkinfo</c>) and started through
+/// stock virsh on the real libvirtd and on Tidemark's daemon. libvirt never probes a disk's format (a guest can write any header into
 /// a raw disk) but for a backing file an old qcow2 names without its format: that one is probed
 /// only if what the probe finds has no backing file of its own
 /// (virStorageSourceGetMetadataRecurse). Cases: a qcow2 over a raw base and over a qcow2 base,
@@ -95,6 +95,7 @@ public sealed class ChainWalkDifferentialTests(PrivateLibvirtdFixture fixture) :
                 </domain>
                 """, Ct);
             await virsh.RunAsync("define", xml);
+            await virsh.RunAsync("domblkinfo", "fp", "vda");
             if ((await virsh.RunAsync("start", "fp", "--paused")).ExitCode == 0)
             {
                 if (dump)
