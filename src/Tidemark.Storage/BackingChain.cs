@@ -76,11 +76,12 @@ public static class BackingChain
     /// <summary>
     /// One image's own header, read as libvirt reads a chain before QEMU opens it: without
     /// QEMU's locks (an image another process holds is still described) and without opening
-    /// anything it names. A raw image names no backing file.
+    /// anything it names. With no <paramref name="format"/> the same read probes it (qcow2 magic,
+    /// else raw, as <see cref="DiskImage.ProbeAsync"/>). A raw image names no backing file.
     /// </summary>
     /// <exception cref="StorageException">A qcow2 header that breaks the format.</exception>
     /// <exception cref="IOException">The file cannot be read.</exception>
-    public static async ValueTask<BackingLayer> ReadLayerAsync(string path, ImageFormat format, CancellationToken cancellationToken = default)
+    public static async ValueTask<BackingLayer> ReadLayerAsync(string path, ImageFormat? format, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         var full = Path.IsPathRooted(path) ? path : Path.GetFullPath(path);
@@ -90,12 +91,16 @@ public static class BackingChain
         }
 
         using var handle = File.OpenHandle(full, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, FileOptions.Asynchronous);
-        var length = HostFile.LengthOf(handle, full);
         var probe = new byte[Qcow2Header.ProbeLength];
         var read = await RandomAccess.ReadAsync(handle, probe, 0, cancellationToken).ConfigureAwait(false);
+        if (format is null && !DiskImage.HasQcow2Magic(probe.AsSpan(0, read)))
+        {
+            return new BackingLayer(full, ImageFormat.Raw, null, null);
+        }
+
         var cluster0 = new byte[1 << Qcow2Header.ReadClusterBits(probe.AsSpan(0, read), full)];
         await RandomAccess.ReadAsync(handle, cluster0, 0, cancellationToken).ConfigureAwait(false);
-        var header = Qcow2Header.Parse(cluster0, length, full);
+        var header = Qcow2Header.Parse(cluster0, HostFile.LengthOf(handle, full), full);
         return new BackingLayer(full, ImageFormat.Qcow2, header.BackingFile, header.BackingFormat is null ? null : ImageFormatNames.Parse(header.BackingFormat));
     }
 

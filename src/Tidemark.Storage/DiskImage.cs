@@ -47,8 +47,12 @@ public static class DiskImage
         using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, FileOptions.Asynchronous);
         var magic = new byte[4];
         var n = await RandomAccess.ReadAsync(handle, magic, 0, cancellationToken).ConfigureAwait(false);
-        return n == 4 && BinaryPrimitives.ReadUInt32BigEndian(magic) == Qcow2Layout.Magic ? ImageFormat.Qcow2 : ImageFormat.Raw;
+        return HasQcow2Magic(magic.AsSpan(0, n)) ? ImageFormat.Qcow2 : ImageFormat.Raw;
     }
+
+    /// <summary>Whether a file's first bytes start with the qcow2 magic: the whole of the probe.</summary>
+    internal static bool HasQcow2Magic(ReadOnlySpan<byte> start)
+        => start.Length >= 4 && BinaryPrimitives.ReadUInt32BigEndian(start) == Qcow2Layout.Magic;
 
     /// <summary>
     /// The path a backing file name refers to: absolute names as they are, relative names joined

@@ -51,7 +51,7 @@ internal static class DiskChainWalk
             }
             else
             {
-                var layer = await BackingChain.ReadLayerAsync(current, stated ?? await DiskImage.ProbeAsync(current, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
+                var layer = await BackingChain.ReadLayerAsync(current, stated, cancellationToken).ConfigureAwait(false);
                 if (stated is null && layer.BackingName is not null && overlay is { } above)
                 {
                     throw new EngineException(EngineErrorReason.UnstatedBackingFormat, $"format of backing image '{above.BackingName}' of image '{above.Path}' was not specified in the image metadata (See https://libvirt.org/kbase/backing_chains.html for troubleshooting)");
