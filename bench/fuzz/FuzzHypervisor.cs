@@ -115,6 +115,14 @@ internal sealed class FuzzHypervisor : IRemoteHypervisor
 
     public ValueTask<int> ThawFilesystemsAsync(RemoteDomain domain, IReadOnlyList<string> mountpoints, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport(nameof(ThawFilesystemsAsync));
 
+    public ValueTask<IReadOnlyList<GuestFileSystem>> GetFileSystemsAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport(nameof(GetFileSystemsAsync));
+
+    public ValueTask<string> GetHostnameAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport(nameof(GetHostnameAsync));
+
+    public ValueTask<GuestTime> GetTimeAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport(nameof(GetTimeAsync));
+
+    public ValueTask<string?> QemuAgentCommandAsync(RemoteDomain domain, string command, int timeout, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport(nameof(QemuAgentCommandAsync));
+
     public ValueTask<RemoteStoragePool> LookupStoragePoolByTargetPathAsync(string path, CancellationToken cancellationToken) => throw LibvirtError.NoSupport(nameof(LookupStoragePoolByTargetPathAsync));
 
     public ValueTask<RemoteCheckpoint> CreateCheckpointAsync(RemoteDomain domain, string xml, uint flags, CancellationToken cancellationToken) => throw LibvirtError.NoSupport(nameof(CreateCheckpointAsync));

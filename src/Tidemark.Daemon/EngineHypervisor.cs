@@ -38,6 +38,10 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
     private const int ShutoffCrashed = 3;
     private const int ShutoffDaemon = 8;
 
+    // virDomainGetHostnameFlags.
+    private const uint HostnameFromLease = 1;
+    private const uint HostnameFromAgent = 2;
+
     // virDomainRunningReason and virDomainPausedReason values.
     private const int RunningBooted = 1;
     private const int RunningUnpaused = 5;
@@ -450,20 +454,58 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
 
     public ValueTask<IReadOnlyList<TypedParameter>> GetGuestInfoAsync(RemoteDomain domain, uint types, uint flags, CancellationToken cancellationToken) => Call<IReadOnlyList<TypedParameter>>(() =>
     {
-        Find(domain);
-        throw NoGuestAgent();
+        CheckFlags(flags, 0, "qemuDomainGetGuestInfo");
+        throw NoGuestAgent(domain);
     });
 
     public ValueTask<int> FreezeFilesystemsAsync(RemoteDomain domain, IReadOnlyList<string> mountpoints, uint flags, CancellationToken cancellationToken) => Call<int>(() =>
     {
-        Find(domain);
-        throw NoGuestAgent();
+        CheckFlags(flags, 0, "qemuDomainFSFreeze");
+        throw NoGuestAgent(domain);
     });
 
     public ValueTask<int> ThawFilesystemsAsync(RemoteDomain domain, IReadOnlyList<string> mountpoints, uint flags, CancellationToken cancellationToken) => Call<int>(() =>
     {
-        Find(domain);
-        throw NoGuestAgent();
+        CheckFlags(flags, 0, "qemuDomainFSThaw");
+        throw NoGuestAgent(domain);
+    });
+
+    public ValueTask<IReadOnlyList<GuestFileSystem>> GetFileSystemsAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => Call<IReadOnlyList<GuestFileSystem>>(() =>
+    {
+        CheckFlags(flags, 0, "qemuDomainGetFSInfo");
+        throw NoGuestAgent(domain);
+    });
+
+    public ValueTask<string> GetHostnameAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => Call<string>(() =>
+    {
+        CheckFlags(flags, HostnameFromLease | HostnameFromAgent, "qemuDomainGetHostname");
+        if (flags == (HostnameFromLease | HostnameFromAgent))
+        {
+            throw LibvirtError.Create(VirErrorNumber.InvalidArg, VirErrorDomain.Qemu, "Flags 'VIR_DOMAIN_GET_HOSTNAME_LEASE' and 'VIR_DOMAIN_GET_HOSTNAME_AGENT' are mutually exclusive");
+        }
+
+        if (flags == HostnameFromLease)
+        {
+            // Tidemark's guests have no network, so no DHCP lease names them.
+            var found = Find(domain);
+            throw found.IsActive
+                ? LibvirtError.Create(VirErrorNumber.NoHostname, VirErrorDomain.Qemu, $"no hostname found for domain {found.Name}")
+                : NotRunning();
+        }
+
+        throw NoGuestAgent(domain);
+    });
+
+    public ValueTask<GuestTime> GetTimeAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) => Call<GuestTime>(() =>
+    {
+        CheckFlags(flags, 0, "qemuDomainGetTime");
+        throw NoGuestAgent(domain);
+    });
+
+    public ValueTask<string?> QemuAgentCommandAsync(RemoteDomain domain, string command, int timeout, uint flags, CancellationToken cancellationToken) => Call<string?>(() =>
+    {
+        CheckFlags(flags, 0, "qemuDomainQemuAgentCommand");
+        throw NoGuestAgent(domain);
     });
 
     public ValueTask<RemoteStoragePool> LookupStoragePoolByTargetPathAsync(string path, CancellationToken cancellationToken) =>
@@ -579,9 +621,31 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         }
     }
 
-    // libvirt's qemu driver without an agent channel in the domain (virtnbdbackup and virsh tolerate it).
-    private static LibvirtError NoGuestAgent() =>
-        LibvirtError.Create(VirErrorNumber.ArgumentUnsupported, VirErrorDomain.Qemu, "QEMU guest agent is not configured");
+    /// <summary>
+    /// Why <paramref name="domain"/>'s guest agent cannot take a command, in the words of
+    /// libvirt's qemuDomainAgentAvailable (after virDomainObjCheckActive): an agent answers only
+    /// while the domain runs, so a paused one is "not running" too; a running one whose
+    /// definition has no agent channel has none configured (virtnbdbackup and virsh go on
+    /// without it); one with the channel has an agent that is not connected, since no agent
+    /// runs in a Tidemark guest, as in a QEMU guest that never started one.
+    /// </summary>
+    private LibvirtError NoGuestAgent(RemoteDomain domain)
+    {
+        var found = Find(domain);
+        if (found.State != EngineState.Running)
+        {
+            return NotRunning();
+        }
+
+        return DeclaresGuestAgent(found.Definition.Element)
+            ? LibvirtError.Create(VirErrorNumber.AgentUnresponsive, VirErrorDomain.Qemu, "QEMU guest agent is not connected")
+            : LibvirtError.Create(VirErrorNumber.ArgumentUnsupported, VirErrorDomain.Qemu, "QEMU guest agent is not configured");
+    }
+
+    // qemuFindAgentConfig: a virtio channel named org.qemu.guest_agent.0.
+    private static bool DeclaresGuestAgent(XElement domain) =>
+        domain.Element("devices")?.Elements("channel").Select(c => c.Element("target"))
+            .Any(t => (string?)t?.Attribute("type") == "virtio" && (string?)t.Attribute("name") == "org.qemu.guest_agent.0") == true;
 
     private static void CheckFlags(uint flags, uint known, string function)
     {

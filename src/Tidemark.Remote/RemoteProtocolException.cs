@@ -27,11 +27,8 @@ public enum RemoteProtocolErrorReason
     /// <summary>A message's length word is smaller than its header.</summary>
     MessageTooShort,
 
-    /// <summary>The program number is neither REMOTE nor KEEPALIVE.</summary>
+    /// <summary>A message from the server of a program other than REMOTE and KEEPALIVE, or of a version other than 1.</summary>
     UnknownProgram,
-
-    /// <summary>The program version is not 1.</summary>
-    UnknownVersion,
 
     /// <summary>The message type or status is not one this side accepts in that direction.</summary>
     UnexpectedMessage,

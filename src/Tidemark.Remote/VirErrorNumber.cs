@@ -36,12 +36,16 @@ public enum VirErrorNumber
     /// <summary>libvirt's answer for a guest-agent call on a domain without an agent channel (qemuDomainAgentAvailable).</summary>
     ArgumentUnsupported = 74,
     OperationUnsupported = 84,
+
+    /// <summary>A guest agent declared in the domain but not connected (qemuDomainAgentAvailable).</summary>
+    AgentUnresponsive = 86,
     XmlInvalidSchema = 92,
     DeviceMissing = 99,
 
     /// <summary>Load-bearing: virsh's checkpoint-list --tree stops at the root on it; virtnbdbackup redefines on it.</summary>
     NoDomainCheckpoint = 103,
     NoDomainBackup = 104,
+    NoHostname = 108,
     CheckpointInconsistent = 109,
 }
 
@@ -70,7 +74,8 @@ public static class VirErrorText
         VirErrorNumber.OperationFailed => "operation failed",
         VirErrorNumber.XmlError => "XML error",
         VirErrorNumber.OperationDenied => "operation forbidden",
-        VirErrorNumber.RpcError => "RPC error",
+        // virErrorMsg: an RPC error with a detail is the detail alone.
+        VirErrorNumber.RpcError => null,
         VirErrorNumber.NoDomain => "Domain not found",
         VirErrorNumber.NoStoragePool => "Storage pool not found",
         VirErrorNumber.SystemError => null,
@@ -79,10 +84,12 @@ public static class VirErrorText
         VirErrorNumber.OperationTimeout => "Timed out during operation",
         VirErrorNumber.ArgumentUnsupported => "argument unsupported",
         VirErrorNumber.OperationUnsupported => "Operation not supported",
+        VirErrorNumber.AgentUnresponsive => "Guest agent is not responding",
         VirErrorNumber.XmlInvalidSchema => "XML document failed to validate against schema",
         VirErrorNumber.DeviceMissing => "device not found",
         VirErrorNumber.NoDomainCheckpoint => "Domain checkpoint not found",
         VirErrorNumber.NoDomainBackup => "Domain backup job id not found",
+        VirErrorNumber.NoHostname => "no hostname found",
         VirErrorNumber.CheckpointInconsistent => "checkpoint inconsistent",
         _ => null,
     };

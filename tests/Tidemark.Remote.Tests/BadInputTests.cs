@@ -78,13 +78,73 @@ public sealed class BadInputTests : IAsyncLifetime
         await AssertOthersStillServedAsync();
     }
 
-    [Fact]
-    public async Task UnknownProgram_Closes()
+    /// <summary>
+    /// A call to a program the server does not serve (LXC's, or REMOTE version 2) is answered
+    /// with libvirtd's RPC error, virNetServerProgramUnknownError's words, and the connection
+    /// is served on.
+    /// </summary>
+    [Theory]
+    [InlineData(0x00068000u, 1u, "Cannot find program 425984 version 1")]
+    [InlineData(RemoteWire.RemoteProgram, 2u, "Cannot find program 536903814 version 2")]
+    [InlineData(0xfffffffeu, 1u, "Cannot find program -2 version 1")]
+    public async Task UnknownProgram_IsAnsweredWithAnRpcError_AndTheConnectionStays(uint program, uint version, string message)
     {
         await using var c = await RawRemoteConnection.ConnectAsync(_server.SocketPath);
-        await c.SendAsync(RawRemoteConnection.Header(28, RemoteWire.QemuProgram, 1));
-        Assert.Null(await c.ReadAsync());
+        await c.OpenAsync();
+        var call = RawRemoteConnection.Header(28, program, 1, serial: 9);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(call.AsSpan(8), version);
+        await c.SendAsync(call);
+        var reply = (await c.ReadAsync())!;
+        Assert.Equal((program, version, 9u, RemoteMessageStatus.Error), (reply.Header.Program, reply.Header.Version, reply.Header.Serial, reply.Header.Status));
+        var error = RawRemoteConnection.ErrorOf(reply);
+        Assert.Equal(((int)VirErrorNumber.RpcError, (int)VirErrorDomain.Rpc, message), (error.Code, error.Domain, error.Message));
+        await c.CallAsync(RemoteProcedure.ConnectGetType);
+        Assert.Equal(RemoteMessageStatus.Ok, (await c.ReadAsync())!.Header.Status);
         await AssertOthersStillServedAsync();
+    }
+
+    /// <summary>
+    /// The QEMU program's calls: refused before CONNECT_OPEN as every call is (its procedure 1
+    /// is not REMOTE's CONNECT_OPEN); after it, a monitor command is NO_SUPPORT, a procedure the
+    /// program lacks is libvirtd's "unknown procedure", a deregistration names the callback,
+    /// and the connection is served on.
+    /// </summary>
+    [Fact]
+    public async Task QemuProgramCalls_AreAnsweredAsLibvirtdAnswersThem()
+    {
+        await using var c = await RawRemoteConnection.ConnectAsync(_server.SocketPath);
+        var vm1 = await _bystander.LookupDomainByNameAsync("vm1", Token);
+        var monitorCommand = QemuCall(1, 3, w =>
+        {
+            vm1.Write(w);
+            w.WriteString("info block", RemoteWire.MaxStringLength);
+            w.WriteUInt32(1);
+        });
+        await c.SendAsync(monitorCommand);
+        Assert.Equal("internal error: connection not open", RawRemoteConnection.ErrorOf((await c.ReadAsync())!).Message);
+
+        await c.OpenAsync();
+        await c.SendAsync(monitorCommand);
+        var reply = (await c.ReadAsync())!;
+        Assert.Equal((RemoteWire.QemuProgram, 1u, 3u), (reply.Header.Program, reply.Header.Procedure, reply.Header.Serial));
+        Assert.Equal("this function is not supported by the connection driver: virDomainQemuMonitorCommand", RawRemoteConnection.ErrorOf(reply).Message);
+
+        await c.SendAsync(QemuCall(6, 4, _ => { }));
+        Assert.Equal("this function is not supported by the connection driver: unknown procedure: 6", RawRemoteConnection.ErrorOf((await c.ReadAsync())!).Message);
+
+        await c.SendAsync(QemuCall(5, 5, w => w.WriteInt32(12)));
+        Assert.Equal("internal error: qemu domain event callback 12 not registered", RawRemoteConnection.ErrorOf((await c.ReadAsync())!).Message);
+
+        await c.CallAsync(RemoteProcedure.ConnectGetType);
+        Assert.Equal(RemoteMessageStatus.Ok, (await c.ReadAsync())!.Header.Status);
+        await AssertOthersStillServedAsync();
+    }
+
+    private static ReadOnlyMemory<byte> QemuCall(uint procedure, uint serial, Action<Tidemark.Remote.Xdr.XdrWriter> args)
+    {
+        var call = new MessageBuilder(RemoteWire.QemuProgram, procedure, RemoteMessageType.Call, serial, RemoteMessageStatus.Ok);
+        args(call.Payload);
+        return call.Finish();
     }
 
     [Fact]
@@ -136,7 +196,7 @@ public sealed class BadInputTests : IAsyncLifetime
         Assert.Equal(7u, reply.Header.Serial);
         var error = RawRemoteConnection.ErrorOf(reply);
         Assert.Equal((int)VirErrorNumber.RpcError, error.Code);
-        Assert.StartsWith("RPC error: Unable to decode message payload: string of 4294967280 bytes", error.Message, StringComparison.Ordinal);
+        Assert.StartsWith("Unable to decode message payload: string of 4294967280 bytes", error.Message, StringComparison.Ordinal);
         await c.CallAsync(RemoteProcedure.ConnectGetType);
         Assert.Equal(RemoteMessageStatus.Ok, (await c.ReadAsync())!.Header.Status);
         await AssertOthersStillServedAsync();

@@ -7,7 +7,7 @@ namespace Tidemark.Remote.Tests;
 public sealed class PythonTests
 {
     private const string Script = """
-        import sys, libvirt
+        import sys, libvirt, libvirt_qemu
         libvirt.registerErrorHandler(lambda ctx, err: None, None)
         conn = libvirt.open(sys.argv[1])
         print(conn.getLibVersion())
@@ -22,15 +22,20 @@ public sealed class PythonTests
             dom.checkpointLookupByName('zz')
         except libvirt.libvirtError as e:
             print(e.get_error_code(), e.get_error_domain(), e.get_error_message())
+        print(dom.hostname())
+        print(dom.getTime())
+        print(dom.fsInfo())
+        print(libvirt_qemu.qemuAgentCommand(dom, '{"execute":"guest-ping"}', 5, 0))
         try:
-            dom.hostname()
+            libvirt_qemu.qemuMonitorCommand(dom, 'info block', 1)
         except libvirt.libvirtError as e:
             print(e.get_error_code(), e.get_error_message())
+        print(conn.getVersion())
         conn.close()
         """;
 
     [Fact]
-    public async Task LibvirtPython_OpensLooksUpListsAndBranchesOnErrorCodes()
+    public async Task LibvirtPython_OpensLooksUpListsBranchesOnErrorCodesAndSpeaksTheQemuProgram()
     {
         await PythonLibvirt.RequireAsync();
 
@@ -46,7 +51,12 @@ public sealed class PythonTests
             "c1 c2\n" +
             "42 10 Domain not found: no domain with matching name 'nosuch'\n" +
             "103 10 Domain checkpoint not found: no domain checkpoint with matching name 'zz'\n" +
-            "3 this function is not supported by the connection driver: virDomainGetHostname\n",
+            "guest-vm1\n" +
+            "{'seconds': 1764806400, 'nseconds': 123456789}\n" +
+            "[('/', 'vda1', 'ext4', ['vda']), ('/srv', 'md0', 'xfs', ['vda', 'vdb'])]\n" +
+            "{\"return\":{}}\n" +
+            "3 this function is not supported by the connection driver: virDomainQemuMonitorCommand\n" +
+            "7002000\n",
             r.Stdout);
     }
 

@@ -109,9 +109,9 @@ public sealed class VirshTests : IAsyncLifetime
     [Fact]
     public async Task UnimplementedProcedure_IsNoSupportWithTheApiName()
     {
-        var r = await Virsh.RunAsync(_server, "domhostname", "vm1");
+        var r = await Virsh.RunAsync(_server, "domifaddr", "vm1");
         Assert.Equal(1, r.ExitCode);
-        Assert.Equal("error: failed to get hostname\nerror: this function is not supported by the connection driver: virDomainGetHostname\n", r.Stderr);
+        Assert.Equal("error: Failed to query for interfaces addresses\nerror: this function is not supported by the connection driver: virDomainInterfaceAddresses\n", r.Stderr);
     }
 
     /// <summary>GET_JOB_STATS's typed parameters as virsh decodes and prints them, string included.</summary>

@@ -203,6 +203,11 @@ internal sealed class RemoteCallChannel : IAsyncDisposable
             return;
         }
 
+        if (header.Program != RemoteWire.RemoteProgram || header.Version != RemoteWire.ProgramVersion)
+        {
+            throw new RemoteProtocolException(RemoteProtocolErrorReason.UnknownProgram, $"message of program {header.Program:x8} version {header.Version} from the server, which was never called");
+        }
+
         switch (header.Type)
         {
             case RemoteMessageType.Reply:

@@ -80,6 +80,11 @@ public static class ApiNames
         [317] = "virConnectDomainEventDeregisterAny",
         [335] = "virDomainFSFreeze",
         [336] = "virDomainFSThaw",
+        [337] = "virDomainGetTime",
+        [338] = "virDomainSetTime",
+        [349] = "virDomainGetFSInfo",
+        [353] = "virDomainInterfaceAddresses",
+        [357] = "virDomainSetUserPassword",
         [344] = "virConnectGetAllDomainStats",
         [350] = "virDomainDefineXMLFlags",
         [358] = "virDomainRename",
@@ -101,6 +106,25 @@ public static class ApiNames
         [443] = "virDomainFDAssociate",
     };
 
+    // qemu_protocol.x's procedures; 6 is the monitor event, which only the server sends.
+    private static readonly Dictionary<uint, string> QemuNames = new()
+    {
+        [1] = "virDomainQemuMonitorCommand",
+        [2] = "virDomainQemuAttach",
+        [3] = "virDomainQemuAgentCommand",
+        [4] = "virConnectDomainQemuMonitorEventRegister",
+        [5] = "virConnectDomainQemuMonitorEventDeregister",
+        [7] = "virDomainQemuMonitorCommandWithFiles",
+    };
+
     /// <summary>libvirt's API name for <paramref name="procedure"/>, or "procedure N" when it is not in the table.</summary>
     public static string Of(uint procedure) => Names.TryGetValue(procedure, out var name) ? name : $"procedure {procedure}";
+
+    /// <summary>
+    /// The API behind a procedure of <paramref name="program"/> (REMOTE or QEMU); for a QEMU
+    /// procedure with none, libvirtd's "unknown procedure: N" (virNetServerProgramDispatchCall).
+    /// </summary>
+    public static string Of(uint program, uint procedure) => program == RemoteWire.QemuProgram
+        ? QemuNames.TryGetValue(procedure, out var name) ? name : $"unknown procedure: {procedure}"
+        : Of(procedure);
 }

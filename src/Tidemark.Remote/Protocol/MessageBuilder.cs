@@ -12,9 +12,10 @@ public sealed class MessageBuilder
     private readonly ArrayBufferWriter<byte> _buffer = new(256);
     private readonly MessageHeader _header;
 
-    public MessageBuilder(uint program, uint procedure, RemoteMessageType type, uint serial, RemoteMessageStatus status)
+    /// <param name="version">The program's version: 1, except in the answer to a call of another (which repeats it).</param>
+    public MessageBuilder(uint program, uint procedure, RemoteMessageType type, uint serial, RemoteMessageStatus status, uint version = RemoteWire.ProgramVersion)
     {
-        _header = new MessageHeader(0, program, RemoteWire.ProgramVersion, procedure, type, serial, status);
+        _header = new MessageHeader(0, program, version, procedure, type, serial, status);
         _buffer.Advance(RemoteWire.HeaderLength);
     }
 

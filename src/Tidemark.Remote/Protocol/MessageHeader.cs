@@ -41,9 +41,10 @@ public readonly record struct MessageHeader(uint Length, uint Program, uint Vers
     public int PayloadLength => (int)Length - RemoteWire.HeaderLength;
 
     /// <summary>
-    /// Refuses a header no peer of this protocol sends: a length outside
-    /// [header, <paramref name="maxLength"/>], a program other than REMOTE or KEEPALIVE, a
-    /// version other than 1. The type and status are judged by the side reading them.
+    /// Refuses a header whose length is outside [header, <paramref name="maxLength"/>]: the
+    /// stream can no longer be cut into messages. The program, version, type and status are
+    /// judged by the side reading them (a server answers a call to a program it does not serve
+    /// and reads on, as libvirtd's virNetServerProgramUnknownError does).
     /// </summary>
     public void Validate(int maxLength)
     {
@@ -57,14 +58,5 @@ public readonly record struct MessageHeader(uint Length, uint Program, uint Vers
             throw new RemoteProtocolException(RemoteProtocolErrorReason.MessageTooShort, $"packet length {Length} is shorter than the {RemoteWire.HeaderLength}-byte header");
         }
 
-        if (Program is not (RemoteWire.RemoteProgram or RemoteWire.KeepaliveProgram))
-        {
-            throw new RemoteProtocolException(RemoteProtocolErrorReason.UnknownProgram, $"cannot find program {Program:x8} version {Version}");
-        }
-
-        if (Version != RemoteWire.ProgramVersion)
-        {
-            throw new RemoteProtocolException(RemoteProtocolErrorReason.UnknownVersion, $"program {Program:x8} has no version {Version}");
-        }
     }
 }

@@ -71,6 +71,9 @@ public enum RemoteProcedure : uint
     DomainEventCallbackDeviceRemoved = 333,
     DomainFsFreeze = 335,
     DomainFsThaw = 336,
+    DomainGetTime = 337,
+    DomainGetFsInfo = 349,
+    DomainGetHostname = 277,
     ConnectGetAllDomainStats = 344,
 
     /// <summary>MESSAGE server→client: a disk's block job ended (BLOCK_JOB_2, the disk's target dev).</summary>

@@ -13,10 +13,14 @@ public static class RemoteWire
     /// <summary>Program KEEPALIVE: ASCII "keep" (virkeepaliveprotocol.x).</summary>
     public const uint KeepaliveProgram = 0x6b656570;
 
-    /// <summary>Program QEMU (qemu_protocol.x: monitor passthrough); refused, Tidemark has no monitor.</summary>
+    /// <summary>
+    /// Program QEMU (qemu_protocol.x): virsh's qemu-agent-command, qemu-monitor-command and
+    /// qemu-monitor-event. Served with libvirtd's answers for a domain with no monitor to pass
+    /// commands to (see <c>QemuProgramCalls</c>).
+    /// </summary>
     public const uint QemuProgram = 0x20008087;
 
-    /// <summary>The only version of REMOTE and KEEPALIVE.</summary>
+    /// <summary>The only version of REMOTE, KEEPALIVE and QEMU.</summary>
     public const uint ProgramVersion = 1;
 
     /// <summary>Header: length, prog, vers, proc, type, serial, status — seven 4-byte words.</summary>
@@ -48,6 +52,12 @@ public static class RemoteWire
 
     /// <summary>REMOTE_DOMAIN_FSFREEZE_MOUNTPOINTS_MAX.</summary>
     public const int MaxFsFreezeMountpoints = 256;
+
+    /// <summary>REMOTE_DOMAIN_FSINFO_MAX: file systems in one DOMAIN_GET_FSINFO answer.</summary>
+    public const int MaxGuestFileSystems = 256;
+
+    /// <summary>REMOTE_DOMAIN_FSINFO_DISKS_MAX: disk aliases of one file system.</summary>
+    public const int MaxGuestFileSystemDisks = 256;
 
     /// <summary>REMOTE_DOMAIN_BLOCK_STATS_PARAMETERS_MAX.</summary>
     public const int MaxBlockStatsParams = 16;

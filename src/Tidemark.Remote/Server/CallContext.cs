@@ -15,6 +15,15 @@ internal sealed class CallContext(RemoteConnection connection, RemoteMessage cal
 
     public RemoteProcedure Procedure => (RemoteProcedure)call.Header.Procedure;
 
+    /// <summary>The procedure number, of whichever program.</summary>
+    public uint ProcedureNumber => call.Header.Procedure;
+
+    /// <summary>The program called: REMOTE or QEMU.</summary>
+    public uint Program => call.Header.Program;
+
+    /// <summary>The public API behind the call, as libvirt names it in errors.</summary>
+    public string ApiName => ApiNames.Of(call.Header.Program, call.Header.Procedure);
+
     /// <summary>The file descriptors that came with the call (CALL_WITH_FDS), closed after it unless taken.</summary>
     public SafeFileHandle[] Fds { get; init; } = [];
 
@@ -33,15 +42,15 @@ internal sealed class CallContext(RemoteConnection connection, RemoteMessage cal
     {
         var reader = new XdrReader(call.Payload.Span);
         var value = decode(ref reader);
-        reader.EnsureEnd(ApiNames.Of(call.Header.Procedure));
+        reader.EnsureEnd(ApiName);
         return value;
     }
 
     /// <summary>For a <c>(void)</c> call: refuses a payload.</summary>
-    public void NoArgs() => new XdrReader(call.Payload.Span).EnsureEnd(ApiNames.Of(call.Header.Procedure));
+    public void NoArgs() => new XdrReader(call.Payload.Span).EnsureEnd(ApiName);
 
     /// <summary>A <c>(void)</c> reply.</summary>
-    public MessageBuilder Reply() => MessageBuilder.Remote(Procedure, RemoteMessageType.Reply, call.Header.Serial);
+    public MessageBuilder Reply() => new(call.Header.Program, call.Header.Procedure, RemoteMessageType.Reply, call.Header.Serial, RemoteMessageStatus.Ok);
 
     /// <summary>A reply whose payload <paramref name="write"/> writes.</summary>
     public MessageBuilder Reply(Action<XdrWriter> write)
@@ -54,7 +63,7 @@ internal sealed class CallContext(RemoteConnection connection, RemoteMessage cal
     /// <summary>An ERROR reply carrying <paramref name="error"/> as <c>remote_error</c>.</summary>
     public static MessageBuilder ErrorReply(MessageHeader call, LibvirtError error)
     {
-        var reply = new MessageBuilder(call.Program, call.Procedure, RemoteMessageType.Reply, call.Serial, RemoteMessageStatus.Error);
+        var reply = new MessageBuilder(call.Program, call.Procedure, RemoteMessageType.Reply, call.Serial, RemoteMessageStatus.Error, call.Version);
         RemoteErrorRecord.From(error).Write(reply.Payload);
         return reply;
     }

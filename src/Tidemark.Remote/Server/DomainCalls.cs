@@ -46,6 +46,9 @@ internal static class DomainCalls
         RemoteProcedure.DomainGetGuestInfo => GetGuestInfoAsync(c),
         RemoteProcedure.DomainFsFreeze => FreezeAsync(c, c.Hypervisor.FreezeFilesystemsAsync),
         RemoteProcedure.DomainFsThaw => FreezeAsync(c, c.Hypervisor.ThawFilesystemsAsync),
+        RemoteProcedure.DomainGetFsInfo => GetFileSystemsAsync(c),
+        RemoteProcedure.DomainGetHostname => GetHostnameAsync(c),
+        RemoteProcedure.DomainGetTime => GetTimeAsync(c),
         RemoteProcedure.StoragePoolLookupByTargetPath => LookupPoolAsync(c),
         RemoteProcedure.DomainFdAssociate => AssociateFdsAsync(c),
         _ => null,
@@ -213,6 +216,43 @@ internal static class DomainCalls
         var (domain, mountpoints, flags) = c.Args((ref XdrReader r) => (RemoteDomain.Read(ref r), ReadStrings(ref r, RemoteWire.MaxFsFreezeMountpoints, "mountpoints"), r.ReadUInt32()));
         var count = await call(domain, mountpoints, flags, c.CancellationToken).ConfigureAwait(false);
         return c.Reply(w => w.WriteInt32(count));
+    }
+
+    /// <summary>remote_domain_get_fsinfo_args { dom, flags }; ret { remote_domain_fsinfo info&lt;&gt;, unsigned int ret }.</summary>
+    private static async Task<MessageBuilder> GetFileSystemsAsync(CallContext c)
+    {
+        var (domain, flags) = DomainAndFlags(c);
+        var systems = await c.Hypervisor.GetFileSystemsAsync(domain, flags, c.CancellationToken).ConfigureAwait(false);
+        return c.Reply(w =>
+        {
+            w.WriteArrayCount(systems.Count, RemoteWire.MaxGuestFileSystems, "file systems");
+            foreach (var system in systems)
+            {
+                system.Write(w);
+            }
+
+            w.WriteUInt32((uint)systems.Count);
+        });
+    }
+
+    /// <summary>remote_domain_get_hostname_args { dom, flags }; ret { hostname }.</summary>
+    private static async Task<MessageBuilder> GetHostnameAsync(CallContext c)
+    {
+        var (domain, flags) = DomainAndFlags(c);
+        var hostname = await c.Hypervisor.GetHostnameAsync(domain, flags, c.CancellationToken).ConfigureAwait(false);
+        return c.Reply(w => w.WriteString(hostname, RemoteWire.MaxStringLength));
+    }
+
+    /// <summary>remote_domain_get_time_args { dom, flags }; ret { hyper seconds, unsigned int nseconds }.</summary>
+    private static async Task<MessageBuilder> GetTimeAsync(CallContext c)
+    {
+        var (domain, flags) = DomainAndFlags(c);
+        var time = await c.Hypervisor.GetTimeAsync(domain, flags, c.CancellationToken).ConfigureAwait(false);
+        return c.Reply(w =>
+        {
+            w.WriteInt64(time.Seconds);
+            w.WriteUInt32(time.Nanoseconds);
+        });
     }
 
     private static async Task<MessageBuilder> LookupPoolAsync(CallContext c)

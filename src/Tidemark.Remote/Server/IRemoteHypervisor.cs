@@ -186,6 +186,18 @@ public interface IDomainProcedures
     /// <summary>DOMAIN_FSTHAW: the number of file systems thawed.</summary>
     ValueTask<int> ThawFilesystemsAsync(RemoteDomain domain, IReadOnlyList<string> mountpoints, uint flags, CancellationToken cancellationToken);
 
+    /// <summary>DOMAIN_GET_FSINFO: the guest's mounted file systems, from its agent.</summary>
+    ValueTask<IReadOnlyList<GuestFileSystem>> GetFileSystemsAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken);
+
+    /// <summary>DOMAIN_GET_HOSTNAME: the guest's host name, from its agent (or its DHCP lease, by flag).</summary>
+    ValueTask<string> GetHostnameAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken);
+
+    /// <summary>DOMAIN_GET_TIME: the guest's clock, from its agent.</summary>
+    ValueTask<GuestTime> GetTimeAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken);
+
+    /// <summary>The QEMU program's DOMAIN_AGENT_COMMAND: a guest agent command's JSON answer.</summary>
+    ValueTask<string?> QemuAgentCommandAsync(RemoteDomain domain, string command, int timeout, uint flags, CancellationToken cancellationToken);
+
     /// <summary>STORAGE_POOL_LOOKUP_BY_TARGET_PATH (virtnbdrestore tolerates an error).</summary>
     ValueTask<RemoteStoragePool> LookupStoragePoolByTargetPathAsync(string path, CancellationToken cancellationToken);
 }

@@ -52,7 +52,10 @@ internal static class ReadOnlyAccess
         }
     }
 
-    /// <summary>The procedures served here whose API libvirt 11.3 guards with virCheckReadOnlyGoto.</summary>
+    /// <summary>
+    /// The procedures served here whose API libvirt 11.3 guards with virCheckReadOnlyGoto: those
+    /// that change something, and the guest-agent queries (an agent runs inside the guest).
+    /// </summary>
     private static bool Changes(RemoteProcedure procedure) => procedure is
         RemoteProcedure.DomainAbortJob or RemoteProcedure.DomainAbortJobFlags
         or RemoteProcedure.DomainBackupBegin
@@ -62,6 +65,8 @@ internal static class ReadOnlyAccess
         or RemoteProcedure.DomainDestroy or RemoteProcedure.DomainDestroyFlags
         or RemoteProcedure.DomainFdAssociate
         or RemoteProcedure.DomainFsFreeze or RemoteProcedure.DomainFsThaw
+        or RemoteProcedure.DomainGetFsInfo or RemoteProcedure.DomainGetGuestInfo
+        or RemoteProcedure.DomainGetHostname or RemoteProcedure.DomainGetTime
         or RemoteProcedure.DomainRename
         or RemoteProcedure.DomainBlockResize
         or RemoteProcedure.DomainAttachDevice or RemoteProcedure.DomainAttachDeviceFlags

@@ -274,6 +274,17 @@ internal sealed class RemoteConnection : IAsyncDisposable
 
         var fds = message.FdCount == 0 ? []
             : _receiver?.TakeFds(message.FdCount) ?? throw new RemoteProtocolException(RemoteProtocolErrorReason.UnmatchedFds, "file descriptors can only be passed on a unix socket");
+        if (header.Program is not (RemoteWire.RemoteProgram or RemoteWire.QemuProgram) || header.Version != RemoteWire.ProgramVersion)
+        {
+            // libvirtd answers a call to a program it does not serve and reads on
+            // (virNetServerProgramUnknownError); the frame's length kept the stream in step.
+            Close(fds);
+            _logger.LogInformation("{Peer}: call to program {Program:x8} version {Version}, which is not served", Peer, header.Program, header.Version);
+            var error = LibvirtError.Create(VirErrorNumber.RpcError, VirErrorDomain.Rpc, $"Cannot find program {(int)header.Program} version {(int)header.Version}");
+            SendEvent(CallContext.ErrorReply(header, error).Finish());
+            return;
+        }
+
         try
         {
             if (!_callSlots.Wait(0, CancellationToken.None))
@@ -328,7 +339,7 @@ internal sealed class RemoteConnection : IAsyncDisposable
                 // The frame was whole but its XDR was not: say why and serve the next call, as
                 // libvirtd does (virNetServerProgramDispatchCall replies with the error and keeps
                 // the client); the frame's length kept the stream in step.
-                _logger.LogInformation("{Peer}: {Api}: {Message}", Peer, ApiNames.Of(message.Header.Procedure), e.Message);
+                _logger.LogInformation("{Peer}: {Api}: {Message}", Peer, context.ApiName, e.Message);
                 reply = CallContext.ErrorReply(message.Header, LibvirtError.Create(VirErrorNumber.RpcError, VirErrorDomain.Rpc, $"Unable to decode message payload: {e.Message}"));
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -337,7 +348,7 @@ internal sealed class RemoteConnection : IAsyncDisposable
             }
             catch (Exception e)
             {
-                _logger.LogWarning(e, "{Peer}: {Api} failed unexpectedly", Peer, ApiNames.Of(message.Header.Procedure));
+                _logger.LogWarning(e, "{Peer}: {Api} failed unexpectedly", Peer, context.ApiName);
                 reply = CallContext.ErrorReply(message.Header, LibvirtError.Create(VirErrorNumber.InternalError, VirErrorDomain.Rpc, e.Message));
             }
 

@@ -4,15 +4,22 @@ namespace Tidemark.Remote.Server;
 
 /// <summary>
 /// Routes one CALL to its procedure group. Before CONNECT_OPEN only the handshake procedures
-/// are served; a procedure no group knows is answered NO_SUPPORT with libvirt's API name.
+/// are served; a procedure no group knows is answered NO_SUPPORT with libvirt's API name. The
+/// QEMU program's calls go to <see cref="QemuProgramCalls"/>.
 /// </summary>
 internal static class RemoteDispatcher
 {
     public static Task<MessageBuilder> DispatchAsync(CallContext c)
     {
-        if (!c.Connection.IsOpened && !ConnectionCalls.AllowedBeforeOpen(c.Procedure))
+        var handshake = c.Program == RemoteWire.RemoteProgram && ConnectionCalls.AllowedBeforeOpen(c.Procedure);
+        if (!c.Connection.IsOpened && !handshake)
         {
             throw LibvirtError.Create(VirErrorNumber.InternalError, VirErrorDomain.Rpc, "connection not open");
+        }
+
+        if (c.Program == RemoteWire.QemuProgram)
+        {
+            return QemuProgramCalls.DispatchAsync(c);
         }
 
         ReadOnlyAccess.Check(c.Connection, c.Procedure);

@@ -258,6 +258,20 @@ internal sealed class ProtocolTestHypervisor : IRemoteHypervisor, IAsyncDisposab
     public ValueTask<int> ThawFilesystemsAsync(RemoteDomain domain, IReadOnlyList<string> mountpoints, uint flags, CancellationToken cancellationToken) =>
         ValueTask.FromResult(mountpoints.Count);
 
+    /// <summary>Two file systems, the second over both disks: every field of the answer's XDR in use.</summary>
+    public ValueTask<IReadOnlyList<GuestFileSystem>> GetFileSystemsAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) =>
+        ValueTask.FromResult<IReadOnlyList<GuestFileSystem>>([new GuestFileSystem("/", "vda1", "ext4", ["vda"]), new GuestFileSystem("/srv", "md0", "xfs", ["vda", "vdb"])]);
+
+    public ValueTask<string> GetHostnameAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) =>
+        ValueTask.FromResult("guest-" + domain.Name);
+
+    public ValueTask<GuestTime> GetTimeAsync(RemoteDomain domain, uint flags, CancellationToken cancellationToken) =>
+        ValueTask.FromResult(new GuestTime(1_764_806_400, 123_456_789));
+
+    /// <summary>An agent that answers guest-ping with an empty return and anything else with nothing.</summary>
+    public ValueTask<string?> QemuAgentCommandAsync(RemoteDomain domain, string command, int timeout, uint flags, CancellationToken cancellationToken) =>
+        ValueTask.FromResult(command.Contains("guest-ping", StringComparison.Ordinal) ? """{"return":{}}""" : null);
+
     public ValueTask<RemoteStoragePool> LookupStoragePoolByTargetPathAsync(string path, CancellationToken cancellationToken) =>
         throw LibvirtError.Create(VirErrorNumber.NoStoragePool, VirErrorDomain.Storage, $"no storage pool with matching target path '{path}'");
 
