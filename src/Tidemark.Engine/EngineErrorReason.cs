@@ -148,6 +148,13 @@ public enum EngineErrorReason
     /// </summary>
     BitmapExists,
 
+    /// <summary>
+    /// A checkpoint name too long for a qcow2 bitmap (over 1023 bytes): QEMU refuses the
+    /// transaction ("Can't make bitmap '%s' persistent in '%s': Name length exceeds maximum (1023
+    /// characters)"), and libvirt passes its words on.
+    /// </summary>
+    BitmapNameTooLong,
+
     /// <summary>"unable to save metadata for checkpoint %s" and other state-directory failures.</summary>
     StateWriteFailed,
 
@@ -221,6 +228,7 @@ public static class EngineErrorReasons
         EngineErrorReason.MissingBitmapName => LibvirtErrorCode.InvalidArg,
         EngineErrorReason.BitmapNotInChain => LibvirtErrorCode.InternalError,
         EngineErrorReason.BitmapExists => LibvirtErrorCode.InternalError,
+        EngineErrorReason.BitmapNameTooLong => LibvirtErrorCode.InternalError,
         EngineErrorReason.StateWriteFailed => LibvirtErrorCode.InternalError,
         EngineErrorReason.BackupOfInactiveDomain => LibvirtErrorCode.OperationUnsupported,
         EngineErrorReason.JobWaitTimeout => LibvirtErrorCode.OperationTimeout,

@@ -18,6 +18,22 @@ namespace Tidemark.Storage;
 /// </remarks>
 public static class UnixSocketPath
 {
+    /// <summary>The longest path a unix socket can have, in bytes (<c>sun_path</c> of <c>struct sockaddr_un</c>).</summary>
+    public const int MaxBytes = 108;
+
+    /// <summary>
+    /// The end point of the unix socket at <paramref name="path"/>, refused in QEMU's words
+    /// when the path is too long for one (util/qemu-sockets.c, unix_listen_saddr).
+    /// </summary>
+    /// <exception cref="IOException">"UNIX socket path '%s' is too long".</exception>
+    public static UnixDomainSocketEndPoint EndPoint(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        return System.Text.Encoding.UTF8.GetByteCount(path) > MaxBytes
+            ? throw new IOException($"UNIX socket path '{path}' is too long")
+            : new UnixDomainSocketEndPoint(path);
+    }
+
     // <fcntl.h>, <sys/stat.h> and <linux/stat.h>.
     private const int AtFdCwd = -100;
     private const int AtSymlinkNoFollow = 0x100;

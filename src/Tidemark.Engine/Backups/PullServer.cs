@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using Tidemark.Formats.Backups;
 using Tidemark.Nbd;
 using Tidemark.Nbd.Server;
+using Tidemark.Storage;
 
 namespace Tidemark.Engine.Backups;
 
@@ -19,7 +20,7 @@ internal static class PullServer
     {
         EndPoint? endPoint = server.Transport switch
         {
-            ServerTransport.Unix => new UnixDomainSocketEndPoint(server.Socket ?? throw new ArgumentException("missing socket for unix transport", nameof(server))),
+            ServerTransport.Unix => UnixEndPoint(server.Socket ?? throw new ArgumentException("missing socket for unix transport", nameof(server))),
             ServerTransport.Tcp => await TcpEndPointAsync(server, cancellationToken).ConfigureAwait(false),
             ServerTransport.Fd when options.ServerSocket is not null => null,
             ServerTransport.Rdma => throw new BackupJobException(BackupErrorReason.Unsupported, "transport rdma is not supported for <server>"),
@@ -73,6 +74,19 @@ internal static class PullServer
         }
 
         return nbd;
+    }
+
+    /// <summary>A socket path too long for one, refused in the words libvirt passes on from QEMU's <c>nbd-server-start</c>.</summary>
+    private static UnixDomainSocketEndPoint UnixEndPoint(string path)
+    {
+        try
+        {
+            return UnixSocketPath.EndPoint(path);
+        }
+        catch (IOException e)
+        {
+            throw new BackupJobException(BackupErrorReason.ServerAddressRefused, $"unable to execute QEMU command 'nbd-server-start': {e.Message}", e);
+        }
     }
 
     /// <summary>

@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using Microsoft.Extensions.Logging;
 using Tidemark.Engine.Disks;
 using Tidemark.Formats.Checkpoints;
@@ -39,7 +40,8 @@ public sealed partial class DomainCheckpoints
     }
 
     /// <summary>Adds the checkpoint's bitmaps while <paramref name="closure"/> holds the domain's barrier closed: all of them or none.</summary>
-    internal static Task AddBitmapsWithinInstantAsync(CheckpointDefinition aligned, RunningDomain running, BarrierClosure closure, CancellationToken cancellationToken)
+    /// <param name="nodeIndexes">The running disks' node indexes (<see cref="Domains.Domain.DiskNodeIndexes"/>), for QEMU's words in a refusal.</param>
+    internal static Task AddBitmapsWithinInstantAsync(CheckpointDefinition aligned, RunningDomain running, IReadOnlyDictionary<string, ImmutableArray<uint>> nodeIndexes, BarrierClosure closure, CancellationToken cancellationToken)
     {
         if (closure.Barrier is null || !closure.Barrier.IsClosed)
         {
@@ -48,7 +50,7 @@ public sealed partial class DomainCheckpoints
 
         var images = aligned.Disks
             .Where(d => d.Type == CheckpointType.Bitmap)
-            .Select(d => (d.Name, (Qcow2Image)running.DiskByTarget(d.Name)!.LiveImage));
+            .Select(d => (d.Name, (Qcow2Image)running.DiskByTarget(d.Name)!.LiveImage, TransactionNode(nodeIndexes, d.Name)));
         return AddBitmapsAsync(images, aligned.Name!, cancellationToken);
     }
 

@@ -36,7 +36,7 @@ public sealed partial class DomainCheckpoints
             record = await WriteRecordAsync(name, targets, cancellationToken).ConfigureAwait(false);
             try
             {
-                await AddBitmapsAsync(targets.Select(t => (t, offline.Qcow2(t)!)), name, cancellationToken).ConfigureAwait(false);
+                await AddBitmapsAsync(targets.Select(t => (t, offline.Qcow2(t)!, _domain.Definition.DiskByTarget(t)?.SourcePath ?? t)), name, cancellationToken).ConfigureAwait(false);
             }
             catch
             {

@@ -1,9 +1,12 @@
+using System.Collections.Immutable;
+using System.Text;
 using Microsoft.Extensions.Logging;
 using Tidemark.Engine.Domains;
 using Tidemark.Engine.State;
 using Tidemark.Formats.Checkpoints;
 using Tidemark.Storage;
 using Tidemark.Storage.Qcow2;
+using Tidemark.Storage.Qcow2.Bitmaps;
 
 namespace Tidemark.Engine.Checkpoints;
 
@@ -181,7 +184,7 @@ public sealed partial class DomainCheckpoints
             // and writes in flight complete first, in the previous interval.
             using (await running.Barrier.CloseAsync(cancellationToken).ConfigureAwait(false))
             {
-                await AddBitmapsAsync(images.Select(i => (i.Target, (Qcow2Image)i.Disk.LiveImage)), name, cancellationToken).ConfigureAwait(false);
+                await AddBitmapsAsync(images.Select(i => (i.Target, (Qcow2Image)i.Disk.LiveImage, TransactionNode(_domain.DiskNodeIndexes, i.Target))), name, cancellationToken).ConfigureAwait(false);
             }
 
             try
@@ -266,23 +269,42 @@ public sealed partial class DomainCheckpoints
         }
     }
 
-    // Adds the bitmap to every image, or to none: a failure removes the ones already added.
-    private static async Task AddBitmapsAsync(IEnumerable<(string Target, Qcow2Image Image)> images, string name, CancellationToken cancellationToken)
+    /// <summary>
+    /// The node libvirt gives a running disk's top image (<c>libvirt-N-format</c>, N its index),
+    /// which QEMU names when it refuses a bitmap there.
+    /// </summary>
+    private static string TransactionNode(IReadOnlyDictionary<string, ImmutableArray<uint>> nodeIndexes, string target) =>
+        nodeIndexes.TryGetValue(target, out var indexes) && !indexes.IsDefaultOrEmpty ? $"libvirt-{indexes[0]}-format" : target;
+
+    /// <summary>
+    /// Adds the bitmap to every image, or to none: a failure removes the ones already added.
+    /// QEMU prepares libvirt's one transaction of block-dirty-bitmap-add (qemuCheckpointCreate)
+    /// disk by disk and refuses it whole at the first disk that already has a bitmap of the
+    /// name, or cannot store one of that name (block_dirty_bitmap_add,
+    /// qcow2_co_can_store_new_dirty_bitmap), so these are checked for every disk before any
+    /// bitmap is added; clients see QEMU's words through libvirt's monitor error, naming
+    /// <paramref name="images"/>' nodes (an inactive domain's are its images' paths).
+    /// </summary>
+    private static async Task AddBitmapsAsync(IEnumerable<(string Target, Qcow2Image Image, string Node)> images, string name, CancellationToken cancellationToken)
     {
         var all = images.ToList();
-
-        // A bitmap of that name on any disk refuses them all before any is added, as QEMU
-        // refuses libvirt's one transaction of block-dirty-bitmap-add (qemuCheckpointCreate);
-        // clients see QEMU's words through libvirt's monitor error.
-        if (all.Any(i => i.Image.Bitmaps.Find(name) is not null))
+        foreach (var (_, image, node) in all)
         {
-            throw new EngineException(EngineErrorReason.BitmapExists, $"unable to execute QEMU command 'transaction': Bitmap already exists: {name}");
+            if (image.Bitmaps.Find(name) is not null)
+            {
+                throw new EngineException(EngineErrorReason.BitmapExists, $"unable to execute QEMU command 'transaction': Bitmap already exists: {name}");
+            }
+
+            if (Encoding.UTF8.GetByteCount(name) > Qcow2BitmapSet.MaxNameBytes)
+            {
+                throw new EngineException(EngineErrorReason.BitmapNameTooLong, $"unable to execute QEMU command 'transaction': Can't make bitmap '{name}' persistent in '{node}': Name length exceeds maximum ({Qcow2BitmapSet.MaxNameBytes} characters)");
+            }
         }
 
         var added = new List<Qcow2Image>();
         try
         {
-            foreach (var (target, image) in all)
+            foreach (var (target, image, _) in all)
             {
                 try
                 {
@@ -314,7 +336,7 @@ public sealed partial class DomainCheckpoints
             // Stored metadata always carries the secure data and the domain (spec §2.4), below
             // the edit warning libvirt writes (spec §6.1; qemuCheckpointWriteMetadata), so a
             // file moved between libvirt and Tidemark reads the same on both sides.
-            await AtomicFile.WriteAsync(
+            await AtomicFile.WriteLibvirtFileAsync(
                 _domain.Store.CheckpointFile(_domain.Name, definition.Name!),
                 EditWarning.Checkpoint + CheckpointFormatter.Format(definition, CheckpointFormatFlags.Secure),
                 cancellationToken).ConfigureAwait(false);

@@ -1,10 +1,10 @@
 using System.Net;
-using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Tidemark.Engine.Domains;
 using Tidemark.Formats.Domains;
 using Tidemark.Nbd;
 using Tidemark.Nbd.Server;
+using Tidemark.Storage;
 
 namespace Tidemark.Engine.Disks;
 
@@ -80,7 +80,7 @@ public sealed class RunningDomain
 
             Directory.CreateDirectory(Path.GetDirectoryName(socketPath)!);
             var options = new NbdServerOptions();
-            options.EndPoints.Add(new UnixDomainSocketEndPoint(socketPath));
+            options.EndPoints.Add(UnixSocketPath.EndPoint(socketPath));
             if (flags.HasFlag(DomainStartFlags.GuestTcp))
             {
                 options.EndPoints.Add(new IPEndPoint(IPAddress.Loopback, tcpPort));

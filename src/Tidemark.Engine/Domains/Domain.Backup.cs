@@ -147,7 +147,7 @@ public sealed partial class Domain
             }).ToList();
             if (alignedCheckpoint is not null)
             {
-                await DomainCheckpoints.AddBitmapsWithinInstantAsync(alignedCheckpoint, running, closure, cancellationToken).ConfigureAwait(false);
+                await DomainCheckpoints.AddBitmapsWithinInstantAsync(alignedCheckpoint, running, DiskNodeIndexes, closure, cancellationToken).ConfigureAwait(false);
             }
 
             job = await BackupJob.PrepareAsync(aligned, sources, new BackupJobOptions

@@ -313,7 +313,7 @@ public sealed partial class Domain
     {
         try
         {
-            await AtomicFile.WriteAsync(Store.DomainFile(Name), EditWarning.Domain(Name, Uuid) + DomainFormatter.Format(persistent, DomainFormatFlags.Secure), cancellationToken).ConfigureAwait(false);
+            await AtomicFile.WriteLibvirtFileAsync(Store.DomainFile(Name), EditWarning.Domain(Name, Uuid) + DomainFormatter.Format(persistent, DomainFormatFlags.Secure), cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

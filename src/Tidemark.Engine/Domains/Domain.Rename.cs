@@ -29,7 +29,7 @@ public sealed partial class Domain
         try
         {
             await DomainRenameRecord.WriteAsync(Store, oldName, newName, cancellationToken).ConfigureAwait(false);
-            await AtomicFile.WriteAsync(Store.DomainFile(newName), EditWarning.Domain(newName, Uuid) + DomainFormatter.Format(renamed, DomainFormatFlags.Secure), cancellationToken).ConfigureAwait(false);
+            await AtomicFile.WriteLibvirtFileAsync(Store.DomainFile(newName), EditWarning.Domain(newName, Uuid) + DomainFormatter.Format(renamed, DomainFormatFlags.Secure), cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or OperationCanceledException)
         {

@@ -294,7 +294,7 @@ public sealed partial class Domain
     {
         // Below the edit warning libvirt writes (virDomainDefSaveXML), so the file reads the
         // same as the one libvirt keeps in /etc/libvirt/qemu.
-        await AtomicFile.WriteAsync(Store.DomainFile(definition.Name), EditWarning.Domain(definition.Name, Uuid) + DomainFormatter.Format(definition, DomainFormatFlags.Secure), cancellationToken).ConfigureAwait(false);
+        await AtomicFile.WriteLibvirtFileAsync(Store.DomainFile(definition.Name), EditWarning.Domain(definition.Name, Uuid) + DomainFormatter.Format(definition, DomainFormatFlags.Secure), cancellationToken).ConfigureAwait(false);
         IsPersistent = true;
         if (Running is null)
         {

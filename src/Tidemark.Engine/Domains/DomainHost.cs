@@ -342,38 +342,72 @@ public sealed class DomainHost : IAsyncDisposable
         GraphicsPasswords.Check(parsed);
         var definition = WithUuid(DiskDefaults.Apply(parsed));
         var uuid = ParseUuid(definition);
-        Domain? existing;
+        while (true)
+        {
+            Domain? existing;
+            var created = false;
+            lock (_lock)
+            {
+                existing = _domains.Find(d => d.Name == definition.Name) ?? _incomingNames.GetValueOrDefault(definition.Name);
+                if (existing is not null && existing.Uuid != uuid)
+                {
+                    throw new EngineException(EngineErrorReason.DomainExists, $"domain '{definition.Name}' already exists with uuid {existing.Uuid:D}");
+                }
+
+                if (existing is null && _domains.Find(d => d.Uuid == uuid) is { } other)
+                {
+                    throw new EngineException(EngineErrorReason.DomainExists, $"domain '{other.Name}' is already defined with uuid {uuid:D}");
+                }
+
+                if (existing is null)
+                {
+                    existing = new Domain(this, definition, uuid, persistent: true, new CheckpointTree());
+                    _domains.Add(existing);
+                    created = true;
+                }
+            }
+
+            using var held = await existing.LockAsync(cancellationToken).ConfigureAwait(false);
+            if (!created && !IsListed(existing))
+            {
+                // The define that added it failed while this one waited, and took it back.
+                continue;
+            }
+
+            try
+            {
+                await existing.RedefineAsync(definition, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                // A domain this define added is taken back unless its definition was stored
+                // after all (as libvirt removes one whose definition it could not save).
+                if (created && !File.Exists(State.DomainFile(definition.Name)))
+                {
+                    lock (_lock)
+                    {
+                        _domains.Remove(existing);
+                    }
+                }
+
+                if (e is IOException or UnauthorizedAccessException)
+                {
+                    throw new EngineException(EngineErrorReason.StateWriteFailed, $"cannot save definition of domain '{definition.Name}': {e.Message}", e);
+                }
+
+                throw;
+            }
+
+            return existing;
+        }
+    }
+
+    private bool IsListed(Domain domain)
+    {
         lock (_lock)
         {
-            existing = _domains.Find(d => d.Name == definition.Name) ?? _incomingNames.GetValueOrDefault(definition.Name);
-            if (existing is not null && existing.Uuid != uuid)
-            {
-                throw new EngineException(EngineErrorReason.DomainExists, $"domain '{definition.Name}' already exists with uuid {existing.Uuid:D}");
-            }
-
-            if (existing is null && _domains.Find(d => d.Uuid == uuid) is { } other)
-            {
-                throw new EngineException(EngineErrorReason.DomainExists, $"domain '{other.Name}' is already defined with uuid {uuid:D}");
-            }
-
-            if (existing is null)
-            {
-                existing = new Domain(this, definition, uuid, persistent: true, new CheckpointTree());
-                _domains.Add(existing);
-            }
+            return _domains.Contains(domain);
         }
-
-        try
-        {
-            using var held = await existing.LockAsync(cancellationToken).ConfigureAwait(false);
-            await existing.RedefineAsync(definition, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new EngineException(EngineErrorReason.StateWriteFailed, $"cannot save definition of domain '{definition.Name}': {e.Message}", e);
-        }
-
-        return existing;
     }
 
     /// <summary>

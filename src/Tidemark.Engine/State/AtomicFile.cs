@@ -21,6 +21,12 @@ internal static partial class AtomicFile
 {
     private const string TemporarySuffix = ".tmp";
 
+    // NAME_MAX of Linux file systems, in bytes.
+    private const int MaxFileNameBytes = 255;
+
+    // What virFileRewrite appends to the file it writes first.
+    private const string LibvirtRewriteSuffix = ".new";
+
     /// <summary>
     /// Writes <paramref name="content"/> (UTF-8, no BOM) to <paramref name="path"/> with mode
     /// 0600 whatever the umask, as libvirt's <c>virXMLSaveFile</c> does (<c>virFileRewrite</c>
@@ -67,6 +73,22 @@ internal static partial class AtomicFile
         }
 
         SyncDirectory(directory);
+    }
+
+    /// <summary>
+    /// <see cref="WriteAsync"/> for a file libvirt keeps too (a domain's definition, a
+    /// checkpoint's metadata), refused where libvirt cannot keep it: libvirt writes it through
+    /// NAME.new (virFileRewrite), which no file system takes for a name over 251 bytes. So a
+    /// domain or checkpoint libvirt refuses for its name is refused here too, and every one
+    /// kept here can move to libvirt.
+    /// </summary>
+    /// <exception cref="PathTooLongException">The file's name is over 251 bytes.</exception>
+    public static Task WriteLibvirtFileAsync(string path, string content, CancellationToken cancellationToken)
+    {
+        var limit = MaxFileNameBytes - LibvirtRewriteSuffix.Length;
+        return Encoding.UTF8.GetByteCount(Path.GetFileName(path)) > limit
+            ? throw new PathTooLongException($"the file name of '{path}' is over {limit} bytes, the most libvirt can keep")
+            : WriteAsync(path, content, cancellationToken);
     }
 
     /// <summary>Removes <paramref name="path"/> if it exists and makes the removal durable.</summary>
@@ -126,12 +148,21 @@ internal static partial class AtomicFile
     /// <summary>
     /// A fresh temporary path beside <paramref name="path"/>: ".&lt;target&gt;.&lt;pid&gt;.&lt;guid
     /// without dashes&gt;.tmp", hidden and never ending in ".xml", so no listing of a state
-    /// directory (*.xml, *.files, *.checkpoint) ever picks one up.
+    /// directory (*.xml, *.files, *.checkpoint) ever picks one up. A long target name is cut
+    /// (at a character) so that the whole stays a file name of at most 255 bytes.
     /// </summary>
     internal static string TemporaryPath(string path)
-        => Path.Combine(
-            Path.GetDirectoryName(path) ?? ".",
-            string.Create(CultureInfo.InvariantCulture, $".{Path.GetFileName(path)}.{Environment.ProcessId}.{Guid.NewGuid():N}{TemporarySuffix}"));
+    {
+        var tail = string.Create(CultureInfo.InvariantCulture, $".{Environment.ProcessId}.{Guid.NewGuid():N}{TemporarySuffix}");
+        var target = Path.GetFileName(path);
+        var room = MaxFileNameBytes - 1 - tail.Length;
+        while (Encoding.UTF8.GetByteCount(target) > room)
+        {
+            target = target[..^(char.IsLowSurrogate(target[^1]) ? 2 : 1)];
+        }
+
+        return Path.Combine(Path.GetDirectoryName(path) ?? ".", "." + target + tail);
+    }
 
     // /proc/<pid> exists exactly while the process does (Linux, the engine's host; elsewhere
     // every pid counts as gone).

@@ -1,3 +1,7 @@
+using System.Security.Cryptography;
+using System.Text;
+using Tidemark.Storage;
+
 namespace Tidemark.Engine.State;
 
 /// <summary>
@@ -10,7 +14,8 @@ namespace Tidemark.Engine.State;
 /// create (<see cref="JobRecord"/>), so that a start after a crash removes exactly those;</item>
 /// <item><c>jobs/&lt;domain&gt;.checkpoint</c>: the checkpoint an inactive domain is being given
 /// (<see cref="CheckpointCreationRecord"/>), so that a start after a crash removes its stray bitmaps;</item>
-/// <item><c>run/&lt;domain&gt;.sock</c>: the unix socket a running domain's disks are served on;</item>
+/// <item><c>run/&lt;domain&gt;.sock</c>: the unix socket a running domain's disks are served on
+/// (a name too long for a socket's path shortened, <see cref="SocketPath"/>);</item>
 /// <item><c>run/&lt;domain&gt;.xml</c>: a running domain a closed host left to the next one (<see cref="DomainStatus"/>).</item>
 /// </list>
 /// Every metadata file is replaced atomically (<see cref="AtomicFile"/>). The truth about what
@@ -19,6 +24,9 @@ namespace Tidemark.Engine.State;
 public sealed class StateDirectory
 {
     private const string XmlExtension = ".xml";
+
+    // virDomainDefGetShortName's length.
+    private const int ShortNameLength = 20;
 
     /// <param name="root">The directory; created when missing.</param>
     public StateDirectory(string root)
@@ -61,7 +69,27 @@ public sealed class StateDirectory
 
     internal string JobRecordFile(string domain) => Path.Combine(JobsDirectory, domain + ".files");
 
-    internal string SocketPath(string domain) => Path.Combine(RunDirectory, domain + ".sock");
+    /// <summary>
+    /// The unix socket a running domain's disks are served on: <c>run/&lt;name&gt;.sock</c>, or,
+    /// when that is too long for a socket's path, <c>run/&lt;the name's first 20
+    /// characters&gt;-&lt;16 hex digits of its SHA-256&gt;.sock</c>, as libvirt shortens a domain's
+    /// name in its QEMU's paths (virDomainDefGetShortName). Clients find it in the running
+    /// domain's XML either way.
+    /// </summary>
+    internal string SocketPath(string domain)
+    {
+        var path = Path.Combine(RunDirectory, domain + ".sock");
+        if (Encoding.UTF8.GetByteCount(path) <= UnixSocketPath.MaxBytes)
+        {
+            return path;
+        }
+
+        var prefix = domain.Length > ShortNameLength && char.IsHighSurrogate(domain[ShortNameLength - 1])
+            ? domain[..(ShortNameLength - 1)]
+            : domain[..Math.Min(ShortNameLength, domain.Length)];
+        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(domain)))[..16];
+        return Path.Combine(RunDirectory, $"{prefix}-{hash}.sock");
+    }
 
     internal string StatusFile(string domain) => Path.Combine(RunDirectory, domain + XmlExtension);
 

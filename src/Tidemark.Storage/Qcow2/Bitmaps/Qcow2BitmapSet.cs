@@ -21,6 +21,9 @@ namespace Tidemark.Storage.Qcow2.Bitmaps;
 [SuppressMessage("Design", "CA1001", Justification = "The SemaphoreSlim never creates a wait handle (only WaitAsync is used), so there is nothing to dispose.")]
 public sealed class Qcow2BitmapSet
 {
+    /// <summary>The longest bitmap name, in UTF-8 bytes (formats.md §2.5; QEMU's BME_MAX_NAME_SIZE).</summary>
+    public const int MaxNameBytes = BitmapDirectoryEntry.MaxNameBytes;
+
     /// <summary>
     /// Memory all loaded bitmaps of one image may take together: 2 GiB, four times QEMU's
     /// cap for a single bitmap (BME_MAX_PHYS_SIZE) and 1000 times what a 1 TiB disk needs at
