@@ -234,7 +234,7 @@ public sealed class BadInputTests : IAsyncLifetime
         await c.OpenAsync();
         await c.CallAsync((RemoteProcedure)9999);
         var error = RawRemoteConnection.ErrorOf((await c.ReadAsync())!);
-        Assert.Equal(((int)VirErrorNumber.NoSupport, "this function is not supported by the connection driver: procedure 9999"), (error.Code, error.Message));
+        Assert.Equal(((int)VirErrorNumber.NoSupport, "this function is not supported by the connection driver: unknown procedure: 9999"), (error.Code, error.Message));
         Assert.Equal(2, error.Level);
         await c.CallAsync(RemoteProcedure.ConnectGetType);
         Assert.Equal(RemoteMessageStatus.Ok, (await c.ReadAsync())!.Header.Status);

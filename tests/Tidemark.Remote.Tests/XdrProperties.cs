@@ -254,6 +254,22 @@ public sealed class XdrProperties
         Assert.Equal(RemoteProtocolErrorReason.MessageTooLarge, e.Reason);
     }
 
+    /// <summary>
+    /// Procedure numbers name libvirt's public APIs (remote_protocol.x is append-only); a
+    /// number with no call, an event's or one past the last, is libvirtd's "unknown procedure".
+    /// </summary>
+    [Theory]
+    [InlineData(RemoteWire.RemoteProgram, 23u, "virDomainLookupByName")]
+    [InlineData(RemoteWire.RemoteProgram, 200u, "virDomainGetVcpusFlags")]
+    [InlineData(RemoteWire.RemoteProgram, 349u, "virDomainGetFSInfo")]
+    [InlineData(RemoteWire.RemoteProgram, 421u, "virDomainBackupBegin")]
+    [InlineData(RemoteWire.RemoteProgram, 107u, "unknown procedure: 107")]
+    [InlineData(RemoteWire.RemoteProgram, 9999u, "unknown procedure: 9999")]
+    [InlineData(RemoteWire.QemuProgram, 3u, "virDomainQemuAgentCommand")]
+    [InlineData(RemoteWire.QemuProgram, 6u, "unknown procedure: 6")]
+    public void ApiNames_NameTheApiOfEachProcedure(uint program, uint procedure, string name) =>
+        Assert.Equal(name, ApiNames.Of(program, procedure));
+
     /// <summary>The framer cuts a message of any program: whether it is served is the reader's to judge.</summary>
     [Fact]
     public void Framer_CutsAMessageOfAnyProgram()
