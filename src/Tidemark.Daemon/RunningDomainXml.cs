@@ -127,19 +127,15 @@ public static class RunningDomainXml
         => (domain.Element("devices")?.Elements("disk") ?? []).SelectMany(d => d.Elements("source").Concat(d.Descendants("backingStore")).Concat(d.Descendants("backingStore").Elements("source")))
             .Attributes("index");
 
-    /// <summary>The URI of disk <paramref name="target"/> of a running domain, as libnbd and qemu write it.</summary>
-    /// <remarks>
-    /// The socket is named after the domain, and a domain name may hold a space or any letter:
-    /// qemu and libnbd parse the URI by RFC 3986 and refuse such characters unescaped ("No valid
-    /// URL specified"), so the path is percent-encoded, its slashes kept as they read.
-    /// </remarks>
-    public static string NbdUri(RunningDomain running, string target) => $"nbd+unix:///{Escape(target)}?socket={Escape(running.SocketPath)}";
+    /// <summary>
+    /// The URI of disk <paramref name="target"/> of a running domain, as libnbd and qemu write it
+    /// (the socket is named after the domain, and a domain name may hold a space or any letter).
+    /// </summary>
+    public static string NbdUri(RunningDomain running, string target) => Tidemark.Nbd.Client.NbdUri.ForUnixSocket(running.SocketPath, target);
 
     /// <summary>The URI of disk <paramref name="target"/> on the domain's 127.0.0.1 listener, or null when it has none.</summary>
     public static string? NbdTcpUri(RunningDomain running, string target)
-        => running.TcpEndPoint is { } endPoint ? string.Create(CultureInfo.InvariantCulture, $"nbd://{endPoint.Address}:{endPoint.Port}/{target}") : null;
-
-    private static string Escape(string text) => Uri.EscapeDataString(text).Replace("%2F", "/", StringComparison.Ordinal);
+        => running.TcpEndPoint is { } endPoint ? Tidemark.Nbd.Client.NbdUri.ForTcp(endPoint, target) : null;
 
     // The offset just past the element that starts a line with `start` (single-line elements only).
     private static int? LastLineOf(string xml, string start)

@@ -282,6 +282,31 @@ public sealed class ChainBreakTests
     }
 
     /// <summary>
+    /// A work directory too deep for the job's socket is refused before anything is asked of the
+    /// host: no checkpoint, no job, nothing pending; a run from a shorter one then succeeds.
+    /// </summary>
+    [Fact]
+    public async Task WorkDirectoryTooDeepForASocket_IsRefusedBeforeTheHostIsAsked()
+    {
+        await using var host = await BackupHost.StartAsync(("vda", "16M"));
+        await host.GuestWriteAsync("vda", "write -P 0x31 0 1M");
+        var deep = host.Directory.File(new string('w', 120));
+        Directory.CreateDirectory(deep);
+        var e = await Assert.ThrowsAsync<BackupException>(() => BackupRunner.RunAsync(host.Options() with { WorkDirectory = deep }, Ct));
+        Assert.Equal(BackupErrorReason.InvalidRequest, e.Reason);
+        Assert.Contains("bytes of a unix socket's path: its work directory is too deep", e.Message, StringComparison.Ordinal);
+        Assert.Empty(await host.HostCheckpointsAsync());
+        Assert.Empty(Directory.GetFileSystemEntries(deep));
+        Assert.Null(await host.Repository.ReadPendingAsync("dom", Ct));
+        await using (var client = await host.ConnectAsync())
+        {
+            Assert.Equal(Tidemark.Remote.Protocol.DomainJobType.None, (await client.GetJobStatsAsync(await client.LookupDomainByNameAsync("dom", Ct), 0, Ct)).Type);
+        }
+
+        Assert.Single((await host.BackupAsync()).Disks);
+    }
+
+    /// <summary>
     /// What a client killed after it began its next backup leaves: the pending record, and the
     /// pull job with its checkpoint on the host. Returns the checkpoint's name.
     /// </summary>

@@ -225,7 +225,7 @@ public sealed partial class CheckpointDifferentialTests(PrivateLibvirtdFixture f
         var offlineText = offline.Mask(directory);
         var split = offlineText.IndexOf("$ virsh checkpoint-delete", StringComparison.Ordinal);
         return (
-            SchemaDetails().Replace(ParserDetails().Replace(virsh.Mask(directory), "error: ${source}: PARSER DETAILS\n"), "${head}${schema}\nSCHEMA DETAILS\n") + flags + bitmaps,
+            VirshTranscript.MaskSchemaDetails(ParserDetails().Replace(virsh.Mask(directory), "error: ${source}: PARSER DETAILS\n")) + flags + bitmaps,
             offlineText[..split] + offlineBitmaps + offlineText[split..]);
     }
 
@@ -316,13 +316,6 @@ public sealed partial class CheckpointDifferentialTests(PrivateLibvirtdFixture f
         await File.WriteAllTextAsync(xml, new LibvirtdDomain("ck", disks).Xml(), Ct);
         return (xml, disks[0].Image, disks[1].Image);
     }
-
-    // A schema violation's details are libxml2's RELAX NG validator's words after the path of
-    // the .rng file libvirt loaded (/usr/share/libvirt/schemas on this host); Tidemark checks
-    // the same rules in C# and words each problem itself (line, element, attribute), naming
-    // the schema by file name. Only the error's code and first words are compared.
-    [System.Text.RegularExpressions.GeneratedRegex(@"(?<head>Unable to validate doc against )(?:\S*/)?(?<schema>\w+\.rng)\n(?:(?!\[exit ).*\n)*")]
-    private static partial System.Text.RegularExpressions.Regex SchemaDetails();
 
     // A document that is not well-formed: libvirt passes on libxml2's parser message, with the
     // line and a caret, as XML_DETAIL ("(domain_checkpoint):1: Opening and ending tag mismatch:

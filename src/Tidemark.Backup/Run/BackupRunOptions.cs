@@ -42,7 +42,7 @@ public sealed record BackupRunOptions
     /// <summary>
     /// Where the job's NBD socket and scratch files go: a new directory under this one, which the
     /// host must be able to write (default: the system temporary directory; keep it short, a unix
-    /// socket path is limited to 107 bytes).
+    /// socket path is limited to 108 bytes, which a run refuses before it asks anything of the host).
     /// </summary>
     public string? WorkDirectory { get; init; }
 

@@ -5,6 +5,7 @@ using Tidemark.Nbd;
 using Tidemark.Remote;
 using Tidemark.Remote.Client;
 using Tidemark.Remote.Protocol;
+using Tidemark.Storage;
 
 namespace Tidemark.Backup.Run;
 
@@ -161,8 +162,16 @@ public static partial class BackupRunner
     {
         var repository = options.Repository;
         var work = Path.Combine(Path.GetFullPath(options.WorkDirectory ?? Path.GetTempPath()), "tmb-" + Convert.ToHexStringLower(Guid.NewGuid().ToByteArray().AsSpan(0, 4)));
-        CreateWorkDirectory(work);
         var socket = Path.Combine(work, "nbd.sock");
+
+        // Said before anything is asked of the host, which would refuse it only once the job's
+        // checkpoint is on its way.
+        if (System.Text.Encoding.UTF8.GetByteCount(socket) > UnixSocketPath.MaxBytes)
+        {
+            throw new BackupException(BackupErrorReason.InvalidRequest, $"the pull backup's socket '{socket}' would be over the {UnixSocketPath.MaxBytes} bytes of a unix socket's path: its work directory is too deep (TMPDIR, or the run's WorkDirectory, sets it)");
+        }
+
+        CreateWorkDirectory(work);
         var started = DateTimeOffset.UtcNow;
         RemoteCheckpoint? created = null;
         var jobBegun = false;

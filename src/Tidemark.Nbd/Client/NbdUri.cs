@@ -10,6 +10,30 @@ namespace Tidemark.Nbd.Client;
 /// </summary>
 public sealed record NbdUri(EndPoint EndPoint, string ExportName, bool Tls, string? TlsCertificates, string HostName)
 {
+    /// <summary>
+    /// The URI of export <paramref name="exportName"/> on the unix socket at
+    /// <paramref name="socketPath"/>, as libnbd and qemu write it. They parse by RFC 3986 and
+    /// refuse a space or any letter outside ASCII unescaped ("No valid URL specified"), and an
+    /// '&amp;' or '#' would cut the query short, so both are percent-encoded, slashes kept.
+    /// </summary>
+    public static string ForUnixSocket(string socketPath, string exportName)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(socketPath);
+        ArgumentNullException.ThrowIfNull(exportName);
+        return $"nbd+unix:///{Escape(exportName)}?socket={Escape(socketPath)}";
+    }
+
+    /// <summary>The URI of export <paramref name="exportName"/> at a TCP address: nbd://HOST:PORT/EXPORT, an IPv6 host in brackets.</summary>
+    public static string ForTcp(IPEndPoint endPoint, string exportName)
+    {
+        ArgumentNullException.ThrowIfNull(endPoint);
+        ArgumentNullException.ThrowIfNull(exportName);
+        var host = endPoint.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{endPoint.Address}]" : endPoint.Address.ToString();
+        return string.Create(System.Globalization.CultureInfo.InvariantCulture, $"nbd://{host}:{endPoint.Port}/{Escape(exportName)}");
+    }
+
+    private static string Escape(string text) => Uri.EscapeDataString(text).Replace("%2F", "/", StringComparison.Ordinal);
+
     /// <summary>Parses <paramref name="text"/>.</summary>
     /// <exception cref="NbdException">InvalidUri, naming the part that is wrong.</exception>
     public static NbdUri Parse(string text)

@@ -1,8 +1,9 @@
 using System.CommandLine;
 using System.Net;
-using System.Net.Sockets;
 using Tidemark.Backup.Repository;
 using Tidemark.Backup.Serve;
+using Tidemark.Nbd.Client;
+using Tidemark.Storage;
 using D = Tidemark.Cli.Commands.Backup.Serve.BackupServeCommandDefinition;
 
 namespace Tidemark.Cli.Commands.Backup.Serve;
@@ -15,12 +16,20 @@ internal static class BackupServeCommand
         var repository = new BackupRepository(result.GetValue(D.Repository)!);
         var domain = result.GetValue(D.Domain)!;
         EndPoint endPoint;
-        string uriBase;
+        Func<string, string> uriOf;
         if (result.GetValue(D.Socket) is { } socket)
         {
             var path = Path.GetFullPath(socket);
-            endPoint = new UnixDomainSocketEndPoint(path);
-            uriBase = "nbd+unix:///{0}?socket=" + path;
+            try
+            {
+                endPoint = UnixSocketPath.EndPoint(path);
+            }
+            catch (IOException e)
+            {
+                throw new CliException($"--socket: {e.Message}");
+            }
+
+            uriOf = disk => NbdUri.ForUnixSocket(path, disk);
         }
         else
         {
@@ -31,8 +40,9 @@ internal static class BackupServeCommand
             }
 
             var port = result.GetValue(D.Port)!.Value;
-            endPoint = new IPEndPoint(address, port);
-            uriBase = $"nbd://{bind}:{port}/{{0}}";
+            var tcp = new IPEndPoint(address, port);
+            endPoint = tcp;
+            uriOf = disk => NbdUri.ForTcp(tcp, disk);
         }
 
         var ownDirectory = result.GetValue(D.OverlayDirectory) is null;
@@ -44,7 +54,7 @@ internal static class BackupServeCommand
             {
                 foreach (var disk in served.Manifest.Disks)
                 {
-                    await console.Out.WriteLineAsync($"serving disk {disk.Name} of domain '{domain}' at {served.Manifest.Checkpoint}: {string.Format(System.Globalization.CultureInfo.InvariantCulture, uriBase, disk.Name)}").ConfigureAwait(false);
+                    await console.Out.WriteLineAsync($"serving disk {disk.Name} of domain '{domain}' at {served.Manifest.Checkpoint}: {uriOf(disk.Name)}").ConfigureAwait(false);
                 }
 
                 await console.Out.FlushAsync(cancellationToken).ConfigureAwait(false);
