@@ -162,6 +162,12 @@ public enum EngineErrorReason
     BackupOfInactiveDomain,
 
     /// <summary>
+    /// "cannot create checkpoint for inactive domain": libvirt's answer for every inactive
+    /// domain, Tidemark's only for one whose name leaves no room for the creation's record.
+    /// </summary>
+    CheckpointOfInactiveDomain,
+
+    /// <summary>
     /// A backup begun while another runs, which did not end within libvirt's wait for the
     /// domain's job: "cannot acquire state change lock (held by monitor=%s)".
     /// </summary>
@@ -231,6 +237,7 @@ public static class EngineErrorReasons
         EngineErrorReason.BitmapNameTooLong => LibvirtErrorCode.InternalError,
         EngineErrorReason.StateWriteFailed => LibvirtErrorCode.InternalError,
         EngineErrorReason.BackupOfInactiveDomain => LibvirtErrorCode.OperationUnsupported,
+        EngineErrorReason.CheckpointOfInactiveDomain => LibvirtErrorCode.OperationUnsupported,
         EngineErrorReason.JobWaitTimeout => LibvirtErrorCode.OperationTimeout,
         EngineErrorReason.NoBackupJob => LibvirtErrorCode.NoDomainBackup,
         EngineErrorReason.NoActiveJob => LibvirtErrorCode.OperationInvalid,

@@ -52,6 +52,35 @@ public sealed class StateFileNameTests
         Assert.Equal([longest], Directory.GetFiles(directory.Path));
     }
 
+    /// <summary>
+    /// An inactive domain's checkpoint needs its creation record (jobs/NAME.checkpoint): a name
+    /// leaving it no room gets libvirt's answer for inactive domains and the image is unchanged;
+    /// one byte shorter, the checkpoint is made offline; running, the long name takes one too.
+    /// </summary>
+    [Fact]
+    public async Task InactiveDomainNamedBeyondItsCreationRecord_GetsLibvirtsRefusal_RunningItTakesACheckpoint()
+    {
+        await using var test = await TestHost.CreateAsync();
+        var longest = await test.DefineAsync(new string('l', 245), 8 << 20, new TestDisk("vda"));
+        var e = await Assert.ThrowsAsync<EngineException>(() => longest.Checkpoints.CreateAsync("<domaincheckpoint><name>c1</name></domaincheckpoint>", cancellationToken: Ct));
+        Assert.Equal((EngineErrorReason.CheckpointOfInactiveDomain, "Operation not supported: cannot create checkpoint for inactive domain"), (e.Reason, e.Message));
+        Assert.Empty(await ImageBitmaps.NamesAsync(test.ImagePath(longest.Name, new TestDisk("vda"))));
+        var jobs = Path.Combine(test.StateRoot, "jobs");
+        Assert.Empty(Directory.Exists(jobs) ? Directory.GetFiles(jobs) : []);
+
+        await using (var other = await TestHost.CreateAsync())
+        {
+            var fits = await other.DefineAsync(new string('f', 244), 8 << 20, new TestDisk("vda"));
+            await fits.Checkpoints.CreateAsync("<domaincheckpoint><name>c1</name></domaincheckpoint>", cancellationToken: Ct);
+            Assert.Equal(["c1"], await ImageBitmaps.NamesAsync(other.ImagePath(fits.Name, new TestDisk("vda"))));
+        }
+
+        await longest.StartAsync(Ct);
+        await longest.Checkpoints.CreateAsync("<domaincheckpoint><name>c1</name></domaincheckpoint>", cancellationToken: Ct);
+        await longest.DestroyAsync(Ct);
+        Assert.Equal(["c1"], await ImageBitmaps.NamesAsync(test.ImagePath(longest.Name, new TestDisk("vda"))));
+    }
+
     [Fact]
     public async Task DefinitionRefusedForItsName_LeavesNoDomain()
     {

@@ -23,6 +23,12 @@ public sealed partial class DomainCheckpoints
     /// </summary>
     private async Task CreateOfflineAsync(CheckpointDefinition definition, IReadOnlyList<string> targets, CancellationToken cancellationToken)
     {
+        if (!CheckpointCreationRecord.FitsFileName(_domain.Name))
+        {
+            // No record, no safe creation: the domain gets libvirt's answer for every inactive one.
+            throw new EngineException(EngineErrorReason.CheckpointOfInactiveDomain, "cannot create checkpoint for inactive domain");
+        }
+
         var name = definition.Name!;
         var offline = await OfflineImages.OpenAsync(_domain.Definition, targets, cancellationToken).ConfigureAwait(false);
         CheckpointCreationRecord record;

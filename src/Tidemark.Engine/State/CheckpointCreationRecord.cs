@@ -44,6 +44,9 @@ internal sealed class CheckpointCreationRecord
     /// <summary>The disks that get the checkpoint's bitmap.</summary>
     public IReadOnlyList<string> Targets { get; }
 
+    /// <summary>Whether the record of <paramref name="domain"/> fits a file name (255 bytes), which a name over 244 bytes leaves no room for.</summary>
+    public static bool FitsFileName(string domain) => System.Text.Encoding.UTF8.GetByteCount(domain) + Extension.Length <= 255;
+
     /// <summary>Writes the record durably; change the images only after this returns.</summary>
     public static async Task<CheckpointCreationRecord> WriteAsync(StateDirectory state, string domain, string checkpoint, IReadOnlyList<string> targets, CancellationToken cancellationToken)
     {
