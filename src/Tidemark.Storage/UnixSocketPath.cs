@@ -21,6 +21,9 @@ public static class UnixSocketPath
     /// <summary>The longest path a unix socket can have, in bytes (<c>sun_path</c> of <c>struct sockaddr_un</c>).</summary>
     public const int MaxBytes = 108;
 
+    /// <summary>Whether <paramref name="path"/> fits a unix socket's address (<see cref="MaxBytes"/> bytes of UTF-8).</summary>
+    public static bool Fits(string path) => System.Text.Encoding.UTF8.GetByteCount(path) <= MaxBytes;
+
     /// <summary>
     /// The end point of the unix socket at <paramref name="path"/>, refused in QEMU's words
     /// when the path is too long for one (util/qemu-sockets.c, unix_listen_saddr).
@@ -29,9 +32,9 @@ public static class UnixSocketPath
     public static UnixDomainSocketEndPoint EndPoint(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        return System.Text.Encoding.UTF8.GetByteCount(path) > MaxBytes
-            ? throw new IOException($"UNIX socket path '{path}' is too long")
-            : new UnixDomainSocketEndPoint(path);
+        return Fits(path)
+            ? new UnixDomainSocketEndPoint(path)
+            : throw new IOException($"UNIX socket path '{path}' is too long");
     }
 
     // <fcntl.h>, <sys/stat.h> and <linux/stat.h>.

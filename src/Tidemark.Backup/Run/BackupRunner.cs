@@ -166,7 +166,7 @@ public static partial class BackupRunner
 
         // Said before anything is asked of the host, which would refuse it only once the job's
         // checkpoint is on its way.
-        if (System.Text.Encoding.UTF8.GetByteCount(socket) > UnixSocketPath.MaxBytes)
+        if (!UnixSocketPath.Fits(socket))
         {
             throw new BackupException(BackupErrorReason.InvalidRequest, $"the pull backup's socket '{socket}' would be over the {UnixSocketPath.MaxBytes} bytes of a unix socket's path: its work directory is too deep (TMPDIR, or the run's WorkDirectory, sets it)");
         }

@@ -79,7 +79,7 @@ public sealed class StateDirectory
     internal string SocketPath(string domain)
     {
         var path = Path.Combine(RunDirectory, domain + ".sock");
-        if (Encoding.UTF8.GetByteCount(path) <= UnixSocketPath.MaxBytes)
+        if (UnixSocketPath.Fits(path))
         {
             return path;
         }
