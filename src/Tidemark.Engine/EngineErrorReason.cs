@@ -63,6 +63,9 @@ public enum EngineErrorReason
     /// <summary>A VNC password longer than VNC's 8 characters: "VNC password is %zu characters long, only 8 permitted".</summary>
     VncPasswordTooLong,
 
+    /// <summary>A shareable disk guests may write in a format other than raw: "shared access for disk '%s' requires use of supported storage format".</summary>
+    SharedAccessUnsupported,
+
     /// <summary>An IDE disk on a controller an i440FX machine does not have: "Only 1 IDE controller is supported" (an internal error in libvirt's words).</summary>
     TooManyIdeControllers,
 
@@ -207,6 +210,7 @@ public static class EngineErrorReasons
         EngineErrorReason.VncPasswordTooLong => LibvirtErrorCode.ConfigUnsupported,
         EngineErrorReason.NotResizable => LibvirtErrorCode.OperationUnsupported,
         EngineErrorReason.NotDetachable => LibvirtErrorCode.OperationUnsupported,
+        EngineErrorReason.SharedAccessUnsupported => LibvirtErrorCode.ConfigUnsupported,
         EngineErrorReason.TooManyIdeControllers => LibvirtErrorCode.InternalError,
         EngineErrorReason.UpdatedDiskMissing => LibvirtErrorCode.InternalError,
         EngineErrorReason.FixedDiskField => LibvirtErrorCode.OperationUnsupported,

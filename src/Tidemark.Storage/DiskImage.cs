@@ -16,13 +16,22 @@ public static class DiskImage
     /// chain as <paramref name="backing"/> states it where it states it, and as the headers name
     /// it below that.
     /// </summary>
-    public static async ValueTask<IBlockImage> OpenAsync(string path, ImageFormat? format, bool readOnly, StatedBacking? backing, CancellationToken cancellationToken = default)
+    public static ValueTask<IBlockImage> OpenAsync(string path, ImageFormat? format, bool readOnly, StatedBacking? backing, CancellationToken cancellationToken = default)
+        => OpenAsync(path, format, readOnly, backing, shareWrites: false, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="OpenAsync(string, ImageFormat?, bool, StatedBacking?, CancellationToken)"/>;
+    /// a raw image opened with <paramref name="shareWrites"/> lets others write it meanwhile
+    /// (<see cref="RawImage.Open"/>). A qcow2 image never does: its metadata has one writer, so
+    /// QEMU's qcow2 driver denies other writers whatever the device shares.
+    /// </summary>
+    public static async ValueTask<IBlockImage> OpenAsync(string path, ImageFormat? format, bool readOnly, StatedBacking? backing, bool shareWrites, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         var actual = format ?? await ProbeAsync(path, cancellationToken).ConfigureAwait(false);
         return actual == ImageFormat.Qcow2
             ? await Qcow2Image.OpenAsync(path, readOnly, [], backing, cancellationToken).ConfigureAwait(false)
-            : RawImage.Open(path, readOnly);
+            : RawImage.Open(path, readOnly, shareWrites);
     }
 
     /// <summary>

@@ -69,12 +69,13 @@ internal sealed class HostFile : IAsyncDisposable
     private long _knownDataEnd;
     private long _holesMade;
 
-    private HostFile(SafeFileHandle handle, string path, bool readOnly, bool blockDevice)
+    private HostFile(SafeFileHandle handle, string path, bool readOnly, bool blockDevice, bool sharesWrites = false)
     {
         _handle = handle;
         Path = path;
         IsReadOnly = readOnly;
         IsBlockDevice = blockDevice;
+        SharesWrites = sharesWrites;
     }
 
     public string Path { get; }
@@ -88,6 +89,61 @@ internal sealed class HostFile : IAsyncDisposable
     public bool IsBlockDevice { get; }
 
     public bool IsReadOnly { get; }
+
+    /// <summary>Opened letting others write the file meanwhile (<see cref="Open"/>'s shareWrites).</summary>
+    public bool SharesWrites { get; }
+
+    /// <summary>
+    /// Denies others the write permission until the result is disposed, on a file opened
+    /// sharing it (<see cref="SharesWrites"/>); null on any other, which denies it already.
+    /// </summary>
+    /// <exception cref="StorageException"><see cref="StorageErrorReason.Locked"/>: another process writes the file.</exception>
+    public IDisposable? ExcludeOtherWriters()
+    {
+        if (!SharesWrites)
+        {
+            return null;
+        }
+
+        WithHandle(handle => ImageLock.DenyWrites(handle, Path));
+        return new WriterExclusion(this);
+    }
+
+    // The descriptor stays open while a lock call uses it: a handle closed meanwhile (the image
+    // disposed) is skipped rather than its number, perhaps reused, locked.
+    private void WithHandle(Action<SafeFileHandle> action)
+    {
+        var added = false;
+        try
+        {
+            _handle.DangerousAddRef(ref added);
+            action(_handle);
+        }
+        catch (ObjectDisposedException)
+        {
+            // Closed: its locks went with it.
+        }
+        finally
+        {
+            if (added)
+            {
+                _handle.DangerousRelease();
+            }
+        }
+    }
+
+    private sealed class WriterExclusion(HostFile file) : IDisposable
+    {
+        private int _disposed;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0)
+            {
+                file.WithHandle(ImageLock.AllowWrites);
+            }
+        }
+    }
 
     /// <summary>With <see cref="CacheMode.Unsafe"/>, <see cref="FlushAsync"/> does not fsync.</summary>
     public CacheMode CacheMode { get; set; }
@@ -141,8 +197,11 @@ internal sealed class HostFile : IAsyncDisposable
         => PageCacheAdvice.WillNeed((int)_handle.DangerousGetHandle(), offset, length);
 
     /// <summary>Opens an existing file and takes QEMU's locks for reading, or reading and writing.</summary>
+    /// <param name="path">The file.</param>
+    /// <param name="readOnly">Open it for reading only.</param>
+    /// <param name="shareWrites">Let others write it meanwhile (QEMU's <c>share-rw=on</c>; <see cref="ImageLock.Acquire"/>).</param>
     /// <exception cref="StorageException">Another process holds a conflicting lock (<see cref="StorageErrorReason.Locked"/>).</exception>
-    public static HostFile Open(string path, bool readOnly)
+    public static HostFile Open(string path, bool readOnly, bool shareWrites = false)
     {
         // An absolute path stays as given ("sub/../base.qcow2" included): it is the name QEMU
         // and libvirt show for a backing file (DiskImage.ResolveBackingPath).
@@ -150,7 +209,7 @@ internal sealed class HostFile : IAsyncDisposable
         var handle = File.OpenHandle(full, FileMode.Open, readOnly ? FileAccess.Read : FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete, FileOptions.Asynchronous);
         try
         {
-            ImageLock.Acquire(handle, full, readOnly);
+            ImageLock.Acquire(handle, full, readOnly, shareWrites);
         }
         catch
         {
@@ -158,7 +217,7 @@ internal sealed class HostFile : IAsyncDisposable
             throw;
         }
 
-        return new HostFile(handle, full, readOnly, IsBlockDeviceHandle(handle));
+        return new HostFile(handle, full, readOnly, IsBlockDeviceHandle(handle), shareWrites);
     }
 
     /// <summary>Creates (or truncates) a file for a new image and locks it for writing.</summary>

@@ -175,7 +175,7 @@ public sealed partial class BackupJob
         }
         catch
         {
-            await ReleaseAsync(server, stores).ConfigureAwait(false);
+            await ReleaseAsync(server, stores, jobs).ConfigureAwait(false);
             throw;
         }
     }

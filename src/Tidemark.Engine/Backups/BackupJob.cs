@@ -184,7 +184,7 @@ public sealed partial class BackupJob : IAsyncDisposable
         }
         catch
         {
-            await ReleaseAsync(server, stores).ConfigureAwait(false);
+            await ReleaseAsync(server, stores, jobs).ConfigureAwait(false);
 
             // Each file as far as it got: one whose creation failed may not exist, nor its
             // directory (File.Delete throws then), and the creation's own error is the one to tell.
@@ -204,9 +204,14 @@ public sealed partial class BackupJob : IAsyncDisposable
         }
     }
 
-    /// <summary>Closes the server and the stores of a job that did not come to be.</summary>
-    private static async Task ReleaseAsync(NbdServer? server, List<IBlockImage> stores)
+    /// <summary>Closes the server and the stores of a job that did not come to be, and lets others write its disks again.</summary>
+    private static async Task ReleaseAsync(NbdServer? server, List<IBlockImage> stores, List<DiskBackup> disks)
     {
+        foreach (var disk in disks)
+        {
+            disk.WriterExclusion?.Dispose();
+        }
+
         if (server is not null)
         {
             await server.DisposeAsync().ConfigureAwait(false);
@@ -338,6 +343,7 @@ public sealed partial class BackupJob : IAsyncDisposable
     {
         var live = source.Live;
         var (pending, allocated, zeroData, carried) = clusters;
+        var exclusion = ExcludeOtherWriters(live);
 
         // A push finds zero runs per block-copy cluster (64 KiB, or the store's cluster), not per
         // copy unit: QEMU's backup job copies in those clusters whatever the sync bitmap's
@@ -368,11 +374,32 @@ public sealed partial class BackupJob : IAsyncDisposable
         var skipped = mode == BackupMode.Push && source.Incremental is null ? live.VirtualSize - copyBeforeWrite.InitialBytes : 0;
         return new DiskBackup(disk, source, store.Image, createdPath, copyBeforeWrite, export)
         {
+            WriterExclusion = exclusion,
             SkippedBytes = skipped,
             StoreZeroes = store.Zeroes,
             Allocated = allocated,
             ZeroData = zeroData,
         };
+    }
+
+    /// <summary>
+    /// Denies other processes the write permission on a disk opened sharing it (a shareable raw
+    /// disk) for as long as the job runs: their writes would pass by copy-before-write. QEMU's
+    /// copy-before-write filter unshares WRITE on the node it is put above, so libvirt's
+    /// backup of a disk another VM has open for writing fails in the transaction that starts
+    /// the job, and that VM cannot start while the job runs.
+    /// </summary>
+    /// <exception cref="BackupJobException"><see cref="BackupErrorReason.DiskWrittenElsewhere"/>, in libvirt's words.</exception>
+    private static IDisposable? ExcludeOtherWriters(IBlockImage live)
+    {
+        try
+        {
+            return live is RawImage raw ? raw.ExcludeOtherWriters() : null;
+        }
+        catch (StorageException e) when (e.Reason == StorageErrorReason.Locked)
+        {
+            throw new BackupJobException(BackupErrorReason.DiskWrittenElsewhere, "unable to execute QEMU command 'transaction': Could not replace node: Failed to get shared \"write\" lock", e);
+        }
     }
 
     private async Task RunPushAsync()
@@ -511,6 +538,7 @@ public sealed partial class BackupJob : IAsyncDisposable
         foreach (var disk in _disks)
         {
             await disk.CopyBeforeWrite.DetachAsync().ConfigureAwait(false);
+            disk.WriterExclusion?.Dispose();
             disk.Conclude(BackupDiskState.Cancelled);
         }
 

@@ -48,6 +48,14 @@ public enum BackupErrorReason
     /// </summary>
     UnusableFdGroup,
 
+    /// <summary>
+    /// Another process writes a disk to back up (a shareable raw disk another VM has open):
+    /// its writes would bypass copy-before-write, so no instant can be kept. libvirt passes on
+    /// QEMU's words, "unable to execute QEMU command 'transaction': Could not replace node:
+    /// Failed to get shared "write" lock".
+    /// </summary>
+    DiskWrittenElsewhere,
+
     /// <summary>Copying a cluster's point-in-time content aside failed (the failure policy decides who sees it).</summary>
     CopyBeforeWriteFailed,
 
@@ -94,6 +102,7 @@ public sealed class BackupJobException : Exception
         BackupErrorReason.ServerAddressRefused => LibvirtErrorCode.InternalError,
         BackupErrorReason.StoreNotOpened => LibvirtErrorCode.InternalError,
         BackupErrorReason.UnusableFdGroup => LibvirtErrorCode.InvalidArg,
+        BackupErrorReason.DiskWrittenElsewhere => LibvirtErrorCode.InternalError,
         BackupErrorReason.CopyBeforeWriteFailed => LibvirtErrorCode.OperationFailed,
         BackupErrorReason.CopyFailed => LibvirtErrorCode.OperationFailed,
         BackupErrorReason.JobEnded => LibvirtErrorCode.OperationInvalid,

@@ -36,6 +36,9 @@ internal sealed class DiskBackup
 
     public CopyBeforeWrite CopyBeforeWrite { get; }
 
+    /// <summary>The denial of other writers the job holds on a disk opened sharing writes (<see cref="RawImage.ExcludeOtherWriters"/>), or null.</summary>
+    public IDisposable? WriterExclusion { get; init; }
+
     /// <summary>
     /// Push: bytes of the disk the job counts as processed without copying them (the zero
     /// ranges a full push leaves as holes), 0 otherwise.

@@ -41,7 +41,9 @@ internal static class DiskImages
                 await DiskChainWalk.CheckAsync(disk.SourcePath, actual, stated, cancellationToken).ConfigureAwait(false);
             }
 
-            var image = await DiskImage.OpenAsync(disk.SourcePath, actual, readOnly, stated, cancellationToken).ConfigureAwait(false);
+            // A shareable disk is opened as QEMU opens a device with share-rw=on (libvirt sets it
+            // for <shareable/>): other domains may write a raw image meanwhile.
+            var image = await DiskImage.OpenAsync(disk.SourcePath, actual, readOnly, stated, disk.Shareable, cancellationToken).ConfigureAwait(false);
             return (image, actual);
         }
         catch (StorageException e) when (e.Reason == StorageErrorReason.Locked)

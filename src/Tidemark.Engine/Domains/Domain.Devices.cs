@@ -34,6 +34,7 @@ public sealed partial class Domain
         using var held = await LockAsync(cancellationToken).ConfigureAwait(false);
         var (live, config) = Impact(flags, device, "attach");
         DomainDisks.CheckController(_nextDefinition ?? Definition, device);
+        DomainDisks.CheckSharedAccess(device);
 
         // As qemuDomainAttachDeviceFlags: the persistent copy first (so a refusal there changes
         // nothing), then the running domain, then the persistent definition is saved.

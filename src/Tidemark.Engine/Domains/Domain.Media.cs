@@ -50,6 +50,7 @@ public sealed partial class Domain
 
         // libvirt parses the device against the domain first, and refuses a controller there.
         DomainDisks.CheckController(Definition, device);
+        DomainDisks.CheckSharedAccess(device);
         DomainDefinition? persistent = null;
         if (config)
         {

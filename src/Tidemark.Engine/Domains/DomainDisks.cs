@@ -11,14 +11,31 @@ internal static class DomainDisks
     public static XElement? ElementOf(XElement domain, string target)
         => domain.Element("devices")?.Elements("disk").FirstOrDefault(d => d.Element("target")?.Attribute("dev")?.Value == target);
 
-    /// <summary>Every check of a definition's disks: unique targets, then each disk's controller.</summary>
-    /// <exception cref="EngineException">As <see cref="CheckUniqueTargets"/> and <see cref="CheckController"/>.</exception>
+    /// <summary>Every check of a definition's disks: unique targets, then each disk's controller and shared access.</summary>
+    /// <exception cref="EngineException">As <see cref="CheckUniqueTargets"/>, <see cref="CheckController"/> and <see cref="CheckSharedAccess"/>.</exception>
     public static void Check(DomainDefinition definition)
     {
         CheckUniqueTargets(definition);
         foreach (var disk in definition.Element.Element("devices")?.Elements("disk") ?? [])
         {
             CheckController(definition, disk);
+            CheckSharedAccess(disk);
+        }
+    }
+
+    /// <summary>
+    /// A <c>&lt;shareable/&gt;</c> disk its guests may write must be raw
+    /// (qemuBlockStorageSourceSupportsConcurrentAccess: a format with metadata of its own, qcow2,
+    /// has a single writer). A read-only one (a CD-ROM always is) may be of any format. The format is the one the
+    /// disk's defaults gave it (<see cref="DiskDefaults"/>): none named is raw.
+    /// </summary>
+    /// <exception cref="EngineException">"shared access for disk '%s' requires use of supported storage format", an unsupported configuration.</exception>
+    public static void CheckSharedAccess(XElement disk)
+    {
+        if (disk.Element("shareable") is not null && disk.Element("readonly") is null && disk.Attribute("device")?.Value != "cdrom"
+            && (disk.Element("driver")?.Attribute("type")?.Value ?? "raw") != "raw")
+        {
+            throw new EngineException(EngineErrorReason.SharedAccessUnsupported, $"shared access for disk '{disk.Element("target")?.Attribute("dev")?.Value}' requires use of supported storage format");
         }
     }
 

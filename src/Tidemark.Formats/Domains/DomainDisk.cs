@@ -10,6 +10,7 @@ namespace Tidemark.Formats.Domains;
 /// <param name="TargetBus">&lt;target bus=&gt;.</param>
 /// <param name="ReadOnly">&lt;readonly/&gt; is present.</param>
 /// <param name="BackingStore">The first &lt;backingStore&gt; of the chain, if the document names one.</param>
+/// <param name="Shareable">&lt;shareable/&gt; is present: other domains may write the image at the same time.</param>
 public sealed record DomainDisk(
     DiskSourceType Type,
     DiskDevice Device,
@@ -19,7 +20,8 @@ public sealed record DomainDisk(
     string TargetDev,
     string? TargetBus,
     bool ReadOnly,
-    DomainBackingStore? BackingStore = null)
+    DomainBackingStore? BackingStore = null,
+    bool Shareable = false)
 {
     /// <summary>
     /// No media (libvirt <c>virStorageSourceIsEmpty</c>): a local source (file, block device or

@@ -53,7 +53,8 @@ public static class DomainParser
             target.Attribute("dev")!.Value,
             target.Attribute("bus")?.Value,
             disk.Element("readonly") is not null,
-            ParseBackingStore(disk.Element("backingStore")));
+            ParseBackingStore(disk.Element("backingStore")),
+            disk.Element("shareable") is not null);
     }
 
     private static DomainBackingStore? ParseBackingStore(XElement? store)

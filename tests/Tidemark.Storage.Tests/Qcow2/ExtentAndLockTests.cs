@@ -148,4 +148,46 @@ public sealed class ExtentAndLockTests
         // Released on close: QEMU writes again.
         await Peer.RunCheckedAsync("qemu-io", "-f", "raw", "-c", "write 0 4k", path);
     }
+
+    /// <summary>
+    /// A raw image opened sharing writes (a shareable disk, QEMU's share-rw=on) lets QEMU and
+    /// another shared opener write it too; denying others the write permission (a backup's
+    /// instant) fails while someone writes, and once taken keeps QEMU's writers out until it is
+    /// given up.
+    /// </summary>
+    [Fact]
+    public async Task RawImage_SharingWrites_LetsOthersWrite_UntilWritersAreExcluded()
+    {
+        using var dir = new TempDirectory();
+        var path = dir.File("s.raw");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-f", "raw", path, "1M");
+        await using (var first = RawImage.Open(path, readOnly: false, shareWrites: true))
+        {
+            await Peer.RunCheckedAsync("qemu-io", "-f", "raw", "-c", "write 0 4k", path);
+            await using (RawImage.Open(path, readOnly: false, shareWrites: true))
+            {
+                var e = Assert.Throws<StorageException>(() => first.ExcludeOtherWriters());
+                Assert.Equal(StorageErrorReason.Locked, e.Reason);
+                Assert.Contains("Failed to get shared \"write\" lock", e.Message, StringComparison.Ordinal);
+
+                // The failed attempt denied nothing: QEMU still writes.
+                await Peer.RunCheckedAsync("qemu-io", "-f", "raw", "-c", "write 4k 4k", path);
+            }
+
+            using (var exclusion = first.ExcludeOtherWriters())
+            {
+                Assert.NotNull(exclusion);
+                var write = await Peer.RunAsync("qemu-io", ["-f", "raw", "-c", "write 0 4k", path]);
+                Assert.NotEqual(0, write.ExitCode);
+                Assert.Contains("Failed to get \"write\" lock", write.Stderr + write.Stdout, StringComparison.Ordinal);
+                Assert.Throws<StorageException>(() => RawImage.Open(path, readOnly: false, shareWrites: true));
+            }
+
+            await Peer.RunCheckedAsync("qemu-io", "-f", "raw", "-c", "write 0 4k", path);
+        }
+
+        // An image opened without sharing denies writers already: nothing more to take.
+        await using var exclusive = RawImage.Open(path, readOnly: false);
+        Assert.Null(exclusive.ExcludeOtherWriters());
+    }
 }
