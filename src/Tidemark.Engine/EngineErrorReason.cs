@@ -63,6 +63,15 @@ public enum EngineErrorReason
     /// <summary>A VNC password longer than VNC's 8 characters: "VNC password is %zu characters long, only 8 permitted".</summary>
     VncPasswordTooLong,
 
+    /// <summary>A transient disk that is read-only (a CD-ROM included): "transient disk '%s' must not be read-only".</summary>
+    TransientDiskReadOnly,
+
+    /// <summary>A checkpoint or backup of a transient disk: "block jobs are not supported on transient disk '%s'".</summary>
+    TransientDiskBlockJob,
+
+    /// <summary>A transient disk's overlay is there already at its start: "Overlay file '%s' for transient disk '%s' already exists".</summary>
+    TransientOverlayExists,
+
     /// <summary>A shareable disk guests may write in a format other than raw: "shared access for disk '%s' requires use of supported storage format".</summary>
     SharedAccessUnsupported,
 
@@ -211,6 +220,9 @@ public static class EngineErrorReasons
         EngineErrorReason.NotResizable => LibvirtErrorCode.OperationUnsupported,
         EngineErrorReason.NotDetachable => LibvirtErrorCode.OperationUnsupported,
         EngineErrorReason.SharedAccessUnsupported => LibvirtErrorCode.ConfigUnsupported,
+        EngineErrorReason.TransientDiskReadOnly => LibvirtErrorCode.ConfigUnsupported,
+        EngineErrorReason.TransientDiskBlockJob => LibvirtErrorCode.OperationUnsupported,
+        EngineErrorReason.TransientOverlayExists => LibvirtErrorCode.OperationUnsupported,
         EngineErrorReason.TooManyIdeControllers => LibvirtErrorCode.InternalError,
         EngineErrorReason.UpdatedDiskMissing => LibvirtErrorCode.InternalError,
         EngineErrorReason.FixedDiskField => LibvirtErrorCode.OperationUnsupported,

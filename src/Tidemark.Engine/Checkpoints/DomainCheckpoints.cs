@@ -177,6 +177,7 @@ public sealed partial class DomainCheckpoints
             var images = targets.Select(t => (Target: t, Disk: running.DiskByTarget(t)!)).ToList();
             foreach (var (target, disk) in images)
             {
+                TransientDisks.RefuseBlockJob(_domain.Definition, target);
                 CheckQcow2(target, disk.Format);
             }
 
@@ -200,6 +201,11 @@ public sealed partial class DomainCheckpoints
         }
         else
         {
+            foreach (var target in targets)
+            {
+                TransientDisks.RefuseBlockJob(_domain.Definition, target);
+            }
+
             await CreateOfflineAsync(definition, targets, cancellationToken).ConfigureAwait(false);
         }
 

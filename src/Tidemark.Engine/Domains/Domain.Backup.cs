@@ -104,6 +104,8 @@ public sealed partial class Domain
                 throw new BackupJobException(BackupErrorReason.NoSuchDisk, $"no disk named '{disk.Name}'");
             }
 
+            TransientDisks.RefuseBlockJob(Definition, disk.Name);
+
             if (disk.Mode == BackupDiskMode.Incremental && !Checkpoints.Exists(disk.Incremental!))
             {
                 throw new EngineException(EngineErrorReason.NoIncrementalCheckpoint, $"Checkpoint '{disk.Incremental}' for incremental backup of disk '{disk.Name}' not found");

@@ -35,6 +35,7 @@ public sealed partial class Domain
         var (live, config) = Impact(flags, device, "attach");
         DomainDisks.CheckController(_nextDefinition ?? Definition, device);
         DomainDisks.CheckSharedAccess(device);
+        TransientDisks.Check(device);
 
         // As qemuDomainAttachDeviceFlags: the persistent copy first (so a refusal there changes
         // nothing), then the running domain, then the persistent definition is saved.
@@ -53,8 +54,18 @@ public sealed partial class Domain
 
         if (live)
         {
-            var running = WithDevice(Definition, device);
-            DomainDisks.Check(running);
+            DomainDisks.Check(WithDevice(Definition, device));
+
+            // A transient disk joins with its overlay, as at a start (TransientDisks).
+            var liveDevice = device;
+            string? overlay = null;
+            if (device.Element("transient") is not null && !DomainParser.ParseDisk(device).IsEmpty)
+            {
+                liveDevice = new XElement(device);
+                overlay = await TransientDisks.AddOverlayAsync(liveDevice, Name, cancellationToken).ConfigureAwait(false);
+            }
+
+            var running = WithDevice(Definition, liveDevice);
             var disk = running.DiskByTarget(AddedTarget(device))!;
             if (!disk.IsEmpty)
             {
@@ -65,9 +76,16 @@ public sealed partial class Domain
                 }
                 catch (EngineException e) when (e.Reason == EngineErrorReason.ImageLocked)
                 {
+                    DeleteOverlay(overlay);
+
                     // QEMU refuses the node it is asked to add; libvirt passes its words on.
                     var lockText = LockFailure().Match(e.Message) is { Success: true } m ? m.Value : e.Detail;
                     throw new EngineException(EngineErrorReason.MonitorCommandFailed, $"unable to execute QEMU command 'blockdev-add': {lockText}", e);
+                }
+                catch
+                {
+                    DeleteOverlay(overlay);
+                    throw;
                 }
             }
 
@@ -87,6 +105,14 @@ public sealed partial class Domain
         }
 
         return alias;
+    }
+
+    private static void DeleteOverlay(string? path)
+    {
+        if (path is not null)
+        {
+            TransientDisks.TryDelete(path);
+        }
     }
 
     /// <summary>
@@ -201,6 +227,12 @@ public sealed partial class Domain
                 {
                     // It is gone from the guest all the same; its bitmaps stay IN_USE (broken).
                     Logger.LogError("domain {Domain}: {Error}", Name, e.Message);
+                }
+
+                // A transient disk's writes go with it (libvirt's qemuDomainRemoveDiskDevice).
+                if (TransientDisks.Targets(old).Contains(target))
+                {
+                    DeleteOverlay(disk.Definition.SourcePath);
                 }
             }
 

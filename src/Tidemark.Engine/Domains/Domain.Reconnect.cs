@@ -94,6 +94,10 @@ public sealed partial class Domain
         {
             Logger.LogInformation("domain {Domain} left running for the next host (id {Id})", Name, status.Id);
         }
+        else
+        {
+            TransientDisks.DeleteOverlays(status.Definition);
+        }
 
         return true;
     }
@@ -145,6 +149,7 @@ public sealed partial class Domain
         {
             Definition = own;
             EndedAtReconnect = true;
+            TransientDisks.DeleteOverlays(status.Definition);
             throw;
         }
 

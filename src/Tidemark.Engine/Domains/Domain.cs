@@ -158,12 +158,41 @@ public sealed partial class Domain
     // A reconnect (Domain.Reconnect.cs) gives the id and TCP port the domain had.
     internal async Task StartLockedAsync(DomainStartFlags flags, CancellationToken cancellationToken, int? id = null, int tcpPort = 0)
     {
-        Running = await RunningDomain.StartAsync(Definition, Store.SocketPath(Name), flags, tcpPort, _host.LoggerFactory, cancellationToken).ConfigureAwait(false);
+        // A reconnect's running definition names the overlays its transient disks have already.
+        var own = Definition;
+        var live = id is null ? await TransientDisks.AddOverlaysAsync(own, cancellationToken).ConfigureAwait(false) : own;
+        try
+        {
+            Running = await RunningDomain.StartAsync(live, Store.SocketPath(Name), flags, tcpPort, _host.LoggerFactory, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            if (live != own)
+            {
+                TransientDisks.DeleteOverlays(live);
+            }
+
+            throw;
+        }
+
+        if (live != own)
+        {
+            // The domain's own definition takes over again at the stop, as after CreateAsync.
+            _nextDefinition ??= own;
+            Definition = live;
+        }
+
         EndedByHostCrash = false;
         EndedAtReconnect = false;
         WasResumed = false;
         Id = id ?? _host.NextId();
-        Nodes.Start(Definition.Disks.Select(d => (d.TargetDev, Running.DiskByTarget(d.TargetDev) is { } disk ? BitmapChain.Layers(disk.LiveImage).Count : 0)));
+        var overlaid = id is null ? TransientDisks.Targets(live) : [];
+        Nodes.Start(Definition.Disks.Select(d => (d.TargetDev, Running.DiskByTarget(d.TargetDev) is { } disk ? BitmapChain.Layers(disk.LiveImage).Count - (overlaid.Contains(d.TargetDev) ? 1 : 0) : 0)));
+        foreach (var target in overlaid)
+        {
+            Nodes.Overlay(target);
+        }
+
         Logger.LogInformation("domain {Domain} started{Paused}; disks served on {Socket} {Tcp}", Name, Running.Gate.IsPaused ? " paused" : "", Running.SocketPath, Running.TcpEndPoint?.ToString() ?? "");
     }
 
@@ -248,6 +277,7 @@ public sealed partial class Domain
         await EndBackupForStopAsync().ConfigureAwait(false);
         Running = null;
         Id = -1;
+        var live = Definition;
         if (_nextDefinition is not null)
         {
             Definition = _nextDefinition;
@@ -257,6 +287,7 @@ public sealed partial class Domain
         try
         {
             await running.StopAsync().ConfigureAwait(false);
+            TransientDisks.DeleteOverlays(live);
         }
         catch (EngineException e)
         {

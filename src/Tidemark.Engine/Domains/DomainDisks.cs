@@ -11,8 +11,8 @@ internal static class DomainDisks
     public static XElement? ElementOf(XElement domain, string target)
         => domain.Element("devices")?.Elements("disk").FirstOrDefault(d => d.Element("target")?.Attribute("dev")?.Value == target);
 
-    /// <summary>Every check of a definition's disks: unique targets, then each disk's controller and shared access.</summary>
-    /// <exception cref="EngineException">As <see cref="CheckUniqueTargets"/>, <see cref="CheckController"/> and <see cref="CheckSharedAccess"/>.</exception>
+    /// <summary>Every check of a definition's disks: unique targets, then each disk's controller, shared access and transience.</summary>
+    /// <exception cref="EngineException">As <see cref="CheckUniqueTargets"/>, <see cref="CheckController"/>, <see cref="CheckSharedAccess"/> and <see cref="TransientDisks.Check"/>.</exception>
     public static void Check(DomainDefinition definition)
     {
         CheckUniqueTargets(definition);
@@ -20,6 +20,7 @@ internal static class DomainDisks
         {
             CheckController(definition, disk);
             CheckSharedAccess(disk);
+            TransientDisks.Check(disk);
         }
     }
 

@@ -128,6 +128,7 @@ public sealed class DomainHost : IAsyncDisposable
             {
                 domain.EndedByHostCrash = true;
                 File.Delete(socket);
+                TransientDisks.DeleteLeftOverlays(domain.Definition);
                 host.Logger.LogWarning("domain {Domain} was running when its host was killed: it is shut off (crashed)", domain.Name);
             }
         }
@@ -209,6 +210,11 @@ public sealed class DomainHost : IAsyncDisposable
                 if (crashed && domain is not null)
                 {
                     domain.EndedByHostCrash = true;
+                }
+
+                if (crashed)
+                {
+                    TransientDisks.DeleteOverlays(status.Definition);
                 }
 
                 Logger.LogWarning("removed {File}: {Why}", file, crashed ? "the domain it records was running when its host was killed" : "the domain it records is not the one defined");

@@ -66,6 +66,14 @@ internal sealed class NodeNumbering
         Volatile.Write(ref _last, index);
     }
 
+    /// <summary>A transient disk's overlay, made after the start's numbering, becomes <paramref name="target"/>'s top layer.</summary>
+    public void Overlay(string target)
+    {
+        var index = _last + 1;
+        Volatile.Write(ref _disks, _disks.SetItem(target, _disks.TryGetValue(target, out var layers) ? layers.Insert(0, index) : [index]));
+        Volatile.Write(ref _last, index);
+    }
+
     /// <summary>A number taken for a node that never joined (media QEMU refused).</summary>
     public void Skip() => Volatile.Write(ref _last, _last + 1);
 

@@ -37,7 +37,8 @@ public static class DomainParser
             domain);
     }
 
-    private static DomainDisk ParseDisk(XElement disk)
+    /// <summary>One <c>&lt;disk&gt;</c> element, read as <see cref="Parse(XElement)"/> reads each.</summary>
+    public static DomainDisk ParseDisk(XElement disk)
     {
         // The schema compared tokens, so the values are read as tokens too.
         var type = disk.Attribute("type") is { } t ? DomainDiskNames.SourceTypes.Parse(SchemaTypes.Token(t.Value))!.Value : DiskSourceType.File;
