@@ -43,6 +43,12 @@ public enum BackupErrorReason
     StoreNotOpened,
 
     /// <summary>
+    /// A reused file store whose size is not the disk's: libvirt passes on QEMU's words,
+    /// "unable to execute QEMU command 'transaction': Source and target image have different sizes".
+    /// </summary>
+    StoreSizeDiffers,
+
+    /// <summary>
     /// The server's fd group is not associated with the domain, or does not hold exactly one
     /// descriptor: "file descriptor group '%s' was not associated with the domain".
     /// </summary>
@@ -101,6 +107,7 @@ public sealed class BackupJobException : Exception
         BackupErrorReason.ServerFailed => LibvirtErrorCode.OperationFailed,
         BackupErrorReason.ServerAddressRefused => LibvirtErrorCode.InternalError,
         BackupErrorReason.StoreNotOpened => LibvirtErrorCode.InternalError,
+        BackupErrorReason.StoreSizeDiffers => LibvirtErrorCode.InternalError,
         BackupErrorReason.UnusableFdGroup => LibvirtErrorCode.InvalidArg,
         BackupErrorReason.DiskWrittenElsewhere => LibvirtErrorCode.InternalError,
         BackupErrorReason.CopyBeforeWriteFailed => LibvirtErrorCode.OperationFailed,

@@ -1,3 +1,4 @@
+using Tidemark.Engine.Disks;
 using Tidemark.Formats.Backups;
 using Tidemark.Storage;
 using Tidemark.Storage.Qcow2;
@@ -68,8 +69,20 @@ internal static class BackupStoreFile
         }
         else if (options.ReuseExternal)
         {
+            // QEMU opens a raw node without taking its locks until the job's transaction, which
+            // compares the sizes first; a qcow2 node takes them as it opens.
+            if (imageFormat == ImageFormat.Raw && File.Exists(path) && DiskSize.RoundUp(new FileInfo(path).Length) != source.Live.VirtualSize)
+            {
+                throw DifferentSizes();
+            }
+
             image = await OpenAsync(path, imageFormat, cancellationToken).ConfigureAwait(false);
             zeroes = ZeroClusters.WriteZeroes;
+            if (image.VirtualSize != source.Live.VirtualSize)
+            {
+                await image.DisposeAsync().ConfigureAwait(false);
+                throw DifferentSizes();
+            }
         }
         else
         {
@@ -106,6 +119,14 @@ internal static class BackupStoreFile
 
         return new OpenStore(options.StoreWrapper?.Invoke(image) ?? image, cluster, zeroes);
     }
+
+    /// <summary>
+    /// A reused file store whose size is not the disk's: QEMU's backup job takes a target of the
+    /// disk's size only (backup_job_create), a push target and a pull scratch alike, and libvirt
+    /// passes its words on.
+    /// </summary>
+    private static BackupJobException DifferentSizes()
+        => new(BackupErrorReason.StoreSizeDiffers, "unable to execute QEMU command 'transaction': Source and target image have different sizes");
 
     /// <summary>A pull scratch: never fsynced (<see cref="NeverFsync"/>), its copies written past the page cache.</summary>
     private static void PastThePageCache(IBlockImage image)
@@ -285,7 +306,8 @@ internal static class BackupStoreFile
     /// (qemuBackupDiskPrepareOneStorage with reuse-external) and passes QEMU's words on: a file
     /// that cannot be opened is file-posix's "Could not open '%s'" with strerror
     /// (raw_open_common), a file without qcow2's magic "Image is not in qcow2 format"
-    /// (qcow2_do_open). Anything else is Tidemark's own reading of the image.
+    /// (qcow2_do_open), one another process holds QEMU's lock conflict ("Failed to get "write"
+    /// lock"). Anything else is Tidemark's own reading of the image.
     /// </summary>
     private static BackupJobException NotOpened(string path, ImageFormat format, Exception e)
     {
@@ -295,8 +317,15 @@ internal static class BackupStoreFile
             return new BackupJobException(BackupErrorReason.StoreNotOpened, $"{BlockdevAdd}: Could not open '{path}': {HostErrno.Describe(e)}", e);
         }
 
-        return e is StorageException { Reason: StorageErrorReason.NotAnImage } && format == ImageFormat.Qcow2
-            ? new BackupJobException(BackupErrorReason.StoreNotOpened, $"{BlockdevAdd}: Image is not in qcow2 format", e)
-            : new BackupJobException(BackupErrorReason.StoreCreationFailed, $"cannot open backup store '{path}': {e.Message}", e);
+        return e switch
+        {
+            StorageException { Reason: StorageErrorReason.NotAnImage } when format == ImageFormat.Qcow2 => new BackupJobException(BackupErrorReason.StoreNotOpened, $"{BlockdevAdd}: Image is not in qcow2 format", e),
+
+            // Another process's image (a running VM's disk): QEMU's lock conflict, met as a qcow2
+            // node opens, and by a raw node only when the job's transaction puts it to use.
+            StorageException { Reason: StorageErrorReason.Locked } when format == ImageFormat.Raw => new BackupJobException(BackupErrorReason.StoreNotOpened, $"unable to execute QEMU command 'transaction': Could not create node: {LockConflict.QemuWords(e.Message, e.Message)}", e),
+            StorageException { Reason: StorageErrorReason.Locked } => new BackupJobException(BackupErrorReason.StoreNotOpened, $"{BlockdevAdd}: {LockConflict.QemuWords(e.Message, e.Message)}", e),
+            _ => new BackupJobException(BackupErrorReason.StoreCreationFailed, $"cannot open backup store '{path}': {e.Message}", e),
+        };
     }
 }

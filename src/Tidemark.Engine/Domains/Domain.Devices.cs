@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using System.Xml.Linq;
 using Microsoft.Extensions.Logging;
 using Tidemark.Engine.Disks;
@@ -79,7 +78,7 @@ public sealed partial class Domain
                     DeleteOverlay(overlay);
 
                     // QEMU refuses the node it is asked to add; libvirt passes its words on.
-                    var lockText = LockFailure().Match(e.Message) is { Success: true } m ? m.Value : e.Detail;
+                    var lockText = LockConflict.QemuWords(e.Message, e.Detail);
                     throw new EngineException(EngineErrorReason.MonitorCommandFailed, $"unable to execute QEMU command 'blockdev-add': {lockText}", e);
                 }
                 catch
@@ -420,7 +419,4 @@ public sealed partial class Domain
         DomainDisks.ElementOf(element, target)?.Remove();
         return DomainParser.Parse(element);
     }
-
-    [GeneratedRegex("Failed to get (shared )?\"[a-z ]+\" lock")]
-    private static partial Regex LockFailure();
 }

@@ -194,7 +194,7 @@ public sealed partial class Domain
             await PutBackAsync(running, old, before, target).ConfigureAwait(false);
             if (e.Reason == EngineErrorReason.ImageLocked)
             {
-                var lockText = LockFailure().Match(e.Message) is { Success: true } m ? m.Value : e.Detail;
+                var lockText = LockConflict.QemuWords(e.Message, e.Detail);
                 throw new EngineException(EngineErrorReason.MonitorCommandFailed, $"unable to execute QEMU command 'blockdev-add': {lockText}", e);
             }
 
