@@ -411,7 +411,17 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
     /// </summary>
     private static async Task<BlockInfo> BlockInfoOfAsync(EngineDomain found, DomainDisk disk, string sourcePath, CancellationToken cancellationToken)
     {
-        var (fileLength, held) = DiskImage.Sizes(sourcePath);
+        long fileLength, held;
+        try
+        {
+            (fileLength, held) = DiskImage.Sizes(sourcePath);
+        }
+        catch (Exception e) when (HostErrno.Of(e) is not null)
+        {
+            // qemuDomainStorageOpenStat's system error (an image gone, or not readable).
+            throw LibvirtError.Create(VirErrorNumber.SystemError, VirErrorDomain.Qemu, $"Failed to open file '{sourcePath}': {HostErrno.Describe(e)}");
+        }
+
         var length = (ulong)fileLength;
         var actual = disk.Type == DiskSourceType.Block ? 0 : (ulong)held;
         if (found.Running?.DiskByTarget(disk.TargetDev) is { } runningDisk)

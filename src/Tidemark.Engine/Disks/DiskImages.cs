@@ -19,6 +19,13 @@ internal static class DiskImages
             throw new EngineException(EngineErrorReason.UnsupportedDisk, $"disk '{disk.TargetDev}': source type '{DomainDiskNames.Of(disk.Type)}' is not supported, only local files and block devices");
         }
 
+        if (disk.Sliced)
+        {
+            // QEMU's raw driver would show the guest the slice alone (its offset and size
+            // options); serving the whole file instead would hand the guest what is not its own.
+            throw new EngineException(EngineErrorReason.UnsupportedDisk, $"disk '{disk.TargetDev}': storage slices (<slices>) are not supported");
+        }
+
         if (disk.Type == DiskSourceType.Block && File.Exists(disk.SourcePath) && !DiskImage.IsBlockDevice(disk.SourcePath))
         {
             // QEMU's host_device driver (hdev_open), which libvirt uses for type='block'.

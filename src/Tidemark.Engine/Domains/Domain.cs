@@ -158,9 +158,10 @@ public sealed partial class Domain
     // A reconnect (Domain.Reconnect.cs) gives the id and TCP port the domain had.
     internal async Task StartLockedAsync(DomainStartFlags flags, CancellationToken cancellationToken, int? id = null, int tcpPort = 0)
     {
-        // A reconnect's running definition names the overlays its transient disks have already.
+        // A reconnect's running definition is as the start made it: sources its startup policy
+        // dropped, the overlays its transient disks have already.
         var own = Definition;
-        var live = id is null ? await TransientDisks.AddOverlaysAsync(own, cancellationToken).ConfigureAwait(false) : own;
+        var live = id is null ? await TransientDisks.AddOverlaysAsync(StartupPolicies.Apply(own), cancellationToken).ConfigureAwait(false) : own;
         try
         {
             Running = await RunningDomain.StartAsync(live, Store.SocketPath(Name), flags, tcpPort, _host.LoggerFactory, cancellationToken).ConfigureAwait(false);
@@ -187,7 +188,10 @@ public sealed partial class Domain
         WasResumed = false;
         Id = id ?? _host.NextId();
         var overlaid = id is null ? TransientDisks.Targets(live) : [];
-        Nodes.Start(Definition.Disks.Select(d => (d.TargetDev, Running.DiskByTarget(d.TargetDev) is { } disk ? BitmapChain.Layers(disk.LiveImage).Count - (overlaid.Contains(d.TargetDev) ? 1 : 0) : 0)));
+
+        // Numbered as the definition has them: a disk its startup policy dropped takes one
+        // number as an empty drive does, each overlay one more after the rest.
+        Nodes.Start(own.Disks.Select(d => (d.TargetDev, Running.DiskByTarget(d.TargetDev) is { } disk ? BitmapChain.Layers(disk.LiveImage).Count - (overlaid.Contains(d.TargetDev) ? 1 : 0) : 0)));
         foreach (var target in overlaid)
         {
             Nodes.Overlay(target);

@@ -11,6 +11,7 @@ namespace Tidemark.Formats.Domains;
 /// <param name="ReadOnly">&lt;readonly/&gt; is present.</param>
 /// <param name="BackingStore">The first &lt;backingStore&gt; of the chain, if the document names one.</param>
 /// <param name="Shareable">&lt;shareable/&gt; is present: other domains may write the image at the same time.</param>
+/// <param name="Sliced">The source names &lt;slices&gt;: the guest sees a part of the file only.</param>
 public sealed record DomainDisk(
     DiskSourceType Type,
     DiskDevice Device,
@@ -21,7 +22,8 @@ public sealed record DomainDisk(
     string? TargetBus,
     bool ReadOnly,
     DomainBackingStore? BackingStore = null,
-    bool Shareable = false)
+    bool Shareable = false,
+    bool Sliced = false)
 {
     /// <summary>
     /// No media (libvirt <c>virStorageSourceIsEmpty</c>): a local source (file, block device or

@@ -55,7 +55,8 @@ public static class DomainParser
             target.Attribute("bus")?.Value,
             disk.Element("readonly") is not null,
             ParseBackingStore(disk.Element("backingStore")),
-            disk.Element("shareable") is not null);
+            disk.Element("shareable") is not null,
+            disk.Element("source")?.Element("slices") is not null);
     }
 
     private static DomainBackingStore? ParseBackingStore(XElement? store)
