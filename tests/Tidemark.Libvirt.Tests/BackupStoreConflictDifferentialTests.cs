@@ -40,8 +40,8 @@ public sealed class BackupStoreConflictDifferentialTests(PrivateLibvirtdFixture 
         await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", I("big.qcow2"), "32M");
         await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "raw", I("free.raw"), "16M");
         await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "raw", I("small.raw"), "8M");
-        await File.WriteAllTextAsync(I("ga.xml"), Domain("ga", Disk(I("a.qcow2"), "vda", "qcow2")), Ct);
-        await File.WriteAllTextAsync(I("gb.xml"), Domain("gb", Disk(I("b.qcow2"), "vda", "qcow2") + Disk(I("c.raw"), "vdb", "raw")), Ct);
+        await File.WriteAllTextAsync(I("ga.xml"), BareDomain.Xml("ga", BareDomain.FileDisk(I("a.qcow2"), "vda", "qcow2")), Ct);
+        await File.WriteAllTextAsync(I("gb.xml"), BareDomain.Xml("gb", BareDomain.FileDisk(I("b.qcow2"), "vda", "qcow2") + BareDomain.FileDisk(I("c.raw"), "vdb", "raw")), Ct);
         foreach (var name in new[] { "ga", "gb" })
         {
             await virsh.RunAsync("define", I(name + ".xml"));
@@ -90,16 +90,4 @@ public sealed class BackupStoreConflictDifferentialTests(PrivateLibvirtdFixture 
         virsh.Note("qemu-img map b.qcow2", map);
         return virsh.Mask(directory);
     }
-
-    private static string Domain(string name, string disks) => $"""
-        <domain type='qemu'>
-          <name>{name}</name>
-          <memory unit='MiB'>64</memory>
-          <os><type arch='x86_64'>hvm</type></os>
-          <devices>{disks}</devices>
-        </domain>
-        """;
-
-    private static string Disk(string path, string dev, string format)
-        => $"<disk type='file' device='disk'><driver name='qemu' type='{format}'/><source file='{path}'/><target dev='{dev}' bus='virtio'/></disk>";
 }

@@ -51,23 +51,23 @@ public sealed partial class SharedImageDifferentialTests(PrivateLibvirtdFixture 
 
         await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "raw", I("shared.raw"), "16M");
         await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", I("same.qcow2"), "16M");
-        var shared = Disk(I("shared.raw"), "vdb", "raw", "<shareable/>", cache: "none");
+        var shared = BareDomain.FileDisk(I("shared.raw"), "vdb", "raw", "<shareable/>", cache: "none");
         var domains = new Dictionary<string, string>
         {
-            ["ga"] = Disk(I("a.qcow2"), "vda", "qcow2") + shared + Disk(I("same.qcow2"), "vdc", "qcow2"),
-            ["gb"] = Disk(I("b.qcow2"), "vda", "qcow2") + shared,
-            ["gc"] = Disk(I("same.qcow2"), "vda", "qcow2"),
-            ["gd"] = Disk(I("base.qcow2"), "vda", "qcow2"),
-            ["ge"] = Disk(I("same.qcow2"), "vda", "qcow2", "<readonly/>"),
-            ["gf"] = Disk(I("same.qcow2"), "vda", "qcow2", "<shareable/>"),
-            ["gg"] = Disk(I("shared.raw"), "vda", "raw", "<readonly/><shareable/>"),
-            ["gh"] = Disk(I("shared.raw"), "vda", "raw", "<readonly/>"),
-            ["gi"] = Disk(I("shared.raw"), "vda", "raw"),
-            ["gj"] = Disk(I("base.qcow2"), "vda", "qcow2", "<readonly/><shareable/>"),
+            ["ga"] = BareDomain.FileDisk(I("a.qcow2"), "vda", "qcow2") + shared + BareDomain.FileDisk(I("same.qcow2"), "vdc", "qcow2"),
+            ["gb"] = BareDomain.FileDisk(I("b.qcow2"), "vda", "qcow2") + shared,
+            ["gc"] = BareDomain.FileDisk(I("same.qcow2"), "vda", "qcow2"),
+            ["gd"] = BareDomain.FileDisk(I("base.qcow2"), "vda", "qcow2"),
+            ["ge"] = BareDomain.FileDisk(I("same.qcow2"), "vda", "qcow2", "<readonly/>"),
+            ["gf"] = BareDomain.FileDisk(I("same.qcow2"), "vda", "qcow2", "<shareable/>"),
+            ["gg"] = BareDomain.FileDisk(I("shared.raw"), "vda", "raw", "<readonly/><shareable/>"),
+            ["gh"] = BareDomain.FileDisk(I("shared.raw"), "vda", "raw", "<readonly/>"),
+            ["gi"] = BareDomain.FileDisk(I("shared.raw"), "vda", "raw"),
+            ["gj"] = BareDomain.FileDisk(I("base.qcow2"), "vda", "qcow2", "<readonly/><shareable/>"),
         };
         foreach (var (name, disks) in domains)
         {
-            await File.WriteAllTextAsync(I(name + ".xml"), Domain(name, disks), Ct);
+            await File.WriteAllTextAsync(I(name + ".xml"), BareDomain.Xml(name, disks), Ct);
             await virsh.RunAsync("define", I(name + ".xml"));
         }
 
@@ -77,7 +77,7 @@ public sealed partial class SharedImageDifferentialTests(PrivateLibvirtdFixture 
         }
 
         await virsh.RunAsync("list", "--all");
-        await File.WriteAllTextAsync(I("attach.xml"), Disk(I("same.qcow2"), "vdh", "qcow2", "<shareable/>"), Ct);
+        await File.WriteAllTextAsync(I("attach.xml"), BareDomain.FileDisk(I("same.qcow2"), "vdh", "qcow2", "<shareable/>"), Ct);
         await virsh.RunAsync("attach-device", "ga", I("attach.xml"));
         await virsh.RunAsync("attach-device", "gc", I("attach.xml"), "--config");
 
@@ -172,18 +172,6 @@ public sealed partial class SharedImageDifferentialTests(PrivateLibvirtdFixture 
         return LockConflict().Replace(virsh.Mask(directory), "${kind}\"write\" lock on ${path}\n");
     }
 
-    private static string Domain(string name, string disks) => $"""
-        <domain type='qemu'>
-          <name>{name}</name>
-          <memory unit='MiB'>64</memory>
-          <os><type arch='x86_64'>hvm</type></os>
-          <devices>{disks}</devices>
-        </domain>
-        """;
-
-    // The alias is what the real libvirtd's guest writes address (PrivateLibvirtd.GuestWriteAsync).
-    private static string Disk(string path, string dev, string format, string extra = "", string? cache = null)
-        => $"<disk type='file' device='disk'><driver name='qemu' type='{format}'{(cache is null ? "" : $" cache='{cache}'")}/><source file='{path}'/><target dev='{dev}' bus='virtio'/>{extra}<alias name='ua-{dev}'/></disk>";
 
     // libvirtd: QEMU's words after the command-line option it failed on ("internal error: process
     // exited while connecting to monitor: TIME qemu-system-x86_64: -blockdev {...}: Failed to get

@@ -42,7 +42,7 @@ public sealed class StartupPolicyDifferentialTests(PrivateLibvirtdFixture fixtur
         };
         foreach (var (name, disks) in cases)
         {
-            await File.WriteAllTextAsync(I(name + ".xml"), Domain(name, disks), Ct);
+            await File.WriteAllTextAsync(I(name + ".xml"), BareDomain.Xml(name, disks), Ct);
             await virsh.RunAsync("define", I(name + ".xml"));
             await virsh.RunAsync("domblkinfo", name, "--all");
             await virsh.RunAsync("start", name);
@@ -60,13 +60,4 @@ public sealed class StartupPolicyDifferentialTests(PrivateLibvirtdFixture fixtur
 
         return virsh.Mask(directory);
     }
-
-    private static string Domain(string name, string disks) => $"""
-        <domain type='qemu'>
-          <name>{name}</name>
-          <memory unit='MiB'>64</memory>
-          <os><type arch='x86_64'>hvm</type></os>
-          <devices>{disks}</devices>
-        </domain>
-        """;
 }

@@ -47,7 +47,7 @@ public sealed class TransientDiskDifferentialTests(PrivateLibvirtdFixture fixtur
         await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "raw", I("t.raw"), "16M");
         await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", I("n.qcow2"), "16M");
         await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", I("h.qcow2"), "8M");
-        await File.WriteAllTextAsync(I("gt.xml"), Domain("gt", Disk(I("t.qcow2"), "vda", "qcow2", "<transient/>") + Disk(I("t.raw"), "vdb", "raw", "<transient/>") + Disk(I("n.qcow2"), "vdc", "qcow2")), Ct);
+        await File.WriteAllTextAsync(I("gt.xml"), BareDomain.Xml("gt", BareDomain.FileDisk(I("t.qcow2"), "vda", "qcow2", "<transient/>") + BareDomain.FileDisk(I("t.raw"), "vdb", "raw", "<transient/>") + BareDomain.FileDisk(I("n.qcow2"), "vdc", "qcow2"), acpi: true), Ct);
         await virsh.RunAsync("define", I("gt.xml"));
         await virsh.RunAsync("start", "gt");
         await virsh.RunAsync("domblklist", "gt");
@@ -72,7 +72,7 @@ public sealed class TransientDiskDifferentialTests(PrivateLibvirtdFixture fixtur
         await virsh.RunAsync("domblkinfo", "gt", "vda");
         await InfoAsync("t.qcow2.TRANSIENT-gt");
 
-        await File.WriteAllTextAsync(I("hot.xml"), Disk(I("h.qcow2"), "vdd", "qcow2", "<transient/>"), Ct);
+        await File.WriteAllTextAsync(I("hot.xml"), BareDomain.FileDisk(I("h.qcow2"), "vdd", "qcow2", "<transient/>"), Ct);
         await virsh.RunAsync("attach-device", "gt", I("hot.xml"));
         await virsh.RunAsync("domblklist", "gt");
         List("after the hot-plug");
@@ -98,28 +98,14 @@ public sealed class TransientDiskDifferentialTests(PrivateLibvirtdFixture fixtur
 
         foreach (var (name, disk) in new[]
         {
-            ("r1", Disk(I("t.qcow2"), "vda", "qcow2", "<readonly/><transient/>")),
+            ("r1", BareDomain.FileDisk(I("t.qcow2"), "vda", "qcow2", "<readonly/><transient/>")),
             ("r2", $"<disk type='file' device='cdrom'><driver name='qemu' type='raw'/><source file='{I("t.raw")}'/><target dev='hdc' bus='ide'/><transient/></disk>"),
         })
         {
-            await File.WriteAllTextAsync(I(name + ".xml"), Domain(name, disk), Ct);
+            await File.WriteAllTextAsync(I(name + ".xml"), BareDomain.Xml(name, disk, acpi: true), Ct);
             await virsh.RunAsync("define", I(name + ".xml"));
         }
 
         return virsh.Mask(directory);
     }
-
-    private static string Domain(string name, string disks) => $"""
-        <domain type='qemu'>
-          <name>{name}</name>
-          <memory unit='MiB'>64</memory>
-          <os><type arch='x86_64'>hvm</type></os>
-          <features><acpi/></features>
-          <devices>{disks}</devices>
-        </domain>
-        """;
-
-    // The alias is what the real libvirtd's guest writes address (PrivateLibvirtd.GuestWriteAsync).
-    private static string Disk(string path, string dev, string format, string extra = "")
-        => $"<disk type='file' device='disk'><driver name='qemu' type='{format}'/><source file='{path}'/><target dev='{dev}' bus='virtio'/>{extra}<alias name='ua-{dev}'/></disk>";
 }

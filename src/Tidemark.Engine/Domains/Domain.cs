@@ -291,7 +291,6 @@ public sealed partial class Domain
         try
         {
             await running.StopAsync().ConfigureAwait(false);
-            TransientDisks.DeleteOverlays(live);
         }
         catch (EngineException e)
         {
@@ -302,6 +301,8 @@ public sealed partial class Domain
         }
         finally
         {
+            // Closed or not, the images are the guest's no more: a transient disk's writes go.
+            TransientDisks.DeleteOverlays(live);
             if (!IsPersistent)
             {
                 Store.DeleteCheckpointDirectory(Name);

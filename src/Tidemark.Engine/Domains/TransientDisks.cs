@@ -69,7 +69,7 @@ internal static class TransientDisks
         {
             foreach (var path in created)
             {
-                File.Delete(path);
+                TryDelete(path);
             }
 
             throw;
@@ -106,7 +106,7 @@ internal static class TransientDisks
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or StorageException)
         {
-            File.Delete(overlay);
+            TryDelete(overlay);
             throw new EngineException(EngineErrorReason.ImageFailed, $"cannot create overlay '{overlay}' for transient disk '{parsed.TargetDev}': {e.Message}", e);
         }
 
