@@ -37,7 +37,7 @@ internal static class TransientDisks
     /// <exception cref="EngineException">"block jobs are not supported on transient disk '%s'", an unsupported operation.</exception>
     public static void RefuseBlockJob(DomainDefinition definition, string target)
     {
-        if (Elements(definition).Any(d => Target(d) == target))
+        if (IsTransient(definition, target))
         {
             throw new EngineException(EngineErrorReason.TransientDiskBlockJob, $"block jobs are not supported on transient disk '{target}'");
         }
