@@ -1,6 +1,6 @@
 using System.Globalization;
+using Tidemark.Engine.Disks;
 using Tidemark.Nbd;
-using Tidemark.Nbd.Protocol;
 using Tidemark.Remote;
 using Tidemark.Remote.Protocol;
 using Tidemark.Storage;
@@ -59,10 +59,11 @@ internal sealed partial class EngineHypervisor
         CheckFlags(flags, 0, "qemuDomainGetDiskErrors");
         var running = Find(domain).Running ?? throw NotRunning();
 
-        // QEMU's io-status: ENOSPC is "no space", any other failure "unspecified error".
+        // QEMU's io-status, set by the failure that paused the domain: ENOSPC is "no space", any
+        // other failure "unspecified error". A failure reported to the guest leaves it "ok".
         return [.. running.Disks
-            .Where(d => d.Statistics.LastError != NbdErrno.None)
-            .Select(d => new DiskError(d.Target, d.Statistics.LastError == NbdErrno.ENOSPC ? DiskErrorCode.NoSpace : DiskErrorCode.Unspecified))];
+            .Where(d => d.IoStatus != DiskIoStatus.Ok)
+            .Select(d => new DiskError(d.Target, d.IoStatus == DiskIoStatus.NoSpace ? DiskErrorCode.NoSpace : DiskErrorCode.Unspecified))];
     });
 
     public ValueTask<IReadOnlyList<DomainStatsRecord>> GetAllDomainStatsAsync(IReadOnlyList<RemoteDomain> domains, uint stats, uint flags, CancellationToken cancellationToken) => CallAsync<IReadOnlyList<DomainStatsRecord>>(async () =>

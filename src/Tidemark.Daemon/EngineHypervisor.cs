@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Xml.Linq;
 using Microsoft.Extensions.Logging;
 using Microsoft.Win32.SafeHandles;
+using Tidemark.Engine.Disks;
 using Tidemark.Engine.Domains;
 using Tidemark.Formats.Domains;
 using Tidemark.Remote;
@@ -46,11 +47,13 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
     private const int RunningBooted = 1;
     private const int RunningUnpaused = 5;
     private const int PausedUser = 1;
+    private const int PausedIoError = 5;
 
     // Lifecycle event details: VIR_DOMAIN_EVENT_STARTED_BOOTED, VIR_DOMAIN_EVENT_SUSPENDED_PAUSED
     // and VIR_DOMAIN_EVENT_RESUMED_UNPAUSED.
     private const int StartedBooted = 0;
     private const int SuspendedPaused = 0;
+    private const int SuspendedIoError = 2;
     private const int ResumedUnpaused = 0;
 
     // More lifecycle event details: virDomainEventShutdownDetailType, virDomainEventStoppedDetailType.
@@ -78,6 +81,7 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         _host = host;
         _autostart = autostart;
         _logger = logger;
+        host.GuestIoError += OnGuestIoError;
     }
 
     /// <summary>How every start serves the disks (the daemon's <c>--guest-tcp</c>), whatever flags the caller gives.</summary>
@@ -393,12 +397,31 @@ internal sealed partial class EngineHypervisor : IRemoteHypervisor
         return await BlockInfoOfAsync(found, disk, disk.SourcePath, cancellationToken).ConfigureAwait(false);
     });
 
-    // Reasons: RUNNING_BOOTED, or RUNNING_UNPAUSED once resumed; PAUSED_USER (the only pause
-    // Tidemark has); SHUTOFF_* as the domain last stopped.
+    // A guest request's I/O failed: libvirt's IO_ERROR and IO_ERROR_REASON events, then, when it
+    // paused the domain, the lifecycle event (qemuProcessHandleIOError).
+    private void OnGuestIoError(object? sender, GuestIoErrorEventArgs error)
+    {
+        var domain = error.Domain;
+        var remote = Ref(domain);
+        var action = error.Action switch
+        {
+            DiskErrorAction.Stop => IoErrorAction.Pause,
+            DiskErrorAction.Ignore => IoErrorAction.None,
+            _ => IoErrorAction.Report,
+        };
+        Events?.PublishIoError(remote, error.Source, DiskAliases.Of(domain.Definition, error.Target) ?? "", action, error.NoSpace ? "enospc" : "");
+        if (error.PausedDomain)
+        {
+            Events?.PublishLifecycle(remote, DomainLifecycleEvent.Suspended, SuspendedIoError);
+        }
+    }
+
+    // Reasons: RUNNING_BOOTED, or RUNNING_UNPAUSED once resumed; PAUSED_IOERROR when a guest
+    // request's failure paused it, else PAUSED_USER; SHUTOFF_* as the domain last stopped.
     private DomainStateInfo StateOf(EngineDomain found) => found.State switch
     {
         EngineState.Running => new DomainStateInfo(WireState.Running, found.WasResumed ? RunningUnpaused : RunningBooted),
-        EngineState.Paused => new DomainStateInfo(WireState.Paused, PausedUser),
+        EngineState.Paused => new DomainStateInfo(WireState.Paused, found.PausedByIoError ? PausedIoError : PausedUser),
         _ => new DomainStateInfo(WireState.Shutoff, _shutoffReasons.GetValueOrDefault(found.Uuid, found.EndedByHostCrash ? ShutoffCrashed : found.EndedAtReconnect ? ShutoffDaemon : ShutoffUnknown)),
     };
 

@@ -9,8 +9,7 @@ namespace Tidemark.Nbd;
 /// writes and flushes, their bytes, and their total time from the moment the server took the
 /// request to the moment its reply was sent. Write-zeroes count as writes of their length, as
 /// QEMU's virtio-blk accounts them; trims, cache hints and block-status queries are not counted.
-/// A request that failed is not counted; the last failure is remembered instead
-/// (<see cref="LastError"/>), as QEMU keeps a device's I/O status.
+/// A request that failed is not counted.
 /// </summary>
 /// <remarks>Updated by every connection of the export at once, so each counter is updated atomically and read without a lock.</remarks>
 public sealed class NbdExportStatistics
@@ -23,10 +22,6 @@ public sealed class NbdExportStatistics
     private long _writeTicks;
     private long _flushOps;
     private long _flushTicks;
-    private int _lastError;
-
-    /// <summary>The errno of the last request that failed on the image (None when none did).</summary>
-    public NbdErrno LastError => (NbdErrno)Volatile.Read(ref _lastError);
 
     /// <summary>The counters as they are now.</summary>
     public NbdExportCounters Read() => new(
@@ -40,11 +35,10 @@ public sealed class NbdExportStatistics
         Nanoseconds(Interlocked.Read(ref _flushTicks)));
 
     /// <summary>
-    /// Adds what an earlier server counted for the same export (its <see cref="Read"/> and
-    /// <see cref="LastError"/>), so that the counts go on across a restart of the process
+    /// Adds what an earlier server counted for the same export (its <see cref="Read"/>), so that the counts go on across a restart of the process
     /// serving it, as QEMU's go on across a restart of libvirtd.
     /// </summary>
-    public void Continue(NbdExportCounters earlier, NbdErrno lastError)
+    public void Continue(NbdExportCounters earlier)
     {
         Interlocked.Add(ref _readOps, earlier.ReadOperations);
         Interlocked.Add(ref _readBytes, earlier.ReadBytes);
@@ -54,10 +48,6 @@ public sealed class NbdExportStatistics
         Interlocked.Add(ref _writeTicks, Ticks(earlier.WriteNanoseconds));
         Interlocked.Add(ref _flushOps, earlier.FlushOperations);
         Interlocked.Add(ref _flushTicks, Ticks(earlier.FlushNanoseconds));
-        if (lastError != NbdErrno.None)
-        {
-            Interlocked.CompareExchange(ref _lastError, (int)lastError, 0);
-        }
     }
 
     /// <summary>Counts a completed request taken at <paramref name="startedAt"/> (a <see cref="Stopwatch"/> timestamp).</summary>
@@ -77,9 +67,6 @@ public sealed class NbdExportStatistics
                 break;
         }
     }
-
-    /// <summary>Remembers a request the image failed with <paramref name="errno"/>.</summary>
-    internal void Failed(NbdErrno errno) => Volatile.Write(ref _lastError, (int)errno);
 
     private static void Add(ref long ops, ref long bytes, ref long ticks, uint length, long startedAt)
     {

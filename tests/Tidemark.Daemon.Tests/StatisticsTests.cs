@@ -80,7 +80,7 @@ public sealed class StatisticsTests
     }
 
     [Fact]
-    public async Task AWriteThatFindsNoSpace_IsTheDisksError()
+    public async Task AWriteThatFindsNoSpace_PausesTheDomain_AndIsTheDisksError()
     {
         await using var test = await TestDaemon.StartAsync();
         var small = test.Directory.File("small");
@@ -93,15 +93,76 @@ public sealed class StatisticsTests
         await Virsh.RunOkAsync(test, "start", "full");
         Assert.Equal("No errors found\n\n", await Virsh.RunOkAsync(test, "domblkerror", "full"));
 
-        // The guest writes more than the file system holds: the writes past it fail with ENOSPC.
-        var write = await Peer.RunAsync("qemu-io", ["-f", "raw", "-c", "write -P 0x66 0 8M", $"nbd+unix:///vda?socket={test.GuestSocket("full")}"]);
-        Assert.Contains("No space left on device", write.Stdout + write.Stderr, StringComparison.Ordinal);
+        // The guest writes more than the file system holds: with no error_policy (QEMU's
+        // werror=enospc) the domain pauses with the write held, which the guest never sees fail.
+        var write = Peer.RunAsync("qemu-io", ["-f", "raw", "-c", "write -P 0x66 0 8M", $"nbd+unix:///vda?socket={test.GuestSocket("full")}"]);
+        for (var attempt = 0; await Virsh.RunOkAsync(test, "domstate", "full", "--reason") != "paused (I/O error)\n\n"; attempt++)
+        {
+            Assert.True(attempt < 300, "the domain did not pause for the write that found no space");
+            await Task.Delay(100, Ct);
+        }
 
+        Assert.False(write.IsCompleted);
         Assert.Equal("vda: no space\n\n", await Virsh.RunOkAsync(test, "domblkerror", "full"));
         Assert.Equal("{'vda': 2}\n", (await Peer.RunCheckedAsync("/usr/bin/python3", "-c", "import sys, libvirt; print(libvirt.open(sys.argv[1]).lookupByName('full').diskErrors())", test.Uri)));
+
+        // Destroyed with the write held: the guest loses its connection, not its data to a lie.
         await Virsh.RunOkAsync(test, "destroy", "full");
+        Assert.DoesNotContain("wrote 8388608/8388608", (await write).Stdout, StringComparison.Ordinal);
         var stopped = await Virsh.RunAsync(test, "domblkerror", "full");
         Assert.EndsWith("error: Requested operation is not valid: domain is not running\n", stopped.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AWriteThatFindsNoSpace_UnderErrorPolicyReport_FailsForTheGuest_AndTheDomainRunsOn()
+    {
+        await using var test = await TestDaemon.StartAsync();
+        var small = test.Directory.File("small");
+        await using var mount = await TmpfsMount.SmallAsync(small, 2 << 20);
+        var image = Path.Combine(small, "vda.qcow2");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", image, "16M");
+        var xml = test.Directory.File("report.xml");
+        await File.WriteAllTextAsync(xml, TestDaemon.DomainXml("report", ("vda", image)).Replace("<driver name='qemu' type='qcow2'/>", "<driver name='qemu' type='qcow2' error_policy='report'/>", StringComparison.Ordinal), Ct);
+        await Virsh.RunOkAsync(test, "define", xml);
+        await Virsh.RunOkAsync(test, "start", "report");
+
+        var write = await Peer.RunAsync("qemu-io", ["-f", "raw", "-c", "write -P 0x66 0 8M", $"nbd+unix:///vda?socket={test.GuestSocket("report")}"]);
+        Assert.Contains("No space left on device", write.Stdout + write.Stderr, StringComparison.Ordinal);
+
+        // QEMU sets a device's io-status only when its error paused the VM.
+        Assert.Equal("running (booted)\n\n", await Virsh.RunOkAsync(test, "domstate", "report", "--reason"));
+        Assert.Equal("No errors found\n\n", await Virsh.RunOkAsync(test, "domblkerror", "report"));
+
+        // No cluster the failed write took is lost, once the metadata has room to be written back.
+        await Peer.RunCheckedAsync("mount", "-o", "remount,size=64m", small);
+        await Virsh.RunOkAsync(test, "destroy", "report");
+        Assert.Contains("No errors were found on the image.", await Peer.RunCheckedAsync("qemu-img", "check", image), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AWriteThatFindsNoSpace_UnderErrorPolicyIgnore_IsAnsweredAsDone_AndAnnounced()
+    {
+        await using var test = await TestDaemon.StartAsync();
+        var small = test.Directory.File("small");
+        await using var mount = await TmpfsMount.SmallAsync(small, 2 << 20);
+        var image = Path.Combine(small, "vda.qcow2");
+        await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", image, "16M");
+        var xml = test.Directory.File("ignore.xml");
+        await File.WriteAllTextAsync(xml, TestDaemon.DomainXml("ignore", ("vda", image)).Replace("<driver name='qemu' type='qcow2'/>", "<driver name='qemu' type='qcow2' error_policy='ignore'/>", StringComparison.Ordinal), Ct);
+        await Virsh.RunOkAsync(test, "define", xml);
+        await Virsh.RunOkAsync(test, "start", "ignore");
+
+        await using var events = FollowedProcess.Start("virsh", ["-c", test.Uri, "event", "ignore", "--event", "io-error-reason", "--loop"]);
+        await Task.Delay(1000, Ct);
+        var write = await Peer.RunAsync("qemu-io", ["-f", "raw", "-c", "write -P 0x66 0 8M", $"nbd+unix:///vda?socket={test.GuestSocket("ignore")}"]);
+        Assert.Contains("wrote 8388608/8388608 bytes at offset 0", write.Stdout, StringComparison.Ordinal);
+
+        // QEMU's werror=ignore: the guest is told the write succeeded, the event says so (action
+        // "none"), and the domain neither pauses nor keeps an error.
+        Assert.Equal($" {image} (virtio-disk0) none due to enospc", await events.WaitForLineAsync("event 'io-error-reason' for domain 'ignore':"));
+        Assert.Equal("running (booted)\n\n", await Virsh.RunOkAsync(test, "domstate", "ignore", "--reason"));
+        Assert.Equal("No errors found\n\n", await Virsh.RunOkAsync(test, "domblkerror", "ignore"));
+        await Virsh.RunOkAsync(test, "destroy", "ignore");
     }
 
     private static string Stat(string disk, long readOps, long readBytes, long writeOps, long writeBytes, long flushOps) =>

@@ -359,10 +359,18 @@ public sealed class RestartTests
         await domain.StartAsync(Ct);
         await domain.Checkpoints.CreateAsync("<domaincheckpoint><name>c1</name></domaincheckpoint>", cancellationToken: Ct);
 
-        // The guest fills the file system; its writes past that fail, and so does storing c1's
-        // bitmap at the stop. The domain stops all the same, as libvirt's destroy does.
-        await Peer.RunAsync("qemu-io", ["-f", "raw", "-c", "write -P 0x66 0 8M", "-c", "flush", $"nbd+unix:///vda?socket={domain.Running!.SocketPath}"]);
+        // The guest fills the file system; its write past that pauses the domain (QEMU's
+        // werror=enospc), and storing c1's bitmap at the stop fails too. The domain stops all
+        // the same, as libvirt's destroy does.
+        var write = Peer.RunAsync("qemu-io", ["-f", "raw", "-c", "write -P 0x66 0 8M", "-c", "flush", $"nbd+unix:///vda?socket={domain.Running!.SocketPath}"]);
+        for (var attempt = 0; !domain.PausedByIoError || domain.State != DomainState.Paused; attempt++)
+        {
+            Assert.True(attempt < 300, "the write that found no space did not pause the domain");
+            await Task.Delay(100, Ct);
+        }
+
         await domain.DestroyAsync(Ct);
+        await write;
 
         Assert.False(domain.IsActive);
         await Peer.RunCheckedAsync("mount", "-o", "remount,size=64m", small);

@@ -287,6 +287,18 @@ public sealed class PrivateLibvirtd : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Runs <paramref name="command"/> in libvirtd's mount namespace, whose mounts are private:
+    /// a file system a test mounts for the QEMU processes (a small tmpfs to fill) must be mounted
+    /// there, and is seen only there.
+    /// </summary>
+    public async Task<PeerResult> InNamespaceAsync(params string[] command)
+    {
+        // The namespace's PID 1 is unshare's child.
+        var init = (await Peer.RunCheckedAsync("pgrep", "-P", _process.Id.ToString(CultureInfo.InvariantCulture)).ConfigureAwait(false)).Trim();
+        return await Peer.RunAsync("nsenter", ["-t", init, "-m", "--", .. command]).ConfigureAwait(false);
+    }
+
     /// <summary>A path in the temporary directory for a file a test makes (a backup's socket or scratch file).</summary>
     public string File(string name) => Directory.File(name);
 

@@ -18,19 +18,26 @@ namespace Tidemark.Engine.Disks;
 /// changed only while the barrier is closed (<see cref="SetInterceptor"/>), so a request either
 /// runs entirely under the old interceptor or entirely under the new one. The guest disk never
 /// disposes the live image: the running domain owns it.</para>
+/// <para>A request whose image I/O fails goes to the disk's error policy once it has left the
+/// gate (<see cref="GuestIoFailureHandler"/>): it fails, is answered as done, or waits for the
+/// domain's resume, QEMU's stop action having paused the domain, and is then tried again from the
+/// gate on, as QEMU's devices retry a request held by <c>werror=stop</c>.</para>
 /// </remarks>
 public sealed class GuestDisk : IHostFileImage
 {
     private readonly IBlockImage _image;
     private readonly InstantBarrier _barrier;
     private readonly GuestGate _gate;
+    private readonly GuestIoFailureHandler? _ioFailures;
     private IGuestWriteInterceptor? _interceptor;
 
-    internal GuestDisk(IBlockImage image, InstantBarrier barrier, GuestGate gate)
+    /// <param name="ioFailures">What a request whose image I/O failed comes to (the disk's error policy); without it, every such request fails.</param>
+    internal GuestDisk(IBlockImage image, InstantBarrier barrier, GuestGate gate, GuestIoFailureHandler? ioFailures = null)
     {
         _image = image;
         _barrier = barrier;
         _gate = gate;
+        _ioFailures = ioFailures;
     }
 
     /// <summary>The live image under the guest disk (what a job's point-in-time view reads where nothing was copied aside).</summary>
@@ -63,8 +70,23 @@ public sealed class GuestDisk : IHostFileImage
 
     public async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
-        using var gate = await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
-        await _image.ReadAsync(offset, buffer, cancellationToken).ConfigureAwait(false);
+        while (true)
+        {
+            try
+            {
+                using var gate = await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
+                await _image.ReadAsync(offset, buffer, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            catch (Exception e) when (_ioFailures is not null && DiskErrorPolicy.IsIoFailure(e))
+            {
+                if (!await _ioFailures(write: false, e, cancellationToken).ConfigureAwait(false))
+                {
+                    // Ignored: what the buffer holds is what the guest gets, as with QEMU's rerror=ignore.
+                    return;
+                }
+            }
+        }
     }
 
     /// <remarks>
@@ -86,44 +108,100 @@ public sealed class GuestDisk : IHostFileImage
 
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
     {
-        using var gate = await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
-        using var passage = await _barrier.EnterAsync(cancellationToken).ConfigureAwait(false);
-        if (Interceptor is { } interceptor)
+        while (true)
         {
-            await interceptor.BeforeGuestWriteAsync(offset, data.Length, cancellationToken).ConfigureAwait(false);
-        }
+            try
+            {
+                using var gate = await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
+                using var passage = await _barrier.EnterAsync(cancellationToken).ConfigureAwait(false);
+                if (Interceptor is { } interceptor)
+                {
+                    await interceptor.BeforeGuestWriteAsync(offset, data.Length, cancellationToken).ConfigureAwait(false);
+                }
 
-        await _image.WriteAsync(offset, data, flags, cancellationToken).ConfigureAwait(false);
+                await _image.WriteAsync(offset, data, flags, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            catch (Exception e) when (_ioFailures is not null && DiskErrorPolicy.IsIoFailure(e))
+            {
+                if (!await _ioFailures(write: true, e, cancellationToken).ConfigureAwait(false))
+                {
+                    return;
+                }
+            }
+        }
     }
 
     public async ValueTask WriteZeroesAsync(long offset, long length, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
     {
-        using var gate = await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
-        using var passage = await _barrier.EnterAsync(cancellationToken).ConfigureAwait(false);
-        if (Interceptor is { } interceptor)
+        while (true)
         {
-            await interceptor.BeforeGuestWriteAsync(offset, length, cancellationToken).ConfigureAwait(false);
-        }
+            try
+            {
+                using var gate = await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
+                using var passage = await _barrier.EnterAsync(cancellationToken).ConfigureAwait(false);
+                if (Interceptor is { } interceptor)
+                {
+                    await interceptor.BeforeGuestWriteAsync(offset, length, cancellationToken).ConfigureAwait(false);
+                }
 
-        await _image.WriteZeroesAsync(offset, length, flags, cancellationToken).ConfigureAwait(false);
+                await _image.WriteZeroesAsync(offset, length, flags, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            catch (Exception e) when (_ioFailures is not null && DiskErrorPolicy.IsIoFailure(e))
+            {
+                if (!await _ioFailures(write: true, e, cancellationToken).ConfigureAwait(false))
+                {
+                    return;
+                }
+            }
+        }
     }
 
     public async ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default)
     {
-        using var gate = await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
-        using var passage = await _barrier.EnterAsync(cancellationToken).ConfigureAwait(false);
-        if (Interceptor is { } interceptor)
+        while (true)
         {
-            await interceptor.BeforeGuestWriteAsync(offset, length, cancellationToken).ConfigureAwait(false);
-        }
+            try
+            {
+                using var gate = await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
+                using var passage = await _barrier.EnterAsync(cancellationToken).ConfigureAwait(false);
+                if (Interceptor is { } interceptor)
+                {
+                    await interceptor.BeforeGuestWriteAsync(offset, length, cancellationToken).ConfigureAwait(false);
+                }
 
-        await _image.DiscardAsync(offset, length, cancellationToken).ConfigureAwait(false);
+                await _image.DiscardAsync(offset, length, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            catch (Exception e) when (_ioFailures is not null && DiskErrorPolicy.IsIoFailure(e))
+            {
+                if (!await _ioFailures(write: true, e, cancellationToken).ConfigureAwait(false))
+                {
+                    return;
+                }
+            }
+        }
     }
 
     public async ValueTask FlushAsync(CancellationToken cancellationToken = default)
     {
-        using var gate = await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
-        await _image.FlushAsync(cancellationToken).ConfigureAwait(false);
+        while (true)
+        {
+            try
+            {
+                using var gate = await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
+                await _image.FlushAsync(cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            catch (Exception e) when (_ioFailures is not null && DiskErrorPolicy.IsIoFailure(e))
+            {
+                if (!await _ioFailures(write: true, e, cancellationToken).ConfigureAwait(false))
+                {
+                    return;
+                }
+            }
+        }
     }
 
     public async ValueTask<IReadOnlyList<BlockExtent>> GetExtentsAsync(long offset, long length, CancellationToken cancellationToken = default)
@@ -135,3 +213,14 @@ public sealed class GuestDisk : IHostFileImage
     /// <summary>Nothing to release: the running domain owns and disposes the live image.</summary>
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;
 }
+
+/// <summary>
+/// Applies a disk's error policy to a guest request whose image I/O failed, once the request has
+/// left the gate: true to try the request again (the domain is paused now, so the retry waits at
+/// the gate for the resume), false to answer it as done (ignored); throws the failure for the
+/// guest to see (reported).
+/// </summary>
+/// <param name="write">A write, write-zeroes, discard or flush (QEMU's werror), else a read (rerror).</param>
+/// <param name="failure">What the image threw.</param>
+/// <param name="cancellationToken">The request's token.</param>
+internal delegate ValueTask<bool> GuestIoFailureHandler(bool write, Exception failure, CancellationToken cancellationToken);

@@ -13,12 +13,30 @@ namespace Tidemark.Engine.Disks;
 /// </summary>
 public sealed class RunningDisk
 {
-    internal RunningDisk(DomainDisk definition, IBlockImage image, ImageFormat format, InstantBarrier barrier, GuestGate gate)
+    private int _ioStatus;
+
+    /// <param name="ioFailures">Where a guest request whose image I/O failed is taken (the domain applies <see cref="ErrorPolicy"/>); null: such requests fail.</param>
+    internal RunningDisk(DomainDisk definition, IBlockImage image, ImageFormat format, InstantBarrier barrier, GuestGate gate, IGuestIoFailures? ioFailures)
     {
         Definition = definition;
         LiveImage = image;
         Format = format;
-        Guest = new GuestDisk(image, barrier, gate);
+        ErrorPolicy = DiskErrorPolicy.Of(definition);
+        Guest = new GuestDisk(image, barrier, gate, ioFailures is null ? null : (write, failure, token) => ioFailures.OnGuestIoFailureAsync(this, write, failure, token));
+    }
+
+    /// <summary>What a guest request whose image I/O failed comes to (the disk's error_policy and rerror_policy).</summary>
+    public DiskErrorPolicy ErrorPolicy { get; }
+
+    /// <summary>
+    /// QEMU's io-status of the disk's device: the first failure that paused the domain (a stop
+    /// action), kept until the domain stops, as QEMU 7.2 keeps it across a resume; what
+    /// virDomainGetDiskErrors reports. A reported or ignored failure leaves it as it is.
+    /// </summary>
+    public DiskIoStatus IoStatus
+    {
+        get => (DiskIoStatus)Volatile.Read(ref _ioStatus);
+        internal set => Interlocked.CompareExchange(ref _ioStatus, (int)value, (int)DiskIoStatus.Ok);
     }
 
     /// <summary>The disk's target dev (<c>vda</c>): its name in checkpoints, backups and NBD exports.</summary>
@@ -87,4 +105,24 @@ public sealed class RunningDisk
 
     internal static EngineException BrokenBitmap(string bitmap, string disk)
         => new(EngineErrorReason.BrokenBitmap, $"missing or broken bitmap '{bitmap}' for disk '{disk}'");
+}
+
+/// <summary>A device's io-status as QEMU's query-block reports it (virDomainDiskErrorCode).</summary>
+public enum DiskIoStatus
+{
+    /// <summary>No failure paused the domain.</summary>
+    Ok,
+
+    /// <summary>"failed": an I/O failure other than the host running out of space.</summary>
+    Failed,
+
+    /// <summary>"nospace": the host ran out of space (ENOSPC).</summary>
+    NoSpace,
+}
+
+/// <summary>Takes a running domain's guest requests whose image I/O failed: applies the disk's error policy.</summary>
+internal interface IGuestIoFailures
+{
+    /// <summary>As <see cref="GuestIoFailureHandler"/>, for <paramref name="disk"/>.</summary>
+    ValueTask<bool> OnGuestIoFailureAsync(RunningDisk disk, bool write, Exception failure, CancellationToken cancellationToken);
 }

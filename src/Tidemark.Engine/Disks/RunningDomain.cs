@@ -23,13 +23,15 @@ namespace Tidemark.Engine.Disks;
 public sealed class RunningDomain
 {
     private readonly NbdServer _server;
+    private readonly IGuestIoFailures? _ioFailures;
 
     // Replaced whole when a disk is attached or detached (under the domain's lock), so a
     // reader without the lock (statistics) always sees one consistent list.
     private IReadOnlyList<RunningDisk> _disks;
 
-    private RunningDomain(InstantBarrier barrier, GuestGate gate, IReadOnlyList<RunningDisk> disks, NbdServer server, string socketPath)
+    private RunningDomain(InstantBarrier barrier, GuestGate gate, IReadOnlyList<RunningDisk> disks, NbdServer server, string socketPath, IGuestIoFailures? ioFailures)
     {
+        _ioFailures = ioFailures;
         Barrier = barrier;
         Gate = gate;
         _disks = disks;
@@ -57,7 +59,7 @@ public sealed class RunningDomain
     public RunningDisk? DiskByTarget(string target) => Disks.FirstOrDefault(d => d.Target == target);
 
     /// <param name="tcpPort">With <see cref="DomainStartFlags.GuestTcp"/>: the port to listen on, 0 for one the kernel picks.</param>
-    internal static async Task<RunningDomain> StartAsync(DomainDefinition definition, string socketPath, DomainStartFlags flags, int tcpPort, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
+    internal static async Task<RunningDomain> StartAsync(DomainDefinition definition, string socketPath, DomainStartFlags flags, int tcpPort, ILoggerFactory? loggerFactory, IGuestIoFailures? ioFailures, CancellationToken cancellationToken)
     {
         var barrier = new InstantBarrier();
 
@@ -75,7 +77,7 @@ public sealed class RunningDomain
                 }
 
                 var (image, format) = await DiskImages.OpenAsync(disk, disk.ReadOnly, cancellationToken).ConfigureAwait(false);
-                disks.Add(new RunningDisk(disk, image, format, barrier, gate));
+                disks.Add(new RunningDisk(disk, image, format, barrier, gate, ioFailures));
             }
 
             Directory.CreateDirectory(Path.GetDirectoryName(socketPath)!);
@@ -98,7 +100,7 @@ public sealed class RunningDomain
                 throw;
             }
 
-            return new RunningDomain(barrier, gate, disks, server, socketPath);
+            return new RunningDomain(barrier, gate, disks, server, socketPath, ioFailures);
         }
         catch
         {
@@ -119,7 +121,7 @@ public sealed class RunningDomain
     internal async Task<RunningDisk> AttachDiskAsync(DomainDisk disk, CancellationToken cancellationToken)
     {
         var (image, format) = await DiskImages.OpenAsync(disk, disk.ReadOnly, cancellationToken).ConfigureAwait(false);
-        var running = new RunningDisk(disk, image, format, Barrier, Gate);
+        var running = new RunningDisk(disk, image, format, Barrier, Gate, _ioFailures);
         Volatile.Write(ref _disks, [.. Disks, running]);
         _server.AddExport(ExportOf(running));
         return running;

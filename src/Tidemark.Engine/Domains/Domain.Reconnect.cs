@@ -36,7 +36,7 @@ public sealed partial class Domain
         }
 
         var file = Store.StatusFile(Name);
-        var status = new DomainStatus(Definition, Id, running.Gate.IsPaused, running.TcpEndPoint?.Port, HandedOver: false) { WasResumed = WasResumed, NodeIndex = LastStoreIndex, DiskNodes = Nodes.Disks };
+        var status = new DomainStatus(Definition, Id, running.Gate.IsPaused, running.TcpEndPoint?.Port, HandedOver: false) { WasResumed = WasResumed, PausedByIoError = PausedByIoError, NodeIndex = LastStoreIndex, DiskNodes = Nodes.Disks };
         await status.WriteAsync(file, CancellationToken.None).ConfigureAwait(false);
 
         var backup = Backup;
@@ -65,7 +65,7 @@ public sealed partial class Domain
             try
             {
                 // The guests are gone, so the counts are final.
-                var disks = running.Disks.Select(d => new DiskStatistics(d.Target, d.Statistics.Read(), d.Statistics.LastError)).ToList();
+                var disks = running.Disks.Select(d => new DiskStatistics(d.Target, d.Statistics.Read(), d.IoStatus)).ToList();
                 await (status with { HandedOver = true, Disks = disks, Backup = carried?.ToElement() }).WriteAsync(file, CancellationToken.None).ConfigureAwait(false);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -130,10 +130,15 @@ public sealed partial class Domain
             }
 
             WasResumed = status.WasResumed;
+            PausedByIoError = status.Paused && status.PausedByIoError;
             Nodes.Continue(status.NodeIndex, status.DiskNodes);
             foreach (var disk in status.Disks)
             {
-                Running!.DiskByTarget(disk.Target)?.Statistics.Continue(disk.Counters, disk.LastError);
+                if (Running!.DiskByTarget(disk.Target) is { } running)
+                {
+                    running.Statistics.Continue(disk.Counters);
+                    running.IoStatus = disk.IoStatus;
+                }
             }
 
             if (status.Backup is { } backup)

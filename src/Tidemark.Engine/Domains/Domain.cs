@@ -164,7 +164,7 @@ public sealed partial class Domain
         var live = id is null ? await TransientDisks.AddOverlaysAsync(StartupPolicies.Apply(own), cancellationToken).ConfigureAwait(false) : own;
         try
         {
-            Running = await RunningDomain.StartAsync(live, Store.SocketPath(Name), flags, tcpPort, _host.LoggerFactory, cancellationToken).ConfigureAwait(false);
+            Running = await RunningDomain.StartAsync(live, Store.SocketPath(Name), flags, tcpPort, _host.LoggerFactory, this, cancellationToken).ConfigureAwait(false);
         }
         catch
         {
@@ -186,6 +186,7 @@ public sealed partial class Domain
         EndedByHostCrash = false;
         EndedAtReconnect = false;
         WasResumed = false;
+        PausedByIoError = false;
         Id = id ?? _host.NextId();
         var overlaid = id is null ? TransientDisks.Targets(live) : [];
 
@@ -271,6 +272,7 @@ public sealed partial class Domain
 
         running.Gate.Resume();
         WasResumed = true;
+        PausedByIoError = false;
         Logger.LogInformation("domain {Domain} resumed", Name);
     }
 

@@ -68,6 +68,25 @@ public sealed class DomainHost : IAsyncDisposable
 
     internal ILoggerFactory? LoggerFactory { get; }
 
+    /// <summary>
+    /// A guest request's I/O failed on a running domain's disk, whatever its error policy made of
+    /// it (raised on the request's thread; a handler must not wait on the domain).
+    /// </summary>
+    public event EventHandler<GuestIoErrorEventArgs>? GuestIoError;
+
+    internal void Announce(GuestIoErrorEventArgs error)
+    {
+        try
+        {
+            GuestIoError?.Invoke(this, error);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // An observer's failure is no reason to change what the guest's request comes to.
+            Logger.LogError(e, "domain {Domain}: announcing an I/O error failed", error.Domain.Name);
+        }
+    }
+
     internal ILogger Logger { get; }
 
     /// <summary>Opens the host on <paramref name="stateRoot"/> (created when missing) and reloads what it holds.</summary>

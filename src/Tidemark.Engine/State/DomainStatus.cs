@@ -2,10 +2,10 @@ using System.Collections.Immutable;
 using System.Globalization;
 using System.Xml;
 using System.Xml.Linq;
+using Tidemark.Engine.Disks;
 using Tidemark.Formats;
 using Tidemark.Formats.Domains;
 using Tidemark.Nbd;
-using Tidemark.Nbd.Protocol;
 
 namespace Tidemark.Engine.State;
 
@@ -58,6 +58,9 @@ internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Pa
     /// <summary>Resumed since its start: libvirt's reason <c>unpaused</c> for a running domain, <c>booted</c> otherwise (a paused one's is <c>user</c>, and a resume makes it <c>unpaused</c> again).</summary>
     public bool WasResumed { get; init; }
 
+    /// <summary>Paused by a guest request's I/O failure (libvirt's reason <c>ioerror</c>) rather than by a suspend.</summary>
+    public bool PausedByIoError { get; init; }
+
     /// <summary>
     /// The backup job left running with the domain (<c>Backups.CarriedBackup</c>'s
     /// <c>&lt;backupjob&gt;</c>), kept as written: a job that cannot be read back is dropped
@@ -73,7 +76,7 @@ internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Pa
         var status = new XElement(
             "domstatus",
             new XAttribute("state", Paused ? "paused" : "running"),
-            new XAttribute("reason", Paused ? "user" : WasResumed ? "unpaused" : "booted"),
+            new XAttribute("reason", Paused ? (PausedByIoError ? "ioerror" : "user") : WasResumed ? "unpaused" : "booted"),
             new XAttribute("handover", HandedOver ? "done" : "started"),
             TcpPort is { } port ? new XElement("guest", new XAttribute("tcp-port", port.ToString(CultureInfo.InvariantCulture))) : null,
             new XElement("nodename", new XAttribute("index", NodeIndex.ToString(CultureInfo.InvariantCulture))),
@@ -115,7 +118,7 @@ internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Pa
         }
 
         var reason = (string?)status.Attribute("reason");
-        if (reason is not (null or "booted" or "unpaused" or "user"))
+        if (reason is not (null or "booted" or "unpaused" or "user" or "ioerror"))
         {
             throw Invalid(path, $"unknown state reason '{reason}'");
         }
@@ -172,6 +175,7 @@ internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Pa
         return new DomainStatus(DomainParser.Parse(domain), id, state == "paused", port, handover == "done")
         {
             WasResumed = reason == "unpaused",
+            PausedByIoError = reason == "ioerror",
             NodeIndex = nodeIndex,
             DiskNodes = diskNodes.ToImmutable(),
             Disks = disks,
@@ -183,9 +187,12 @@ internal sealed record DomainStatus(DomainDefinition Definition, int Id, bool Pa
         => new(DocumentErrorReason.UnexpectedRoot, $"{path}: not a domain status record: {what}");
 }
 
-/// <summary>One disk's request counts and last failure in a <see cref="DomainStatus"/>.</summary>
-internal sealed record DiskStatistics(string Target, NbdExportCounters Counters, NbdErrno LastError)
+/// <summary>One disk's request counts and io-status (<see cref="RunningDisk.IoStatus"/>) in a <see cref="DomainStatus"/>.</summary>
+internal sealed record DiskStatistics(string Target, NbdExportCounters Counters, DiskIoStatus IoStatus)
 {
+    // QEMU's words for a device's io-status.
+    private static readonly string[] IoStatuses = ["ok", "failed", "nospace"];
+
     private static readonly string[] Names = ["rd-reqs", "rd-bytes", "rd-ns", "wr-reqs", "wr-bytes", "wr-ns", "fl-reqs", "fl-ns"];
 
     public XElement ToElement()
@@ -196,7 +203,7 @@ internal sealed record DiskStatistics(string Target, NbdExportCounters Counters,
             "disk-stats",
             new XAttribute("target", Target),
             Names.Select((n, i) => new XAttribute(n, values[i].ToString(CultureInfo.InvariantCulture))),
-            new XAttribute("last-error", ((uint)LastError).ToString(CultureInfo.InvariantCulture)));
+            new XAttribute("io-status", IoStatuses[(int)IoStatus]));
     }
 
     /// <summary>The statistics an element holds, or null when it is not a whole, valid one.</summary>
@@ -212,11 +219,11 @@ internal sealed record DiskStatistics(string Target, NbdExportCounters Counters,
         }
 
         if ((string?)element.Attribute("target") is not { Length: > 0 } target
-            || !uint.TryParse((string?)element.Attribute("last-error"), NumberStyles.None, CultureInfo.InvariantCulture, out var error))
+            || Array.IndexOf(IoStatuses, (string?)element.Attribute("io-status") ?? "ok") is not (>= 0 and var status))
         {
             return null;
         }
 
-        return new DiskStatistics(target, new NbdExportCounters(values[0], values[1], values[2], values[3], values[4], values[5], values[6], values[7]), (NbdErrno)error);
+        return new DiskStatistics(target, new NbdExportCounters(values[0], values[1], values[2], values[3], values[4], values[5], values[6], values[7]), (DiskIoStatus)status);
     }
 }

@@ -12,6 +12,8 @@ namespace Tidemark.Formats.Domains;
 /// <param name="BackingStore">The first &lt;backingStore&gt; of the chain, if the document names one.</param>
 /// <param name="Shareable">&lt;shareable/&gt; is present: other domains may write the image at the same time.</param>
 /// <param name="Sliced">The source names &lt;slices&gt;: the guest sees a part of the file only.</param>
+/// <param name="ErrorPolicy">&lt;driver error_policy=&gt;: stop, report, ignore or enospace; null when absent.</param>
+/// <param name="ReadErrorPolicy">&lt;driver rerror_policy=&gt;: stop, report or ignore; null when absent.</param>
 public sealed record DomainDisk(
     DiskSourceType Type,
     DiskDevice Device,
@@ -23,7 +25,9 @@ public sealed record DomainDisk(
     bool ReadOnly,
     DomainBackingStore? BackingStore = null,
     bool Shareable = false,
-    bool Sliced = false)
+    bool Sliced = false,
+    string? ErrorPolicy = null,
+    string? ReadErrorPolicy = null)
 {
     /// <summary>
     /// No media (libvirt <c>virStorageSourceIsEmpty</c>): a local source (file, block device or

@@ -56,7 +56,9 @@ public static class DomainParser
             disk.Element("readonly") is not null,
             ParseBackingStore(disk.Element("backingStore")),
             disk.Element("shareable") is not null,
-            disk.Element("source")?.Element("slices") is not null);
+            disk.Element("source")?.Element("slices") is not null,
+            driver?.Attribute("error_policy")?.Value is { } write ? SchemaTypes.Token(write) : null,
+            driver?.Attribute("rerror_policy")?.Value is { } read ? SchemaTypes.Token(read) : null);
     }
 
     private static DomainBackingStore? ParseBackingStore(XElement? store)

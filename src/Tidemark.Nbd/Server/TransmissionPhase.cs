@@ -354,7 +354,6 @@ internal sealed partial class TransmissionPhase : IDisposable
     private async Task FailAsync(NbdRequest request, Exception cause, CancellationToken cancellationToken)
     {
         var errno = ErrnoOf(cause);
-        _negotiated.Export.Statistics?.Failed(errno);
         _logger.LogWarning("{Peer}: {Command} {Offset}+{Length} failed ({Errno}): {Cause}", _connection.Peer, CommandName(request.Command), request.Offset, request.Length, errno, cause.Message);
         try
         {

@@ -4,12 +4,27 @@ namespace Tidemark.Remote.Protocol;
 public enum DomainEventId
 {
     Lifecycle = 0,
+    IoError = 4,
+    IoErrorReason = 6,
     BlockJob = 8,
     TrayChange = 10,
     DeviceRemoved = 15,
     BlockJob2 = 16,
     DeviceAdded = 19,
     JobCompleted = 21,
+}
+
+/// <summary>virDomainEventIOErrorAction: what a failed guest request came to (322, 324).</summary>
+public enum IoErrorAction
+{
+    /// <summary>Ignored: the guest was told it succeeded.</summary>
+    None = 0,
+
+    /// <summary>The domain paused.</summary>
+    Pause = 1,
+
+    /// <summary>Reported to the guest.</summary>
+    Report = 2,
 }
 
 /// <summary>virDomainEventTrayChangeReason: what a drive's tray did (328).</summary>

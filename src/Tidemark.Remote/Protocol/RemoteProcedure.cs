@@ -62,6 +62,8 @@ public enum RemoteProcedure : uint
     DomainEventCallbackLifecycle = 318,
 
     /// <summary>MESSAGE server→client: a disk's block job ended (BLOCK_JOB, the disk's source path).</summary>
+    DomainEventCallbackIoError = 322,
+    DomainEventCallbackIoErrorReason = 324,
     DomainEventCallbackBlockJob = 326,
 
     /// <summary>MESSAGE server→client: a drive's tray opened or closed (its alias).</summary>

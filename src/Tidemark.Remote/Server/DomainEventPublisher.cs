@@ -62,6 +62,31 @@ public sealed class DomainEventPublisher
         Publish(eventId, procedure, domain, w => w.WriteString(alias, RemoteWire.MaxStringLength));
     }
 
+    /// <summary>
+    /// A guest request's I/O failed: DOMAIN_EVENT_CALLBACK_IO_ERROR (322: { callbackID, dom,
+    /// srcPath, devAlias, action }) then DOMAIN_EVENT_CALLBACK_IO_ERROR_REASON (324: the same and
+    /// the reason), as libvirt's qemuProcessHandleIOError queues them.
+    /// </summary>
+    public void PublishIoError(RemoteDomain domain, string sourcePath, string alias, IoErrorAction action, string reason)
+    {
+        ArgumentNullException.ThrowIfNull(sourcePath);
+        ArgumentNullException.ThrowIfNull(alias);
+        ArgumentNullException.ThrowIfNull(reason);
+        foreach (var (eventId, procedure) in new[] { (DomainEventId.IoError, RemoteProcedure.DomainEventCallbackIoError), (DomainEventId.IoErrorReason, RemoteProcedure.DomainEventCallbackIoErrorReason) })
+        {
+            Publish(eventId, procedure, domain, w =>
+            {
+                w.WriteString(sourcePath, RemoteWire.MaxStringLength);
+                w.WriteString(alias, RemoteWire.MaxStringLength);
+                w.WriteInt32((int)action);
+                if (eventId == DomainEventId.IoErrorReason)
+                {
+                    w.WriteString(reason, RemoteWire.MaxStringLength);
+                }
+            });
+        }
+    }
+
     /// <summary>DOMAIN_EVENT_CALLBACK_TRAY_CHANGE (328): { callbackID, dom, devAlias, reason }.</summary>
     public void PublishTrayChange(RemoteDomain domain, string alias, TrayChangeReason reason)
     {

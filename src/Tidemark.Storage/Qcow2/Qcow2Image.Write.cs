@@ -487,7 +487,15 @@ public sealed partial class Qcow2Image
 
         // From the allocation on, a cancellation would leave the clusters counted and unmapped
         // (leaked): the write and its entries finish whatever the caller's token says.
-        await WriteDataLockedAsync(host, data, CancellationToken.None).ConfigureAwait(false);
+        try
+        {
+            await WriteDataLockedAsync(host, data, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch
+        {
+            GiveBack(host, count);
+            throw;
+        }
         for (var i = 0; i < count; i++)
         {
             var old = await _map.GetEntryAsync(cluster + i, CancellationToken.None).ConfigureAwait(false);
@@ -516,33 +524,48 @@ public sealed partial class Qcow2Image
         var clusterStart = cluster << _header.ClusterBits;
         var oldIsZero = old.Kind is ClusterKind.ZeroPlain or ClusterKind.ZeroAllocated
             || (old.Kind == ClusterKind.Unallocated && (_backing is null || clusterStart >= _backing.VirtualSize));
-        if (data.Length == clusterSize || (fresh && oldIsZero))
+        try
         {
-            await WriteDataLockedAsync(host + inCluster, data, CancellationToken.None).ConfigureAwait(false);
-        }
-        else
-        {
-            var content = new byte[clusterSize];
-            var valid = (int)Math.Min(clusterSize, VirtualSize - clusterStart);
-            switch (old.Kind)
+            if (data.Length == clusterSize || (fresh && oldIsZero))
             {
-                case ClusterKind.Normal:
-                    await _file.ReadAsync(old.HostOffset, content.AsMemory(0, valid), CancellationToken.None).ConfigureAwait(false);
-                    break;
-                case ClusterKind.Compressed:
-                    content = await ReadCompressedAsync(old, CancellationToken.None).ConfigureAwait(false);
-                    break;
-                case ClusterKind.Unallocated:
-                    await ReadBackingAsync(clusterStart, content.AsMemory(0, valid), CancellationToken.None).ConfigureAwait(false);
-                    break;
+                await WriteDataLockedAsync(host + inCluster, data, CancellationToken.None).ConfigureAwait(false);
             }
-
-            data.CopyTo(content.AsMemory(inCluster));
-            await WriteDataLockedAsync(host, content, CancellationToken.None).ConfigureAwait(false);
+            else
+            {
+                await CopyOnWriteAsync(host, old, clusterStart, inCluster, data).ConfigureAwait(false);
+            }
+        }
+        catch
+        {
+            GiveBack(host, 1);
+            throw;
         }
 
         await SetEntryAsync(cluster, (ulong)host | Qcow2Layout.OflagCopied, CancellationToken.None).ConfigureAwait(false);
         Release(old);
+    }
+
+    // The rest of the cluster from the old content, then the whole cluster written.
+    private async ValueTask CopyOnWriteAsync(long host, L2Entry old, long clusterStart, int inCluster, ReadOnlyMemory<byte> data)
+    {
+        var clusterSize = _header.ClusterSize;
+        var content = new byte[clusterSize];
+        var valid = (int)Math.Min(clusterSize, VirtualSize - clusterStart);
+        switch (old.Kind)
+        {
+            case ClusterKind.Normal:
+                await _file.ReadAsync(old.HostOffset, content.AsMemory(0, valid), CancellationToken.None).ConfigureAwait(false);
+                break;
+            case ClusterKind.Compressed:
+                content = await ReadCompressedAsync(old, CancellationToken.None).ConfigureAwait(false);
+                break;
+            case ClusterKind.Unallocated:
+                await ReadBackingAsync(clusterStart, content.AsMemory(0, valid), CancellationToken.None).ConfigureAwait(false);
+                break;
+        }
+
+        data.CopyTo(content.AsMemory(inCluster));
+        await WriteDataLockedAsync(host, content, CancellationToken.None).ConfigureAwait(false);
     }
 
     /// <summary>Whole-cluster write-zeroes: the zero flag where the format has it (v3), else deallocation or data.</summary>
@@ -580,6 +603,14 @@ public sealed partial class Qcow2Image
         await SetEntryAsync(cluster, Qcow2Layout.OflagZero, cancellationToken).ConfigureAwait(false);
         Release(entry);
     }
+
+    /// <summary>
+    /// Gives back clusters just allocated at <paramref name="host"/> whose data could not be
+    /// written (the host out of space, an I/O error) and which nothing maps yet, as QEMU's
+    /// qcow2_alloc_cluster_abort frees them: a failed guest write leaks nothing, and its retry (a
+    /// domain resumed after its pause for the error) can take them again.
+    /// </summary>
+    private void GiveBack(long host, int count) => _refcounts.QueueFree(host, count);
 
     /// <summary>Queues the references an entry held for freeing (applied after the next mapping write-back).</summary>
     private void Release(L2Entry entry)
