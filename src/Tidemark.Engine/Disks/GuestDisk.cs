@@ -106,83 +106,14 @@ public sealed class GuestDisk : IHostFileImage
         return false;
     }
 
-    public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
-    {
-        while (true)
-        {
-            try
-            {
-                using var gate = await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
-                using var passage = await _barrier.EnterAsync(cancellationToken).ConfigureAwait(false);
-                if (Interceptor is { } interceptor)
-                {
-                    await interceptor.BeforeGuestWriteAsync(offset, data.Length, cancellationToken).ConfigureAwait(false);
-                }
+    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
+        => GuestWriteAsync(offset, data.Length, (data, flags), static (image, offset, request, token) => image.WriteAsync(offset, request.data, request.flags, token), cancellationToken);
 
-                await _image.WriteAsync(offset, data, flags, cancellationToken).ConfigureAwait(false);
-                return;
-            }
-            catch (Exception e) when (_ioFailures is not null && DiskErrorPolicy.IsIoFailure(e))
-            {
-                if (!await _ioFailures(write: true, e, cancellationToken).ConfigureAwait(false))
-                {
-                    return;
-                }
-            }
-        }
-    }
+    public ValueTask WriteZeroesAsync(long offset, long length, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
+        => GuestWriteAsync(offset, length, (length, flags), static (image, offset, request, token) => image.WriteZeroesAsync(offset, request.length, request.flags, token), cancellationToken);
 
-    public async ValueTask WriteZeroesAsync(long offset, long length, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
-    {
-        while (true)
-        {
-            try
-            {
-                using var gate = await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
-                using var passage = await _barrier.EnterAsync(cancellationToken).ConfigureAwait(false);
-                if (Interceptor is { } interceptor)
-                {
-                    await interceptor.BeforeGuestWriteAsync(offset, length, cancellationToken).ConfigureAwait(false);
-                }
-
-                await _image.WriteZeroesAsync(offset, length, flags, cancellationToken).ConfigureAwait(false);
-                return;
-            }
-            catch (Exception e) when (_ioFailures is not null && DiskErrorPolicy.IsIoFailure(e))
-            {
-                if (!await _ioFailures(write: true, e, cancellationToken).ConfigureAwait(false))
-                {
-                    return;
-                }
-            }
-        }
-    }
-
-    public async ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default)
-    {
-        while (true)
-        {
-            try
-            {
-                using var gate = await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
-                using var passage = await _barrier.EnterAsync(cancellationToken).ConfigureAwait(false);
-                if (Interceptor is { } interceptor)
-                {
-                    await interceptor.BeforeGuestWriteAsync(offset, length, cancellationToken).ConfigureAwait(false);
-                }
-
-                await _image.DiscardAsync(offset, length, cancellationToken).ConfigureAwait(false);
-                return;
-            }
-            catch (Exception e) when (_ioFailures is not null && DiskErrorPolicy.IsIoFailure(e))
-            {
-                if (!await _ioFailures(write: true, e, cancellationToken).ConfigureAwait(false))
-                {
-                    return;
-                }
-            }
-        }
-    }
+    public ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default)
+        => GuestWriteAsync(offset, length, length, static (image, offset, length, token) => image.DiscardAsync(offset, length, token), cancellationToken);
 
     public async ValueTask FlushAsync(CancellationToken cancellationToken = default)
     {
@@ -208,6 +139,37 @@ public sealed class GuestDisk : IHostFileImage
     {
         using var gate = await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
         return await _image.GetExtentsAsync(offset, length, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// A request that changes the disk (write, write-zeroes, discard): the gate, the barrier, the
+    /// interceptor, then <paramref name="change"/> on the live image; a failure of its I/O goes
+    /// to the error policy, and a stopped request starts again from the gate.
+    /// </summary>
+    private async ValueTask GuestWriteAsync<TRequest>(long offset, long length, TRequest request, Func<IBlockImage, long, TRequest, CancellationToken, ValueTask> change, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            try
+            {
+                using var gate = await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
+                using var passage = await _barrier.EnterAsync(cancellationToken).ConfigureAwait(false);
+                if (Interceptor is { } interceptor)
+                {
+                    await interceptor.BeforeGuestWriteAsync(offset, length, cancellationToken).ConfigureAwait(false);
+                }
+
+                await change(_image, offset, request, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            catch (Exception e) when (_ioFailures is not null && DiskErrorPolicy.IsIoFailure(e))
+            {
+                if (!await _ioFailures(write: true, e, cancellationToken).ConfigureAwait(false))
+                {
+                    return;
+                }
+            }
+        }
     }
 
     /// <summary>Nothing to release: the running domain owns and disposes the live image.</summary>
