@@ -36,3 +36,20 @@ public sealed class DeviceEventArgs(int callbackId, RemoteDomain domain, string 
     /// <summary>True for device-added, false for device-removed.</summary>
     public bool Added { get; } = added;
 }
+
+/// <summary>An io-error (322) or io-error-reason (324) event: the disk's source and alias, the action, and (324 only) the reason.</summary>
+public sealed class IoErrorEventArgs(int callbackId, RemoteDomain domain, string sourcePath, string alias, IoErrorAction action, string? reason) : EventArgs
+{
+    public int CallbackId { get; } = callbackId;
+
+    public RemoteDomain Domain { get; } = domain;
+
+    public string SourcePath { get; } = sourcePath;
+
+    public string Alias { get; } = alias;
+
+    public IoErrorAction Action { get; } = action;
+
+    /// <summary>The reason ("enospc", or empty) of an io-error-reason event; null for an io-error event.</summary>
+    public string? Reason { get; } = reason;
+}

@@ -41,6 +41,9 @@ public sealed partial class LibvirtClient : IAsyncDisposable
     /// <summary>Device-added and device-removed events for callbacks this client registered. Handlers run on the receive loop: keep them short.</summary>
     public event EventHandler<DeviceEventArgs>? DeviceEvent;
 
+    /// <summary>io-error and io-error-reason events for callbacks this client registered. Handlers run on the receive loop: keep them short.</summary>
+    public event EventHandler<IoErrorEventArgs>? IoErrorEvent;
+
     /// <summary>Connects to <paramref name="uri"/> and opens it (see <see cref="LibvirtUri.Parse"/>).</summary>
     /// <exception cref="LibvirtError">The socket cannot be reached, or the server refused to open.</exception>
     public static async Task<LibvirtClient> ConnectAsync(string uri, string? defaultSocket = null, CancellationToken cancellationToken = default)
@@ -185,6 +188,18 @@ public sealed partial class LibvirtClient : IAsyncDisposable
                     var domain = RemoteDomain.Read(ref reader);
                     var alias = reader.ReadString(RemoteWire.MaxStringLength);
                     DeviceEvent?.Invoke(this, new DeviceEventArgs(id, domain, alias, (RemoteProcedure)message.Header.Procedure == RemoteProcedure.DomainEventCallbackDeviceAdded));
+                    break;
+                }
+
+            case RemoteProcedure.DomainEventCallbackIoError or RemoteProcedure.DomainEventCallbackIoErrorReason:
+                {
+                    var id = reader.ReadInt32();
+                    var domain = RemoteDomain.Read(ref reader);
+                    var source = reader.ReadString(RemoteWire.MaxStringLength);
+                    var alias = reader.ReadString(RemoteWire.MaxStringLength);
+                    var action = (IoErrorAction)reader.ReadInt32();
+                    var reason = (RemoteProcedure)message.Header.Procedure == RemoteProcedure.DomainEventCallbackIoErrorReason ? reader.ReadString(RemoteWire.MaxStringLength) : null;
+                    IoErrorEvent?.Invoke(this, new IoErrorEventArgs(id, domain, source, alias, action, reason));
                     break;
                 }
 

@@ -405,6 +405,58 @@ public sealed class VirshCommandTests
     }
 
     [Fact]
+    public async Task IoErrorEvents_PrintAsVirshPrintsThem()
+    {
+        await using var twins = await VirshTwins.StartAsync();
+        var mounts = new List<TmpfsMount>();
+        try
+        {
+            // Each domain's disk on a 2 MiB file system that its guest's write fills.
+            await twins.OnBothAsync(async d =>
+            {
+                var small = d.Directory.File("small");
+                mounts.Add(await TmpfsMount.SmallAsync(small, 2 << 20));
+                await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", Path.Combine(small, "vda.qcow2"), "16M");
+                await File.WriteAllTextAsync(d.Directory.File("io.xml"), DomainDocuments.WithQcow2Disks("io", [("vda", Path.Combine(small, "vda.qcow2"))]), Ct);
+            });
+            await twins.RunAsync("define", "{dir}/io.xml");
+            await twins.RunAsync("start", "io");
+
+            foreach (var name in (string[])["io-error", "io-error-reason"])
+            {
+                var virsh = twins.RunVirshAsync("event", "io", "--event", name, "--timeout", "60");
+                var tidemark = twins.RunTidemarkAsync("event", "io", "--event", name, "--timeout", "60");
+                await Task.Delay(TimeSpan.FromSeconds(3), Ct);
+
+                // The write pauses the domain and stays held; the resume after the events
+                // retries it, which pauses the domain again for the next round.
+                var writes = new List<Task<PeerResult>>();
+                await twins.OnBothAsync(d =>
+                {
+                    writes.Add(Peer.RunAsync("qemu-io", ["-f", "raw", "-c", "write -P 0x61 0 4M", d.GuestUri("io", "vda")]));
+                    return Task.CompletedTask;
+                });
+                var expected = await virsh;
+                Assert.Equal($"event '{name}' for domain 'io': {{dir}}/small/vda.qcow2 (virtio-disk0) pause{(name == "io-error" ? "" : " due to enospc")}\nevents received: 1\n\n", expected.Stdout);
+                Assert.Equal(WithoutVirshRace(expected), await tidemark);
+                await twins.RunAsync("domstate", "io", "--reason");
+                await twins.RunAsync("destroy", "io");
+                await Task.WhenAll(writes);
+                await twins.RunAsync("start", "io");
+            }
+
+            await twins.RunAsync("destroy", "io");
+        }
+        finally
+        {
+            foreach (var mount in mounts)
+            {
+                await mount.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact]
     public async Task JobCompletedEvent_PrintsAsVirshPrintsIt()
     {
         await using var twins = await VirshTwins.StartAsync();

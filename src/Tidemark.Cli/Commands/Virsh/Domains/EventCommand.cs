@@ -8,13 +8,16 @@ using Tidemark.Remote.Protocol;
 namespace Tidemark.Cli.Commands.Virsh.Domains;
 
 /// <summary>
-/// virsh's <c>event</c> for the events the daemon sends (lifecycle, device-removed, device-added, job-completed): prints
+/// virsh's <c>event</c> for the events the daemon sends (lifecycle, io-error, io-error-reason, device-removed, device-added, job-completed): prints
 /// each as virsh does, stops after the first unless --loop, and after --timeout seconds says
 /// "event loop timed out"; then "events received: N", exit 0 only if N &gt; 0.
 /// </summary>
 internal static class EventCommand
 {
-    // libvirt's event names in virDomainEventID order, as virsh lists them; the daemon sends lifecycle, device-removed, device-added and job-completed.
+    // libvirt's event names in virDomainEventID order, as virsh lists them; the daemon sends lifecycle, io-error, io-error-reason, device-removed, device-added and job-completed.
+    // virsh's words for virDomainEventIOErrorAction.
+    private static readonly string[] IoErrorActions = ["none", "pause", "report"];
+
     private static readonly string[] EventNames =
     [
         "lifecycle", "reboot", "rtc-change", "watchdog", "io-error", "graphics", "io-error-reason", "control-error", "block-job",
@@ -26,7 +29,7 @@ internal static class EventCommand
     public static Command Create(CliConsole console)
     {
         var domain = new VirshParameter("domain", "filter by domain name, id or uuid");
-        var eventName = new Option<string?>("--event") { Description = "which event type to wait for (lifecycle, device-removed, device-added, job-completed)" };
+        var eventName = new Option<string?>("--event") { Description = "which event type to wait for (lifecycle, io-error, io-error-reason, device-removed, device-added, job-completed)" };
         var all = new Option<bool>("--all") { Description = "wait for all events instead of just one type" };
         var loop = new Option<bool>("--loop") { Description = "loop until timeout or interrupt, rather than one-shot" };
         var timeout = new Option<int?>("--timeout") { Description = "timeout seconds" };
@@ -46,11 +49,13 @@ internal static class EventCommand
                 throw new VirshException("one of --list, --all, or --event <type> is required");
             }
 
-            var ids = s.Has(all) ? [DomainEventId.Lifecycle, DomainEventId.DeviceRemoved, DomainEventId.DeviceAdded, DomainEventId.JobCompleted] : new[]
+            var ids = s.Has(all) ? [DomainEventId.Lifecycle, DomainEventId.IoError, DomainEventId.IoErrorReason, DomainEventId.DeviceRemoved, DomainEventId.DeviceAdded, DomainEventId.JobCompleted] : new[]
             {
                 name switch
                 {
                     "lifecycle" => DomainEventId.Lifecycle,
+                    "io-error" => DomainEventId.IoError,
+                    "io-error-reason" => DomainEventId.IoErrorReason,
                     "device-removed" => DomainEventId.DeviceRemoved,
                     "device-added" => DomainEventId.DeviceAdded,
                     "job-completed" => DomainEventId.JobCompleted,
@@ -84,9 +89,19 @@ internal static class EventCommand
         void OnDevice(object? sender, DeviceEventArgs e) =>
             events.Writer.TryWrite($"event '{(e.Added ? "device-added" : "device-removed")}' for domain '{e.Domain.Name}': {e.Alias}\n");
 
+        // virshEventIOErrorPrint and virshEventIOErrorReasonPrint.
+        void OnIoError(object? sender, IoErrorEventArgs e)
+        {
+            var action = (int)e.Action is >= 0 and < 3 ? IoErrorActions[(int)e.Action] : "unknown";
+            events.Writer.TryWrite(e.Reason is { } reason
+                ? $"event 'io-error-reason' for domain '{e.Domain.Name}': {e.SourcePath} ({e.Alias}) {action} due to {reason}\n"
+                : $"event 'io-error' for domain '{e.Domain.Name}': {e.SourcePath} ({e.Alias}) {action}\n");
+        }
+
         s.Client.LifecycleEvent += OnLifecycle;
         s.Client.JobCompleted += OnJobCompleted;
         s.Client.DeviceEvent += OnDevice;
+        s.Client.IoErrorEvent += OnIoError;
         var callbacks = new List<int>();
         var count = 0;
         var timedOut = false;
@@ -124,6 +139,7 @@ internal static class EventCommand
             s.Client.LifecycleEvent -= OnLifecycle;
             s.Client.JobCompleted -= OnJobCompleted;
             s.Client.DeviceEvent -= OnDevice;
+            s.Client.IoErrorEvent -= OnIoError;
             foreach (var callback in callbacks)
             {
                 await s.Client.DeregisterDomainEventAsync(callback, CancellationToken.None).ConfigureAwait(false);
