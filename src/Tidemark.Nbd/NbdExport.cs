@@ -60,4 +60,11 @@ public sealed class NbdExport
     /// as qemu-nbd leaves it off unless <c>-e</c> allows more than one client (formats.md §4.8).
     /// </summary>
     public bool MultiConn { get; init; }
+
+    /// <summary>
+    /// Reads go to the image whole, even where it reads as zeroes, instead of those ranges being
+    /// answered as OFFSET_HOLE chunks without reading: for an image whose reads have an effect
+    /// (a copy-on-read disk copies what every read covers).
+    /// </summary>
+    public bool ReadsWhole { get; init; }
 }

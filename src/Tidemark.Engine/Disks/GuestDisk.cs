@@ -1,4 +1,5 @@
 using Tidemark.Storage;
+using Tidemark.Storage.Qcow2;
 
 namespace Tidemark.Engine.Disks;
 
@@ -29,15 +30,20 @@ public sealed class GuestDisk : IHostFileImage
     private readonly InstantBarrier _barrier;
     private readonly GuestGate _gate;
     private readonly GuestIoFailureHandler? _ioFailures;
+
+    // copy_on_read='on' on a writable qcow2 image: reads copy what they find below it into it.
+    private readonly Qcow2Image? _copyOnRead;
     private IGuestWriteInterceptor? _interceptor;
 
     /// <param name="ioFailures">What a request whose image I/O failed comes to (the disk's error policy); without it, every such request fails.</param>
-    internal GuestDisk(IBlockImage image, InstantBarrier barrier, GuestGate gate, GuestIoFailureHandler? ioFailures = null)
+    /// <param name="copyOnRead">The disk's copy_on_read='on': a read copies what it finds below a qcow2 top image into it (<see cref="Qcow2Image.CopyOnReadAsync"/>).</param>
+    internal GuestDisk(IBlockImage image, InstantBarrier barrier, GuestGate gate, GuestIoFailureHandler? ioFailures = null, bool copyOnRead = false)
     {
         _image = image;
         _barrier = barrier;
         _gate = gate;
         _ioFailures = ioFailures;
+        _copyOnRead = copyOnRead && image is Qcow2Image { IsReadOnly: false } qcow2 ? qcow2 : null;
     }
 
     /// <summary>The live image under the guest disk (what a job's point-in-time view reads where nothing was copied aside).</summary>
@@ -76,6 +82,12 @@ public sealed class GuestDisk : IHostFileImage
             {
                 using var gate = await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
                 await _image.ReadAsync(offset, buffer, cancellationToken).ConfigureAwait(false);
+                if (_copyOnRead is { } top)
+                {
+                    // As QEMU's copy-on-read filter: the copy is part of the read, and fails it if it fails.
+                    await top.CopyOnReadAsync(offset, buffer.Length, cancellationToken).ConfigureAwait(false);
+                }
+
                 return;
             }
             catch (Exception e) when (_ioFailures is not null && DiskErrorPolicy.IsIoFailure(e))

@@ -22,7 +22,7 @@ public sealed class RunningDisk
         LiveImage = image;
         Format = format;
         ErrorPolicy = DiskErrorPolicy.Of(definition);
-        Guest = new GuestDisk(image, barrier, gate, ioFailures is null ? null : (write, failure, token) => ioFailures.OnGuestIoFailureAsync(this, write, failure, token));
+        Guest = new GuestDisk(image, barrier, gate, ioFailures is null ? null : (write, failure, token) => ioFailures.OnGuestIoFailureAsync(this, write, failure, token), definition.CopyOnRead);
     }
 
     /// <summary>What a guest request whose image I/O failed comes to (the disk's error_policy and rerror_policy).</summary>

@@ -170,6 +170,7 @@ public sealed class RunningDomain
         ReadOnly = disk.Definition.ReadOnly,
         Description = disk.Definition.SourcePath,
         Statistics = disk.Statistics,
+        ReadsWhole = disk.Definition.CopyOnRead,
 
         // Every connection reaches the same image object, whose flush makes every completed
         // write durable (formats.md §4.8), so several guest connections are safe.

@@ -14,6 +14,7 @@ namespace Tidemark.Formats.Domains;
 /// <param name="Sliced">The source names &lt;slices&gt;: the guest sees a part of the file only.</param>
 /// <param name="ErrorPolicy">&lt;driver error_policy=&gt;: stop, report, ignore or enospace; null when absent.</param>
 /// <param name="ReadErrorPolicy">&lt;driver rerror_policy=&gt;: stop, report or ignore; null when absent.</param>
+/// <param name="CopyOnRead">&lt;driver copy_on_read='on'&gt;: what guest reads find only below the top image is copied into it.</param>
 public sealed record DomainDisk(
     DiskSourceType Type,
     DiskDevice Device,
@@ -27,7 +28,8 @@ public sealed record DomainDisk(
     bool Shareable = false,
     bool Sliced = false,
     string? ErrorPolicy = null,
-    string? ReadErrorPolicy = null)
+    string? ReadErrorPolicy = null,
+    bool CopyOnRead = false)
 {
     /// <summary>
     /// No media (libvirt <c>virStorageSourceIsEmpty</c>): a local source (file, block device or

@@ -58,7 +58,8 @@ public static class DomainParser
             disk.Element("shareable") is not null,
             disk.Element("source")?.Element("slices") is not null,
             driver?.Attribute("error_policy")?.Value is { } write ? SchemaTypes.Token(write) : null,
-            driver?.Attribute("rerror_policy")?.Value is { } read ? SchemaTypes.Token(read) : null);
+            driver?.Attribute("rerror_policy")?.Value is { } read ? SchemaTypes.Token(read) : null,
+            driver?.Attribute("copy_on_read")?.Value is { } copy && SchemaTypes.Token(copy) == "on");
     }
 
     private static DomainBackingStore? ParseBackingStore(XElement? store)

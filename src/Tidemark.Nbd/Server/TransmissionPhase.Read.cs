@@ -39,7 +39,7 @@ internal sealed partial class TransmissionPhase
 
         // With DF the reply is one OFFSET_DATA chunk; otherwise ranges that read as zeroes are
         // sent as OFFSET_HOLE chunks (12 bytes instead of their length), as qemu-nbd does.
-        var runs = (request.Flags & NbdCommandFlags.DontFragment) != 0
+        var runs = (request.Flags & NbdCommandFlags.DontFragment) != 0 || _negotiated.Export.ReadsWhole
             ? [new ReadRun(offset, length, Zero: false)]
             : await ReadRunsAsync(offset, length, cancellationToken).ConfigureAwait(false);
 
@@ -100,7 +100,7 @@ internal sealed partial class TransmissionPhase
             return;
         }
 
-        var runs = (request.Flags & NbdCommandFlags.DontFragment) != 0
+        var runs = (request.Flags & NbdCommandFlags.DontFragment) != 0 || _negotiated.Export.ReadsWhole
             ? [new ReadRun(offset, length, Zero: false)]
             : await ReadRunsAsync(offset, length, cancellationToken).ConfigureAwait(false);
 
