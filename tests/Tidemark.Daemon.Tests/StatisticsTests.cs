@@ -83,14 +83,8 @@ public sealed class StatisticsTests
     public async Task AWriteThatFindsNoSpace_PausesTheDomain_AndIsTheDisksError()
     {
         await using var test = await TestDaemon.StartAsync();
-        var small = test.Directory.File("small");
-        await using var mount = await TmpfsMount.SmallAsync(small, 2 << 20);
-        var image = Path.Combine(small, "vda.qcow2");
-        await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", image, "16M");
-        var xml = test.Directory.File("full.xml");
-        await File.WriteAllTextAsync(xml, TestDaemon.DomainXml("full", ("vda", image)), Ct);
-        await Virsh.RunOkAsync(test, "define", xml);
-        await Virsh.RunOkAsync(test, "start", "full");
+        var (mount, image) = await StartOnSmallFileSystemAsync(test, "full", null);
+        await using var unmount = mount;
         Assert.Equal("No errors found\n\n", await Virsh.RunOkAsync(test, "domblkerror", "full"));
 
         // The guest writes more than the file system holds: with no error_policy (QEMU's
@@ -117,14 +111,8 @@ public sealed class StatisticsTests
     public async Task AWriteThatFindsNoSpace_UnderErrorPolicyReport_FailsForTheGuest_AndTheDomainRunsOn()
     {
         await using var test = await TestDaemon.StartAsync();
-        var small = test.Directory.File("small");
-        await using var mount = await TmpfsMount.SmallAsync(small, 2 << 20);
-        var image = Path.Combine(small, "vda.qcow2");
-        await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", image, "16M");
-        var xml = test.Directory.File("report.xml");
-        await File.WriteAllTextAsync(xml, TestDaemon.DomainXml("report", ("vda", image)).Replace("<driver name='qemu' type='qcow2'/>", "<driver name='qemu' type='qcow2' error_policy='report'/>", StringComparison.Ordinal), Ct);
-        await Virsh.RunOkAsync(test, "define", xml);
-        await Virsh.RunOkAsync(test, "start", "report");
+        var (mount, image) = await StartOnSmallFileSystemAsync(test, "report", "report");
+        await using var unmount = mount;
 
         var write = await Peer.RunAsync("qemu-io", ["-f", "raw", "-c", "write -P 0x66 0 8M", $"nbd+unix:///vda?socket={test.GuestSocket("report")}"]);
         Assert.Contains("No space left on device", write.Stdout + write.Stderr, StringComparison.Ordinal);
@@ -134,7 +122,7 @@ public sealed class StatisticsTests
         Assert.Equal("No errors found\n\n", await Virsh.RunOkAsync(test, "domblkerror", "report"));
 
         // No cluster the failed write took is lost, once the metadata has room to be written back.
-        await Peer.RunCheckedAsync("mount", "-o", "remount,size=64m", small);
+        await Peer.RunCheckedAsync("mount", "-o", "remount,size=64m", mount.Path);
         await Virsh.RunOkAsync(test, "destroy", "report");
         Assert.Contains("No errors were found on the image.", await Peer.RunCheckedAsync("qemu-img", "check", image), StringComparison.Ordinal);
     }
@@ -143,14 +131,8 @@ public sealed class StatisticsTests
     public async Task AWriteThatFindsNoSpace_UnderErrorPolicyIgnore_IsAnsweredAsDone_AndAnnounced()
     {
         await using var test = await TestDaemon.StartAsync();
-        var small = test.Directory.File("small");
-        await using var mount = await TmpfsMount.SmallAsync(small, 2 << 20);
-        var image = Path.Combine(small, "vda.qcow2");
-        await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", image, "16M");
-        var xml = test.Directory.File("ignore.xml");
-        await File.WriteAllTextAsync(xml, TestDaemon.DomainXml("ignore", ("vda", image)).Replace("<driver name='qemu' type='qcow2'/>", "<driver name='qemu' type='qcow2' error_policy='ignore'/>", StringComparison.Ordinal), Ct);
-        await Virsh.RunOkAsync(test, "define", xml);
-        await Virsh.RunOkAsync(test, "start", "ignore");
+        var (mount, image) = await StartOnSmallFileSystemAsync(test, "ignore", "ignore");
+        await using var unmount = mount;
 
         await using var events = FollowedProcess.Start("virsh", ["-c", test.Uri, "event", "ignore", "--event", "io-error-reason", "--loop"]);
         await Task.Delay(1000, Ct);
@@ -163,6 +145,36 @@ public sealed class StatisticsTests
         Assert.Equal("running (booted)\n\n", await Virsh.RunOkAsync(test, "domstate", "ignore", "--reason"));
         Assert.Equal("No errors found\n\n", await Virsh.RunOkAsync(test, "domblkerror", "ignore"));
         await Virsh.RunOkAsync(test, "destroy", "ignore");
+    }
+
+    /// <summary>
+    /// Defines and starts <paramref name="name"/> with its disk on a 2 MiB file system, which an
+    /// 8 MiB guest write fills; its driver has <paramref name="errorPolicy"/>, if given.
+    /// </summary>
+    private static async Task<(TmpfsMount Mount, string Image)> StartOnSmallFileSystemAsync(TestDaemon test, string name, string? errorPolicy)
+    {
+        var mount = await TmpfsMount.SmallAsync(test.Directory.File("small"), 2 << 20);
+        try
+        {
+            var image = Path.Combine(mount.Path, "vda.qcow2");
+            await Peer.RunCheckedAsync("qemu-img", "create", "-q", "-f", "qcow2", image, "16M");
+            var xml = test.Directory.File(name + ".xml");
+            var domain = TestDaemon.DomainXml(name, ("vda", image));
+            if (errorPolicy is not null)
+            {
+                domain = domain.Replace("<driver name='qemu' type='qcow2'/>", $"<driver name='qemu' type='qcow2' error_policy='{errorPolicy}'/>", StringComparison.Ordinal);
+            }
+
+            await File.WriteAllTextAsync(xml, domain, Ct);
+            await Virsh.RunOkAsync(test, "define", xml);
+            await Virsh.RunOkAsync(test, "start", name);
+            return (mount, image);
+        }
+        catch
+        {
+            await mount.DisposeAsync();
+            throw;
+        }
     }
 
     private static string Stat(string disk, long readOps, long readBytes, long writeOps, long writeBytes, long flushOps) =>
