@@ -75,6 +75,12 @@ public enum EngineErrorReason
     /// <summary>A shareable disk guests may write in a format other than raw: "shared access for disk '%s' requires use of supported storage format".</summary>
     SharedAccessUnsupported,
 
+    /// <summary>
+    /// A disk's error policies or copy-on-read that QEMU's device cannot take: "Invalid disk read
+    /// error policy: 'enospace'", "copy_on_read is not compatible with read-only disk '%s'".
+    /// </summary>
+    DiskFrontendUnsupported,
+
     /// <summary>An IDE disk on a controller an i440FX machine does not have: "Only 1 IDE controller is supported" (an internal error in libvirt's words).</summary>
     TooManyIdeControllers,
 
@@ -220,6 +226,7 @@ public static class EngineErrorReasons
         EngineErrorReason.NotResizable => LibvirtErrorCode.OperationUnsupported,
         EngineErrorReason.NotDetachable => LibvirtErrorCode.OperationUnsupported,
         EngineErrorReason.SharedAccessUnsupported => LibvirtErrorCode.ConfigUnsupported,
+        EngineErrorReason.DiskFrontendUnsupported => LibvirtErrorCode.ConfigUnsupported,
         EngineErrorReason.TransientDiskReadOnly => LibvirtErrorCode.ConfigUnsupported,
         EngineErrorReason.TransientDiskBlockJob => LibvirtErrorCode.OperationUnsupported,
         EngineErrorReason.TransientOverlayExists => LibvirtErrorCode.OperationUnsupported,

@@ -8,8 +8,9 @@ namespace Tidemark.Libvirt.Tests;
 /// A disk with <c>copy_on_read='on'</c> over a backing file, through stock virsh on the real
 /// libvirtd (QEMU's copy-on-read filter node) and on Tidemark's daemon: the guest's reads copy
 /// what they find below into the top image, cluster by cluster (data as data, zeroes as zero
-/// clusters, also where nothing is allocated), and no checkpoint's bitmap counts them. The
-/// transcripts, the top image's map among them, must be the same.
+/// clusters, also where nothing is allocated), and no checkpoint's bitmap counts them; a
+/// read-only disk that would copy on read, and a read error policy of enospace, are refused at
+/// define. The transcripts, the top image's map among them, must be the same.
 /// </summary>
 public sealed partial class CopyOnReadDifferentialTests(PrivateLibvirtdFixture fixture) : IClassFixture<PrivateLibvirtdFixture>
 {
@@ -26,6 +27,8 @@ public sealed partial class CopyOnReadDifferentialTests(PrivateLibvirtdFixture f
         Assert.Contains("{ \"start\": 0, \"length\": 65536, \"depth\": 0, \"present\": true, \"zero\": false, \"data\": true}", real, StringComparison.Ordinal);
         Assert.Contains("{ \"start\": 8388608, \"length\": 65536, \"depth\": 0, \"present\": true, \"zero\": true, \"data\": false}", real, StringComparison.Ordinal);
         Assert.Contains("$ qemu-img compare\nImages are identical.\n", real, StringComparison.Ordinal);
+        Assert.Contains("error: unsupported configuration: copy_on_read is not compatible with read-only disk 'vda'\n", real, StringComparison.Ordinal);
+        Assert.Contains("error: unsupported configuration: Invalid disk read error policy: 'enospace'\n", real, StringComparison.Ordinal);
     }
 
     private static async Task<string> RunAsync(string uri, string directory, GuestWrite guest)
@@ -56,6 +59,15 @@ public sealed partial class CopyOnReadDifferentialTests(PrivateLibvirtdFixture f
         virsh.Note("qemu-img compare", await Peer.RunCheckedAsync("qemu-img", "compare", I("cr-top.qcow2"), I("cr-base.qcow2")));
         virsh.Note("qemu-img check", (await Peer.RunCheckedAsync("qemu-img", "check", I("cr-top.qcow2"))).Split('\n')[0] + "\n");
         await virsh.RunAsync("undefine", "cr", "--checkpoints-metadata");
+
+        // What QEMU's device cannot take is refused at define.
+        foreach (var (name, driver, extra) in new[] { ("cro", "copy_on_read='on'", "<readonly/>"), ("rre", "error_policy='stop' rerror_policy='enospace'", "") })
+        {
+            var refused = BareDomain.FileDisk(I("cr-base.qcow2"), "vda", "qcow2", extra).Replace("type='qcow2'/>", $"type='qcow2' {driver}/>", StringComparison.Ordinal);
+            await File.WriteAllTextAsync(I(name + ".xml"), BareDomain.Xml(name, refused), Ct);
+            await virsh.RunAsync("define", I(name + ".xml"));
+        }
+
         return virsh.Mask(directory);
     }
 

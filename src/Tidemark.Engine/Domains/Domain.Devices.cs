@@ -34,6 +34,7 @@ public sealed partial class Domain
         var (live, config) = Impact(flags, device, "attach");
         DomainDisks.CheckController(_nextDefinition ?? Definition, device);
         DomainDisks.CheckSharedAccess(device);
+        DomainDisks.CheckFrontend(device);
         TransientDisks.Check(device);
 
         // As qemuDomainAttachDeviceFlags: the persistent copy first (so a refusal there changes

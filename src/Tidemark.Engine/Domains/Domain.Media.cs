@@ -51,6 +51,7 @@ public sealed partial class Domain
         // libvirt parses the device against the domain first, and refuses a controller there.
         DomainDisks.CheckController(Definition, device);
         DomainDisks.CheckSharedAccess(device);
+        DomainDisks.CheckFrontend(device);
         TransientDisks.Check(device);
         DomainDefinition? persistent = null;
         if (config)

@@ -11,8 +11,8 @@ internal static class DomainDisks
     public static XElement? ElementOf(XElement domain, string target)
         => domain.Element("devices")?.Elements("disk").FirstOrDefault(d => d.Element("target")?.Attribute("dev")?.Value == target);
 
-    /// <summary>Every check of a definition's disks: unique targets, then each disk's controller, shared access and transience.</summary>
-    /// <exception cref="EngineException">As <see cref="CheckUniqueTargets"/>, <see cref="CheckController"/>, <see cref="CheckSharedAccess"/> and <see cref="TransientDisks.Check"/>.</exception>
+    /// <summary>Every check of a definition's disks: unique targets, then each disk's controller, shared access, error policies and copy-on-read, and transience.</summary>
+    /// <exception cref="EngineException">As <see cref="CheckUniqueTargets"/>, <see cref="CheckController"/>, <see cref="CheckSharedAccess"/>, <see cref="CheckFrontend"/> and <see cref="TransientDisks.Check"/>.</exception>
     public static void Check(DomainDefinition definition)
     {
         CheckUniqueTargets(definition);
@@ -20,7 +20,27 @@ internal static class DomainDisks
         {
             CheckController(definition, disk);
             CheckSharedAccess(disk);
+            CheckFrontend(disk);
             TransientDisks.Check(disk);
+        }
+    }
+
+    /// <summary>
+    /// What QEMU's device cannot take (qemuValidateDomainDeviceDefDiskFrontend): reads have no
+    /// "enospace" error policy, and a read-only disk (a CD-ROM always is) cannot copy on read.
+    /// </summary>
+    /// <exception cref="EngineException">In libvirt's words, an unsupported configuration.</exception>
+    public static void CheckFrontend(XElement disk)
+    {
+        var driver = disk.Element("driver");
+        if (driver?.Attribute("rerror_policy")?.Value is "enospace")
+        {
+            throw new EngineException(EngineErrorReason.DiskFrontendUnsupported, "Invalid disk read error policy: 'enospace'");
+        }
+
+        if (driver?.Attribute("copy_on_read")?.Value is "on" && (disk.Element("readonly") is not null || disk.Attribute("device")?.Value == "cdrom"))
+        {
+            throw new EngineException(EngineErrorReason.DiskFrontendUnsupported, $"copy_on_read is not compatible with read-only disk '{disk.Element("target")?.Attribute("dev")?.Value}'");
         }
     }
 
