@@ -14,6 +14,8 @@ public static class HostErrno
     private const int NoEntry = 2;
     private const int AccessDenied = 13;
     private const int NameTooLong = 36;
+    private const int NoSpaceLeft = 28;
+    private const int QuotaExceeded = 122;
 
     /// <summary>The errno <paramref name="error"/> stands for, if it stands for one.</summary>
     public static int? Of(Exception error) => error switch
@@ -24,6 +26,9 @@ public static class HostErrno
         IOException { HResult: > 0 and < 4096 } io => io.HResult,
         _ => null,
     };
+
+    /// <summary>Whether <paramref name="error"/> says the host is out of space: ENOSPC, or EDQUOT, which QEMU's file driver counts the same.</summary>
+    public static bool IsNoSpace(Exception error) => Of(error) is NoSpaceLeft or QuotaExceeded;
 
     /// <summary>strerror of <paramref name="error"/>'s errno ("No such file or directory"), else its message.</summary>
     public static string Describe(Exception error)

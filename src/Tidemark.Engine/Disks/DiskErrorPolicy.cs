@@ -59,12 +59,8 @@ public sealed record DiskErrorPolicy(string Write, string Read)
     public static bool IsIoFailure(Exception failure)
         => failure is not OperationCanceledException && IoErrorOf(failure) is not null;
 
-    /// <summary>Whether the host ran out of space (ENOSPC, or EDQUOT, which QEMU's file driver counts the same).</summary>
-    public static bool IsNoSpace(Exception failure) => IoErrorOf(failure) is { } io && HostErrno.Of(io) is NoSpaceLeft or QuotaExceeded;
-
-    // <errno.h> on Linux.
-    private const int NoSpaceLeft = 28;
-    private const int QuotaExceeded = 122;
+    /// <summary>Whether the host ran out of space (<see cref="HostErrno.IsNoSpace"/>), whatever wrapped the failure.</summary>
+    public static bool IsNoSpace(Exception failure) => IoErrorOf(failure) is { } io && HostErrno.IsNoSpace(io);
 
     // The I/O failure inside whatever wrapped it on the way up (a copy-before-write failing the
     // guest write wraps the scratch's error); a storage error that is not I/O ends the search.

@@ -393,8 +393,8 @@ internal sealed partial class TransmissionPhase : IDisposable
         _ => NbdErrno.EIO,
     };
 
-    // ENOSPC (28) and EDQUOT (122) as .NET reports them on Unix (HResult carries the errno).
-    private static bool IsNoSpace(IOException e) => (e.HResult & 0xFFFF) is 28 or 122 || e.Message.Contains("No space left", StringComparison.Ordinal);
+    // ENOSPC or EDQUOT, or a message that says so where the errno was lost on the way.
+    private static bool IsNoSpace(IOException e) => HostErrno.IsNoSpace(e) || e.Message.Contains("No space left", StringComparison.Ordinal);
 
     private static WriteFlags WriteFlagsOf(NbdCommandFlags flags)
     {
